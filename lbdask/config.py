@@ -1,0 +1,108 @@
+"""Load `configs/*.yaml` into typed dataclasses, failing at load time with a clear error.
+
+Each module that owns a configuration file declares a dataclass for it and calls
+`load_config(name, cls)`; unknown keys and wrong types are rejected by name.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+#: The packaged default configs; LBDASK_CONFIG_DIR points at another folder.
+DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def config_dir() -> Path:
+    """The folder that holds the YAML configuration files."""
+    return Path(os.environ.get("LBDASK_CONFIG_DIR", DEFAULT_CONFIG_DIR))
+
+
+def read_yaml(name: str) -> Any:
+    """Parse `configs/<name>.yaml` (or an explicit path) and return plain data."""
+    path = Path(name) if name.endswith((".yaml", ".yml")) else config_dir() / f"{name}.yaml"
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+
+
+def load_config(name: str, cls: type[T]) -> T:
+    """Read `configs/<name>.yaml` and build `cls` from it, validated."""
+    return build(cls, read_yaml(name), where=name)
+
+
+def build(cls: type[T], data: Any, where: str) -> T:
+    """Build dataclass `cls` from a mapping, checking keys and field types recursively."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(fields)}")
+    values = {}
+    for name, field in fields.items():
+        if name in data:
+            values[name] = _coerce(hints[name], data[name], f"{where}.{name}")
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{where}: missing required key '{name}'")
+    obj = cls(**values)
+    check = getattr(obj, "validate", None)
+    if check is not None:
+        try:
+            check()
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return obj
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {tp}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        inner = args[0] if args else Any
+        return origin(_coerce(inner, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        inner = args[1] if len(args) == 2 else Any
+        return {k: _coerce(inner, v, f"{where}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, where)
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+    return value

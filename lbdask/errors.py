@@ -1,0 +1,38 @@
+"""Error types whose message is shown to users as one line by the CLI.
+
+Every failure a user can cause (bad input, missing id, unreachable store, wrong model)
+raises a subclass of `LbdaskError`; anything else is a bug and keeps its traceback
+behind `--debug`.
+"""
+
+
+class LbdaskError(Exception):
+    """A failure with a message fit for an end user (no traceback needed)."""
+
+
+class ConfigError(LbdaskError):
+    """A configuration file or option is missing or invalid."""
+
+
+class InputError(LbdaskError):
+    """An input image is corrupt, unsupported or too large."""
+
+
+class NotFoundError(LbdaskError):
+    """An image id, archive or model weights could not be found."""
+
+
+class StoreError(LbdaskError):
+    """The archive store (folder or S3) is unreachable or unusable."""
+
+
+class ArchiveFormatError(LbdaskError):
+    """The archive was written by an incompatible format version."""
+
+
+class ModelMismatchError(LbdaskError):
+    """The model asked for does not match the one the archive was written with."""
+
+
+class IntegrityError(LbdaskError):
+    """Stored bytes do not match their recorded checksum."""

@@ -1,0 +1,26 @@
+import pytest
+
+from lbdask.errors import ConfigError, StoreError
+from lbdask.storage import open_location, parse_storage_options
+
+
+def test_local_location_joins_paths(tmp_path):
+    loc = open_location(str(tmp_path))
+    assert not loc.is_remote
+    assert loc.path("a", "/b/") == f"{tmp_path}/a/b"
+
+
+def test_s3_location_reaches_local_server(s3_bucket):
+    loc = open_location(s3_bucket + "/prefix")
+    assert loc.is_remote
+    loc.fs.pipe(loc.path("x.bin"), b"hello")
+    assert loc.fs.cat(loc.path("x.bin")) == b"hello"
+
+
+def test_bad_locations_and_options_raise_clear_errors():
+    with pytest.raises(StoreError, match="unsupported location"):
+        open_location("gs://bucket/x")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        parse_storage_options("{nope")
+    with pytest.raises(ConfigError, match="JSON object"):
+        parse_storage_options("[1]")
