@@ -1,0 +1,154 @@
+"""`load_model(name_or_path)`: registry name, local VAE folder or hub id -> ready `LatentModel`."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError, NotFoundError
+from .backends import attach_decode_backend
+from .identity import fingerprint, weights_digest
+from .kl import KLDecoderNet, KLEncoderNet, downsample_of, load_autoencoder_kl, network_config
+from .latent_model import LatentModel, ScaledDecoder, ScaledEncoder
+from .registry import ModelSpec, candidate_folders, find_tae_weights, load_registry, spec_for_path, with_weights
+from .tae import tae_decoder, tae_encoder
+
+DTYPES = {
+    "fp32": torch.float32, "float32": torch.float32,
+    "fp16": torch.float16, "float16": torch.float16,
+    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+}
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The requested device, or CUDA when available, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"bad device {device!r}: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' requested but no CUDA device is available")
+    return device
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device, spec: ModelSpec) -> torch.dtype:
+    """fp32 on CPU, the model's `cuda_dtype` on CUDA, unless a dtype is asked for."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None:
+        dtype = spec.cuda_dtype if device.type == "cuda" else "fp32"
+    if dtype not in DTYPES:
+        raise ConfigError(f"bad dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def load_tae(name: str, spec: ModelSpec, explicit: bool) -> tuple[Any, Any, dict, str]:
+    """Build a tae encoder/decoder and load its weights strictly."""
+    enc_path, dec_path = find_tae_weights(name, spec, explicit)
+    encoder, decoder = tae_encoder(spec.latent_channels), tae_decoder(spec.latent_channels)
+    states = {}
+    for prefix, net, path in (("encoder", encoder, enc_path), ("decoder", decoder, dec_path)):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            net.load_state_dict(state, strict=True)
+        except (RuntimeError, OSError, ValueError) as exc:
+            raise ConfigError(f"{path}: not a {name} {prefix} state_dict: {str(exc).splitlines()[0]}") from None
+        states.update({f"{prefix}.{k}": v for k, v in state.items()})
+    return encoder, decoder, {"family": "tae", "width": 64}, weights_digest(states)
+
+
+def load_kl(name: str, spec: ModelSpec, explicit: bool) -> tuple[Any, Any, dict, str, ModelSpec]:
+    """Load an AutoencoderKL and complete the spec from its config (channels, scaling, shift)."""
+    source = spec.weights
+    folders = candidate_folders(source, explicit)
+    hub_id = None if explicit else source.hub_id
+    vae = load_autoencoder_kl(folders, hub_id, source.subfolder)
+    cfg = vae.config
+    ds = downsample_of(vae)
+    if spec.latent_channels is not None:  # a registry entry: its geometry must match the VAE
+        if spec.latent_channels != cfg.latent_channels:
+            raise ConfigError(f"model '{name}': VAE has {cfg.latent_channels} latent channels, registry says {spec.latent_channels}")
+        if spec.downsample != ds:
+            raise ConfigError(f"model '{name}': VAE downsamples by {ds}, registry says {spec.downsample}")
+    scale = spec.scaling_factor if spec.scaling_factor is not None else float(getattr(cfg, "scaling_factor", 1.0) or 1.0)
+    shift = spec.shift_factor if spec.shift_factor is not None else float(getattr(cfg, "shift_factor", 0.0) or 0.0)
+    spec = dataclasses.replace(
+        spec,
+        latent_channels=cfg.latent_channels,
+        downsample=ds,
+        pad_multiple=math.lcm(spec.pad_multiple, ds),
+        tile_size=math.lcm(spec.tile_size, ds),
+        tile_overlap=-(-spec.tile_overlap // ds) * ds,
+        scaling_factor=scale,
+        shift_factor=shift,
+    )
+    return KLEncoderNet(vae), KLDecoderNet(vae), {"family": "diffusers-kl", **network_config(vae)}, weights_digest(vae.state_dict()), spec
+
+
+def lookup(name_or_path: str | os.PathLike) -> tuple[str, ModelSpec]:
+    """Registry entry for a name; otherwise a diffusers spec for a local folder or hub id."""
+    text = os.fspath(name_or_path)
+    registry = load_registry().models
+    if text in registry:
+        return text, registry[text]
+    path = Path(text).expanduser()
+    if path.exists():
+        spec = spec_for_path()
+        return path.name or text, dataclasses.replace(spec, weights=dataclasses.replace(spec.weights, local=str(path.resolve())))
+    if "/" in text and not text.startswith((".", "/")):
+        spec = spec_for_path()
+        return text, dataclasses.replace(spec, weights=dataclasses.replace(spec.weights, hub_id=text))
+    raise NotFoundError(
+        f"unknown model '{text}': not a name in configs/models.yaml ({', '.join(sorted(registry))}), "
+        "an existing folder or a hub id (owner/name)"
+    )
+
+
+def load_model(
+    name_or_path: str | os.PathLike,
+    weights: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    decode_backend: str | None = None,
+) -> LatentModel:
+    """Load a VAE as a frozen `LatentModel`.
+
+    `weights` overrides where the weights are read from (offline use); `decode_backend`
+    overrides the registry's `auto|eager|compile|tensorrt` choice for the numpy decode path.
+    """
+    name, spec = lookup(name_or_path)
+    spec = with_weights(spec, weights)
+    explicit = weights is not None
+    if spec.backend == "tae":
+        enc, dec, net_cfg, digest = load_tae(name, spec, explicit)
+    else:
+        enc, dec, net_cfg, digest, spec = load_kl(name, spec, explicit)
+    scale = 1.0 if spec.scaling_factor is None else spec.scaling_factor
+    shift = 0.0 if spec.shift_factor is None else spec.shift_factor
+    config = {
+        "backend": spec.backend,
+        "latent_channels": spec.latent_channels,
+        "downsample": spec.downsample,
+        "scaling_factor": scale,
+        "shift_factor": shift,
+        "network": net_cfg,
+    }
+    dev = resolve_device(device)
+    model = LatentModel(
+        name=name,
+        spec=spec,
+        encoder=ScaledEncoder(enc, scale, shift),
+        decoder=ScaledDecoder(dec, scale, shift),
+        fingerprint=fingerprint(config, digest),
+        config=config,
+        device=dev,
+        dtype=resolve_dtype(dtype, dev, spec),
+    )
+    attach_decode_backend(model, decode_backend or spec.decode_backend)
+    return model
