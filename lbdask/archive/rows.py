@@ -1,0 +1,84 @@
+"""Catalog rows and how a batch of them is serialised into one object.
+
+A batch object is gzip-compressed JSON lines, one row per line, so that it is written in
+one PUT and read back without any other file. Raw PNG chunk bytes are base64-encoded.
+"""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import gzip
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Status = Literal["latent", "kept", "failed"]
+STATUSES: tuple[str, ...] = ("latent", "kept", "failed")
+
+
+@dataclass(frozen=True)
+class OriginalRef:
+    """Where a kept original lies: a byte range inside its batch's originals object."""
+
+    key: str  # path relative to the archive root
+    offset: int
+    size: int
+
+
+@dataclass
+class CatalogRow:
+    """Everything the archive knows about one source image."""
+
+    id: str
+    status: Status
+    reason: str | None = None
+    bucket: str | None = None  # latent rows: Zarr array name
+    index: int | None = None  # latent rows: position along the bucket's first axis
+    source_size: int = 0
+    source_sha256: str | None = None
+    width: int = 0
+    height: int = 0
+    mode: str | None = None  # source PNG mode family: "RGB", "RGBA", "L", "LA", "P", ...
+    psnr: float | None = None
+    psnr_initial: float | None = None
+    refine_steps: int = 0
+    model_fingerprint: str | None = None
+    bits: int | None = None
+    lo: list[float] | None = None
+    hi: list[float] | None = None
+    checksum: str | None = None
+    stored_bytes: int = 0  # latent: pcodec bytes; kept: original bytes
+    chunks: list[tuple[str, bytes]] = field(default_factory=list)  # ancillary PNG chunks (type, raw data)
+    original: OriginalRef | None = None
+    device_class: str | None = None
+    decode_sha256: str | None = None  # latent rows: sha256 of the decoded RGB bytes (lbdask verify)
+    batch_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready mapping (bytes as base64)."""
+        out = dataclasses.asdict(self)
+        out["chunks"] = [[str(t), base64.b64encode(bytes(d)).decode("ascii")] for t, d in self.chunks]
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CatalogRow:
+        """Inverse of `to_json`; unknown keys from newer minor writers are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["chunks"] = [(t, base64.b64decode(d)) for t, d in values.get("chunks") or []]
+        if values.get("original") is not None:
+            values["original"] = OriginalRef(**values["original"])
+        return cls(**values)
+
+
+def dump_rows(rows: Iterable[CatalogRow]) -> bytes:
+    """Serialise rows into one batch/partition object."""
+    lines = (json.dumps(r.to_json(), separators=(",", ":")) for r in rows)
+    return gzip.compress(("\n".join(lines) + "\n").encode("utf-8"), compresslevel=6, mtime=0)
+
+
+def load_rows(blob: bytes) -> list[CatalogRow]:
+    """Parse an object written by `dump_rows`."""
+    text = gzip.decompress(blob).decode("utf-8")
+    return [CatalogRow.from_json(json.loads(line)) for line in text.splitlines() if line]

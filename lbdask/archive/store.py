@@ -1,0 +1,339 @@
+"""The archive: a Zarr v3 group of sharded latent buckets, kept originals and a catalog.
+
+Writers never share an object: the driver creates buckets and hands out fresh shard
+numbers, each batch writes its own shards, originals object and commit object. The
+on-store layout is described in docs/archive-format.md.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import threading
+import uuid
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zarr
+import zarr.storage
+from zarr.codecs import PCodec
+
+from ..codec import PCODEC_LEVEL, SUPPORTED_BITS, EncodedLatent
+from ..config import load_config
+from ..errors import ArchiveFormatError, InputError, IntegrityError, ModelMismatchError, NotFoundError
+from ..storage import Location, open_location, s3_options
+from .catalog import BATCH_ID, Catalog
+from .objects import put_atomic, store_errors
+from .rows import CatalogRow, OriginalRef
+
+#: On-store format version; archives written with another one are refused.
+FORMAT_VERSION = 1
+#: Length of a bucket's first axis: effectively unbounded, only written shards exist.
+MAX_LATENTS_PER_BUCKET = 2**40
+#: Group attribute holding the archive's metadata.
+ATTR = "lbdask"
+
+
+@dataclass
+class ArchiveConfig:
+    """Layout defaults from configs/archive.yaml."""
+
+    shard_size: int = 64
+    index_partitions: int = 256
+
+    def validate(self) -> None:
+        if self.shard_size < 1:
+            raise ValueError("shard_size must be at least 1")
+        if not 1 <= self.index_partitions <= 65536:
+            raise ValueError("index_partitions must be between 1 and 65536")
+
+
+def _zarr_store(loc: Location, storage_options: dict[str, Any] | None, read_only: bool) -> zarr.abc.store.Store:
+    if loc.is_remote:
+        return zarr.storage.FsspecStore.from_url(loc.url, storage_options=s3_options(storage_options), read_only=read_only)
+    return zarr.storage.LocalStore(loc.root, read_only=read_only)
+
+
+# pcodec is a numcodecs codec, outside the Zarr v3 spec: zarr warns each time one is built,
+# on every array open in every worker. We chose it knowingly (docs/archive-format.md).
+warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr version 3 specification")
+
+
+def _pcodec_serializer() -> PCodec:
+    return PCodec(level=PCODEC_LEVEL)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class Archive:
+    """One lbdask archive on a folder or an S3 prefix (see docs/architecture.md)."""
+
+    def __init__(self, loc: Location, group: zarr.Group, meta: dict[str, Any], mode: str,
+                 storage_options: dict[str, Any] | None) -> None:
+        self.loc = loc
+        self.url = loc.url
+        self.mode = mode
+        self.storage_options = storage_options
+        self._group = group
+        self._meta = meta
+        self.catalog = Catalog(loc, partitions=int(meta.get("index_partitions", 256)))
+        self._arrays: dict[str, zarr.Array] = {}
+        self._alloc_lock = threading.Lock()
+        self._listed: set[str] = set()  # buckets whose shard objects this process has listed
+
+    # opening -----------------------------------------------------------------------
+    @classmethod
+    def create(cls, dest: str, model_info: dict[str, Any], storage_options: dict[str, Any] | None = None,
+               shard_size: int | None = None) -> Archive:
+        """Create the archive, or open it when it already exists for the same model."""
+        loc = open_location(dest, storage_options)
+        with store_errors(dest):
+            if loc.fs.exists(loc.path("zarr.json")):
+                arc = cls.open(dest, mode="a", storage_options=storage_options)
+                arc.check_model(model_info["fingerprint"], model_info.get("name"))
+                return arc
+            config = load_config("archive", ArchiveConfig)
+            meta = {
+                "format_version": FORMAT_VERSION,
+                "model": dict(model_info),
+                "shard_size": int(shard_size or config.shard_size),
+                "index_partitions": config.index_partitions,
+                "created": _now(),
+            }
+            if meta["shard_size"] < 1:
+                raise InputError(f"shard size must be at least 1, got {shard_size}")
+            store = _zarr_store(loc, storage_options, read_only=False)
+            group = zarr.open_group(store, mode="a", zarr_format=3)
+            group.require_group("latents")
+            group.update_attributes({ATTR: meta})  # written last: the archive exists once this does
+        return cls(loc, group, meta, "a", storage_options)
+
+    @classmethod
+    def open(cls, dest: str, mode: str = "r", storage_options: dict[str, Any] | None = None) -> Archive:
+        """Open an existing archive; NotFoundError when `dest` is not one."""
+        if mode not in ("r", "a"):
+            raise InputError(f"archive mode must be 'r' or 'a', got {mode!r}")
+        loc = open_location(dest, storage_options)
+        with store_errors(dest):
+            if not loc.fs.exists(loc.path("zarr.json")):
+                raise NotFoundError(f"no lbdask archive at {dest}")
+            store = _zarr_store(loc, storage_options, read_only=(mode == "r"))
+            group = zarr.open_group(store, mode="r" if mode == "r" else "r+", zarr_format=3)
+            meta = group.attrs.get(ATTR)
+        if not isinstance(meta, dict):
+            raise NotFoundError(f"{dest} is a Zarr group but not an lbdask archive")
+        version = meta.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ArchiveFormatError(
+                f"{dest} uses archive format version {version}; this lbdask reads version {FORMAT_VERSION}")
+        return cls(loc, group, meta, mode, storage_options)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Dask ships an Archive to workers by reopening it there.
+        return (Archive.open, (self.url, self.mode, self.storage_options))
+
+    # metadata ----------------------------------------------------------------------
+    @property
+    def model_info(self) -> dict[str, Any]:
+        """name, fingerprint, latent_channels, downsample, config of the archive's model."""
+        return dict(self._meta["model"])
+
+    @property
+    def shard_size(self) -> int:
+        return int(self._meta["shard_size"])
+
+    @property
+    def format_version(self) -> int:
+        return int(self._meta["format_version"])
+
+    def check_model(self, fingerprint: str, name: str | None = None) -> None:
+        """ModelMismatchError unless `fingerprint` is the archive's model."""
+        mine = self._meta["model"]
+        if fingerprint != mine.get("fingerprint"):
+            other = f"{name} ({fingerprint[:12]})" if name else f"fingerprint {fingerprint[:12]}"
+            raise ModelMismatchError(
+                f"archive {self.url} was written with model {mine.get('name')} ({str(mine.get('fingerprint'))[:12]}), "
+                f"not {other}")
+
+    # latent buckets ----------------------------------------------------------------
+    @staticmethod
+    def bucket_name(bits: int, c: int, h: int, w: int) -> str:
+        """Name of the Zarr array holding latents of this padded shape and precision."""
+        return f"b{bits}-c{c}-{h}x{w}"
+
+    def ensure_bucket(self, name: str, bits: int, c: int, h: int, w: int) -> None:
+        """Create the bucket array if missing (driver only; idempotent)."""
+        if bits not in SUPPORTED_BITS:
+            raise InputError(f"latent precision must be one of {SUPPORTED_BITS} bits, got {bits}")
+        if name in self._arrays:
+            return
+        path = f"latents/{name}"
+        with store_errors(self.url):
+            try:
+                arr = zarr.open_array(self._group.store, path=path, mode="r+", zarr_format=3)
+            except (FileNotFoundError, zarr.errors.NodeNotFoundError):
+                arr = zarr.create_array(
+                    self._group.store, name=path,
+                    shape=(MAX_LATENTS_PER_BUCKET, c, h, w), chunks=(1, c, h, w), shards=(self.shard_size, c, h, w),
+                    dtype=np.float16 if bits == 16 else np.uint16, fill_value=0,
+                    serializer=_pcodec_serializer(), compressors=None, filters=None,
+                    attributes={"bits": bits, "next_shard": 0}, dimension_names=("latent", "channel", "y", "x"))
+        if arr.shape[1:] != (c, h, w) or arr.attrs.get("bits") != bits:
+            raise ArchiveFormatError(f"bucket {name} holds {arr.attrs.get('bits')}-bit {arr.shape[1:]} latents, "
+                                     f"not {bits}-bit {(c, h, w)}")
+        self._arrays[name] = arr
+
+    def _array(self, bucket: str) -> zarr.Array:
+        if bucket not in self._arrays:
+            with store_errors(self.url):
+                try:
+                    self._arrays[bucket] = zarr.open_array(self._group.store, path=f"latents/{bucket}", zarr_format=3,
+                                                           mode="r" if self.mode == "r" else "r+")
+                except (FileNotFoundError, zarr.errors.NodeNotFoundError):
+                    raise NotFoundError(f"no latent bucket {bucket!r} in archive {self.url}") from None
+        return self._arrays[bucket]
+
+    def _shards_on_store(self, bucket: str) -> list[int]:
+        d = self.loc.path("latents", bucket, "c")
+        self.loc.fs.invalidate_cache(d)
+        try:
+            names = [p.rstrip("/").rsplit("/", 1)[-1] for p in self.loc.fs.ls(d, detail=False)]
+        except FileNotFoundError:
+            return []
+        return [int(n) for n in names if n.isdigit()]
+
+    def allocate_shards(self, bucket: str, n: int) -> int:
+        """First of `n` fresh shard numbers (driver only): never one allocated or present before."""
+        if n < 1:
+            raise InputError(f"allocate at least one shard, got {n}")
+        with self._alloc_lock, store_errors(self.url):
+            arr = self._array(bucket)
+            arr = zarr.open_array(arr.store, path=arr.path, mode="r+", zarr_format=3)  # fresh attributes
+            first = int(arr.attrs.get("next_shard", 0))
+            if bucket not in self._listed:  # one LIST per bucket and process: orphans of earlier runs
+                first = max(first, max(self._shards_on_store(bucket), default=-1) + 1)
+                self._listed.add(bucket)
+            self._arrays[bucket] = arr.update_attributes({"next_shard": first + n})  # recorded before use
+        return first
+
+    def write_shard(self, bucket: str, shard: int, encoded: Sequence[EncodedLatent]) -> list[int]:
+        """Write up to `shard_size` latents into shard `shard`; returns their bucket indices."""
+        if not 0 < len(encoded) <= self.shard_size:
+            raise InputError(f"a shard holds 1 to {self.shard_size} latents, got {len(encoded)}")
+        arr = self._array(bucket)
+        bits = arr.attrs.get("bits")
+        for enc in encoded:
+            if enc.bits != bits or enc.data.shape != arr.shape[1:]:
+                raise InputError(f"latent {enc.bits}-bit {enc.data.shape} does not fit bucket {bucket}")
+        start = shard * self.shard_size
+        with store_errors(self.url):
+            arr[start:start + len(encoded)] = np.stack([e.data for e in encoded]).astype(arr.dtype)
+        return list(range(start, start + len(encoded)))
+
+    def read_latent(self, row: CatalogRow) -> EncodedLatent:
+        """The stored latent of a latent row, checksum verified (IntegrityError)."""
+        if row.status != "latent" or row.bucket is None or row.index is None or row.bits is None:
+            raise NotFoundError(f"image {row.id!r} has no latent in archive {self.url} (status {row.status})")
+        with store_errors(self.url):
+            data = self._array(row.bucket)[row.index]
+        enc = EncodedLatent(np.asarray(data), row.bits, row.lo, row.hi, row.checksum or "")
+        try:
+            enc.verify()
+        except IntegrityError as exc:
+            raise IntegrityError(f"image {row.id!r} in {self.url}: {exc}") from None
+        return enc
+
+    # kept originals ----------------------------------------------------------------
+    def put_originals(self, batch_id: str, originals: dict[str, bytes]) -> dict[str, OriginalRef]:
+        """Store a batch's kept PNGs byte-identical in one object; returns where each lies."""
+        if not BATCH_ID.match(batch_id):
+            raise InputError(f"invalid batch id {batch_id!r}")
+        key = f"originals/{batch_id}.bin"
+        refs, offset = {}, 0
+        for image_id, data in originals.items():
+            refs[image_id] = OriginalRef(key, offset, len(data))
+            offset += len(data)
+        with store_errors(self.url):
+            put_atomic(self.loc, self.loc.path(key), b"".join(originals.values()))
+        return refs
+
+    def read_original(self, row: CatalogRow) -> bytes:
+        """The kept original's bytes, checked against the source sha256."""
+        ref = row.original
+        if ref is None:
+            raise NotFoundError(f"image {row.id!r} has no kept original in archive {self.url}")
+        data = b""
+        if ref.size:  # S3 refuses an empty byte range
+            with store_errors(self.url):
+                data = self.loc.fs.cat_file(self.loc.path(ref.key), start=ref.offset, end=ref.offset + ref.size)
+        if row.source_sha256 and hashlib.sha256(data).hexdigest() != row.source_sha256:
+            raise IntegrityError(f"kept original of {row.id!r} in {self.url} does not match its sha256")
+        return data
+
+    # catalog -----------------------------------------------------------------------
+    def commit(self, batch_id: str, rows: Sequence[CatalogRow]) -> bool:
+        """Make a batch visible atomically; False (and nothing written) if already committed."""
+        with store_errors(self.url):
+            return self.catalog.commit(batch_id, rows)
+
+    def is_committed(self, batch_id: str) -> bool:
+        with store_errors(self.url):
+            return self.catalog.is_committed(batch_id)
+
+    def lookup(self, image_id: str) -> CatalogRow | None:
+        """One id's row, reading one index partition and the not-yet-compacted batches."""
+        with store_errors(self.url):
+            return self.catalog.lookup(image_id)
+
+    def rows(self) -> Iterator[CatalogRow]:
+        """Every catalog row once."""
+        with store_errors(self.url):
+            yield from self.catalog.rows()
+
+    def committed_ids(self) -> set[str]:
+        return {r.id for r in self.rows()}
+
+    def compact(self) -> dict[str, int]:
+        """Fold committed batch objects into the hashed index (one compactor at a time)."""
+        with store_errors(self.url):
+            return self.catalog.compact()
+
+    # job statistics ----------------------------------------------------------------
+    def write_job_stats(self, stats: dict[str, Any]) -> str:
+        """Record one migration job's statistics (JSON object); returns its job id."""
+        job_id = str(stats.get("job_id") or f"{_dt.datetime.now(_dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}")
+        if not BATCH_ID.match(job_id):
+            raise InputError(f"invalid job id {job_id!r}")
+        body = json.dumps({**stats, "job_id": job_id}, indent=1, default=str).encode()
+        with store_errors(self.url):
+            put_atomic(self.loc, self.loc.path("jobs", job_id + ".json"), body)
+        return job_id
+
+    def read_job_stats(self) -> list[dict[str, Any]]:
+        """All recorded job statistics, oldest job id first."""
+        d = self.loc.path("jobs")
+        with store_errors(self.url):
+            self.loc.fs.invalidate_cache(d)
+            try:
+                paths = sorted(p for p in self.loc.fs.ls(d, detail=False) if p.endswith(".json"))
+            except FileNotFoundError:
+                return []
+            return [json.loads(self.loc.fs.cat_file(p)) for p in paths]
+
+    def bytes_on_store(self) -> dict[str, int]:
+        """Actual bytes under latents/ (incl. Zarr metadata), originals/ and catalog/."""
+        out = {}
+        with store_errors(self.url):
+            for part in ("latents", "originals", "catalog"):
+                d = self.loc.path(part)
+                self.loc.fs.invalidate_cache(d)
+                try:
+                    out[part] = int(self.loc.fs.du(d, total=True))
+                except FileNotFoundError:
+                    out[part] = 0
+        return out
