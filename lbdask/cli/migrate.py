@@ -1,0 +1,82 @@
+"""`lbdask migrate SRC DEST`: convert a PNG archive into latents as a Dask job (resumable)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ..errors import ConfigError
+from ..storage import parse_storage_options
+
+
+def _bits(text: str) -> int | str:
+    if text == "auto":
+        return text
+    if text in ("16", "8", "6"):
+        return int(text)
+    raise argparse.ArgumentTypeError(f"must be 16, 8, 6 or auto, not {text!r}")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "migrate", help="convert PNGs under SRC into an archive at DEST",
+        description="Convert every *.png under SRC (folder or s3://prefix) into latents in the archive DEST. "
+                    "Resumable: rerun the same command after any interruption. Defaults come from configs/jobs.yaml.")
+    p.add_argument("src", metavar="SRC", help="folder or s3://bucket/prefix holding the PNGs (never modified)")
+    p.add_argument("dest", metavar="DEST", help="archive folder or s3://bucket/path")
+    p.add_argument("--model", help="model name from configs/models.yaml, or a diffusers VAE folder / hub id")
+    p.add_argument("--weights", metavar="DIR", help="folder holding the model weights")
+    p.add_argument("--scheduler", metavar="ADDR", help="address of a running Dask scheduler (default: local cluster)")
+    p.add_argument("--workers", type=int, metavar="N", help="worker processes of the local cluster")
+    p.add_argument("--batch-size", type=int, metavar="N", help="images per batch task")
+    p.add_argument("--latent-bits", type=_bits, metavar="16|8|6|auto", help="stored latent precision")
+    p.add_argument("--min-psnr", type=float, metavar="DB", help="below this a latent is kept as PNG (reason fidelity)")
+    p.add_argument("--refine-steps", type=int, metavar="N", help="gradient steps on each latent (0 = off)")
+    p.add_argument("--target-psnr", type=float, metavar="DB", help="stop refining an image at this PSNR")
+    p.add_argument("--max-pixels", type=int, metavar="N", help="larger images are kept as PNG (reason too-large)")
+    p.add_argument("--min-side", type=int, metavar="PX", help="images with a shorter side are kept as PNG (too-small)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--storage-options", metavar="JSON", help="fsspec/s3fs options for SRC and DEST, e.g. an endpoint_url")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from migrate.job import MigrationRequest, run_migration
+    from migrate.settings import load_cluster_settings, load_job_settings
+
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    if args.workers is not None and args.scheduler:
+        raise ConfigError("--workers sizes the local cluster; it cannot be used with --scheduler")
+    settings = load_job_settings().with_overrides(
+        model=args.model, weights=args.weights, batch_size=args.batch_size, latent_bits=args.latent_bits,
+        min_psnr=args.min_psnr, refine_steps=args.refine_steps, target_psnr=args.target_psnr,
+        max_pixels=args.max_pixels, min_side=args.min_side)
+    req = MigrationRequest(
+        src=args.src, dest=args.dest, settings=settings, cluster=load_cluster_settings(), scheduler=args.scheduler,
+        workers=args.workers, storage_options=parse_storage_options(args.storage_options), progress=not args.no_progress)
+    log = (lambda msg: print(msg, file=sys.stderr)) if not args.no_progress else (lambda msg: None)
+    summary = run_migration(req, log=log)
+    print(format_summary(summary))
+    return 0
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """The end-of-job lines: counts by outcome and reason, bytes, throughput, PSNR."""
+    if not s["images_processed"]:
+        return f"nothing to do: all {s['images_listed']} images under {s['src']} are already in {s['dest']}"
+    lines = [
+        f"migrated {s['images_processed']} of {s['images_listed']} images "
+        f"({s['images_already_committed']} were already committed) in {s['seconds']:.1f} s "
+        f"= {s['images_per_s']:.2f} images/s, {s['mb_per_s']:.2f} MB/s",
+        f"  latent {s['images_latent']}, kept as PNG {s['images_kept_png']}, failed {s['images_failed']}",
+    ]
+    lines += [f"    {reason}: {n}" for reason, n in s["reasons"].items()]
+    if s["bytes_source"]:
+        lines.append(f"  bytes: source {s['bytes_source']:,} -> stored {s['bytes_stored']:,} "
+                     f"(DRR {1 - s['bytes_stored'] / s['bytes_source']:.3f})")
+    if s["psnr_mean"] is not None:
+        lines.append(f"  PSNR of latents: mean {s['psnr_mean']:.2f} dB, p05 {s['psnr_p05']:.2f}, min {s['psnr_min']:.2f}")
+    lines.append("  stats: " + json.dumps({"job_id": s.get("job_id"), "model": s["model"]}))
+    return "\n".join(lines)

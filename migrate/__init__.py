@@ -1,0 +1,1 @@
+"""Bulk migration of a PNG archive into latents on a Dask cluster (`lbdask migrate`)."""

@@ -1,0 +1,161 @@
+"""The migration driver: list, skip committed, scan, plan and run the batch tasks on Dask.
+
+The driver holds no pixels: it submits `read-png -> encode -> write-shard` chains for a
+bounded window of batches (memory stays flat however large the source), allocates
+shard numbers just before each submission and records the job's statistics in the archive.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from dask.base import tokenize
+from distributed import Client, as_completed, span
+
+from lbdask.archive import Archive
+from lbdask.codec import SUPPORTED_BITS
+from lbdask.storage import open_location
+
+from . import tasks
+from .cluster import connect, dashboard_link, encode_resources
+from .plan import Batch, plan_batches
+from .plugin import ResidentModel, model_info
+from .progress import MigrationProgress
+from .scan import SourceItem, list_source_ids, scan_group
+from .settings import ClusterSettings, JobSettings
+from .stats import JobStats
+
+
+@dataclass
+class MigrationRequest:
+    """Everything `lbdask migrate` was asked to do."""
+
+    src: str
+    dest: str
+    settings: JobSettings
+    cluster: ClusterSettings
+    scheduler: str | None = None
+    workers: int | None = None
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    progress: bool = True
+
+
+def _groups(ids: list[str], size: int) -> Iterator[list[str]]:
+    for i in range(0, len(ids), size):
+        yield ids[i : i + size]
+
+
+def _weights_path(weights: str | None) -> str | None:
+    """An existing local weights folder made absolute, so workers elsewhere find it too."""
+    return os.path.abspath(weights) if weights and os.path.exists(weights) else weights
+
+
+def scan(client: Client, req: MigrationRequest, ids: list[str]) -> list[SourceItem]:
+    """Hash and probe `ids` on the workers (`scan-png` tasks)."""
+    futures = [
+        client.submit(scan_group, req.src, req.storage_options, group, key=f"scan-png-{tokenize(req.src, group)}")
+        for group in _groups(ids, req.settings.scan_group)
+    ]
+    return [item for part in client.gather(futures) for item in part]
+
+
+def bits_for(settings: JobSettings) -> tuple[int, ...]:
+    """The precisions a batch may write: one, or all candidates with `auto`."""
+    return SUPPORTED_BITS if settings.latent_bits == "auto" else (settings.latent_bits,)
+
+
+def prepare_buckets(arc: Archive, batches: list[Batch], info: dict[str, Any], settings: JobSettings) -> None:
+    """Create every bucket the planned batches can write into (driver only)."""
+    ds, c = info["downsample"], info["latent_channels"]
+    for shape in sorted({b.padded for b in batches if b.encodes}):
+        for bits in bits_for(settings):
+            arc.ensure_bucket(arc.bucket_name(bits, c, shape[0] // ds, shape[1] // ds), bits, c, shape[0] // ds, shape[1] // ds)
+
+
+def submit_batch(client: Client, arc: Archive, req: MigrationRequest, batch: Batch, info: dict[str, Any],
+                 resources: dict[str, float] | None):
+    """Allocate the batch's shards and submit its read-png -> encode -> write-shard chain."""
+    if batch.encodes:
+        ds, c = info["downsample"], info["latent_channels"]
+        h, w = batch.padded[0] // ds, batch.padded[1] // ds
+        batch.shards = {bits: arc.allocate_shards(arc.bucket_name(bits, c, h, w), 1) for bits in bits_for(req.settings)}
+    token = tokenize(req.src, req.dest, req.settings, batch.batch_id)
+    decoded = client.submit(tasks.read_png, req.src, req.storage_options, batch, req.settings, key=f"read-png-{token}")
+    encoded = None
+    if batch.encodes:
+        encoded = client.submit(tasks.encode, decoded, req.settings, key=f"encode-{token}", resources=resources)
+    return client.submit(tasks.write_shard, req.dest, req.storage_options, decoded, encoded, req.settings,
+                         key=f"write-shard-{token}")
+
+
+def run_batches(client: Client, arc: Archive, req: MigrationRequest, batches: list[Batch], info: dict[str, Any],
+                on_result: Callable[[tasks.BatchResult], None]) -> None:
+    """Keep a bounded window of batch chains in flight until every batch is committed."""
+    resources = encode_resources(client, req.cluster.gpu_resource)
+    threads = sum(client.nthreads().values()) or 1
+    window = max(2, threads * req.settings.inflight_batches_per_thread)
+    pending = iter(batches)
+    running = as_completed()
+    for batch in (b for _, b in zip(range(window), pending)):
+        running.add(submit_batch(client, arc, req, batch, info, resources))
+    for future in running:
+        on_result(future.result())
+        future.release()
+        nxt = next(pending, None)
+        if nxt is not None:
+            running.add(submit_batch(client, arc, req, nxt, info, resources))
+
+
+def run_migration(req: MigrationRequest, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Migrate every uncommitted PNG of `req.src` into `req.dest`; returns the job statistics."""
+    started_at = dt.datetime.now(dt.timezone.utc)
+    t0 = time.perf_counter()
+    sizes = list_source_ids(open_location(req.src, req.storage_options))
+    settings = req.settings
+    with connect(req.scheduler, req.cluster, req.workers) as client:
+        link = dashboard_link(client)
+        if link and req.progress:
+            log(f"dashboard: {link}")
+        client.register_plugin(ResidentModel(settings.model, _weights_path(settings.weights)))
+        info = client.submit(model_info, key=f"model-info-{tokenize(settings.model, time.time())}", pure=False).result()
+        model_meta = {k: v for k, v in info.items() if k != "device_class"}
+        arc = Archive.create(req.dest, model_meta, storage_options=req.storage_options or None,
+                             shard_size=settings.shard_size)
+        committed = arc.committed_ids()
+        todo = [i for i in sizes if i not in committed]
+        stats = JobStats()
+        if todo:
+            with span("lbdask-migrate"):
+                with span("scan"):
+                    items = scan(client, req, todo)
+                batches = plan_batches(items, settings, info["pad_multiple"])
+                prepare_buckets(arc, batches, info, settings)
+                bar = MigrationProgress(len(items), sum(i.size for i in items), enabled=req.progress)
+                try:
+                    with span("batches"):
+                        run_batches(client, arc, req, batches, info, lambda r: (stats.add(r), bar.update(r)))
+                finally:
+                    bar.close()
+        seconds = time.perf_counter() - t0
+        summary = {
+            "job_started": started_at.isoformat(timespec="seconds"),
+            "src": req.src,
+            "dest": req.dest,
+            "model": info["name"],
+            "model_fingerprint": info["fingerprint"],
+            "device_class": info["device_class"],
+            "workers": len(client.nthreads()),
+            "threads": sum(client.nthreads().values()),
+            "images_listed": len(sizes),
+            "images_already_committed": len(sizes) - len(todo),
+            "settings": asdict(settings),
+            **stats.summary(seconds),
+        }
+    if todo:
+        summary["job_id"] = arc.write_job_stats(summary)
+        arc.compact()  # fold this job's batch objects into the hash-partitioned index
+    return summary

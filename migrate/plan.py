@@ -1,0 +1,107 @@
+"""Plan a migration: decide what each scanned image becomes and cut the work into batches.
+
+Batches are deterministic (ids sorted within a padded-shape bucket, fixed size, id derived
+from the member ids), so a rerun after a crash plans the same batches for the same
+uncommitted images and a commit that raced the crash is recognised, not duplicated.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from .scan import SourceItem
+from .settings import JobSettings
+
+#: Reasons an image is kept as its original PNG (catalog `reason` of status "kept").
+KEEP_FIDELITY = "fidelity"
+KEEP_TRANSPARENCY = "transparency"
+KEEP_PALETTE = "palette"
+KEEP_GREYSCALE = "greyscale"
+KEEP_16BIT = "16-bit"
+KEEP_TOO_SMALL = "too-small"
+KEEP_TOO_LARGE = "too-large"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A decision made before any pixel is decoded: keep or fail, with the reason."""
+
+    status: str  # "kept" | "failed"
+    reason: str
+
+
+def pre_decode_outcome(item: SourceItem, settings: JobSettings) -> Outcome | None:
+    """What the header alone decides for `item`; None means "try it as a latent"."""
+    if item.error:
+        return Outcome("failed", item.error)
+    if item.pixels > settings.bomb_pixels:
+        return Outcome(
+            "failed",
+            f"decompression bomb guard: {item.width}x{item.height} = {item.pixels} pixels exceeds {settings.bomb_pixels}",
+        )
+    if item.bit_depth == 16:
+        return Outcome("kept", KEEP_16BIT)
+    if item.mode == "P":
+        return Outcome("kept", KEEP_PALETTE)
+    if item.mode in ("L", "LA"):
+        return Outcome("kept", KEEP_GREYSCALE)
+    if min(item.width, item.height) < settings.min_side:
+        return Outcome("kept", KEEP_TOO_SMALL)
+    if item.pixels > settings.max_pixels:
+        return Outcome("kept", KEEP_TOO_LARGE)
+    return None
+
+
+@dataclass
+class Batch:
+    """Work for one batch task chain: encode candidates of one padded shape, or keep/fail only."""
+
+    batch_id: str
+    items: list[SourceItem]
+    padded: tuple[int, int] | None = None  # (H, W) shared by all items; None for a keep-only batch
+    outcomes: dict[str, Outcome] = field(default_factory=dict)  # decided before decoding
+    shards: dict[int, int] = field(default_factory=dict)  # bits -> shard number, set by the driver
+
+    @property
+    def encodes(self) -> bool:
+        return self.padded is not None
+
+    @property
+    def source_bytes(self) -> int:
+        return sum(i.size for i in self.items)
+
+
+def padded_shape(height: int, width: int, multiple: int) -> tuple[int, int]:
+    """Image size rounded up to the model's padding multiple."""
+    return -(-height // multiple) * multiple, -(-width // multiple) * multiple
+
+
+def batch_id_for(kind: str, items: list[SourceItem]) -> str:
+    """A stable id from the batch kind and its member ids (same members -> same id)."""
+    digest = hashlib.sha256("\n".join(i.id for i in items).encode("utf-8")).hexdigest()[:20]
+    return f"{kind}-{digest}"
+
+
+def _chunks(items: list[SourceItem], size: int) -> list[list[SourceItem]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def plan_batches(items: list[SourceItem], settings: JobSettings, pad_multiple: int) -> list[Batch]:
+    """Group uncommitted items into batches: latent candidates by padded shape, the rest apart."""
+    buckets: dict[tuple[int, int], list[SourceItem]] = defaultdict(list)
+    decided: list[tuple[SourceItem, Outcome]] = []
+    for item in sorted(items, key=lambda i: i.id):
+        outcome = pre_decode_outcome(item, settings)
+        if outcome is None:
+            buckets[padded_shape(item.height, item.width, pad_multiple)].append(item)
+        else:
+            decided.append((item, outcome))
+    batches = []
+    for shape in sorted(buckets):
+        for group in _chunks(buckets[shape], settings.batch_size):
+            batches.append(Batch(batch_id_for(f"latent{shape[0]}x{shape[1]}", group), group, padded=shape))
+    for group in _chunks(decided, settings.batch_size):
+        members = [item for item, _ in group]
+        batches.append(Batch(batch_id_for("keep", members), members, outcomes={i.id: o for i, o in group}))
+    return batches

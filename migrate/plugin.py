@@ -1,0 +1,68 @@
+"""A worker plugin that loads the VAE once per worker process and keeps it resident.
+
+Tasks fetch the model from the plugin instead of receiving it as an argument, so the
+weights never travel with a task; a lock serialises model calls inside one worker so
+the other worker threads stay free for PNG decoding and shard writing meanwhile.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from distributed import Worker, get_worker
+from distributed.diagnostics.plugin import WorkerPlugin
+
+PLUGIN_NAME = "lbdask-resident-model"
+
+
+class ResidentModel(WorkerPlugin):
+    """Loads `load_model(model, weights=...)` on each worker at registration or join."""
+
+    name = PLUGIN_NAME
+    idempotent = False
+
+    def __init__(self, model: str, weights: str | None = None) -> None:
+        self.model_name = model
+        self.weights = weights
+        self.model: Any = None
+        self.error: BaseException | None = None
+        self.lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:  # ship the recipe, never a loaded model
+        return {"model_name": self.model_name, "weights": self.weights}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["model_name"], state["weights"])
+
+    def setup(self, worker: Worker) -> None:
+        """Load the model on the worker's best device; a failure is kept and raised by tasks."""
+        import torch
+
+        from lbdask.models import load_model
+
+        if not torch.cuda.is_available():
+            torch.set_num_threads(max(1, worker.state.nthreads))
+        try:
+            self.model = load_model(self.model_name, weights=self.weights)
+        except Exception as exc:  # noqa: BLE001 - surfaced by the first task that needs the model
+            self.error = exc
+
+    def get(self) -> Any:
+        """The loaded model, or the loading error re-raised in the calling task."""
+        if self.error is not None:
+            raise self.error
+        return self.model
+
+
+def resident_model() -> ResidentModel:
+    """The plugin instance on the current worker (inside a task)."""
+    plugin = get_worker().plugins.get(PLUGIN_NAME)
+    if plugin is None:
+        raise RuntimeError("the lbdask model plugin is not registered on this worker")
+    return plugin
+
+
+def model_info() -> dict[str, Any]:
+    """Dask task: the resident model's archive metadata and device class (`model-info`)."""
+    model = resident_model().get()
+    return {**model.model_info, "device_class": model.device_class}

@@ -1,0 +1,62 @@
+"""Aggregate batch results into the job statistics stored in the archive and printed at the end."""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from lbdask.archive.summary import psnr_histogram, psnr_stats
+
+from .tasks import BatchResult
+
+
+@dataclass
+class JobStats:
+    """Running totals over the batches of one job."""
+
+    images: int = 0
+    source_bytes: int = 0
+    stored_bytes: int = 0
+    statuses: Counter = field(default_factory=Counter)
+    reasons: Counter = field(default_factory=Counter)
+    psnr: list[float] = field(default_factory=list)
+    psnr_initial: list[float] = field(default_factory=list)
+    encode_seconds: float = 0.0
+    refine_seconds: float = 0.0
+    batches: int = 0
+    batches_already_committed: int = 0
+
+    def add(self, result: BatchResult) -> None:
+        self.batches += 1
+        self.images += result.images
+        self.source_bytes += result.source_bytes
+        self.stored_bytes += result.stored_bytes
+        self.statuses.update(result.status_counts)
+        self.reasons.update(result.reasons)
+        self.psnr.extend(result.psnr)
+        self.psnr_initial.extend(result.psnr_initial)
+        self.encode_seconds += result.encode_seconds
+        self.refine_seconds += result.refine_seconds
+        self.batches_already_committed += int(result.already_committed)
+
+    def summary(self, seconds: float) -> dict[str, Any]:
+        """JSON-ready statistics of this job (the part `lbdask report` shows per job)."""
+        return {
+            "images_processed": self.images,
+            "images_latent": self.statuses.get("latent", 0),
+            "images_kept_png": self.statuses.get("kept", 0),
+            "images_failed": self.statuses.get("failed", 0),
+            "reasons": dict(sorted(self.reasons.items())),
+            "bytes_source": self.source_bytes,
+            "bytes_stored": self.stored_bytes,
+            "seconds": round(seconds, 3),
+            "images_per_s": round(self.images / seconds, 4) if seconds > 0 else None,
+            "mb_per_s": round(self.source_bytes / 1e6 / seconds, 4) if seconds > 0 else None,
+            "encode_seconds": round(self.encode_seconds, 3),
+            "refine_seconds": round(self.refine_seconds, 3),
+            "batches": self.batches,
+            "batches_already_committed": self.batches_already_committed,
+            **psnr_stats(self.psnr),
+            "psnr_initial": psnr_stats(self.psnr_initial) if self.psnr_initial else None,
+            "psnr_histogram": psnr_histogram(self.psnr),
+        }

@@ -1,0 +1,84 @@
+"""Migration planning: routing by header, stable batches, settings validation, scan of a folder."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lbdask.errors import ConfigError
+from lbdask.storage import open_location
+from migrate.plan import plan_batches, pre_decode_outcome
+from migrate.scan import SourceItem, list_source_ids, scan_group
+from migrate.settings import load_job_settings
+
+SETTINGS = dataclasses.replace(load_job_settings(), batch_size=2, min_side=32, max_pixels=100_000, bomb_pixels=1_000_000)
+
+
+def item(image_id: str, w: int = 64, h: int = 64, mode: str = "RGB", bits: int = 8, **kw) -> SourceItem:
+    return SourceItem(image_id, 100, "0" * 64, w, h, mode, bits, mode in ("RGBA", "LA"), **kw)
+
+
+@pytest.mark.parametrize(
+    "it,expected",
+    [
+        (item("a"), None),
+        (item("a", mode="RGBA"), None),  # decided after decoding: opaque or not
+        (item("a", mode="P"), ("kept", "palette")),
+        (item("a", mode="L"), ("kept", "greyscale")),
+        (item("a", mode="LA"), ("kept", "greyscale")),
+        (item("a", bits=16), ("kept", "16-bit")),
+        (item("a", w=31), ("kept", "too-small")),
+        (item("a", w=1000, h=101), ("kept", "too-large")),
+        (item("a", w=1001, h=1000), ("failed", None)),
+        (item("a", error="corrupt PNG: x"), ("failed", "corrupt PNG: x")),
+    ],
+)
+def test_pre_decode_outcome(it, expected):
+    outcome = pre_decode_outcome(it, SETTINGS)
+    if expected is None:
+        assert outcome is None
+    else:
+        assert outcome.status == expected[0]
+        assert expected[1] is None or outcome.reason == expected[1]
+
+
+def test_batches_group_by_padded_shape_and_are_stable_when_committed_batches_drop_out():
+    items = [item(f"r{i}", 64, 64) for i in range(5)] + [item("odd", 60, 61), item("g", mode="L")]
+    batches = plan_batches(items, SETTINGS, pad_multiple=8)
+    shapes = [b.padded for b in batches if b.encodes]
+    assert sorted(set(shapes)) == [(64, 64)]  # 61x60 pads to the same bucket as 64x64
+    assert sum(len(b.items) for b in batches) == len(items)
+    assert all(len(b.items) <= 2 for b in batches)
+    keep = [b for b in batches if not b.encodes]
+    assert [i.id for b in keep for i in b.items] == ["g"]
+    # a rerun after the first batch committed plans the same remaining batches (same ids)
+    first = batches[0]
+    rest = [i for i in items if i.id not in {m.id for m in first.items}]
+    again = plan_batches(list(reversed(rest)), SETTINGS, pad_multiple=8)
+    assert [b.batch_id for b in again] == [b.batch_id for b in batches[1:]]
+
+
+def test_settings_validation_names_the_bad_value():
+    with pytest.raises(ConfigError, match="batch_size"):
+        SETTINGS.with_overrides(batch_size=0)
+    with pytest.raises(ConfigError, match="shard_size"):
+        SETTINGS.with_overrides(batch_size=1000)
+    assert SETTINGS.with_overrides(min_psnr=None).min_psnr == SETTINGS.min_psnr
+
+
+def test_scan_lists_recursively_and_probes_without_failing(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    Image.fromarray(np.zeros((10, 20, 3), np.uint8)).save(tmp_path / "a" / "b" / "x.png")
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    (tmp_path / "skip.jpg").write_bytes(b"nope")
+    loc = open_location(str(tmp_path))
+    sizes = list_source_ids(loc)
+    assert list(sizes) == ["a/b/x.png", "bad.png"]
+    items = {i.id: i for i in scan_group(str(tmp_path), {}, list(sizes))}
+    assert (items["a/b/x.png"].width, items["a/b/x.png"].height, items["a/b/x.png"].mode) == (20, 10, "RGB")
+    assert items["a/b/x.png"].size == sizes["a/b/x.png"] and len(items["a/b/x.png"].sha256) == 64
+    assert "not a PNG" in items["bad.png"].error
+
+
