@@ -1,0 +1,134 @@
+"""`lbdask verify` on a small archive built through the Archive API with the TAEF2 weights."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lbdask.archive import Archive, CatalogRow
+from lbdask.cli import main
+from lbdask.cli.verify import sample_rows, verify_archive
+from lbdask.codec import LatentCodec, compressed_size
+from lbdask.fidelity import decode_sha256, load_sources, reference_decode
+from lbdask.metrics import psnr
+from lbdask.models import load_model
+from lbdask.storage import open_location
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def model(taef2_dir):
+    return load_model("taef2", weights=taef2_dir, device="cpu")
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, model, corpus_dir):
+    """SRC with two latent images and one kept one; DEST migrated by hand through the Archive API."""
+    root = tmp_path_factory.mktemp("verify")
+    src, dest = root / "src", str(root / "dest")
+    src.mkdir()
+    crops = [s.rgb for s in load_sources(corpus_dir, crop=SIZE, limit=3)]
+    sources = {f"img{i}.png": png_bytes(c) for i, c in enumerate(crops)}
+    for name, data in sources.items():
+        (src / name).write_bytes(data)
+    arc = Archive.create(dest, model_info=model.model_info)
+    codec = LatentCodec(8)
+    z = model.encode(np.stack(crops[:2]))
+    encoded = [codec.encode(zi) for zi in z]
+    bucket = Archive.bucket_name(8, *z.shape[1:])
+    arc.ensure_bucket(bucket, 8, *z.shape[1:])
+    indices = arc.write_shard(bucket, arc.allocate_shards(bucket, 1), encoded)
+    decoded = [reference_decode(model, codec.decode(e), (SIZE, SIZE)) for e in encoded]
+    rows = []
+    for i, (enc, index, rgb) in enumerate(zip(encoded, indices, decoded)):
+        name = f"img{i}.png"
+        rows.append(CatalogRow(
+            id=name, status="latent", bucket=bucket, index=index, source_size=len(sources[name]),
+            source_sha256=hashlib.sha256(sources[name]).hexdigest(), width=SIZE, height=SIZE, mode="RGB",
+            psnr=psnr(crops[i], rgb), model_fingerprint=model.fingerprint, bits=8, lo=enc.lo, hi=enc.hi,
+            checksum=enc.checksum, stored_bytes=compressed_size(enc.data), device_class=model.device_class,
+            decode_sha256=decode_sha256(rgb), batch_id="b0"))
+    kept = {"img2.png": sources["img2.png"]}
+    ref = arc.put_originals("b0", kept)["img2.png"]
+    rows.append(CatalogRow(id="img2.png", status="kept", reason="test", source_size=len(kept["img2.png"]),
+                           source_sha256=hashlib.sha256(kept["img2.png"]).hexdigest(), width=SIZE, height=SIZE,
+                           mode="RGB", stored_bytes=ref.size, original=ref, batch_id="b0"))
+    arc.commit("b0", rows)
+    return root, rows
+
+
+@pytest.fixture
+def archive(built, tmp_path):
+    """A private copy of the built archive and its source, so tests may damage them."""
+    root, rows = built
+    shutil.copytree(root, tmp_path, dirs_exist_ok=True)
+    return Archive.open(str(tmp_path / "dest"), mode="a"), tmp_path / "src", rows
+
+
+def failures(arc, model, rows, src=None, tolerance=0.5):
+    source = open_location(str(src)) if src is not None else None
+    return verify_archive(arc, model, rows, source, tolerance).failures
+
+
+def test_clean_archive_passes_with_and_without_source(archive, model, taef2_dir, capsys):
+    arc, src, rows = archive
+    report = verify_archive(arc, model, sample_rows(arc.rows(), 0), open_location(str(src)))
+    assert report.failures == [] and (report.latent_checked, report.kept_checked) == (2, 1)
+    assert report.decode_unchecked == 0
+    assert main(["verify", arc.url, "--weights", str(taef2_dir), "--source", str(src)]) == 0
+    assert main(["verify", arc.url, "--weights", str(taef2_dir), "--sample", "1"]) == 0
+    summaries = [line for line in capsys.readouterr().out.splitlines() if line.startswith("verified")]
+    assert len(summaries) == 2 and all("0 failure(s)" in line for line in summaries)
+    assert "and 1 kept rows" in summaries[0]
+
+
+def test_bad_latent_checksum_is_one_failure_line_and_exit_1(archive, model, taef2_dir, capsys):
+    arc, src, rows = archive
+    arc.commit("b1", [dataclasses.replace(rows[0], id="broken.png", checksum="00000000", batch_id="b1")])
+    assert main(["verify", arc.url, "--weights", str(taef2_dir), "--sample", "0"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    bad = [line for line in out if line.startswith("broken.png: IntegrityError")]
+    assert len(bad) == 1 and len(out) == 2   # the failure + the summary line
+
+
+def test_decode_checksum_must_match_on_the_same_device_class(archive, model):
+    arc, _src, rows = archive
+    wrong = dataclasses.replace(rows[0], decode_sha256="0" * 64)
+    assert len(failures(arc, model, [wrong])) == 1
+    elsewhere = dataclasses.replace(wrong, device_class="cuda-sm90-torch2.13")
+    assert failures(arc, model, [elsewhere]) == []   # not comparable across device classes
+
+
+def test_psnr_drift_tolerance_depends_on_device_class(archive, model):
+    arc, src, rows = archive
+    drifted = dataclasses.replace(rows[0], psnr=rows[0].psnr + 0.3, decode_sha256=None)
+    assert len(failures(arc, model, [drifted], src)) == 1          # same class: must be exact
+    other = dataclasses.replace(drifted, device_class="cuda-sm90-torch2.13")
+    assert failures(arc, model, [other], src, tolerance=0.5) == []
+    assert len(failures(arc, model, [other], src, tolerance=0.1)) == 1
+
+
+def test_kept_original_must_match_source_sha256(archive, model):
+    arc, _src, rows = archive
+    assert failures(arc, model, [rows[2]]) == []
+    wrong = dataclasses.replace(rows[2], source_sha256="f" * 64)
+    assert len(failures(arc, model, [wrong])) == 1
+
+
+def test_changed_source_is_reported(archive, model):
+    arc, src, rows = archive
+    (src / "img0.png").write_bytes(png_bytes(np.zeros((SIZE, SIZE, 3), np.uint8)))
+    [line] = failures(arc, model, [rows[0]], src)
+    assert "source file changed" in line
