@@ -1,0 +1,143 @@
+"""The dual-format cache of one node: an image tier and a latent tier sharing C bytes.
+
+Lookup cascades image -> latent -> miss; every object lives in exactly one tier. A full
+miss admits the latent with a hit counter at 0; after `promote_after` latent hits the
+decoded image replaces the latent atomically. With a tuner the split alpha follows the
+marginal-hit gradient, one step per window of lookups. Thread-safe: one lock per cache.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..errors import ConfigError
+from ..tuner import MarginalHitTuner
+from .capacity import image_capacity
+from .settings import CacheConfig, CacheSettings
+from .tiers import POLICIES, Entry, SegmentedTier, make_tier
+
+Outcome = Literal["image", "latent", "miss"]
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Result of one lookup: which tier answered, its value, and whether it was a tail hit."""
+
+    outcome: Outcome
+    value: Any = None
+    tail_hit: bool = False
+
+
+class DualFormatCache:
+    """Byte-accounted image + latent tiers of one node, with optional online alpha tuning."""
+
+    def __init__(self, capacity: int, config: CacheConfig | None = None,
+                 tuner: MarginalHitTuner | None = None, alpha: float | None = None) -> None:
+        self.config = config or CacheConfig()
+        try:
+            self.config.validate()
+        except ValueError as exc:
+            raise ConfigError(f"cache: {exc}") from None
+        if capacity < 0:
+            raise ConfigError(f"cache: capacity must be >= 0 bytes, got {capacity}")
+        if self.config.policy not in POLICIES:
+            raise ConfigError(f"cache: unknown policy {self.config.policy!r}; choose from {', '.join(POLICIES)}")
+        self.tuner = tuner
+        if alpha is None:
+            alpha = tuner.alpha if tuner is not None else 0.5
+        if not 0.0 <= alpha <= 1.0:
+            raise ConfigError(f"cache: alpha must be in [0, 1], got {alpha}")
+        self.capacity = capacity
+        self.alpha = alpha
+        self._lock = threading.Lock()
+        self.counts = {"image": 0, "latent": 0, "miss": 0}
+        c = self.config
+        img = image_capacity(capacity, alpha)
+        self.image: SegmentedTier = make_tier(c.policy, img, c.tail, c.s3fifo_small, c.s3fifo_move_after)
+        self.latent: SegmentedTier = make_tier(c.policy, capacity - img, c.tail, c.s3fifo_small,
+                                               c.s3fifo_move_after)
+
+    @classmethod
+    def from_settings(cls, capacity: int, settings: CacheSettings) -> DualFormatCache:
+        """The cache `configs/cache.yaml` describes: adaptive (own tuner) or static at tuner.alpha."""
+        if settings.cache.adaptive:
+            return cls(capacity, settings.cache, tuner=MarginalHitTuner(settings.tuner))
+        return cls(capacity, settings.cache, alpha=settings.tuner.alpha)
+
+    def lookup(self, key: Hashable) -> Lookup:
+        """Cascading lookup; a latent hit counts toward promotion (call `fill` after decoding)."""
+        with self._lock:
+            if self.tuner is not None and self.tuner.due():
+                self._apply_alpha(self.tuner.step())
+            found = self.image.get(key)
+            if found is not None:
+                result = Lookup("image", found[0].value, found[1])
+            else:
+                found = self.latent.get(key)
+                if found is not None:
+                    found[0].hits += 1
+                    result = Lookup("latent", found[0].value, found[1])
+                else:
+                    result = Lookup("miss")
+            self.counts[result.outcome] += 1
+            if self.tuner is not None:
+                self.tuner.record(result.outcome, result.tail_hit)
+            return result
+
+    def fill(self, key: Hashable, latent: Any, image: Any, latent_size: int | None = None,
+             image_size: int | None = None) -> None:
+        """Hand back the fetched latent and decoded image after a latent hit or a miss.
+
+        An uncached object is admitted to the latent tier (to the image tier when the
+        latent tier cannot hold it, e.g. alpha = 1); a latent with enough hits is promoted.
+        Sizes default to len(value).
+        """
+        lat_size = len(latent) if latent_size is None else latent_size
+        img_size = len(image) if image_size is None else image_size
+        with self._lock:
+            if key in self.image:
+                return
+            held = self.latent.peek(key)
+            if held is not None:
+                if held.hits >= self.config.promote_after and self.image.fits(img_size):
+                    self.latent.remove(key)
+                    self.image.insert(key, Entry(image, img_size))
+                return
+            if self.latent.fits(lat_size):
+                self.latent.insert(key, Entry(latent, lat_size))
+            elif self.image.fits(img_size):
+                self.image.insert(key, Entry(image, img_size))
+
+    def set_alpha(self, alpha: float) -> None:
+        """Set the image fraction by hand (static configurations), evicting overflow now."""
+        with self._lock:
+            self._apply_alpha(alpha)
+
+    def resize(self, capacity: int) -> None:
+        """Change the total budget C, keeping alpha, evicting overflow now."""
+        with self._lock:
+            self.capacity = capacity
+            self._apply_alpha(self.alpha)
+
+    def _apply_alpha(self, alpha: float) -> None:
+        self.alpha = alpha
+        img = image_capacity(self.capacity, alpha)
+        self.image.resize(img)
+        self.latent.resize(self.capacity - img)
+
+    def stats(self) -> dict[str, Any]:
+        """A snapshot for metrics: split, bytes per tier, outcome counts, latency EWMAs."""
+        with self._lock:
+            out: dict[str, Any] = {"alpha": self.alpha, "capacity": self.capacity,
+                                   "image_bytes": self.image.used, "latent_bytes": self.latent.used,
+                                   **{f"{k}_lookups": v for k, v in self.counts.items()}}
+            if self.tuner is not None:
+                out.update(t_decode_ms=self.tuner.t_decode, t_fetch_ms=self.tuner.t_fetch)
+            return out
+
+    @property
+    def used(self) -> int:
+        """Bytes held in both tiers."""
+        return self.image.used + self.latent.used

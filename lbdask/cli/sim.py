@@ -1,0 +1,147 @@
+"""`lbdask sim TRACE`: replay a trace through per-node dual-format caches and report latency."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from ..cache.settings import load_cache_settings
+from ..errors import ConfigError
+from ..sim import prepare, simulate
+from ..sim import effective_window
+from ..sim.report import (comparison_table, detail_table, latency_table, plot_alpha, plot_window_gain,
+                          window_table)
+from ..trace import load_trace
+
+DEFAULT_FRACS = "0.001,0.005,0.01,0.02,0.05,0.1"
+
+
+def _split(values: list[str]) -> list[str]:
+    return [v for item in values for v in item.split(",") if v]
+
+
+def _fracs(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v]
+    except ValueError:
+        raise ConfigError(f"--cache-frac: expected comma-separated fractions, got {text!r}") from None
+
+
+#: --alpha words for adaptive runs -> gradient (None: the configured one)
+ADAPTIVE = {"adaptive": None, "adaptive-paper": "paper", "adaptive-per-byte": "per_byte"}
+
+
+def _alphas(values: list[str]) -> list[tuple[float | None, str | None]]:
+    """(static alpha or None, gradient override) per --alpha word."""
+    out: list[tuple[float | None, str | None]] = []
+    for v in _split(values):
+        if v in ADAPTIVE:
+            out.append((None, ADAPTIVE[v]))
+            continue
+        try:
+            out.append((float(v), None))
+        except ValueError:
+            raise ConfigError(f"--alpha: expected {', '.join(ADAPTIVE)} or a number, got {v!r}") from None
+    return out
+
+
+def _lcs_columns(text: str | None) -> dict[str, int] | None:
+    if text is None:
+        return None
+    names = {"time": "time_col", "id": "id_col", "size": "size_col"}
+    try:
+        pairs = dict(item.split("=") for item in text.split(","))
+        return {names[k]: int(v) for k, v in pairs.items()}
+    except (ValueError, KeyError):
+        raise ConfigError(f"--lcs-columns: expected e.g. time=1,id=2,size=3, got {text!r}") from None
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("sim", help="simulate dual-format caches on a request trace",
+                              description="Replay a trace (.npz, CSV, or libCacheSim CSV) through per-node "
+                                          "dual-format caches; report mean latency and outcome fractions.")
+    p.add_argument("trace", help="trace file: .npz or .csv from `lbdask trace`, or a libCacheSim CSV")
+    p.add_argument("--cache-frac", default=DEFAULT_FRACS, help="per-node cache sizes as fractions of WSS")
+    p.add_argument("--policy", nargs="+", default=["lru"], help="tier eviction policy: lru, s3fifo (several allowed)")
+    p.add_argument("--alpha", nargs="+", default=["adaptive", "0", "1"],
+                   help="'adaptive' (configured gradient), 'adaptive-paper' (eq. 2 as printed), "
+                        "'adaptive-per-byte', or static image fractions, e.g. adaptive 0 1 0.5")
+    p.add_argument("--nodes", type=int, default=1, help="cache nodes; ids are hashed to nodes")
+    p.add_argument("--window", type=int, help="requests per tuning window (default: config W scaled to the trace)")
+    p.add_argument("--step", type=float, help="alpha step per window")
+    p.add_argument("--tail", type=float, help="tail fraction of each tier")
+    p.add_argument("--promote-after", type=int, help="latent hits before promotion (h)")
+    p.add_argument("--t-decode", type=float, help="decode latency, ms")
+    p.add_argument("--t-fetch", type=float, help="object-store fetch latency, ms")
+    p.add_argument("--config", default="cache", help="cache config name or YAML path (default configs/cache.yaml)")
+    p.add_argument("--lcs-columns", help="read TRACE as libCacheSim CSV with these 1-based columns, e.g. time=2,id=5,size=4")
+    p.add_argument("--plot", help="write the alpha trajectory plot (PNG) here")
+    p.add_argument("--markdown", help="write the result tables (markdown) here")
+    p.add_argument("--compare-static", metavar="ALPHA",
+                   help="also compare adaptive with this static alpha window by window (table; "
+                        "with --window-plot, the Fig. 9 plot)")
+    p.add_argument("--window-plot", help="write the per-window gain plot (PNG) here")
+    p.add_argument("--json", action="store_true", help="print one JSON object per run instead of tables")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_cache_settings(args.config)
+    cache, tuner = settings.cache, settings.tuner
+    for attr, target, name in (("step", tuner, "step"), ("t_decode", tuner, "t_decode_ms"),
+                               ("t_fetch", tuner, "t_fetch_ms"), ("tail", cache, "tail"),
+                               ("promote_after", cache, "promote_after")):
+        if getattr(args, attr) is not None:
+            setattr(target, name, getattr(args, attr))
+    try:
+        cache.validate()
+        tuner.validate()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    policies = _split(args.policy)
+    alphas = _alphas(args.alpha)
+    fracs = _fracs(args.cache_frac)
+    trace = load_trace(args.trace, lcs_columns=_lcs_columns(args.lcs_columns),
+                       latent_ratio=settings.trace.latent_ratio)
+    prep = prepare(trace)
+    del trace
+    compare = None
+    if args.compare_static is not None:
+        static = _alphas([args.compare_static])[0][0]
+        if static is None:
+            raise ConfigError("--compare-static: expected a static alpha (a number)")
+        compare = f"{static:g}"
+    print(f"trace: {prep.requests:,} requests, {prep.sizes.shape[1]:,} objects, WSS {prep.wss / 1e9:.1f} GB",
+          file=sys.stderr)
+    results = []
+    for policy in policies:
+        for alpha, gradient in alphas:
+            for frac in fracs:
+                t0 = time.perf_counter()
+                keep = args.compare_static is not None and (
+                    (alpha is None and gradient is None) or (alpha is not None and f"{alpha:g}" == compare))
+                r = simulate(prep, frac, alpha, policy, nodes=args.nodes, cache=cache, tuner=tuner,
+                             window=args.window, gradient=gradient, keep_outcomes=keep)
+                results.append(r)
+                print(f"  {policy:6s} alpha={r.alpha:8s} cache={100 * frac:g}%: {r.mean_latency_ms:.2f} ms "
+                      f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+                if args.json:
+                    print(json.dumps(r.row()), flush=True)
+    tables = (f"## Mean latency (ms)\n\n{latency_table(results)}\n\n"
+              f"## Adaptive vs static\n\n{comparison_table(results)}\n\n"
+              f"## Every run\n\n{detail_table(results)}\n")
+    if compare is not None:
+        window = args.window or effective_window(prep.requests // args.nodes, tuner.window)
+        tables += (f"\n## Window by window against static alpha={compare} ({window:,} requests per window)\n\n"
+                   f"{window_table(results, compare, window, tuner.t_decode_ms, tuner.t_fetch_ms)}\n")
+        if args.window_plot:
+            plot_window_gain(results, compare, window, tuner.t_decode_ms, tuner.t_fetch_ms, args.window_plot)
+    if not args.json:
+        print(tables)
+    if args.markdown:
+        Path(args.markdown).write_text(tables)
+    if args.plot:
+        plot_alpha(results, args.plot)
+    return 0

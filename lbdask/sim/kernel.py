@@ -1,0 +1,268 @@
+"""Numba-compiled replay of the dual-format cache over integer object ids and byte sizes.
+
+The same algorithm as `lbdask.cache` (tests check identical outcome sequences), with all
+per-object state in flat arrays: one doubly linked list slot per object (an object is in
+at most one list at a time), one ghost slot per object per tier for S3-FIFO.
+
+Lists: per node, per tier t (0 image, 1 latent), three lists: 0 = main (LRU) or S3-FIFO
+small queue, 1 = S3-FIFO main queue, 2 = tail. `where[o] = 3 * t + list` or -1.
+`lists[L] = (oldest, newest, bytes)`; `caps[node, t] = (main, tail, small, total)`.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ..cache.capacity import image_capacity, small_capacity, tail_capacity
+from ..tuner import marginal_gradient, next_alpha
+
+LRU = 0
+S3FIFO = 1
+
+
+@njit(cache=True)
+def _push(lists, links, lid, o):
+    last = lists[lid, 1]
+    links[0, o] = last
+    links[1, o] = -1
+    if last >= 0:
+        links[1, last] = o
+    else:
+        lists[lid, 0] = o
+    lists[lid, 1] = o
+
+
+@njit(cache=True)
+def _unlink(lists, links, lid, o):
+    p = links[0, o]
+    q = links[1, o]
+    if p >= 0:
+        links[1, p] = q
+    else:
+        lists[lid, 0] = q
+    if q >= 0:
+        links[0, q] = p
+    else:
+        lists[lid, 1] = p
+
+
+@njit(cache=True)
+def _trim_ghost(st, node, t):
+    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes) = st
+    gid = node * 2 + t
+    gcap = caps[node, t, 0] - caps[node, t, 2]
+    while glists[gid, 2] > gcap:
+        o = glists[gid, 0]
+        _unlink(glists, glinks[t], gid, o)
+        inghost[t, o] = False
+        glists[gid, 2] -= sizes[t, o]
+
+
+@njit(cache=True)
+def _to_tail(st, node, t, o):
+    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes) = st
+    lid = (node * 2 + t) * 3 + 2
+    _push(lists, links, lid, o)
+    lists[lid, 2] += sizes[t, o]
+    where[o] = 3 * t + 2
+
+
+@njit(cache=True)
+def _overflow(st, node, t, policy, move_after):
+    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes) = st
+    base = (node * 2 + t) * 3
+    main_cap = caps[node, t, 0]
+    if policy == LRU:
+        while lists[base, 2] > main_cap:
+            o = lists[base, 0]
+            _unlink(lists, links, base, o)
+            lists[base, 2] -= sizes[t, o]
+            _to_tail(st, node, t, o)
+    else:
+        small, mainq = base, base + 1
+        while lists[small, 2] + lists[mainq, 2] > main_cap:
+            if lists[small, 2] > caps[node, t, 2] or lists[mainq, 0] < 0:
+                o = lists[small, 0]
+                _unlink(lists, links, small, o)
+                lists[small, 2] -= sizes[t, o]
+                if freq[o] >= move_after:
+                    freq[o] = 0
+                    _push(lists, links, mainq, o)
+                    lists[mainq, 2] += sizes[t, o]
+                    where[o] = 3 * t + 1
+                    continue
+                gid = node * 2 + t
+                _push(glists, glinks[t], gid, o)
+                inghost[t, o] = True
+                glists[gid, 2] += sizes[t, o]
+                _trim_ghost(st, node, t)
+                _to_tail(st, node, t, o)
+            else:
+                o = lists[mainq, 0]
+                _unlink(lists, links, mainq, o)
+                lists[mainq, 2] -= sizes[t, o]
+                if freq[o] > 0:
+                    freq[o] -= 1
+                    _push(lists, links, mainq, o)
+                    lists[mainq, 2] += sizes[t, o]
+                    continue
+                _to_tail(st, node, t, o)
+    tid = base + 2
+    while lists[tid, 2] > caps[node, t, 1]:
+        o = lists[tid, 0]
+        _unlink(lists, links, tid, o)
+        lists[tid, 2] -= sizes[t, o]
+        where[o] = -1
+
+
+@njit(cache=True)
+def _main_insert(st, node, t, o, hot, policy):
+    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes) = st
+    freq[o] = 0
+    seg = 0
+    if policy == S3FIFO:
+        if inghost[t, o]:
+            gid = node * 2 + t
+            _unlink(glists, glinks[t], gid, o)
+            inghost[t, o] = False
+            glists[gid, 2] -= sizes[t, o]
+            hot = True
+        if hot:
+            seg = 1
+    lid = (node * 2 + t) * 3 + seg
+    _push(lists, links, lid, o)
+    lists[lid, 2] += sizes[t, o]
+    where[o] = 3 * t + seg
+
+
+@njit(cache=True)
+def _tier_get(st, node, t, o, policy, move_after):
+    """Touch an object known to be in tier t; True when it was a tail hit."""
+    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes) = st
+    seg = where[o] - 3 * t
+    lid = (node * 2 + t) * 3 + seg
+    if seg == 2:
+        _unlink(lists, links, lid, o)
+        lists[lid, 2] -= sizes[t, o]
+        _main_insert(st, node, t, o, True, policy)
+        _overflow(st, node, t, policy, move_after)
+        return True
+    if policy == LRU:
+        _unlink(lists, links, lid, o)
+        _push(lists, links, lid, o)
+    elif freq[o] < 3:
+        freq[o] += 1
+    return False
+
+
+@njit(cache=True)
+def _tier_insert(st, node, t, o, policy, move_after):
+    _main_insert(st, node, t, o, False, policy)
+    _overflow(st, node, t, policy, move_after)
+
+
+@njit(cache=True)
+def _tier_remove(st, node, t, o):
+    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes) = st
+    lid = (node * 2 + t) * 3 + where[o] - 3 * t
+    _unlink(lists, links, lid, o)
+    lists[lid, 2] -= sizes[t, o]
+    where[o] = -1
+
+
+@njit(cache=True)
+def _tier_resize(st, node, t, cap, tail_fraction, small_fraction, policy, move_after):
+    caps = st[8]
+    tail = tail_capacity(cap, tail_fraction)
+    caps[node, t, 0] = cap - tail
+    caps[node, t, 1] = tail
+    caps[node, t, 2] = small_capacity(cap - tail, small_fraction)
+    caps[node, t, 3] = cap
+    _trim_ghost(st, node, t)
+    _overflow(st, node, t, policy, move_after)
+
+
+@njit(cache=True)
+def _set_alpha(st, node, capacity, alpha, tail_fraction, small_fraction, policy, move_after):
+    img = image_capacity(capacity, alpha)
+    _tier_resize(st, node, 0, img, tail_fraction, small_fraction, policy, move_after)
+    _tier_resize(st, node, 1, capacity - img, tail_fraction, small_fraction, policy, move_after)
+
+
+@njit(cache=True)
+def replay(obj, node_of, sizes, n_nodes, capacity, alpha0, adaptive, per_byte, window, step, alpha_min,
+           alpha_max, t_decode, t_fetch, tail_fraction, promote_after, policy, small_fraction,
+           move_after, outcomes, tails, traj_index, traj_node, traj_alpha):
+    """Replay requests `obj` (dense ids); fills outcomes (0 image, 1 latent, 2 miss) and tails.
+
+    Returns (image hits, latent hits, misses, number of trajectory points written).
+    `capacity` is the per-node total in bytes; `sizes[0]` PNG and `sizes[1]` latent bytes.
+    """
+    n_obj = sizes.shape[1]
+    links = np.full((2, n_obj), -1, np.int32)
+    where = np.full(n_obj, -1, np.int8)
+    freq = np.zeros(n_obj, np.int8)
+    hits = np.zeros(n_obj, np.int32)
+    lists = np.zeros((n_nodes * 6, 3), np.int64)
+    lists[:, 0] = -1
+    lists[:, 1] = -1
+    glinks = np.full((2, 2, n_obj), -1, np.int32)
+    inghost = np.zeros((2, n_obj), np.bool_)
+    glists = np.zeros((n_nodes * 2, 3), np.int64)
+    glists[:, 0] = -1
+    glists[:, 1] = -1
+    caps = np.zeros((n_nodes, 2, 4), np.int64)
+    st = (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes)
+    alpha = np.full(n_nodes, alpha0)
+    for node in range(n_nodes):
+        _set_alpha(st, node, capacity, alpha0, tail_fraction, small_fraction, policy, move_after)
+    # per node: requests, image misses, full misses, image tail hits, latent tail hits
+    win = np.zeros((n_nodes, 5), np.int64)
+    totals = np.zeros(3, np.int64)
+    n_traj = 0
+    for i in range(obj.shape[0]):
+        o = obj[i]
+        node = node_of[o]
+        if adaptive and win[node, 0] >= window:
+            d = marginal_gradient(win[node, 0], win[node, 1], win[node, 2], win[node, 3], win[node, 4],
+                                  t_decode, t_fetch, alpha[node], per_byte)
+            alpha[node] = next_alpha(alpha[node], d, step, alpha_min, alpha_max)
+            win[node, :] = 0
+            _set_alpha(st, node, capacity, alpha[node], tail_fraction, small_fraction, policy, move_after)
+            if n_traj < traj_index.shape[0]:
+                traj_index[n_traj] = i
+                traj_node[n_traj] = node
+                traj_alpha[n_traj] = alpha[node]
+                n_traj += 1
+        w = where[o]
+        tail = False
+        if w >= 0 and w < 3:
+            out = 0
+            tail = _tier_get(st, node, 0, o, policy, move_after)
+        elif w >= 3:
+            out = 1
+            tail = _tier_get(st, node, 1, o, policy, move_after)
+            hits[o] += 1
+            if hits[o] >= promote_after and where[o] >= 3 and sizes[0, o] <= caps[node, 0, 0]:
+                _tier_remove(st, node, 1, o)
+                _tier_insert(st, node, 0, o, policy, move_after)
+        else:
+            out = 2
+            if sizes[1, o] <= caps[node, 1, 0]:
+                hits[o] = 0
+                _tier_insert(st, node, 1, o, policy, move_after)
+            elif sizes[0, o] <= caps[node, 0, 0]:
+                _tier_insert(st, node, 0, o, policy, move_after)
+        win[node, 0] += 1
+        if out == 0:
+            win[node, 3] += tail
+        else:
+            win[node, 1] += 1
+            if out == 1:
+                win[node, 4] += tail
+            else:
+                win[node, 2] += 1
+        totals[out] += 1
+        outcomes[i] = out
+        tails[i] = tail
+    return totals[0], totals[1], totals[2], n_traj

@@ -1,0 +1,146 @@
+"""Online marginal-hit tuning of the image/latent split alpha (paper section 4.3, eq. 1-2).
+
+The paper's delta_img and delta_lat are tail-hit rates of tails of tau * alpha * C and
+tau * (1 - alpha) * C bytes: unequal slices of capacity, which biases eq. 2 toward the
+larger tier (alpha runs away to a clamp). The default `per_byte` gradient divides each
+by its tier's share (alpha, 1 - alpha), making D the derivative of eq. 1 per byte moved;
+`paper` keeps eq. 2 as printed. docs/simulation.md compares the two.
+
+The gradient and the step are numba-compiled plain functions so that the Python cache
+(used by serving workers) and the compiled simulator kernel apply the very same rule.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from numba import njit
+
+from .errors import ConfigError
+
+
+@njit(cache=True)
+def marginal_gradient(requests: int, image_misses: int, full_misses: int, image_tail_hits: int,
+                      latent_tail_hits: int, t_decode: float, t_fetch: float, alpha: float,
+                      per_byte: bool) -> float:
+    """D of eq. 2 from one window's counters; D < 0 means the image tier is worth more.
+
+    per_byte scales the marginal rates by the tier shares (see the module docstring).
+    """
+    if requests == 0:
+        return 0.0
+    mr_img = image_misses / requests
+    d_img = image_tail_hits / requests
+    if image_misses == 0:
+        mr_lat = 0.0
+        d_lat = 0.0
+    else:
+        mr_lat = full_misses / image_misses
+        d_lat = latent_tail_hits / image_misses
+    if per_byte:
+        d_img = d_img / max(alpha, 1e-9)
+        d_lat = d_lat / max(1.0 - alpha, 1e-9)
+    return -d_img * (t_decode + t_fetch * mr_lat) + t_fetch * mr_img * d_lat
+
+
+@njit(cache=True)
+def next_alpha(alpha: float, gradient: float, step: float, alpha_min: float, alpha_max: float) -> float:
+    """One signed step of alpha against the gradient, clamped to [alpha_min, alpha_max]."""
+    if gradient < 0.0:
+        alpha = alpha + step
+    elif gradient > 0.0:
+        alpha = alpha - step
+    return min(alpha_max, max(alpha_min, alpha))
+
+
+@dataclass
+class TunerConfig:
+    """Tuning parameters; defaults are the paper's simulation defaults (section 6.5).
+
+    alpha is clamped to [alpha_min, alpha_max]: a tier of zero capacity has no tail hits,
+    so its marginal value would read as zero forever and alpha could never come back.
+    """
+
+    alpha: float = 0.5              # starting image fraction
+    step: float = 0.005             # Delta
+    window: int = 1_000_000         # W, requests per gradient window
+    alpha_min: float = 0.05
+    alpha_max: float = 0.95
+    t_decode_ms: float = 40.0       # initial EWMA values
+    t_fetch_ms: float = 140.0
+    ewma_weight: float = 0.1        # weight of a new latency observation
+    gradient: Literal["per_byte", "paper"] = "per_byte"   # see the module docstring
+
+    def validate(self) -> None:
+        if not 0.0 <= self.alpha_min <= self.alpha_max <= 1.0:
+            raise ValueError("need 0 <= alpha_min <= alpha_max <= 1")
+        if not self.alpha_min <= self.alpha <= self.alpha_max:
+            raise ValueError("alpha must lie in [alpha_min, alpha_max]")
+        if self.step <= 0 or self.window < 1:
+            raise ValueError("step must be > 0 and window >= 1")
+        if self.t_decode_ms < 0 or self.t_fetch_ms < 0 or not 0 < self.ewma_weight <= 1:
+            raise ValueError("latencies must be >= 0 and 0 < ewma_weight <= 1")
+
+
+class MarginalHitTuner:
+    """Per-cache window counters, latency EWMAs and the alpha they imply.
+
+    Not thread-safe on its own: the owning cache calls it under its lock.
+    """
+
+    def __init__(self, config: TunerConfig | None = None) -> None:
+        self.config = config or TunerConfig()
+        try:
+            self.config.validate()
+        except ValueError as exc:
+            raise ConfigError(f"tuner: {exc}") from None
+        self.alpha = self.config.alpha
+        self.t_decode = self.config.t_decode_ms
+        self.t_fetch = self.config.t_fetch_ms
+        self.history: list[tuple[float, float]] = []   # (gradient, alpha after the step)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.requests = self.image_misses = self.full_misses = 0
+        self.image_tail_hits = self.latent_tail_hits = 0
+
+    def record(self, outcome: str, tail_hit: bool) -> None:
+        """Count one lookup: outcome 'image' | 'latent' | 'miss'; tail_hit if served from a tail."""
+        self.requests += 1
+        if outcome == "image":
+            self.image_tail_hits += tail_hit
+            return
+        self.image_misses += 1
+        if outcome == "latent":
+            self.latent_tail_hits += tail_hit
+        else:
+            self.full_misses += 1
+
+    def observe_decode(self, ms: float) -> None:
+        """Feed one observed decode latency into the T_decode EWMA."""
+        w = self.config.ewma_weight
+        self.t_decode = (1 - w) * self.t_decode + w * ms
+
+    def observe_fetch(self, ms: float) -> None:
+        """Feed one observed object-store fetch latency into the T_fetch EWMA."""
+        w = self.config.ewma_weight
+        self.t_fetch = (1 - w) * self.t_fetch + w * ms
+
+    def due(self) -> bool:
+        """True once a full window of requests has been recorded."""
+        return self.requests >= self.config.window
+
+    def gradient(self) -> float:
+        """D (eq. 2) of the counters recorded so far in this window."""
+        return marginal_gradient(self.requests, self.image_misses, self.full_misses,
+                                 self.image_tail_hits, self.latent_tail_hits, self.t_decode, self.t_fetch,
+                                 self.alpha, self.config.gradient == "per_byte")
+
+    def step(self) -> float:
+        """Close the window: move alpha by the sign of D, reset the counters, return alpha."""
+        c = self.config
+        d = self.gradient()
+        self.alpha = next_alpha(self.alpha, d, c.step, c.alpha_min, c.alpha_max)
+        self.history.append((d, self.alpha))
+        self._reset()
+        return self.alpha
