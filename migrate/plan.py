@@ -21,6 +21,7 @@ KEEP_GREYSCALE = "greyscale"
 KEEP_16BIT = "16-bit"
 KEEP_TOO_SMALL = "too-small"
 KEEP_TOO_LARGE = "too-large"
+KEEP_NO_SAVING = "no-saving"
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,19 @@ def pre_decode_outcome(item: SourceItem, settings: JobSettings) -> Outcome | Non
         return Outcome("kept", KEEP_TOO_SMALL)
     if item.pixels > settings.max_pixels:
         return Outcome("kept", KEEP_TOO_LARGE)
+    return None
+
+
+def post_encode_outcome(psnr: float, latent_bytes: int, source_bytes: int, settings: JobSettings) -> Outcome | None:
+    """What the measured round trip decides; None means "store the latent".
+
+    A latent bigger than `max_latent_ratio` x its PNG (line art, UI screenshots) would cost
+    storage and fidelity at once, so the original stays; below `min_psnr` it stays too.
+    """
+    if latent_bytes > settings.max_latent_ratio * source_bytes:
+        return Outcome("kept", KEEP_NO_SAVING)
+    if psnr < settings.min_psnr:
+        return Outcome("kept", KEEP_FIDELITY)
     return None
 
 

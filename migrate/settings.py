@@ -24,6 +24,7 @@ class JobSettings:
     batch_size: int = 8
     latent_bits: LatentBits = 8
     min_psnr: float = 30.0
+    max_latent_ratio: float = 1.0
     refine_steps: int = 0
     target_psnr: float | None = None
     min_side: int = 32
@@ -40,6 +41,8 @@ class JobSettings:
         for name in ("batch_size", "min_side", "max_pixels", "bomb_pixels", "scan_group", "inflight_batches_per_thread", "shard_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.max_latent_ratio <= 0:
+            raise ValueError(f"max_latent_ratio must be > 0, not {self.max_latent_ratio}")
         if self.refine_steps < 0:
             raise ValueError(f"refine_steps must be >= 0, not {self.refine_steps}")
         if self.batch_size > self.shard_size:

@@ -26,7 +26,7 @@ from lbdask.fidelity import decode_sha256, reference_decode
 from lbdask.refine import choose_bits, refine_latents
 from lbdask.storage import open_location
 
-from .plan import KEEP_FIDELITY, KEEP_TRANSPARENCY, Batch, Outcome
+from .plan import KEEP_TRANSPARENCY, Batch, Outcome, post_encode_outcome
 from .plugin import resident_model
 from .scan import SourceItem, read_sources
 from .settings import JobSettings
@@ -52,6 +52,7 @@ class EncodedBatch:
     """Per-candidate latents and their measured fidelity after `encode`."""
 
     latents: list[EncodedLatent]
+    stored_bytes: list[int]                # pcodec bytes of each latent, as its shard stores it
     psnr: list[float]
     psnr_initial: list[float | None]
     refine_steps: list[int]
@@ -160,13 +161,15 @@ def encode(decoded: DecodedBatch, settings: JobSettings) -> EncodedBatch | None:
         with context_meter.meter("quantise"):
             latents = [LatentCodec(b).encode(z[i]) for i, b in enumerate(bits)]
             stored = np.stack([LatentCodec(enc.bits).decode(enc) for enc in latents])
+        with context_meter.meter("pcodec-size"):
+            sizes = [compressed_size(enc.data) for enc in latents]
         with context_meter.meter("verify-decode"):
             # One image at a time, as `lbdask read` decodes: the recorded PSNR and decode
             # hash then describe exactly the pixels a reader gets on this device class.
             back = [reference_decode(model, stored[i], im.shape[:2]) for i, im in enumerate(images)]
         seconds = time.perf_counter() - started
     scores = [float(psnr(im, dec)) for im, dec in zip(images, back)]
-    return EncodedBatch(latents, scores, psnr_initial, steps, [decode_sha256(d) for d in back],
+    return EncodedBatch(latents, sizes, scores, psnr_initial, steps, [decode_sha256(d) for d in back],
                         model.device_class, model.fingerprint, seconds, refine_seconds)
 
 
@@ -180,25 +183,24 @@ def write_shard(dest_url: str, storage_options: dict[str, Any], decoded: Decoded
     outcomes = dict(decoded.outcomes)
     rows: dict[str, CatalogRow] = {}
     by_bits: dict[int, list[int]] = {}
+    items = {i.id: i for i in batch.items}
     if encoded is not None:
         for k, image_id in enumerate(decoded.candidates):
-            if encoded.psnr[k] >= settings.min_psnr:
+            kept = post_encode_outcome(encoded.psnr[k], encoded.stored_bytes[k], items[image_id].size, settings)
+            if kept is None:
                 by_bits.setdefault(encoded.latents[k].bits, []).append(k)
             else:
-                outcomes[image_id] = Outcome("kept", KEEP_FIDELITY)
-    items = {i.id: i for i in batch.items}
+                outcomes[image_id] = kept
     for bits, members in sorted(by_bits.items()):
         bucket = arc.bucket_name(bits, *encoded.latents[members[0]].data.shape)
         with context_meter.meter("write-shard"):
             indices = arc.write_shard(bucket, batch.shards[bits], [encoded.latents[k] for k in members])
         for k, index in zip(members, indices):
             image_id, enc = decoded.candidates[k], encoded.latents[k]
-            with context_meter.meter("pcodec-size"):
-                size = compressed_size(enc.data)
             rows[image_id] = _row(items[image_id], decoded, "latent", None, batch.batch_id,
                                   bucket=bucket, index=index, psnr=encoded.psnr[k], psnr_initial=encoded.psnr_initial[k],
                                   refine_steps=encoded.refine_steps[k], model_fingerprint=encoded.fingerprint,
-                                  bits=enc.bits, lo=enc.lo, hi=enc.hi, checksum=enc.checksum, stored_bytes=size,
+                                  bits=enc.bits, lo=enc.lo, hi=enc.hi, checksum=enc.checksum, stored_bytes=encoded.stored_bytes[k],
                                   decode_sha256=encoded.decode_sha256[k], device_class=encoded.device_class)
     kept = {i: decoded.originals[i] for i, o in outcomes.items() if o.status == "kept"}
     refs = {}
@@ -209,7 +211,7 @@ def write_shard(dest_url: str, storage_options: dict[str, Any], decoded: Decoded
         extra = {}
         if outcome.status == "kept":
             extra = {"original": refs[image_id], "stored_bytes": len(kept[image_id])}
-            if outcome.reason == KEEP_FIDELITY:
+            if image_id in decoded.candidates:  # measured, then kept: record what the latent would have given
                 k = decoded.candidates.index(image_id)
                 extra.update(psnr=encoded.psnr[k], psnr_initial=encoded.psnr_initial[k], refine_steps=encoded.refine_steps[k])
         rows[image_id] = _row(items[image_id], decoded, outcome.status, outcome.reason, batch.batch_id, **extra)

@@ -11,7 +11,6 @@ import io
 import json
 import os
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -29,67 +28,12 @@ from lbdask.archive import Archive
 from lbdask.archive.rows import load_rows
 from lbdask.storage import open_location
 
+from cluster_helpers import (  # noqa: F401 (dask_env is a fixture)
+    DaskProcesses, dask_env, grainy, migrate_cmd, png_bytes, smooth, write_grainy_source)
+
 pytestmark = pytest.mark.slow
 
 CORPUS_CROPS = ["flux_girl_in_field.png", "sd3_sd3_simple_example.png"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"nothing listening on {port}")
-
-
-class DaskProcesses:
-    """A real scheduler plus restartable single-threaded workers, on loopback."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.port = _free_port()
-        self.address = f"tcp://127.0.0.1:{self.port}"
-        self.scheduler = subprocess.Popen(
-            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(self.port),
-             "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_port(self.port, self.scheduler)
-        self.workers: list[subprocess.Popen] = []
-
-    def start_worker(self) -> subprocess.Popen:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "distributed.cli.dask_worker", self.address, "--nworkers", "1", "--nthreads", "2",
-             "--no-nanny", "--no-dashboard", "--host", "127.0.0.1"],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.workers.append(worker)
-        return worker
-
-    def wait_workers(self, n: int, timeout: float = 60) -> None:
-        from distributed import Client
-
-        with Client(self.address, timeout="20s") as client:
-            client.wait_for_workers(n, timeout=timeout)
-
-    def close(self) -> None:
-        for proc in [*self.workers, self.scheduler]:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
-
-
-@pytest.fixture
-def dask_env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
 
 
 @pytest.fixture
@@ -99,21 +43,6 @@ def cluster(dask_env):
     procs.wait_workers(1)
     yield procs
     procs.close()
-
-
-def _png_bytes(pixels: np.ndarray, **save) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG", **save)
-    return buf.getvalue()
-
-
-def _smooth(seed: int, size: int = 64) -> np.ndarray:
-    """A smooth colour gradient the VAE reproduces well (PSNR far above 20 dB)."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size, 0:size] / size
-    a, b, c = rng.uniform(0.2, 0.8, 3)
-    img = np.stack([a + 0.3 * x, b + 0.3 * y, c + 0.2 * (x - y)], axis=2)
-    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
 
 
 def _bomb(side: int = 9500) -> bytes:
@@ -137,32 +66,34 @@ def make_mixed_source(root: Path, corpus: Path) -> dict[str, tuple[str, str | No
         (root / name).write_bytes(pngio.encode(small, None, pngio.probe(data).chunks))
         expected[name] = ("latent", None)
     (root / "nested" / "deeper").mkdir(parents=True)
-    (root / "nested" / "deeper" / "smooth.png").write_bytes(_png_bytes(_smooth(1)))
-    expected["nested/deeper/smooth.png"] = ("latent", None)
-    rgba = np.dstack([_smooth(2), np.full((64, 64), 255, np.uint8)])
-    (root / "opaque_rgba.png").write_bytes(_png_bytes(rgba))
+    (root / "nested" / "deeper" / "grainy.png").write_bytes(png_bytes(grainy(1)))
+    expected["nested/deeper/grainy.png"] = ("latent", None)
+    rgba = np.dstack([grainy(2), np.full((64, 64), 255, np.uint8)])
+    (root / "opaque_rgba.png").write_bytes(png_bytes(rgba))
     expected["opaque_rgba.png"] = ("latent", None)
+    (root / "flat.png").write_bytes(png_bytes(smooth(8)))  # deflates to ~400 B: no latent is that small
+    expected["flat.png"] = ("kept", "no-saving")
     rgba_t = rgba.copy()
     rgba_t[:10, :10, 3] = 0
-    (root / "transparent.png").write_bytes(_png_bytes(rgba_t))
+    (root / "transparent.png").write_bytes(png_bytes(rgba_t))
     expected["transparent.png"] = ("kept", "transparency")
     noise = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    (root / "noise.png").write_bytes(_png_bytes(noise))
+    (root / "noise.png").write_bytes(png_bytes(noise))
     expected["noise.png"] = ("kept", "fidelity")
-    (root / "grey.png").write_bytes(_png_bytes(_smooth(4)[:, :, 0]))
+    (root / "grey.png").write_bytes(png_bytes(smooth(4)[:, :, 0]))
     expected["grey.png"] = ("kept", "greyscale")
-    (root / "grey16.png").write_bytes(_png_bytes(np.full((64, 64), 40000, np.uint16)))
+    (root / "grey16.png").write_bytes(png_bytes(np.full((64, 64), 40000, np.uint16)))
     expected["grey16.png"] = ("kept", "16-bit")
-    pal = Image.fromarray(_smooth(5)).convert("P")
+    pal = Image.fromarray(smooth(5)).convert("P")
     buf = io.BytesIO()
     pal.save(buf, format="PNG")
     (root / "palette.png").write_bytes(buf.getvalue())
     expected["palette.png"] = ("kept", "palette")
-    (root / "tiny.png").write_bytes(_png_bytes(_smooth(6, 16)))
+    (root / "tiny.png").write_bytes(png_bytes(smooth(6, 16)))
     expected["tiny.png"] = ("kept", "too-small")
-    (root / "wide.png").write_bytes(_png_bytes(np.repeat(_smooth(7, 64), 3, axis=1)))  # 192 x 64 > max-pixels
+    (root / "wide.png").write_bytes(png_bytes(np.repeat(smooth(7, 64), 3, axis=1)))  # 192 x 64 > max-pixels
     expected["wide.png"] = ("kept", "too-large")
-    (root / "truncated.png").write_bytes(_png_bytes(noise)[:500])
+    (root / "truncated.png").write_bytes(png_bytes(noise)[:500])
     expected["truncated.png"] = ("failed", None)
     (root / "not_a_png.png").write_bytes(b"this is text, not an image\n")
     expected["not_a_png.png"] = ("failed", None)
@@ -170,12 +101,6 @@ def make_mixed_source(root: Path, corpus: Path) -> dict[str, tuple[str, str | No
     expected["bomb.png"] = ("failed", None)
     (root / "notes.txt").write_text("ignored: not a .png")
     return expected
-
-
-def migrate_cmd(src: str, dest: str, scheduler: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "lbdask", "migrate", src, dest, "--scheduler", scheduler, "--no-progress",
-            "--weights", str(Path(__file__).resolve().parents[2] / "shared" / "models" / "taef2"),
-            "--min-psnr", "20", "--max-pixels", "10000", *extra]
 
 
 def committed_batches(dest: str) -> dict[str, tuple[object, list[str]]]:
@@ -293,16 +218,9 @@ def test_cli_migrates_every_kind_of_input_with_the_right_outcome(cluster, corpus
     assert len(arc.read_job_stats()) == len(stats)
 
 
-def _resume_source(root: Path, n: int) -> set[str]:
-    root.mkdir(parents=True)
-    for i in range(n):
-        (root / f"img{i:03d}.png").write_bytes(_png_bytes(_smooth(100 + i)))
-    return {f"img{i:03d}.png" for i in range(n)}
-
-
 @pytest.mark.parametrize("victim", ["worker", "driver"])
 def test_kill_minus_9_mid_run_then_resume(victim, cluster, taef2_dir, tmp_path, dask_env):
-    ids = _resume_source(tmp_path / "src", 16)
+    ids = write_grainy_source(tmp_path / "src", 16)
     dest = str(tmp_path / "archive")
     # refinement steps make each batch slow enough to kill the job between commits
     cmd = migrate_cmd(str(tmp_path / "src"), dest, cluster.address, "--batch-size", "2", "--refine-steps", "25")
@@ -345,7 +263,7 @@ def test_kill_minus_9_mid_run_then_resume(victim, cluster, taef2_dir, tmp_path, 
 def test_kill_driver_with_s3_destination_then_resume(s3_bucket, cluster, taef2_dir, tmp_path, dask_env):
     # s3_bucket comes first: the scheduler, worker and driver inherit the S3 server's AWS_* environment
     assert dask_env["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1")
-    ids = _resume_source(tmp_path / "src", 10)
+    ids = write_grainy_source(tmp_path / "src", 10)
     dest = f"{s3_bucket}/archive"
     env = dask_env
     cmd = migrate_cmd(str(tmp_path / "src"), dest, cluster.address, "--batch-size", "2", "--refine-steps", "25")

@@ -9,7 +9,7 @@ from PIL import Image
 
 from lbdask.errors import ConfigError
 from lbdask.storage import open_location
-from migrate.plan import plan_batches, pre_decode_outcome
+from migrate.plan import plan_batches, post_encode_outcome, pre_decode_outcome
 from migrate.scan import SourceItem, list_source_ids, scan_group
 from migrate.settings import load_job_settings
 
@@ -42,6 +42,23 @@ def test_pre_decode_outcome(it, expected):
     else:
         assert outcome.status == expected[0]
         assert expected[1] is None or outcome.reason == expected[1]
+
+
+@pytest.mark.parametrize(
+    "psnr,latent_bytes,ratio,expected",
+    [
+        (35.0, 900, 1.0, None),                       # smaller and faithful: stored as a latent
+        (35.0, 1001, 1.0, "no-saving"),               # bigger than its PNG: the PNG stays
+        (35.0, 600, 0.5, "no-saving"),                # a stricter ratio asks for 2x saving
+        (SETTINGS.min_psnr - 0.1, 500, 1.0, "fidelity"),
+        (SETTINGS.min_psnr - 0.1, 5000, 1.0, "no-saving"),  # both: no saving is the decisive reason
+    ],
+)
+def test_post_encode_outcome(psnr, latent_bytes, ratio, expected):
+    settings = dataclasses.replace(SETTINGS, max_latent_ratio=ratio)
+    outcome = post_encode_outcome(psnr, latent_bytes, 1000, settings)
+    assert (outcome and outcome.reason) == expected
+    assert outcome is None or outcome.status == "kept"
 
 
 def test_batches_group_by_padded_shape_and_are_stable_when_committed_batches_drop_out():

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -32,6 +31,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, metavar="N", help="images per batch task")
     p.add_argument("--latent-bits", type=_bits, metavar="16|8|6|auto", help="stored latent precision")
     p.add_argument("--min-psnr", type=float, metavar="DB", help="below this a latent is kept as PNG (reason fidelity)")
+    p.add_argument("--max-latent-ratio", type=float, metavar="R",
+                   help="a latent above R x its PNG's bytes is kept as PNG (reason no-saving; default 1.0)")
     p.add_argument("--refine-steps", type=int, metavar="N", help="gradient steps on each latent (0 = off)")
     p.add_argument("--target-psnr", type=float, metavar="DB", help="stop refining an image at this PSNR")
     p.add_argument("--max-pixels", type=int, metavar="N", help="larger images are kept as PNG (reason too-large)")
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--workers sizes the local cluster; it cannot be used with --scheduler")
     settings = load_job_settings().with_overrides(
         model=args.model, weights=args.weights, batch_size=args.batch_size, latent_bits=args.latent_bits,
-        min_psnr=args.min_psnr, refine_steps=args.refine_steps, target_psnr=args.target_psnr,
+        min_psnr=args.min_psnr, max_latent_ratio=args.max_latent_ratio, refine_steps=args.refine_steps, target_psnr=args.target_psnr,
         max_pixels=args.max_pixels, min_side=args.min_side)
     req = MigrationRequest(
         src=args.src, dest=args.dest, settings=settings, cluster=load_cluster_settings(), scheduler=args.scheduler,
@@ -78,5 +79,5 @@ def format_summary(s: dict[str, Any]) -> str:
                      f"(DRR {1 - s['bytes_stored'] / s['bytes_source']:.3f})")
     if s["psnr_mean"] is not None:
         lines.append(f"  PSNR of latents: mean {s['psnr_mean']:.2f} dB, p05 {s['psnr_p05']:.2f}, min {s['psnr_min']:.2f}")
-    lines.append("  stats: " + json.dumps({"job_id": s.get("job_id"), "model": s["model"]}))
+    lines.append(f"  model {s['model']}; job statistics recorded as {s.get('job_id')} (lbdask report {s['dest']})")
     return "\n".join(lines)
