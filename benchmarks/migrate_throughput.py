@@ -1,6 +1,11 @@
 """End-to-end `lbdask migrate` throughput against its ceiling and a naive loop, same machine, same run.
 
     python benchmarks/migrate_throughput.py [--images 16] [--size 256] [--batch 8] [--workers 1]
+                                            [--model taef2|sd35-random] [--device cpu|cuda]
+
+On a GPU machine (issue: >= 80 % of the ceiling, >= 3x the naive loop):
+    python benchmarks/migrate_throughput.py --device cuda --size 1024 --images 64 --batch 16
+    python benchmarks/migrate_throughput.py --device cuda --size 1024 --images 64 --batch 16 --model sd35-random
 
 Three figures, each in images/s over the same PNG folder (corpus crops, text chunks kept):
 - ceiling: the model's batched encode + decode alone (pixels already in memory), the work
@@ -8,7 +13,9 @@ Three figures, each in images/s over the same PNG folder (corpus crops, text chu
 - naive: one image at a time in one process: read + decode PNG, encode, quantise, decode
   to verify, write the latent file;
 - migrate: the Dask job (local cluster, started inside the timing) into a local archive.
-Prints a markdown table with machine and date.
+Prints a markdown table with machine and date. `sd35-random` is an AutoencoderKL with the
+SD 3.5 VAE architecture and random weights (same compute, meaningless pixels), so the job
+runs with `min_psnr` 0 and no size rule: every image goes through encode, verify and write.
 """
 from __future__ import annotations
 
@@ -30,6 +37,7 @@ from lbdask.metrics import psnr
 from lbdask.models import load_model
 from migrate.job import MigrationRequest, run_migration
 from migrate.settings import load_cluster_settings, load_job_settings
+from gpu_bench import sd35_architecture_vae
 from model_throughput import CORPUS, sample_images
 
 TAEF2 = CORPUS.parent.parent / "models" / "taef2"
@@ -67,9 +75,11 @@ def naive(model, src: Path, out: Path, bits: int) -> float:
     return len(files) / (time.perf_counter() - start)
 
 
-def end_to_end(src: Path, dest: Path, batch: int, workers: int, bits: int) -> tuple[float, dict]:
+def end_to_end(src: Path, dest: Path, model: str, weights: str | None, batch: int, workers: int,
+               bits: int) -> tuple[float, dict]:
     """The Dask job with a local cluster, cluster start-up included (images/s, job summary)."""
-    settings = load_job_settings().with_overrides(weights=str(TAEF2), batch_size=batch, latent_bits=bits, min_psnr=0.0)
+    settings = load_job_settings().with_overrides(model=model, weights=weights, batch_size=batch, latent_bits=bits,
+                                                  min_psnr=0.0, max_latent_ratio=1e9)
     req = MigrationRequest(str(src), str(dest), settings, load_cluster_settings(), workers=workers, progress=False)
     start = time.perf_counter()
     summary = run_migration(req, log=lambda _: None)
@@ -83,20 +93,28 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--bits", type=int, default=8)
+    parser.add_argument("--model", choices=("taef2", "sd35-random"), default="taef2")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    model = load_model("taef2", weights=TAEF2, device="cpu")
-    images = sample_images(args.images, args.size, CORPUS)
     work = Path(tempfile.mkdtemp(prefix="lbdask-bench-"))
     try:
+        if args.model == "taef2":
+            model, name, weights = load_model("taef2", weights=TAEF2, device=args.device), "taef2", str(TAEF2)
+        else:
+            name, weights = str(work / "sd35-random"), None
+            model = sd35_architecture_vae(Path(name), args.device)
+        images = sample_images(args.images, args.size, CORPUS)
         write_source(work / "src", images)
         ceil = ceiling(model, images, args.batch)
         slow = naive(model, work / "src", work / "naive", args.bits)
-        fast, summary = end_to_end(work / "src", work / "archive", args.batch, args.workers, args.bits)
+        del model  # the job's worker loads its own resident copy
+        fast, summary = end_to_end(work / "src", work / "archive", name, weights, args.batch, args.workers, args.bits)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     print(f"machine: {platform.machine()} {os.cpu_count()} CPU cores, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), device cpu; date: {datetime.date.today()}")
-    print(f"{args.images} PNGs of {args.size}x{args.size}, TAEF2, batch {args.batch}, {args.bits}-bit latents, "
+          f"({torch.get_num_threads()} threads), device {device}; date: {datetime.date.today()}")
+    print(f"{args.images} PNGs of {args.size}x{args.size}, {args.model}, batch {args.batch}, {args.bits}-bit latents, "
           f"{summary['workers']} worker(s) x {summary['threads']} thread(s)\n")
     print("| path | images/s | fraction of ceiling | vs naive loop |")
     print("|---|---|---|---|")

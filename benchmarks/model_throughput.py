@@ -66,7 +66,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     model = load_model("taef2", weights=args.weights, device=args.device)
-    model.spec.batch_size = args.batch
+    model.spec.batch_size = model.spec.cpu_batch_size = args.batch  # forward passes of --batch images
     print(f"# TAEF2 throughput - {platform.node()} {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, torch {torch.__version__} threads {torch.get_num_threads()}, "
           f"device {model.device} {model.dtype}, {datetime.date.today().isoformat()}")

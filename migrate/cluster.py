@@ -10,6 +10,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 
+import dask
 from distributed import Client, LocalCluster
 
 from lbdask.errors import StoreError
@@ -33,14 +34,25 @@ def local_cluster(settings: ClusterSettings, n_workers: int | None = None) -> Lo
     workers = n_workers or settings.n_workers or 1
     threads = settings.threads_per_worker or max(1, cores // workers)
     resources = {settings.gpu_resource: 1} if gpus else None
-    return LocalCluster(
-        n_workers=workers,
-        threads_per_worker=threads,
-        processes=True,
-        memory_limit=settings.memory_limit,
-        dashboard_address=settings.dashboard_address,
-        resources=resources,
-    )
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ(threads)}):
+        return LocalCluster(
+            n_workers=workers,
+            threads_per_worker=threads,
+            processes=True,
+            memory_limit=settings.memory_limit,
+            dashboard_address=settings.dashboard_address,
+            resources=resources,
+        )
+
+
+def worker_environ(threads: int) -> dict[str, int]:
+    """Environment of local worker processes: BLAS/OpenMP threads = worker threads, no malloc trim.
+
+    Dask's default sets OMP_NUM_THREADS=1 and MALLOC_TRIM_THRESHOLD_; the latter turns off
+    glibc's adaptive mmap threshold, so every large tensor is a fresh, page-faulting mmap:
+    measured here, TAEF2 on CPU ran 2x slower in such a worker (docs/benchmarks.md).
+    """
+    return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
 
 
 @contextlib.contextmanager

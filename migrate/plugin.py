@@ -6,7 +6,9 @@ the other worker threads stay free for PNG decoding and shard writing meanwhile.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from distributed import Worker, get_worker
@@ -27,6 +29,7 @@ class ResidentModel(WorkerPlugin):
         self.model: Any = None
         self.error: BaseException | None = None
         self.lock = threading.Lock()
+        self.cpu_threads = 0  # torch intra-op threads for CPU models (0: leave torch's default)
 
     def __getstate__(self) -> dict[str, Any]:  # ship the recipe, never a loaded model
         return {"model_name": self.model_name, "weights": self.weights}
@@ -41,7 +44,7 @@ class ResidentModel(WorkerPlugin):
         from lbdask.models import load_model
 
         if not torch.cuda.is_available():
-            torch.set_num_threads(max(1, worker.state.nthreads))
+            self.cpu_threads = max(1, worker.state.nthreads)
         try:
             self.model = load_model(self.model_name, weights=self.weights)
         except Exception as exc:  # noqa: BLE001 - surfaced by the first task that needs the model
@@ -52,6 +55,21 @@ class ResidentModel(WorkerPlugin):
         if self.error is not None:
             raise self.error
         return self.model
+
+    @contextlib.contextmanager
+    def use(self) -> Iterator[Any]:
+        """Exclusive use of the model from the calling task thread, with all the worker's cores.
+
+        torch's intra-op thread count is per OS thread under OpenMP, and Dask starts workers
+        with OMP_NUM_THREADS=1: set it in the task thread, or a CPU model runs on one core.
+        """
+        model = self.get()
+        with self.lock:
+            if self.cpu_threads:
+                import torch
+
+                torch.set_num_threads(self.cpu_threads)
+            yield model
 
 
 def resident_model() -> ResidentModel:

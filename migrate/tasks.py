@@ -134,10 +134,9 @@ def encode(decoded: DecodedBatch, settings: JobSettings) -> EncodedBatch | None:
     if not decoded.images:
         return None
     plugin = resident_model()
-    model = plugin.get()
     images = decoded.images
     n = len(images)
-    with plugin.lock:
+    with plugin.use() as model:
         started = time.perf_counter()
         with context_meter.meter("vae-encode"):
             z = model.encode(np.stack([_pad(im, decoded.batch.padded) for im in images]))

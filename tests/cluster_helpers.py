@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,12 +82,6 @@ class DaskProcesses:
 def subprocess_env() -> dict[str, str]:
     """The environment of every subprocess: this checkout importable (workers unpickle `migrate.*`)."""
     return {**os.environ, "PYTHONPATH": str(REPO)}
-
-
-@pytest.fixture
-def dask_env() -> dict[str, str]:
-    """`subprocess_env()` taken when the test starts (after fixtures such as s3_bucket set AWS_*)."""
-    return subprocess_env()
 
 
 def png_bytes(pixels: np.ndarray, **save) -> bytes:

@@ -54,6 +54,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture
+def dask_env() -> dict[str, str]:
+    """Environment for scheduler, worker and CLI subprocesses, taken when the test starts
+    (after fixtures such as s3_bucket have set AWS_*)."""
+    from cluster_helpers import subprocess_env
+
+    return subprocess_env()
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     """A moto S3 server over HTTP on loopback; yields its endpoint URL.

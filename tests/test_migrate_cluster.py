@@ -28,8 +28,8 @@ from lbdask.archive import Archive
 from lbdask.archive.rows import load_rows
 from lbdask.storage import open_location
 
-from cluster_helpers import (  # noqa: F401 (dask_env is a fixture)
-    DaskProcesses, dask_env, grainy, migrate_cmd, png_bytes, smooth, write_grainy_source)
+from cluster_helpers import (
+    DaskProcesses, grainy, migrate_cmd, png_bytes, smooth, write_grainy_source)
 
 pytestmark = pytest.mark.slow
 

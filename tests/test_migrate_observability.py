@@ -22,8 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from lbdask.archive import Archive
 
-from cluster_helpers import (  # noqa: F401 (dask_env is a fixture)
-    DaskProcesses, dask_env, free_port, migrate_cmd, subprocess_env, write_grainy_source)
+from cluster_helpers import (
+    DaskProcesses, free_port, migrate_cmd, subprocess_env, write_grainy_source)
 
 pytestmark = pytest.mark.slow
 
@@ -187,3 +187,25 @@ def test_encode_runs_only_on_the_gpu_worker(observed_run):
     assert set(ran["encode"]) == {observed_run.gpu_worker}
     # the restriction is what put them there: some batches were PNG-decoded on the CPU-only worker
     assert set(ran["read-png"]) - {observed_run.gpu_worker}, ran["read-png"]
+
+
+def _worker_env() -> dict[str, str]:
+    import os
+
+    import torch
+
+    return {**{k: v for k, v in os.environ.items() if k in ("OMP_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_")},
+            "torch_threads": str(torch.get_num_threads())}
+
+
+def test_embedded_cluster_workers_use_all_their_threads_without_malloc_trim():
+    """Dask's default worker environment (1 OpenMP thread, MALLOC_TRIM_THRESHOLD_) halves CPU encode speed."""
+    from migrate.cluster import local_cluster
+    from migrate.settings import load_cluster_settings
+
+    settings = load_cluster_settings()
+    with local_cluster(settings, n_workers=1) as cluster, Client(cluster) as client:
+        (env,) = client.run(_worker_env).values()
+        threads = next(iter(client.nthreads().values()))
+    assert "MALLOC_TRIM_THRESHOLD_" not in env
+    assert env["OMP_NUM_THREADS"] == str(threads) == env["torch_threads"]

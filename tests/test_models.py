@@ -61,13 +61,20 @@ def test_padding_is_edge_replication_and_decode_crops(taef2, corpus_dir):
         taef2.decode(z, size=(80, 90))
 
 
-def test_batched_matches_one_by_one(taef2, corpus_dir):
+def test_micro_batch_follows_the_device(taef2):
+    assert taef2.micro_batch == taef2.spec.cpu_batch_size == 1  # CPU: one image per pass
+    assert taef2.spec.batch_size > 1                             # CUDA: the configured batch
+
+
+def test_batched_matches_one_by_one(taef2_dir, corpus_dir):
+    model = load_model("taef2", weights=taef2_dir, device="cpu")
+    model.spec = dataclasses.replace(model.spec, cpu_batch_size=3)  # one forward pass of 3 images
     images = np.stack([crop(corpus_dir, n, 64, 64) for n in PHOTOS])
-    batched = taef2.encode(images)
-    single = np.concatenate([taef2.encode(im[None]) for im in images])
+    batched = model.encode(images)
+    single = np.concatenate([model.encode(im[None]) for im in images])
     np.testing.assert_allclose(batched, single, atol=1e-4)
-    decoded = taef2.decode(batched, size=(64, 64))
-    np.testing.assert_array_equal(decoded[1:2], taef2.decode(batched[1:2], size=(64, 64)))
+    decoded = model.decode(batched, size=(64, 64))
+    np.testing.assert_array_equal(decoded[1:2], model.decode(batched[1:2], size=(64, 64)))
 
 
 def test_tiled_agrees_with_untiled_on_real_image(taef2, corpus_dir):

@@ -147,6 +147,11 @@ class LatentModel:
             return t.pin_memory().to(self.device, non_blocking=True)
         return t
 
+    @property
+    def micro_batch(self) -> int:
+        """Images per forward pass: large on CUDA, small on CPU where big activations thrash the caches."""
+        return self.spec.batch_size if self.device.type == "cuda" else self.spec.cpu_batch_size
+
     def encode(self, images: np.ndarray) -> np.ndarray:
         """uint8 RGB (N,h,w,3), one size -> float32 latents (N,C,h',w') of the padded image."""
         images = np.asarray(images)
@@ -154,8 +159,8 @@ class LatentModel:
             raise ValueError(f"expected uint8 images of shape (N,h,w,3), got {images.dtype} {images.shape}")
         out = []
         with torch.inference_mode():
-            for i in range(0, len(images), self.spec.batch_size):
-                x = self._to_device(images[i:i + self.spec.batch_size]).permute(0, 3, 1, 2)
+            for i in range(0, len(images), self.micro_batch):
+                x = self._to_device(images[i:i + self.micro_batch]).permute(0, 3, 1, 2)
                 x = pad_to_multiple(x.to(self.dtype) / 255, self.pad_multiple)
                 out.append(self.encode_tensor(x).cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, *self.latent_shape(*images.shape[1:3])), np.float32)
@@ -172,8 +177,8 @@ class LatentModel:
             )
         out = []
         with torch.inference_mode():
-            for i in range(0, len(latents), self.spec.batch_size):
-                z = self._to_device(latents[i:i + self.spec.batch_size]).to(self.dtype)
+            for i in range(0, len(latents), self.micro_batch):
+                z = self._to_device(latents[i:i + self.micro_batch]).to(self.dtype)
                 z = z.contiguous(memory_format=self.memory_format)
                 x = self._run_decoder(self.decode_runner, z)[:, :, :h, :w]
                 x = (x.float().clamp(0, 1) * 255).round().to(torch.uint8)
