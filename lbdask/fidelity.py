@@ -158,7 +158,7 @@ def latent_bytes(codec: LatentCodec, z: np.ndarray) -> int:
 
 def measure_latents(model, sources: Sequence[Source], bits_list: Sequence[int] = DEFAULT_BITS,
                     steps_list: Sequence[int] = DEFAULT_STEPS, refine_bits: int = REFINE_BITS,
-                    lr: float = 0.02) -> tuple[list[Measurement], dict]:
+                    lr: float = 0.02, on_step: Callable[[], None] | None = None) -> tuple[list[Measurement], dict]:
     """Latents at each precision and refinement step count; also returns the time spent.
 
     One quantisation-aware refinement run (for `refine_bits`), checkpointed at each step
@@ -171,7 +171,7 @@ def measure_latents(model, sources: Sequence[Source], bits_list: Sequence[int] =
     z0 = model.encode(np.stack(images))
     timing = {"encode_seconds": time.perf_counter() - started}
     result = refine_latents(model, LatentCodec(refine_bits), images, z0, max(steps_list), lr=lr,
-                            checkpoints=steps_list)
+                            checkpoints=steps_list, on_step=on_step)
     timing["refine_seconds"] = result.seconds
     timing["refine_bits"] = refine_bits
     rows = []
@@ -269,11 +269,14 @@ def _json_safe(value):
 
 def rate_distortion_report(model, sources: Sequence[Source], out_dir: str | Path, title: str,
                            bits_list: Sequence[int] = DEFAULT_BITS,
-                           steps_list: Sequence[int] = DEFAULT_STEPS, refine_bits: int = REFINE_BITS) -> dict:
-    """Measure everything on `sources`, write fidelity.json / fidelity.md / fidelity.png to `out_dir`."""
+                           steps_list: Sequence[int] = DEFAULT_STEPS, refine_bits: int = REFINE_BITS,
+                           on_step: Callable[[], None] | None = None) -> dict:
+    """Measure everything on `sources`, write fidelity.json / fidelity.md / fidelity.png to `out_dir`.
+
+    `on_step` is called after each refinement step, the long part (progress bars)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    latent_rows, timing = measure_latents(model, sources, bits_list, steps_list, refine_bits)
+    latent_rows, timing = measure_latents(model, sources, bits_list, steps_list, refine_bits, on_step=on_step)
     rows = latent_rows + measure_conventional(sources)
     h, w = sources[0].rgb.shape[:2]
     table = summarise(rows, h * w)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -138,14 +138,15 @@ def fake_quantise(z: torch.Tensor, codec: LatentCodec) -> torch.Tensor:
 
 def refine_latents(model, codec: LatentCodec, images_uint8, z0: np.ndarray, steps: int,
                    target_psnr: float | None = None, lr: float = 0.02, seed: int = 0,
-                   checkpoints: Sequence[int] = ()) -> RefineResult:
+                   checkpoints: Sequence[int] = (), on_step: Callable[[], None] | None = None) -> RefineResult:
     """Optimise each latent so that its *quantised* decode matches the image (Adam, squared pixel error).
 
     Images in a batch share one padded shape (z0 is (N,C,h,w)); each image stops as soon as
     its quantised decode reaches `target_psnr` (frozen while the rest keep going). The
     decoder is never updated. `checkpoints` lists step counts at which to also keep a copy
     of all latents (used by the rate-distortion report; early-stopped images are kept as
-    they stopped). Deterministic for a fixed seed and device.
+    they stopped). `on_step` is called after each gradient step (progress bars).
+    Deterministic for a fixed seed and device.
     """
     images = as_image_list(images_uint8)
     z0 = np.asarray(z0, dtype=np.float32)
@@ -192,6 +193,8 @@ def refine_latents(model, codec: LatentCodec, images_uint8, z0: np.ndarray, step
             steps_taken[~done] += 1
             if step + 1 in checkpoints:
                 kept[step + 1] = z.detach().cpu().numpy().copy()
+            if on_step is not None:
+                on_step()
     z_final = z.detach().cpu().numpy().astype(np.float32)
     for step in checkpoints:
         kept.setdefault(step, z_final.copy())

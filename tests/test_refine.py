@@ -39,9 +39,11 @@ def stored_psnr(model, bits: int, image: np.ndarray, z: np.ndarray) -> float:
 
 def test_refinement_raises_psnr_of_the_stored_latent(model, crops):
     z0 = model.encode(crops)
-    res = refine_latents(model, LatentCodec(8), crops, z0, steps=8)
+    calls = []
+    res = refine_latents(model, LatentCodec(8), crops, z0, steps=8, on_step=lambda: calls.append(1))
     assert res.z.shape == z0.shape and res.z.dtype == np.float32
     assert list(res.steps_taken) == [8, 8]
+    assert len(calls) == 8  # one progress callback per gradient step
     for i, image in enumerate(crops):
         # batch composition may flip the rounding of a pixel or two: equal to ~1e-3 dB
         assert res.psnr_initial[i] == pytest.approx(stored_psnr(model, 8, image, z0[i]), abs=0.01)
