@@ -22,18 +22,13 @@ import torch
 
 from lbdask import pngio
 from lbdask.codec import LatentCodec, compressed_size
+from lbdask.fidelity import center_crop
 from lbdask.metrics import psnr
 from lbdask.models import load_model
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 MAX_PIXELS = 64 * 2**20
-
-
-def center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    top, left = (h - size) // 2, (w - size) // 2
-    return np.ascontiguousarray(rgb[top:top + size, left:left + size])
 
 
 def rgb_crops(corpus: Path, size: int, limit: int | None) -> list[tuple[str, np.ndarray, float]]:

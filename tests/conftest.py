@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -48,12 +46,6 @@ def taef2_dir() -> Path:
     return TAEF2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def dask_env() -> dict[str, str]:
     """Environment for scheduler, worker and CLI subprocesses, taken when the test starts
@@ -70,23 +62,20 @@ def s3_server():
     Sets the AWS environment so that s3fs (in this process and in Dask worker
     processes started by tests) talks to it with dummy credentials.
     """
-    port = _free_port()
+    from cluster_helpers import free_port, wait_port
+
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            time.sleep(0.1)
-    else:  # pragma: no cover
+    try:
+        wait_port(port, proc, timeout=30)
+    except (RuntimeError, TimeoutError) as exc:  # pragma: no cover
         proc.kill()
-        pytest.fail("moto server did not start")
+        pytest.fail(f"moto server did not start: {exc}")
     env = {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",

@@ -8,15 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
+from lbdask.metrics import psnr
 from lbdask.models import LatentModel, load_model
 from lbdask.models.tiling import apply_tiled
 
 PHOTOS = ["flux_girl_in_field.png", "sd3_sd3_simple_example.png", "sdturbo_sdxlturbo_example.png"]
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 def crop(corpus_dir, name: str, h: int, w: int, y: int = 300, x: int = 300) -> np.ndarray:

@@ -12,14 +12,10 @@ from PIL import Image, PngImagePlugin
 from lbdask import pngio
 from lbdask.errors import InputError
 
+from cluster_helpers import png_bytes
+
 CORPUS_WITH_TEXT = "flux_girl_in_field.png"
 CORPUS_RGBA = "inpaint_yosemite_inpaint_example.png"
-
-
-def _png(pixels: np.ndarray, **save) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG", **save)
-    return buf.getvalue()
 
 
 def _raw_chunks(data: bytes) -> list[tuple[str, bytes]]:
@@ -77,7 +73,7 @@ def test_icc_profile_goes_before_image_data_and_survives():
     info.add_itxt("Comment", "héllo", lang="en")
     rgb = np.random.default_rng(0).integers(0, 256, (32, 48, 3), dtype=np.uint8)
     alpha = np.full((32, 48), 17, np.uint8)
-    src = _png(rgb, icc_profile=icc, pnginfo=info)
+    src = png_bytes(rgb, icc_profile=icc, pnginfo=info)
     chunks = pngio.probe(src).chunks
     assert {c.type for c in chunks} == {"iCCP", "iTXt"}
     out = pngio.encode(rgb, alpha, chunks)
@@ -98,7 +94,7 @@ def test_icc_profile_goes_before_image_data_and_survives():
     ],
 )
 def test_probe_modes(pixels, mode, has_alpha):
-    info = pngio.probe(_png(pixels))
+    info = pngio.probe(png_bytes(pixels))
     assert (info.mode, info.has_alpha, info.width, info.height) == (mode, has_alpha, 8, 8)
 
 
@@ -119,7 +115,7 @@ def test_palette_with_trns_and_16_bit_grey():
 
 
 def test_truncated_file_is_an_input_error():
-    data = _png(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    data = png_bytes(np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8))
     with pytest.raises(InputError, match="truncated"):
         pngio.decode(data[: len(data) // 2], 10**6)
 
@@ -127,7 +123,7 @@ def test_truncated_file_is_an_input_error():
 def test_not_a_png_and_bad_crc_are_input_errors():
     with pytest.raises(InputError, match="not a PNG"):
         pngio.probe(b"GIF89a" + b"\0" * 40)
-    data = bytearray(_png(np.zeros((16, 16, 3), np.uint8)))
+    data = bytearray(png_bytes(np.zeros((16, 16, 3), np.uint8)))
     idat = data.index(b"IDAT")
     data[idat + 6] ^= 0xFF  # flip a byte of compressed data: CRC no longer matches
     with pytest.raises(InputError, match="CRC"):
@@ -135,7 +131,7 @@ def test_not_a_png_and_bad_crc_are_input_errors():
 
 
 def test_bad_deflate_stream_with_valid_crc_is_an_input_error():
-    data = _png(np.random.default_rng(2).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    data = png_bytes(np.random.default_rng(2).integers(0, 256, (32, 32, 3), dtype=np.uint8))
     chunks = _raw_chunks(data)
     garbage = b"\x78\x9c" + b"\xff" * 50
     rebuilt = pngio.PNG_SIGNATURE + b"".join(

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import shutil
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from lbdask.archive import Archive, CatalogRow
 from lbdask.cli import main
@@ -19,18 +17,14 @@ from lbdask.metrics import psnr
 from lbdask.models import load_model
 from lbdask.storage import open_location
 
+from cluster_helpers import png_bytes
+
 SIZE = 64
 
 
 @pytest.fixture(scope="module")
 def model(taef2_dir):
     return load_model("taef2", weights=taef2_dir, device="cpu")
-
-
-def png_bytes(rgb: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")

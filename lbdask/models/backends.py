@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..errors import ConfigError
+from ..metrics import psnr
 
 if TYPE_CHECKING:
     from .latent_model import LatentModel
@@ -222,12 +223,6 @@ def attach_decode_backend(model: LatentModel, requested: str) -> BackendChoice:
     return choice
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of two [0, 1] images after clamping (inf when identical)."""
-    mse = torch.mean((a.float().clamp(0, 1) - b.float().clamp(0, 1)) ** 2).item()
-    return float("inf") if mse == 0 else -10.0 * torch.log10(torch.tensor(mse)).item()
-
-
 def backend_psnr(model: LatentModel, z: torch.Tensor) -> float:
     """PSNR of the installed decode backend against an fp32 eager copy of the decoder on `z`."""
     reference = copy.deepcopy(model.decoder).float()
@@ -235,4 +230,4 @@ def backend_psnr(model: LatentModel, z: torch.Tensor) -> float:
         z = z.to(model.device)
         expected = reference(z.float())
         got = model.decode_runner(z.to(model.dtype).contiguous(memory_format=model.memory_format))
-    return psnr(got, expected)
+    return psnr(*(t.float().clamp(0, 1).cpu().numpy() for t in (got, expected)), peak=1.0)
