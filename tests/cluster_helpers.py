@@ -17,8 +17,9 @@ import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
-#: same place as conftest.TAEF2 (LBDASK_SHARED overrides it)
-TAEF2_WEIGHTS = Path(os.environ.get("LBDASK_SHARED", REPO.parent / "shared")) / "models" / "taef2"
+#: the shared data beside the checkout (LBDASK_SHARED overrides it); conftest's fixtures use it too
+SHARED = Path(os.environ.get("LBDASK_SHARED", REPO.parent / "shared"))
+TAEF2_WEIGHTS = SHARED / "models" / "taef2"
 
 
 def free_port() -> int:

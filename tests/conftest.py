@@ -7,11 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from cluster_helpers import SHARED, TAEF2_WEIGHTS as TAEF2, free_port, subprocess_env, wait_port
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("LBDASK_SHARED", REPO.parent / "shared"))
 CORPUS = SHARED / "corpus" / "ai-png"
-TAEF2 = SHARED / "models" / "taef2"
 
 
 def _have_cuda() -> bool:
@@ -50,8 +48,6 @@ def taef2_dir() -> Path:
 def dask_env() -> dict[str, str]:
     """Environment for scheduler, worker and CLI subprocesses, taken when the test starts
     (after fixtures such as s3_bucket have set AWS_*)."""
-    from cluster_helpers import subprocess_env
-
     return subprocess_env()
 
 
@@ -62,8 +58,6 @@ def s3_server():
     Sets the AWS environment so that s3fs (in this process and in Dask worker
     processes started by tests) talks to it with dummy credentials.
     """
-    from cluster_helpers import free_port, wait_port
-
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
