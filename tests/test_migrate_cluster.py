@@ -130,10 +130,23 @@ def stored_objects(dest: str) -> dict[str, object]:
     return {path: info.get("ETag") or info.get("mtime") or info.get("LastModified") for path, info in found.items()}
 
 
-def payload_objects(dest: str) -> dict[str, object]:
-    """Shard and kept-original objects (not Zarr metadata, which records shard allocations)."""
-    return {p: m for p, m in stored_objects(dest).items()
-            if ("/latents/" in p or "/originals/" in p) and not p.endswith("zarr.json")}
+def committed_payload(dest: str, rows_by_batch: dict[str, list[dict]]) -> dict[str, object]:
+    """The shard and kept-original objects that the given committed rows point at -> modification marker.
+
+    Only committed objects are promised never to be rewritten: a batch killed between writing its
+    shard and committing it is redone, and may write the same fresh shard again.
+    """
+    loc, shard_size = open_location(dest), Archive.open(dest).shard_size
+    keys = set()
+    for rows in rows_by_batch.values():
+        for row in rows:
+            if row["bucket"] is not None:
+                keys.add(loc.path("latents", row["bucket"], "c", str(row["index"] // shard_size), "0", "0", "0"))
+            if row["original"] is not None:
+                keys.add(loc.path(row["original"]["key"]))
+    found = stored_objects(dest)
+    assert keys and keys <= set(found), sorted(keys - set(found))
+    return {k: found[k] for k in keys}
 
 
 def catalog_by_batch(dest: str) -> dict[str, list[dict]]:
@@ -164,12 +177,11 @@ def assert_exactly_once(dest: str, ids: set[str]) -> dict[str, list[dict]]:
 
 
 def assert_untouched_after_kill(dest: str, first_rows: dict[str, list[dict]], payload: dict[str, object]) -> None:
-    """Rows committed before the kill are unchanged, and no shard or original written before it was rewritten."""
+    """Rows committed before the kill are unchanged, and no object they point at was rewritten."""
     now_rows = catalog_by_batch(dest)
     for batch_id, rows in first_rows.items():
         assert now_rows[batch_id] == rows
-    now_payload = payload_objects(dest)
-    assert {p: now_payload.get(p) for p in payload} == payload
+    assert committed_payload(dest, first_rows) == payload
 
 
 def test_cli_migrates_every_kind_of_input_with_the_right_outcome(cluster, corpus_dir, taef2_dir, tmp_path, dask_env):
@@ -227,7 +239,8 @@ def test_kill_minus_9_mid_run_then_resume(victim, cluster, taef2_dir, tmp_path, 
     driver = subprocess.Popen(cmd, env=dask_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for_commits(dest, 1, driver)
-        first, payload = catalog_by_batch(dest), payload_objects(dest)
+        first = catalog_by_batch(dest)
+        payload = committed_payload(dest, first)
         if victim == "worker":
             os.kill(cluster.workers[-1].pid, signal.SIGKILL)
             cluster.start_worker()
@@ -270,7 +283,8 @@ def test_kill_driver_with_s3_destination_then_resume(s3_bucket, cluster, taef2_d
     driver = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for_commits(dest, 1, driver)
-        first, payload = catalog_by_batch(dest), payload_objects(dest)
+        first = catalog_by_batch(dest)
+        payload = committed_payload(dest, first)
         driver.send_signal(signal.SIGKILL)
         driver.wait(timeout=30)
         rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
