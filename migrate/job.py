@@ -128,18 +128,23 @@ def run_migration(req: MigrationRequest, log: Callable[[str], None] = print) -> 
         committed = arc.committed_ids()
         todo = [i for i in sizes if i not in committed]
         stats = JobStats()
+        phases = {"start": time.perf_counter() - t0, "scan": 0.0, "batches": 0.0}
         if todo:
             with span("lbdask-migrate"):
+                t_scan = time.perf_counter()
                 with span("scan"):
                     items = scan(client, req, todo)
                 batches = plan_batches(items, settings, info["pad_multiple"])
                 prepare_buckets(arc, batches, info, settings)
+                t_batches = time.perf_counter()
+                phases["scan"] = t_batches - t_scan
                 bar = MigrationProgress(len(items), sum(i.size for i in items), enabled=req.progress)
                 try:
                     with span("batches"):
                         run_batches(client, arc, req, batches, info, lambda r: (stats.add(r), bar.update(r)))
                 finally:
                     bar.close()
+                phases["batches"] = time.perf_counter() - t_batches
         seconds = time.perf_counter() - t0
         summary = {
             "job_started": started_at.isoformat(timespec="seconds"),
@@ -153,7 +158,7 @@ def run_migration(req: MigrationRequest, log: Callable[[str], None] = print) -> 
             "images_listed": len(sizes),
             "images_already_committed": len(sizes) - len(todo),
             "settings": asdict(settings),
-            **stats.summary(seconds),
+            **stats.summary(seconds, phases),
         }
     if todo:
         summary["job_id"] = arc.write_job_stats(summary)

@@ -39,8 +39,13 @@ class JobStats:
         self.refine_seconds += result.refine_seconds
         self.batches_already_committed += int(result.already_committed)
 
-    def summary(self, seconds: float) -> dict[str, Any]:
-        """JSON-ready statistics of this job (the part `lbdask report` shows per job)."""
+    def summary(self, seconds: float, phases: dict[str, float]) -> dict[str, Any]:
+        """JSON-ready statistics of this job (the part `lbdask report` shows per job).
+
+        `phases` splits `seconds` into start-up (cluster, model), scan and batches, so that the
+        steady rate of the pipeline is seen apart from the job's fixed costs.
+        """
+        batch_seconds = phases.get("batches", 0.0)
         return {
             "images_processed": self.images,
             "images_latent": self.statuses.get("latent", 0),
@@ -52,6 +57,8 @@ class JobStats:
             "seconds": round(seconds, 3),
             "images_per_s": round(self.images / seconds, 4) if seconds > 0 else None,
             "mb_per_s": round(self.source_bytes / 1e6 / seconds, 4) if seconds > 0 else None,
+            "phase_seconds": {name: round(value, 3) for name, value in phases.items()},
+            "batch_images_per_s": round(self.images / batch_seconds, 4) if batch_seconds > 0 else None,
             "encode_seconds": round(self.encode_seconds, 3),
             "refine_seconds": round(self.refine_seconds, 3),
             "batches": self.batches,

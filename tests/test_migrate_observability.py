@@ -84,7 +84,14 @@ def test_cli_without_scheduler_starts_and_removes_its_own_local_cluster(taef2_di
     rows = list(arc.rows())
     assert sorted(r.id for r in rows) == sorted(ids)
     assert all(r.status != "failed" and r.psnr is not None for r in rows)  # each one encoded by the cluster
-    assert arc.read_job_stats()[-1]["workers"] == 1
+    job = arc.read_job_stats()[-1]
+    assert job["workers"] == 1
+    # the job's time is split into start-up, scan and batches, and the steady rate leaves out start-up
+    phases = job["phase_seconds"]
+    assert set(phases) == {"start", "scan", "batches"} and all(v > 0 for v in phases.values())
+    assert sum(phases.values()) <= job["seconds"]
+    assert job["batch_images_per_s"] == pytest.approx(4 / phases["batches"], rel=1e-3)
+    assert f"batches {phases['batches']:.1f} s" in stdout.read_text()
 
 
 @dataclass

@@ -71,6 +71,8 @@ def format_summary(s: dict[str, Any]) -> str:
         f"migrated {s['images_processed']} of {s['images_listed']} images "
         f"({s['images_already_committed']} were already committed) in {s['seconds']:.1f} s "
         f"= {s['images_per_s']:.2f} images/s, {s['mb_per_s']:.2f} MB/s",
+        f"  time: start-up {s['phase_seconds']['start']:.1f} s (cluster, model), scan {s['phase_seconds']['scan']:.1f} s, "
+        f"batches {s['phase_seconds']['batches']:.1f} s = {s['batch_images_per_s']:.2f} images/s while processing",
         f"  latent {s['images_latent']}, kept as PNG {s['images_kept_png']}, failed {s['images_failed']}",
     ]
     lines += [f"    {reason}: {n}" for reason, n in s["reasons"].items()]
