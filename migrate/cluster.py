@@ -14,6 +14,7 @@ import dask
 from distributed import Client, LocalCluster
 
 from lbdask.errors import StoreError
+from lbdask.models.cpu_memory import malloc_environ
 
 from .settings import ClusterSettings
 
@@ -34,7 +35,7 @@ def local_cluster(settings: ClusterSettings, n_workers: int | None = None) -> Lo
     workers = n_workers or settings.n_workers or 1
     threads = settings.threads_per_worker or max(1, cores // workers)
     resources = {settings.gpu_resource: 1} if gpus else None
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ(threads)}):
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ(threads, cpu_model=not gpus)}):
         return LocalCluster(
             n_workers=workers,
             threads_per_worker=threads,
@@ -45,14 +46,17 @@ def local_cluster(settings: ClusterSettings, n_workers: int | None = None) -> Lo
         )
 
 
-def worker_environ(threads: int) -> dict[str, int]:
-    """Environment of local worker processes: BLAS/OpenMP threads = worker threads, no malloc trim.
+def worker_environ(threads: int, cpu_model: bool) -> dict[str, int | str]:
+    """Environment of local worker processes: BLAS/OpenMP threads = worker threads, and for a
+    model on the CPU the malloc settings of configs/cpu_memory.yaml from process start.
 
-    Dask's default sets OMP_NUM_THREADS=1 and MALLOC_TRIM_THRESHOLD_; the latter turns off
-    glibc's adaptive mmap threshold, so every large tensor is a fresh, page-faulting mmap:
+    Dask's default sets OMP_NUM_THREADS=1 and MALLOC_TRIM_THRESHOLD_; the latter alone turns
+    off glibc's adaptive mmap threshold, so every large tensor is a fresh, page-faulting mmap:
     measured here, TAEF2 on CPU ran 2x slower in such a worker (docs/benchmarks.md).
     """
-    return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads}
+    environ: dict[str, int | str] = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+                                     "OPENBLAS_NUM_THREADS": threads}
+    return {**environ, **malloc_environ()} if cpu_model else environ
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ import torch
 
 from ..errors import ConfigError, NotFoundError
 from .backends import attach_decode_backend
+from .cpu_memory import retain_freed_memory
 from .identity import fingerprint, weights_digest
 from .kl import KLDecoderNet, KLEncoderNet, downsample_of, load_autoencoder_kl, network_config
 from .latent_model import LatentModel, ScaledDecoder, ScaledEncoder
@@ -140,6 +141,8 @@ def load_model(
         "network": net_cfg,
     }
     dev = resolve_device(device)
+    if dev.type == "cpu":
+        retain_freed_memory()
     model = LatentModel(
         name=name,
         spec=spec,
