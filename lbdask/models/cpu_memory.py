@@ -4,8 +4,9 @@ A VAE's activations are tens to hundreds of MB per tensor. By default glibc serv
 with a fresh mmap and unmaps it when freed, so every forward pass page-faults its whole
 working set again: on a 1024 px image TAEF2 spent as long in the kernel as in its own
 code. Keeping freed memory in one heap (no mmap, no trimming, one arena so that worker
-threads share it) made CPU encode + decode 1.4-2.4x faster; the price is a resident set
-that stays near its peak (docs/benchmarks.md). Configured in `configs/cpu_memory.yaml`.
+threads share it) made CPU encode and decode of 512-1024 px images 1.8-3.1x faster; the
+price is a resident set that stays near its peak (docs/benchmarks.md). Configured in
+`configs/cpu_memory.yaml`.
 """
 from __future__ import annotations
 
