@@ -6,6 +6,8 @@ ends up committed exactly once and batch objects committed before the kill are u
 """
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import io
 import json
@@ -184,6 +186,30 @@ def assert_untouched_after_kill(dest: str, first_rows: dict[str, list[dict]], pa
     assert committed_payload(dest, first_rows) == payload
 
 
+@contextlib.contextmanager
+def migration_after_first_commit(cmd: list[str], env: dict[str, str], dest: str):
+    """Start `cmd`, wait until it commits a batch, and yield (driver, rows so far, their objects);
+    the driver is killed on exit if it is still running."""
+    driver = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_commits(dest, 1, driver)
+        first = catalog_by_batch(dest)
+        yield driver, first, committed_payload(dest, first)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+
+
+def assert_second_run_writes_nothing(cmd: list[str], env: dict[str, str], dest: str) -> None:
+    """A complete archive: running the same command again says so and leaves every object untouched."""
+    before = stored_objects(dest)
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "nothing to do" in again.stdout
+    assert stored_objects(dest) == before
+
+
 def test_cli_migrates_every_kind_of_input_with_the_right_outcome(cluster, corpus_dir, taef2_dir, tmp_path, dask_env):
     src, dest = tmp_path / "src", str(tmp_path / "archive")
     expected = make_mixed_source(src, corpus_dir)
@@ -221,12 +247,7 @@ def test_cli_migrates_every_kind_of_input_with_the_right_outcome(cluster, corpus
     assert got.returncode == 0, got.stderr[-3000:]
     rgb, _ = pngio.decode(got.stdout, 10**8)
     assert hashlib.sha256(rgb.tobytes()).hexdigest() == latent.decode_sha256
-    before = stored_objects(dest)
-    again = subprocess.run(migrate_cmd(str(src), dest, cluster.address), env=dask_env, capture_output=True,
-                           text=True, timeout=120)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "nothing to do" in again.stdout
-    assert stored_objects(dest) == before
+    assert_second_run_writes_nothing(migrate_cmd(str(src), dest, cluster.address), dask_env, dest)
     assert len(arc.read_job_stats()) == len(stats)
 
 
@@ -236,15 +257,11 @@ def test_kill_minus_9_mid_run_then_resume(victim, cluster, taef2_dir, tmp_path, 
     dest = str(tmp_path / "archive")
     # refinement steps make each batch slow enough to kill the job between commits
     cmd = migrate_cmd(str(tmp_path / "src"), dest, cluster.address, "--batch-size", "2", "--refine-steps", "25")
-    driver = subprocess.Popen(cmd, env=dask_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for_commits(dest, 1, driver)
-        first = catalog_by_batch(dest)
-        payload = committed_payload(dest, first)
+    with migration_after_first_commit(cmd, dask_env, dest) as (driver, first, payload):
         if victim == "worker":
             os.kill(cluster.workers[-1].pid, signal.SIGKILL)
             cluster.start_worker()
-            out, err = driver.communicate(timeout=240)
+            _, err = driver.communicate(timeout=240)
             assert driver.returncode == 0, err[-3000:]
         else:
             driver.send_signal(signal.SIGKILL)
@@ -252,10 +269,6 @@ def test_kill_minus_9_mid_run_then_resume(victim, cluster, taef2_dir, tmp_path, 
             assert sum(len(m) for m in catalog_by_batch(dest).values()) < len(ids), "job finished before the kill"
             rerun = subprocess.run(cmd, env=dask_env, capture_output=True, text=True, timeout=240)
             assert rerun.returncode == 0, rerun.stderr[-3000:]
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait()
     assert_exactly_once(dest, ids)
     assert_untouched_after_kill(dest, first, payload)
     rows = list(Archive.open(dest).rows())
@@ -267,10 +280,7 @@ def test_kill_minus_9_mid_run_then_resume(victim, cluster, taef2_dir, tmp_path, 
     refinement = json.loads(report.stdout)["refinement"]
     assert refinement["images"] == len(ids) and refinement["seconds"] > 0
     assert refinement["after"]["psnr_mean"] > refinement["before"]["psnr_mean"]
-    before = stored_objects(dest)
-    again = subprocess.run(cmd, env=dask_env, capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0 and "nothing to do" in again.stdout
-    assert stored_objects(dest) == before
+    assert_second_run_writes_nothing(cmd, dask_env, dest)
 
 
 def test_kill_driver_with_s3_destination_then_resume(s3_bucket, cluster, taef2_dir, tmp_path, dask_env):
@@ -278,24 +288,12 @@ def test_kill_driver_with_s3_destination_then_resume(s3_bucket, cluster, taef2_d
     assert dask_env["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1")
     ids = write_grainy_source(tmp_path / "src", 10)
     dest = f"{s3_bucket}/archive"
-    env = dask_env
     cmd = migrate_cmd(str(tmp_path / "src"), dest, cluster.address, "--batch-size", "2", "--refine-steps", "25")
-    driver = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for_commits(dest, 1, driver)
-        first = catalog_by_batch(dest)
-        payload = committed_payload(dest, first)
+    with migration_after_first_commit(cmd, dask_env, dest) as (driver, first, payload):
         driver.send_signal(signal.SIGKILL)
         driver.wait(timeout=30)
-        rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-        assert rerun.returncode == 0, rerun.stderr[-3000:]
-        assert_exactly_once(dest, ids)
-        assert_untouched_after_kill(dest, first, payload)  # same ETags: nothing written again
-        before = stored_objects(dest)
-        again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-        assert again.returncode == 0 and "nothing to do" in again.stdout
-        assert stored_objects(dest) == before
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait()
+    rerun = subprocess.run(cmd, env=dask_env, capture_output=True, text=True, timeout=240)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert_exactly_once(dest, ids)
+    assert_untouched_after_kill(dest, first, payload)  # same ETags: nothing written again
+    assert_second_run_writes_nothing(cmd, dask_env, dest)
