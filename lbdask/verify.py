@@ -1,14 +1,14 @@
-"""`lbdask verify DEST`: re-check a sample of an archive - checksums, decodes, kept originals.
+"""Verification of an archive: re-check a sample - checksums, decodes, kept originals.
 
 Latent rows: the stored latent must match its checksum, decode with the archive's model,
 and give back what the migration measured - bit for bit (recorded `decode_sha256`) on
 the same device class, or the recorded PSNR against the source (`--source SRC`) within
-`--tolerance` dB on another device class. Kept rows: the original's sha256 must equal the
-source's. One line per failure; exit 0 when all pass, 1 otherwise.
+`tolerance` dB on another device class. Kept rows: the original's sha256 must equal the
+source's. `lbdask verify` (lbdask/cli/verify.py) prints the report; repair and serving
+call the same functions.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import random
 from collections.abc import Iterable
@@ -16,15 +16,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..archive import Archive, CatalogRow
-from ..codec import LatentCodec
-from ..errors import LbdaskError
-from ..fidelity import decode_sha256, reference_decode
-from ..metrics import psnr
-from ..models import load_model
-from ..models.identity import device_class
-from ..pngio import decode as decode_png
-from ..storage import Location, open_location, parse_storage_options
+from .archive import Archive, CatalogRow
+from .codec import LatentCodec
+from .errors import LbdaskError
+from .fidelity import decode_sha256, reference_decode
+from .metrics import psnr
+from .models import load_model
+from .models.identity import device_class
+from .pngio import decode as decode_png
+from .storage import Location, open_location
 
 #: PSNR drift allowed between a recorded and a recomputed value on the same device class
 #: (the batch-of-one decode is bit-exact there; a migration that measured PSNR on batched
@@ -113,31 +113,12 @@ def verify_archive(arc: Archive, model, rows: Iterable[CatalogRow], source: Loca
     return report
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("verify", help="re-decode a sample of an archive and check it",
-                              description=__doc__.split("\n\n")[0])
-    p.add_argument("dest", metavar="DEST", help="archive folder or s3://bucket/path")
-    p.add_argument("--sample", type=int, default=50, metavar="N", help="rows to check, 0 = all (default 50)")
-    p.add_argument("--tolerance", type=float, default=CROSS_DEVICE_TOLERANCE_DB, metavar="DB",
-                   help="PSNR drift allowed across device classes (default %(default)s dB); "
-                        "the same device class must match bit for bit")
-    p.add_argument("--source", metavar="SRC", help="the migration source, to recompute PSNR against it")
-    p.add_argument("--model", help="model name or path (default: the archive's)")
-    p.add_argument("--weights", metavar="DIR", help="folder with the model weights")
-    p.add_argument("--device", default="cpu", help="torch device for decoding (default cpu)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed")
-    p.add_argument("--storage-options", metavar="JSON", help="fsspec options for DEST and SRC")
-    return p
-
-
-def run(args: argparse.Namespace) -> int:
-    options = parse_storage_options(args.storage_options)
-    arc = Archive.open(args.dest, mode="r", storage_options=options)
-    model = load_model(args.model or arc.model_info["name"], weights=args.weights, device=args.device)
-    arc.check_model(model.fingerprint)
-    source = open_location(args.source, options) if args.source else None
-    report = verify_archive(arc, model, sample_rows(arc.rows(), args.sample, args.seed), source, args.tolerance)
-    for line in report.failures:
-        print(line)
-    print(report.summary())
-    return 1 if report.failures else 0
+def verify(dest: str, sample: int = 50, seed: int = 0, source: str | None = None, model: str | None = None,
+           weights: str | None = None, device: str = "cpu", tolerance: float = CROSS_DEVICE_TOLERANCE_DB,
+           storage_options: dict | None = None) -> VerifyReport:
+    """Open `dest`, load its model (or `model`, checked against the archive) and verify a sample."""
+    arc = Archive.open(dest, mode="r", storage_options=storage_options)
+    decoder = load_model(model or arc.model_info["name"], weights=weights, device=device)
+    arc.check_model(decoder.fingerprint)
+    src = open_location(source, storage_options) if source else None
+    return verify_archive(arc, decoder, sample_rows(arc.rows(), sample, seed), src, tolerance)

@@ -10,7 +10,7 @@ import pytest
 
 from lbdask.archive import Archive, CatalogRow
 from lbdask.cli import main
-from lbdask.cli.verify import sample_rows, verify_archive
+from lbdask.verify import sample_rows, verify_archive
 from lbdask.codec import LatentCodec, compressed_size
 from lbdask.fidelity import decode_sha256, load_sources, reference_decode
 from lbdask.metrics import psnr
@@ -126,3 +126,10 @@ def test_changed_source_is_reported(archive, model):
     (src / "img0.png").write_bytes(png_bytes(np.zeros((SIZE, SIZE, 3), np.uint8)))
     [line] = failures(arc, model, [rows[0]], src)
     assert "source file changed" in line
+
+
+def test_cli_default_tolerance_is_the_library_default():
+    from lbdask.cli.verify import DEFAULT_TOLERANCE_DB
+    from lbdask.verify import CROSS_DEVICE_TOLERANCE_DB
+
+    assert DEFAULT_TOLERANCE_DB == CROSS_DEVICE_TOLERANCE_DB

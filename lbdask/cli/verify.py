@@ -1,0 +1,41 @@
+"""`lbdask verify DEST`: re-decode a sample of an archive and check it (lbdask/verify.py).
+
+One line per failure, then a summary; exit 0 when all pass, 1 otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+
+from ..storage import parse_storage_options
+
+#: Default of --tolerance; lbdask.verify.CROSS_DEVICE_TOLERANCE_DB (not imported here: it pulls in torch).
+DEFAULT_TOLERANCE_DB = 0.5
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("verify", help="re-decode a sample of an archive and check it",
+                              description="Re-check a sample of an archive: checksums, decodes, kept originals.")
+    p.add_argument("dest", metavar="DEST", help="archive folder or s3://bucket/path")
+    p.add_argument("--sample", type=int, default=50, metavar="N", help="rows to check, 0 = all (default 50)")
+    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE_DB, metavar="DB",
+                   help="PSNR drift allowed across device classes (default %(default)s dB); "
+                        "the same device class must match bit for bit")
+    p.add_argument("--source", metavar="SRC", help="the migration source, to recompute PSNR against it")
+    p.add_argument("--model", help="model name or path (default: the archive's)")
+    p.add_argument("--weights", metavar="DIR", help="folder with the model weights")
+    p.add_argument("--device", default="cpu", help="torch device for decoding (default cpu)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--storage-options", metavar="JSON", help="fsspec options for DEST and SRC")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..verify import verify
+
+    report = verify(args.dest, sample=args.sample, seed=args.seed, source=args.source, model=args.model,
+                    weights=args.weights, device=args.device, tolerance=args.tolerance,
+                    storage_options=parse_storage_options(args.storage_options))
+    for line in report.failures:
+        print(line)
+    print(report.summary())
+    return 1 if report.failures else 0
