@@ -23,7 +23,7 @@ from lbdask.storage import open_location
 from . import tasks
 from .cluster import connect, dashboard_link, encode_resources
 from .plan import Batch, plan_batches
-from .plugin import ResidentModel, model_info
+from lbdask.models.resident import ResidentModel, model_info
 from .progress import MigrationProgress
 from .scan import SourceItem, list_source_ids, scan_group
 from .settings import ClusterSettings, JobSettings

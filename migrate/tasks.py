@@ -27,7 +27,7 @@ from lbdask.refine import choose_bits, refine_latents
 from lbdask.storage import open_location
 
 from .plan import KEEP_TRANSPARENCY, Batch, Outcome, post_encode_outcome
-from .plugin import resident_model
+from lbdask.models.resident import resident_model
 from .scan import SourceItem, read_sources
 from .settings import JobSettings
 
