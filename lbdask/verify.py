@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .archive import Archive, CatalogRow
-from .codec import LatentCodec
 from .errors import LbdaskError
-from .fidelity import decode_sha256, reference_decode
+from .decode import decode_sha256, row_pixels
 from .metrics import psnr
 from .models import load_model
 from .models.identity import device_class
@@ -60,8 +59,7 @@ def verify_latent(arc: Archive, model, row: CatalogRow, source: Location | None,
     """Failures for one latent row, and whether its decode was compared with any reference."""
     if row.model_fingerprint and row.model_fingerprint != model.fingerprint:
         return [f"{row.id}: written with model {row.model_fingerprint[:12]}, verifying with {model.fingerprint[:12]}"], False
-    enc = arc.read_latent(row)
-    rgb = reference_decode(model, LatentCodec(enc.bits).decode(enc), (row.height, row.width))
+    rgb = row_pixels(arc, model, row)
     same_class = row.device_class == device_class(model.device)
     failures, compared = [], False
     recorded_sha = getattr(row, "decode_sha256", None)

@@ -12,7 +12,8 @@ from lbdask.archive import Archive, CatalogRow
 from lbdask.cli import main
 from lbdask.verify import sample_rows, verify_archive
 from lbdask.codec import LatentCodec, compressed_size
-from lbdask.fidelity import decode_sha256, load_sources, reference_decode
+from lbdask.decode import decode_latent, decode_sha256
+from lbdask.fidelity import load_sources
 from lbdask.metrics import psnr
 from lbdask.models import load_model
 from lbdask.storage import open_location
@@ -44,7 +45,7 @@ def built(tmp_path_factory, model, corpus_dir):
     bucket = Archive.bucket_name(8, *z.shape[1:])
     arc.ensure_bucket(bucket, 8, *z.shape[1:])
     indices = arc.write_shard(bucket, arc.allocate_shards(bucket, 1), encoded)
-    decoded = [reference_decode(model, codec.decode(e), (SIZE, SIZE)) for e in encoded]
+    decoded = [decode_latent(model, codec.decode(e), (SIZE, SIZE)) for e in encoded]
     rows = []
     for i, (enc, index, rgb) in enumerate(zip(encoded, indices, decoded)):
         name = f"img{i}.png"
