@@ -18,13 +18,25 @@ from .errors import ConfigError
 
 T = TypeVar("T")
 
-#: The packaged default configs; LBDASK_CONFIG_DIR points at another folder.
-DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+#: Environment variable naming another folder of configuration files (`lbdask --config-dir DIR` sets it).
+CONFIG_DIR_ENV = "LBDASK_CONFIG_DIR"
+
+
+def _default_config_dir() -> Path:
+    """The default configs: `lbdask/configs/` inside an installed wheel (package data, built
+    from the repository's top-level `configs/`), else `configs/` of the checkout."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "configs"
+    return packaged if packaged.is_dir() else here.parent / "configs"
+
+
+#: The default configuration files shipped with lbdask.
+DEFAULT_CONFIG_DIR = _default_config_dir()
 
 
 def config_dir() -> Path:
     """The folder that holds the YAML configuration files."""
-    return Path(os.environ.get("LBDASK_CONFIG_DIR", DEFAULT_CONFIG_DIR))
+    return Path(os.environ.get(CONFIG_DIR_ENV) or DEFAULT_CONFIG_DIR)
 
 
 def read_yaml(name: str) -> Any:
