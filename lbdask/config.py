@@ -39,9 +39,14 @@ def config_dir() -> Path:
     return Path(os.environ.get(CONFIG_DIR_ENV) or DEFAULT_CONFIG_DIR)
 
 
+def config_path(name: str) -> Path:
+    """`<config dir>/<name>.yaml`, or `name` itself when it is a YAML path."""
+    return Path(name) if name.endswith((".yaml", ".yml")) else config_dir() / f"{name}.yaml"
+
+
 def read_yaml(name: str) -> Any:
     """Parse `configs/<name>.yaml` (or an explicit path) and return plain data."""
-    path = Path(name) if name.endswith((".yaml", ".yml")) else config_dir() / f"{name}.yaml"
+    path = config_path(name)
     try:
         text = path.read_text()
     except OSError as exc:
@@ -53,8 +58,8 @@ def read_yaml(name: str) -> Any:
 
 
 def load_config(name: str, cls: type[T]) -> T:
-    """Read `configs/<name>.yaml` and build `cls` from it, validated."""
-    return build(cls, read_yaml(name), where=name)
+    """Read `configs/<name>.yaml` and build `cls` from it, validated; errors name the file."""
+    return build(cls, read_yaml(name), where=str(config_path(name)))
 
 
 def build(cls: type[T], data: Any, where: str) -> T:
