@@ -37,8 +37,8 @@ from lbdask import pngio
 from lbdask.codec import LatentCodec
 from lbdask.metrics import psnr
 from lbdask.models import load_model
-from migrate.job import MigrationRequest, run_migration
-from migrate.settings import load_cluster_settings, load_job_settings
+from lbdask.migrate.job import MigrationRequest, run_migration
+from lbdask.migrate.settings import load_cluster_settings, load_job_settings
 from gpu_bench import sd35_architecture_vae
 from model_throughput import CORPUS, sample_images
 

@@ -18,18 +18,35 @@ from .errors import ConfigError
 
 T = TypeVar("T")
 
-#: The packaged default configs; LBDASK_CONFIG_DIR points at another folder.
-DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+#: Environment variable naming another folder of configuration files (`lbdask --config-dir DIR` sets it).
+CONFIG_DIR_ENV = "LBDASK_CONFIG_DIR"
+
+
+def _default_config_dir() -> Path:
+    """The default configs: `lbdask/configs/` inside an installed wheel (package data, built
+    from the repository's top-level `configs/`), else `configs/` of the checkout."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "configs"
+    return packaged if packaged.is_dir() else here.parent / "configs"
+
+
+#: The default configuration files shipped with lbdask.
+DEFAULT_CONFIG_DIR = _default_config_dir()
 
 
 def config_dir() -> Path:
     """The folder that holds the YAML configuration files."""
-    return Path(os.environ.get("LBDASK_CONFIG_DIR", DEFAULT_CONFIG_DIR))
+    return Path(os.environ.get(CONFIG_DIR_ENV) or DEFAULT_CONFIG_DIR)
+
+
+def config_path(name: str) -> Path:
+    """`<config dir>/<name>.yaml`, or `name` itself when it is a YAML path."""
+    return Path(name) if name.endswith((".yaml", ".yml")) else config_dir() / f"{name}.yaml"
 
 
 def read_yaml(name: str) -> Any:
     """Parse `configs/<name>.yaml` (or an explicit path) and return plain data."""
-    path = Path(name) if name.endswith((".yaml", ".yml")) else config_dir() / f"{name}.yaml"
+    path = config_path(name)
     try:
         text = path.read_text()
     except OSError as exc:
@@ -41,8 +58,8 @@ def read_yaml(name: str) -> Any:
 
 
 def load_config(name: str, cls: type[T]) -> T:
-    """Read `configs/<name>.yaml` and build `cls` from it, validated."""
-    return build(cls, read_yaml(name), where=name)
+    """Read `configs/<name>.yaml` and build `cls` from it, validated; errors name the file."""
+    return build(cls, read_yaml(name), where=str(config_path(name)))
 
 
 def build(cls: type[T], data: Any, where: str) -> T:

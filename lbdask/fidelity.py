@@ -8,7 +8,6 @@ decodes as sources: the case of an archive whose images the matching VAE produce
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import time
@@ -16,7 +15,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import imagecodecs
 import numpy as np
 from PIL import Image
 
@@ -24,7 +22,6 @@ from . import pngio
 from .codec import LatentCodec, compressed_size
 from .errors import InputError, NotFoundError
 from .metrics import psnr, ssim
-from .refine import decode_cropped, quantise_roundtrip, refine_latents
 
 #: Refinement step counts and latent precisions reported.
 DEFAULT_STEPS = (0, 10, 30, 100)
@@ -51,20 +48,6 @@ class Measurement:
     bytes: int
     psnr: float
     ssim: float
-
-
-def reference_decode(model, z: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Decode one latent (C,h,w) alone: the canonical decode that `decode_sha256` records.
-
-    Kernels may round a pixel differently when the batch size changes, so bit-exactness
-    is defined for a batch of one, on one device class.
-    """
-    return model.decode(np.asarray(z, dtype=np.float32)[None], size=size)[0]
-
-
-def decode_sha256(rgb: np.ndarray) -> str:
-    """sha256 of decoded uint8 RGB bytes (C order), recorded per latent row for `lbdask verify`."""
-    return hashlib.sha256(np.ascontiguousarray(rgb, dtype=np.uint8).tobytes()).hexdigest()
 
 
 def center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
@@ -126,6 +109,8 @@ def _pillow_roundtrip(rgb: np.ndarray, fmt: str, **params) -> tuple[int, np.ndar
 
 
 def _jpegxl_roundtrip(rgb: np.ndarray, **params) -> tuple[int, np.ndarray]:
+    import imagecodecs
+
     data = imagecodecs.jpegxl_encode(rgb, **params)
     return len(data), np.asarray(imagecodecs.jpegxl_decode(data))[..., :3]
 
@@ -166,6 +151,8 @@ def measure_latents(model, sources: Sequence[Source], bits_list: Sequence[int] =
     quantised at each precision in `bits_list` and decoded. On CPU this keeps the report
     to one refinement per image instead of one per precision.
     """
+    from .refine import decode_cropped, quantise_roundtrip, refine_latents  # torch
+
     images = [s.rgb for s in sources]
     started = time.perf_counter()
     z0 = model.encode(np.stack(images))

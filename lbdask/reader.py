@@ -1,24 +1,17 @@
 """Reading images back out of an archive, in this process: `lbdask.open(DEST).read(id)`.
 
 Kept images come back as their original bytes; latent images are decoded with the model
-the archive names (its fingerprint is checked) at their original size, and written as a
-PNG of the source's mode family with the source's ancillary chunks restored.
+the archive names (its fingerprint is checked) by the canonical decode (`lbdask.decode`):
+original size, the source's mode family, its ancillary chunks restored.
 """
 from __future__ import annotations
 
 import os
 from typing import Any
 
-import numpy as np
-
-from . import pngio
 from .archive import Archive, CatalogRow
-from .codec import LatentCodec
+from .decode import row_pixels, to_png
 from .errors import LbdaskError, NotFoundError
-
-#: Source modes whose read-back PNG carries an alpha channel (opaque alpha, 255).
-ALPHA_MODES = frozenset({"RGBA", "LA"})
-
 
 class ArchiveReader:
     """In-process reads from one archive; loads the archive's model on first latent read."""
@@ -43,7 +36,7 @@ class ArchiveReader:
 
     def row(self, image_id: str) -> CatalogRow:
         """The catalog row of `image_id`; NotFoundError when the archive has none."""
-        row = self.archive.lookup(image_id)
+        row = self.archive.get_row(image_id)
         if row is None:
             raise NotFoundError(f"no image '{image_id}' in archive {self.archive.url}")
         return row
@@ -58,12 +51,8 @@ class ArchiveReader:
         return self.decode_png(row)
 
     def decode_png(self, row: CatalogRow) -> bytes:
-        """Decode a latent row to a PNG at the source's size and mode family."""
-        enc = self.archive.read_latent(row)
-        z = LatentCodec(enc.bits).decode(enc)
-        rgb = self.model.decode(z[None], size=(row.height, row.width))[0]
-        alpha = np.full(rgb.shape[:2], 255, np.uint8) if row.mode in ALPHA_MODES else None
-        return pngio.encode(rgb, alpha, row.chunks)
+        """Decode a latent row to the PNG a reader gets (the canonical decode)."""
+        return to_png(row_pixels(self.archive, self.model, row), row)
 
 
 def open(  # noqa: A001 - `lbdask.open` is the public name in the design contract

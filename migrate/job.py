@@ -23,10 +23,10 @@ from lbdask.storage import open_location
 from . import tasks
 from .cluster import connect, dashboard_link, encode_resources
 from .plan import Batch, plan_batches
-from .plugin import ResidentModel, model_info
+from lbdask.models.resident import ResidentModel, model_info
 from .progress import MigrationProgress
 from .scan import SourceItem, list_source_ids, scan_group
-from .settings import ClusterSettings, JobSettings
+from .settings import ClusterSettings, JobSettings, check_batch_fits_shard
 from .stats import JobStats
 
 
@@ -123,8 +123,8 @@ def run_migration(req: MigrationRequest, log: Callable[[str], None] = print) -> 
         client.register_plugin(ResidentModel(settings.model, _weights_path(settings.weights)))
         info = client.submit(model_info, key=f"model-info-{tokenize(settings.model, time.time())}", pure=False).result()
         model_meta = {k: v for k, v in info.items() if k != "device_class"}
-        arc = Archive.create(req.dest, model_meta, storage_options=req.storage_options or None,
-                             shard_size=settings.shard_size)
+        arc = Archive.create(req.dest, model_meta, storage_options=req.storage_options or None)
+        check_batch_fits_shard(settings.batch_size, arc.shard_size, f"archive {req.dest}")
         committed = arc.committed_ids()
         todo = [i for i in sizes if i not in committed]
         stats = JobStats()

@@ -9,7 +9,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
-from lbdask.config import load_config
+from lbdask.archive.store import ArchiveConfig
+from lbdask.config import config_path, load_config
 from lbdask.errors import ConfigError
 
 LatentBits = Literal[16, 8, 6, "auto"]
@@ -32,21 +33,18 @@ class JobSettings:
     bomb_pixels: int = 89_478_485
     scan_group: int = 64
     inflight_batches_per_thread: int = 2
-    shard_size: int = 64
 
     def validate(self) -> None:
         """Reject values that would make the job meaningless."""
         if self.latent_bits not in (16, 8, 6, "auto"):
             raise ValueError(f"latent_bits must be 16, 8, 6 or auto, not {self.latent_bits!r}")
-        for name in ("batch_size", "min_side", "max_pixels", "bomb_pixels", "scan_group", "inflight_batches_per_thread", "shard_size"):
+        for name in ("batch_size", "min_side", "max_pixels", "bomb_pixels", "scan_group", "inflight_batches_per_thread"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.max_latent_ratio <= 0:
             raise ValueError(f"max_latent_ratio must be > 0, not {self.max_latent_ratio}")
         if self.refine_steps < 0:
             raise ValueError(f"refine_steps must be >= 0, not {self.refine_steps}")
-        if self.batch_size > self.shard_size:
-            raise ValueError(f"batch_size {self.batch_size} must not exceed shard_size {self.shard_size}: a batch owns whole shards")
         if self.max_pixels > self.bomb_pixels:
             raise ValueError(f"max_pixels {self.max_pixels} must not exceed bomb_pixels {self.bomb_pixels}")
 
@@ -64,11 +62,32 @@ class JobSettings:
 class ClusterSettings:
     """How the embedded local cluster is sized (see configs/cluster.yaml)."""
 
-    n_workers: int | None = None
-    threads_per_worker: int | None = None
+    n_workers: int | None = None          # None: one per CUDA device, else one per 2 CPU cores
+    threads_per_worker: int | None = None  # None: CPU cores / n_workers
     memory_limit: str = "auto"
     dashboard_address: str | None = ":0"
     gpu_resource: str = "GPU"
+
+    def validate(self) -> None:
+        """Reject sizes Dask would hang on, silently change or fail on only once the cluster starts."""
+        if self.n_workers is not None and self.n_workers < 1:
+            raise ValueError(f"n_workers must be at least 1, or null for one per CUDA device (else one per "
+                             f"2 CPU cores), not {self.n_workers}")
+        if self.threads_per_worker is not None and self.threads_per_worker < 1:
+            raise ValueError(f"threads_per_worker must be at least 1, or null for CPU cores / n_workers, "
+                             f"not {self.threads_per_worker}")
+        if self.memory_limit != "auto":
+            from dask.utils import parse_bytes
+
+            try:
+                limit = parse_bytes(self.memory_limit)
+            except (ValueError, TypeError):
+                limit = -1
+            if limit < 0:
+                raise ValueError(f"memory_limit must be 'auto' or a size such as '4GiB' or '500MB' "
+                                 f"(0: no limit), not {self.memory_limit!r}")
+        if not self.gpu_resource:
+            raise ValueError("gpu_resource must not be empty")
 
 
 @dataclass(frozen=True)
@@ -81,9 +100,20 @@ class _ClusterFile:
     cluster: ClusterSettings
 
 
-def load_job_settings() -> JobSettings:
-    """The validated `migrate:` section of configs/jobs.yaml."""
-    return load_config("jobs", _JobsFile).migrate
+def load_job_settings(**overrides: object) -> JobSettings:
+    """The validated `migrate:` section of configs/jobs.yaml with the non-None `overrides` (CLI
+    options) applied, its batch size checked against the shard size of configs/archive.yaml."""
+    settings = load_config("jobs", _JobsFile).migrate.with_overrides(**overrides)
+    check_batch_fits_shard(settings.batch_size, load_config("archive", ArchiveConfig).shard_size,
+                           str(config_path("archive")))
+    return settings
+
+
+def check_batch_fits_shard(batch_size: int, shard_size: int, where: str) -> None:
+    """A batch owns whole shards: its latents of one precision must fit in one shard."""
+    if batch_size > shard_size:
+        raise ConfigError(f"{where}: batch_size {batch_size} must not exceed the shard size {shard_size}: "
+                          "a batch owns whole shards")
 
 
 def load_cluster_settings() -> ClusterSettings:

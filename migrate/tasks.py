@@ -22,12 +22,12 @@ from lbdask.archive import Archive, CatalogRow
 from lbdask.codec import EncodedLatent, LatentCodec, compressed_size
 from lbdask.errors import InputError
 from lbdask.metrics import psnr
-from lbdask.fidelity import decode_sha256, reference_decode
+from lbdask.decode import decode_latent, decode_sha256
 from lbdask.refine import choose_bits, refine_latents
 from lbdask.storage import open_location
 
 from .plan import KEEP_TRANSPARENCY, Batch, Outcome, post_encode_outcome
-from .plugin import resident_model
+from lbdask.models.resident import resident_model
 from .scan import SourceItem, read_sources
 from .settings import JobSettings
 
@@ -165,7 +165,7 @@ def encode(decoded: DecodedBatch, settings: JobSettings) -> EncodedBatch | None:
         with context_meter.meter("verify-decode"):
             # One image at a time, as `lbdask read` decodes: the recorded PSNR and decode
             # hash then describe exactly the pixels a reader gets on this device class.
-            back = [reference_decode(model, stored[i], im.shape[:2]) for i, im in enumerate(images)]
+            back = [decode_latent(model, stored[i], im.shape[:2]) for i, im in enumerate(images)]
         seconds = time.perf_counter() - started
     scores = [float(psnr(im, dec)) for im, dec in zip(images, back)]
     return EncodedBatch(latents, sizes, scores, psnr_initial, steps, [decode_sha256(d) for d in back],

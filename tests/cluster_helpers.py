@@ -81,7 +81,7 @@ class DaskProcesses:
 
 
 def subprocess_env() -> dict[str, str]:
-    """The environment of every subprocess: this checkout importable (workers unpickle `migrate.*`)."""
+    """The environment of every subprocess: this checkout importable (workers unpickle `lbdask.*`)."""
     return {**os.environ, "PYTHONPATH": str(REPO)}
 
 

@@ -93,9 +93,9 @@ def test_latents_round_trip_and_corruption_is_detected(dest):
     encs = write_batch(arc, "b0", ["a.png", "b.png", "c.png"])
     reader = Archive.open(dest)
     for image_id, enc in zip(["a.png", "b.png", "c.png"], encs):
-        got = reader.read_latent(reader.lookup(image_id))
+        got = reader.read_latent(reader.get_row(image_id))
         np.testing.assert_array_equal(got.data, enc.data)
-    row = reader.lookup("b.png")
+    row = reader.get_row("b.png")
     arr = zarr.open_array(arc._group.store, path=f"latents/{row.bucket}", mode="r+")
     arr[row.index] = (arr[row.index] + 1) % 256
     with pytest.raises(IntegrityError, match="b.png"):
@@ -123,8 +123,8 @@ def test_commit_is_atomic_object_and_idempotent(dest):
     assert not arc.commit("batch-1", [CatalogRow(id="other.png", status="failed", reason="x")])
     assert loc.fs.cat_file(path) == before
     assert arc.is_committed("batch-1") and not arc.is_committed("batch-2")
-    assert arc.lookup("other.png") is None and arc.lookup("missing.png") is None
-    row = arc.lookup("x/2.png")
+    assert arc.get_row("other.png") is None and arc.get_row("missing.png") is None
+    row = arc.get_row("x/2.png")
     assert row.batch_id == "batch-1" and row.chunks == [("tEXt", b"prompt\x00x/2.png")]
     assert not [p for p in loc.fs.find(loc.path("catalog")) if ".tmp-" in p]
 
@@ -152,7 +152,7 @@ def test_compaction_folds_batches_into_hashed_partitions(dest):
         if key != keep:
             loc.fs.rm(loc.path(key))
     fresh = Archive.open(dest)
-    row = fresh.lookup(target)
+    row = fresh.get_row(target)
     assert row is not None and row.id == target and row.batch_id == "b1"
     np.testing.assert_array_equal(fresh.read_latent(row).data, encoded(4, seed=1)[1].data)
 
@@ -166,8 +166,8 @@ def test_kept_originals_are_byte_identical_and_checked(dest):
     arc.commit("b-kept", rows)
     reader = Archive.open(dest)
     for image_id, data in blobs.items():
-        assert reader.read_original(reader.lookup(image_id)) == data
-    bad = reader.lookup("k2.png")
+        assert reader.read_original(reader.get_row(image_id)) == data
+    bad = reader.get_row("k2.png")
     bad.source_sha256 = "0" * 64
     with pytest.raises(IntegrityError, match="k2.png"):
         reader.read_original(bad)
@@ -191,7 +191,7 @@ def test_concurrent_writers_each_own_their_shards(dest):
     assert reader.committed_ids() == {i for ids in batches.values() for i in ids}
     for k, encs in enumerate(written):
         for image_id, enc in zip(batches[f"w{k}"], encs):
-            np.testing.assert_array_equal(reader.read_latent(reader.lookup(image_id)).data, enc.data)
+            np.testing.assert_array_equal(reader.read_latent(reader.get_row(image_id)).data, enc.data)
 
 
 def test_job_stats_round_trip(dest):
@@ -209,4 +209,4 @@ def test_archive_pickles_by_reopening(dest):
     arc = new_archive(dest)
     write_batch(arc, "b0", ["p.png"])
     clone = pickle.loads(pickle.dumps(Archive.open(dest)))
-    assert clone.url == dest and clone.lookup("p.png").index == 0
+    assert clone.url == dest and clone.get_row("p.png").index == 0

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lbdask import pngio
+from lbdask import cli, pngio
 from lbdask.archive import Archive
 from lbdask.archive.rows import load_rows
 from lbdask.storage import open_location
@@ -241,12 +241,17 @@ def test_cli_migrates_every_kind_of_input_with_the_right_outcome(cluster, corpus
     assert stats[-1]["images_processed"] == len(expected)
     assert stats[-1]["reasons"]["kept:transparency"] == 1
     assert sum(b["count"] for b in stats[-1]["psnr_histogram"]) == sum(r.status == "latent" for r in rows.values())
-    latent = next(r for r in rows.values() if r.status == "latent")  # its decode hash is what `read` returns
-    got = subprocess.run([sys.executable, "-m", "lbdask", "read", dest, latent.id, "--weights", str(taef2_dir)],
+    latents = [r for r in rows.values() if r.status == "latent"]  # their decode hash is what `read` returns
+    got = subprocess.run([sys.executable, "-m", "lbdask", "read", dest, latents[0].id, "--weights", str(taef2_dir)],
                          env=dask_env, capture_output=True, timeout=120)
     assert got.returncode == 0, got.stderr[-3000:]
     rgb, _ = pngio.decode(got.stdout, 10**8)
-    assert hashlib.sha256(rgb.tobytes()).hexdigest() == latent.decode_sha256
+    assert hashlib.sha256(rgb.tobytes()).hexdigest() == latents[0].decode_sha256
+    for row in latents:  # every latent, through the same `lbdask read` in this process
+        out = tmp_path / "read.png"
+        assert cli.main(["read", dest, row.id, "-o", str(out), "--weights", str(taef2_dir)]) == 0
+        rgb, _ = pngio.decode(out.read_bytes(), 10**8)
+        assert hashlib.sha256(rgb.tobytes()).hexdigest() == row.decode_sha256, row.id
     assert_second_run_writes_nothing(migrate_cmd(str(src), dest, cluster.address), dask_env, dest)
     assert len(arc.read_job_stats()) == len(stats)
 

@@ -210,8 +210,8 @@ def _worker_env() -> dict[str, str]:
 def test_embedded_cluster_workers_use_all_their_threads_and_keep_freed_tensor_memory():
     """Dask's default worker environment (1 OpenMP thread, MALLOC_TRIM_THRESHOLD_) halves CPU encode
     speed, and glibc's default mmap per large tensor costs as much again (docs/benchmarks.md)."""
-    from migrate.cluster import local_cluster
-    from migrate.settings import load_cluster_settings
+    from lbdask.migrate.cluster import local_cluster
+    from lbdask.migrate.settings import load_cluster_settings
 
     settings = load_cluster_settings()
     with local_cluster(settings, n_workers=1) as cluster, Client(cluster) as client:

@@ -9,9 +9,9 @@ from PIL import Image
 
 from lbdask.errors import ConfigError
 from lbdask.storage import open_location
-from migrate.plan import plan_batches, post_encode_outcome, pre_decode_outcome
-from migrate.scan import SourceItem, list_source_ids, scan_group
-from migrate.settings import load_job_settings
+from lbdask.migrate.plan import plan_batches, post_encode_outcome, pre_decode_outcome
+from lbdask.migrate.scan import SourceItem, list_source_ids, scan_group
+from lbdask.migrate.settings import load_job_settings
 
 SETTINGS = dataclasses.replace(load_job_settings(), batch_size=2, min_side=32, max_pixels=100_000, bomb_pixels=1_000_000)
 
@@ -80,8 +80,8 @@ def test_batches_group_by_padded_shape_and_are_stable_when_committed_batches_dro
 def test_settings_validation_names_the_bad_value():
     with pytest.raises(ConfigError, match="batch_size"):
         SETTINGS.with_overrides(batch_size=0)
-    with pytest.raises(ConfigError, match="shard_size"):
-        SETTINGS.with_overrides(batch_size=1000)
+    with pytest.raises(ConfigError, match="archive.yaml: batch_size 1000 must not exceed the shard size 64"):
+        load_job_settings(batch_size=1000)
     assert SETTINGS.with_overrides(min_psnr=None).min_psnr == SETTINGS.min_psnr
 
 

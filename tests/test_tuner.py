@@ -53,6 +53,18 @@ def test_latency_feedback_flips_the_direction():
     assert tuner.step() == pytest.approx(0.50)          # broaden coverage: alpha down
 
 
+def test_faster_decodes_favour_the_latent_tier():
+    # the serving workers feed measured decode latencies (issue 9): cheap decodes make
+    # coverage (latents) worth more than image hits
+    cfg = TunerConfig(window=100, step=0.01, ewma_weight=0.5, t_decode_ms=40.0, t_fetch_ms=40.0)
+    tuner = MarginalHitTuner(cfg)
+    _feed(tuner, image=40, image_tail=10, latent=45, latent_tail=5)
+    assert tuner.gradient() < 0                         # D = -0.1 Td + 0.05 Tf
+    for _ in range(8):
+        tuner.observe_decode(1.0)
+    assert tuner.t_decode == pytest.approx(1.0, abs=0.2) and tuner.gradient() > 0
+
+
 def test_alpha_is_clamped():
     tuner = MarginalHitTuner(TunerConfig(window=10, step=0.2, alpha_max=0.9))
     for _ in range(5):

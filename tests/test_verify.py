@@ -10,9 +10,10 @@ import pytest
 
 from lbdask.archive import Archive, CatalogRow
 from lbdask.cli import main
-from lbdask.cli.verify import sample_rows, verify_archive
+from lbdask.verify import sample_rows, verify_archive
 from lbdask.codec import LatentCodec, compressed_size
-from lbdask.fidelity import decode_sha256, load_sources, reference_decode
+from lbdask.decode import decode_latent, decode_sha256
+from lbdask.fidelity import load_sources
 from lbdask.metrics import psnr
 from lbdask.models import load_model
 from lbdask.storage import open_location
@@ -44,7 +45,7 @@ def built(tmp_path_factory, model, corpus_dir):
     bucket = Archive.bucket_name(8, *z.shape[1:])
     arc.ensure_bucket(bucket, 8, *z.shape[1:])
     indices = arc.write_shard(bucket, arc.allocate_shards(bucket, 1), encoded)
-    decoded = [reference_decode(model, codec.decode(e), (SIZE, SIZE)) for e in encoded]
+    decoded = [decode_latent(model, codec.decode(e), (SIZE, SIZE)) for e in encoded]
     rows = []
     for i, (enc, index, rgb) in enumerate(zip(encoded, indices, decoded)):
         name = f"img{i}.png"
@@ -126,3 +127,10 @@ def test_changed_source_is_reported(archive, model):
     (src / "img0.png").write_bytes(png_bytes(np.zeros((SIZE, SIZE, 3), np.uint8)))
     [line] = failures(arc, model, [rows[0]], src)
     assert "source file changed" in line
+
+
+def test_cli_default_tolerance_is_the_library_default():
+    from lbdask.cli.verify import DEFAULT_TOLERANCE_DB
+    from lbdask.verify import CROSS_DEVICE_TOLERANCE_DB
+
+    assert DEFAULT_TOLERANCE_DB == CROSS_DEVICE_TOLERANCE_DB

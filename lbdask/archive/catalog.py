@@ -136,7 +136,7 @@ class Catalog:
                     raise
         raise AssertionError("unreachable")
 
-    def lookup(self, image_id: str) -> CatalogRow | None:
+    def get_row(self, image_id: str) -> CatalogRow | None:
         """The row of one id: one index partition plus the batch objects not yet folded."""
 
         def read() -> CatalogRow | None:

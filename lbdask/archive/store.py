@@ -285,10 +285,10 @@ class Archive:
         with store_errors(self.url):
             return self.catalog.is_committed(batch_id)
 
-    def lookup(self, image_id: str) -> CatalogRow | None:
+    def get_row(self, image_id: str) -> CatalogRow | None:
         """One id's row, reading one index partition and the not-yet-compacted batches."""
         with store_errors(self.url):
-            return self.catalog.lookup(image_id)
+            return self.catalog.get_row(image_id)
 
     def rows(self) -> Iterator[CatalogRow]:
         """Every catalog row once."""

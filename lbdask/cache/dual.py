@@ -18,14 +18,15 @@ from .capacity import image_capacity
 from .settings import CacheConfig, CacheSettings
 from .tiers import POLICIES, Entry, SegmentedTier, make_tier
 
-Outcome = Literal["image", "latent", "miss"]
+#: Which tier answered a lookup ("miss": neither).
+HitTier = Literal["image", "latent", "miss"]
 
 
 @dataclass(frozen=True)
 class Lookup:
     """Result of one lookup: which tier answered, its value, and whether it was a tail hit."""
 
-    outcome: Outcome
+    outcome: HitTier
     value: Any = None
     tail_hit: bool = False
 

@@ -1,35 +1,67 @@
 """The `lbdask` command: one sub-module per subcommand, each with `add_parser` and `run`.
 
 Errors a user can cause print as one line (`lbdask: error: ...`) with exit status 2;
-`--debug` shows the traceback of anything else.
+`--debug` shows the traceback of anything else. The global options (`--debug`,
+`--config-dir DIR`) are accepted before and after the subcommand. Subcommand modules import
+torch, dask and numba only inside `run`, so `ls`, `report` and kept reads start fast.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
+from ..config import CONFIG_DIR_ENV
 from ..errors import LbdaskError
 
 #: Subcommand modules under `lbdask.cli`, in the order `lbdask --help` lists them.
 SUBCOMMANDS = ["migrate", "read", "ls", "report", "verify", "fidelity", "trace", "sim"]
 
 
+def add_global_options(parser: argparse.ArgumentParser, top: bool) -> None:
+    """`--debug` and `--config-dir`, on the top-level parser and again on every subcommand.
+
+    On a subcommand the defaults are suppressed, so an option given before the
+    subcommand is not reset by the subcommand's parser.
+    """
+    default = {} if top else {"default": argparse.SUPPRESS}
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors",
+                        **({"default": False} if top else default))
+    parser.add_argument("--config-dir", metavar="DIR", help=f"folder of configuration files (sets {CONFIG_DIR_ENV}; "
+                        "default: the configs shipped with lbdask)", **default)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lbdask", description="Latent-first image archive on Dask.")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         module = importlib.import_module(f"{__name__}.{name}")
         p = module.add_parser(sub)
+        for nested in _parsers(p):
+            add_global_options(nested, top=False)
         p.set_defaults(_run=module.run)
     return parser
+
+
+def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """`parser` and every parser nested under it (`lbdask trace generate`)."""
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                found += _parsers(child)
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.config_dir:
+        # through the environment, so the worker processes of a local cluster read it too
+        os.environ[CONFIG_DIR_ENV] = args.config_dir
     try:
         return int(args._run(args) or 0)
     except LbdaskError as exc:

@@ -9,11 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tqdm import tqdm
-
 from ..errors import ConfigError
-from ..fidelity import DEFAULT_BITS, DEFAULT_STEPS, REFINE_BITS, generate_sources, load_sources, markdown_table, rate_distortion_report
-from ..models import load_model
+from ..fidelity import DEFAULT_BITS, DEFAULT_STEPS, REFINE_BITS
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -45,6 +42,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     if args.crop % 8 or args.crop <= 0:
         raise ConfigError(f"--crop must be a positive multiple of 8, got {args.crop}")
+    from tqdm import tqdm
+
+    from ..fidelity import generate_sources, load_sources, markdown_table, rate_distortion_report
+    from ..models import load_model
+
     model = load_model(args.model, weights=args.weights, device=args.device)
     sources = load_sources(args.src, args.crop, args.limit)
     title = f"{len(sources)} images from {Path(args.src).name}, {args.crop}px center crops"

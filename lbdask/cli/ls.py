@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 
-from ..archive import STATUSES, Archive, CatalogRow
+from ..archive.rows import STATUSES, CatalogRow
 from ..storage import parse_storage_options
 
 
@@ -32,6 +32,8 @@ def row_line(row: CatalogRow) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..archive import Archive  # zarr
+
     arc = Archive.open(args.dest, storage_options=parse_storage_options(args.storage_options))
     wanted = set(args.status or STATUSES)
     rows = sorted((r for r in arc.rows() if r.status in wanted), key=lambda r: r.id)

@@ -43,14 +43,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from migrate.job import MigrationRequest, run_migration
-    from migrate.settings import load_cluster_settings, load_job_settings
+    from lbdask.migrate.job import MigrationRequest, run_migration
+    from lbdask.migrate.settings import load_cluster_settings, load_job_settings
+
+    from ..config import load_config
+    from ..models.cpu_memory import CpuMemorySettings
+    from ..models.registry import load_registry
 
     if args.workers is not None and args.workers < 1:
         raise ConfigError("--workers must be at least 1")
     if args.workers is not None and args.scheduler:
         raise ConfigError("--workers sizes the local cluster; it cannot be used with --scheduler")
-    settings = load_job_settings().with_overrides(
+    # every configuration file the job reads is validated here, before a cluster starts
+    load_registry()
+    load_config("cpu_memory", CpuMemorySettings)
+    settings = load_job_settings(
         model=args.model, weights=args.weights, batch_size=args.batch_size, latent_bits=args.latent_bits,
         min_psnr=args.min_psnr, max_latent_ratio=args.max_latent_ratio, refine_steps=args.refine_steps, target_psnr=args.target_psnr,
         max_pixels=args.max_pixels, min_side=args.min_side)

@@ -5,7 +5,6 @@ import argparse
 import sys
 
 from ..errors import LbdaskError
-from ..reader import open as open_archive
 from ..storage import parse_storage_options
 
 
@@ -21,6 +20,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..reader import open as open_archive  # zarr; torch only when a latent is decoded
+
     box = open_archive(args.dest, storage_options=parse_storage_options(args.storage_options),
                        weights=args.weights, device=args.device)
     png = box.read(args.id)

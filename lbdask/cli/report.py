@@ -5,8 +5,6 @@ import argparse
 import json
 from typing import Any
 
-from ..archive import Archive
-from ..archive.summary import summarize
 from ..storage import parse_storage_options
 
 
@@ -61,6 +59,9 @@ def render(rep: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..archive import Archive  # zarr
+    from ..archive.summary import summarize
+
     arc = Archive.open(args.dest, storage_options=parse_storage_options(args.storage_options))
     rep = summarize(arc)
     print(json.dumps(rep, indent=1) if args.json else render(rep))

@@ -7,13 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..cache.settings import load_cache_settings
 from ..errors import ConfigError
-from ..sim import prepare, simulate
-from ..sim import effective_window
-from ..sim.report import (comparison_table, detail_table, latency_table, plot_alpha, plot_window_gain,
-                          window_table)
-from ..trace import load_trace
 
 DEFAULT_FRACS = "0.001,0.005,0.01,0.02,0.05,0.1"
 
@@ -88,6 +82,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    # numba (tuner, kernel) is imported here, not at CLI start-up
+    from ..cache.settings import load_cache_settings
+    from ..sim import effective_window, prepare, simulate
+    from ..sim.report import (comparison_table, detail_table, latency_table, plot_alpha, plot_window_gain,
+                              window_table)
+    from ..trace import load_trace
+
     settings = load_cache_settings(args.config)
     cache, tuner = settings.cache, settings.tuner
     for attr, target, name in (("step", tuner, "step"), ("t_decode", tuner, "t_decode_ms"),

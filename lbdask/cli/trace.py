@@ -5,8 +5,6 @@ import argparse
 import json
 import sys
 
-from ..cache.settings import load_cache_settings
-from ..trace import generate_trace, load_trace, save_trace, trace_statistics
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -26,6 +24,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..cache.settings import load_cache_settings  # imports numba (the tuner)
+    from ..trace import generate_trace, load_trace, save_trace, trace_statistics
+
     if args.trace_command == "generate":
         cfg = load_cache_settings(args.config).trace
         trace = generate_trace(args.requests, cfg, seed=args.seed)

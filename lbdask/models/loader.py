@@ -92,7 +92,7 @@ def load_kl(name: str, spec: ModelSpec, explicit: bool) -> tuple[Any, Any, dict,
     return KLEncoderNet(vae), KLDecoderNet(vae), {"family": "diffusers-kl", **network_config(vae)}, weights_digest(vae.state_dict()), spec
 
 
-def lookup(name_or_path: str | os.PathLike) -> tuple[str, ModelSpec]:
+def resolve_model(name_or_path: str | os.PathLike) -> tuple[str, ModelSpec]:
     """Registry entry for a name; otherwise a diffusers spec for a local folder or hub id."""
     text = os.fspath(name_or_path)
     registry = load_registry().models
@@ -123,7 +123,7 @@ def load_model(
     `weights` overrides where the weights are read from (offline use); `decode_backend`
     overrides the registry's `auto|eager|compile|tensorrt` choice for the numpy decode path.
     """
-    name, spec = lookup(name_or_path)
+    name, spec = resolve_model(name_or_path)
     spec = with_weights(spec, weights)
     explicit = weights is not None
     if spec.backend == "tae":

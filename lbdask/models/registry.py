@@ -11,15 +11,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..config import DEFAULT_CONFIG_DIR, load_config
+from ..config import load_config
 from ..errors import NotFoundError
 
 Backend = Literal["tae", "diffusers-kl"]
 CudaDtype = Literal["fp16", "bf16", "fp32"]
 DecodeBackendName = Literal["auto", "eager", "compile", "tensorrt"]
 
-#: The repository root: relative weight folders in the registry are resolved against it first.
-REPO_ROOT = DEFAULT_CONFIG_DIR.parent
+#: The checkout's root when lbdask runs from one: relative weight folders in the registry are
+#: resolved against it first (in an installed wheel this is site-packages: the CWD decides).
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass

@@ -10,6 +10,8 @@ small queue, 1 = S3-FIFO main queue, 2 = tail. `where[o] = 3 * t + list` or -1.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
@@ -18,6 +20,41 @@ from ..tuner import marginal_gradient, next_alpha
 
 LRU = 0
 S3FIFO = 1
+
+
+class CacheParams(NamedTuple):
+    """Per-node cache: total bytes, starting image fraction and the tier settings (numba-typed)."""
+
+    capacity: int
+    alpha0: float
+    tail_fraction: float
+    promote_after: int
+    policy: int              # LRU | S3FIFO
+    small_fraction: float
+    move_after: int
+
+
+class TunerParams(NamedTuple):
+    """The alpha tuner of each node; `adaptive` False keeps alpha0 (numba-typed)."""
+
+    adaptive: bool
+    per_byte: bool
+    window: int
+    step: float
+    alpha_min: float
+    alpha_max: float
+    t_decode: float
+    t_fetch: float
+
+
+class ReplayOutput(NamedTuple):
+    """Arrays the replay fills: per-request outcome and tail flag, the alpha trajectory."""
+
+    outcomes: np.ndarray     # int8 per request: 0 image, 1 latent, 2 miss
+    tails: np.ndarray        # bool per request
+    traj_index: np.ndarray
+    traj_node: np.ndarray
+    traj_alpha: np.ndarray
 
 
 @njit(cache=True)
@@ -190,14 +227,16 @@ def _set_alpha(st, node, capacity, alpha, tail_fraction, small_fraction, policy,
 
 
 @njit(cache=True)
-def replay(obj, node_of, sizes, n_nodes, capacity, alpha0, adaptive, per_byte, window, step, alpha_min,
-           alpha_max, t_decode, t_fetch, tail_fraction, promote_after, policy, small_fraction,
-           move_after, outcomes, tails, traj_index, traj_node, traj_alpha):
-    """Replay requests `obj` (dense ids); fills outcomes (0 image, 1 latent, 2 miss) and tails.
+def replay(obj, node_of, sizes, n_nodes, cache, tuner, out):
+    """Replay requests `obj` (dense ids) with `cache` (CacheParams) and `tuner` (TunerParams);
+    fills `out` (ReplayOutput).
 
     Returns (image hits, latent hits, misses, number of trajectory points written).
-    `capacity` is the per-node total in bytes; `sizes[0]` PNG and `sizes[1]` latent bytes.
+    `node_of[o]` is the owner node of object o; `sizes[0]` PNG and `sizes[1]` latent bytes.
     """
+    capacity, alpha0, tail_fraction, promote_after, policy, small_fraction, move_after = cache
+    adaptive, per_byte, window, step, alpha_min, alpha_max, t_decode, t_fetch = tuner
+    outcomes, tails, traj_index, traj_node, traj_alpha = out
     n_obj = sizes.shape[1]
     links = np.full((2, n_obj), -1, np.int32)
     where = np.full(n_obj, -1, np.int8)

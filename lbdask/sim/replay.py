@@ -15,7 +15,7 @@ from ..cache.settings import CacheConfig
 from ..errors import ConfigError
 from ..trace import Trace
 from ..tuner import TunerConfig
-from .kernel import LRU, S3FIFO, replay
+from .kernel import LRU, S3FIFO, CacheParams, ReplayOutput, TunerParams, replay
 
 POLICY_CODES = {"lru": LRU, "s3fifo": S3FIFO}
 #: Windows per trace in the paper: 2.07 B requests / W = 1 M.
@@ -125,12 +125,13 @@ def simulate(prep: PreparedTrace, cache_frac: float, alpha: float | None = None,
         raise ConfigError(f"sim: unknown gradient {gradient!r}; choose per_byte or paper")
     label = ("adaptive" if gradient == "per_byte" else "adaptive-paper") if adaptive else f"{alpha:g}"
     start = time.perf_counter()
+    cache_params = CacheParams(capacity, tuner.alpha if adaptive else float(alpha), cache.tail, cache.promote_after,
+                               POLICY_CODES[policy], cache.s3fifo_small, cache.s3fifo_move_after)
+    tuner_params = TunerParams(adaptive, gradient == "per_byte", win, tuner.step, tuner.alpha_min, tuner.alpha_max,
+                               tuner.t_decode_ms, tuner.t_fetch_ms)
     img, lat, miss, n_traj = replay(
-        prep.obj, node_of(prep.orig_ids, nodes), prep.sizes, nodes, capacity,
-        tuner.alpha if adaptive else float(alpha), adaptive, gradient == "per_byte", win, tuner.step,
-        tuner.alpha_min, tuner.alpha_max, tuner.t_decode_ms, tuner.t_fetch_ms, cache.tail, cache.promote_after,
-        POLICY_CODES[policy], cache.s3fifo_small, cache.s3fifo_move_after,
-        outcomes, tails, traj_index, traj_node, traj_alpha)
+        prep.obj, node_of(prep.orig_ids, nodes), prep.sizes, nodes,
+        cache_params, tuner_params, ReplayOutput(outcomes, tails, traj_index, traj_node, traj_alpha))
     seconds = time.perf_counter() - start
     latency = (lat * tuner.t_decode_ms + miss * (tuner.t_decode_ms + tuner.t_fetch_ms)) / max(n, 1)
     return SimResult(policy=policy, alpha=label, cache_frac=cache_frac,

@@ -1,4 +1,6 @@
-"""A worker plugin that loads the VAE once per worker process and keeps it resident.
+"""A Dask worker plugin that loads the VAE once per worker process and keeps it resident.
+
+Shared by the migration job (encode tasks) and the serving path (decode tasks).
 
 Tasks fetch the model from the plugin instead of receiving it as an argument, so the
 weights never travel with a task; a lock serialises model calls inside one worker so
@@ -41,7 +43,7 @@ class ResidentModel(WorkerPlugin):
         """Load the model on the worker's best device; a failure is kept and raised by tasks."""
         import torch
 
-        from lbdask.models import load_model
+        from .loader import load_model
 
         if not torch.cuda.is_available():
             self.cpu_threads = max(1, worker.state.nthreads)
