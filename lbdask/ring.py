@@ -91,7 +91,7 @@ def choose_decoder(owner: Hashable, queue_depths: Mapping[Hashable, float], thet
     depth = queue_depths.get(owner, 0.0)
     if depth <= theta or not queue_depths:
         return owner
-    best = min(sorted(queue_depths, key=str), key=lambda m: queue_depths[m])
+    best = min(queue_depths, key=lambda m: (queue_depths[m], str(m)))  # O(N): no sort per spill
     return best if queue_depths[best] < depth else owner
 
 
