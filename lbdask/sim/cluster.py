@@ -26,7 +26,7 @@ from ..errors import ConfigError
 from ..trace import Trace
 from ..tuner import MarginalHitTuner
 from .dist import Dist
-from .engine import COALESCED, TIERS, run_events
+from .engine import COALESCED, TIERS, run_events, warm
 from .placement import node_members, owner_index
 from .replay import effective_window
 
@@ -131,7 +131,8 @@ class ClusterResult:
     queue_wait_ms: np.ndarray = field(repr=False)
     spilled: int
     sim_ms: float                                # simulated time from first arrival to last response
-    wall_s: float
+    wall_s: float                                # the event loop's wall time (warm-up excluded)
+    cpu_s: float                                 # ... and its CPU time (this process)
     owner_requests: np.ndarray                   # per node: requests whose id it owns
     node_decodes: np.ndarray                     # per node: decodes its GPUs ran
     busy_frac: np.ndarray                        # per node: GPU busy time / simulated time
@@ -168,7 +169,8 @@ class ClusterResult:
                 "gpu_busy_max": float(self.busy_frac.max()),
                 "owner_load_max_over_mean": float(self.owner_requests.max() / max(self.owner_requests.mean(), 1e-9)),
                 "depth_max": int(self.depth_max.max()), "cache_bytes_mean": float(self.cache_bytes.mean()),
-                "wall_s": self.wall_s, "requests_per_s": (self.requests / self.wall_s) if self.wall_s else 0.0}
+                "wall_s": self.wall_s, "requests_per_s": (self.requests / self.wall_s) if self.wall_s else 0.0,
+                "requests_per_cpu_s": (self.requests / self.cpu_s) if self.cpu_s else 0.0}
 
 
 def build_caches(cfg: ClusterConfig, capacity: int, settings: CacheSettings, window: int) -> list[DualFormatCache]:
@@ -200,9 +202,11 @@ def simulate_cluster(work: Workload, cfg: ClusterConfig, speedup: float, setting
         raise ConfigError(f"sim-cluster: {len(members)} member names for {cfg.nodes} nodes")
     window = effective_window(work.requests // cfg.nodes, settings.tuner.window)
     caches = build_caches(cfg, int(cfg.cache_frac * work.wss), settings, window)
-    start = time.perf_counter()
-    out = run_events(work, work.owners(members), cfg, speedup, caches)
-    wall = time.perf_counter() - start
-    return ClusterResult(config=cfg, speedup=speedup, wall_s=wall,
+    owners = work.owners(members)
+    warm(caches, work.obj[:int(cfg.warmup * work.requests)].tolist(), owners.tolist(), work.sizes)
+    start, cpu = time.perf_counter(), time.process_time()
+    out = run_events(work, owners, cfg, speedup, caches)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return ClusterResult(config=cfg, speedup=speedup, wall_s=wall, cpu_s=cpu,
                          cache_bytes=np.array([c.used for c in caches]),
                          node_alpha=np.array([c.alpha for c in caches]), **out)

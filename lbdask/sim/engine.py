@@ -31,10 +31,9 @@ def warm(caches: list[DualFormatCache], obj: list[int], owner: list[int], sizes:
 
 
 def run_events(work, owner_arr: np.ndarray, cfg, speedup: float, caches: list[DualFormatCache]) -> dict:
-    """Replay the timed part of `work`; the per-request and per-node arrays of a ClusterResult."""
+    """Replay the timed part of `work` (after `warm`): the per-request and per-node arrays of a ClusterResult."""
     n_nodes, first = cfg.nodes, int(cfg.warmup * work.requests)
     owner = owner_arr.tolist()
-    warm(caches, work.obj[:first].tolist(), owner, work.sizes)
     png_size, lat_size = work.sizes[0].tolist(), work.sizes[1].tolist()
     n = work.requests - first
     arrivals = (work.seconds[first:] - (work.seconds[first] if n else 0.0)) * (1000.0 / speedup)
@@ -46,8 +45,9 @@ def run_events(work, owner_arr: np.ndarray, cfg, speedup: float, caches: list[Du
     gpus = GpuPool(n_nodes, cfg.gpus_per_node)
     out, per_node = gpus.outstanding, gpus.per_node
     depth = dict.fromkeys(range(n_nodes), 0)
-    owner_req, depth_sum, depth_max, dispatched = [0] * n_nodes, [0] * n_nodes, [0] * n_nodes, [0] * n_nodes
+    depth_sum, depth_max, dispatched = [0] * n_nodes, [0] * n_nodes, [0] * n_nodes
     coal: Coalescer[tuple[int, float, float]] = Coalescer()
+    in_flight, join, lookups = coal.in_flight, coal.join, [c.lookup for c in caches]
     q = EventQueue()
     heap, push, pop = q.heap, q.push, q.pop
     spilled = 0
@@ -98,16 +98,15 @@ def run_events(work, owner_arr: np.ndarray, cfg, speedup: float, caches: list[Du
                 handle(pop())
             i, o = b0 + j, obs[j]
             own = owner[o]
-            owner_req[own] += 1
-            if coalesce and coal.in_flight(o):
-                coal.join(o, (i, t, nets[j]))
+            if coalesce and in_flight(o):
+                join(o, (i, t, nets[j]))
                 continue
-            kind = caches[own].lookup(o).outcome
+            kind = lookups[own](o).outcome
             if kind == "image":
                 latency[i] = nets[j]
                 continue
             if coalesce:
-                coal.join(o, None)
+                join(o, None)
             if imgstore:                        # ImgStore: the PNG comes from the object store, no GPU
                 push(t + fet[j], _FETCHED, (i, t, o, own, own, -1, fet[j], 0.0, nets[j], MISS))
                 continue
@@ -135,6 +134,6 @@ def run_events(work, owner_arr: np.ndarray, cfg, speedup: float, caches: list[Du
     sim_ms = float((arrivals + latency).max()) if n else 0.0
     busy = np.array(gpus.busy_ms).reshape(n_nodes, per_node).mean(axis=1) / max(sim_ms, 1e-9)
     return dict(latency_ms=latency, tier=tier, queue_wait_ms=np.array(waits), spilled=spilled, sim_ms=sim_ms,
-                owner_requests=np.array(owner_req), busy_frac=busy,
+                owner_requests=np.bincount(owner_arr[work.obj[first:]], minlength=n_nodes), busy_frac=busy,
                 node_decodes=np.array(gpus.decodes).reshape(n_nodes, per_node).sum(axis=1),
                 depth_mean=np.array(depth_sum) / np.maximum(np.array(dispatched), 1), depth_max=np.array(depth_max))
