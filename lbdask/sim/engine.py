@@ -39,7 +39,7 @@ def run_events(work, owner_arr: np.ndarray, cfg, speedup: float, caches: list[Du
     arrivals = (work.seconds[first:] - (work.seconds[first] if n else 0.0)) * (1000.0 / speedup)
     latency, tier = np.zeros(n), np.zeros(n, np.int8)
     waits: list[float] = []
-    imgstore, coalesce = cfg.alpha == "imgstore", cfg.coalesce and cfg.alpha != "decode-all"
+    imgstore, coalesce = cfg.alpha == "imgstore", cfg.coalesce
     theta = cfg.theta if cfg.spillover else float("inf")
     tuners = [c.tuner for c in caches]
     gpus = GpuPool(n_nodes, cfg.gpus_per_node)
