@@ -28,4 +28,4 @@ def owner_index(ids: np.ndarray, members: Sequence[str], ring: HashRing | None =
     ring = ring if ring is not None else ring_from_workers(list(members))
     index = {m: i for i, m in enumerate(members)}
     owner = ring.owner
-    return np.fromiter((index[owner(str(i))] for i in ids.tolist()), dtype=np.int32, count=len(ids))
+    return np.fromiter((index[owner(object_key(i))] for i in ids.tolist()), dtype=np.int32, count=len(ids))
