@@ -110,8 +110,9 @@ def run(args: argparse.Namespace) -> int:
         print(tables)
     if args.markdown:
         Path(args.markdown).write_text(tables)
-    for path, plot in ((args.plot_cdf, plot_cdf), (args.plot_spillover, plot_spillover),
-                       (args.plot_scaling, plot_scaling)):
+    if args.plot_cdf:
+        plot_cdf(results, args.plot_cdf)
+    for path, plot in ((args.plot_spillover, plot_spillover), (args.plot_scaling, plot_scaling)):
         if path:
-            plot(results, path)
+            plot([r.row() for r in results], path)
     return 0

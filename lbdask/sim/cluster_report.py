@@ -102,47 +102,45 @@ def plot_cdf(results: Sequence[ClusterResult], path: str | Path) -> None:
     ax.set_xlabel("read latency (ms)")
     ax.set_ylabel("CDF")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def plot_spillover(results: Sequence[ClusterResult], path: str | Path) -> None:
-    """Fig. 10 shape: mean, P99 and queue-wait P99 with and without spillover."""
+def plot_spillover(rows: Sequence[dict], path: str | Path) -> None:
+    """Fig. 10 shape: mean, P99 and queue-wait P99 with and without spillover (`row()` dicts or `--json` lines)."""
     plt = _pyplot()
-    pairs = {}
-    for r in results:
-        pairs.setdefault((r.config.nodes, r.config.alpha), {})[r.config.spillover] = r.row()
+    pairs: dict[tuple, dict] = {}
+    for r in rows:
+        pairs.setdefault((r["nodes"], r["alpha"], r["coalesce"]), {})[r["spillover"]] = r
     pairs = {k: v for k, v in pairs.items() if len(v) == 2}
     metrics = [("mean_ms", "mean"), ("p99_ms", "P99"), ("queue_wait_p99_ms", "queue wait P99")]
     fig, axes = plt.subplots(1, len(pairs) or 1, figsize=(5.5 * max(len(pairs), 1), 3.8), squeeze=False)
-    for ax, ((nodes, alpha), v) in zip(axes[0], sorted(pairs.items())):
+    for ax, ((nodes, alpha, coalesce), v) in zip(axes[0], sorted(pairs.items())):
         x = np.arange(len(metrics))
         for k, (flag, name) in enumerate(((False, "without spillover"), (True, "with spillover"))):
-            vals = [v[flag][m] for m, _ in metrics]
-            bars = ax.bar(x + (k - 0.5) * 0.38, vals, 0.38, label=name)
+            bars = ax.bar(x + (k - 0.5) * 0.38, [v[flag][m] for m, _ in metrics], 0.38, label=name)
             ax.bar_label(bars, fmt="%.0f", fontsize=7)
         ax.set_xticks(x, [m[1] for m in metrics])
         ax.set_ylabel("ms")
-        ax.set_title(f"{label(alpha)}, {nodes} nodes", fontsize=9)
+        ax.set_title(f"{label(alpha)}, {nodes} nodes, coalescing {_on(coalesce)}", fontsize=9)
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def plot_scaling(results: Sequence[ClusterResult], path: str | Path) -> None:
-    """Mean and P99 latency and the owned-load imbalance against the node count."""
+def plot_scaling(results: Sequence[dict], path: str | Path) -> None:
+    """Mean and P99 latency and the load imbalance against the node count (`row()` dicts or `--json` lines)."""
     plt = _pyplot()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    groups: dict[tuple, list[ClusterResult]] = {}
+    groups: dict[tuple, list[dict]] = {}
     for r in results:
-        groups.setdefault((r.config.alpha, r.config.spillover), []).append(r)
-    for (alpha, spill), rs in sorted(groups.items()):
-        rs.sort(key=lambda r: r.config.nodes)
-        n = [r.config.nodes for r in rs]
-        rows = [r.row() for r in rs]
+        groups.setdefault((r["alpha"], r["spillover"]), []).append(r)
+    for (alpha, spill), rows in sorted(groups.items()):
+        rows.sort(key=lambda r: r["nodes"])
+        n = [r["nodes"] for r in rows]
         name = f"{label(alpha)}, spillover {_on(spill)}"
         a1.plot(n, [x["mean_ms"] for x in rows], "o-", label=f"mean, {name}")
         a1.plot(n, [x["p99_ms"] for x in rows], "s--", label=f"P99, {name}")
@@ -153,7 +151,7 @@ def plot_scaling(results: Sequence[ClusterResult], path: str | Path) -> None:
         ax.set_xscale("log", base=2)
         ax.set_xlabel("nodes")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left")
     a1.set_ylabel("latency (ms)")
     a2.set_ylabel("busiest node / mean")
     fig.tight_layout()

@@ -134,6 +134,7 @@ def run_events(work, owner_arr: np.ndarray, cfg, speedup: float, caches: list[Du
     sim_ms = float((arrivals + latency).max()) if n else 0.0
     busy = np.array(gpus.busy_ms).reshape(n_nodes, per_node).mean(axis=1) / max(sim_ms, 1e-9)
     return dict(latency_ms=latency, tier=tier, queue_wait_ms=np.array(waits), spilled=spilled, sim_ms=sim_ms,
+                arrival_span_ms=float(arrivals[-1]) if n else 0.0,
                 owner_requests=np.bincount(owner_arr[work.obj[first:]], minlength=n_nodes), busy_frac=busy,
                 node_decodes=np.array(gpus.decodes).reshape(n_nodes, per_node).sum(axis=1),
                 depth_mean=np.array(depth_sum) / np.maximum(np.array(dispatched), 1), depth_max=np.array(depth_max))
