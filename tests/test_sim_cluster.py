@@ -81,6 +81,16 @@ def test_miss_queue_latent_hit_and_image_hit_latencies():
     assert r.busy_frac[0] == pytest.approx(120 / 2010)
 
 
+def test_gpus_per_node_share_the_queue():
+    # two GPUs on one node: the first two misses decode side by side (100-130), the third waits
+    # for the first free GPU (130-160): 170 ms; the node's depth is its least-loaded GPU's
+    r = simulate_cluster(workload([0, 0.5, 1], [0, 1, 2]), deterministic(gpus_per_node=2), 1.0)
+    assert r.latency_ms.tolist() == pytest.approx([140, 140, 169])
+    assert r.queue_wait_ms.tolist() == pytest.approx([0, 0, 29])
+    assert r.depth_max.tolist() == [1]
+    assert r.busy_frac[0] == pytest.approx(90 / 2 / r.sim_ms)
+
+
 @pytest.mark.parametrize("coalesce,latencies,tiers,decodes", [
     (True, [140, 120, 90], [MISS, COALESCED, COALESCED], 1),
     # without coalescing every request fetches and decodes: GPU 100-130, 130-160, 160-190
