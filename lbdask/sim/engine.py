@@ -8,12 +8,17 @@ heap events (arrival at the GPU after a fetch or a latent shipment, and completi
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..cache import DualFormatCache
 from ..coalesce import Coalescer
 from ..ring import choose_decoder
 from .events import EventQueue, GpuPool
+
+if TYPE_CHECKING:                      # cluster.py imports this module
+    from .cluster import ClusterConfig, Workload
 
 IMAGE, LATENT, MISS, COALESCED = 0, 1, 2, 3
 TIERS = ("image", "latent", "miss", "coalesced")
@@ -30,7 +35,8 @@ def warm(caches: list[DualFormatCache], obj: list[int], owner: list[int], sizes:
             cache.fill(o, None, None, latent_size=lat[o], image_size=png[o])
 
 
-def run_events(work, owner_arr: np.ndarray, cfg, speedup: float, caches: list[DualFormatCache]) -> dict:
+def run_events(work: Workload, owner_arr: np.ndarray, cfg: ClusterConfig, speedup: float,
+               caches: list[DualFormatCache]) -> dict:
     """Replay the timed part of `work` (after `warm`): the per-request and per-node arrays of a ClusterResult."""
     n_nodes, first = cfg.nodes, int(cfg.warmup * work.requests)
     owner = owner_arr.tolist()
