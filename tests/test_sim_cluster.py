@@ -147,6 +147,22 @@ def test_baselines_decode_all_and_imgstore():
     assert s.node_decodes.tolist() == [0]
 
 
+# -- the paper's directions on a generated trace (docs/simulation.md has the full-size runs) --------------------
+@pytest.mark.slow
+def test_paper_directions_on_a_generated_trace():
+    w = Workload.from_trace(generate_trace(100_000, seed=0))
+    light = w.speedup_for_rate(0.5, 3.85)                     # Table 4: 3 nodes at the paper's load
+    mean = {a: simulate_cluster(w, ClusterConfig(nodes=3, alpha=a), light).row()["mean_ms"]
+            for a in ("adaptive", "imgstore", "0", "1", "decode-all")}
+    assert mean["adaptive"] < 0.9 * min(mean["imgstore"], mean["0"], mean["1"])
+    assert max(mean["imgstore"], mean["0"], mean["1"]) < 0.5 * mean["decode-all"]
+    heavy = w.speedup_for_rate(0.5, 385)                      # Fig. 10: 6 nodes, theta 4, skewed load
+    on, off = (simulate_cluster(w, ClusterConfig(nodes=6, spillover=s), heavy) for s in (True, False))
+    assert on.spilled > 0 and off.spilled == 0
+    assert on.row()["mean_ms"] < 0.95 * off.row()["mean_ms"]
+    assert on.row()["p99_ms"] < 0.9 * off.row()["p99_ms"]
+
+
 # -- invariants on random small scenarios ---------------------------------------------------------
 @settings(max_examples=60, deadline=None)
 @given(gaps=st.lists(st.floats(0, 40), min_size=1, max_size=60), data=st.data(),
