@@ -1,7 +1,7 @@
 """Trace replay through per-node dual-format caches: preparation, one run, its result.
 
-Object ids are mapped to dense integers and to nodes (a splitmix64 hash of the id mod
-the node count, as a stand-in for the serving hash ring); each node gets a cache of
+Object ids are mapped to dense integers and to nodes (by the serving hash ring,
+`lbdask.ring`, over `nodes` simulated members); each node gets a cache of
 `cache_frac` x WSS bytes (the paper's convention, section 6.1) and its own tuner.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from ..errors import ConfigError
 from ..trace import Trace
 from ..tuner import TunerConfig
 from .kernel import LRU, S3FIFO, CacheParams, ReplayOutput, TunerParams, replay
+from .placement import node_members, owner_index
 
 POLICY_CODES = {"lru": LRU, "s3fifo": S3FIFO}
 #: Windows per trace in the paper: 2.07 B requests / W = 1 M.
@@ -79,12 +80,10 @@ def prepare(trace: Trace) -> PreparedTrace:
 
 
 def node_of(ids: np.ndarray, nodes: int) -> np.ndarray:
-    """Owner node of each id: splitmix64(id) mod nodes."""
-    z = ids.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
-    return (z % np.uint64(nodes)).astype(np.int32)
+    """Owner node of each id: the serving hash ring over `nodes` simulated members."""
+    if nodes == 1:
+        return np.zeros(len(ids), np.int32)
+    return owner_index(ids, node_members(nodes))
 
 
 def effective_window(requests_per_node: int, window: int) -> int:

@@ -1,0 +1,213 @@
+"""A serving cluster by discrete-event simulation: the real router and caches, simulated GPUs.
+
+Each request of a trace reaches the router at its (sped-up) trace time. The router and
+the nodes are the serving code itself: `lbdask.ring` places every id on its owner node
+and decides spillover, `lbdask.coalesce.Coalescer` holds in-flight ids, and each node has
+its own `lbdask.cache.DualFormatCache` with a `MarginalHitTuner`. Only time is simulated:
+object-store fetches, latent shipping and the network hop are drawn delays, and each GPU
+is a FIFO server (`events.GpuPool`) with drawn decode times (paper sections 4.4, 6.3, 6.5.3).
+
+Latency of a request (arrival at the router to response back at the router):
+image hit = network; latent hit = [ship] + GPU wait + decode + network;
+full miss = fetch + GPU wait + decode + network; coalesced = the leader's finish - own
+arrival + network. Decoded results are written back to the owner's cache, wherever the
+decode ran. Image-tier hits (most requests) create no events at all.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ..cache import DualFormatCache
+from ..cache.settings import CacheSettings
+from ..errors import ConfigError
+from ..trace import Trace
+from ..tuner import MarginalHitTuner
+from .dist import Dist
+from .engine import COALESCED, TIERS, run_events, warm
+from .placement import node_members, owner_index
+from .replay import effective_window
+
+#: --alpha words besides numbers: the tuned cache and the two paper baselines of Table 4.
+MODES = ("adaptive", "adaptive-paper", "decode-all", "imgstore")
+
+
+@dataclass
+class ClusterConfig:
+    """One simulated configuration; defaults are the paper's (sections 6.1, 6.3, 6.5.3)."""
+
+    nodes: int = 6
+    gpus_per_node: int = 1
+    decode_ms: Dist = Dist("const", 32.6)          # SD3.5 VAE decode on an H100 (Table 1)
+    fetch_ms: Dist = Dist("uniform", 100.0, 150.0)  # object-store fetch of a latent
+    png_fetch_ms: Dist = Dist("uniform", 130.0, 190.0)  # ImgStore: fetch of the full PNG
+    network_ms: Dist = Dist("const", 10.0)          # response transfer node -> router
+    ship_ms: float = 2.0                            # owner's latent shipped to a spillover node
+    theta: float = 4.0                              # spillover threshold (queue depth)
+    spillover: bool = True
+    coalesce: bool = True
+    alpha: str = "adaptive"                         # a MODES word or a static image fraction
+    cache_frac: float = 0.01                        # per-node cache, fraction of the trace's WSS
+    warmup: float = 0.5                             # leading fraction of requests that only warm caches
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.nodes < 1 or self.gpus_per_node < 1:
+            raise ConfigError(f"sim-cluster: need nodes >= 1 and gpus per node >= 1, got {self.nodes}, "
+                              f"{self.gpus_per_node}")
+        if self.alpha not in MODES:
+            try:
+                a = float(self.alpha)
+            except ValueError:
+                raise ConfigError(f"sim-cluster: --alpha takes {', '.join(MODES)} or a number in [0, 1], "
+                                  f"got {self.alpha!r}") from None
+            if not 0.0 <= a <= 1.0:
+                raise ConfigError(f"sim-cluster: alpha must be in [0, 1], got {self.alpha}")
+        if not 0 < self.cache_frac <= 1 or not 0 <= self.warmup < 1:
+            raise ConfigError("sim-cluster: need 0 < cache fraction <= 1 and 0 <= warmup < 1")
+        if self.theta < 0 or self.ship_ms < 0:
+            raise ConfigError("sim-cluster: theta and ship time must be >= 0")
+
+
+@dataclass
+class Workload:
+    """A trace ready to replay: arrival seconds (strictly ordered), dense ids, sizes."""
+
+    seconds: np.ndarray      # float64 trace time per request, requests within one second spread evenly
+    obj: np.ndarray          # int32 dense object index per request
+    orig_ids: np.ndarray     # int64 trace id per dense index
+    sizes: np.ndarray        # int64 (2, n_objects): PNG, latent
+    _owners: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_trace(cls, trace: Trace) -> Workload:
+        order = np.argsort(trace.timestamp, kind="stable")
+        ts = trace.timestamp[order].astype(np.float64)
+        _, start, count = np.unique(ts, return_index=True, return_counts=True)
+        rank = np.arange(len(ts)) - np.repeat(start, count)
+        seconds = ts + (rank + 0.5) / np.repeat(count, count)
+        ids, first, inverse = np.unique(trace.id[order], return_index=True, return_inverse=True)
+        sizes = np.stack([trace.png_bytes[order][first], trace.latent_bytes[order][first]]).astype(np.int64)
+        return cls(seconds, inverse.astype(np.int32), ids, sizes)
+
+    @property
+    def requests(self) -> int:
+        return len(self.obj)
+
+    @property
+    def wss(self) -> int:
+        return int(self.sizes[0].sum())
+
+    def owners(self, members: list[str]) -> np.ndarray:
+        """Owner index of every object on the serving ring over `members` (memoised)."""
+        key = tuple(members)
+        if key not in self._owners:
+            self._owners[key] = owner_index(self.orig_ids, members)
+        return self._owners[key]
+
+    def timed_span(self, warmup: float) -> tuple[int, float]:
+        """(first timed request, trace seconds the timed part spans)."""
+        first = int(warmup * self.requests)
+        return first, float(self.seconds[-1] - self.seconds[first])
+
+    def speedup_for_rate(self, warmup: float, rate: float) -> float:
+        """The speed-up that makes the timed part arrive at `rate` requests per second."""
+        first, span = self.timed_span(warmup)
+        if rate <= 0 or span <= 0:
+            raise ConfigError(f"sim-cluster: cannot reach {rate} requests/s on this trace")
+        return rate * span / (self.requests - first)
+
+
+@dataclass
+class ClusterResult:
+    """Latencies, tier counts and per-node load of one simulated configuration."""
+
+    config: ClusterConfig
+    speedup: float
+    latency_ms: np.ndarray = field(repr=False)   # per timed request, in arrival order
+    tier: np.ndarray = field(repr=False)         # IMAGE / LATENT / MISS / COALESCED per timed request
+    queue_wait_ms: np.ndarray = field(repr=False)
+    spilled: int
+    sim_ms: float                                # simulated time from first arrival to last response
+    arrival_span_ms: float                       # simulated time from first to last arrival
+    wall_s: float                                # the event loop's wall time (warm-up excluded)
+    cpu_s: float                                 # ... and its CPU time (this process)
+    owner_requests: np.ndarray                   # per node: requests whose id it owns
+    node_decodes: np.ndarray                     # per node: decodes its GPUs ran
+    busy_frac: np.ndarray                        # per node: GPU busy time / simulated time
+    depth_mean: np.ndarray                       # per node: owner queue depth seen at decode dispatch
+    depth_max: np.ndarray
+    cache_bytes: np.ndarray                      # per node at the end
+    node_alpha: np.ndarray
+
+    @property
+    def requests(self) -> int:
+        return len(self.latency_ms)
+
+    def tier_fracs(self) -> dict[str, float]:
+        counts = np.bincount(self.tier, minlength=4) / max(self.requests, 1)
+        return dict(zip(TIERS, counts.tolist()))
+
+    def row(self) -> dict:
+        """The scalar fields, for tables and `--json`."""
+        c, lat = self.config, self.latency_ms
+        p50, p95, p99 = np.percentile(lat, [50, 95, 99]).tolist() if len(lat) else (0.0, 0.0, 0.0)
+        waits = self.queue_wait_ms
+        fr = self.tier_fracs()
+        return {"nodes": c.nodes, "gpus_per_node": c.gpus_per_node, "alpha": c.alpha,
+                "spillover": c.spillover, "coalesce": c.coalesce, "theta": c.theta,
+                "cache_frac": c.cache_frac, "requests": self.requests,
+                "mean_ms": float(lat.mean()) if len(lat) else 0.0, "p50_ms": p50, "p95_ms": p95, "p99_ms": p99,
+                **{f"{k}_frac": v for k, v in fr.items()},
+                "coalesced": int((self.tier == COALESCED).sum()), "spilled": self.spilled,
+                "decodes": int(self.node_decodes.sum()),
+                "queue_wait_mean_ms": float(waits.mean()) if len(waits) else 0.0,
+                "queue_wait_p99_ms": float(np.percentile(waits, 99)) if len(waits) else 0.0,
+                "arrival_rate_per_s": self.requests / max(self.arrival_span_ms / 1000, 1e-9),
+                "speedup": self.speedup, "gpu_busy_mean": float(self.busy_frac.mean()),
+                "gpu_busy_max": float(self.busy_frac.max()),
+                "owner_load_max_over_mean": float(self.owner_requests.max() / max(self.owner_requests.mean(), 1e-9)),
+                "depth_max": int(self.depth_max.max()), "cache_bytes_mean": float(self.cache_bytes.mean()),
+                "wall_s": self.wall_s, "requests_per_s": (self.requests / self.wall_s) if self.wall_s else 0.0,
+                "requests_per_cpu_s": (self.requests / self.cpu_s) if self.cpu_s else 0.0}
+
+
+def build_caches(cfg: ClusterConfig, capacity: int, settings: CacheSettings, window: int) -> list[DualFormatCache]:
+    """One cache per node: adaptive (own tuner), static alpha, image-only (ImgStore) or none (Decode-All)."""
+    caches = []
+    for _ in range(cfg.nodes):
+        if cfg.alpha == "decode-all":
+            caches.append(DualFormatCache(0, settings.cache, alpha=0.0))
+        elif cfg.alpha == "imgstore":
+            caches.append(DualFormatCache(capacity, settings.cache, alpha=1.0))
+        elif cfg.alpha.startswith("adaptive"):
+            gradient = "paper" if cfg.alpha == "adaptive-paper" else settings.tuner.gradient
+            tuner = MarginalHitTuner(replace(settings.tuner, window=window, gradient=gradient))
+            caches.append(DualFormatCache(capacity, settings.cache, tuner=tuner))
+        else:
+            caches.append(DualFormatCache(capacity, settings.cache, alpha=float(cfg.alpha)))
+    return caches
+
+
+def simulate_cluster(work: Workload, cfg: ClusterConfig, speedup: float, settings: CacheSettings | None = None,
+                     members: list[str] | None = None) -> ClusterResult:
+    """Replay `work` through the simulated cluster; trace time is divided by `speedup`."""
+    cfg.validate()
+    if speedup <= 0:
+        raise ConfigError(f"sim-cluster: speed-up must be > 0, got {speedup}")
+    settings = settings or CacheSettings()
+    members = members or node_members(cfg.nodes)
+    if len(members) != cfg.nodes:
+        raise ConfigError(f"sim-cluster: {len(members)} member names for {cfg.nodes} nodes")
+    window = effective_window(work.requests // cfg.nodes, settings.tuner.window)
+    caches = build_caches(cfg, int(cfg.cache_frac * work.wss), settings, window)
+    owners = work.owners(members)
+    warm(caches, work.obj[:int(cfg.warmup * work.requests)].tolist(), owners.tolist(), work.sizes)
+    start, cpu = time.perf_counter(), time.process_time()
+    out = run_events(work, owners, cfg, speedup, caches)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return ClusterResult(config=cfg, speedup=speedup, wall_s=wall, cpu_s=cpu,
+                         cache_bytes=np.array([c.used for c in caches]),
+                         node_alpha=np.array([c.alpha for c in caches]), **out)
