@@ -1,11 +1,13 @@
 """Start-up time and peak memory of the light CLI commands (issue 18: target <= 0.5 s).
 
 Builds a small archive through the Archive API (kept images only: no model needed), then
-runs each command N times in a fresh interpreter and prints the median wall time and the
-peak RSS, next to two baselines measured in the same run: a bare interpreter and
-`import torch` (what `ls` and a kept read used to pay).
+runs each command N times in a fresh interpreter and prints the median wall time, CPU
+time (user + system: less sensitive than wall time to other jobs on the machine) and peak RSS, next to two baselines measured in the same run: a bare interpreter and
+`import torch` (what `ls` and a kept read used to pay). With `--before DIR` (an export of
+an older commit, e.g. `git archive cfa0dd8 | tar -x -C DIR`) the same commands also run
+with that tree's `lbdask` first on PYTHONPATH.
 
-    python benchmarks/cli_startup.py [--repeat 7]
+    python benchmarks/cli_startup.py [--repeat 7] [--before DIR]
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ from PIL import Image
 RUN = """
 import resource, sys
 {body}
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+r = resource.getrusage(resource.RUSAGE_SELF)
+print(r.ru_maxrss, r.ru_utime + r.ru_stime, file=sys.stderr)
 """
 CLI = "from lbdask.cli import main\ncode = main(sys.argv[1:])\nassert code == 0, code"
 
@@ -49,22 +52,28 @@ def build(dest: str, images: int = 200) -> None:
                       for k, v in originals.items()])
 
 
-def measure(body: str, argv: list[str], repeat: int) -> tuple[float, float]:
-    """Median seconds and median peak RSS (MB) of `body` in a fresh interpreter."""
-    times, rss = [], []
+def measure(body: str, argv: list[str], repeat: int, tree: str | None = None) -> tuple[float, float, float]:
+    """Median wall seconds, CPU seconds and peak RSS (MB) of `body` in a fresh interpreter
+    (`tree` first on the path)."""
+    env = {**os.environ, "PYTHONPATH": tree} if tree else {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    times, cpu, rss = [], [], []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", RUN.format(body=body), *argv], capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, "-c", RUN.format(body=body), *argv], capture_output=True, text=True,
+                              env=env, cwd=tempfile.gettempdir())  # not the checkout: `-c` puts the CWD first
         times.append(time.perf_counter() - t0)
         if proc.returncode:
             raise SystemExit(f"{argv}: {proc.stderr[-2000:]}")
-        rss.append(int(proc.stderr.strip().splitlines()[-1]) / 1024)
-    return statistics.median(times), statistics.median(rss)
+        kb, seconds = proc.stderr.strip().splitlines()[-1].split()
+        rss.append(int(kb) / 1024)
+        cpu.append(float(seconds))
+    return statistics.median(times), statistics.median(cpu), statistics.median(rss)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--before", metavar="DIR", help="an older source tree to compare with")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         dest = os.path.join(tmp, "arc")
@@ -80,10 +89,16 @@ def main() -> None:
         ]
         print(f"{dt.date.today()}, {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
               f"median of {args.repeat}; the machine was shared with other jobs")
-        print("| command | wall s | peak RSS MB |\n|---|---:|---:|")
+        before = " before: wall s | CPU s | RSS MB |" if args.before else ""
+        print(f"| command | wall s | CPU s | peak RSS MB |{before}\n|---|---:|---:|---:|"
+              f"{'---:|---:|---:|' if args.before else ''}")
         for label, body, argv in cases:
-            seconds, mb = measure(body, argv, args.repeat)
-            print(f"| {label} | {seconds:.2f} | {mb:.0f} |")
+            row = "| {} | {:.2f} | {:.2f} | {:.0f} |".format(label, *measure(body, argv, args.repeat))
+            if args.before and argv:
+                row += " {:.2f} | {:.2f} | {:.0f} |".format(*measure(body, argv, args.repeat, args.before))
+            elif args.before:
+                row += " | | |"
+            print(row)
 
 
 if __name__ == "__main__":

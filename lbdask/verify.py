@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .archive import Archive, CatalogRow
-from .errors import LbdaskError
 from .decode import decode_sha256, row_pixels
+from .errors import LbdaskError
 from .metrics import psnr
 from .models import load_model
 from .models.identity import device_class

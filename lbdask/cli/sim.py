@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -82,67 +81,40 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    # numba (tuner, kernel) is imported here, not at CLI start-up
-    from ..cache.settings import load_cache_settings
-    from ..sim import effective_window, prepare, simulate
-    from ..sim.report import (comparison_table, detail_table, latency_table, plot_alpha, plot_window_gain,
-                              window_table)
-    from ..trace import load_trace
+    from ..sim.report import plot_alpha, plot_window_gain  # numba, matplotlib: not at CLI start-up
+    from ..sim.sweep import run_sweep, sweep_settings
 
-    settings = load_cache_settings(args.config)
-    cache, tuner = settings.cache, settings.tuner
-    for attr, target, name in (("step", tuner, "step"), ("t_decode", tuner, "t_decode_ms"),
-                               ("t_fetch", tuner, "t_fetch_ms"), ("tail", cache, "tail"),
-                               ("promote_after", cache, "promote_after")):
-        if getattr(args, attr) is not None:
-            setattr(target, name, getattr(args, attr))
-    try:
-        cache.validate()
-        tuner.validate()
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    policies = _split(args.policy)
-    alphas = _alphas(args.alpha)
-    fracs = _fracs(args.cache_frac)
-    trace = load_trace(args.trace, lcs_columns=_lcs_columns(args.lcs_columns),
-                       latent_ratio=settings.trace.latent_ratio)
-    prep = prepare(trace)
-    del trace
-    compare = None
+    settings = sweep_settings(args.config, step=args.step, t_decode_ms=args.t_decode, t_fetch_ms=args.t_fetch,
+                              tail=args.tail, promote_after=args.promote_after)
+    policies, alphas, fracs = _split(args.policy), _alphas(args.alpha), _fracs(args.cache_frac)
+    static = None
     if args.compare_static is not None:
         static = _alphas([args.compare_static])[0][0]
         if static is None:
             raise ConfigError("--compare-static: expected a static alpha (a number)")
-        compare = f"{static:g}"
-    print(f"trace: {prep.requests:,} requests, {prep.sizes.shape[1]:,} objects, WSS {prep.wss / 1e9:.1f} GB",
-          file=sys.stderr)
-    results = []
-    for policy in policies:
-        for alpha, gradient in alphas:
-            for frac in fracs:
-                t0 = time.perf_counter()
-                keep = args.compare_static is not None and (
-                    (alpha is None and gradient is None) or (alpha is not None and f"{alpha:g}" == compare))
-                r = simulate(prep, frac, alpha, policy, nodes=args.nodes, cache=cache, tuner=tuner,
-                             window=args.window, gradient=gradient, keep_outcomes=keep)
-                results.append(r)
-                print(f"  {policy:6s} alpha={r.alpha:8s} cache={100 * frac:g}%: {r.mean_latency_ms:.2f} ms "
-                      f"({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
-                if args.json:
-                    print(json.dumps(r.row()), flush=True)
-    tables = (f"## Mean latency (ms)\n\n{latency_table(results)}\n\n"
-              f"## Adaptive vs static\n\n{comparison_table(results)}\n\n"
-              f"## Every run\n\n{detail_table(results)}\n")
-    if compare is not None:
-        window = args.window or effective_window(prep.requests // args.nodes, tuner.window)
-        tables += (f"\n## Window by window against static alpha={compare} ({window:,} requests per window)\n\n"
-                   f"{window_table(results, compare, window, tuner.t_decode_ms, tuner.t_fetch_ms)}\n")
-        if args.window_plot:
-            plot_window_gain(results, compare, window, tuner.t_decode_ms, tuner.t_fetch_ms, args.window_plot)
+
+    def on_trace(prep) -> None:
+        print(f"trace: {prep.requests:,} requests, {prep.sizes.shape[1]:,} objects, WSS {prep.wss / 1e9:.1f} GB",
+              file=sys.stderr)
+
+    def on_result(r) -> None:
+        print(f"  {r.policy:6s} alpha={r.alpha:8s} cache={100 * r.cache_frac:g}%: {r.mean_latency_ms:.2f} ms "
+              f"({r.seconds:.1f} s)", file=sys.stderr)
+        if args.json:
+            print(json.dumps(r.row()), flush=True)
+
+    sweep = run_sweep(args.trace, settings, fracs, policies, alphas, nodes=args.nodes, window=args.window,
+                      lcs_columns=_lcs_columns(args.lcs_columns), compare_static=static,
+                      on_trace=on_trace, on_result=on_result)
+    tables = sweep.tables()
     if not args.json:
         print(tables)
     if args.markdown:
         Path(args.markdown).write_text(tables)
     if args.plot:
-        plot_alpha(results, args.plot)
+        plot_alpha(sweep.results, args.plot)
+    if sweep.compare is not None and args.window_plot:
+        tuner = settings.tuner
+        plot_window_gain(sweep.results, sweep.compare, sweep.compare_window, tuner.t_decode_ms, tuner.t_fetch_ms,
+                         args.window_plot)
     return 0
