@@ -18,7 +18,7 @@ import numpy as np
 
 from ..archive import Archive, CatalogRow
 from ..codec import LatentCodec
-from ..errors import LbdaskError
+from ..errors import IntegrityError, LbdaskError
 from ..fidelity import decode_sha256, reference_decode
 from ..metrics import psnr
 from ..models import load_model
@@ -42,10 +42,12 @@ class VerifyReport:
     latent_checked: int = 0
     kept_checked: int = 0
     decode_unchecked: int = 0   # decodes with neither a comparable checksum nor a source
+    corrupt: int = 0            # failures that are a missing or corrupt object (IntegrityError)
 
     def summary(self) -> str:
         return (f"verified {self.latent_checked} latent and {self.kept_checked} kept rows: "
-                f"{len(self.failures)} failure(s), {self.decode_unchecked} decode(s) without a reference")
+                f"{len(self.failures)} failure(s) ({self.corrupt} corrupt or missing), "
+                f"{self.decode_unchecked} decode(s) without a reference")
 
 
 def sample_rows(rows: Iterable[CatalogRow], n: int, seed: int = 0) -> list[CatalogRow]:
@@ -110,6 +112,7 @@ def verify_archive(arc: Archive, model, rows: Iterable[CatalogRow], source: Loca
                 report.decode_unchecked += not compared
         except (LbdaskError, OSError) as exc:
             report.failures.append(f"{row.id}: {type(exc).__name__}: {exc}")
+            report.corrupt += isinstance(exc, (IntegrityError, FileNotFoundError))
     return report
 
 
@@ -136,8 +139,9 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model or arc.model_info["name"], weights=args.weights, device=args.device)
     arc.check_model(model.fingerprint)
     source = open_location(args.source, options) if args.source else None
-    report = verify_archive(arc, model, sample_rows(arc.rows(), args.sample, args.seed), source, args.tolerance)
-    for line in report.failures:
+    damaged: list[str] = []
+    report = verify_archive(arc, model, sample_rows(arc.rows(damaged), args.sample, args.seed), source, args.tolerance)
+    for line in damaged + report.failures:
         print(line)
-    print(report.summary())
-    return 1 if report.failures else 0
+    print(report.summary() + (f"; catalog damaged: {len(damaged)} object(s) unreadable" if damaged else ""))
+    return 2 if damaged or report.corrupt else 1 if report.failures else 0
