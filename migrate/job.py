@@ -24,6 +24,7 @@ from . import tasks
 from .cluster import connect, dashboard_link, encode_resources
 from .plan import Batch, plan_batches
 from .plugin import ResidentModel, model_info
+from .preflight import changed_sources, check_destination
 from .progress import MigrationProgress
 from .scan import SourceItem, list_source_ids, scan_group
 from .settings import ClusterSettings, JobSettings
@@ -42,6 +43,7 @@ class MigrationRequest:
     workers: int | None = None
     storage_options: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
+    remigrate_changed: bool = False  # migrate again the sources whose size changed since
 
 
 def _groups(ids: list[str], size: int) -> Iterator[list[str]]:
@@ -116,6 +118,7 @@ def run_migration(req: MigrationRequest, log: Callable[[str], None] = print) -> 
     t0 = time.perf_counter()
     sizes = list_source_ids(open_location(req.src, req.storage_options))
     settings = req.settings
+    check_destination(req.dest, req.storage_options, settings)
     with connect(req.scheduler, req.cluster, req.workers) as client:
         link = dashboard_link(client)
         if link and req.progress:
@@ -125,7 +128,14 @@ def run_migration(req: MigrationRequest, log: Callable[[str], None] = print) -> 
         model_meta = {k: v for k, v in info.items() if k != "device_class"}
         arc = Archive.create(req.dest, model_meta, storage_options=req.storage_options or None,
                              shard_size=settings.shard_size)
-        committed = arc.committed_ids()
+        committed = {r.id: r for r in arc.rows()}
+        changed = changed_sources(sizes, committed)
+        if changed:
+            log(f"{len(changed)} source(s) changed since migration (size differs)"
+                + ("; migrating them again" if req.remigrate_changed else ": --remigrate-changed migrates them again"))
+            if req.remigrate_changed:
+                arc.compact()  # their old rows are folded first, so the new rows win everywhere
+                committed = {i: r for i, r in committed.items() if i not in set(changed)}
         todo = [i for i in sizes if i not in committed]
         stats = JobStats()
         phases = {"start": time.perf_counter() - t0, "scan": 0.0, "batches": 0.0}
@@ -157,6 +167,8 @@ def run_migration(req: MigrationRequest, log: Callable[[str], None] = print) -> 
             "threads": sum(client.nthreads().values()),
             "images_listed": len(sizes),
             "images_already_committed": len(sizes) - len(todo),
+            "sources_changed": len(changed),
+            "sources_changed_remigrated": req.remigrate_changed and bool(changed),
             "settings": asdict(settings),
             **stats.summary(seconds, phases),
         }

@@ -1,4 +1,5 @@
 """Property-based stateful test: the catalog behaves like a dict under commit, compact, crash and reads."""
+import os
 import shutil
 import tempfile
 
@@ -98,5 +99,5 @@ class CatalogMachine(RuleBasedStateMachine):
 
 
 TestCatalogModel = CatalogMachine.TestCase
-TestCatalogModel.settings = settings(max_examples=40, stateful_step_count=25, deadline=None,
+TestCatalogModel.settings = settings(max_examples=int(os.environ.get("LBDASK_MODEL_EXAMPLES", "40")), stateful_step_count=25, deadline=None,
                                      suppress_health_check=[HealthCheck.too_slow])
