@@ -100,3 +100,24 @@ def test_a_warm_snapshot_lookup_costs_no_store_request(dest):
     snap.max_age = 0
     assert snap.lookup("d.png").id == "d.png" and snap.generation == 2
     assert snap.lookup("a.png").id == "a.png"
+
+
+def test_a_folder_write_is_fsynced_before_and_after_the_rename(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    from lbdask.archive import objects
+
+    events = []
+    real_fsync, real_replace, real_link = os.fsync, os.replace, os.link
+    monkeypatch.setattr(objects.os, "fsync", lambda fd: (events.append(
+        "fsync-dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync-file"), real_fsync(fd)))
+    monkeypatch.setattr(objects.os, "replace", lambda a, b: (events.append("rename"), real_replace(a, b)))
+    monkeypatch.setattr(objects.os, "link", lambda a, b: (events.append("link"), real_link(a, b)))
+    loc = open_location(str(tmp_path / "arc"))
+    objects.put_atomic(loc, loc.path("x", "obj"), b"data")
+    assert events == ["fsync-file", "rename", "fsync-dir"]
+    events.clear()
+    assert objects.put_exclusive(loc, loc.path("x", "m"), b"1") and not objects.put_exclusive(loc, loc.path("x", "m"), b"2")
+    assert events[:3] == ["fsync-file", "link", "fsync-dir"] and (tmp_path / "arc" / "x" / "m").read_bytes() == b"1"
+    assert sorted(p.name for p in (tmp_path / "arc" / "x").iterdir()) == ["m", "obj"]  # no temporary left
