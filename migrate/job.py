@@ -17,6 +17,7 @@ from dask.base import tokenize
 from distributed import Client, as_completed, span
 
 from lbdask.archive import Archive
+from lbdask.archive.lease import hold
 from lbdask.codec import SUPPORTED_BITS
 from lbdask.storage import open_location
 
@@ -113,12 +114,21 @@ def run_batches(client: Client, arc: Archive, req: MigrationRequest, batches: li
 
 
 def run_migration(req: MigrationRequest, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Migrate every uncommitted PNG of `req.src` into `req.dest`; returns the job statistics."""
+    """Migrate every uncommitted PNG of `req.src` into `req.dest`; returns the job statistics.
+
+    DEST is checked and its lease taken before any work: a second migration into the same
+    DEST is refused, naming the running one (docs/archive-format.md, "Concurrent jobs").
+    """
+    check_destination(req.dest, req.storage_options, req.settings)
+    with hold(open_location(req.dest, req.storage_options or None), f"lbdask migrate {req.src}"):
+        return _migrate(req, log)
+
+
+def _migrate(req: MigrationRequest, log: Callable[[str], None]) -> dict[str, Any]:
     started_at = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     sizes = list_source_ids(open_location(req.src, req.storage_options))
     settings = req.settings
-    check_destination(req.dest, req.storage_options, settings)
     with connect(req.scheduler, req.cluster, req.workers) as client:
         link = dashboard_link(client)
         if link and req.progress:

@@ -16,8 +16,9 @@ from ..storage import Location
 #: Group attribute holding the archive's metadata.
 ATTR = "lbdask"
 
-#: What a DEST may hold before `Archive.create` finished: the group objects it writes first.
-CREATION_OBJECTS = {"zarr.json", "latents", "latents/zarr.json"}
+#: What a DEST may hold before `Archive.create` finished: the group objects it writes first
+#: and the migration's lease (`lease.py`), taken before the archive is created.
+CREATION_OBJECTS = {"zarr.json", "latents", "latents/zarr.json", "lease"}
 
 
 def archive_meta(loc: Location) -> dict[str, Any] | None:
@@ -41,7 +42,8 @@ def refuse_foreign(loc: Location) -> None:
     except FileNotFoundError:
         return
     prefix = loc.root.rstrip("/") + "/"
-    foreign = sorted(p[len(prefix):] for p in found if p.startswith(prefix) and p[len(prefix):] not in CREATION_OBJECTS)
+    foreign = sorted(p[len(prefix):] for p in found if p.startswith(prefix) and p[len(prefix):] not in CREATION_OBJECTS
+                     and not p[len(prefix):].startswith("lease/"))
     if foreign:
         listed = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise InputError(f"{loc.url} is not an lbdask archive and is not empty (it holds {listed}): "

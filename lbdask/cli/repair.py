@@ -4,13 +4,15 @@ Without --apply only reports: what is missing or unreadable, how many rows a reb
 restores, and which ids point at latent shards or originals that are gone (those cannot be
 rebuilt). Exit 0: nothing wrong; 1: a rebuild is needed (dry run); 2: data is lost for good.
 With --apply the index is rebuilt from every partition file and folded batch copy still on
-the store; idempotent and safe to kill and rerun. Do not run it beside a migration.
+the store; idempotent and safe to kill and rerun. It takes the archive's lease, so it does
+not run beside a migration.
 """
 from __future__ import annotations
 
 import argparse
 
 from ..archive import Archive
+from ..archive.lease import hold
 from ..archive.objects import store_errors
 from ..archive.repair import diagnose, rebuild
 from ..storage import parse_storage_options
@@ -35,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"lost: {line} (not recoverable)")
     if diag.needs_rebuild:
         if args.apply:
-            with store_errors(args.dest):
+            with store_errors(args.dest), hold(arc.loc, "lbdask repair"):
                 new = rebuild(arc, diag)
             print(f"rebuilt the catalog index: {len(diag.rows)} compacted row(s) in generation {new.generation}")
         else:
