@@ -30,6 +30,7 @@ from .compaction import compact
 from .creation import ATTR, archive_meta, refuse_foreign
 from .objects import put_atomic, store_errors
 from .rows import CatalogRow, OriginalRef
+from .snapshot import CatalogSnapshot
 
 #: On-store format version; archives written with another one are refused.
 FORMAT_VERSION = 1
@@ -310,6 +311,10 @@ class Archive:
         """Every readable catalog row once; damage goes to `problems` or is raised at the end."""
         with store_errors(self.url):
             yield from self.catalog.rows(problems)
+
+    def snapshot(self, max_age: float = 30.0) -> CatalogSnapshot:
+        """Thread-safe lookups pinned to the current catalog generation (serving)."""
+        return CatalogSnapshot(self.catalog, max_age)
 
     def committed_ids(self) -> set[str]:
         return {r.id for r in self.rows()}
