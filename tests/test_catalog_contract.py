@@ -128,3 +128,29 @@ def test_removing_objects_that_are_already_gone_is_fine(cat):
     cat.commit("b1", rows_for("b1", ["x"]))
     remove_quietly(cat.loc, [cat.batch_path("b1"), cat.batch_path("gone")])
     assert not cat.loc.fs.exists(cat.batch_path("b1"))
+
+
+def test_a_failed_conditional_put_is_recognised_also_when_s3fs_wrapped_it():
+    from botocore.exceptions import ClientError
+
+    from lbdask.archive.objects import PRECONDITION_FAILED, _status
+
+    refused = ClientError({"Error": {"Code": "PreconditionFailed"}, "ResponseMetadata": {"HTTPStatusCode": 412}},
+                          "PutObject")
+    try:
+        try:
+            raise refused
+        except ClientError as exc:
+            raise OSError("precondition failed") from exc  # what s3fs's error translation raises
+    except OSError as wrapped:
+        assert _status(wrapped) == PRECONDITION_FAILED == 412
+    assert _status(refused) == 412
+    try:
+        try:
+            raise refused
+        except ClientError:
+            raise OSError("translated without `from`")  # noqa: B904 - implicit chaining on purpose
+    except OSError as chained:
+        assert _status(chained) == 412
+    assert _status(OSError("no response")) is None
+    assert _status(ClientError({"Error": {"Code": "Slow"}, "ResponseMetadata": {"HTTPStatusCode": 503}}, "PutObject")) == 503
