@@ -154,3 +154,25 @@ def test_a_failed_conditional_put_is_recognised_also_when_s3fs_wrapped_it():
         assert _status(chained) == 412
     assert _status(OSError("no response")) is None
     assert _status(ClientError({"Error": {"Code": "Slow"}, "ResponseMetadata": {"HTTPStatusCode": 503}}, "PutObject")) == 503
+
+
+def test_bad_batches_are_refused_with_a_reason(cat):
+    from lbdask.errors import InputError
+
+    with pytest.raises(InputError, match=r"invalid batch id '\.\./x': use letters, digits"):
+        cat.commit("../x", rows_for("b", ["x"]))
+    with pytest.raises(InputError, match=r"batch b1 lists an image id more than once"):
+        cat.commit("b1", rows_for("b1", ["x", "x"]))
+    assert cat.batch_names() == [] and Catalog(cat.loc).lookup("x") is None
+
+
+def test_an_unreadable_manifest_is_named(cat):
+    cat.commit("b1", rows_for("b1", ["x"]))
+    compact(cat)
+    path = cat.manifests.path(1)
+    cat.loc.fs.pipe_file(path, b"{not json")
+    with pytest.raises(IntegrityError, match=r"catalog manifest .*0000000001.json is unreadable \(JSONDecodeError\): run `lbdask repair"):
+        Catalog(cat.loc).lookup("x")
+    cat.loc.fs.pipe_file(path, Manifest(7, 8).to_json())
+    with pytest.raises(IntegrityError, match=r"0000000001.json says generation 7"):
+        Catalog(cat.loc).lookup("x")
