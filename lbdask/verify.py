@@ -18,7 +18,7 @@ import numpy as np
 
 from .archive import Archive, CatalogRow
 from .decode import decode_sha256, row_pixels
-from .errors import LbdaskError
+from .errors import IntegrityError, LbdaskError
 from .metrics import psnr
 from .models import load_model
 from .models.identity import device_class
@@ -41,10 +41,19 @@ class VerifyReport:
     latent_checked: int = 0
     kept_checked: int = 0
     decode_unchecked: int = 0   # decodes with neither a comparable checksum nor a source
+    corrupt: int = 0            # failures that are a missing or corrupt object (IntegrityError)
+    damaged: list[str] = field(default_factory=list)  # catalog objects that could not be read
 
     def summary(self) -> str:
         return (f"verified {self.latent_checked} latent and {self.kept_checked} kept rows: "
-                f"{len(self.failures)} failure(s), {self.decode_unchecked} decode(s) without a reference")
+                f"{len(self.failures)} failure(s) ({self.corrupt} corrupt or missing), "
+                f"{self.decode_unchecked} decode(s) without a reference"
+                + (f"; catalog damaged: {len(self.damaged)} object(s) unreadable" if self.damaged else ""))
+
+    @property
+    def exit_code(self) -> int:
+        """2 for damage (a lost or corrupt object), 1 for other failures, 0 when all pass."""
+        return 2 if self.damaged or self.corrupt else 1 if self.failures else 0
 
 
 def sample_rows(rows: Iterable[CatalogRow], n: int, seed: int = 0) -> list[CatalogRow]:
@@ -108,6 +117,7 @@ def verify_archive(arc: Archive, model, rows: Iterable[CatalogRow], source: Loca
                 report.decode_unchecked += not compared
         except (LbdaskError, OSError) as exc:
             report.failures.append(f"{row.id}: {type(exc).__name__}: {exc}")
+            report.corrupt += isinstance(exc, (IntegrityError, FileNotFoundError))
     return report
 
 
@@ -119,4 +129,7 @@ def verify(dest: str, sample: int = 50, seed: int = 0, source: str | None = None
     decoder = load_model(model or arc.model_info["name"], weights=weights, device=device)
     arc.check_model(decoder.fingerprint)
     src = open_location(source, storage_options) if source else None
-    return verify_archive(arc, decoder, sample_rows(arc.rows(), sample, seed), src, tolerance)
+    damaged: list[str] = []
+    report = verify_archive(arc, decoder, sample_rows(arc.rows(damaged), sample, seed), src, tolerance)
+    report.damaged = damaged
+    return report

@@ -17,6 +17,7 @@ from dask.base import tokenize
 from distributed import Client, as_completed, span
 
 from lbdask.archive import Archive
+from lbdask.archive.lease import hold
 from lbdask.codec import SUPPORTED_BITS
 from lbdask.storage import open_location
 
@@ -24,9 +25,10 @@ from . import tasks
 from .cluster import connect, dashboard_link, encode_resources
 from .plan import Batch, plan_batches
 from lbdask.models.resident import ResidentModel, model_info
+from .preflight import changed_sources, check_destination
 from .progress import MigrationProgress
 from .scan import SourceItem, list_source_ids, scan_group
-from .settings import ClusterSettings, JobSettings, check_batch_fits_shard
+from .settings import ClusterSettings, JobSettings
 from .stats import JobStats
 
 
@@ -42,6 +44,7 @@ class MigrationRequest:
     workers: int | None = None
     storage_options: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
+    remigrate_changed: bool = False  # migrate again the sources whose size changed since
 
 
 def _groups(ids: list[str], size: int) -> Iterator[list[str]]:
@@ -111,7 +114,17 @@ def run_batches(client: Client, arc: Archive, req: MigrationRequest, batches: li
 
 
 def run_migration(req: MigrationRequest, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Migrate every uncommitted PNG of `req.src` into `req.dest`; returns the job statistics."""
+    """Migrate every uncommitted PNG of `req.src` into `req.dest`; returns the job statistics.
+
+    DEST is checked and its lease taken before any work: a second migration into the same
+    DEST is refused, naming the running one (docs/archive-format.md, "Concurrent jobs").
+    """
+    check_destination(req.dest, req.storage_options, req.settings)
+    with hold(open_location(req.dest, req.storage_options or None), f"lbdask migrate {req.src}"):
+        return _migrate(req, log)
+
+
+def _migrate(req: MigrationRequest, log: Callable[[str], None]) -> dict[str, Any]:
     started_at = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     sizes = list_source_ids(open_location(req.src, req.storage_options))
@@ -124,8 +137,14 @@ def run_migration(req: MigrationRequest, log: Callable[[str], None] = print) -> 
         info = client.submit(model_info, key=f"model-info-{tokenize(settings.model, time.time())}", pure=False).result()
         model_meta = {k: v for k, v in info.items() if k != "device_class"}
         arc = Archive.create(req.dest, model_meta, storage_options=req.storage_options or None)
-        check_batch_fits_shard(settings.batch_size, arc.shard_size, f"archive {req.dest}")
-        committed = arc.committed_ids()
+        committed = {r.id: r for r in arc.rows()}
+        changed = changed_sources(sizes, committed)
+        if changed:
+            log(f"{len(changed)} source(s) changed since migration (size differs)"
+                + ("; migrating them again" if req.remigrate_changed else ": --remigrate-changed migrates them again"))
+            if req.remigrate_changed:
+                arc.compact()  # their old rows are folded first, so the new rows win everywhere
+                committed = {i: r for i, r in committed.items() if i not in set(changed)}
         todo = [i for i in sizes if i not in committed]
         stats = JobStats()
         phases = {"start": time.perf_counter() - t0, "scan": 0.0, "batches": 0.0}
@@ -157,6 +176,8 @@ def run_migration(req: MigrationRequest, log: Callable[[str], None] = print) -> 
             "threads": sum(client.nthreads().values()),
             "images_listed": len(sizes),
             "images_already_committed": len(sizes) - len(todo),
+            "sources_changed": len(changed),
+            "sources_changed_remigrated": req.remigrate_changed and bool(changed),
             "settings": asdict(settings),
             **stats.summary(seconds, phases),
         }

@@ -22,6 +22,7 @@ KEEP_16BIT = "16-bit"
 KEEP_TOO_SMALL = "too-small"
 KEEP_TOO_LARGE = "too-large"
 KEEP_NO_SAVING = "no-saving"
+KEEP_ANIMATED = "animated"
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ def pre_decode_outcome(item: SourceItem, settings: JobSettings) -> Outcome | Non
             "failed",
             f"decompression bomb guard: {item.width}x{item.height} = {item.pixels} pixels exceeds {settings.bomb_pixels}",
         )
+    if item.animated:
+        return Outcome("kept", KEEP_ANIMATED)
     if item.bit_depth == 16:
         return Outcome("kept", KEEP_16BIT)
     if item.mode == "P":
@@ -92,8 +95,9 @@ def padded_shape(height: int, width: int, multiple: int) -> tuple[int, int]:
 
 
 def batch_id_for(kind: str, items: list[SourceItem]) -> str:
-    """A stable id from the batch kind and its member ids (same members -> same id)."""
-    digest = hashlib.sha256("\n".join(i.id for i in items).encode("utf-8")).hexdigest()[:20]
+    """A stable id from the batch kind, its member ids and their content (same members with the
+    same bytes -> same id; a source migrated again after it changed gets a new batch)."""
+    digest = hashlib.sha256("\n".join(f"{i.id}\0{i.sha256 or ''}" for i in items).encode("utf-8")).hexdigest()[:20]
     return f"{kind}-{digest}"
 
 

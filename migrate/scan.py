@@ -26,6 +26,8 @@ class SourceItem:
     bit_depth: int = 0
     has_alpha: bool = False
     error: str | None = None
+    animated: bool = False  # an APNG: a latent would keep only its first frame
+
 
     @property
     def pixels(self) -> int:
@@ -53,6 +55,16 @@ def source_path(src: Location, image_id: str) -> str:
     return src.path(image_id)
 
 
+def is_animated(data: bytes) -> bool:
+    """True for an animated PNG: an `acTL` chunk, which must come before the first IDAT."""
+    for ctype, _ in pngio.iter_chunks(data):
+        if ctype == "acTL":
+            return True
+        if ctype == "IDAT":
+            return False
+    return False
+
+
 def describe(image_id: str, data: bytes) -> SourceItem:
     """Hash and probe one file's bytes; a probe failure becomes `error`, not an exception."""
     digest = hashlib.sha256(data).hexdigest()
@@ -61,7 +73,8 @@ def describe(image_id: str, data: bytes) -> SourceItem:
     except InputError as exc:
         return SourceItem(image_id, len(data), digest, error=str(exc))
     return SourceItem(
-        image_id, len(data), digest, info.width, info.height, info.mode, info.bit_depth, info.has_alpha
+        image_id, len(data), digest, info.width, info.height, info.mode, info.bit_depth, info.has_alpha,
+        animated=is_animated(data),
     )
 
 

@@ -8,6 +8,7 @@ Dask overlap PNG decoding and shard writing of neighbouring batches with the enc
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import time
 from collections import Counter
@@ -227,8 +228,12 @@ def write_shard(dest_url: str, storage_options: dict[str, Any], decoded: Decoded
 
 
 def _row(item: SourceItem, decoded: DecodedBatch, status: str, reason: str | None, batch_id: str, **fields: Any) -> CatalogRow:
+    # Size and sha256 of the bytes this batch read and stored, not of the scan's earlier
+    # read: a file that changed in between must still match its kept original.
+    data = decoded.originals.get(item.id)
+    size, sha = (item.size, item.sha256) if data is None else (len(data), hashlib.sha256(data).hexdigest())
     return CatalogRow(
-        id=item.id, status=status, reason=reason, source_size=item.size, source_sha256=item.sha256,
+        id=item.id, status=status, reason=reason, source_size=size, source_sha256=sha,
         width=item.width, height=item.height, mode=item.mode, chunks=[tuple(c) for c in decoded.chunks.get(item.id, [])],
         batch_id=batch_id, **fields,
     )

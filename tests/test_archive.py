@@ -135,7 +135,7 @@ def test_compaction_folds_batches_into_hashed_partitions(dest):
     for b in range(3):
         write_batch(arc, f"b{b}", ids[4 * b: 4 * b + 4], seed=b)
     summary = arc.compact()
-    assert summary == {"batches": 3, "rows": 12, "generation": 1}
+    assert summary == {"batches": 3, "rows": 12, "generation": 1, "stepped_back": 0}
     assert arc.is_committed("b1") and not arc.commit("b1", [])
     write_batch(arc, "b3", ["late.png"], seed=9)
     assert {r.id for r in arc.rows()} == set(ids) | {"late.png"}

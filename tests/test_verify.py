@@ -89,13 +89,14 @@ def test_clean_archive_passes_with_and_without_source(archive, model, taef2_dir,
     assert "and 1 kept rows" in summaries[0]
 
 
-def test_bad_latent_checksum_is_one_failure_line_and_exit_1(archive, model, taef2_dir, capsys):
+def test_bad_latent_checksum_is_one_corruption_line_and_exit_2(archive, model, taef2_dir, capsys):
     arc, src, rows = archive
     arc.commit("b1", [dataclasses.replace(rows[0], id="broken.png", checksum="00000000", batch_id="b1")])
-    assert main(["verify", arc.url, "--weights", str(taef2_dir), "--sample", "0"]) == 1
+    assert main(["verify", arc.url, "--weights", str(taef2_dir), "--sample", "0"]) == 2
     out = capsys.readouterr().out.splitlines()
     bad = [line for line in out if line.startswith("broken.png: IntegrityError")]
     assert len(bad) == 1 and len(out) == 2   # the failure + the summary line
+    assert "(1 corrupt or missing)" in out[1]
 
 
 def test_decode_checksum_must_match_on_the_same_device_class(archive, model):

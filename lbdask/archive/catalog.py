@@ -1,30 +1,32 @@
 """The catalog: image id -> CatalogRow, as an LSM of batch objects and a hashed index.
 
 Writers commit one gzip JSON-lines object per batch (`catalog/batches/<batch>.jsonl.gz`,
-one PUT or rename: visible all at once or not at all). `compact` folds those objects into
-hash-partitioned index files (`catalog/index/g<gen>/p<part>.jsonl.gz`, rows sorted by id)
-and then atomically replaces `catalog/index/manifest.json`. A lookup reads the manifest,
-one partition and the batch objects not yet folded. See docs/archive-format.md.
+one PUT or rename: visible all at once or not at all). `compaction.compact` folds those
+objects into hash-partitioned index files and commits a new manifest generation by
+exclusive create (compare-and-swap); the folded batch keeps a copy of its rows under
+`catalog/folded/`, so a lost manifest or partition can be rebuilt (`repair.py`). A lookup
+reads the latest manifest, one partition and the batch objects not yet folded. Anything
+missing or unreadable is an IntegrityError naming the object. See docs/archive-format.md.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from ..errors import InputError
+from ..errors import InputError, IntegrityError
 from ..storage import Location
+from .manifest import Manifest, Manifests
 from .objects import put_atomic
 from .rows import CatalogRow, dump_rows, load_rows
 
 T = TypeVar("T")
 BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 BATCH_SUFFIX = ".jsonl.gz"
-#: Lookups retry this often when a compaction removes a file between list and read.
+#: Reads start over this often when a compaction removes a file between list and read.
 READ_ATTEMPTS = 3
 #: Parsed index partitions kept in memory per Catalog (they are immutable once written).
 PARTITION_CACHE = 16
@@ -35,22 +37,12 @@ def partition_of(image_id: str, partitions: int) -> int:
     return int(hashlib.sha1(image_id.encode("utf-8")).hexdigest()[:8], 16) % partitions
 
 
-@dataclass
-class Manifest:
-    """Current index generation: which file holds each non-empty partition."""
-
-    generation: int = 0
-    partitions: int = 256
-    files: dict[int, str] = field(default_factory=dict)  # partition -> path relative to the root
-
-    def to_json(self) -> bytes:
-        files = {str(k): v for k, v in sorted(self.files.items())}
-        return json.dumps({"generation": self.generation, "partitions": self.partitions, "files": files}, indent=1).encode()
-
-    @classmethod
-    def from_json(cls, blob: bytes) -> Manifest:
-        data: dict[str, Any] = json.loads(blob)
-        return cls(data["generation"], data["partitions"], {int(k): v for k, v in data["files"].items()})
+def parse_rows(path: str, blob: bytes) -> list[CatalogRow]:
+    """Rows of a catalog object; IntegrityError naming it when it is not what was written."""
+    try:
+        return load_rows(blob)
+    except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+        raise IntegrityError(f"catalog object {path} is unreadable ({type(exc).__name__})") from None
 
 
 class Catalog:
@@ -59,17 +51,23 @@ class Catalog:
     def __init__(self, loc: Location, partitions: int = 256) -> None:
         self.loc = loc
         self.default_partitions = partitions
+        self.manifests = Manifests(loc)
         self._batches: dict[str, dict[str, CatalogRow]] = {}  # committed batch objects are immutable
         self._parts: OrderedDict[str, dict[str, CatalogRow]] = OrderedDict()
+        self._lock = threading.Lock()  # guards both caches: one Catalog serves many threads
 
     # paths -------------------------------------------------------------------------
     def _p(self, *parts: str) -> str:
         return self.loc.path("catalog", *parts)
 
-    def _batch_path(self, batch_id: str) -> str:
+    def batch_path(self, batch_id: str) -> str:
         if not BATCH_ID.match(batch_id):
             raise InputError(f"invalid batch id {batch_id!r}: use letters, digits, '.', '_' and '-'")
         return self._p("batches", batch_id + BATCH_SUFFIX)
+
+    def folded_path(self, batch_id: str) -> str:
+        """Where a compacted batch's rows are kept (the copy repair rebuilds the index from)."""
+        return self._p("folded", batch_id + BATCH_SUFFIX)
 
     def _exists(self, path: str) -> bool:
         self.loc.fs.invalidate_cache(path)
@@ -78,7 +76,7 @@ class Catalog:
     # writing -----------------------------------------------------------------------
     def commit(self, batch_id: str, rows: Iterable[CatalogRow]) -> bool:
         """Make a batch's rows visible in one atomic write; False if it was already committed."""
-        path = self._batch_path(batch_id)
+        path = self.batch_path(batch_id)
         if self.is_committed(batch_id):
             return False
         rows = list(rows)
@@ -91,19 +89,16 @@ class Catalog:
         return True
 
     def is_committed(self, batch_id: str) -> bool:
-        """True once the batch object exists (or its rows were folded into the index)."""
-        return self._exists(self._batch_path(batch_id)) or self._exists(self._p("folded", batch_id))
+        """True once the batch object exists (or its rows were folded into the index).
+
+        The batch object is checked first: compaction writes the folded copy before it
+        deletes the batch object, so one of the two is always there.
+        """
+        return self._exists(self.batch_path(batch_id)) or self._exists(self.folded_path(batch_id))
 
     # reading -----------------------------------------------------------------------
-    def manifest(self) -> Manifest:
-        """The current index manifest (generation 0, no files, before any compaction)."""
-        try:
-            return Manifest.from_json(self.loc.fs.cat_file(self._p("index", "manifest.json")))
-        except FileNotFoundError:
-            return Manifest(partitions=self.default_partitions)
-
-    def _batch_names(self) -> list[str]:
-        d = self._p("batches")
+    def _names(self, folder: str) -> list[str]:
+        d = self._p(folder)
         self.loc.fs.invalidate_cache(d)
         try:
             names = [p.rsplit("/", 1)[-1] for p in self.loc.fs.ls(d, detail=False)]
@@ -111,97 +106,126 @@ class Catalog:
             return []
         return sorted(n[: -len(BATCH_SUFFIX)] for n in names if n.endswith(BATCH_SUFFIX))
 
-    def _batch_rows(self, batch_id: str) -> dict[str, CatalogRow]:
-        if batch_id not in self._batches:
-            blob = self.loc.fs.cat_file(self._batch_path(batch_id))
-            self._batches[batch_id] = {r.id: r for r in load_rows(blob)}
-        return self._batches[batch_id]
+    def batch_names(self) -> list[str]:
+        """Committed batches not yet folded into the index (one LIST)."""
+        return self._names("batches")
 
-    def _partition_rows(self, key: str) -> dict[str, CatalogRow]:
-        if key in self._parts:
-            self._parts.move_to_end(key)
-            return self._parts[key]
-        rows = {r.id: r for r in load_rows(self.loc.fs.cat_file(self.loc.path(key)))}
-        self._parts[key] = rows
-        if len(self._parts) > PARTITION_CACHE:
-            self._parts.popitem(last=False)
+    def folded_names(self) -> list[str]:
+        """Batches folded into the index (one LIST of their kept copies)."""
+        return self._names("folded")
+
+    def manifest(self) -> Manifest:
+        """The latest manifest; an empty generation 0 before the first compaction.
+
+        With no manifest but folded batches present, a manifest was lost: IntegrityError,
+        not an empty catalog.
+        """
+        manifest = self.manifests.latest()
+        if manifest is not None:
+            return manifest
+        if self.folded_names():
+            raise IntegrityError(f"the catalog manifest of {self.loc.url} is missing (catalog/manifests/ is empty "
+                                 f"but batches were compacted): run `lbdask repair {self.loc.url}`")
+        return Manifest(partitions=self.default_partitions)
+
+    def batch_rows(self, batch_id: str) -> dict[str, CatalogRow]:
+        with self._lock:
+            cached = self._batches.get(batch_id)
+        if cached is None:
+            path = self.batch_path(batch_id)
+            cached = {r.id: r for r in parse_rows(path, self.loc.fs.cat_file(path))}
+            with self._lock:
+                self._batches[batch_id] = cached
+        return cached
+
+    def partition_rows(self, key: str) -> dict[str, CatalogRow]:
+        with self._lock:
+            if key in self._parts:
+                self._parts.move_to_end(key)
+                return self._parts[key]
+        path = self.loc.path(key)
+        rows = {r.id: r for r in parse_rows(path, self.loc.fs.cat_file(path))}
+        with self._lock:
+            self._parts[key] = rows
+            while len(self._parts) > PARTITION_CACHE:
+                self._parts.popitem(last=False)
         return rows
 
-    def _retrying(self, read: Callable[[], T]) -> T:
+    def forget(self, batch_ids: Iterable[str]) -> None:
+        """Drop cached batch objects (they were folded and deleted)."""
+        with self._lock:
+            for name in batch_ids:
+                self._batches.pop(name, None)
+
+    def retrying(self, read: Callable[[], T]) -> T:
+        """Run `read` again when a compaction removed a file it listed; a file still missing
+        after that was lost: IntegrityError naming it."""
         for attempt in range(READ_ATTEMPTS):
             try:
                 return read()
-            except FileNotFoundError:
+            except FileNotFoundError as exc:
                 if attempt == READ_ATTEMPTS - 1:
-                    raise
+                    raise IntegrityError(f"catalog object {exc.filename or exc} is missing: "
+                                         f"run `lbdask repair {self.loc.url}`") from None
         raise AssertionError("unreachable")
 
     def get_row(self, image_id: str) -> CatalogRow | None:
-        """The row of one id: one index partition plus the batch objects not yet folded."""
+        """The row of one id: the batch objects not yet folded, then one index partition."""
 
         def read() -> CatalogRow | None:
-            names = self._batch_names()  # listed before the manifest: see docs/archive-format.md
-            manifest = self.manifest()
-            for name in reversed(names):
-                row = self._batch_rows(name).get(image_id)
+            for name in reversed(self.batch_names()):  # listed before the manifest: see docs/archive-format.md
+                row = self.batch_rows(name).get(image_id)
                 if row is not None:
                     return row
+            manifest = self.manifest()
             key = manifest.files.get(partition_of(image_id, manifest.partitions))
-            return None if key is None else self._partition_rows(key).get(image_id)
+            return None if key is None else self.partition_rows(key).get(image_id)
 
-        return self._retrying(read)
+        return self.retrying(read)
 
-    def rows(self) -> Iterator[CatalogRow]:
-        """Every row once: unfolded batches first (newest wins), then the index partitions."""
+    def rows(self, problems: list[str] | None = None) -> Iterator[CatalogRow]:
+        """Every readable row once: unfolded batches first (newest wins), then the index.
+
+        A missing or unreadable manifest or partition does not hide the other rows: each is
+        described in `problems` (when given) or raised as one IntegrityError at the end.
+        """
+        found: list[str] = []
 
         def snapshot() -> tuple[dict[str, CatalogRow], Manifest]:
-            names = self._batch_names()
-            manifest = self.manifest()
             recent: dict[str, CatalogRow] = {}
-            for name in names:
-                recent.update(self._batch_rows(name))
-            return recent, manifest
+            for name in self.batch_names():
+                try:
+                    recent.update(self.batch_rows(name))
+                except IntegrityError as exc:
+                    found.append(str(exc))
+            try:
+                return recent, self.manifest()
+            except IntegrityError as exc:
+                found.append(str(exc))
+                return recent, Manifest()
 
-        recent, manifest = self._retrying(snapshot)
+        recent, manifest = self.retrying(snapshot)
         yield from recent.values()
-        for part in sorted(manifest.files):
-            blob = self.loc.fs.cat_file(self.loc.path(manifest.files[part]))
-            for row in load_rows(blob):
-                if row.id not in recent:
-                    yield row
+        files = dict(manifest.files)  # updated when a compaction replaces a partition meanwhile
+        for part in sorted(files):
+            try:
+                rows = self.retrying(lambda: self._current_partition(part, files))
+            except IntegrityError as exc:
+                found.append(f"index partition {part}: {exc}")
+                continue
+            yield from (row for row in rows.values() if row.id not in recent)
+        if problems is not None:
+            problems.extend(found)
+        elif found:
+            raise IntegrityError("; ".join(found))
 
-    # compaction --------------------------------------------------------------------
-    def compact(self) -> dict[str, int]:
-        """Fold all committed batch objects into a new index generation (single compactor).
-
-        Order matters for concurrent readers: new partition files, then the manifest
-        (atomic), then a `folded/<batch>` marker per batch, then the batch objects are
-        deleted, then superseded partition files.
-        """
-        names = self._batch_names()
-        old = self.manifest()
-        if not names:
-            return {"batches": 0, "rows": 0, "generation": old.generation}
-        by_part: dict[int, dict[str, CatalogRow]] = {}
-        n_rows = 0
-        for name in names:
-            for row in self._batch_rows(name).values():
-                by_part.setdefault(partition_of(row.id, old.partitions), {})[row.id] = row
-                n_rows += 1
-        new = Manifest(old.generation + 1, old.partitions, dict(old.files))
-        for part, fresh in sorted(by_part.items()):
-            merged = {} if part not in old.files else {r.id: r for r in load_rows(self.loc.fs.cat_file(self.loc.path(old.files[part])))}
-            merged.update(fresh)
-            key = f"catalog/index/g{new.generation:06d}/p{part:05d}{BATCH_SUFFIX}"
-            put_atomic(self.loc, self.loc.path(key), dump_rows(merged[i] for i in sorted(merged)))
-            new.files[part] = key
-        put_atomic(self.loc, self._p("index", "manifest.json"), new.to_json())
-        for name in names:
-            put_atomic(self.loc, self._p("folded", name), b"")
-        self.loc.fs.rm([self._batch_path(n) for n in names])
-        superseded = [self.loc.path(old.files[p]) for p in by_part if p in old.files]
-        if superseded:
-            self.loc.fs.rm(superseded)
-        for name in names:
-            self._batches.pop(name, None)
-        return {"batches": len(names), "rows": n_rows, "generation": new.generation}
+    def _current_partition(self, part: int, files: dict[int, str]) -> dict[str, CatalogRow]:
+        """Partition `part` as listed in `files`; when its file is gone because a compaction
+        replaced it, `files` is pointed at the newer file before the caller retries."""
+        try:
+            return self.partition_rows(files[part])
+        except FileNotFoundError:
+            newer = self.manifests.latest()
+            if newer is not None and newer.files.get(part) not in (None, files[part]):
+                files[part] = newer.files[part]
+            raise

@@ -1,29 +1,106 @@
-"""Whole-object writes that are atomic on both a folder and S3, and store error mapping.
+"""Whole-object writes that are atomic and durable on a folder and S3, and store error mapping.
 
-On S3 one PUT makes an object visible all at once; on a folder the bytes go to a
-temporary file in the same directory that is then renamed over the final name.
+On S3 one PUT makes an object visible all at once. On a folder the bytes go to a temporary
+file in the same directory, are fsynced, renamed (or hard-linked, for an exclusive create)
+onto the final name and the directory is fsynced, as SQLite and LevelDB do: a write that
+returned survives a power loss whole, and a torn write is never visible under the name.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from ..errors import LbdaskError, StoreError
 from ..storage import Location
 
+#: HTTP status S3 answers a conditional PUT whose condition failed (the object exists).
+PRECONDITION_FAILED = 412
 
-def put_atomic(loc: Location, path: str, data: bytes) -> None:
-    """Write `data` to `path` so that readers see either nothing or all of it."""
-    if loc.is_remote:
-        loc.fs.pipe_file(path, data)
-        return
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _durable_temp(path: str, data: bytes) -> str:
+    """Write `data` beside `path` under a unique temporary name, flushed to the disk."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.tmp-{uuid.uuid4().hex}"
     with open(tmp, "wb") as f:
         f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return tmp
+
+
+def put_atomic(loc: Location, path: str, data: bytes) -> None:
+    """Write `data` to `path` so that readers see either nothing or all of it, durably."""
+    if loc.is_remote:
+        loc.fs.pipe_file(path, data)
+        return
+    tmp = _durable_temp(path, data)
     os.replace(tmp, path)
+    _fsync_dir(os.path.dirname(path))
+
+
+def put_exclusive(loc: Location, path: str, data: bytes) -> bool:
+    """Create `path` with `data` only if it does not exist yet; False if it already did.
+
+    The compare-and-swap of the catalog: on a folder a hard link, which fails when the
+    name exists; on S3 a PUT with `If-None-Match: *` (refused with 412 when it exists).
+    """
+    if loc.is_remote:
+        return _s3_put_if_absent(loc, path, data)
+    tmp = _durable_temp(path, data)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
+    _fsync_dir(os.path.dirname(path))
+    return True
+
+
+def _s3_put_if_absent(loc: Location, path: str, data: bytes) -> bool:
+    bucket, key, _ = loc.fs.split_path(path)
+    loc.fs.invalidate_cache(path)
+    try:
+        loc.fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+    except Exception as exc:  # noqa: BLE001 - s3fs translates botocore errors to many types
+        if _status(exc) == PRECONDITION_FAILED:
+            return False
+        raise
+    return True
+
+
+def _status(exc: BaseException) -> int | None:
+    """HTTP status of a botocore error, also when s3fs wrapped it (as __cause__)."""
+    while exc is not None:
+        response = getattr(exc, "response", None)
+        if isinstance(response, dict):
+            return response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def remove_quietly(loc: Location, paths: Iterable[str]) -> None:
+    """Delete objects; those already gone (another compactor was first) are fine."""
+    paths = list(paths)
+    if not paths:
+        return
+    if loc.is_remote:
+        with contextlib.suppress(FileNotFoundError):
+            loc.fs.rm(paths)
+            return
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            loc.fs.rm_file(path)
 
 
 @contextlib.contextmanager

@@ -26,15 +26,16 @@ from ..config import load_config
 from ..errors import ArchiveFormatError, InputError, IntegrityError, ModelMismatchError, NotFoundError
 from ..storage import Location, open_location, s3_options
 from .catalog import BATCH_ID, Catalog
+from .compaction import compact
+from .creation import ATTR, archive_meta, refuse_foreign
 from .objects import put_atomic, store_errors
 from .rows import CatalogRow, OriginalRef
+from .snapshot import CatalogSnapshot
 
 #: On-store format version; archives written with another one are refused.
 FORMAT_VERSION = 1
 #: Length of a bucket's first axis: effectively unbounded, only written shards exist.
 MAX_LATENTS_PER_BUCKET = 2**40
-#: Group attribute holding the archive's metadata.
-ATTR = "lbdask"
 
 
 @dataclass
@@ -90,13 +91,19 @@ class Archive:
     @classmethod
     def create(cls, dest: str, model_info: dict[str, Any], storage_options: dict[str, Any] | None = None,
                shard_size: int | None = None) -> Archive:
-        """Create the archive, or open it when it already exists for the same model."""
+        """Create the archive, or open it when it already exists for the same model.
+
+        Creation is resumable: until the lbdask attribute is written (last) DEST holds at
+        most the Zarr group objects, and creating again completes it. A DEST holding
+        anything else that is not an archive is refused, never written into.
+        """
         loc = open_location(dest, storage_options)
         with store_errors(dest):
-            if loc.fs.exists(loc.path("zarr.json")):
+            if archive_meta(loc) is not None:
                 arc = cls.open(dest, mode="a", storage_options=storage_options)
                 arc.check_model(model_info["fingerprint"], model_info.get("name"))
                 return arc
+            refuse_foreign(loc)
             config = load_config("archive", ArchiveConfig)
             meta = {
                 "format_version": FORMAT_VERSION,
@@ -239,8 +246,13 @@ class Archive:
         """The stored latent of a latent row, checksum verified (IntegrityError)."""
         if row.status != "latent" or row.bucket is None or row.index is None or row.bits is None:
             raise NotFoundError(f"image {row.id!r} has no latent in archive {self.url} (status {row.status})")
+        arr = self._array(row.bucket)
         with store_errors(self.url):
-            data = self._array(row.bucket)[row.index]
+            try:
+                data = arr[row.index]
+            except (RuntimeError, ValueError) as exc:  # pcodec or shard-index decoding: a corrupt shard
+                raise IntegrityError(f"image {row.id!r} in {self.url}: latent shard of bucket {row.bucket} "
+                                     f"does not decode ({type(exc).__name__}: {str(exc)[:80]})") from None
         enc = EncodedLatent(np.asarray(data), row.bits, row.lo, row.hi, row.checksum or "")
         try:
             enc.verify()
@@ -270,7 +282,12 @@ class Archive:
         data = b""
         if ref.size:  # S3 refuses an empty byte range
             with store_errors(self.url):
-                data = self.loc.fs.cat_file(self.loc.path(ref.key), start=ref.offset, end=ref.offset + ref.size)
+                try:
+                    data = self.loc.fs.cat_file(self.loc.path(ref.key), start=ref.offset, end=ref.offset + ref.size)
+                except FileNotFoundError:
+                    raise IntegrityError(f"kept original of {row.id!r}: object {ref.key} is missing from {self.url}") from None
+        if len(data) != ref.size:
+            raise IntegrityError(f"kept original of {row.id!r}: object {ref.key} in {self.url} is truncated")
         if row.source_sha256 and hashlib.sha256(data).hexdigest() != row.source_sha256:
             raise IntegrityError(f"kept original of {row.id!r} in {self.url} does not match its sha256")
         return data
@@ -290,18 +307,22 @@ class Archive:
         with store_errors(self.url):
             return self.catalog.get_row(image_id)
 
-    def rows(self) -> Iterator[CatalogRow]:
-        """Every catalog row once."""
+    def rows(self, problems: list[str] | None = None) -> Iterator[CatalogRow]:
+        """Every readable catalog row once; damage goes to `problems` or is raised at the end."""
         with store_errors(self.url):
-            yield from self.catalog.rows()
+            yield from self.catalog.rows(problems)
+
+    def snapshot(self, max_age: float = 30.0) -> CatalogSnapshot:
+        """Thread-safe lookups pinned to the current catalog generation (serving)."""
+        return CatalogSnapshot(self.catalog, max_age)
 
     def committed_ids(self) -> set[str]:
         return {r.id for r in self.rows()}
 
     def compact(self) -> dict[str, int]:
-        """Fold committed batch objects into the hashed index (one compactor at a time)."""
+        """Fold committed batch objects into the hashed index (safe beside other compactors)."""
         with store_errors(self.url):
-            return self.catalog.compact()
+            return compact(self.catalog)
 
     # job statistics ----------------------------------------------------------------
     def write_job_stats(self, stats: dict[str, Any]) -> str:

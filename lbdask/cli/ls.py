@@ -36,10 +36,13 @@ def run(args: argparse.Namespace) -> int:
 
     arc = Archive.open(args.dest, storage_options=parse_storage_options(args.storage_options))
     wanted = set(args.status or STATUSES)
-    rows = sorted((r for r in arc.rows() if r.status in wanted), key=lambda r: r.id)
+    problems: list[str] = []
+    rows = sorted((r for r in arc.rows(problems) if r.status in wanted), key=lambda r: r.id)
     out = sys.stdout
     if not args.json:
         out.write("id\tstatus\treason\tsize\tsource_bytes\tstored_bytes\tpsnr\n")
     for row in rows:
         out.write((json.dumps(row_summary(row)) if args.json else row_line(row)) + "\n")
-    return 0
+    for problem in problems:  # the readable rows were listed; say what could not be read
+        print(f"lbdask: error: {problem}", file=sys.stderr)
+    return 2 if problems else 0

@@ -37,6 +37,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--target-psnr", type=float, metavar="DB", help="stop refining an image at this PSNR")
     p.add_argument("--max-pixels", type=int, metavar="N", help="larger images are kept as PNG (reason too-large)")
     p.add_argument("--min-side", type=int, metavar="PX", help="images with a shorter side are kept as PNG (too-small)")
+    p.add_argument("--remigrate-changed", action="store_true",
+                   help="migrate again the sources whose size changed since they were migrated (default: report them)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--storage-options", metavar="JSON", help="fsspec/s3fs options for SRC and DEST, e.g. an endpoint_url")
     return p
@@ -63,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels, min_side=args.min_side)
     req = MigrationRequest(
         src=args.src, dest=args.dest, settings=settings, cluster=load_cluster_settings(), scheduler=args.scheduler,
-        workers=args.workers, storage_options=parse_storage_options(args.storage_options), progress=not args.no_progress)
+        workers=args.workers, storage_options=parse_storage_options(args.storage_options), progress=not args.no_progress,
+        remigrate_changed=args.remigrate_changed)
     log = (lambda msg: print(msg, file=sys.stderr)) if not args.no_progress else (lambda msg: None)
     summary = run_migration(req, log=log)
     print(format_summary(summary))
@@ -72,8 +75,10 @@ def run(args: argparse.Namespace) -> int:
 
 def format_summary(s: dict[str, Any]) -> str:
     """The end-of-job lines: counts by outcome and reason, bytes, throughput, PSNR."""
+    changed = s.get("sources_changed") or 0
     if not s["images_processed"]:
-        return f"nothing to do: all {s['images_listed']} images under {s['src']} are already in {s['dest']}"
+        note = f"; {changed} source(s) changed since migration (--remigrate-changed)" if changed else ""
+        return f"nothing to do: all {s['images_listed']} images under {s['src']} are already in {s['dest']}{note}"
     lines = [
         f"migrated {s['images_processed']} of {s['images_listed']} images "
         f"({s['images_already_committed']} were already committed) in {s['seconds']:.1f} s "
@@ -83,6 +88,9 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  latent {s['images_latent']}, kept as PNG {s['images_kept_png']}, failed {s['images_failed']}",
     ]
     lines += [f"    {reason}: {n}" for reason, n in s["reasons"].items()]
+    if changed:
+        lines.append(f"  {changed} source(s) changed since migration (size differs)"
+                     + (", migrated again" if s.get("sources_changed_remigrated") else ": --remigrate-changed migrates them again"))
     if s["bytes_source"]:
         lines.append(f"  bytes: source {s['bytes_source']:,} -> stored {s['bytes_stored']:,} "
                      f"(DRR {1 - s['bytes_stored'] / s['bytes_source']:.3f})")

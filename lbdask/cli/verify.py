@@ -1,6 +1,7 @@
 """`lbdask verify DEST`: re-decode a sample of an archive and check it (lbdask/verify.py).
 
-One line per failure, then a summary; exit 0 when all pass, 1 otherwise.
+One line per failure, then a summary; exit 0 when all pass, 2 when an object is lost or
+corrupt, 1 for other failures.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     report = verify(args.dest, sample=args.sample, seed=args.seed, source=args.source, model=args.model,
                     weights=args.weights, device=args.device, tolerance=args.tolerance,
                     storage_options=parse_storage_options(args.storage_options))
-    for line in report.failures:
+    for line in report.damaged + report.failures:
         print(line)
     print(report.summary())
-    return 1 if report.failures else 0
+    return report.exit_code

@@ -1,0 +1,53 @@
+"""Migration guards: DEST checked before any work, changed sources found on a rerun."""
+import subprocess
+
+import pytest
+from cluster_helpers import migrate_cmd, png_bytes, grainy
+
+from lbdask.archive import Archive
+from lbdask.cli import main
+from test_archive import MODEL
+
+
+def test_batch_size_above_the_archives_shard_size_is_refused_before_any_work(tmp_path, capsys):
+    src, dest = tmp_path / "src", str(tmp_path / "arc")
+    src.mkdir()
+    (src / "a.png").write_bytes(png_bytes(grainy(1)))
+    Archive.create(dest, MODEL, shard_size=2)
+    assert main(["migrate", str(src), dest, "--batch-size", "4", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "batch size 4 is larger than the shard size 2" in err and "--batch-size 2" in err
+
+
+def test_a_dest_folder_with_other_files_is_refused(tmp_path, capsys):
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    src.mkdir()
+    dest.mkdir()
+    (src / "a.png").write_bytes(png_bytes(grainy(1)))
+    (dest / "important.txt").write_text("mine")
+    assert main(["migrate", str(src), str(dest), "--no-progress"]) == 2
+    assert "important.txt" in capsys.readouterr().err
+    assert [p.name for p in dest.iterdir()] == ["important.txt"]
+
+
+@pytest.mark.slow
+def test_a_changed_source_is_reported_and_migrated_again_on_request(tmp_path, dask_env, taef2_dir):
+    src, dest = tmp_path / "src", str(tmp_path / "arc")
+    src.mkdir()
+    for i in range(2):
+        (src / f"img{i}.png").write_bytes(png_bytes(grainy(100 + i)))
+    cmd = migrate_cmd(str(src), dest, None, "--workers", "1")
+    first = subprocess.run(cmd, env=dask_env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    new = png_bytes(grainy(7, size=96))
+    (src / "img1.png").write_bytes(new)
+    again = subprocess.run(cmd, env=dask_env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "1 source(s) changed since migration" in again.stdout, again.stderr[-3000:]
+    assert Archive.open(dest).lookup("img1.png").source_size != len(new)
+    redo = subprocess.run(cmd + ["--remigrate-changed"], env=dask_env, capture_output=True, text=True, timeout=300)
+    assert redo.returncode == 0, redo.stderr[-3000:]
+    assert "migrated 1 of 2" in redo.stdout and "migrated again" in redo.stdout
+    arc = Archive.open(dest)
+    row = arc.lookup("img1.png")
+    assert (row.source_size, row.width) == (len(new), 96)
+    assert sorted(r.id for r in arc.rows()) == ["img0.png", "img1.png"]
