@@ -85,7 +85,7 @@ def test_a_warm_snapshot_lookup_costs_no_store_request(dest):
     counting = CountingFs(cat.loc.fs)
     object.__setattr__(cat.loc, "fs", counting)
     snap = CatalogSnapshot(cat, max_age=3600)
-    assert Archive.open(dest).snapshot(max_age=5).lookup("c.png").id == "c.png"
+    assert Archive.open(dest).snapshot(max_age=5).get_row("c.png").id == "c.png"
     assert snap.lookup("a.png").id == "a.png" and snap.lookup("c.png").batch_id == "b1"
     cold = counting.calls
     assert cold > 0

@@ -40,7 +40,7 @@ def test_compacting_nothing_and_stepping_back_report_what_happened(cat, monkeypa
     cat.commit("b1", rows_for("b1", ["x"]))
     monkeypatch.setattr(cat.manifests, "create", lambda manifest: False)  # every attempt loses the race
     assert compact(cat, attempts=2) == {"batches": 0, "rows": 0, "generation": 0, "stepped_back": 1}
-    assert cat.lookup("x").reason == "b1" and cat.batch_names() == ["b1"]
+    assert cat.get_row("x").reason == "b1" and cat.batch_names() == ["b1"]
     assert not cat.loc.fs.exists(cat.loc.path("catalog", "index")) or not cat.loc.fs.find(cat.loc.path("catalog", "index"))
 
 
@@ -72,10 +72,10 @@ def test_reads_retry_when_a_file_vanishes_and_name_it_when_it_stays_missing(cat,
 
     monkeypatch.setattr(cat, "batch_rows", vanishing)
     if ok:
-        assert cat.lookup("x").reason == "b1"
+        assert cat.get_row("x").reason == "b1"
     else:
         with pytest.raises(IntegrityError, match=r"catalog object /arc/catalog/batches/b1.jsonl.gz is missing"):
-            cat.lookup("x")
+            cat.get_row("x")
 
 
 def test_batch_objects_are_read_once_per_catalog(cat, monkeypatch):
@@ -83,7 +83,7 @@ def test_batch_objects_are_read_once_per_catalog(cat, monkeypatch):
     reads = []
     real = cat.loc.fs.cat_file
     monkeypatch.setattr(cat.loc.fs, "cat_file", lambda path, *a, **k: (reads.append(path), real(path, *a, **k))[1])
-    assert cat.lookup("x").id == "x" and cat.lookup("y").id == "y" and cat.lookup("z") is None
+    assert cat.get_row("x").id == "x" and cat.get_row("y").id == "y" and cat.get_row("z") is None
     assert reads == [cat.batch_path("b1")]
 
 
@@ -98,11 +98,11 @@ def test_the_partition_cache_keeps_the_most_recently_used(tmp_path):
         part = partition_of(i, 64)
         if part not in order:
             order.append(part)
-            assert reader.lookup(i).id == i
+            assert reader.get_row(i).id == i
     files = reader.manifest().files
     assert len(order) > PARTITION_CACHE
     assert list(reader._parts) == [files[p] for p in order[-PARTITION_CACHE:]]
-    reader.lookup(ids[0])  # re-reads the evicted first partition, evicting the oldest cached
+    reader.get_row(ids[0])  # re-reads the evicted first partition, evicting the oldest cached
     assert list(reader._parts)[-1] == files[order[0]] and files[order[-PARTITION_CACHE]] not in reader._parts
 
 
@@ -112,7 +112,7 @@ def test_unreadable_catalog_objects_are_named(cat):
     cat.commit("b2", rows_for("b2", ["y"]))
     cat.loc.fs.pipe_file(cat.batch_path("b2"), b"garbage")
     with pytest.raises(IntegrityError, match=r"catalog object .*b2.jsonl.gz is unreadable"):
-        Catalog(cat.loc).lookup("x")
+        Catalog(cat.loc).get_row("x")
     problems = []
     assert [r.id for r in Catalog(cat.loc).rows(problems)] == ["x"]
     assert len(problems) == 1 and "b2.jsonl.gz is unreadable" in problems[0]
@@ -163,7 +163,7 @@ def test_bad_batches_are_refused_with_a_reason(cat):
         cat.commit("../x", rows_for("b", ["x"]))
     with pytest.raises(InputError, match=r"batch b1 lists an image id more than once"):
         cat.commit("b1", rows_for("b1", ["x", "x"]))
-    assert cat.batch_names() == [] and Catalog(cat.loc).lookup("x") is None
+    assert cat.batch_names() == [] and Catalog(cat.loc).get_row("x") is None
 
 
 def test_an_unreadable_manifest_is_named(cat):
@@ -172,7 +172,7 @@ def test_an_unreadable_manifest_is_named(cat):
     path = cat.manifests.path(1)
     cat.loc.fs.pipe_file(path, b"{not json")
     with pytest.raises(IntegrityError, match=r"catalog manifest .*0000000001.json is unreadable \(JSONDecodeError\): run `lbdask repair"):
-        Catalog(cat.loc).lookup("x")
+        Catalog(cat.loc).get_row("x")
     cat.loc.fs.pipe_file(path, Manifest(7, 8).to_json())
     with pytest.raises(IntegrityError, match=r"0000000001.json says generation 7"):
-        Catalog(cat.loc).lookup("x")
+        Catalog(cat.loc).get_row("x")

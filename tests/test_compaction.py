@@ -32,7 +32,7 @@ def assert_each_row_once(cat, expected):
     assert set(ids) == set(expected) and set(ids.values()) == {1}
     fresh = Catalog(cat.loc, partitions=4)
     for image_id, reason in expected.items():
-        assert fresh.lookup(image_id).reason == reason
+        assert fresh.get_row(image_id).reason == reason
 
 
 def test_compacting_twice_into_the_same_partition_keeps_the_older_rows(dest):

@@ -74,8 +74,8 @@ def test_lost_manifest_is_noticed_and_repaired_byte_identical(dest, capsys):
     with pytest.raises(IntegrityError, match="manifest .*missing"):
         list(fresh.rows())
     with pytest.raises(IntegrityError, match="manifest .*missing"):
-        fresh.lookup("img03.png")
-    assert fresh.lookup("late.png").id == "late.png"  # not compacted: still readable
+        fresh.get_row("img03.png")
+    assert fresh.get_row("late.png").id == "late.png"  # not compacted: still readable
     code, out, err = cli(capsys, "ls", dest)
     assert code == 2 and "late.png" in out and "img03.png" not in out and "manifest" in err
     code, _, err = cli(capsys, "report", dest)
@@ -115,9 +115,9 @@ def test_lost_partition_is_named_other_ids_stay_readable_and_repair_restores_it(
     assert {r.id for r in Archive.open(dest).rows(problems)} == survivors
     assert len(problems) == 1 and f"partition {victim}" in problems[0] and manifest.files[victim] in problems[0]
     with pytest.raises(IntegrityError, match="missing"):
-        Archive.open(dest).lookup("img02.png")
+        Archive.open(dest).get_row("img02.png")
     other = sorted(survivors - {"late.png"})[0]
-    assert Archive.open(dest).lookup(other).id == other
+    assert Archive.open(dest).get_row(other).id == other
     code, out, _ = cli(capsys, "repair", dest)
     assert code == 1 and "missing" in out
     assert cli(capsys, "repair", dest, "--apply")[0] == 0
@@ -132,13 +132,13 @@ def test_unreadable_partition_and_missing_original_are_integrity_errors(dest, ca
     part = partition_of("img05.png", manifest.partitions)
     loc.fs.pipe_file(loc.path(manifest.files[part]), b"not gzip")
     with pytest.raises(IntegrityError, match="unreadable"):
-        Archive.open(dest).lookup("img05.png")
+        Archive.open(dest).get_row("img05.png")
     assert cli(capsys, "repair", dest, "--apply")[0] == 0
     assert content(dest) == expected_content()
     loc.fs.rm_file(loc.path("originals", "bk.bin"))
     fresh = Archive.open(dest)
     with pytest.raises(IntegrityError, match="k1.png.*originals/bk.bin.*missing"):
-        fresh.read_original(fresh.lookup("k1.png"))
+        fresh.read_original(fresh.get_row("k1.png"))
     code, out, _ = cli(capsys, "repair", dest)
     assert code == 2 and "k1.png: kept original object originals/bk.bin" in out and "k2.png" in out
     assert "img" not in out
@@ -146,7 +146,7 @@ def test_unreadable_partition_and_missing_original_are_integrity_errors(dest, ca
 
 def test_missing_latent_shard_is_reported_by_repair(dest, capsys):
     migrated(dest)
-    row = Archive.open(dest).lookup("late.png")
+    row = Archive.open(dest).get_row("late.png")
     loc = open_location(dest)
     shard = row.index // 4
     loc.fs.rm_file(loc.path("latents", row.bucket, "c", str(shard), "0", "0", "0"))

@@ -42,7 +42,7 @@ class CatalogSnapshot:
 
     def _take(self) -> _Pinned:
         def read() -> _Pinned:
-            names = self.catalog.batch_names()  # before the manifest, as Catalog.lookup
+            names = self.catalog.batch_names()  # before the manifest, as Catalog.get_row
             recent: dict[str, CatalogRow] = {}
             for name in names:
                 recent.update(self.catalog.batch_rows(name))
@@ -72,16 +72,16 @@ class CatalogSnapshot:
         assert pinned is not None
         return pinned
 
-    def lookup(self, image_id: str) -> CatalogRow | None:
+    def get_row(self, image_id: str) -> CatalogRow | None:
         """The row of `image_id` as of the pinned generation (a newer one if that was removed)."""
         try:
-            return self._lookup(self._current(), image_id)
+            return self._get_row(self._current(), image_id)
         except FileNotFoundError:  # a compaction replaced the pinned partition: pin the new generation
             with self._lock:
                 self.refresh()
-            return self.catalog.retrying(lambda: self._lookup(self._current(), image_id))
+            return self.catalog.retrying(lambda: self._get_row(self._current(), image_id))
 
-    def _lookup(self, pinned: _Pinned, image_id: str) -> CatalogRow | None:
+    def _get_row(self, pinned: _Pinned, image_id: str) -> CatalogRow | None:
         row = pinned.recent.get(image_id)
         if row is not None:
             return row
