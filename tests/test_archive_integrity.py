@@ -39,7 +39,7 @@ def test_an_interrupted_creation_is_resumed(dest):
 def test_a_corrupt_shard_is_an_integrity_error_naming_the_id(dest):
     arc = new_archive(dest)
     write_batch(arc, "b0", ["a.png", "b.png"])
-    row = arc.lookup("a.png")
+    row = arc.get_row("a.png")
     loc = open_location(dest)
     path = loc.path("latents", row.bucket, "c", "0", "0", "0", "0")
     blob = loc.fs.cat_file(path)
@@ -86,21 +86,21 @@ def test_a_warm_snapshot_lookup_costs_no_store_request(dest):
     object.__setattr__(cat.loc, "fs", counting)
     snap = CatalogSnapshot(cat, max_age=3600)
     assert Archive.open(dest).snapshot(max_age=5).get_row("c.png").id == "c.png"
-    assert snap.lookup("a.png").id == "a.png" and snap.lookup("c.png").batch_id == "b1"
+    assert snap.get_row("a.png").id == "a.png" and snap.get_row("c.png").batch_id == "b1"
     cold = counting.calls
     assert cold > 0
     for _ in range(3):
-        assert snap.lookup("a.png").id == "a.png" and snap.lookup("c.png").id == "c.png"
+        assert snap.get_row("a.png").id == "a.png" and snap.get_row("c.png").id == "c.png"
     assert counting.calls == cold
     with ThreadPoolExecutor(8) as pool:
-        assert set(pool.map(lambda i: snap.lookup(i).id, ["a.png", "b.png", "c.png"] * 20)) == {"a.png", "b.png", "c.png"}
+        assert set(pool.map(lambda i: snap.get_row(i).id, ["a.png", "b.png", "c.png"] * 20)) == {"a.png", "b.png", "c.png"}
     writer = Archive.open(dest, mode="a")
     write_batch(writer, "b2", ["d.png"], seed=2)
     writer.compact()  # a new generation; the pinned partitions were superseded
-    assert snap.lookup("d.png") is None  # pinned: not refreshed yet
+    assert snap.get_row("d.png") is None  # pinned: not refreshed yet
     snap.max_age = 0
-    assert snap.lookup("d.png").id == "d.png" and snap.generation == 2
-    assert snap.lookup("a.png").id == "a.png"
+    assert snap.get_row("d.png").id == "d.png" and snap.generation == 2
+    assert snap.get_row("a.png").id == "a.png"
 
 
 def test_a_folder_write_is_fsynced_before_and_after_the_rename(tmp_path, monkeypatch):

@@ -51,5 +51,5 @@ def test_a_source_that_changes_after_the_scan_is_recorded_as_stored(tmp_path):
     [batch] = plan_batches(items, settings, 16)
     write_shard(dest, {}, read_png(str(src), {}, batch, settings), None, settings)
     arc = Archive.open(dest)
-    row = arc.lookup("p.png")
+    row = arc.get_row("p.png")
     assert row.reason == "palette" and arc.read_original(row) == (src / "p.png").read_bytes()

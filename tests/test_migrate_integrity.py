@@ -43,11 +43,11 @@ def test_a_changed_source_is_reported_and_migrated_again_on_request(tmp_path, da
     (src / "img1.png").write_bytes(new)
     again = subprocess.run(cmd, env=dask_env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "1 source(s) changed since migration" in again.stdout, again.stderr[-3000:]
-    assert Archive.open(dest).lookup("img1.png").source_size != len(new)
+    assert Archive.open(dest).get_row("img1.png").source_size != len(new)
     redo = subprocess.run(cmd + ["--remigrate-changed"], env=dask_env, capture_output=True, text=True, timeout=300)
     assert redo.returncode == 0, redo.stderr[-3000:]
     assert "migrated 1 of 2" in redo.stdout and "migrated again" in redo.stdout
     arc = Archive.open(dest)
-    row = arc.lookup("img1.png")
+    row = arc.get_row("img1.png")
     assert (row.source_size, row.width) == (len(new), 96)
     assert sorted(r.id for r in arc.rows()) == ["img0.png", "img1.png"]
