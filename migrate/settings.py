@@ -112,8 +112,8 @@ def load_job_settings(**overrides: object) -> JobSettings:
 def check_batch_fits_shard(batch_size: int, shard_size: int, where: str) -> None:
     """A batch owns whole shards: its latents of one precision must fit in one shard."""
     if batch_size > shard_size:
-        raise ConfigError(f"{where}: batch_size {batch_size} must not exceed the shard size {shard_size}: "
-                          "a batch owns whole shards")
+        raise ConfigError(f"{where}: batch size {batch_size} is larger than the shard size {shard_size} "
+                          f"(a batch owns whole shards): use --batch-size {shard_size} or less")
 
 
 def load_cluster_settings() -> ClusterSettings:

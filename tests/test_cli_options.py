@@ -42,7 +42,7 @@ def test_debug_is_accepted_before_and_after_the_subcommand(where, tmp_path, caps
     ("cluster", "n_workers", "0", "n_workers must be at least 1.*not 0"),
     ("cluster", "memory_limit", "lots", "memory_limit must be 'auto' or a size.*'lots'"),
     ("cluster", "threads_per_worker", "0", "threads_per_worker must be at least 1"),
-    ("archive", "shard_size", "4", "batch_size 8 must not exceed the shard size 4"),
+    ("archive", "shard_size", "4", "batch size 8 is larger than the shard size 4"),
     ("jobs", "latent_bits", "7", "latent_bits: 7 is not one of"),
     ("cpu_memory", "trim_threshold_mb", "-5", "trim_threshold_mb"),
 ])

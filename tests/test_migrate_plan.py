@@ -80,7 +80,7 @@ def test_batches_group_by_padded_shape_and_are_stable_when_committed_batches_dro
 def test_settings_validation_names_the_bad_value():
     with pytest.raises(ConfigError, match="batch_size"):
         SETTINGS.with_overrides(batch_size=0)
-    with pytest.raises(ConfigError, match="archive.yaml: batch_size 1000 must not exceed the shard size 64"):
+    with pytest.raises(ConfigError, match="archive.yaml: batch size 1000 is larger than the shard size 64"):
         load_job_settings(batch_size=1000)
     assert SETTINGS.with_overrides(min_psnr=None).min_psnr == SETTINGS.min_psnr
 
