@@ -7,14 +7,17 @@ PNG of the source's mode family with the source's ancillary chunks restored.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import pngio
 from .archive import Archive, CatalogRow
 from .codec import LatentCodec
-from .errors import LbdaskError, NotFoundError
+from .errors import NotFoundError, UnknownImageError
+
+if TYPE_CHECKING:
+    from serve.client import ServingClient
 
 #: Source modes whose read-back PNG carries an alpha channel (opaque alpha, 255).
 ALPHA_MODES = frozenset({"RGBA", "LA"})
@@ -45,7 +48,7 @@ class ArchiveReader:
         """The catalog row of `image_id`; NotFoundError when the archive has none."""
         row = self.archive.lookup(image_id)
         if row is None:
-            raise NotFoundError(f"no image '{image_id}' in archive {self.archive.url}")
+            raise UnknownImageError(image_id, f"no image '{image_id}' in archive {self.archive.url}")
         return row
 
     def read(self, image_id: str) -> bytes:
@@ -61,9 +64,16 @@ class ArchiveReader:
         """Decode a latent row to a PNG at the source's size and mode family."""
         enc = self.archive.read_latent(row)
         z = LatentCodec(enc.bits).decode(enc)
-        rgb = self.model.decode(z[None], size=(row.height, row.width))[0]
-        alpha = np.full(rgb.shape[:2], 255, np.uint8) if row.mode in ALPHA_MODES else None
-        return pngio.encode(rgb, alpha, row.chunks)
+        return png_from_decode(row, self.model.decode(z[None], size=(row.height, row.width))[0])
+
+
+def png_from_decode(row: CatalogRow, rgb: np.ndarray) -> bytes:
+    """The PNG `lbdask read` returns for a decoded latent: mode family and ancillary chunks restored.
+
+    Shared with the serving workers so that a read through the cluster is byte-equal to this one.
+    """
+    alpha = np.full(rgb.shape[:2], 255, np.uint8) if row.mode in ALPHA_MODES else None
+    return pngio.encode(rgb, alpha, row.chunks)
 
 
 def open(  # noqa: A001 - `lbdask.open` is the public name in the design contract
@@ -72,9 +82,11 @@ def open(  # noqa: A001 - `lbdask.open` is the public name in the design contrac
     weights: str | os.PathLike | None = None,
     device: str | None = None,
     scheduler: str | None = None,
-) -> ArchiveReader:
-    """Open an archive for reading images back; `scheduler=` (serving cluster) is not built yet."""
+) -> ArchiveReader | ServingClient:
+    """Open an archive for reading images back: in this process, or through the serving
+    cluster at `scheduler` (a `serve.client.ServingClient` with the same `read`)."""
     if scheduler is not None:
-        raise LbdaskError("reading through a serving cluster (scheduler=...) is not implemented yet; "
-                          "omit scheduler= to read in this process")
+        from serve.client import ServingClient  # dask client code only for cluster reads
+
+        return ServingClient(dest, scheduler, storage_options=storage_options)
     return ArchiveReader(Archive.open(dest, mode="r", storage_options=storage_options), weights=weights, device=device)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from ..errors import LbdaskError
 
 #: Subcommand modules under `lbdask.cli`, in the order `lbdask --help` lists them.
-SUBCOMMANDS = ["migrate", "read", "ls", "report", "verify", "fidelity", "trace", "sim"]
+SUBCOMMANDS = ["migrate", "read", "ls", "report", "verify", "fidelity", "trace", "sim", "serve"]
 
 
 def build_parser() -> argparse.ArgumentParser:
