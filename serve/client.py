@@ -2,13 +2,14 @@
 
 The client hashes each id onto a ring of the scheduler's workers and sends the read
 straight to the owner worker's `lbdask_read` handler: one round trip, no scheduler on the
-path. The ring follows the scheduler's worker list (Dask's client refreshes it every few
+path. The ring follows the scheduler's worker list (re-read in the background every few
 seconds); a worker that fails to answer is marked dead at once and the read is retried, a
 bounded number of times, on the id's next owner (lbdask.ring.live_owner).
 """
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,21 +28,37 @@ class _Router:
     def __init__(self, client: Client, dest: str, storage_options: dict | None, config: ClientConfig) -> None:
         self.client, self.dest, self.storage_options, self.config = client, dest, storage_options, config
         self._ring = HashRing()
+        self._ring_at = 0.0
+        self._refreshing: asyncio.Future | None = None
         self._dead: set[str] = set()
 
-    def ring(self) -> HashRing:
-        """The ring over the scheduler's current workers, rebuilt only when membership changed."""
-        workers = sorted(self.client.scheduler_info(n_workers=-1).get("workers", {}))
+    async def ring(self) -> HashRing:
+        """The ring over the scheduler's workers, refreshed in the background every `ring_refresh_s`.
+
+        Only the very first read waits for the worker list; later refreshes run beside reads,
+        so the scheduler is never on the read path.
+        """
+        if not self._ring.members:
+            await self._refresh()
+        elif time.monotonic() - self._ring_at > self.config.ring_refresh_s and self._refreshing is None:
+            self._refreshing = asyncio.ensure_future(self._refresh())
+        return self._ring
+
+    async def _refresh(self) -> None:
+        try:
+            workers = sorted(await self.client.scheduler.ncores())
+        finally:
+            self._refreshing = None
+        self._ring_at = time.monotonic()
         if tuple(workers) != self._ring.members:
             self._ring = ring_from_workers(workers)
             self._dead &= set(workers)   # a dead worker the scheduler dropped is simply gone
-        return self._ring
 
     async def read(self, image_id: str) -> bytes:
         last: BaseException | None = None
         for _ in range(self.config.retries + 1):
             try:
-                owner = live_owner(self.ring(), image_id, self._dead)
+                owner = live_owner(await self.ring(), image_id, self._dead)
             except LookupError:
                 break
             try:

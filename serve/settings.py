@@ -41,14 +41,15 @@ class RuntimeConfig:
 
 @dataclass
 class ClientConfig:
-    """The reading client: retries on the next owner after a worker died, and the RPC timeout."""
+    """The reading client: retries on the next owner after a worker died, RPC timeout, ring refresh."""
 
     retries: int = 1
     timeout_s: float = 120.0
+    ring_refresh_s: float = 2.0      # how often the worker list is re-read (in the background)
 
     def validate(self) -> None:
-        if self.retries < 0 or self.timeout_s <= 0:
-            raise ValueError("retries must be >= 0 and timeout_s > 0")
+        if self.retries < 0 or self.timeout_s <= 0 or self.ring_refresh_s <= 0:
+            raise ValueError("retries must be >= 0, timeout_s and ring_refresh_s > 0")
 
 
 @dataclass

@@ -69,8 +69,7 @@ class Spillover:
     async def _queue_depths(self) -> dict[str, float]:
         now = time.monotonic()
         if now - self._peers_at > PEERS_MAX_AGE_S:
-            info = await self.worker.scheduler.identity(n_workers=-1)
-            self._peers = sorted(info.get("workers", {}))
+            self._peers = sorted(await self.worker.scheduler.ncores())
             self._peers_at = now
         if now - self._depths_at > self.max_age:
             peers = [p for p in self._peers if p != self.worker.address]
