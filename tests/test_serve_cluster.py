@@ -190,7 +190,8 @@ def test_archive_unreachable_then_processes_stay_up(served, archive, tmp_path, t
         wait_port(port, moto, timeout=30)
         import s3fs
 
-        opts = {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}"}}
+        opts = {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}"},
+                "retries": 2}
         fs = s3fs.S3FileSystem(**opts)
         fs.mkdir("unreach")
         src = str(tmp_path / "arc")
@@ -204,7 +205,7 @@ def test_archive_unreachable_then_processes_stay_up(served, archive, tmp_path, t
             t0 = time.monotonic()
             with pytest.raises(StoreError, match="unreachable after 3 attempts"):
                 box.read(ids[1])
-            assert time.monotonic() - t0 < 90
+            assert time.monotonic() - t0 < 120   # bounded: no endless retrying
             assert box.read(ids[0]) == first          # still served from the owner's cache
     finally:
         if moto.poll() is None:
