@@ -39,7 +39,7 @@ CORPUS, TAEF2 = SHARED / "corpus" / "ai-png", SHARED / "models" / "taef2"
 
 def write_sources(folder: Path, size: int) -> dict[str, bytes]:
     """Two 256 px images per corpus PNG (whole image resized, centre crop): id -> PNG bytes."""
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     out = {}
     for f in sorted(CORPUS.glob("*.png")):
         rgb = Image.open(f).convert("RGB")
@@ -56,6 +56,8 @@ def build_archives(tmp: Path, size: int) -> tuple[str, str, dict[str, bytes]]:
     """The latent archive (`lbdask migrate`) and a PNG archive of the same images (all kept)."""
     from lbdask.archive import Archive, CatalogRow
 
+    if (tmp / "png").is_dir():   # --workdir of an earlier run: reuse its archives
+        return str(tmp / "latent"), str(tmp / "png"), {p.name: p.read_bytes() for p in sorted((tmp / "src").iterdir())}
     sources = write_sources(tmp / "src", size)
     latent = str(tmp / "latent")
     subprocess.run([sys.executable, "-m", "lbdask", "migrate", str(tmp / "src"), latent, "--weights", str(TAEF2),
@@ -75,7 +77,7 @@ def trace_ids(n_requests: int, ids: list[str], tmp: Path) -> list[str]:
 
     path = tmp / "trace.npz"
     subprocess.run([sys.executable, "-m", "lbdask", "trace", "generate", str(path), "--requests",
-                    str(n_requests * 20), "--seed", "1"], check=True, stderr=subprocess.DEVNULL)
+                    str(max(1000, n_requests * 20)), "--seed", "1"], check=True, stderr=subprocess.DEVNULL)
     objs = load_trace(path).id[:n_requests]
     uniq, counts = np.unique(objs, return_counts=True)
     rank = {o: r for r, o in enumerate(uniq[np.argsort(-counts, kind="stable")])}
@@ -238,10 +240,12 @@ def main() -> None:
     ap.add_argument("--skew-workers", type=int, default=4)
     ap.add_argument("--skew-requests", type=int, default=48)
     ap.add_argument("--hit-reads", type=int, default=200)
+    ap.add_argument("--workdir", help="keep the archives here and reuse them next time (default: a temp folder)")
     args = ap.parse_args()
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     with tempfile.TemporaryDirectory() as d:
-        tmp = Path(d)
+        tmp = Path(args.workdir or d)
+        tmp.mkdir(parents=True, exist_ok=True)
         latent, png, sources = build_archives(tmp, args.size)
         lines = table4(args, latent, png, sources, tmp) + [""] + spillover(args, latent, sources)
     load = os.getloadavg()

@@ -45,7 +45,7 @@ def render(stats: dict[str, dict[str, Any]]) -> str:
     summary = (f"{len(stats)} serving worker(s), {total_requests} requests; "
                + ", ".join(f"{t} {100 * n / looked:.1f}%" for t, n in tiers.items()))
     return ("<!doctype html><html><head><meta charset='utf-8'><meta http-equiv='refresh' content='2'>"
-            "<title>lbdask serving</title><style>body{font-family:sans-serif;margin:1.5em}"
+            "<title>lbdask serving</title><style>body{font-family:sans-serif;margin:1.5em;font-size:13px}"
             "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:4px 8px;text-align:right}"
             "th{background:#eef}td:first-child{text-align:left}</style></head><body>"
             f"<h2>lbdask serving</h2><p>{html.escape(summary)}</p>"
