@@ -109,3 +109,14 @@ def test_serve_yaml_is_validated(tmp_path):
     bad.write_text("runtime:\n  theta: -1\n")
     with pytest.raises(ConfigError, match="theta"):
         load_serve_settings(str(bad))
+
+
+def test_cli_serve_refuses_bad_options_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    for extra in (["--workers", "0"], ["--cache-bytes", "-5"], ["--config", str(tmp_path / "none.yaml")]):
+        out = subprocess.run([sys.executable, "-m", "lbdask", "serve", str(tmp_path), *extra],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2 and out.stderr.startswith("lbdask: error:"), (extra, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1
