@@ -139,7 +139,7 @@ def cluster(n: int):
 
 
 def table4(args, latent: str, png: str, sources: dict[str, bytes], tmp: Path) -> list[str]:
-    from serve.deploy import install
+    from serve.deploy import install, warm
 
     requests = trace_ids(args.requests, sorted(sources), tmp)
     distinct = set(requests)
@@ -154,6 +154,7 @@ def table4(args, latent: str, png: str, sources: dict[str, bytes], tmp: Path) ->
         for name in ("decode-all", "imgstore", "alpha=1", "alpha=0", "adaptive"):
             dest = png if name == "imgstore" else latent
             install(client, dest, settings_for(name, cache_bytes, args.fetch_ms, spillover="off"), "taef2", str(TAEF2))
+            warm(client, dest)
             lat = replay(client.scheduler.address, dest, requests, args.concurrency)
             t = totals(client)
             n = max(1, t["image_hits"] + t["latent_hits"] + t["misses"])
@@ -177,9 +178,10 @@ class Echo:
 def hit_path(client, dest: str, image_id: str, args) -> list[str]:
     """Image-hit reads through the client vs a Dask task round trip vs an actor call."""
     from serve.client import ServingClient
-    from serve.deploy import install
+    from serve.deploy import install, warm
 
     install(client, dest, settings_for("alpha=1", 50 * 2**20, 0.0, spillover="off"), "taef2", str(TAEF2))
+    warm(client, dest)
     n = args.hit_reads
     with ServingClient(dest, client.scheduler.address) as box:
         png = box.read(image_id)   # fills the owner's image tier (alpha = 1)
@@ -208,7 +210,7 @@ def hit_path(client, dest: str, image_id: str, args) -> list[str]:
 
 def spillover(args, latent: str, sources: dict[str, bytes]) -> list[str]:
     from lbdask.ring import ring_from_workers
-    from serve.deploy import install
+    from serve.deploy import install, warm
 
     out = [f"Skew: {args.skew_requests} requests, every one on the ids owned by one of {args.skew_workers} workers, "
            f"no cache (each read decodes), theta = 1, {args.concurrency * 2} concurrent readers.", "",
@@ -222,7 +224,7 @@ def spillover(args, latent: str, sources: dict[str, bytes]) -> list[str]:
         for mode in ("off", "explicit", "steal"):
             install(client, latent, settings_for("decode-all", 0, args.fetch_ms, spillover=mode, theta=1),
                     "taef2", str(TAEF2))
-            replay(client.scheduler.address, latent, mine[:2], 2)   # warm the model on the hot worker
+            warm(client, latent)
             lat = replay(client.scheduler.address, latent, requests, args.concurrency * 2)
             out.append(row(mode, lat, f" {totals(client)['spillovers']} |"))
             print(out[-1], flush=True)

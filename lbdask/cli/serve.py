@@ -31,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     from migrate.cluster import connect
     from migrate.settings import load_cluster_settings
-    from serve.deploy import dashboard_url, install, uninstall
+    from serve.deploy import dashboard_url, install, uninstall, warm
     from serve.settings import load_serve_settings
 
     settings = load_serve_settings(args.config or "serve")
@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with connect(args.scheduler, load_cluster_settings(), args.workers) as client:
             install(client, args.dest, settings, args.model, args.weights, options)
+            warm(client, args.dest, options)
             n = len(client.scheduler_info(n_workers=-1)["workers"])
             print(f"serving {args.dest} on {client.scheduler.address} ({n} workers)", flush=True)
             print(f"dashboard: {dashboard_url(client) or 'none (the scheduler runs without one)'}", flush=True)
