@@ -213,7 +213,8 @@ def spillover(args, latent: str, sources: dict[str, bytes]) -> list[str]:
     from serve.deploy import install, warm
 
     out = [f"Skew: {args.skew_requests} requests, every one on the ids owned by one of {args.skew_workers} workers, "
-           f"no cache (each read decodes), theta = 1, {args.concurrency * 2} concurrent readers.", "",
+           f"no cache (each read decodes), one decode per model call (max_batch 1), theta = 2, "
+           f"{args.concurrency * 2} concurrent readers.", "",
            "| spillover | mean ms | P50 | P95 | P99 | spilled decodes |", "|---|---|---|---|---|---|"]
     lc, client = cluster(args.skew_workers)
     with lc, client:
@@ -222,7 +223,8 @@ def spillover(args, latent: str, sources: dict[str, bytes]) -> list[str]:
         mine = [i for i in sorted(sources) if ring.owner(i) == hot]
         requests = [mine[k % len(mine)] for k in range(args.skew_requests)]
         for mode in ("off", "explicit", "steal"):
-            install(client, latent, settings_for("decode-all", 0, args.fetch_ms, spillover=mode, theta=1),
+            install(client, latent, settings_for("decode-all", 0, args.fetch_ms, spillover=mode, theta=2,
+                                                    max_batch=1),
                     "taef2", str(TAEF2))
             warm(client, latent)
             lat = replay(client.scheduler.address, latent, requests, args.concurrency * 2)
