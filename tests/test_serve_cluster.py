@@ -190,8 +190,7 @@ def test_archive_unreachable_then_processes_stay_up(served, archive, tmp_path, t
         wait_port(port, moto, timeout=30)
         import s3fs
 
-        opts = {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}"},
-                "retries": 2}
+        opts = {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}"}}
         fs = s3fs.S3FileSystem(**opts)
         fs.mkdir("unreach")
         src = str(tmp_path / "arc")
