@@ -36,3 +36,14 @@ class ModelMismatchError(LbdaskError):
 
 class IntegrityError(LbdaskError):
     """Stored bytes do not match their recorded checksum."""
+
+
+class UnknownImageError(NotFoundError, KeyError):
+    """The archive has no image of this id; a KeyError too, so `box.read(id)` fits dict-like code."""
+
+    def __init__(self, image_id: str, message: str | None = None) -> None:
+        super().__init__(image_id, message or f"no image {image_id!r}")
+        self.image_id = image_id
+
+    def __str__(self) -> str:  # KeyError would show repr(args); users get the sentence
+        return str(self.args[1])

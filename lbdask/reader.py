@@ -7,11 +7,14 @@ original size, the source's mode family, its ancillary chunks restored.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .archive import Archive, CatalogRow
 from .decode import row_pixels, to_png
-from .errors import LbdaskError, NotFoundError
+from .errors import LbdaskError, NotFoundError, UnknownImageError
+
+if TYPE_CHECKING:
+    from .serve.client import ServingClient
 
 class ArchiveReader:
     """In-process reads from one archive; loads the archive's model on first latent read."""
@@ -38,7 +41,7 @@ class ArchiveReader:
         """The catalog row of `image_id`; NotFoundError when the archive has none."""
         row = self.archive.get_row(image_id)
         if row is None:
-            raise NotFoundError(f"no image '{image_id}' in archive {self.archive.url}")
+            raise UnknownImageError(image_id, f"no image '{image_id}' in archive {self.archive.url}")
         return row
 
     def read(self, image_id: str) -> bytes:
@@ -61,9 +64,11 @@ def open(  # noqa: A001 - `lbdask.open` is the public name in the design contrac
     weights: str | os.PathLike | None = None,
     device: str | None = None,
     scheduler: str | None = None,
-) -> ArchiveReader:
-    """Open an archive for reading images back; `scheduler=` (serving cluster) is not built yet."""
+) -> ArchiveReader | ServingClient:
+    """Open an archive for reading images back: in this process, or through the serving
+    cluster at `scheduler` (a `serve.client.ServingClient` with the same `read`)."""
     if scheduler is not None:
-        raise LbdaskError("reading through a serving cluster (scheduler=...) is not implemented yet; "
-                          "omit scheduler= to read in this process")
+        from .serve.client import ServingClient  # dask client code only for cluster reads
+
+        return ServingClient(dest, scheduler, storage_options=storage_options)
     return ArchiveReader(Archive.open(dest, mode="r", storage_options=storage_options), weights=weights, device=device)

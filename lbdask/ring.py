@@ -98,3 +98,16 @@ def choose_decoder(owner: Hashable, queue_depths: Mapping[Hashable, float], thet
 def ring_from_workers(addresses: Sequence[str], vnodes: int = DEFAULT_VNODES) -> HashRing:
     """The ring over Dask worker addresses (what the client builds from the scheduler's list)."""
     return HashRing(addresses, vnodes=vnodes)
+
+
+def live_owner(ring: HashRing, key: str, dead: Iterable[Hashable] = ()) -> Hashable:
+    """The member that serves `key` when the members in `dead` are known to be gone.
+
+    The first live member of `preference(key)`: exactly the owner `key` gets once the ring is
+    rebuilt without the dead members, so a retry lands where the key will live from now on.
+    """
+    gone = set(dead)
+    for member in ring.preference(key):
+        if member not in gone:
+            return member
+    raise LookupError("every member of the hash ring is marked dead")

@@ -57,12 +57,14 @@ class DaskProcesses:
             wait_port(dashboard_port, self.scheduler)
         self.workers: list[subprocess.Popen] = []
 
-    def start_worker(self, resources: str | None = None) -> subprocess.Popen:
-        """One worker process; `resources` is dask's `--resources` text, e.g. "GPU=1"."""
+    def start_worker(self, resources: str | None = None, dashboard_port: int | None = None) -> subprocess.Popen:
+        """One worker process; `resources` is dask's `--resources` text, e.g. "GPU=1"; with
+        `dashboard_port` its HTTP server (/metrics) listens there."""
         extra = ["--resources", resources] if resources else []
+        extra += ["--dashboard-address", f"127.0.0.1:{dashboard_port}"] if dashboard_port else ["--no-dashboard"]
         worker = subprocess.Popen(
             [sys.executable, "-m", "distributed.cli.dask_worker", self.address, "--nworkers", "1", "--nthreads", "2",
-             "--no-nanny", "--no-dashboard", "--host", "127.0.0.1", *extra],
+             "--no-nanny", "--host", "127.0.0.1", *extra],
             env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.workers.append(worker)
         return worker

@@ -82,9 +82,9 @@ class CatalogMachine(RuleBasedStateMachine):
 
     @rule(image_id=IDS)
     def lookup(self, image_id):
-        row = self.cat.lookup(image_id)
+        row = self.cat.get_row(image_id)
         assert (row.reason if row else None) == self.model.get(image_id)
-        snap = CatalogSnapshot(self.cat, max_age=0).lookup(image_id)
+        snap = CatalogSnapshot(self.cat, max_age=0).get_row(image_id)
         assert (snap.reason if snap else None) == self.model.get(image_id)
 
     @invariant()

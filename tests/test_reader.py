@@ -12,7 +12,7 @@ import lbdask
 from lbdask import pngio
 from lbdask.archive import Archive, CatalogRow
 from lbdask.codec import LatentCodec, compressed_size
-from lbdask.errors import LbdaskError, ModelMismatchError, NotFoundError
+from lbdask.errors import LbdaskError, ModelMismatchError, NotFoundError, StoreError
 from lbdask.metrics import psnr
 
 SOURCE_IMAGE = "flux_girl_in_field.png"
@@ -128,9 +128,14 @@ def test_reading_with_another_model_is_refused(archive, tmp_path, taef2_dir):
         box.read("opaque.png")
 
 
-def test_serving_scheduler_is_not_available_yet(archive):
-    with pytest.raises(LbdaskError, match="not implemented"):
-        lbdask.open(archive[0], scheduler="tcp://127.0.0.1:8786")
+def test_unknown_id_is_a_key_error_and_a_dead_scheduler_one_line(archive):
+    from cluster_helpers import free_port
+
+    with pytest.raises(KeyError) as err:
+        lbdask.open(archive[0]).read("not/there.png")
+    assert "not/there.png" in str(err.value)
+    with pytest.raises(StoreError, match="cannot reach Dask scheduler"):
+        lbdask.open(archive[0], scheduler=f"tcp://127.0.0.1:{free_port()}")
 
 
 def test_psnr():

@@ -79,3 +79,17 @@ def test_choose_decoder_keeps_owner_until_theta_then_least_loaded():
     assert choose_decoder("a", {**depths, "a": 5}, theta=math.inf) == "a"
     assert choose_decoder("a", {"a": 5, "b": 5}, theta=1) == "a"  # nobody is less loaded
     assert choose_decoder("a", {}, theta=0) == "a"
+
+
+def test_live_owner_is_the_owner_once_the_dead_are_dropped():
+    from lbdask.ring import live_owner
+
+    members = [f"tcp://10.0.0.{i}:8786" for i in range(6)]
+    ring = HashRing(members)
+    dead = {members[1], members[4]}
+    smaller = HashRing([m for m in members if m not in dead])
+    for key in KEYS[:3000]:
+        assert live_owner(ring, key, dead) == smaller.owner(key)
+        assert live_owner(ring, key) == ring.owner(key)
+    with pytest.raises(LookupError):
+        live_owner(ring, "k", members)

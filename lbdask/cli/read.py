@@ -16,6 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--weights", metavar="DIR", help="weights of the archive's model (offline use)")
     p.add_argument("--device", help="torch device for decoding (default: the model's choice)")
     p.add_argument("--storage-options", metavar="JSON", help="fsspec/s3fs options as a JSON object")
+    p.add_argument("--scheduler", metavar="ADDR", help="read through the serving cluster at ADDR (`lbdask serve`)")
     return p
 
 
@@ -23,8 +24,12 @@ def run(args: argparse.Namespace) -> int:
     from ..reader import open as open_archive  # zarr; torch only when a latent is decoded
 
     box = open_archive(args.dest, storage_options=parse_storage_options(args.storage_options),
-                       weights=args.weights, device=args.device)
-    png = box.read(args.id)
+                       weights=args.weights, device=args.device, scheduler=args.scheduler)
+    try:
+        png = box.read(args.id)
+    finally:
+        if args.scheduler:
+            box.close()
     if args.output:
         try:
             with open(args.output, "wb") as f:

@@ -1,0 +1,63 @@
+"""`lbdask serve DEST`: serve an archive from worker-resident caches on a Dask cluster.
+
+With `--scheduler` the runtime goes onto an existing cluster's workers (and any that join
+later); without it an embedded local cluster is started. Runs until Ctrl-C or SIGTERM,
+then removes the runtime from every worker again.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+
+from ..errors import ConfigError
+from ..storage import parse_storage_options
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("serve", help="serve an archive's images from worker-resident caches on Dask")
+    p.add_argument("dest", metavar="DEST", help="archive folder or s3://bucket/path")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDR", help="install on this running cluster's workers")
+    where.add_argument("--workers", type=int, metavar="N", help="workers of the embedded local cluster")
+    p.add_argument("--model", metavar="NAME_OR_PATH", help="model to decode with (default: the archive's)")
+    p.add_argument("--weights", metavar="DIR", help="weights folder of the model")
+    p.add_argument("--cache-bytes", type=int, metavar="N", help="cache budget per worker (bytes)")
+    p.add_argument("--config", metavar="YAML", help="serving settings (default configs/serve.yaml)")
+    p.add_argument("--storage-options", metavar="JSON", help="fsspec/s3fs options as a JSON object")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from lbdask.migrate.cluster import connect
+    from lbdask.migrate.settings import load_cluster_settings
+    from lbdask.serve.deploy import dashboard_url, install, uninstall, warm
+    from lbdask.serve.settings import load_serve_settings
+
+    settings = load_serve_settings(args.config or "serve")
+    if args.cache_bytes is not None:
+        if args.cache_bytes < 0:
+            raise ConfigError(f"--cache-bytes must be >= 0, got {args.cache_bytes}")
+        settings.runtime.cache_bytes = args.cache_bytes
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
+    options = parse_storage_options(args.storage_options)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        with connect(args.scheduler, load_cluster_settings(), args.workers) as client:
+            install(client, args.dest, settings, args.model, args.weights, options)
+            warm(client, args.dest, options)
+            n = len(client.scheduler_info(n_workers=-1)["workers"])
+            print(f"serving {args.dest} on {client.scheduler.address} ({n} workers)", flush=True)
+            print(f"dashboard: {dashboard_url(client) or 'none (the scheduler runs without one)'}", flush=True)
+            try:
+                while not stop.wait(0.5):
+                    pass
+            except KeyboardInterrupt:
+                pass
+            uninstall(client)
+            print("serving runtime removed", flush=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0

@@ -1,0 +1,138 @@
+"""Reading through a serving cluster: `lbdask.open(DEST, scheduler=ADDR)`.
+
+The client hashes each id onto a ring of the scheduler's workers and sends the read
+straight to the owner worker's `lbdask_read` handler: one round trip, no scheduler on the
+path. The ring follows the scheduler's worker list (re-read in the background every few
+seconds); a worker that fails to answer is marked dead at once and the read is retried, a
+bounded number of times, on the id's next owner (lbdask.ring.live_owner).
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from distributed import Client
+from distributed.comm.core import CommClosedError
+
+from lbdask.errors import StoreError
+from lbdask.ring import HashRing, live_owner, ring_from_workers
+
+from .settings import ClientConfig, load_serve_settings
+
+
+class _Router:
+    """Ring + dead-worker bookkeeping + the retrying read coroutine, shared by both clients."""
+
+    def __init__(self, client: Client, dest: str, storage_options: dict | None, config: ClientConfig) -> None:
+        self.client, self.dest, self.storage_options, self.config = client, dest, storage_options, config
+        self._ring = HashRing()
+        self._ring_at = 0.0
+        self._refreshing: asyncio.Future | None = None
+        self._dead: set[str] = set()
+
+    async def ring(self) -> HashRing:
+        """The ring over the scheduler's workers, refreshed in the background every `ring_refresh_s`.
+
+        Only the very first read waits for the worker list; later refreshes run beside reads,
+        so the scheduler is never on the read path.
+        """
+        if not self._ring.members:
+            await self._refresh()
+        elif time.monotonic() - self._ring_at > self.config.ring_refresh_s and self._refreshing is None:
+            self._refreshing = asyncio.ensure_future(self._refresh())
+        return self._ring
+
+    async def _refresh(self) -> None:
+        try:
+            workers = sorted(await self.client.scheduler.ncores())
+        finally:
+            self._refreshing = None
+        self._ring_at = time.monotonic()
+        if tuple(workers) != self._ring.members:
+            self._ring = ring_from_workers(workers)
+            self._dead &= set(workers)   # a dead worker the scheduler dropped is simply gone
+
+    async def read(self, image_id: str) -> bytes:
+        last: BaseException | None = None
+        for _ in range(self.config.retries + 1):
+            try:
+                owner = live_owner(await self.ring(), image_id, self._dead)
+            except LookupError:
+                break
+            try:
+                return await asyncio.wait_for(
+                    self.client.rpc(owner).lbdask_read(dest=self.dest, image_id=image_id,
+                                                       storage_options=self.storage_options),
+                    timeout=self.config.timeout_s)
+            except (OSError, CommClosedError, asyncio.TimeoutError) as exc:
+                self._dead.add(owner)
+                last = exc
+        reason = f"{type(last).__name__}: {last}" if last else "no serving workers"
+        raise StoreError(f"reading {image_id!r} through {self.client.scheduler.address} failed "
+                         f"after {self.config.retries + 1} attempt(s): {reason}")
+
+
+class ServingClient:
+    """Blocking reads through a serving cluster; bytes equal `lbdask read DEST ID`."""
+
+    def __init__(self, dest: str, scheduler: str, storage_options: dict | None = None,
+                 config: ClientConfig | None = None) -> None:
+        try:
+            client = Client(scheduler, timeout="20s", set_as_default=False)
+        except OSError as exc:
+            raise StoreError(f"cannot reach Dask scheduler {scheduler}: {exc}") from None
+        self.dest = dest
+        self._client = client
+        self._router = _Router(client, dest, storage_options, config or load_serve_settings().client)
+
+    def read(self, image_id: str) -> bytes:
+        """PNG bytes of one image; UnknownImageError (a KeyError) if the archive has no such id."""
+        return self._client.sync(self._router.read, image_id)
+
+    def read_many(self, image_ids: Sequence[str]) -> list[bytes]:
+        """PNG bytes of several images, read in parallel, in the order asked."""
+        async def gather() -> list[bytes]:
+            return list(await asyncio.gather(*(self._router.read(i) for i in image_ids)))
+        return self._client.sync(gather)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> ServingClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class AsyncServingClient:
+    """The asyncio variant: `box = await AsyncServingClient.connect(...)`; `await box.read(id)`."""
+
+    def __init__(self, client: Client, router: _Router) -> None:
+        self._client, self._router = client, router
+
+    @classmethod
+    async def connect(cls, dest: str, scheduler: str, storage_options: dict | None = None,
+                      config: ClientConfig | None = None) -> AsyncServingClient:
+        try:
+            client = await Client(scheduler, asynchronous=True, timeout="20s", set_as_default=False)
+        except OSError as exc:
+            raise StoreError(f"cannot reach Dask scheduler {scheduler}: {exc}") from None
+        return cls(client, _Router(client, dest, storage_options, config or load_serve_settings().client))
+
+    async def read(self, image_id: str) -> bytes:
+        return await self._router.read(image_id)
+
+    async def read_many(self, image_ids: Sequence[str]) -> list[bytes]:
+        return list(await asyncio.gather(*(self._router.read(i) for i in image_ids)))
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def __aenter__(self) -> AsyncServingClient:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()

@@ -1,0 +1,109 @@
+"""The worker plugin that installs the serving runtime; workers that join later get it too.
+
+Registering it (`lbdask serve`, or `client.register_plugin(ServePlugin(...))` on any
+cluster) builds one ServeRuntime per worker, its RPC handlers and its metrics; removing it
+(`client.unregister_worker_plugin(PLUGIN_NAME)`) tears all of that down again.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from distributed import Worker
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from lbdask.archive import Archive
+from lbdask.errors import LbdaskError
+from lbdask.models.resident import PLUGIN_NAME as MODEL_PLUGIN, ResidentModel
+
+from . import handlers, metrics
+from .runtime import ServeRuntime
+from .settings import ServeSettings
+from .spill import Spillover
+
+PLUGIN_NAME = "lbdask-serve"
+
+
+class ModelSource:
+    """The worker's resident model: the migration plugin's if it holds the same model, else its own.
+
+    Without `--model` the first archive served names the model (its catalog records it).
+    """
+
+    def __init__(self, worker: Worker, model: str | None, weights: str | None) -> None:
+        self.worker, self.name, self.weights = worker, model, weights
+        self._resident: ResidentModel | None = None
+        self._lock = threading.Lock()
+
+    def resident(self) -> ResidentModel:
+        with self._lock:
+            if self._resident is None:
+                if self.name is None:
+                    raise LbdaskError("no model chosen: pass --model or read an archive first")
+                shared = self.worker.plugins.get(MODEL_PLUGIN)
+                if isinstance(shared, ResidentModel) and shared.model_name == self.name:
+                    self._resident = shared
+                else:
+                    own = ResidentModel(self.name, self.weights)
+                    own.setup(self.worker)
+                    self._resident = own
+            return self._resident
+
+    @contextlib.contextmanager
+    def use(self) -> Iterator[Any]:
+        with self.resident().use() as model:
+            yield model
+
+    def check(self, archive: Archive) -> None:
+        """Load the model the archive needs (first archive picks it) and match fingerprints."""
+        if self.name is None:
+            self.name = archive.model_info["name"]
+        model = self.resident().get()
+        archive.check_model(model.fingerprint, model.name)
+
+
+class ServePlugin(WorkerPlugin):
+    """Installs a ServeRuntime (cache, pools, model, handlers, metrics) on every worker."""
+
+    name = PLUGIN_NAME
+    idempotent = False
+
+    def __init__(self, settings: ServeSettings, model: str | None = None, weights: str | None = None,
+                 preload: Sequence[tuple[str, dict | None]] = ()) -> None:
+        self.settings, self.model, self.weights, self.preload = settings, model, weights, list(preload)
+        self.runtime: ServeRuntime | None = None
+        self._collector: metrics.RuntimeCollector | None = None
+
+    def __getstate__(self) -> dict[str, Any]:  # ship the recipe, never a runtime
+        return {"settings": self.settings, "model": self.model, "weights": self.weights, "preload": self.preload}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)
+
+    def setup(self, worker: Worker) -> None:
+        source = ModelSource(worker, self.model, self.weights)
+        runtime = ServeRuntime(self.settings, source.use, address=worker.address, model_check=source.check)
+        runtime.spill = Spillover(runtime, worker)
+        handlers.install(worker, runtime)
+        self._collector = metrics.register(runtime)
+        self.runtime = runtime
+        for dest, options in self.preload:  # open archives and load the model off the event loop
+            runtime.io.submit(runtime.archive, dest, options)
+
+    def teardown(self, worker: Worker) -> None:
+        handlers.remove(worker)
+        if self._collector is not None:
+            metrics.unregister(self._collector)
+        if self.runtime is not None:
+            self.runtime.close()
+            self.runtime = None
+
+
+def runtime_of(worker: Worker) -> ServeRuntime:
+    """The serving runtime on `worker` (inside a task); LbdaskError when none is installed."""
+    plugin = worker.plugins.get(PLUGIN_NAME)
+    if not isinstance(plugin, ServePlugin) or plugin.runtime is None:
+        raise LbdaskError(f"no lbdask serving runtime on worker {worker.address}")
+    return plugin.runtime

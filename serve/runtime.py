@@ -1,0 +1,218 @@
+"""The serving runtime resident in one Dask worker: cache, pools, model executor, read path.
+
+A read runs on the worker's event loop: the cache lookup is a dict access; anything slow
+(archive fetch, pcodec, the model, PNG encoding) runs in the I/O pool, the CPU pool or the
+model executor, so image hits are never queued behind decodes. Concurrent reads of one id
+share one fetch and one decode (lbdask.coalesce). Decodes spill to another worker when this
+one's queue is deeper than theta (serve.spill); their results still fill this cache.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from lbdask.archive import Archive, CatalogRow
+from lbdask.cache import DualFormatCache
+from lbdask.codec import EncodedLatent, LatentCodec
+from lbdask.coalesce import Coalescer
+from lbdask.errors import NotFoundError, StoreError, UnknownImageError
+from lbdask.decode import to_png
+from lbdask.tuner import MarginalHitTuner
+
+from .decoder import BatchingDecoder, ModelContext, auto_max_batch
+from .settings import ServeSettings
+
+#: Per-request bookkeeping outside the cache itself (cache keeps image/latent/miss counts).
+COUNTERS = ("requests", "errors", "decodes", "fetches", "fetch_retries", "spillovers", "spilled_in")
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What the latent tier holds for one id: its catalog row and stored form.
+
+    For latent rows the checksummed latent; for kept rows the original PNG bytes (a kept
+    image needs no decode, so its "latent hit" returns the bytes as they are).
+    """
+
+    row: CatalogRow
+    latent: EncodedLatent | None = None
+    original: bytes | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return self.latent.data.nbytes if self.latent is not None else len(self.original or b"")
+
+
+class ServeRuntime:
+    """One worker's serving state; thread-safe where the pools touch it."""
+
+    def __init__(self, settings: ServeSettings, model: ModelContext, address: str = "",
+                 model_check: Any = None) -> None:
+        self.settings = settings
+        self.address = address
+        rc = settings.runtime
+        tuner = MarginalHitTuner(settings.tuner) if settings.cache.adaptive else None
+        self.cache = DualFormatCache(rc.cache_bytes, settings.cache, tuner=tuner,
+                                     alpha=None if tuner else settings.tuner.alpha)
+        self.io = ThreadPoolExecutor(rc.io_threads, thread_name_prefix="lbdask-io")
+        self.cpu = ThreadPoolExecutor(rc.cpu_threads, thread_name_prefix="lbdask-cpu")
+        self.decoder = BatchingDecoder(model, auto_max_batch(rc.max_batch))
+        self.coalescer: Coalescer[asyncio.Future] = Coalescer()
+        self.counts = dict.fromkeys(COUNTERS, 0)
+        # EWMAs: the tuner's when adaptive (they drive alpha), else kept here for metrics
+        self.t_decode = settings.tuner.t_decode_ms
+        self.t_fetch = settings.tuner.t_fetch_ms
+        self._model_check = model_check   # callable(archive): raise if the model does not fit it
+        self._archives: dict[str, Archive] = {}
+        self._lock = threading.Lock()
+        self.spill: Any = None             # serve.spill.Spillover, set by the plugin
+
+    # -- the read path ---------------------------------------------------------------
+    async def read(self, dest: str, image_id: str, storage_options: dict | None = None) -> bytes:
+        """PNG bytes of `image_id` in archive `dest`, equal to `lbdask read DEST ID`."""
+        self.counts["requests"] += 1
+        key = (dest, image_id)
+        found = self.cache.lookup(key)
+        if found.outcome == "image":
+            return found.value
+        waiter = asyncio.get_running_loop().create_future()
+        if not self.coalescer.join(key, waiter):
+            return await waiter
+        try:
+            png = await self._produce(key, found.value, storage_options)
+        except BaseException as exc:
+            self.counts["errors"] += 1
+            for w in self.coalescer.finish(key):
+                if not w.done():
+                    w.set_exception(exc)
+            raise
+        for w in self.coalescer.finish(key):
+            if not w.done():
+                w.set_result(png)
+        return png
+
+    async def _produce(self, key: tuple[str, str], held: Stored | None, options: dict | None) -> bytes:
+        loop = asyncio.get_running_loop()
+        stored = held
+        if stored is None:
+            stored = await loop.run_in_executor(self.io, self.fetch, key[0], key[1], options)
+        if stored.original is not None:
+            png = stored.original
+        else:
+            png = await self.decode(stored)
+        self.cache.fill(key, stored, png, latent_size=stored.nbytes, image_size=len(png))
+        return png
+
+    async def decode(self, stored: Stored) -> bytes:
+        """Decode here, or on another worker when this one is overloaded (result comes back)."""
+        if self.spill is not None:
+            png = await self.spill.maybe_spill(stored)
+            if png is not None:
+                self.counts["spillovers"] += 1
+                return png
+        return await self.decode_local(stored)
+
+    async def decode_local(self, stored: Stored) -> bytes:
+        """Checksum + dequantise (CPU pool) -> model (executor, batched) -> PNG (CPU pool)."""
+        loop = asyncio.get_running_loop()
+        row = stored.row
+        z = await loop.run_in_executor(self.cpu, LatentCodec(row.bits or 16).decode, stored.latent)
+        t0 = time.perf_counter()
+        rgb = await asyncio.wrap_future(self.decoder.submit(z, (row.height, row.width)))
+        self._observe("decode", (time.perf_counter() - t0) * 1000)
+        self.counts["decodes"] += 1
+        return await loop.run_in_executor(self.cpu, to_png, rgb, row)
+
+    def decode_blocking(self, stored: Stored) -> bytes:
+        """`decode_local` from a Dask task thread (the work-stealing spillover path)."""
+        row = stored.row
+        z = LatentCodec(row.bits or 16).decode(stored.latent)
+        t0 = time.perf_counter()
+        rgb = self.decoder.submit(z, (row.height, row.width)).result()
+        self._observe("decode", (time.perf_counter() - t0) * 1000)
+        self.counts["decodes"] += 1
+        return to_png(rgb, row)
+
+    # -- the archive -----------------------------------------------------------------
+    def archive(self, dest: str, options: dict | None) -> Archive:
+        """The open archive `dest` (opened once per worker, its model checked)."""
+        ident = dest + json.dumps(options or {}, sort_keys=True)
+        with self._lock:
+            archive = self._archives.get(ident)
+        if archive is None:
+            archive = self._with_retries(lambda: Archive.open(dest, mode="r", storage_options=options), dest)
+            if self._model_check is not None and archive.model_info.get("fingerprint"):
+                self._model_check(archive)
+            with self._lock:
+                self._archives.setdefault(ident, archive)
+        return archive
+
+    def fetch(self, dest: str, image_id: str, options: dict | None) -> Stored:
+        """Row + stored form of one id from the archive (I/O pool), with bounded retries."""
+        archive = self.archive(dest, options)
+        t0 = time.perf_counter()
+
+        def attempt() -> Stored:
+            delay = self.settings.runtime.fetch_delay_ms
+            if delay:
+                time.sleep(delay / 1000)
+            row = archive.get_row(image_id)
+            if row is None:
+                raise UnknownImageError(image_id, f"no image '{image_id}' in archive {dest}")
+            if row.status == "failed":
+                raise NotFoundError(f"image '{image_id}' failed to migrate ({row.reason}); "
+                                    "the archive holds no copy of it")
+            if row.status == "kept":
+                return Stored(row, original=archive.read_original(row))
+            return Stored(row, latent=archive.read_latent(row))
+
+        stored = self._with_retries(attempt, dest)
+        self.counts["fetches"] += 1
+        self._observe("fetch", (time.perf_counter() - t0) * 1000)
+        return stored
+
+    def _with_retries(self, fn: Any, dest: str) -> Any:
+        """Run `fn`; retry StoreError `fetch_retries` times with linear backoff, then give up."""
+        rc = self.settings.runtime
+        for attempt in range(rc.fetch_retries + 1):
+            try:
+                return fn()
+            except StoreError as exc:
+                last = exc
+                if attempt < rc.fetch_retries:
+                    self.counts["fetch_retries"] += 1
+                    time.sleep((attempt + 1) * rc.retry_backoff_ms / 1000)
+        raise StoreError(f"archive {dest} unreachable after {rc.fetch_retries + 1} attempts: {last}")
+
+    # -- latencies and metrics -------------------------------------------------------
+    def _observe(self, what: str, ms: float) -> None:
+        w = self.settings.tuner.ewma_weight
+        with self._lock:
+            tuner = self.cache.tuner
+            if what == "decode":
+                self.t_decode = (1 - w) * self.t_decode + w * ms
+                if tuner is not None:
+                    tuner.observe_decode(ms)
+            else:
+                self.t_fetch = (1 - w) * self.t_fetch + w * ms
+                if tuner is not None:
+                    tuner.observe_fetch(ms)
+
+    def stats(self) -> dict[str, Any]:
+        """Everything the metrics endpoint and the dashboard page show for this worker."""
+        cache = self.cache.stats()
+        return {**self.counts, "coalesced": self.coalescer.coalesced, "image_hits": cache["image_lookups"], "latent_hits": cache["latent_lookups"],
+                "misses": cache["miss_lookups"], "alpha": cache["alpha"], "capacity_bytes": cache["capacity"],
+                "image_bytes": cache["image_bytes"], "latent_bytes": cache["latent_bytes"],
+                "queue_depth": self.decoder.depth, "batches": self.decoder.batches,
+                "t_decode_ms": self.t_decode, "t_fetch_ms": self.t_fetch}
+
+    def close(self) -> None:
+        self.decoder.close()
+        self.io.shutdown(wait=False, cancel_futures=True)
+        self.cpu.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,67 @@
+"""Typed contents of `configs/serve.yaml`: per-worker cache, tuner, runtime and client settings."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from lbdask.cache import CacheConfig
+from lbdask.config import load_config
+from lbdask.tuner import TunerConfig
+
+#: How a decode leaves an overloaded owner: least-loaded peer chosen by the owner
+#: (`explicit`, lbdask.ring.choose_decoder), a Dask task the scheduler may steal (`steal`), or never.
+SpilloverMode = Literal["explicit", "steal", "off"]
+
+
+@dataclass
+class RuntimeConfig:
+    """One worker's serving runtime: cache budget, decode pipeline, spillover and fetch retries."""
+
+    cache_bytes: int = 256 * 2**20   # C per worker, shared by every archive the worker serves
+    io_threads: int = 8              # archive fetches (local folder or S3): latency-bound
+    cpu_threads: int = 2             # latent decompression and PNG encoding
+    max_batch: int = 0               # decodes of one latent shape run as one model call (0: auto)
+    theta: float = 2.0               # decode queue depth above which a decode spills over
+    spillover: SpilloverMode = "explicit"
+    depth_max_age_ms: float = 100.0  # peers' queue depths are re-polled when older than this
+    fetch_retries: int = 2           # extra attempts after a failed archive fetch
+    retry_backoff_ms: float = 200.0  # wait before retry k: k * backoff
+    fetch_delay_ms: float = 0.0      # injected per-fetch latency (benchmarks: object-store RTT)
+
+    def validate(self) -> None:
+        if self.cache_bytes < 0:
+            raise ValueError("cache_bytes must be >= 0")
+        if self.io_threads < 1 or self.cpu_threads < 1 or self.max_batch < 0:
+            raise ValueError("io_threads and cpu_threads must be >= 1, max_batch >= 0 (0: auto)")
+        if self.theta < 0 or self.depth_max_age_ms < 0:
+            raise ValueError("theta and depth_max_age_ms must be >= 0")
+        if self.fetch_retries < 0 or self.retry_backoff_ms < 0 or self.fetch_delay_ms < 0:
+            raise ValueError("fetch_retries, retry_backoff_ms and fetch_delay_ms must be >= 0")
+
+
+@dataclass
+class ClientConfig:
+    """The reading client: retries on the next owner after a worker died, RPC timeout, ring refresh."""
+
+    retries: int = 1
+    timeout_s: float = 120.0
+    ring_refresh_s: float = 2.0      # how often the worker list is re-read (in the background)
+
+    def validate(self) -> None:
+        if self.retries < 0 or self.timeout_s <= 0 or self.ring_refresh_s <= 0:
+            raise ValueError("retries must be >= 0, timeout_s and ring_refresh_s > 0")
+
+
+@dataclass
+class ServeSettings:
+    """Everything in `configs/serve.yaml`."""
+
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    tuner: TunerConfig = field(default_factory=TunerConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    client: ClientConfig = field(default_factory=ClientConfig)
+
+
+def load_serve_settings(name: str = "serve") -> ServeSettings:
+    """Load and validate `configs/serve.yaml` (or an explicit YAML path)."""
+    return load_config(name, ServeSettings)

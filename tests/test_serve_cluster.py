@@ -1,0 +1,226 @@
+"""Serving through real `dask scheduler` / `dask worker` processes: reads, faults, metrics, dashboard."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from cluster_helpers import DaskProcesses, free_port, wait_port
+from distributed import Client
+from serve_helpers import build_serving_archive, corrupt_latent
+
+import lbdask
+from lbdask.errors import IntegrityError, StoreError
+from lbdask.serve.client import AsyncServingClient
+from lbdask.serve.deploy import install
+from lbdask.serve.plugin import PLUGIN_NAME
+from lbdask.serve.settings import ServeSettings
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def model(taef2_dir):
+    from lbdask.models import load_model
+
+    return load_model("taef2", weights=taef2_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory, model):
+    dest = str(tmp_path_factory.mktemp("serve") / "arc")
+    return dest, build_serving_archive(dest, model, n=12)
+
+
+@pytest.fixture(scope="module")
+def cluster(taef2_dir):
+    env = {**os.environ, "PYTHONPATH": str(os.path.dirname(os.path.dirname(__file__)))}
+    dash, metrics_port = free_port(), free_port()
+    procs = DaskProcesses(env, dashboard_port=dash)
+    procs.dashboard_port = dash
+    procs.metrics_port = metrics_port
+    procs.start_worker(dashboard_port=metrics_port)
+    procs.start_worker()
+    procs.start_worker()
+    procs.wait_workers(3)
+    yield procs
+    procs.close()
+
+
+def settings(**runtime) -> ServeSettings:
+    s = ServeSettings()
+    s.runtime = dataclasses.replace(s.runtime, **runtime)
+    return s
+
+
+@pytest.fixture(scope="module")
+def served(cluster, archive, taef2_dir):
+    with Client(cluster.address, timeout="20s") as client:
+        install(client, archive[0], settings(spillover="off"), "taef2", str(taef2_dir))
+    return cluster
+
+
+def worker_stats(address):
+    with Client(address, timeout="20s") as client:
+        return client.run(lambda dask_worker: dask_worker.handlers["lbdask_stats"]())
+
+
+def test_reads_equal_lbdask_read(served, archive, taef2_dir):
+    dest, ids = archive
+    local = lbdask.open(dest, weights=taef2_dir)
+    expected = {i: local.read(i) for i in ids}
+    with lbdask.open(dest, scheduler=served.address) as box:
+        assert box.read(ids[0]) == expected[ids[0]]
+        assert box.read_many(ids) == [expected[i] for i in ids]
+        assert box.read_many(ids) == [expected[i] for i in ids]   # now from the owners' caches
+
+    async def read_async():
+        async with await AsyncServingClient.connect(dest, served.address) as abox:
+            return await abox.read_many(ids[:3])
+
+    assert asyncio.run(read_async()) == [expected[i] for i in ids[:3]]
+    out = subprocess.run([sys.executable, "-m", "lbdask", "read", dest, "rgba.png", "--scheduler", served.address],
+                         capture_output=True, env=served.env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == expected["rgba.png"]
+    stats = worker_stats(served.address)
+    assert sum(s["misses"] for s in stats.values()) == len(ids)    # every id fetched once, by its owner
+    assert sum(1 for s in stats.values() if s["requests"]) >= 2    # the ring spreads ids over workers
+
+
+def test_unknown_id_is_a_key_error_naming_it(served, archive):
+    with lbdask.open(archive[0], scheduler=served.address) as box:
+        with pytest.raises(KeyError) as err:
+            box.read("no/such/image.png")
+    assert "no/such/image.png" in str(err.value)
+    out = subprocess.run([sys.executable, "-m", "lbdask", "read", archive[0], "nope.png", "--scheduler",
+                          served.address], capture_output=True, text=True, env=served.env, timeout=120)
+    assert out.returncode == 2 and out.stderr.startswith("lbdask: error:") and "nope.png" in out.stderr
+
+
+def test_corrupted_latent_fails_alone(served, tmp_path, model, taef2_dir):
+    dest = str(tmp_path / "bad")
+    ids = build_serving_archive(dest, model, n=3)
+    corrupt_latent(dest, ids[1], model)
+    local = lbdask.open(dest, weights=taef2_dir)
+    with lbdask.open(dest, scheduler=served.address) as box:   # a second archive on the same cluster
+        with pytest.raises(IntegrityError, match="checksum"):
+            box.read(ids[1])
+        assert box.read(ids[0]) == local.read(ids[0])
+        assert box.read(ids[2]) == local.read(ids[2])
+
+
+def test_worker_metrics_endpoint(served, archive):
+    with lbdask.open(archive[0], scheduler=served.address) as box:
+        box.read_many(archive[1])
+    text = urllib.request.urlopen(f"http://127.0.0.1:{served.metrics_port}/metrics", timeout=10).read().decode()
+    for name in ("requests_total", "image_hits_total", "latent_hits_total", "misses_total", "alpha",
+                 "decode_queue_depth", "t_decode_ms", "t_fetch_ms", "spillovers_total", "coalesced_total"):
+        assert f"lbdask_serve_{name}{{worker=" in text, name
+    requests = [line for line in text.splitlines() if line.startswith("lbdask_serve_requests_total{")]
+    assert float(requests[0].rsplit(" ", 1)[1]) > 0
+
+
+def test_dashboard_page(served, archive):
+    with lbdask.open(archive[0], scheduler=served.address) as box:
+        box.read(archive[1][0])
+    base = f"http://127.0.0.1:{served.dashboard_port}/lbdask/serving"
+    page = urllib.request.urlopen(base, timeout=10).read().decode()
+    assert "lbdask serving" in page and "3 serving worker(s)" in page and "queue_depth" in page
+    import json
+
+    data = json.loads(urllib.request.urlopen(base + ".json", timeout=10).read())
+    assert len(data["workers"]) == 3 and all("alpha" in s for s in data["workers"].values())
+
+
+@pytest.mark.parametrize("mode", ["explicit", "steal"])
+def test_spillover_decodes_elsewhere_and_fills_the_owner(served, archive, taef2_dir, mode):
+    dest, ids = archive
+    with Client(served.address, timeout="20s") as client:   # replaces the runtime: empty caches
+        install(client, dest, settings(spillover=mode, theta=0), "taef2", str(taef2_dir))
+    local = lbdask.open(dest, weights=taef2_dir)
+    latents = [i for i in ids if i != "kept.png"]
+    with lbdask.open(dest, scheduler=served.address) as box:
+        assert box.read_many(latents) == [local.read(i) for i in latents]
+        first = worker_stats(served.address)
+        box.read_many(latents)
+    after = worker_stats(served.address)
+    assert sum(s["spillovers"] for s in first.values()) > 0
+    if mode == "explicit":   # some decodes ran on a worker that does not own the id
+        assert sum(s["spilled_in"] for s in first.values()) > 0
+    # cache pinning: the second pass finds every id cached at its owner (no new miss anywhere)
+    assert sum(s["misses"] for s in after.values()) == sum(s["misses"] for s in first.values())
+    assert sum(s["latent_hits"] for s in after.values()) == len(latents)
+
+
+def test_cli_serve_installs_and_removes_cleanly(served, archive, taef2_dir):
+    dest, ids = archive
+    proc = subprocess.Popen([sys.executable, "-m", "lbdask", "serve", dest, "--scheduler", served.address,
+                             "--model", "taef2", "--weights", str(taef2_dir), "--cache-bytes", "1000000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=served.env)
+    try:
+        assert proc.stdout.readline().startswith(f"serving {dest} on {served.address} (3 workers)")
+        assert "/lbdask/serving" in proc.stdout.readline()
+        with Client(served.address, timeout="20s") as client:
+            caps = client.run(lambda dask_worker: dask_worker.handlers["lbdask_stats"]()["capacity_bytes"])
+            assert set(caps.values()) == {1000000}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    with Client(served.address, timeout="20s") as client:
+        gone = client.run(lambda dask_worker: PLUGIN_NAME not in dask_worker.plugins
+                          and "lbdask_read" not in dask_worker.handlers)
+        assert all(gone.values())
+        install(client, dest, settings(), "taef2", str(taef2_dir))   # back for the tests below
+
+
+def test_archive_unreachable_then_processes_stay_up(served, archive, tmp_path, taef2_dir, model):
+    port = free_port()
+    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, moto, timeout=30)
+        import s3fs
+
+        opts = {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}"}}
+        fs = s3fs.S3FileSystem(**opts)
+        fs.mkdir("unreach")
+        src = str(tmp_path / "arc")
+        ids = build_serving_archive(src, model, n=2)
+        fs.put(src, "unreach/arc", recursive=True)
+        dest = "s3://unreach/arc"
+        with lbdask.open(dest, scheduler=served.address, storage_options=opts) as box:
+            first = box.read(ids[0])
+            moto.kill()
+            moto.wait()
+            t0 = time.monotonic()
+            with pytest.raises(StoreError, match="unreachable after 3 attempts"):
+                box.read(ids[1])
+            assert time.monotonic() - t0 < 120   # bounded: no endless retrying
+            assert box.read(ids[0]) == first          # still served from the owner's cache
+    finally:
+        if moto.poll() is None:
+            moto.kill()
+    assert all(w.poll() is None for w in served.workers) and served.scheduler.poll() is None
+    with lbdask.open(archive[0], scheduler=served.address) as box:
+        assert box.read(archive[1][0])[:4] == b"\x89PNG"
+
+
+def test_sigkill_a_worker_reads_keep_succeeding(served, archive, taef2_dir):
+    dest, ids = archive
+    local = lbdask.open(dest, weights=taef2_dir)
+    with lbdask.open(dest, scheduler=served.address) as box:
+        box.read_many(ids)
+        victim = served.workers[1]
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        for i in ids:   # one at a time: each read may retry once, on the id's next owner
+            assert box.read(i) == local.read(i)

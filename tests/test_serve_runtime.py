@@ -1,0 +1,135 @@
+"""The serving runtime in this process: read path, coalescing, batching, promotion, EWMAs, errors."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+
+import pytest
+from serve_helpers import build_serving_archive, corrupt_latent
+
+import lbdask
+from lbdask.errors import ConfigError, IntegrityError, NotFoundError
+from lbdask.serve.runtime import ServeRuntime
+from lbdask.serve.settings import ServeSettings, load_serve_settings
+
+
+@pytest.fixture(scope="module")
+def model(taef2_dir):
+    from lbdask.models import load_model
+
+    return load_model("taef2", weights=taef2_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory, model):
+    dest = str(tmp_path_factory.mktemp("serve-rt") / "arc")
+    return dest, build_serving_archive(dest, model, n=6)
+
+
+def runtime(model, **overrides) -> ServeRuntime:
+    settings = ServeSettings()
+    settings.runtime = dataclasses.replace(settings.runtime, **overrides)
+    settings.cache = dataclasses.replace(settings.cache, promote_after=2)
+    return ServeRuntime(settings, lambda: contextlib.nullcontext(model))
+
+
+def test_reads_equal_lbdask_read_and_coalesce(archive, model, taef2_dir):
+    dest, ids = archive
+    local = lbdask.open(dest, weights=taef2_dir)
+    rt = runtime(model, max_batch=8)  # batching on, as on CUDA (CPU's auto is batch-of-one)
+
+    async def main():
+        burst = await asyncio.gather(*(rt.read(dest, ids[0]) for _ in range(5)))
+        rest = await asyncio.gather(*(rt.read(dest, i) for i in ids[1:]))
+        return burst, rest
+
+    burst, rest = asyncio.run(main())
+    assert burst == [local.read(ids[0])] * 5
+    assert rest == [local.read(i) for i in ids[1:]]
+    s = rt.stats()
+    assert s["coalesced"] == 4 and s["fetches"] == len(ids)   # one fetch for the burst of five
+    latents = len(ids) - 1                                      # kept.png needs no decode
+    assert s["decodes"] == latents
+    assert s["batches"] < s["decodes"]    # the five same-shape misses queued together ran batched
+    rt.close()
+
+
+def test_auto_batch_on_cpu_is_the_canonical_batch_of_one(archive, model):
+    dest, ids = archive
+    rt = runtime(model)  # max_batch 0: auto
+
+    async def main():
+        return await asyncio.gather(*(rt.read(dest, i) for i in ids))
+
+    asyncio.run(main())
+    s = rt.stats()
+    assert rt.decoder.max_batch == 1 and s["batches"] == s["decodes"] > 0
+    rt.close()
+
+
+def test_latent_hits_promote_to_the_image_tier(archive, model):
+    dest, ids = archive
+    rt = runtime(model)
+
+    async def read_n(n):
+        for _ in range(n):
+            await rt.read(dest, ids[1])
+
+    asyncio.run(read_n(1))
+    assert rt.stats()["misses"] == 1 and rt.stats()["latent_bytes"] > 0
+    asyncio.run(read_n(2))   # two latent hits: h = 2 -> promoted
+    assert rt.stats()["latent_hits"] == 2 and rt.stats()["image_bytes"] > 0
+    asyncio.run(read_n(1))
+    assert rt.stats()["image_hits"] == 1 and rt.stats()["decodes"] == 3
+    rt.close()
+
+
+def test_ewmas_follow_measured_latencies(archive, model):
+    dest, ids = archive
+    rt = runtime(model, fetch_delay_ms=60.0)
+    start_fetch = rt.stats()["t_fetch_ms"]   # 140 ms from the config
+    asyncio.run(rt.read(dest, ids[2]))
+    t_fetch = rt.stats()["t_fetch_ms"]
+    assert t_fetch < start_fetch and rt.cache.tuner.t_fetch == pytest.approx(t_fetch)
+    assert rt.stats()["t_decode_ms"] != 40.0
+    rt.close()
+
+
+def test_errors_name_the_id_and_spare_other_ids(tmp_path, model):
+    dest = str(tmp_path / "arc")
+    ids = build_serving_archive(dest, model, n=2)
+    corrupt_latent(dest, ids[0], model)
+    rt = runtime(model)
+    with pytest.raises(KeyError) as unknown:
+        asyncio.run(rt.read(dest, "no/such.png"))
+    assert "no/such.png" in str(unknown.value)
+    with pytest.raises(NotFoundError, match="failed to migrate"):
+        asyncio.run(rt.read(dest, "broken.png"))
+    with pytest.raises(IntegrityError, match=ids[0]):
+        asyncio.run(rt.read(dest, ids[0]))
+    assert asyncio.run(rt.read(dest, ids[1]))[:8] == b"\x89PNG\r\n\x1a\n"
+    assert rt.stats()["errors"] == 3
+    rt.close()
+
+
+def test_serve_yaml_is_validated(tmp_path):
+    assert load_serve_settings().runtime.spillover in ("explicit", "steal", "off")
+    bad = tmp_path / "serve.yaml"
+    bad.write_text("runtime:\n  spillover: sometimes\n")
+    with pytest.raises(ConfigError, match="spillover"):
+        load_serve_settings(str(bad))
+    bad.write_text("runtime:\n  theta: -1\n")
+    with pytest.raises(ConfigError, match="theta"):
+        load_serve_settings(str(bad))
+
+
+def test_cli_serve_refuses_bad_options_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    for extra in (["--workers", "0"], ["--cache-bytes", "-5"], ["--config", str(tmp_path / "none.yaml")]):
+        out = subprocess.run([sys.executable, "-m", "lbdask", "serve", str(tmp_path), *extra],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2 and out.stderr.startswith("lbdask: error:"), (extra, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1
