@@ -1,6 +1,7 @@
 """Reading images back out of an archive, in this process: `lbdask.open(DEST).read(id)`.
 
-Kept images come back as their original bytes; latent images are decoded with the model
+Kept images come back as their original bytes, failed inputs as their raw bytes (not a
+decodable PNG: `row(id).status` says so); latent images are decoded with the model
 the archive names (its fingerprint is checked) at their original size, and written as a
 PNG of the source's mode family with the source's ancillary chunks restored.
 """
@@ -49,13 +50,14 @@ class ArchiveReader:
         return row
 
     def read(self, image_id: str) -> bytes:
-        """PNG bytes of an archived image: the original for kept images, the decode for latents."""
+        """The bytes of an archived input: PNG bytes of the original for kept images and of the
+        decode for latents; for failed inputs the raw source bytes, whatever they are."""
         row = self.row(image_id)
-        if row.status == "kept":
+        if row.status == "latent":
+            return self.decode_png(row)
+        if row.original is not None:  # kept, or failed with its raw bytes (checked against source_sha256)
             return self.archive.read_original(row)
-        if row.status != "latent":
-            raise NotFoundError(f"image '{image_id}' failed to migrate ({row.reason}); the archive holds no copy of it")
-        return self.decode_png(row)
+        raise NotFoundError(f"image '{image_id}' was {row.status} ({row.reason}); the archive holds no copy of it")
 
     def decode_png(self, row: CatalogRow) -> bytes:
         """Decode a latent row to a PNG at the source's size and mode family."""

@@ -1,12 +1,14 @@
 """The `lbdask` command: one sub-module per subcommand, each with `add_parser` and `run`.
 
 Errors a user can cause print as one line (`lbdask: error: ...`) with exit status 2;
-`--debug` shows the traceback of anything else.
+`--debug` shows the traceback of anything else. A reader that stops early
+(`lbdask ls DEST | head`) ends the command quietly with status 0, as a pipe expects.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -31,7 +33,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args._run(args) or 0)
+        code = int(args._run(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below
+        return code
+    except BrokenPipeError:
+        stdout_to_devnull()
+        return 0
     except LbdaskError as exc:
         if args.debug:
             raise
@@ -45,6 +52,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"lbdask: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)", file=sys.stderr)
         return 1
+
+
+def stdout_to_devnull() -> None:
+    """After the reader of stdout went away: point stdout at /dev/null, so that the final
+    flush at interpreter exit does not raise BrokenPipeError again (Python's documented recipe)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":

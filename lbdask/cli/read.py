@@ -1,4 +1,5 @@
-"""`lbdask read DEST ID [-o FILE]`: write one archived image as PNG bytes."""
+"""`lbdask read DEST ID [-o FILE]`: write one archived image as PNG bytes (a failed input:
+its raw bytes, with a one-line note on stderr)."""
 from __future__ import annotations
 
 import argparse
@@ -24,6 +25,10 @@ def run(args: argparse.Namespace) -> int:
     box = open_archive(args.dest, storage_options=parse_storage_options(args.storage_options),
                        weights=args.weights, device=args.device)
     png = box.read(args.id)
+    row = box.row(args.id)
+    if row.status == "failed":
+        print(f"lbdask: note: '{args.id}' is the raw bytes of an input that is not a decodable PNG "
+              f"({row.reason})", file=sys.stderr)
     if args.output:
         try:
             with open(args.output, "wb") as f:
