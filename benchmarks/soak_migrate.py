@@ -2,7 +2,7 @@
 
     python benchmarks/soak_migrate.py [--limit N] [--kill-every S] [--batch-size N] [--markdown FILE]
 
-Copies the shared corpus (all of it, or its first N files) into a fresh SRC, adds inputs that
+Copies the shared corpus (all of it, or N files evenly spaced by name) into a fresh SRC, adds inputs that
 cannot be converted (a truncated PNG, a text file named .png) and a symlink pointing out of
 SRC, and migrates it with `lbdask migrate --scheduler` against real `dask scheduler` /
 `dask worker` processes (tests/cluster_helpers.py). While the job runs, a worker is killed
@@ -57,10 +57,13 @@ CORPUS = SHARED / "corpus" / "ai-png"
 
 
 def build_source(root: Path, limit: int | None) -> tuple[Path, int]:
-    """SRC: corpus files (sorted, first `limit`), two unconvertible inputs, one symlink out of SRC."""
+    """SRC: corpus files (all, or `limit` of them evenly spaced by name), two unconvertible
+    inputs and one symlink out of SRC."""
     src = root / "src"
     src.mkdir(parents=True)
-    files = sorted(CORPUS.glob("*.png"))[:limit] if limit else sorted(CORPUS.glob("*.png"))
+    files = sorted(CORPUS.glob("*.png"))
+    if limit and limit < len(files):
+        files = [files[round(i * (len(files) - 1) / max(1, limit - 1))] for i in range(limit)]
     for f in files:
         shutil.copyfile(f, src / f.name)
     (src / "bad").mkdir()
@@ -162,9 +165,10 @@ def check_archive(dest: str, src: Path, weights: Path) -> tuple[list[str], Count
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--limit", type=int, help="only the first N corpus files (default: all)")
-    ap.add_argument("--kill-every", type=float, default=90.0, metavar="S", help="mean seconds between worker kills")
-    ap.add_argument("--batch-size", type=int, default=2, help="images per batch (small: progress between kills)")
+    ap.add_argument("--limit", type=int, help="only N corpus files, evenly spaced by name (default: all)")
+    ap.add_argument("--kill-every", type=float, default=240.0, metavar="S",
+                    help="mean seconds between worker kills (keep it well above one batch's encode time)")
+    ap.add_argument("--batch-size", type=int, default=1, help="images per batch (small: progress between kills)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", help="keep SRC and DEST here (default: a temporary folder, removed)")
     ap.add_argument("--markdown", help="also write the report here")
@@ -202,7 +206,7 @@ def main() -> int:
     lines += [
         f"Soak run on {platform.node()} ({platform.machine()}, {os.cpu_count()} cores), "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC: {total} inputs "
-        f"({total - 3} corpus PNGs{f', first {args.limit}' if args.limit else ''}, 2 unconvertible, 1 symlink out of SRC), "
+        f"({total - 3} corpus PNGs{f' (--limit {args.limit})' if args.limit else ''}, 2 unconvertible, 1 symlink out of SRC), "
         f"batch size {args.batch_size}, a worker SIGKILLed every ~{args.kill_every:g} s.",
         "",
         "| figure | value |",
