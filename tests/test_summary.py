@@ -63,3 +63,23 @@ def test_cluster_health_sums_losses_and_keeps_the_peak():
             {"cluster": {"workers_lost": 0, "tasks_retried": 0, "peak_worker_memory": 30}}, {}]
     assert cluster_health(jobs) == {"jobs": 2, "workers_lost": 2, "tasks_retried": 5, "peak_worker_memory": 30}
     assert cluster_health([{}]) is None
+
+
+def test_job_summary_of_a_job_that_converted_nothing_says_so():
+    from lbdask.cli.migrate import format_summary
+    from migrate.stats import JobStats
+    from migrate.tasks import BatchResult
+
+    stats = JobStats()
+    reps = by_representation(rows_of(("kept", 6000, 6000), ("failed", 437_000, 437_000)))
+    stats.add(BatchResult("keep-1", 2, 443_000, {"kept": 1, "failed": 1}, reps, {"kept:palette": 1, "failed:bomb": 1}, []))
+    summary = {"src": "s", "dest": "d", "model": "taef2", "images_listed": 2, "images_already_committed": 0,
+               **stats.summary(2.0, {"start": 1.0, "scan": 0.5, "batches": 0.5},
+                               {"latents": 0, "originals": 443_000, "catalog": 700},
+                               {"workers_lost": 2, "tasks_retried": 3, "peak_worker_memory": 3 * 2**30,
+                                "peak_worker_memory_fraction": 0.75})}
+    text = format_summary(summary)
+    assert summary["drr"] is None and "DRR none: no input was converted to a latent" in text
+    assert "%" not in text.split("DRR")[1].splitlines()[0]
+    assert "2 worker(s) lost or restarted, 3 task(s) retried, peak worker memory 3.00 GiB (75% of its limit)" in text
+    assert "failed (raw)       1 images        437,000 ->        437,000" in text
