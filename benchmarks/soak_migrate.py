@@ -1,8 +1,8 @@
 """Soak test of the whole migration path on real data (not CI): kills, resume, full read-back.
 
-    python benchmarks/soak_migrate.py [--limit N] [--kill-every S] [--batch-size N] [--markdown FILE]
+    python benchmarks/soak_migrate.py [--limit N | --smallest N] [--kill-every S] [--batch-size N] [--markdown FILE]
 
-Copies the shared corpus (all of it, or N files evenly spaced by name) into a fresh SRC, adds inputs that
+Copies the shared corpus (all of it, N files evenly spaced by name, or the N smallest) into a fresh SRC, adds inputs that
 cannot be converted (a truncated PNG, a text file named .png) and a symlink pointing out of
 SRC, and migrates it with `lbdask migrate --scheduler` against real `dask scheduler` /
 `dask worker` processes (tests/cluster_helpers.py). While the job runs, a worker is killed
@@ -55,14 +55,21 @@ from lbdask.storage import open_location  # noqa: E402
 CORPUS = SHARED / "corpus" / "ai-png"
 
 
-def build_source(root: Path, limit: int | None) -> tuple[Path, int]:
-    """SRC: corpus files (all, or `limit` of them evenly spaced by name), two unconvertible
-    inputs and one symlink out of SRC."""
-    src = root / "src"
-    src.mkdir(parents=True)
+def corpus_files(limit: int | None, smallest: int | None) -> list[Path]:
+    """All corpus files, `limit` of them evenly spaced by name, or the `smallest` by pixels."""
     files = sorted(CORPUS.glob("*.png"))
+    if smallest:
+        return sorted(files, key=lambda f: (pngio.probe(f.read_bytes()).width * pngio.probe(f.read_bytes()).height,
+                                            f.name))[:smallest]
     if limit and limit < len(files):
         files = [files[round(i * (len(files) - 1) / max(1, limit - 1))] for i in range(limit)]
+    return files
+
+
+def build_source(root: Path, files: list[Path]) -> tuple[Path, int]:
+    """SRC: the corpus files, two unconvertible inputs and one symlink out of SRC."""
+    src = root / "src"
+    src.mkdir(parents=True)
     for f in files:
         shutil.copyfile(f, src / f.name)
     (src / "bad").mkdir()
@@ -165,6 +172,7 @@ def check_archive(dest: str, src: Path, weights: Path) -> tuple[list[str], Count
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--limit", type=int, help="only N corpus files, evenly spaced by name (default: all)")
+    ap.add_argument("--smallest", type=int, metavar="N", help="only the N corpus files with the fewest pixels")
     ap.add_argument("--kill-every", type=float, default=240.0, metavar="S",
                     help="mean seconds between worker kills (keep it well above one batch's encode time)")
     ap.add_argument("--batch-size", type=int, default=1, help="images per batch (small: progress between kills)")
@@ -181,7 +189,7 @@ def main() -> int:
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - started:7.1f} s] {msg}", file=sys.stderr, flush=True)
 
-    src, total = build_source(root, args.limit)
+    src, total = build_source(root, corpus_files(args.limit, args.smallest))
     dest = str(root / "archive")
     env = subprocess_env()
     cluster = DaskProcesses(env)
@@ -205,7 +213,8 @@ def main() -> int:
     lines += [
         f"Soak run on {platform.node()} ({platform.machine()}, {os.cpu_count()} cores), "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC: {total} inputs "
-        f"({total - 3} corpus PNGs{f' (--limit {args.limit})' if args.limit else ''}, 2 unconvertible, 1 symlink out of SRC), "
+        f"({total - 3} corpus PNGs{f' (--limit {args.limit})' if args.limit else ''}"
+        f"{f' (--smallest {args.smallest})' if args.smallest else ''}, 2 unconvertible, 1 symlink out of SRC), "
         f"batch size {args.batch_size}, a worker SIGKILLed every ~{args.kill_every:g} s.",
         "",
         "| figure | value |",
