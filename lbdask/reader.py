@@ -1,7 +1,8 @@
 """Reading images back out of an archive, in this process: `lbdask.open(DEST).read(id)`.
 
-Kept images come back as their original bytes; latent images are decoded with the model
-the archive names (its fingerprint is checked) by the canonical decode (`lbdask.decode`):
+Kept images come back as their original bytes, failed inputs as their raw bytes (not a
+decodable PNG: `row(id).status` says so); latent images are decoded with the model the
+archive names (its fingerprint is checked) by the canonical decode (`lbdask.decode`):
 original size, the source's mode family, its ancillary chunks restored.
 """
 from __future__ import annotations
@@ -45,13 +46,14 @@ class ArchiveReader:
         return row
 
     def read(self, image_id: str) -> bytes:
-        """PNG bytes of an archived image: the original for kept images, the decode for latents."""
+        """The bytes of an archived input: PNG bytes of the original for kept images and of the
+        decode for latents; for failed inputs the raw source bytes, whatever they are."""
         row = self.row(image_id)
-        if row.status == "kept":
+        if row.status == "latent":
+            return self.decode_png(row)
+        if row.original is not None:  # kept, or failed with its raw bytes (checked against source_sha256)
             return self.archive.read_original(row)
-        if row.status != "latent":
-            raise NotFoundError(f"image '{image_id}' failed to migrate ({row.reason}); the archive holds no copy of it")
-        return self.decode_png(row)
+        raise NotFoundError(f"image '{image_id}' was {row.status} ({row.reason}); the archive holds no copy of it")
 
     def decode_png(self, row: CatalogRow) -> bytes:
         """Decode a latent row to the PNG a reader gets (the canonical decode)."""

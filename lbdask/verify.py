@@ -40,12 +40,13 @@ class VerifyReport:
     failures: list[str] = field(default_factory=list)
     latent_checked: int = 0
     kept_checked: int = 0
+    failed_checked: int = 0
     decode_unchecked: int = 0   # decodes with neither a comparable checksum nor a source
     corrupt: int = 0            # failures that are a missing or corrupt object (IntegrityError)
     damaged: list[str] = field(default_factory=list)  # catalog objects that could not be read
 
     def summary(self) -> str:
-        return (f"verified {self.latent_checked} latent and {self.kept_checked} kept rows: "
+        return (f"verified {self.latent_checked} latent, {self.kept_checked} kept and {self.failed_checked} failed rows: "
                 f"{len(self.failures)} failure(s) ({self.corrupt} corrupt or missing), "
                 f"{self.decode_unchecked} decode(s) without a reference"
                 + (f"; catalog damaged: {len(self.damaged)} object(s) unreadable" if self.damaged else ""))
@@ -57,8 +58,8 @@ class VerifyReport:
 
 
 def sample_rows(rows: Iterable[CatalogRow], n: int, seed: int = 0) -> list[CatalogRow]:
-    """Up to `n` latent/kept rows (0 = all), chosen reproducibly, in id order."""
-    candidates = sorted((r for r in rows if r.status in ("latent", "kept")), key=lambda r: r.id)
+    """Up to `n` rows with stored bytes (0 = all), chosen reproducibly, in id order."""
+    candidates = sorted((r for r in rows if r.status in ("latent", "kept", "failed")), key=lambda r: r.id)
     if 0 < n < len(candidates):
         candidates = sorted(random.Random(seed).sample(candidates, n), key=lambda r: r.id)
     return candidates
@@ -94,10 +95,12 @@ def verify_latent(arc: Archive, model, row: CatalogRow, source: Location | None,
 
 
 def verify_kept(arc: Archive, row: CatalogRow) -> list[str]:
-    """Failures for one kept row: its stored original must hash to the source's sha256."""
+    """Failures for one kept or failed row: its stored bytes must hash to the source's sha256."""
+    if row.original is None:
+        return [f"{row.id}: {row.status} input has no stored copy (archive written before failed inputs were kept)"]
     digest = hashlib.sha256(arc.read_original(row)).hexdigest()
     if digest != row.source_sha256:
-        return [f"{row.id}: kept original sha256 {digest[:12]} does not match source {str(row.source_sha256)[:12]}"]
+        return [f"{row.id}: {row.status} bytes sha256 {digest[:12]} does not match source {str(row.source_sha256)[:12]}"]
     return []
 
 
@@ -107,8 +110,9 @@ def verify_archive(arc: Archive, model, rows: Iterable[CatalogRow], source: Loca
     report = VerifyReport()
     for row in rows:
         try:
-            if row.status == "kept":
-                report.kept_checked += 1
+            if row.status in ("kept", "failed"):
+                report.kept_checked += row.status == "kept"
+                report.failed_checked += row.status == "failed"
                 report.failures += verify_kept(arc, row)
             else:
                 report.latent_checked += 1

@@ -30,6 +30,10 @@ from .progress import MigrationProgress
 from .scan import SourceItem, list_source_ids, scan_group
 from .settings import ClusterSettings, JobSettings
 from .stats import JobStats
+from .watch import ClusterWatch
+
+#: Key prefixes of this job's tasks (retried ones are counted by the cluster watch).
+TASK_PREFIXES = ("scan-png-", "read-png-", "encode-", "write-shard-", "model-info-")
 
 
 @dataclass
@@ -58,7 +62,7 @@ def _weights_path(weights: str | None) -> str | None:
 
 
 def scan(client: Client, req: MigrationRequest, ids: list[str]) -> list[SourceItem]:
-    """Hash and probe `ids` on the workers (`scan-png` tasks)."""
+    """Hash and probe `ids` on the workers (`scan-png` tasks); refused entries are never read."""
     futures = [
         client.submit(scan_group, req.src, req.storage_options, group, key=f"scan-png-{tokenize(req.src, group)}")
         for group in _groups(ids, req.settings.scan_group)
@@ -127,7 +131,7 @@ def run_migration(req: MigrationRequest, log: Callable[[str], None] = print) -> 
 def _migrate(req: MigrationRequest, log: Callable[[str], None]) -> dict[str, Any]:
     started_at = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
-    sizes = list_source_ids(open_location(req.src, req.storage_options))
+    listing = list_source_ids(open_location(req.src, req.storage_options))
     settings = req.settings
     with connect(req.scheduler, req.cluster, req.workers) as client:
         link = dashboard_link(client)
@@ -138,21 +142,25 @@ def _migrate(req: MigrationRequest, log: Callable[[str], None]) -> dict[str, Any
         model_meta = {k: v for k, v in info.items() if k != "device_class"}
         arc = Archive.create(req.dest, model_meta, storage_options=req.storage_options or None)
         committed = {r.id: r for r in arc.rows()}
-        changed = changed_sources(sizes, committed)
+        changed = changed_sources(listing.sizes, committed)
         if changed:
             log(f"{len(changed)} source(s) changed since migration (size differs)"
                 + ("; migrating them again" if req.remigrate_changed else ": --remigrate-changed migrates them again"))
             if req.remigrate_changed:
                 arc.compact()  # their old rows are folded first, so the new rows win everywhere
                 committed = {i: r for i, r in committed.items() if i not in set(changed)}
-        todo = [i for i in sizes if i not in committed]
+        listed = len(listing.sizes) + len(listing.refused)
+        todo = [i for i in listing.sizes if i not in committed]
+        refused = [SourceItem(i, 0, refused=r) for i, r in listing.refused.items() if i not in committed]
         stats = JobStats()
         phases = {"start": time.perf_counter() - t0, "scan": 0.0, "batches": 0.0}
-        if todo:
-            with span("lbdask-migrate"):
+        watch = ClusterWatch(client, TASK_PREFIXES)
+        if todo or refused:
+            before = arc.bytes_on_store()
+            with span("lbdask-migrate"), watch:
                 t_scan = time.perf_counter()
                 with span("scan"):
-                    items = scan(client, req, todo)
+                    items = scan(client, req, todo) + refused
                 batches = plan_batches(items, settings, info["pad_multiple"])
                 prepare_buckets(arc, batches, info, settings)
                 t_batches = time.perf_counter()
@@ -174,14 +182,18 @@ def _migrate(req: MigrationRequest, log: Callable[[str], None]) -> dict[str, Any
             "device_class": info["device_class"],
             "workers": len(client.nthreads()),
             "threads": sum(client.nthreads().values()),
-            "images_listed": len(sizes),
-            "images_already_committed": len(sizes) - len(todo),
+            "images_listed": listed,
+            "images_already_committed": listed - len(todo) - len(refused),
             "sources_changed": len(changed),
             "sources_changed_remigrated": req.remigrate_changed and bool(changed),
             "settings": asdict(settings),
-            **stats.summary(seconds, phases),
         }
-    if todo:
-        summary["job_id"] = arc.write_job_stats(summary)
+    if todo or refused:
         arc.compact()  # fold this job's batch objects into the hash-partitioned index
+        after = arc.bytes_on_store()
+        added = {part: after.get(part, 0) - before.get(part, 0) for part in after}
+        summary.update(stats.summary(seconds, phases, added, watch.summary()))
+        summary["job_id"] = arc.write_job_stats(summary)
+    else:
+        summary.update(stats.summary(seconds, phases, {}))
     return summary

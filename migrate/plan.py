@@ -27,14 +27,20 @@ KEEP_ANIMATED = "animated"
 
 @dataclass(frozen=True)
 class Outcome:
-    """A decision made before any pixel is decoded: keep or fail, with the reason."""
+    """A decision made before any pixel is decoded: keep, fail or refuse, with the reason.
 
-    status: str  # "kept" | "failed"
+    Kept and failed inputs are both stored byte-identical; a refused one (not a regular file
+    inside SRC, or unreadable) is never read, so the archive records only why.
+    """
+
+    status: str  # "kept" | "failed" | "refused"
     reason: str
 
 
 def pre_decode_outcome(item: SourceItem, settings: JobSettings) -> Outcome | None:
     """What the header alone decides for `item`; None means "try it as a latent"."""
+    if item.refused:
+        return Outcome("refused", item.refused)
     if item.error:
         return Outcome("failed", item.error)
     if item.pixels > settings.bomb_pixels:

@@ -1,12 +1,16 @@
 """Scan a PNG source: list ids, then hash and probe each file without decoding pixels.
 
 Listing runs in the driver (one LIST per prefix); hashing and probing run as Dask tasks
-over groups of files so a large source is read in parallel by the workers.
+over groups of files so a large source is read in parallel by the workers. Only regular
+files inside SRC are read: on a folder, a `*.png` that is a symlink pointing out of SRC, a
+fifo or a device is refused at listing time (never opened) and recorded with its reason.
 """
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import os
+import stat
+from dataclasses import dataclass, field
 
 from lbdask import pngio
 from lbdask.errors import InputError, StoreError
@@ -27,15 +31,25 @@ class SourceItem:
     has_alpha: bool = False
     error: str | None = None
     animated: bool = False  # an APNG: a latent would keep only its first frame
-
+    refused: str | None = None  # why the file is not read at all (not a regular file inside SRC)
 
     @property
     def pixels(self) -> int:
         return self.width * self.height
 
 
-def list_source_ids(src: Location) -> dict[str, int]:
-    """Every `*.png` below the source root, recursively: id (relative path) -> size in bytes."""
+@dataclass
+class SourceListing:
+    """The `*.png` ids below SRC: regular files (id -> size) and refused entries (id -> reason)."""
+
+    sizes: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+def list_source_ids(src: Location) -> SourceListing:
+    """Every `*.png` below the source root, recursively (the id is the relative path)."""
+    if not src.is_remote:
+        return _list_folder(src)
     try:
         found = src.fs.find(src.root, detail=True)
     except (OSError, ValueError) as exc:
@@ -47,7 +61,61 @@ def list_source_ids(src: Location) -> dict[str, int]:
     for path, info in found.items():
         if info.get("type") == "file" and path.lower().endswith(".png") and path.startswith(prefix):
             out[path[len(prefix):]] = int(info.get("size") or 0)
-    return dict(sorted(out.items()))
+    return SourceListing(dict(sorted(out.items())))
+
+
+def _fail_listing(exc: OSError) -> None:
+    raise StoreError(f"cannot list source folder {exc.filename}: {exc.strerror or exc}")
+
+
+def _list_folder(src: Location) -> SourceListing:
+    """A folder walked without following links; each `*.png` is checked with lstat."""
+    if not os.path.isdir(src.root):
+        raise StoreError(f"source {src.url} does not exist or is not a folder")
+    real_root = os.path.realpath(src.root)
+    listing = SourceListing()
+    for dirpath, dirnames, filenames in os.walk(src.root, onerror=_fail_listing):
+        for name in sorted([*filenames, *dirnames]):
+            path = os.path.join(dirpath, name)
+            if not name.lower().endswith(".png") or (name in dirnames and not os.path.islink(path)):
+                continue
+            image_id = os.path.relpath(path, src.root).replace(os.sep, "/")
+            size, reason = _regular_inside(path, real_root)
+            if reason is None:
+                listing.sizes[image_id] = size
+            else:
+                listing.refused[image_id] = reason
+    listing.sizes = dict(sorted(listing.sizes.items()))
+    listing.refused = dict(sorted(listing.refused.items()))
+    return listing
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a fifo"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _regular_inside(path: str, real_root: str) -> tuple[int, str | None]:
+    """(size, None) for a regular file inside SRC (directly or by a symlink that stays
+    inside); (0, reason) for anything else, without opening it."""
+    st = os.lstat(path)
+    if stat.S_ISREG(st.st_mode):
+        return st.st_size, None
+    if not stat.S_ISLNK(st.st_mode):
+        return 0, f"not a regular file: {_kind(st.st_mode)}"
+    target = os.path.realpath(path)
+    if os.path.commonpath([target, real_root]) != real_root:
+        return 0, f"symlink pointing outside SRC (to {target})"
+    try:
+        st = os.stat(target)
+    except OSError:
+        return 0, "broken symlink"
+    if not stat.S_ISREG(st.st_mode):
+        return 0, f"symlink to {_kind(st.st_mode)}"
+    return st.st_size, None
 
 
 def source_path(src: Location, image_id: str) -> str:
@@ -93,7 +161,7 @@ def scan_group(src_url: str, storage_options: dict, ids: list[str]) -> list[Sour
     items = []
     for image_id, data in read_sources(src, ids).items():
         if isinstance(data, Exception):
-            items.append(SourceItem(image_id, 0, error=f"unreadable: {data}"))
+            items.append(SourceItem(image_id, 0, refused=f"unreadable: {data}"))
         else:
             items.append(describe(image_id, data))
     return items

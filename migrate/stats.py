@@ -5,7 +5,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from lbdask.archive.summary import psnr_histogram, psnr_stats
+from lbdask.archive.summary import merge_representations, psnr_histogram, psnr_stats, storage
 
 from .tasks import BatchResult
 
@@ -16,8 +16,8 @@ class JobStats:
 
     images: int = 0
     source_bytes: int = 0
-    stored_bytes: int = 0
     statuses: Counter = field(default_factory=Counter)
+    representations: dict[str, dict[str, int]] = field(default_factory=dict)
     reasons: Counter = field(default_factory=Counter)
     psnr: list[float] = field(default_factory=list)
     psnr_initial: list[float] = field(default_factory=list)
@@ -30,8 +30,8 @@ class JobStats:
         self.batches += 1
         self.images += result.images
         self.source_bytes += result.source_bytes
-        self.stored_bytes += result.stored_bytes
         self.statuses.update(result.status_counts)
+        merge_representations(self.representations, result.representations)
         self.reasons.update(result.reasons)
         self.psnr.extend(result.psnr)
         self.psnr_initial.extend(result.psnr_initial)
@@ -39,11 +39,15 @@ class JobStats:
         self.refine_seconds += result.refine_seconds
         self.batches_already_committed += int(result.already_committed)
 
-    def summary(self, seconds: float, phases: dict[str, float]) -> dict[str, Any]:
+    def summary(self, seconds: float, phases: dict[str, float], stored_parts: dict[str, int],
+                cluster: dict[str, Any] | None = None) -> dict[str, Any]:
         """JSON-ready statistics of this job (the part `lbdask report` shows per job).
 
         `phases` splits `seconds` into start-up (cluster, model), scan and batches, so that the
-        steady rate of the pipeline is seen apart from the job's fixed costs.
+        steady rate of the pipeline is seen apart from the job's fixed costs. `stored_parts` is
+        what this job added to the store, measured (`Archive.bytes_on_store` after minus
+        before), so its DRR is the report's DRR restricted to this job's inputs. `cluster`:
+        worker losses, retried tasks and peak worker memory (`migrate/watch.py`).
         """
         batch_seconds = phases.get("batches", 0.0)
         return {
@@ -51,9 +55,11 @@ class JobStats:
             "images_latent": self.statuses.get("latent", 0),
             "images_kept_png": self.statuses.get("kept", 0),
             "images_failed": self.statuses.get("failed", 0),
+            "images_refused": self.statuses.get("refused", 0),
             "reasons": dict(sorted(self.reasons.items())),
-            "bytes_source": self.source_bytes,
-            "bytes_stored": self.stored_bytes,
+            **storage(self.representations, stored_parts),
+            "bytes_stored_by_part": dict(stored_parts),
+            "cluster": cluster,
             "seconds": round(seconds, 3),
             "images_per_s": round(self.images / seconds, 4) if seconds > 0 else None,
             "mb_per_s": round(self.source_bytes / 1e6 / seconds, 4) if seconds > 0 else None,

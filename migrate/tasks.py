@@ -2,7 +2,8 @@
 
 `read-png` (CPU: fetch, probe, decode, pad), `encode` (the resident model: encode,
 optional refinement and precision choice, quantise, decode again, PSNR) and
-`write-shard` (pcodec shard write, kept originals, atomic commit). Separate tasks let
+`write-shard` (pcodec shard write, kept originals and the raw bytes of failed inputs,
+atomic commit). Separate tasks let
 Dask overlap PNG decoding and shard writing of neighbouring batches with the encode.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from distributed.metrics import context_meter
 
 from lbdask import pngio
 from lbdask.archive import Archive, CatalogRow
+from lbdask.archive.summary import by_representation
 from lbdask.codec import EncodedLatent, LatentCodec, compressed_size
 from lbdask.errors import InputError
 from lbdask.metrics import psnr
@@ -41,7 +43,7 @@ class DecodedBatch:
     """A batch after `read-png`: source bytes, chunks, decisions and the images to encode."""
 
     batch: Batch
-    originals: dict[str, bytes]            # source bytes of every readable item (kept copies come from here)
+    originals: dict[str, bytes]            # source bytes of every readable item (kept and failed copies come from here)
     chunks: dict[str, list[pngio.PngChunk]]
     outcomes: dict[str, Outcome]           # keep/fail decisions made so far
     candidates: list[str] = field(default_factory=list)
@@ -71,8 +73,8 @@ class BatchResult:
     batch_id: str
     images: int
     source_bytes: int
-    stored_bytes: int
     status_counts: dict[str, int]
+    representations: dict[str, dict[str, int]]  # status -> images, source and stored bytes (summary.by_representation)
     reasons: dict[str, int]                # "kept:<reason>" / "failed:<reason>" -> count
     psnr: list[float]                      # latent images only
     psnr_initial: list[float] = field(default_factory=list)  # latent images that were refined
@@ -100,7 +102,7 @@ def _pad(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def read_png(src_url: str, storage_options: dict[str, Any], batch: Batch, settings: JobSettings) -> DecodedBatch:
     """Fetch the batch's source files, keep their chunks, decode the latent candidates."""
     outcomes = dict(batch.outcomes)
-    wanted = [i.id for i in batch.items if not (i.id in outcomes and outcomes[i.id].status == "failed")]
+    wanted = [i.id for i in batch.items if not (i.id in outcomes and outcomes[i.id].status == "refused")]
     with context_meter.meter("fetch-source"):
         fetched = read_sources(open_location(src_url, storage_options), wanted)
     decoded = DecodedBatch(batch, {}, {}, outcomes)
@@ -109,9 +111,11 @@ def read_png(src_url: str, storage_options: dict[str, Any], batch: Batch, settin
         if data is None:
             continue
         if isinstance(data, Exception):
-            outcomes[item.id] = Outcome("failed", f"unreadable: {data}")
+            outcomes[item.id] = Outcome("refused", f"unreadable: {data}")
             continue
         decoded.originals[item.id] = data
+        if item.id in outcomes and outcomes[item.id].status == "failed":
+            continue  # its raw bytes are stored as they are
         try:
             with context_meter.meter("probe-png"):
                 decoded.chunks[item.id] = list(pngio.probe(data).chunks)
@@ -179,7 +183,7 @@ def write_shard(dest_url: str, storage_options: dict[str, Any], decoded: Decoded
     batch = decoded.batch
     arc = open_archive(dest_url, storage_options)
     if arc.is_committed(batch.batch_id):
-        return BatchResult(batch.batch_id, len(batch.items), batch.source_bytes, 0, {}, {}, [], already_committed=True)
+        return BatchResult(batch.batch_id, len(batch.items), batch.source_bytes, {}, {}, {}, [], already_committed=True)
     outcomes = dict(decoded.outcomes)
     rows: dict[str, CatalogRow] = {}
     by_bits: dict[int, list[int]] = {}
@@ -202,14 +206,15 @@ def write_shard(dest_url: str, storage_options: dict[str, Any], decoded: Decoded
                                   refine_steps=encoded.refine_steps[k], model_fingerprint=encoded.fingerprint,
                                   bits=enc.bits, lo=enc.lo, hi=enc.hi, checksum=enc.checksum, stored_bytes=encoded.stored_bytes[k],
                                   decode_sha256=encoded.decode_sha256[k], device_class=encoded.device_class)
-    kept = {i: decoded.originals[i] for i, o in outcomes.items() if o.status == "kept"}
+    # kept PNGs and the raw bytes of failed inputs: byte-identical, checked against source_sha256 on read
+    kept = {i: decoded.originals[i] for i, o in outcomes.items() if o.status in ("kept", "failed")}
     refs = {}
     if kept:
         with context_meter.meter("write-originals"):
             refs = arc.put_originals(batch.batch_id, kept)
     for image_id, outcome in outcomes.items():
         extra = {}
-        if outcome.status == "kept":
+        if image_id in kept:
             extra = {"original": refs[image_id], "stored_bytes": len(kept[image_id])}
             if image_id in decoded.candidates:  # measured, then kept: record what the latent would have given
                 k = decoded.candidates.index(image_id)
@@ -219,8 +224,8 @@ def write_shard(dest_url: str, storage_options: dict[str, Any], decoded: Decoded
         arc.commit(batch.batch_id, [rows[i.id] for i in batch.items])
     latent = [r for r in rows.values() if r.status == "latent"]
     return BatchResult(
-        batch.batch_id, len(batch.items), batch.source_bytes, sum(r.stored_bytes for r in rows.values()),
-        dict(Counter(r.status for r in rows.values())),
+        batch.batch_id, len(batch.items), batch.source_bytes, dict(Counter(r.status for r in rows.values())),
+        by_representation(rows.values()),
         dict(Counter(f"{r.status}:{r.reason}" for r in rows.values() if r.status != "latent")),
         [r.psnr for r in latent], [r.psnr_initial for r in latent if r.psnr_initial is not None],
         encoded.seconds if encoded else 0.0, encoded.refine_seconds if encoded else 0.0,

@@ -31,6 +31,15 @@ def test_read_writes_png_bytes_to_stdout_or_file(archive, taef2_dir, tmp_path, c
     assert rgb.shape == (72, 96, 3)
 
 
+def test_read_of_a_failed_input_gives_its_raw_bytes_and_a_note(archive, capfdbinary):
+    dest, sources = archive
+    assert cli.main(["read", dest, "broken.png"]) == 0
+    got = capfdbinary.readouterr()
+    assert got.out == sources["broken.png"]
+    note = got.err.decode()
+    assert note.count("\n") == 1 and "not a decodable PNG" in note and "corrupt PNG" in note
+
+
 def test_read_errors_are_one_line_exit_2(archive, tmp_path, capfd):
     dest, _ = archive
     assert cli.main(["read", dest, "nope.png"]) == 2
@@ -59,7 +68,7 @@ def test_report_json_has_the_contract_keys_and_true_numbers(archive, capsys):
 
     rep = json.loads(capsys.readouterr().out, parse_constant=strict)
     assert (rep["images_total"], rep["images_latent"], rep["images_kept_png"], rep["images_failed"]) == (4, 2, 1, 1)
-    assert rep["bytes_source"] == sum(len(b) for b in sources.values()) + 123
+    assert rep["bytes_source"] == sum(len(b) for b in sources.values())
     on_disk = sum(os.path.getsize(os.path.join(d, f)) for part in ("latents", "originals", "catalog")
                   for d, _, files in os.walk(os.path.join(dest, part)) for f in files)
     assert rep["bytes_stored"] == on_disk

@@ -102,7 +102,33 @@ def make_mixed_source(root: Path, corpus: Path) -> dict[str, tuple[str, str | No
     (root / "bomb.png").write_bytes(_bomb())
     expected["bomb.png"] = ("failed", None)
     (root / "notes.txt").write_text("ignored: not a .png")
+    outside = root.parent / "outside-src"
+    outside.mkdir(exist_ok=True)
+    (outside / "secret.png").write_bytes(png_bytes(grainy(9)))
+    (root / "escape.png").symlink_to(outside / "secret.png")
+    expected["escape.png"] = ("refused", None)
     return expected
+
+
+def assert_drr_from_file_sizes(dest: str, src: Path, expected: dict[str, tuple[str, str | None]],
+                               env: dict[str, str]) -> None:
+    """`report --json`: DRR over every stored input, from the sizes of the files themselves."""
+    rep = json.loads(subprocess.run([sys.executable, "-m", "lbdask", "report", dest, "--json"], env=env,
+                                    capture_output=True, text=True, timeout=60).stdout)
+    stored_ids = [i for i, (status, _) in expected.items() if status != "refused"]
+    source = sum((src / i).stat().st_size for i in stored_ids)
+    on_disk = sum(f.stat().st_size for part in ("latents", "originals", "catalog")
+                  for f in (Path(dest) / part).rglob("*") if f.is_file())
+    assert rep["bytes_source"] == source and rep["bytes_stored"] == on_disk
+    assert rep["drr"] == pytest.approx(1 - on_disk / source)
+    reps = rep["representations"]
+    for status in ("latent", "kept", "failed", "refused"):
+        ids = [i for i, (s, _) in expected.items() if s == status]
+        assert reps[status]["images"] == len(ids)
+        if status in ("kept", "failed"):  # stored as their own bytes
+            assert reps[status]["bytes_stored"] == reps[status]["bytes_source"] == sum((src / i).stat().st_size for i in ids)
+    assert sum(part["bytes_stored"] for part in reps.values()) == on_disk
+    assert rep["images_refused"] == 1 and list(rep["refused_reasons"])[0].startswith("symlink pointing outside SRC")
 
 
 def committed_batches(dest: str) -> dict[str, tuple[object, list[str]]]:
@@ -237,6 +263,24 @@ def test_cli_migrates_every_kind_of_input_with_the_right_outcome(cluster, corpus
         elif row.status == "kept":  # kept originals are byte-identical to the source
             assert arc.read_original(row) == (src / row.id).read_bytes()
     assert rows["noise.png"].psnr < 20
+    assert rows["escape.png"].reason.startswith("symlink pointing outside SRC")
+    assert rows["escape.png"].original is None and rows["escape.png"].stored_bytes == 0
+    failed = sorted(i for i, (status, _) in expected.items() if status == "failed")
+    for image_id in failed:  # raw bytes kept byte-identical: the archive can replace its source
+        assert arc.read_original(rows[image_id]) == (src / image_id).read_bytes()
+        assert rows[image_id].stored_bytes == (src / image_id).stat().st_size
+    assert_drr_from_file_sizes(dest, src, expected, dask_env)
+    assert "DRR" in done.stdout and "refused 1" in done.stdout
+    listed = subprocess.run([sys.executable, "-m", "lbdask", "ls", dest, "--status", "failed"], env=dask_env,
+                            capture_output=True, text=True, timeout=60)
+    assert sorted(line.split("\t")[0] for line in listed.stdout.splitlines()[1:]) == failed
+    raw = subprocess.run([sys.executable, "-m", "lbdask", "read", dest, "truncated.png"], env=dask_env,
+                         capture_output=True, timeout=60)
+    assert raw.returncode == 0 and raw.stdout == (src / "truncated.png").read_bytes()
+    assert raw.stderr.decode().count("\n") == 1 and b"not a decodable PNG" in raw.stderr
+    checked = subprocess.run([sys.executable, "-m", "lbdask", "verify", dest, "--sample", "0", "--weights",
+                              str(taef2_dir)], env=dask_env, capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 0 and f"{len(failed)} failed rows: 0 failure(s)" in checked.stdout, checked.stdout
     stats = arc.read_job_stats()
     assert stats[-1]["images_processed"] == len(expected)
     assert stats[-1]["reasons"]["kept:transparency"] == 1
@@ -266,7 +310,7 @@ def test_kill_minus_9_mid_run_then_resume(victim, cluster, taef2_dir, tmp_path, 
         if victim == "worker":
             os.kill(cluster.workers[-1].pid, signal.SIGKILL)
             cluster.start_worker()
-            _, err = driver.communicate(timeout=240)
+            driver_out, err = driver.communicate(timeout=240)
             assert driver.returncode == 0, err[-3000:]
         else:
             driver.send_signal(signal.SIGKILL)
@@ -282,6 +326,13 @@ def test_kill_minus_9_mid_run_then_resume(victim, cluster, taef2_dir, tmp_path, 
     assert not committed_batches(dest), "the end of the job folds batch objects into the index"
     report = subprocess.run([sys.executable, "-m", "lbdask", "report", dest, "--json"], env=dask_env,
                             capture_output=True, text=True, timeout=60)
+    health = Archive.open(dest).read_job_stats()[-1]["cluster"]  # the job that finished
+    assert health["workers_lost"] == (1 if victim == "worker" else 0)
+    assert (health["tasks_retried"] > 0) == (victim == "worker")
+    assert health["peak_worker_memory"] > 100 * 2**20  # a worker holding TAEF2
+    assert json.loads(report.stdout)["cluster"]["workers_lost"] == health["workers_lost"]
+    if victim == "worker":
+        assert "1 worker(s) lost or restarted" in driver_out
     refinement = json.loads(report.stdout)["refinement"]
     assert refinement["images"] == len(ids) and refinement["seconds"] > 0
     assert refinement["after"]["psnr_mean"] > refinement["before"]["psnr_mean"]

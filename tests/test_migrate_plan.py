@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -91,11 +92,35 @@ def test_scan_lists_recursively_and_probes_without_failing(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"nope")
     (tmp_path / "skip.jpg").write_bytes(b"nope")
     loc = open_location(str(tmp_path))
-    sizes = list_source_ids(loc)
-    assert list(sizes) == ["a/b/x.png", "bad.png"]
+    listing = list_source_ids(loc)
+    sizes = listing.sizes
+    assert list(sizes) == ["a/b/x.png", "bad.png"] and listing.refused == {}
     items = {i.id: i for i in scan_group(str(tmp_path), {}, list(sizes))}
     assert (items["a/b/x.png"].width, items["a/b/x.png"].height, items["a/b/x.png"].mode) == (20, 10, "RGB")
     assert items["a/b/x.png"].size == sizes["a/b/x.png"] and len(items["a/b/x.png"].sha256) == 64
     assert "not a PNG" in items["bad.png"].error
 
 
+
+
+def test_listing_refuses_what_is_not_a_regular_file_inside_src(tmp_path):
+    src, outside = tmp_path / "src", tmp_path / "outside"
+    (src / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(b"not yours")
+    (src / "real.png").write_bytes(b"12345")
+    (src / "out.png").symlink_to(outside / "secret.png")
+    (src / "sub" / "in.png").symlink_to(src / "real.png")   # a link that stays inside SRC is read
+    (src / "dangling.png").symlink_to(src / "gone.png")
+    (src / "linkdir.png").symlink_to(outside, target_is_directory=True)
+    os.mkfifo(src / "pipe.png")
+    listing = list_source_ids(open_location(str(src)))
+    assert listing.sizes == {"real.png": 5, "sub/in.png": 5}
+    assert set(listing.refused) == {"out.png", "dangling.png", "linkdir.png", "pipe.png"}
+    assert listing.refused["out.png"].startswith("symlink pointing outside SRC")
+    assert listing.refused["pipe.png"] == "not a regular file: a fifo"
+    assert listing.refused["dangling.png"] == "broken symlink"
+    assert "outside SRC" in listing.refused["linkdir.png"]
+    # refused entries are never opened: a scan of them would block on the fifo
+    outcome = pre_decode_outcome(SourceItem("pipe.png", 0, refused=listing.refused["pipe.png"]), SETTINGS)
+    assert (outcome.status, outcome.reason) == ("refused", "not a regular file: a fifo")

@@ -64,13 +64,16 @@ def build_archive(dest, corpus_dir, taef2_dir):
     transparent = np.zeros((40, 40, 4), np.uint8)
     transparent[10:30, 10:30] = (200, 30, 30, 128)
     kept = png_bytes(transparent, "RGBA", {"prompt": "a red square"})
-    refs = arc.put_originals("b0", {"kept.png": kept})
+    broken = pngio.PNG_SIGNATURE + b"\0\0\0\rIHDR but then nothing a decoder could use"
+    refs = arc.put_originals("b0", {"kept.png": kept, "broken.png": broken})
     rows.append(CatalogRow(id="kept.png", status="kept", reason="alpha", source_size=len(kept),
                            source_sha256=hashlib.sha256(kept).hexdigest(), width=40, height=40, mode="RGBA",
                            stored_bytes=len(kept), original=refs["kept.png"]))
-    rows.append(CatalogRow(id="broken.png", status="failed", reason="corrupt PNG", source_size=123))
+    rows.append(CatalogRow(id="broken.png", status="failed", reason="corrupt PNG", source_size=len(broken),
+                           source_sha256=hashlib.sha256(broken).hexdigest(), stored_bytes=len(broken),
+                           original=refs["broken.png"]))
     arc.commit("b0", rows)
-    sources = {k: v[0] for k, v in sources.items()} | {"kept.png": kept}
+    sources = {k: v[0] for k, v in sources.items()} | {"kept.png": kept, "broken.png": broken}
     return dest, sources, model
 
 
@@ -109,11 +112,14 @@ def test_opaque_rgba_comes_back_as_rgba_with_full_alpha(box):
     assert rgb.shape == (64, 64, 3) and alpha is not None and (alpha == 255).all()
 
 
-def test_missing_and_failed_ids_raise_not_found(box):
+def test_missing_id_raises_not_found(box):
     with pytest.raises(NotFoundError, match=r"no image 'nope.png' in archive"):
         box.read("nope.png")
-    with pytest.raises(NotFoundError, match="corrupt PNG"):
-        box.read("broken.png")
+
+
+def test_failed_input_comes_back_as_its_raw_bytes(archive, box):
+    assert box.read("broken.png") == archive[1]["broken.png"]
+    assert box.row("broken.png").status == "failed"
 
 
 def test_reading_with_another_model_is_refused(archive, tmp_path, taef2_dir):

@@ -1,6 +1,10 @@
 from types import SimpleNamespace
 
-from lbdask.archive.summary import psnr_histogram, psnr_stats, refinement
+import pytest
+
+from lbdask.archive.summary import (by_representation, cluster_health, psnr_histogram, psnr_stats, refinement,
+                                    storage)
+from lbdask.cli.report import drr_text, storage_lines
 
 
 def test_psnr_histogram_counts_every_value_once_with_open_end_bins():
@@ -27,3 +31,55 @@ def test_refinement_reports_before_after_and_time():
     assert rep["images"] == 2 and rep["steps_mean"] == 20.0 and rep["seconds"] == 4.0
     assert rep["before"]["psnr_mean"] == 31.0 and rep["after"]["psnr_mean"] == 38.0
     assert refinement([], []) is None
+
+
+def rows_of(*specs):
+    return [SimpleNamespace(status=s, source_size=src, stored_bytes=st) for s, src, st in specs]
+
+
+def test_drr_counts_every_stored_input_and_breaks_the_bytes_down():
+    # one latent (1000 -> 300), one kept PNG and one failed input stored as their bytes, one refused
+    reps = by_representation(rows_of(("latent", 1000, 300), ("kept", 400, 400), ("failed", 50, 50), ("refused", 0, 0)))
+    parts = {"latents": 320, "originals": 450, "catalog": 30}
+    got = storage(reps, parts)
+    assert got["bytes_source"] == 1450 and got["bytes_stored"] == 800
+    assert got["drr"] == pytest.approx(1 - 800 / 1450)
+    r = got["representations"]
+    assert (r["failed"]["images"], r["failed"]["bytes_stored"]) == (1, 50) and r["refused"]["images"] == 1
+    assert r["catalog"]["bytes_stored"] == 30 and r["overhead"]["bytes_stored"] == 20  # Zarr metadata, indexes
+    assert sum(p["bytes_stored"] for p in r.values()) == 800
+
+
+def test_nothing_converted_gives_no_ratio_but_says_so():
+    reps = by_representation(rows_of(("kept", 400, 400), ("failed", 437_000, 437_000)))
+    got = storage(reps, {"latents": 0, "originals": 437_400, "catalog": 900})
+    assert got["drr"] is None
+    assert drr_text(got).startswith("none: no input was converted to a latent (438,300 bytes stored for 437,400")
+    assert "DRR" not in " ".join(storage_lines(got))
+
+
+def test_cluster_health_sums_losses_and_keeps_the_peak():
+    jobs = [{"cluster": {"workers_lost": 2, "tasks_retried": 5, "peak_worker_memory": 10}},
+            {"cluster": {"workers_lost": 0, "tasks_retried": 0, "peak_worker_memory": 30}}, {}]
+    assert cluster_health(jobs) == {"jobs": 2, "workers_lost": 2, "tasks_retried": 5, "peak_worker_memory": 30}
+    assert cluster_health([{}]) is None
+
+
+def test_job_summary_of_a_job_that_converted_nothing_says_so():
+    from lbdask.cli.migrate import format_summary
+    from lbdask.migrate.stats import JobStats
+    from lbdask.migrate.tasks import BatchResult
+
+    stats = JobStats()
+    reps = by_representation(rows_of(("kept", 6000, 6000), ("failed", 437_000, 437_000)))
+    stats.add(BatchResult("keep-1", 2, 443_000, {"kept": 1, "failed": 1}, reps, {"kept:palette": 1, "failed:bomb": 1}, []))
+    summary = {"src": "s", "dest": "d", "model": "taef2", "images_listed": 2, "images_already_committed": 0,
+               **stats.summary(2.0, {"start": 1.0, "scan": 0.5, "batches": 0.5},
+                               {"latents": 0, "originals": 443_000, "catalog": 700},
+                               {"workers_lost": 2, "tasks_retried": 3, "peak_worker_memory": 3 * 2**30,
+                                "peak_worker_memory_fraction": 0.75})}
+    text = format_summary(summary)
+    assert summary["drr"] is None and "DRR none: no input was converted to a latent" in text
+    assert "%" not in text.split("DRR")[1].splitlines()[0]
+    assert "2 worker(s) lost or restarted, 3 task(s) retried, peak worker memory 3.00 GiB (75% of its limit)" in text
+    assert "failed (raw)       1 images        437,000 ->        437,000" in text

@@ -86,7 +86,7 @@ def test_clean_archive_passes_with_and_without_source(archive, model, taef2_dir,
     assert main(["verify", arc.url, "--weights", str(taef2_dir), "--sample", "1"]) == 0
     summaries = [line for line in capsys.readouterr().out.splitlines() if line.startswith("verified")]
     assert len(summaries) == 2 and all("0 failure(s)" in line for line in summaries)
-    assert "and 1 kept rows" in summaries[0]
+    assert "1 kept and 0 failed rows" in summaries[0]
 
 
 def test_bad_latent_checksum_is_one_corruption_line_and_exit_2(archive, model, taef2_dir, capsys):
@@ -121,6 +121,20 @@ def test_kept_original_must_match_source_sha256(archive, model):
     assert failures(arc, model, [rows[2]]) == []
     wrong = dataclasses.replace(rows[2], source_sha256="f" * 64)
     assert len(failures(arc, model, [wrong])) == 1
+
+
+def test_failed_input_bytes_must_match_source_sha256(archive, model):
+    arc, _src, _rows = archive
+    raw = b"GIF89a: not a PNG at all"
+    ref = arc.put_originals("b-failed", {"bad.png": raw})["bad.png"]
+    row = CatalogRow(id="bad.png", status="failed", reason="not a PNG", source_size=len(raw),
+                     source_sha256=hashlib.sha256(raw).hexdigest(), stored_bytes=len(raw), original=ref)
+    assert failures(arc, model, [row]) == []
+    [line] = failures(arc, model, [dataclasses.replace(row, source_sha256="f" * 64)])
+    assert line.startswith("bad.png: IntegrityError")
+    [line] = failures(arc, model, [dataclasses.replace(row, original=None)])
+    assert "no stored copy" in line
+    assert [r.id for r in sample_rows([row], 0)] == ["bad.png"]  # failed rows are sampled too
 
 
 def test_changed_source_is_reported(archive, model):

@@ -13,13 +13,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Status = Literal["latent", "kept", "failed"]
-STATUSES: tuple[str, ...] = ("latent", "kept", "failed")
+Status = Literal["latent", "kept", "failed", "refused"]
+#: latent: a pcodec latent; kept: the original PNG; failed: the raw bytes of an input that is
+#: no decodable PNG; refused: not read at all (not a regular file inside SRC, unreadable).
+STATUSES: tuple[str, ...] = ("latent", "kept", "failed", "refused")
 
 
 @dataclass(frozen=True)
 class OriginalRef:
-    """Where a kept original lies: a byte range inside its batch's originals object."""
+    """Where a kept original (or a failed input's raw bytes) lies: a byte range inside its
+    batch's originals object."""
 
     key: str  # path relative to the archive root
     offset: int
@@ -48,7 +51,7 @@ class CatalogRow:
     lo: list[float] | None = None
     hi: list[float] | None = None
     checksum: str | None = None
-    stored_bytes: int = 0  # latent: pcodec bytes; kept: original bytes
+    stored_bytes: int = 0  # latent: pcodec bytes; kept and failed: raw source bytes; refused: 0
     chunks: list[tuple[str, bytes]] = field(default_factory=list)  # ancillary PNG chunks (type, raw data)
     original: OriginalRef | None = None
     device_class: str | None = None

@@ -1,17 +1,28 @@
 """What `lbdask report` says about an archive: counts, bytes, DRR, PSNR, throughput.
 
-`bytes_stored` is measured on the store (every object under latents/, originals/ and
-catalog/, Zarr metadata and shard indexes included), not summed from the catalog.
+DRR means one thing everywhere (report, job summary, docs): `1 - bytes_stored / bytes_source`
+over all inputs the archive holds - latents, kept PNGs and the raw bytes of failed inputs -
+with `bytes_stored` measured on the store (every object under latents/, originals/ and
+catalog/, Zarr metadata and shard indexes included), not summed from the catalog. Refused
+inputs (never read) count on neither side and are listed apart. With no latent at all
+nothing was converted, and there is no ratio to give (`drr` is None).
 """
 from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
+from .rows import CatalogRow
 from .store import Archive
+
+#: Representations of an input in the archive, in the order reports list them.
+REPRESENTATIONS = ("latent", "kept", "failed", "refused")
+#: Store parts (Archive.bytes_on_store) that no single representation accounts for.
+SHARED_PARTS = ("catalog",)
 
 #: PSNR histogram bin edges in dB; values below the first or above the last get open bins.
 PSNR_EDGES = tuple(float(x) for x in range(20, 52, 2))
@@ -31,6 +42,57 @@ def psnr_stats(values: list[float]) -> dict[str, float | None]:
         return {"psnr_mean": None, "psnr_p05": None, "psnr_min": None}
     v = np.asarray(values, dtype=np.float64)
     return {"psnr_mean": float(v.mean()), "psnr_p05": float(np.percentile(v, 5)), "psnr_min": float(v.min())}
+
+
+def by_representation(rows: Iterable[Any]) -> dict[str, dict[str, int]]:
+    """status -> images, bytes of their inputs and bytes stored for them (latent: pcodec
+    payload; kept and failed: the raw source bytes; refused: nothing)."""
+    out: dict[str, dict[str, int]] = {}
+    for r in rows:
+        part = out.setdefault(r.status, {"images": 0, "bytes_source": 0, "bytes_stored": 0})
+        part["images"] += 1
+        part["bytes_source"] += r.source_size
+        part["bytes_stored"] += r.stored_bytes
+    return out
+
+
+def merge_representations(into: dict[str, dict[str, int]], more: dict[str, dict[str, int]]) -> None:
+    """Add the counts of `more` (by_representation output) to `into`."""
+    for status, part in more.items():
+        mine = into.setdefault(status, {"images": 0, "bytes_source": 0, "bytes_stored": 0})
+        for key, value in part.items():
+            mine[key] += value
+
+
+def storage(reps: dict[str, dict[str, int]], parts: dict[str, int]) -> dict[str, Any]:
+    """bytes_source, bytes_stored, drr and the per-representation breakdown beside them.
+
+    `parts` are measured store bytes (Archive.bytes_on_store, or what one job added to it);
+    the breakdown adds `catalog` and `overhead` (Zarr metadata, shard indexes and objects of
+    batches that never committed) so that its stored bytes sum to `bytes_stored`.
+    """
+    empty = {"images": 0, "bytes_source": 0, "bytes_stored": 0}
+    breakdown = {s: dict(reps.get(s, empty)) for s in REPRESENTATIONS}
+    source = sum(breakdown[s]["bytes_source"] for s in REPRESENTATIONS if s != "refused")
+    stored = sum(parts.values())
+    breakdown["catalog"] = {"bytes_stored": sum(parts.get(p, 0) for p in SHARED_PARTS)}
+    accounted = sum(part["bytes_stored"] for part in breakdown.values())
+    breakdown["overhead"] = {"bytes_stored": stored - accounted}
+    converted = breakdown["latent"]["images"] > 0 and source > 0
+    return {"bytes_source": source, "bytes_stored": stored,
+            "drr": 1.0 - stored / source if converted else None, "representations": breakdown}
+
+
+def cluster_health(jobs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Worker losses (restarts), retried tasks and peak worker memory over the recorded jobs."""
+    seen = [j["cluster"] for j in jobs if isinstance(j.get("cluster"), dict)]
+    if not seen:
+        return None
+    peaks = [c["peak_worker_memory"] for c in seen if c.get("peak_worker_memory")]
+    return {"jobs": len(seen),
+            "workers_lost": sum(int(c.get("workers_lost", 0)) for c in seen),
+            "tasks_retried": sum(int(c.get("tasks_retried", 0)) for c in seen),
+            "peak_worker_memory": max(peaks) if peaks else None}
 
 
 def refinement(rows: list[Any], jobs: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -60,46 +122,48 @@ def throughput(jobs: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def summarize(arc: Archive) -> dict[str, Any]:
     """The report of an archive: the design-notes contract keys plus breakdowns."""
-    status: Counter[str] = Counter()
-    reasons: dict[str, Counter[str]] = {"kept": Counter(), "failed": Counter()}
+    reasons: dict[str, Counter[str]] = {"kept": Counter(), "failed": Counter(), "refused": Counter()}
     bits: Counter[str] = Counter()
     psnrs: list[float] = []
     refined = []
-    bytes_source = latent_payload = 0
-    for row in arc.rows():
-        status[row.status] += 1
-        bytes_source += row.source_size
-        if row.status in reasons:
-            reasons[row.status][row.reason or "unspecified"] += 1
-        elif row.status == "latent":
-            bits[str(row.bits)] += 1
-            latent_payload += row.stored_bytes
-            if row.psnr is not None and math.isfinite(row.psnr):
-                psnrs.append(float(row.psnr))
-            if row.refine_steps and row.psnr_initial is not None and row.psnr is not None:
-                refined.append(row)
+
+    def noted(rows: Iterable[CatalogRow]) -> Iterator[CatalogRow]:  # one pass: rows are not held
+        for row in rows:
+            if row.status in reasons:
+                reasons[row.status][row.reason or "unspecified"] += 1
+            elif row.status == "latent":
+                bits[str(row.bits)] += 1
+                if row.psnr is not None and math.isfinite(row.psnr):
+                    psnrs.append(float(row.psnr))
+                if row.refine_steps and row.psnr_initial is not None and row.psnr is not None:
+                    refined.append(row)
+            yield row
+
+    reps = by_representation(noted(arc.rows()))
     on_store = arc.bytes_on_store()
-    stored = sum(on_store.values())
     model = arc.model_info
     jobs = arc.read_job_stats()
+    counts = {s: reps.get(s, {}).get("images", 0) for s in REPRESENTATIONS}
+    bytes_ = storage(reps, on_store)
     return {
-        "images_total": sum(status.values()),
-        "images_latent": status["latent"],
-        "images_kept_png": status["kept"],
-        "images_failed": status["failed"],
-        "bytes_source": bytes_source,
-        "bytes_stored": stored,
-        "drr": 1.0 - stored / bytes_source if bytes_source else None,
+        "images_total": sum(counts.values()),
+        "images_latent": counts["latent"],
+        "images_kept_png": counts["kept"],
+        "images_failed": counts["failed"],
+        "images_refused": counts["refused"],
+        **bytes_,
         **psnr_stats(psnrs),
         "model": model.get("name"),
         "model_fingerprint": model.get("fingerprint"),
         "bytes_stored_by_part": on_store,
-        "bytes_latent_payload": latent_payload,
+        "bytes_latent_payload": bytes_["representations"]["latent"]["bytes_stored"],
         "latent_bits": dict(bits),
         "kept_reasons": dict(reasons["kept"]),
         "failed_reasons": dict(reasons["failed"]),
+        "refused_reasons": dict(reasons["refused"]),
         "psnr_histogram": psnr_histogram(psnrs),
         "refinement": refinement(refined, jobs),
         "throughput": throughput(jobs),
+        "cluster": cluster_health(jobs),
         "format_version": arc.format_version,
     }

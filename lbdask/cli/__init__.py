@@ -4,6 +4,8 @@ Errors a user can cause print as one line (`lbdask: error: ...`) with exit statu
 `--debug` shows the traceback of anything else. The global options (`--debug`,
 `--config-dir DIR`) are accepted before and after the subcommand. Subcommand modules import
 torch, dask and numba only inside `run`, so `ls`, `report` and kept reads start fast.
+A reader that stops early (`lbdask ls DEST | head`) ends the command quietly with status 0,
+as a pipe expects.
 """
 from __future__ import annotations
 
@@ -63,7 +65,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # through the environment, so the worker processes of a local cluster read it too
         os.environ[CONFIG_DIR_ENV] = args.config_dir
     try:
-        return int(args._run(args) or 0)
+        code = int(args._run(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below
+        return code
+    except BrokenPipeError:
+        stdout_to_devnull()
+        return 0
     except LbdaskError as exc:
         if args.debug:
             raise
@@ -77,6 +84,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"lbdask: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)", file=sys.stderr)
         return 1
+
+
+def stdout_to_devnull() -> None:
+    """After the reader of stdout went away: point stdout at /dev/null, so that the final
+    flush at interpreter exit does not raise BrokenPipeError again (Python's documented recipe)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":

@@ -7,12 +7,13 @@ import sys
 
 from ..archive.rows import STATUSES, CatalogRow
 from ..storage import parse_storage_options
+from .options import add_list_option, choice, list_values
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("ls", help="list the images of an archive")
     p.add_argument("dest", metavar="DEST", help="archive folder or s3://bucket/path")
-    p.add_argument("--status", choices=STATUSES, action="append", help="only rows with this status (repeatable)")
+    add_list_option(p, "--status", help=f"only rows with these statuses: {', '.join(STATUSES)}")
     p.add_argument("--json", action="store_true", help="one JSON object per line (chunk data left out)")
     p.add_argument("--storage-options", metavar="JSON", help="fsspec/s3fs options as a JSON object")
     return p
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from ..archive import Archive  # zarr
 
     arc = Archive.open(args.dest, storage_options=parse_storage_options(args.storage_options))
-    wanted = set(args.status or STATUSES)
+    wanted = set(list_values(args.status or STATUSES, choice(STATUSES), "--status", " or ".join(STATUSES)))
     problems: list[str] = []
     rows = sorted((r for r in arc.rows(problems) if r.status in wanted), key=lambda r: r.id)
     out = sys.stdout

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..storage import parse_storage_options
+from .report import cluster_text, drr_text, storage_lines
 
 
 def _bits(text: str) -> int | str:
@@ -85,15 +86,21 @@ def format_summary(s: dict[str, Any]) -> str:
         f"= {s['images_per_s']:.2f} images/s, {s['mb_per_s']:.2f} MB/s",
         f"  time: start-up {s['phase_seconds']['start']:.1f} s (cluster, model), scan {s['phase_seconds']['scan']:.1f} s, "
         f"batches {s['phase_seconds']['batches']:.1f} s = {s['batch_images_per_s']:.2f} images/s while processing",
-        f"  latent {s['images_latent']}, kept as PNG {s['images_kept_png']}, failed {s['images_failed']}",
+        f"  latent {s['images_latent']}, kept as PNG {s['images_kept_png']}, failed {s['images_failed']} "
+        f"(raw bytes kept), refused {s['images_refused']}",
     ]
     lines += [f"    {reason}: {n}" for reason, n in s["reasons"].items()]
     if changed:
         lines.append(f"  {changed} source(s) changed since migration (size differs)"
                      + (", migrated again" if s.get("sources_changed_remigrated") else ": --remigrate-changed migrates them again"))
-    if s["bytes_source"]:
-        lines.append(f"  bytes: source {s['bytes_source']:,} -> stored {s['bytes_stored']:,} "
-                     f"(DRR {1 - s['bytes_stored'] / s['bytes_source']:.3f})")
+    lines.append(f"  bytes: source {s['bytes_source']:,} -> stored {s['bytes_stored']:,} (what this job added "
+                 f"to the store, measured)")
+    lines += storage_lines(s, indent="    ")
+    lines.append(f"  DRR {drr_text(s)}")
+    if s.get("cluster"):
+        c = s["cluster"]
+        share = "" if c.get("peak_worker_memory_fraction") is None else f" ({c['peak_worker_memory_fraction']:.0%} of its limit)"
+        lines.append(f"  cluster: {cluster_text(c)}{share}")
     if s["psnr_mean"] is not None:
         lines.append(f"  PSNR of latents: mean {s['psnr_mean']:.2f} dB, p05 {s['psnr_p05']:.2f}, min {s['psnr_min']:.2f}")
     lines.append(f"  model {s['model']}; job statistics recorded as {s.get('job_id')} (lbdask report {s['dest']})")

@@ -1,4 +1,5 @@
-"""`lbdask read DEST ID [-o FILE]`: write one archived image as PNG bytes."""
+"""`lbdask read DEST ID [-o FILE]`: write one archived image as PNG bytes (a failed input:
+its raw bytes, with a one-line note on stderr)."""
 from __future__ import annotations
 
 import argparse
@@ -23,13 +24,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     from ..reader import open as open_archive  # zarr; torch only when a latent is decoded
 
-    box = open_archive(args.dest, storage_options=parse_storage_options(args.storage_options),
-                       weights=args.weights, device=args.device, scheduler=args.scheduler)
+    options = parse_storage_options(args.storage_options)
+    box = open_archive(args.dest, storage_options=options, weights=args.weights, device=args.device,
+                       scheduler=args.scheduler)
     try:
         png = box.read(args.id)
     finally:
         if args.scheduler:
             box.close()
+    row = (open_archive(args.dest, storage_options=options) if args.scheduler else box).row(args.id)
+    if row.status == "failed":
+        print(f"lbdask: note: '{args.id}' is the raw bytes of an input that is not a decodable PNG "
+              f"({row.reason})", file=sys.stderr)
     if args.output:
         try:
             with open(args.output, "wb") as f:

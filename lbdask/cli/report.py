@@ -20,21 +20,52 @@ def _db(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f} dB"
 
 
+#: Labels of the per-representation lines (report and job summary).
+LABELS = {"latent": "latent", "kept": "kept PNG", "failed": "failed (raw)", "catalog": "catalog",
+          "overhead": "overhead"}
+
+
+def drr_text(s: dict[str, Any]) -> str:
+    """DRR as a percentage, or why there is none (nothing converted to a latent)."""
+    if s["drr"] is not None:
+        return f"{s['drr']:.1%} (1 - stored / source, over every input stored)"
+    if not s["bytes_source"]:
+        return "- (no input stored)"
+    return (f"none: no input was converted to a latent ({s['bytes_stored']:,} bytes stored for "
+            f"{s['bytes_source']:,} bytes of input)")
+
+
+def storage_lines(s: dict[str, Any], indent: str = "  ") -> list[str]:
+    """Stored bytes per representation (they sum to bytes_stored), as report and summary print them."""
+    reps = s["representations"]
+    lines = []
+    for name, label in LABELS.items():
+        part = reps[name]
+        if "images" in part:
+            lines.append(f"{indent}{label:<14}{part['images']:>6} images {part['bytes_source']:>14,} -> "
+                         f"{part['bytes_stored']:>14,}")
+        else:
+            lines.append(f"{indent}{label:<14}{'':>29} -> {part['bytes_stored']:>14,}")
+    if reps["refused"]["images"]:
+        lines.append(f"{indent}{'refused':<14}{reps['refused']['images']:>6} images, not stored (not a regular "
+                     f"file inside SRC, or unreadable)")
+    return lines
+
+
 def render(rep: dict[str, Any]) -> str:
     """The report as readable text."""
-    drr = "-" if rep["drr"] is None else f"{rep['drr']:.1%}"
-    parts = rep["bytes_stored_by_part"]
     lines = [
         f"model           {rep['model']} ({str(rep['model_fingerprint'])[:12]})",
         f"images          {rep['images_total']}: {rep['images_latent']} latent, "
-        f"{rep['images_kept_png']} kept as PNG, {rep['images_failed']} failed",
+        f"{rep['images_kept_png']} kept as PNG, {rep['images_failed']} failed (raw bytes kept), "
+        f"{rep['images_refused']} refused",
         f"bytes source    {rep['bytes_source']:,}",
-        f"bytes stored    {rep['bytes_stored']:,} (latents {parts['latents']:,}, originals {parts['originals']:,}, "
-        f"catalog {parts['catalog']:,})",
-        f"DRR             {drr}",
+        f"bytes stored    {rep['bytes_stored']:,} (measured on the store)",
+        *storage_lines(rep),
+        f"DRR             {drr_text(rep)}",
         f"PSNR            mean {_db(rep['psnr_mean'])}, p05 {_db(rep['psnr_p05'])}, min {_db(rep['psnr_min'])}",
     ]
-    for status in ("kept", "failed"):
+    for status in ("kept", "failed", "refused"):
         for reason, n in sorted(rep[f"{status}_reasons"].items()):
             lines.append(f"{status:<15} {n} x {reason}")
     bins = [b for b in rep["psnr_histogram"] if b["count"]]
@@ -55,7 +86,16 @@ def render(rep: dict[str, Any]) -> str:
     if tp:
         lines.append(f"throughput      {tp['images_per_s']:.2f} images/s, {tp['source_mb_per_s']:.2f} MB/s source "
                      f"({tp['images']} images in {tp['seconds']:.1f} s over {tp['jobs']} job(s))")
+    if rep["cluster"]:
+        lines.append(f"cluster         {cluster_text(rep['cluster'])} over {rep['cluster']['jobs']} job(s)")
     return "\n".join(lines)
+
+
+def cluster_text(c: dict[str, Any]) -> str:
+    """Worker losses, retried tasks and peak worker memory, in words."""
+    peak = "-" if not c.get("peak_worker_memory") else f"{c['peak_worker_memory'] / 2**30:.2f} GiB"
+    return (f"{c['workers_lost']} worker(s) lost or restarted, {c['tasks_retried']} task(s) retried, "
+            f"peak worker memory {peak}")
 
 
 def run(args: argparse.Namespace) -> int:

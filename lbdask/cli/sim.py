@@ -7,19 +7,9 @@ import sys
 from pathlib import Path
 
 from ..errors import ConfigError
+from .options import add_list_option, list_values
 
-DEFAULT_FRACS = "0.001,0.005,0.01,0.02,0.05,0.1"
-
-
-def _split(values: list[str]) -> list[str]:
-    return [v for item in values for v in item.split(",") if v]
-
-
-def _fracs(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v]
-    except ValueError:
-        raise ConfigError(f"--cache-frac: expected comma-separated fractions, got {text!r}") from None
+DEFAULT_FRACS = ("0.001", "0.005", "0.01", "0.02", "0.05", "0.1")
 
 
 #: --alpha words for adaptive runs -> gradient (None: the configured one)
@@ -28,16 +18,10 @@ ADAPTIVE = {"adaptive": None, "adaptive-paper": "paper", "adaptive-per-byte": "p
 
 def _alphas(values: list[str]) -> list[tuple[float | None, str | None]]:
     """(static alpha or None, gradient override) per --alpha word."""
-    out: list[tuple[float | None, str | None]] = []
-    for v in _split(values):
-        if v in ADAPTIVE:
-            out.append((None, ADAPTIVE[v]))
-            continue
-        try:
-            out.append((float(v), None))
-        except ValueError:
-            raise ConfigError(f"--alpha: expected {', '.join(ADAPTIVE)} or a number, got {v!r}") from None
-    return out
+    def one(v: str) -> tuple[float | None, str | None]:
+        return (None, ADAPTIVE[v]) if v in ADAPTIVE else (float(v), None)
+
+    return list_values(values, one, "--alpha", f"{', '.join(ADAPTIVE)} or a number")
 
 
 def _lcs_columns(text: str | None) -> dict[str, int] | None:
@@ -56,11 +40,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                               description="Replay a trace (.npz, CSV, or libCacheSim CSV) through per-node "
                                           "dual-format caches; report mean latency and outcome fractions.")
     p.add_argument("trace", help="trace file: .npz or .csv from `lbdask trace`, or a libCacheSim CSV")
-    p.add_argument("--cache-frac", default=DEFAULT_FRACS, help="per-node cache sizes as fractions of WSS")
-    p.add_argument("--policy", nargs="+", default=["lru"], help="tier eviction policy: lru, s3fifo (several allowed)")
-    p.add_argument("--alpha", nargs="+", default=["adaptive", "0", "1"],
-                   help="'adaptive' (configured gradient), 'adaptive-paper' (eq. 2 as printed), "
-                        "'adaptive-per-byte', or static image fractions, e.g. adaptive 0 1 0.5")
+    add_list_option(p, "--cache-frac", default=DEFAULT_FRACS, help="per-node cache sizes as fractions of WSS")
+    add_list_option(p, "--policy", default=["lru"], help="tier eviction policies: lru, s3fifo")
+    add_list_option(p, "--alpha", default=["adaptive", "0", "1"],
+                    help="'adaptive' (configured gradient), 'adaptive-paper' (eq. 2 as printed), "
+                         "'adaptive-per-byte', or static image fractions, e.g. adaptive 0 1 0.5")
     p.add_argument("--nodes", type=int, default=1, help="cache nodes; ids are hashed to nodes")
     p.add_argument("--window", type=int, help="requests per tuning window (default: config W scaled to the trace)")
     p.add_argument("--step", type=float, help="alpha step per window")
@@ -86,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
 
     settings = sweep_settings(args.config, step=args.step, t_decode_ms=args.t_decode, t_fetch_ms=args.t_fetch,
                               tail=args.tail, promote_after=args.promote_after)
-    policies, alphas, fracs = _split(args.policy), _alphas(args.alpha), _fracs(args.cache_frac)
+    policies = list_values(args.policy, str, "--policy", "a policy name")
+    alphas = _alphas(args.alpha)
+    fracs = list_values(args.cache_frac, float, "--cache-frac", "fractions of the working set")
     static = None
     if args.compare_static is not None:
         static = _alphas([args.compare_static])[0][0]

@@ -1,6 +1,7 @@
 """`lbdask verify DEST`: re-decode a sample of an archive and check it (lbdask/verify.py).
 
-One line per failure, then a summary; exit 0 when all pass, 2 when an object is lost or
+Kept and failed rows (the raw bytes of an input that is no decodable PNG): the stored bytes'
+sha256 must equal the source's. One line per failure, then a summary; exit 0 when all pass, 2 when an object is lost or
 corrupt, 1 for other failures.
 """
 from __future__ import annotations
