@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .archive import Archive, CatalogRow
 from .decode import row_pixels, to_png
-from .errors import LbdaskError, NotFoundError, UnknownImageError
+from .errors import NotFoundError, UnknownImageError
 
 if TYPE_CHECKING:
     from .serve.client import ServingClient

@@ -7,13 +7,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from ..cache.settings import load_cache_settings
 from ..errors import ConfigError
-from ..sim.cluster import ClusterConfig, Workload, simulate_cluster
-from ..sim.cluster_report import (latency_table, node_table, plot_cdf, plot_scaling, plot_spillover,
-                                  scaling_table, spillover_table)
+from ..sim.cluster_config import ClusterConfig
 from ..sim.dist import parse_dist
-from ..trace import load_trace
 
 D = ClusterConfig()
 
@@ -65,6 +61,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..cache.settings import load_cache_settings  # caches, tuner, numba: not at CLI start-up
+    from ..sim.cluster import Workload, simulate_cluster
+    from ..sim.cluster_report import (latency_table, node_table, plot_cdf, plot_scaling, plot_spillover,
+                                      scaling_table, spillover_table)
+    from ..trace import load_trace
+
     settings = load_cache_settings(args.config)
     base = replace(D, gpus_per_node=args.gpus_per_node, decode_ms=parse_dist(args.decode_ms, "--decode-ms"),
                    fetch_ms=parse_dist(args.fetch_ms, "--fetch-ms"),
