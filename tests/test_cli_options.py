@@ -16,7 +16,8 @@ def config_dir(tmp_path, monkeypatch):
     """A private copy of the default configs, used through --config-dir."""
     folder = tmp_path / "configs"
     shutil.copytree(DEFAULT_CONFIG_DIR, folder)
-    monkeypatch.delenv(CONFIG_DIR_ENV, raising=False)
+    monkeypatch.setenv(CONFIG_DIR_ENV, str(folder))  # recorded, so teardown removes what --config-dir sets
+    monkeypatch.delenv(CONFIG_DIR_ENV)
     return folder
 
 

@@ -127,6 +127,7 @@ class Archive:
             raise InputError(f"archive mode must be 'r' or 'a', got {mode!r}")
         loc = open_location(dest, storage_options)
         with store_errors(dest):
+            loc.fs.invalidate_cache(loc.root)  # a listing cached by this process may predate the archive
             if not loc.fs.exists(loc.path("zarr.json")):
                 raise NotFoundError(f"no lbdask archive at {dest}")
             store = _zarr_store(loc, storage_options, read_only=(mode == "r"))
