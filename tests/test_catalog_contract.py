@@ -176,3 +176,19 @@ def test_an_unreadable_manifest_is_named(cat):
     cat.loc.fs.pipe_file(path, Manifest(7, 8).to_json())
     with pytest.raises(IntegrityError, match=r"0000000001.json says generation 7"):
         Catalog(cat.loc).get_row("x")
+
+
+def test_an_archive_from_before_manifest_generations_reads_and_compacts_on(cat):
+    # Archives written before compare-and-swap compaction kept one mutable catalog/index/manifest.json
+    cat.commit("b1", rows_for("b1", ["x", "y"]))
+    compact(cat)
+    gen = cat.manifests.generations()[-1]
+    legacy = cat.loc.path("catalog", "index", "manifest.json")
+    cat.loc.fs.mv(cat.manifests.path(gen), legacy)
+    old = Catalog(cat.loc)
+    assert old.get_row("x").reason == "b1" and sorted(r.id for r in old.rows()) == ["x", "y"]
+    old.commit("b2", rows_for("b2", ["z"]))
+    compact(old)  # builds generation gen+1 on the legacy one: its partitions are kept
+    fresh = Catalog(cat.loc)
+    assert fresh.manifests.generations() == [gen + 1]
+    assert sorted(r.id for r in fresh.rows()) == ["x", "y", "z"] and fresh.get_row("y").reason == "b1"

@@ -191,11 +191,12 @@ def test_archive_unreachable_then_processes_stay_up(served, archive, tmp_path, t
         import s3fs
 
         opts = {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}"}}
-        fs = s3fs.S3FileSystem(**opts)
+        fs = s3fs.S3FileSystem(skip_instance_cache=True, **opts)  # no instance of an earlier server on this port
         fs.mkdir("unreach")
         src = str(tmp_path / "arc")
         ids = build_serving_archive(src, model, n=2)
         fs.put(src, "unreach/arc", recursive=True)
+        assert fs.exists("unreach/arc/zarr.json"), fs.find("unreach")
         dest = "s3://unreach/arc"
         with lbdask.open(dest, scheduler=served.address, storage_options=opts) as box:
             first = box.read(ids[0])

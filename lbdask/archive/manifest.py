@@ -18,6 +18,8 @@ from ..storage import Location
 from .objects import put_exclusive, remove_quietly
 
 NAME = re.compile(r"^(\d{10})\.json$")
+#: Where archives written before compare-and-swap compaction kept their manifest.
+LEGACY = ("catalog", "index", "manifest.json")
 
 
 @dataclass
@@ -81,9 +83,17 @@ class Manifests:
         return manifest
 
     def latest(self) -> Manifest | None:
-        """The highest generation, or None when there is none."""
+        """The highest generation, else an archive's pre-compare-and-swap manifest, else None."""
         gens = self.generations()
-        return self.read(gens[-1]) if gens else None
+        return self.read(gens[-1]) if gens else self.legacy()
+
+    def legacy(self) -> Manifest | None:
+        """The one mutable `catalog/index/manifest.json` of archives written before generations
+        became immutable objects: read as it is, superseded by the first new generation."""
+        try:
+            return Manifest.from_json(self.loc.fs.cat_file(self.loc.path(*LEGACY)))
+        except FileNotFoundError:
+            return None
 
     def create(self, manifest: Manifest) -> bool:
         """Commit `manifest` as its generation; False if that generation already exists."""
