@@ -1,8 +1,10 @@
 """Reading images back out of an archive, in this process: `lbdask.open(DEST).read(id)`.
 
-Kept images come back as their original bytes; latent images are decoded with the model
-the archive names (its fingerprint is checked) at their original size, and written as a
-PNG of the source's mode family with the source's ancillary chunks restored.
+Kept images come back as their original bytes (kept format `png`) or as a PNG with the
+source's samples, mode, bit depth and chunks (`jxl`, see `lbdask.kept`); latent images are
+decoded with the model the archive names (its fingerprint is checked) at their original
+size, and lossy JPEG XL rows by libjxl, both written as a PNG of the source's mode family
+with the source's ancillary chunks restored.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from . import pngio
+from . import kept, pngio
 from .archive import Archive, CatalogRow
 from .codec import LatentCodec
 from .errors import LbdaskError, NotFoundError
@@ -52,7 +54,9 @@ class ArchiveReader:
         """PNG bytes of an archived image: the original for kept images, the decode for latents."""
         row = self.row(image_id)
         if row.status == "kept":
-            return self.archive.read_original(row)
+            return kept.to_png(self.archive.read_original(row), row.kept_format)
+        if row.status == "lossy":
+            return kept.lossy_to_png(self.archive.read_original(row), row.mode in ALPHA_MODES, row.chunks)
         if row.status != "latent":
             raise NotFoundError(f"image '{image_id}' failed to migrate ({row.reason}); the archive holds no copy of it")
         return self.decode_png(row)

@@ -22,13 +22,15 @@ KEEP_16BIT = "16-bit"
 KEEP_TOO_SMALL = "too-small"
 KEEP_TOO_LARGE = "too-large"
 KEEP_NO_SAVING = "no-saving"
+#: Reason of a lossy JPEG XL row whose latent met the policy but was larger.
+LOSSY_SMALLER = "lossy-smaller"
 
 
 @dataclass(frozen=True)
 class Outcome:
     """A decision made before any pixel is decoded: keep or fail, with the reason."""
 
-    status: str  # "kept" | "failed"
+    status: str  # "kept" | "failed" | "lossy"
     reason: str
 
 
@@ -57,8 +59,9 @@ def pre_decode_outcome(item: SourceItem, settings: JobSettings) -> Outcome | Non
 def post_encode_outcome(psnr: float, latent_bytes: int, source_bytes: int, settings: JobSettings) -> Outcome | None:
     """What the measured round trip decides; None means "store the latent".
 
-    A latent bigger than `max_latent_ratio` x its PNG (line art, UI screenshots) would cost
-    storage and fidelity at once, so the original stays; below `min_psnr` it stays too.
+    A latent bigger than `max_latent_ratio` x its kept copy (`source_bytes`: the PNG, or its
+    jxl copy; line art, UI screenshots) would cost storage and fidelity at once, so the
+    copy stays; below `min_psnr` it stays too.
     """
     if latent_bytes > settings.max_latent_ratio * source_bytes:
         return Outcome("kept", KEEP_NO_SAVING)

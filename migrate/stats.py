@@ -21,6 +21,8 @@ class JobStats:
     reasons: Counter = field(default_factory=Counter)
     psnr: list[float] = field(default_factory=list)
     psnr_initial: list[float] = field(default_factory=list)
+    representations: dict[str, list[int]] = field(default_factory=dict)
+    psnr_lossy: list[float] = field(default_factory=list)
     encode_seconds: float = 0.0
     refine_seconds: float = 0.0
     batches: int = 0
@@ -35,6 +37,11 @@ class JobStats:
         self.reasons.update(result.reasons)
         self.psnr.extend(result.psnr)
         self.psnr_initial.extend(result.psnr_initial)
+        for name, (images, stored) in result.representations.items():
+            total = self.representations.setdefault(name, [0, 0])
+            total[0] += images
+            total[1] += stored
+        self.psnr_lossy.extend(result.psnr_lossy)
         self.encode_seconds += result.encode_seconds
         self.refine_seconds += result.refine_seconds
         self.batches_already_committed += int(result.already_committed)
@@ -51,6 +58,7 @@ class JobStats:
             "images_latent": self.statuses.get("latent", 0),
             "images_kept_png": self.statuses.get("kept", 0),
             "images_failed": self.statuses.get("failed", 0),
+            "images_lossy": self.statuses.get("lossy", 0),
             "reasons": dict(sorted(self.reasons.items())),
             "bytes_source": self.source_bytes,
             "bytes_stored": self.stored_bytes,
@@ -66,4 +74,6 @@ class JobStats:
             **psnr_stats(self.psnr),
             "psnr_initial": psnr_stats(self.psnr_initial) if self.psnr_initial else None,
             "psnr_histogram": psnr_histogram(self.psnr),
+            "representations": {name: {"images": n, "bytes": b} for name, (n, b) in sorted(self.representations.items())},
+            "psnr_lossy": psnr_stats(self.psnr_lossy) if self.psnr_lossy else None,
         }

@@ -8,6 +8,7 @@ Dask overlap PNG decoding and shard writing of neighbouring batches with the enc
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import time
 from collections import Counter
@@ -19,14 +20,16 @@ from distributed.metrics import context_meter
 
 from lbdask import pngio
 from lbdask.archive import Archive, CatalogRow
+from lbdask.chooser import Option, choose
 from lbdask.codec import EncodedLatent, LatentCodec, compressed_size
 from lbdask.errors import InputError
 from lbdask.metrics import psnr
 from lbdask.fidelity import decode_sha256, reference_decode
+from lbdask.kept import KeptObject, LossyObject, encode_kept, search_lossy
 from lbdask.refine import choose_bits, refine_latents
 from lbdask.storage import open_location
 
-from .plan import KEEP_TRANSPARENCY, Batch, Outcome, post_encode_outcome
+from .plan import KEEP_NO_SAVING, KEEP_TRANSPARENCY, LOSSY_SMALLER, Batch, Outcome, post_encode_outcome
 from .plugin import resident_model
 from .scan import SourceItem, read_sources
 from .settings import JobSettings
@@ -45,6 +48,8 @@ class DecodedBatch:
     outcomes: dict[str, Outcome]           # keep/fail decisions made so far
     candidates: list[str] = field(default_factory=list)
     images: list[np.ndarray] = field(default_factory=list)  # uint8 (h, w, 3) per candidate, unpadded
+    kept: dict[str, KeptObject] = field(default_factory=dict)  # the kept-format copy of every readable item
+    lossy: dict[str, LossyObject] = field(default_factory=dict)  # candidates with a passing lossy JPEG XL
 
 
 @dataclass
@@ -75,6 +80,8 @@ class BatchResult:
     reasons: dict[str, int]                # "kept:<reason>" / "failed:<reason>" -> count
     psnr: list[float]                      # latent images only
     psnr_initial: list[float] = field(default_factory=list)  # latent images that were refined
+    representations: dict[str, list[int]] = field(default_factory=dict)  # "latent"/"png"/"jxl"/... -> [images, bytes]
+    psnr_lossy: list[float] = field(default_factory=list)  # lossy JPEG XL images
     encode_seconds: float = 0.0
     refine_seconds: float = 0.0
     already_committed: bool = False
@@ -126,7 +133,27 @@ def read_png(src_url: str, storage_options: dict[str, Any], batch: Batch, settin
             continue
         decoded.candidates.append(item.id)
         decoded.images.append(rgb)
+    add_kept_copies(decoded, settings)
     return decoded
+
+
+def add_kept_copies(decoded: DecodedBatch, settings: JobSettings) -> None:
+    """The kept-format copy of every readable item, and the lossy search for candidates.
+
+    Done before the encode, on the CPU threads, so the chooser in `write_shard` can weigh
+    every representation; each jxl copy has been decoded and compared with its source.
+    """
+    with context_meter.meter("kept-format"):
+        for image_id, data in decoded.originals.items():
+            outcome = decoded.outcomes.get(image_id)
+            if outcome is None or outcome.status != "failed":
+                decoded.kept[image_id] = encode_kept(data, settings.kept_format, settings.jxl_effort)
+    if settings.lossy_fallback == "jxl":
+        with context_meter.meter("lossy-search"):
+            for image_id, rgb in zip(decoded.candidates, decoded.images):
+                found = search_lossy(rgb, settings.min_psnr, settings.lossy_jxl_effort)
+                if found is not None:
+                    decoded.lossy[image_id] = found
 
 
 def encode(decoded: DecodedBatch, settings: JobSettings) -> EncodedBatch | None:
@@ -185,11 +212,11 @@ def write_shard(dest_url: str, storage_options: dict[str, Any], decoded: Decoded
     items = {i.id: i for i in batch.items}
     if encoded is not None:
         for k, image_id in enumerate(decoded.candidates):
-            kept = post_encode_outcome(encoded.psnr[k], encoded.stored_bytes[k], items[image_id].size, settings)
-            if kept is None:
+            status = choose_representation(decoded, encoded, k, settings)
+            if status is None:
                 by_bits.setdefault(encoded.latents[k].bits, []).append(k)
             else:
-                outcomes[image_id] = kept
+                outcomes[image_id] = status
     for bits, members in sorted(by_bits.items()):
         bucket = arc.bucket_name(bits, *encoded.latents[members[0]].data.shape)
         with context_meter.meter("write-shard"):
@@ -201,29 +228,61 @@ def write_shard(dest_url: str, storage_options: dict[str, Any], decoded: Decoded
                                   refine_steps=encoded.refine_steps[k], model_fingerprint=encoded.fingerprint,
                                   bits=enc.bits, lo=enc.lo, hi=enc.hi, checksum=enc.checksum, stored_bytes=encoded.stored_bytes[k],
                                   decode_sha256=encoded.decode_sha256[k], device_class=encoded.device_class)
-    kept = {i: decoded.originals[i] for i, o in outcomes.items() if o.status == "kept"}
+    kept = {i: decoded.kept[i].data for i, o in outcomes.items() if o.status == "kept"}
+    kept.update({i: decoded.lossy[i].data for i, o in outcomes.items() if o.status == "lossy"})
     refs = {}
     if kept:
         with context_meter.meter("write-originals"):
             refs = arc.put_originals(batch.batch_id, kept)
     for image_id, outcome in outcomes.items():
         extra = {}
-        if outcome.status == "kept":
+        if outcome.status in ("kept", "lossy"):
             extra = {"original": refs[image_id], "stored_bytes": len(kept[image_id])}
+            if outcome.status == "lossy" or decoded.kept[image_id].format != "png":  # not the source's bytes
+                extra["stored_sha256"] = hashlib.sha256(kept[image_id]).hexdigest()
+        if outcome.status == "kept":
+            obj = decoded.kept[image_id]
+            extra.update(kept_format=obj.format, kept_note=obj.note, decode_sha256=obj.pixels_sha256)
             if image_id in decoded.candidates:  # measured, then kept: record what the latent would have given
                 k = decoded.candidates.index(image_id)
                 extra.update(psnr=encoded.psnr[k], psnr_initial=encoded.psnr_initial[k], refine_steps=encoded.refine_steps[k])
+        elif outcome.status == "lossy":
+            lossy = decoded.lossy[image_id]
+            extra.update(kept_format="jxl", lossy_distance=lossy.distance, psnr=lossy.psnr, decode_sha256=lossy.decode_sha256)
         rows[image_id] = _row(items[image_id], decoded, outcome.status, outcome.reason, batch.batch_id, **extra)
     with context_meter.meter("commit"):
         arc.commit(batch.batch_id, [rows[i.id] for i in batch.items])
     latent = [r for r in rows.values() if r.status == "latent"]
+    by_rep: dict[str, list[int]] = {}
+    for r in rows.values():
+        count = by_rep.setdefault(r.representation, [0, 0])
+        count[0] += 1
+        count[1] += r.stored_bytes
     return BatchResult(
         batch.batch_id, len(batch.items), batch.source_bytes, sum(r.stored_bytes for r in rows.values()),
         dict(Counter(r.status for r in rows.values())),
         dict(Counter(f"{r.status}:{r.reason}" for r in rows.values() if r.status != "latent")),
         [r.psnr for r in latent], [r.psnr_initial for r in latent if r.psnr_initial is not None],
+        by_rep, [r.psnr for r in rows.values() if r.status == "lossy"],
         encoded.seconds if encoded else 0.0, encoded.refine_seconds if encoded else 0.0,
     )
+
+
+def choose_representation(decoded: DecodedBatch, encoded: EncodedBatch, k: int, settings: JobSettings) -> Outcome | None:
+    """Candidate `k`'s outcome by `lbdask.chooser`: None for the latent, else kept / lossy with the reason."""
+    image_id = decoded.candidates[k]
+    copy = decoded.kept[image_id]
+    options = [Option(copy.format, len(copy.data)), Option("latent", encoded.stored_bytes[k], encoded.psnr[k])]
+    lossy = decoded.lossy.get(image_id)
+    if lossy is not None:
+        options.append(Option("jxl-lossy", len(lossy.data), lossy.psnr))
+    winner = choose(options, settings.min_psnr, settings.max_latent_ratio)
+    if winner.representation == "latent":
+        return None
+    why = post_encode_outcome(encoded.psnr[k], encoded.stored_bytes[k], len(copy.data), settings)
+    if winner.representation == "jxl-lossy":
+        return Outcome("lossy", why.reason if why else LOSSY_SMALLER)
+    return Outcome("kept", why.reason if why else KEEP_NO_SAVING)
 
 
 def _row(item: SourceItem, decoded: DecodedBatch, status: str, reason: str | None, batch_id: str, **fields: Any) -> CatalogRow:

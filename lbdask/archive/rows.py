@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Status = Literal["latent", "kept", "failed"]
-STATUSES: tuple[str, ...] = ("latent", "kept", "failed")
+Status = Literal["latent", "kept", "failed", "lossy"]
+STATUSES: tuple[str, ...] = ("latent", "kept", "failed", "lossy")
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,20 @@ class CatalogRow:
     device_class: str | None = None
     decode_sha256: str | None = None  # latent rows: sha256 of the decoded RGB bytes (lbdask verify)
     batch_id: str | None = None
+    # kept formats (lbdask.kept); rows written before them have None and hold the PNG itself
+    kept_format: str | None = None  # kept rows: "png" | "jxl"; lossy rows: "jxl"
+    kept_note: str | None = None  # why a requested jxl copy was not used (the PNG was kept)
+    stored_sha256: str | None = None  # sha256 of the stored object when it is not the source's bytes
+    lossy_distance: float | None = None  # lossy rows: the JPEG XL distance the search settled on
+
+    @property
+    def representation(self) -> str:
+        """"latent", "png", "jxl", "jxl-lossy" or "failed": what a reader gets back from."""
+        if self.status == "kept":
+            return self.kept_format or "png"
+        if self.status == "lossy":
+            return f"{self.kept_format or 'jxl'}-lossy"
+        return self.status
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready mapping (bytes as base64)."""

@@ -61,7 +61,9 @@ def throughput(jobs: list[dict[str, Any]]) -> dict[str, Any] | None:
 def summarize(arc: Archive) -> dict[str, Any]:
     """The report of an archive: the design-notes contract keys plus breakdowns."""
     status: Counter[str] = Counter()
-    reasons: dict[str, Counter[str]] = {"kept": Counter(), "failed": Counter()}
+    reasons: dict[str, Counter[str]] = {"kept": Counter(), "failed": Counter(), "lossy": Counter()}
+    by_rep: dict[str, dict[str, int]] = {}
+    lossy_psnrs: list[float] = []
     bits: Counter[str] = Counter()
     psnrs: list[float] = []
     refined = []
@@ -69,6 +71,12 @@ def summarize(arc: Archive) -> dict[str, Any]:
     for row in arc.rows():
         status[row.status] += 1
         bytes_source += row.source_size
+        rep = by_rep.setdefault(row.representation, {"images": 0, "bytes": 0, "bytes_source": 0})
+        rep["images"] += 1
+        rep["bytes"] += row.stored_bytes
+        rep["bytes_source"] += row.source_size
+        if row.status == "lossy" and row.psnr is not None:
+            lossy_psnrs.append(float(row.psnr))
         if row.status in reasons:
             reasons[row.status][row.reason or "unspecified"] += 1
         elif row.status == "latent":
@@ -98,6 +106,10 @@ def summarize(arc: Archive) -> dict[str, Any]:
         "latent_bits": dict(bits),
         "kept_reasons": dict(reasons["kept"]),
         "failed_reasons": dict(reasons["failed"]),
+        "images_lossy": status["lossy"],
+        "lossy_reasons": dict(reasons["lossy"]),
+        "representations": dict(sorted(by_rep.items())),
+        "psnr_lossy": psnr_stats(lossy_psnrs) if lossy_psnrs else None,
         "psnr_histogram": psnr_histogram(psnrs),
         "refinement": refinement(refined, jobs),
         "throughput": throughput(jobs),

@@ -37,6 +37,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--target-psnr", type=float, metavar="DB", help="stop refining an image at this PSNR")
     p.add_argument("--max-pixels", type=int, metavar="N", help="larger images are kept as PNG (reason too-large)")
     p.add_argument("--min-side", type=int, metavar="PX", help="images with a shorter side are kept as PNG (too-small)")
+    p.add_argument("--kept-format", choices=("png", "jxl"),
+                   help="images that are not latents: png = the source file byte for byte, "
+                        "jxl = its pixels as lossless JPEG XL (~33%% fewer bytes; docs/migration.md)")
+    p.add_argument("--lossy-fallback", choices=("off", "jxl"),
+                   help="jxl: also try lossy JPEG XL at the largest distance that meets --min-psnr; "
+                        "the smallest passing representation wins (default off)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--storage-options", metavar="JSON", help="fsspec/s3fs options for SRC and DEST, e.g. an endpoint_url")
     return p
@@ -53,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     settings = load_job_settings().with_overrides(
         model=args.model, weights=args.weights, batch_size=args.batch_size, latent_bits=args.latent_bits,
         min_psnr=args.min_psnr, max_latent_ratio=args.max_latent_ratio, refine_steps=args.refine_steps, target_psnr=args.target_psnr,
-        max_pixels=args.max_pixels, min_side=args.min_side)
+        max_pixels=args.max_pixels, min_side=args.min_side, kept_format=args.kept_format,
+        lossy_fallback=args.lossy_fallback)
     req = MigrationRequest(
         src=args.src, dest=args.dest, settings=settings, cluster=load_cluster_settings(), scheduler=args.scheduler,
         workers=args.workers, storage_options=parse_storage_options(args.storage_options), progress=not args.no_progress)
@@ -73,13 +80,20 @@ def format_summary(s: dict[str, Any]) -> str:
         f"= {s['images_per_s']:.2f} images/s, {s['mb_per_s']:.2f} MB/s",
         f"  time: start-up {s['phase_seconds']['start']:.1f} s (cluster, model), scan {s['phase_seconds']['scan']:.1f} s, "
         f"batches {s['phase_seconds']['batches']:.1f} s = {s['batch_images_per_s']:.2f} images/s while processing",
-        f"  latent {s['images_latent']}, kept as PNG {s['images_kept_png']}, failed {s['images_failed']}",
+        f"  latent {s['images_latent']}, kept as PNG {s['images_kept_png']}, failed {s['images_failed']}"
+        + (f", lossy JPEG XL {s['images_lossy']}" if s.get("images_lossy") else ""),
     ]
     lines += [f"    {reason}: {n}" for reason, n in s["reasons"].items()]
+    reps = s.get("representations") or {}
+    if reps:
+        lines.append("  stored as: " + ", ".join(f"{name} {r['images']} ({r['bytes']:,} bytes)" for name, r in reps.items()))
     if s["bytes_source"]:
         lines.append(f"  bytes: source {s['bytes_source']:,} -> stored {s['bytes_stored']:,} "
                      f"(DRR {1 - s['bytes_stored'] / s['bytes_source']:.3f})")
     if s["psnr_mean"] is not None:
         lines.append(f"  PSNR of latents: mean {s['psnr_mean']:.2f} dB, p05 {s['psnr_p05']:.2f}, min {s['psnr_min']:.2f}")
+    if s.get("psnr_lossy"):
+        p = s["psnr_lossy"]
+        lines.append(f"  PSNR of lossy JPEG XL: mean {p['psnr_mean']:.2f} dB, p05 {p['psnr_p05']:.2f}, min {p['psnr_min']:.2f}")
     lines.append(f"  model {s['model']}; job statistics recorded as {s.get('job_id')} (lbdask report {s['dest']})")
     return "\n".join(lines)

@@ -36,9 +36,14 @@ def render(rep: dict[str, Any]) -> str:
         f"DRR             {drr}",
         f"PSNR            mean {_db(rep['psnr_mean'])}, p05 {_db(rep['psnr_p05'])}, min {_db(rep['psnr_min'])}",
     ]
-    for status in ("kept", "failed"):
-        for reason, n in sorted(rep[f"{status}_reasons"].items()):
+    for status in ("kept", "failed", "lossy"):
+        for reason, n in sorted(rep.get(f"{status}_reasons", {}).items()):
             lines.append(f"{status:<15} {n} x {reason}")
+    for name, r in rep.get("representations", {}).items():
+        lines.append(f"stored as {name:<9} {r['images']} images, {r['bytes']:,} bytes (source {r['bytes_source']:,})")
+    if rep.get("psnr_lossy"):
+        p = rep["psnr_lossy"]
+        lines.append(f"PSNR jxl-lossy  mean {_db(p['psnr_mean'])}, p05 {_db(p['psnr_p05'])}, min {_db(p['psnr_min'])}")
     bins = [b for b in rep["psnr_histogram"] if b["count"]]
     if bins:
         lines.append("PSNR histogram")
