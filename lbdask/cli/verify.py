@@ -4,7 +4,9 @@ Latent rows: the stored latent must match its checksum, decode with the archive'
 and give back what the migration measured - bit for bit (recorded `decode_sha256`) on
 the same device class, or the recorded PSNR against the source (`--source SRC`) within
 `--tolerance` dB on another device class. Kept rows: the original's sha256 must equal the
-source's. One line per failure; exit 0 when all pass, 1 otherwise.
+source's; a jxl copy must decode to the recorded samples (and, with `--source`, to the
+source's). Lossy JPEG XL rows: like latents, recorded decode hash and PSNR.
+One line per failure; exit 0 when all pass, 1 otherwise.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import kept, pngsamples
 from ..archive import Archive, CatalogRow
 from ..codec import LatentCodec
 from ..errors import LbdaskError
@@ -42,15 +45,17 @@ class VerifyReport:
     latent_checked: int = 0
     kept_checked: int = 0
     decode_unchecked: int = 0   # decodes with neither a comparable checksum nor a source
+    lossy_checked: int = 0
 
     def summary(self) -> str:
-        return (f"verified {self.latent_checked} latent and {self.kept_checked} kept rows: "
+        lossy = f", {self.lossy_checked} lossy JPEG XL" if self.lossy_checked else ""
+        return (f"verified {self.latent_checked} latent and {self.kept_checked} kept rows{lossy}: "
                 f"{len(self.failures)} failure(s), {self.decode_unchecked} decode(s) without a reference")
 
 
 def sample_rows(rows: Iterable[CatalogRow], n: int, seed: int = 0) -> list[CatalogRow]:
     """Up to `n` latent/kept rows (0 = all), chosen reproducibly, in id order."""
-    candidates = sorted((r for r in rows if r.status in ("latent", "kept")), key=lambda r: r.id)
+    candidates = sorted((r for r in rows if r.status in ("latent", "kept", "lossy")), key=lambda r: r.id)
     if 0 < n < len(candidates):
         candidates = sorted(random.Random(seed).sample(candidates, n), key=lambda r: r.id)
     return candidates
@@ -86,12 +91,49 @@ def verify_latent(arc: Archive, model, row: CatalogRow, source: Location | None,
     return failures, compared
 
 
-def verify_kept(arc: Archive, row: CatalogRow) -> list[str]:
-    """Failures for one kept row: its stored original must hash to the source's sha256."""
-    digest = hashlib.sha256(arc.read_original(row)).hexdigest()
-    if digest != row.source_sha256:
-        return [f"{row.id}: kept original sha256 {digest[:12]} does not match source {str(row.source_sha256)[:12]}"]
-    return []
+def _source_bytes(source: Location, row: CatalogRow) -> bytes | None:
+    """The source file of `row`, or None when it changed since the migration."""
+    data = source.fs.cat_file(source.path(row.id))
+    return data if hashlib.sha256(data).hexdigest() == row.source_sha256 else None
+
+
+def verify_kept(arc: Archive, row: CatalogRow, source: Location | None = None) -> list[str]:
+    """Failures for one kept row: a PNG must hash to the source's sha256, a jxl copy must
+    decode to the recorded samples (and to the source's, given the source)."""
+    data = arc.read_original(row)  # checks the stored object's own sha256
+    if (row.kept_format or "png") == "png":
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != row.source_sha256:
+            return [f"{row.id}: kept original sha256 {digest[:12]} does not match source {str(row.source_sha256)[:12]}"]
+        return []
+    png = kept.to_png(data, row.kept_format)
+    failures = []
+    if row.decode_sha256 and kept.samples_sha256(pngsamples.samples(png)) != row.decode_sha256:
+        failures.append(f"{row.id}: {row.kept_format} copy does not decode to the recorded samples")
+    if source is not None:
+        original = _source_bytes(source, row)
+        why = None if original is None else kept.mismatch(pngsamples.samples(original), png)
+        if original is None:
+            failures.append(f"{row.id}: source file changed since migration (sha256 differs)")
+        elif why:
+            failures.append(f"{row.id}: {row.kept_format} copy is not the source's pixels: {why}")
+    return failures
+
+
+def verify_lossy(arc: Archive, row: CatalogRow, source: Location | None, tolerance: float) -> list[str]:
+    """Failures for one lossy JPEG XL row: recorded decode hash, and PSNR against the source."""
+    rgb = kept.lossy_decode(arc.read_original(row))
+    failures = []
+    if row.decode_sha256 and kept.samples_sha256(rgb) != row.decode_sha256:
+        failures.append(f"{row.id}: lossy JPEG XL decode differs from the recorded one")
+    if source is not None:
+        original = _source_bytes(source, row)
+        if original is None:
+            return failures + [f"{row.id}: source file changed since migration (sha256 differs)"]
+        now = psnr(decode_png(original, max_pixels=row.width * row.height)[0], rgb)
+        if row.psnr is None or not abs(now - row.psnr) <= tolerance:
+            failures.append(f"{row.id}: PSNR {now:.3f} dB vs recorded {row.psnr} dB (lossy JPEG XL)")
+    return failures
 
 
 def verify_archive(arc: Archive, model, rows: Iterable[CatalogRow], source: Location | None = None,
@@ -102,7 +144,10 @@ def verify_archive(arc: Archive, model, rows: Iterable[CatalogRow], source: Loca
         try:
             if row.status == "kept":
                 report.kept_checked += 1
-                report.failures += verify_kept(arc, row)
+                report.failures += verify_kept(arc, row, source)
+            elif row.status == "lossy":
+                report.lossy_checked += 1
+                report.failures += verify_lossy(arc, row, source, tolerance)
             else:
                 report.latent_checked += 1
                 failures, compared = verify_latent(arc, model, row, source, tolerance)
