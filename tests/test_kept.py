@@ -24,12 +24,13 @@ TEXT = {"parameters": "a fennec, 20 steps", "comment": "üñï"}
 
 
 def textured(c: int, dtype=np.uint8, h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
-    """A gradient with grain: JPEG XL stores it in fewer bytes than deflate."""
+    """Smooth shapes with a little grain, like a photo: JPEG XL stores it in fewer bytes than deflate."""
     rng = np.random.default_rng(seed)
     top = np.iinfo(dtype).max
-    y, x = np.mgrid[0:h, 0:w]
-    planes = [((x * (k + 3) + y * 2) * (top // 160) + rng.integers(0, top // 12 + 2, (h, w))) % (top + 1) for k in range(c)]
-    out = np.stack(planes, -1).astype(dtype)
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    planes = [0.5 + 0.3 * np.sin(3 * x + k) + 0.2 * np.cos(4 * y * (k + 1)) for k in range(c)]
+    noisy = np.stack(planes, -1) * 0.8 * top + rng.normal(0, top / 255, (h, w, c))
+    out = np.clip(noisy, 0, top).astype(dtype)
     return out[..., 0] if c == 1 else out
 
 
@@ -50,7 +51,7 @@ def with_text(png: bytes) -> bytes:
 
 
 def palette_png(**save) -> bytes:
-    im = Image.fromarray((textured(1) % 200).astype(np.uint8), "P")
+    im = Image.fromarray((textured(1) // 2).astype(np.uint8), "P")
     im.putpalette([v for i in range(256) for v in (i, 255 - i, (i * 7) % 256)])
     return pil_png(im, transparency=bytes([0, 64, 128] + [255] * 197), **save)
 
@@ -61,8 +62,8 @@ SOURCES = {
     "L": lambda: pil_png(Image.fromarray(textured(1))),
     "LA": lambda: pil_png(Image.fromarray(textured(2), "LA")),
     "P+tRNS": palette_png,
-    "P 4-bit": lambda: pil_png(Image.fromarray((textured(1) % 16).astype(np.uint8), "P"), bits=4),
-    "L 1-bit": lambda: pil_png(Image.fromarray(textured(1) % 2 * 255).convert("1")),
+    "P 4-bit": lambda: pil_png(Image.fromarray((textured(1) // 16).astype(np.uint8), "P"), bits=4),
+    "L 1-bit": lambda: pil_png(Image.fromarray(textured(1)).convert("1")),
     "L+tRNS": lambda: pil_png(Image.fromarray(textured(1)), transparency=7),
     "I;16": lambda: pil_png(Image.fromarray(textured(1, np.uint16))),
     "RGB 16-bit": lambda: with_text(imagecodecs.png_encode(textured(3, np.uint16))),
