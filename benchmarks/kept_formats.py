@@ -1,15 +1,21 @@
 """DRR and PSNR of each kept-format policy on a PNG corpus, and encode/decode time per MP.
 
-    python benchmarks/kept_formats.py [SRC] [--weights DIR] [--cache FILE] [--limit N]
+    python benchmarks/kept_formats.py [SRC] --latents ARCHIVE|docs/migration.md [--weights DIR]
+                                      [--cache FILE] [--limit N] [--time-latents N]
 
 Every image is measured once with the code the migration runs: the kept copies
-(`lbdask.kept.encode_kept`, png and jxl, the jxl one checked pixel for pixel), for latent
-candidates (the migration's own header and alpha rules) the TAEF2 8-bit latent as
-`migrate.tasks.encode` stores and verifies it, and the lossy JPEG XL search at each PSNR
-floor. Each policy is then applied offline with `lbdask.chooser.choose`, the function
-`write_shard` calls, so one corpus pass gives every row of the table. Stored bytes are
-the objects' bytes (catalog rows and Zarr metadata excluded: ~0.6 % in a real run).
-Per-image results are cached in --cache (JSON), so a rerun only prints.
+(`lbdask.kept.encode_kept`, png and jxl, the jxl one checked pixel for pixel) and, for
+latent candidates (the migration's own header and alpha rules), the lossy JPEG XL search
+at each PSNR floor. The latents are not re-encoded (TAEF2 on a loaded 2-core CPU takes
+minutes per image): their stored bytes and PSNR come from a default `lbdask migrate` of
+the same corpus, as an archive or as the per-image table of docs/migration.md. Rows kept
+there for `fidelity` / `no-saving` have no latent bytes; they cannot win at any floor of
+30 dB or more with `max_latent_ratio` 1 (below the floor, or larger than the PNG and so
+than any smaller exact copy), so the chooser gets no latent option for them. Each policy
+is then applied offline with `lbdask.chooser.choose`, the function `write_shard` calls.
+Stored bytes are the objects' bytes (catalog rows and Zarr metadata excluded: ~0.6 % in a
+real run). Per-image results are cached in --cache (JSON), so a rerun only prints.
+`--time-latents N` also times TAEF2 encode/decode on the first N candidates of at most 1 MP.
 """
 from __future__ import annotations
 
@@ -48,8 +54,23 @@ def _timed(fn, *args, **kw):
     return out, time.perf_counter() - t
 
 
-def measure(path: Path, model, settings: JobSettings) -> dict:
-    """Every representation of one source PNG, with timings."""
+def load_latents(source: str) -> dict[str, tuple[int | None, float | None]]:
+    """id -> (latent bytes or None, PSNR) of a default migration: an archive, or docs/migration.md's table."""
+    if source.endswith(".md"):
+        out = {}
+        for line in Path(source).read_text().splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) == 7 and cells[0].endswith(".png") and cells[2] in ("latent", "kept"):
+                psnr_cell = cells[6] or None
+                out[cells[0]] = (int(cells[5].replace(",", "")) if cells[2] == "latent" else None,
+                                 float(psnr_cell) if psnr_cell else None)
+        return out
+    from lbdask.archive import Archive
+    return {r.id: (r.stored_bytes if r.status == "latent" else None, r.psnr) for r in Archive.open(source).rows()}
+
+
+def measure(path: Path, settings: JobSettings, latents: dict, model=None) -> dict:
+    """Every representation of one source PNG, with timings (latents from `latents`; timed with `model`)."""
     png = path.read_bytes()
     info = pngio.probe(png)
     mp = info.pixels / 1e6
@@ -58,7 +79,6 @@ def measure(path: Path, model, settings: JobSettings) -> dict:
     obj, rec["t_jxl_keep"] = _timed(kept.encode_kept, png, "jxl", settings.jxl_effort)  # encode + verify
     rec["jxl"], rec["jxl_format"], rec["jxl_note"] = len(obj.data), obj.format, obj.note
     if obj.format == "jxl":
-        _, rec["t_jxl_encode"] = _timed(kept.jxl_object, png, settings.jxl_effort)
         _, rec["t_jxl_read"] = _timed(kept.to_png, obj.data, "jxl")
     item = SourceItem(path.name, len(png), None, info.width, info.height, info.mode, info.bit_depth, info.has_alpha)
     outcome = pre_decode_outcome(item, settings)
@@ -70,12 +90,13 @@ def measure(path: Path, model, settings: JobSettings) -> dict:
     if outcome is not None:
         return rec
     _, rec["t_png_encode"] = _timed(pngio.encode, rgb)
-    t = time.perf_counter()
-    enc = LatentCodec(8).encode(model.encode(rgb[None])[0])
-    rec["latent"] = compressed_size(enc.data)
-    rec["t_latent_encode"] = time.perf_counter() - t
-    back, rec["t_latent_decode"] = _timed(reference_decode, model, LatentCodec(8).decode(enc), rgb.shape[:2])
-    rec["latent_psnr"] = float(psnr(rgb, back))
+    rec["latent"], rec["latent_psnr"] = latents[path.name]
+    if model is not None:
+        t = time.perf_counter()
+        enc = LatentCodec(8).encode(model.encode(rgb[None])[0])
+        rec["t_latent_encode"] = time.perf_counter() - t
+        back, rec["t_latent_decode"] = _timed(reference_decode, model, LatentCodec(8).decode(enc), rgb.shape[:2])
+        rec["latent_check"] = [compressed_size(enc.data), float(psnr(rgb, back))]
     for floor in FLOORS:
         found, seconds = _timed(kept.search_lossy, rgb, floor, settings.lossy_jxl_effort)
         rec[f"t_lossy_search_{floor:g}"] = seconds
@@ -91,7 +112,7 @@ def apply_policy(recs: list[dict], fmt: str, lossy: bool, floor: float, ratio: f
     for r in recs:
         copy = Option(r["jxl_format"], r["jxl"]) if fmt == "jxl" else Option("png", r["png"])
         options = [copy]
-        if r["candidate"]:
+        if r["candidate"] and r["latent"] is not None:
             options.append(Option("latent", r["latent"], r["latent_psnr"]))
             found = r.get(f"lossy_{floor:g}")
             if lossy and found:
@@ -115,6 +136,8 @@ def per_mp(recs: list[dict], key: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("src", nargs="?", default="../shared/corpus/ai-png")
+    ap.add_argument("--latents", required=True, help="archive of a default migration of SRC, or docs/migration.md")
+    ap.add_argument("--time-latents", type=int, default=0, metavar="N")
     ap.add_argument("--weights", default="../shared/models/taef2")
     ap.add_argument("--cache", default="kept_formats_cache.json")
     ap.add_argument("--limit", type=int, default=0)
@@ -123,15 +146,18 @@ def main() -> None:
     cache_path = Path(args.cache)
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     paths = sorted(Path(args.src).glob("*.png"))[: args.limit or None]
-    model = None
+    latents = load_latents(args.latents)
+    timed = sum(1 for r in cache.values() if "t_latent_encode" in r)
     for path in paths:
         if path.name in cache:
             continue
-        if model is None:
+        model = None
+        if timed < args.time_latents and pngio.probe(path.read_bytes()).pixels <= 1_100_000:
             from lbdask.models import load_model
             model = load_model("taef2", weights=args.weights, device="cpu")
+            timed += 1
         t = time.perf_counter()
-        cache[path.name] = measure(path, model, settings)
+        cache[path.name] = measure(path, settings, latents, model)
         print(f"{path.name}: {time.perf_counter() - t:.1f} s", flush=True)
         cache_path.write_text(json.dumps(cache, indent=1))
     recs = [cache[p.name] for p in paths]
@@ -160,7 +186,12 @@ def main() -> None:
     for floor in FLOORS:
         print(f"| jxl lossy search to {floor:g} dB | {per_mp(recs, f't_lossy_search_{floor:g}')} | "
               f"{per_mp(recs, 't_lossy_read') if floor == FLOORS[-1] else ''} |")
-    print(f"| latent TAEF2 8-bit (encode + quantise / decode) | {per_mp(recs, 't_latent_encode')} | {per_mp(recs, 't_latent_decode')} |")
+    print(f"| latent TAEF2 8-bit (encode + quantise / decode; {sum('t_latent_encode' in r for r in recs)} images) "
+          f"| {per_mp(recs, 't_latent_encode')} | {per_mp(recs, 't_latent_decode')} |")
+    checks = [(r["id"], r["latent"], r["latent_psnr"], *r["latent_check"]) for r in recs if r.get("latent_check")]
+    if checks:
+        print("\nlatents re-encoded here vs the figures used (bytes, PSNR): "
+              + "; ".join(f"{i}: {a:,} / {b:.2f} dB vs {c:,} / {d:.2f} dB" for i, a, b, c, d in checks))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import ConfigError
-from ..fidelity import DEFAULT_BITS, DEFAULT_STEPS, REFINE_BITS, generate_sources, load_sources, markdown_table, rate_distortion_report
+from ..fidelity import (DEFAULT_BITS, DEFAULT_FLOORS, DEFAULT_STEPS, REFINE_BITS, generate_sources, load_sources,
+                        markdown_table, rate_distortion_report, wins_table)
 from ..models import load_model
 
 
@@ -21,6 +22,13 @@ def _int_list(text: str) -> tuple[int, ...]:
         return tuple(int(v) for v in text.split(","))
     except ValueError:
         raise ConfigError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -36,6 +44,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--steps", default=",".join(map(str, DEFAULT_STEPS)), help="refinement step counts (default 0,10,30,100)")
     p.add_argument("--refine-bits", type=int, default=REFINE_BITS, choices=(16, 8, 6),
                    help="precision the refinement run is quantisation-aware for (default %(default)s)")
+    p.add_argument("--min-psnr", default=",".join(f"{f:g}" for f in DEFAULT_FLOORS), metavar="DB,...",
+                   help="PSNR floors at which lossy JPEG XL is searched and the migration's representation "
+                        "chooser is applied (default %(default)s)")
     p.add_argument("--generated", action="store_true", help="use the model's own decodes of the crops as sources")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", default="fidelity-report", metavar="DIR", help="output folder (default ./fidelity-report)")
@@ -55,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     with tqdm(total=max(steps), desc=f"refining {len(sources)} latents", unit="step",
               disable=args.no_progress) as bar:
         report = rate_distortion_report(model, sources, args.out, title, _int_list(args.bits), steps,
-                                         args.refine_bits, on_step=bar.update)
+                                         args.refine_bits, on_step=bar.update, floors=_float_list(args.min_psnr))
     print(markdown_table(report["summary"]))
+    print(wins_table(report["where_each_wins"]))
     print(f"wrote {Path(args.out) / 'fidelity.md'}, fidelity.json, fidelity.png")
     return 0
