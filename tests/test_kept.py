@@ -195,3 +195,19 @@ def test_jxl_kept_row_reads_and_verifies_and_a_damaged_copy_is_caught(tmp_path):
     assert verify_kept(arc, row) == []
     wrong = dataclasses.replace(row, decode_sha256="0" * 64)
     assert verify_kept(arc, wrong) == ["a.png: jxl copy does not decode to the recorded samples"]
+
+
+def test_fidelity_report_shows_where_each_representation_wins():
+    from lbdask.fidelity import Measurement
+    from lbdask.wins import lossy_method, where_each_wins, wins_table
+
+    def m(method, image, size, db=float("inf")):
+        return Measurement(method, "x", image, size, db, 1.0)
+
+    rows = [m("png max", "a", 100), m("jpegxl lossless", "a", 70), m("latent 8-bit, 0 steps", "a", 40, 33.0),
+            m(lossy_method(30), "a", 10, 30.2), m(lossy_method(38), "a", 50, 38.1),
+            m("png max", "b", 100), m("jpegxl lossless", "b", 120), m("latent 8-bit, 0 steps", "b", 40, 29.0)]
+    wins = where_each_wins(rows, (30.0, 38.0), ["latent 8-bit, 0 steps"])
+    assert [w["winners"] for w in wins] == [{"a": "jxl-lossy", "b": "png"}, {"a": "jxl-lossy", "b": "png"}]
+    assert wins[0]["bytes_mean"] == 55 and wins[1]["wins"] == {"jxl-lossy": 1, "png": 1}
+    assert "| 30 | latent 8-bit, 0 steps | 0 | 1 | 0 | 1 | 55 |" in wins_table(wins)
