@@ -1,7 +1,7 @@
 """DRR and PSNR of each kept-format policy on a PNG corpus, and encode/decode time per MP.
 
     python benchmarks/kept_formats.py [SRC] --latents ARCHIVE|docs/migration.md [--weights DIR]
-                                      [--cache FILE] [--limit N] [--time-latents N]
+                                      [--cache FILE] [--limit N] [--budget-s S] [--time-latents N]
 
 Every image is measured once with the code the migration runs: the kept copies
 (`lbdask.kept.encode_kept`, png and jxl, the jxl one checked pixel for pixel) and, for
@@ -15,6 +15,8 @@ than any smaller exact copy), so the chooser gets no latent option for them. Eac
 is then applied offline with `lbdask.chooser.choose`, the function `write_shard` calls.
 Stored bytes are the objects' bytes (catalog rows and Zarr metadata excluded: ~0.6 % in a
 real run). Per-image results are cached in --cache (JSON), so a rerun only prints.
+Images are measured in a seeded random order; `--budget-s` stops measuring new ones after
+that many seconds, and the tables cover the images measured (a random subset; say so).
 `--time-latents N` also times TAEF2 encode/decode on the first N candidates of at most 1 MP.
 """
 from __future__ import annotations
@@ -23,6 +25,7 @@ import argparse
 import datetime
 import json
 import os
+import random
 import platform
 import time
 from pathlib import Path
@@ -141,16 +144,22 @@ def main() -> None:
     ap.add_argument("--weights", default="../shared/models/taef2")
     ap.add_argument("--cache", default="kept_formats_cache.json")
     ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--budget-s", type=float, default=0.0, help="stop measuring new images after S seconds (0 = all)")
     args = ap.parse_args()
     settings = JobSettings()
     cache_path = Path(args.cache)
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
-    paths = sorted(Path(args.src).glob("*.png"))[: args.limit or None]
+    paths = sorted(Path(args.src).glob("*.png"))
+    random.Random(0).shuffle(paths)
+    paths = sorted(paths, key=lambda p: p.name not in cache)[: args.limit or None]
     latents = load_latents(args.latents)
     timed = sum(1 for r in cache.values() if "t_latent_encode" in r)
+    started = time.perf_counter()
     for path in paths:
         if path.name in cache:
             continue
+        if args.budget_s and time.perf_counter() - started > args.budget_s:
+            break
         model = None
         if timed < args.time_latents and pngio.probe(path.read_bytes()).pixels <= 1_100_000:
             from lbdask.models import load_model
@@ -160,9 +169,9 @@ def main() -> None:
         cache[path.name] = measure(path, settings, latents, model)
         print(f"{path.name}: {time.perf_counter() - t:.1f} s", flush=True)
         cache_path.write_text(json.dumps(cache, indent=1))
-    recs = [cache[p.name] for p in paths]
+    recs = [cache[p.name] for p in paths if p.name in cache]
     source = sum(r["png"] for r in recs)
-    print(f"\n{len(recs)} PNGs under {args.src}, {source:,} bytes; {platform.machine()}, {os.cpu_count()} CPUs, "
+    print(f"\n{len(recs)} of {len(paths)} PNGs under {args.src}, {source:,} bytes; {platform.machine()}, {os.cpu_count()} CPUs, "
           f"{datetime.date.today()}; TAEF2 fp32 8-bit one-shot latents; jxl effort {settings.jxl_effort}, "
           f"lossy search effort {settings.lossy_jxl_effort}\n")
     print("| policy | stored bytes | DRR | latent | png | jxl | jxl-lossy | PSNR mean (dB) | PSNR min (dB) |")
