@@ -96,11 +96,13 @@ def mismatch(source: np.ndarray, png: bytes) -> str | None:
     return f"{differ} sample(s) differ after the round trip" if differ else None
 
 
-def encode_kept(png: bytes, fmt: str, effort: int = 7) -> KeptObject:
+def encode_kept(png: bytes, fmt: str, effort: int = 7, max_pixels: int | None = None) -> KeptObject:
     """The kept object of the source `png` in format `fmt`, falling back to the PNG.
 
     A jxl object is used only when it decodes, through `to_png`, to the source's samples,
-    header and chunks, and is smaller than the PNG; otherwise the note says why not.
+    header and chunks, and is smaller than the PNG; otherwise the note says why not. No
+    error of the codec ever fails the image: the PNG is always a correct copy. Images above
+    `max_pixels` stay PNG (libjxl's lossless encoder needs several times the pixels in memory).
     """
     if fmt == "png":
         return KeptObject("png", png)
@@ -109,13 +111,16 @@ def encode_kept(png: bytes, fmt: str, effort: int = 7) -> KeptObject:
     try:
         if _is_animated(png):
             return KeptObject("png", png, "jxl: animated PNG kept whole")
+        hdr = pngsamples.header(png)
+        if max_pixels is not None and hdr.width * hdr.height > max_pixels:
+            return KeptObject("png", png, f"jxl: more than {max_pixels} pixels")
         data, pixels = jxl_object(png, effort)
         back = to_png(data, "jxl")
         why = mismatch(pixels, back)
         if why is None and _layout(back) != _layout(png):
             why = "header or chunks differ after the round trip"
-    except (InputError, IntegrityError) as exc:
-        return KeptObject("png", png, f"jxl failed: {exc}")
+    except Exception as exc:  # noqa: BLE001 - libjxl, libpng and Pillow raise many types
+        return KeptObject("png", png, f"jxl failed: {type(exc).__name__}: {str(exc)[:200]}")
     if why is not None:
         return KeptObject("png", png, f"jxl round trip not pixel-identical: {why}")
     if len(data) >= len(png):

@@ -147,7 +147,7 @@ def add_kept_copies(decoded: DecodedBatch, settings: JobSettings) -> None:
         for image_id, data in decoded.originals.items():
             outcome = decoded.outcomes.get(image_id)
             if outcome is None or outcome.status != "failed":
-                decoded.kept[image_id] = encode_kept(data, settings.kept_format, settings.jxl_effort)
+                decoded.kept[image_id] = encode_kept(data, settings.kept_format, settings.jxl_effort, settings.max_pixels)
     if settings.lossy_fallback == "jxl":
         with context_meter.meter("lossy-search"):
             for image_id, rgb in zip(decoded.candidates, decoded.images):

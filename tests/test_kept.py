@@ -211,3 +211,15 @@ def test_fidelity_report_shows_where_each_representation_wins():
     assert [w["winners"] for w in wins] == [{"a": "jxl-lossy", "b": "png"}, {"a": "jxl-lossy", "b": "png"}]
     assert wins[0]["bytes_mean"] == 55 and wins[1]["wins"] == {"jxl-lossy": 1, "png": 1}
     assert "| 30 | latent 8-bit, 0 steps | 0 | 1 | 0 | 1 | 55 |" in wins_table(wins)
+
+
+def test_codec_errors_and_huge_images_keep_the_png(monkeypatch):
+    png = SOURCES["RGB 16-bit"]()
+    assert kept.encode_kept(png, "jxl", effort=3, max_pixels=100).note == "jxl: more than 100 pixels"
+
+    def broken(*a, **kw):
+        raise RuntimeError("JxlEncoderProcessOutput failed")
+
+    monkeypatch.setattr(kept.imagecodecs, "jpegxl_encode", broken)
+    obj = kept.encode_kept(png, "jxl", effort=3)
+    assert obj.format == "png" and obj.data is png and obj.note == "jxl failed: RuntimeError: JxlEncoderProcessOutput failed"
