@@ -52,7 +52,7 @@ def with_text(png: bytes) -> bytes:
 
 def palette_png(**save) -> bytes:
     im = Image.fromarray((textured(1) // 2).astype(np.uint8), "P")
-    im.putpalette([v for i in range(256) for v in (i, 255 - i, (i * 7) % 256)])
+    im.putpalette([v for i in range(256) for v in ((i * 7) % 256, 255 - i, i)])
     return pil_png(im, transparency=bytes([0, 64, 128] + [255] * 197), **save)
 
 
