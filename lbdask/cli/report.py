@@ -29,7 +29,8 @@ def render(rep: dict[str, Any]) -> str:
     lines = [
         f"model           {rep['model']} ({str(rep['model_fingerprint'])[:12]})",
         f"images          {rep['images_total']}: {rep['images_latent']} latent, "
-        f"{rep['images_kept_png']} kept as PNG, {rep['images_failed']} failed",
+        f"{rep['images_kept_png']} kept as PNG, {rep['images_failed']} failed"
+        + (f", {rep['images_lossy']} lossy JPEG XL" if rep.get("images_lossy") else ""),
         f"bytes source    {rep['bytes_source']:,}",
         f"bytes stored    {rep['bytes_stored']:,} (latents {parts['latents']:,}, originals {parts['originals']:,}, "
         f"catalog {parts['catalog']:,})",
