@@ -116,3 +116,13 @@ def test_cli_migrate_with_jxl_and_lossy_fallback_stores_every_representation(cor
     assert sum(r["images"] for r in rep["representations"].values()) == len(rows)
     assert rep["representations"]["jxl-lossy"]["images"] == rep["images_lossy"] >= 1
     assert rep["psnr_lossy"]["psnr_min"] >= 30
+
+
+def test_kept_format_settings_are_validated():
+    from lbdask.errors import ConfigError
+
+    settings = load_job_settings()
+    assert (settings.kept_format, settings.lossy_fallback) == ("png", "off")  # configs/jobs.yaml defaults
+    for bad in ({"kept_format": "gif"}, {"lossy_fallback": "webp"}, {"jxl_effort": 0}, {"lossy_jxl_effort": 10}):
+        with pytest.raises(ConfigError):
+            settings.with_overrides(**bad)
