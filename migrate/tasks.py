@@ -80,11 +80,11 @@ class BatchResult:
     reasons: dict[str, int]                # "kept:<reason>" / "failed:<reason>" -> count
     psnr: list[float]                      # latent images only
     psnr_initial: list[float] = field(default_factory=list)  # latent images that were refined
-    representations: dict[str, list[int]] = field(default_factory=dict)  # "latent"/"png"/"jxl"/... -> [images, bytes]
-    psnr_lossy: list[float] = field(default_factory=list)  # lossy JPEG XL images
     encode_seconds: float = 0.0
     refine_seconds: float = 0.0
     already_committed: bool = False
+    representations: dict[str, list[int]] = field(default_factory=dict)  # "latent"/"png"/"jxl"/... -> [images, bytes]
+    psnr_lossy: list[float] = field(default_factory=list)  # lossy JPEG XL images
 
 
 @functools.lru_cache(maxsize=8)
@@ -263,8 +263,8 @@ def write_shard(dest_url: str, storage_options: dict[str, Any], decoded: Decoded
         dict(Counter(r.status for r in rows.values())),
         dict(Counter(f"{r.status}:{r.reason}" for r in rows.values() if r.status != "latent")),
         [r.psnr for r in latent], [r.psnr_initial for r in latent if r.psnr_initial is not None],
-        by_rep, [r.psnr for r in rows.values() if r.status == "lossy"],
         encoded.seconds if encoded else 0.0, encoded.refine_seconds if encoded else 0.0,
+        representations=by_rep, psnr_lossy=[r.psnr for r in rows.values() if r.status == "lossy"],
     )
 
 
