@@ -9,7 +9,6 @@ import sys
 import imagecodecs
 import numpy as np
 import pytest
-from PIL import Image
 
 import lbdask
 from lbdask import kept, pngio, pngsamples
