@@ -1,15 +1,18 @@
 """Reading images back out of an archive, in this process: `lbdask.open(DEST).read(id)`.
 
-Kept images come back as their original bytes, failed inputs as their raw bytes (not a
-decodable PNG: `row(id).status` says so); latent images are decoded with the model the
-archive names (its fingerprint is checked) by the canonical decode (`lbdask.decode`):
-original size, the source's mode family, its ancillary chunks restored.
+Kept images come back as their original bytes (kept format `png`) or as a PNG with the
+source's samples, mode, bit depth and chunks (`jxl`, see `lbdask.kept`); failed inputs as
+their raw bytes (not a decodable PNG: `row(id).status` says so); latent images are decoded
+with the model the archive names (its fingerprint is checked) by the canonical decode
+(`lbdask.decode`), and lossy JPEG XL rows by libjxl, both as a PNG of the source's mode
+family with its ancillary chunks restored.
 """
 from __future__ import annotations
 
 import os
 from typing import TYPE_CHECKING, Any
 
+from . import kept
 from .archive import Archive, CatalogRow
 from .decode import row_pixels, to_png
 from .errors import NotFoundError, UnknownImageError
@@ -51,8 +54,8 @@ class ArchiveReader:
         row = self.row(image_id)
         if row.status == "latent":
             return self.decode_png(row)
-        if row.original is not None:  # kept, or failed with its raw bytes (checked against source_sha256)
-            return self.archive.read_original(row)
+        if row.original is not None:  # kept, lossy, or failed with its raw bytes (checked on read)
+            return kept.read_back(row, self.archive.read_original(row))
         raise NotFoundError(f"image '{image_id}' was {row.status} ({row.reason}); the archive holds no copy of it")
 
     def decode_png(self, row: CatalogRow) -> bytes:

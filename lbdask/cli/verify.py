@@ -1,8 +1,10 @@
 """`lbdask verify DEST`: re-decode a sample of an archive and check it (lbdask/verify.py).
 
-Kept and failed rows (the raw bytes of an input that is no decodable PNG): the stored bytes'
-sha256 must equal the source's. One line per failure, then a summary; exit 0 when all pass, 2 when an object is lost or
-corrupt, 1 for other failures.
+Kept rows: a PNG's sha256 must equal the source's, a jxl copy must decode to the recorded
+samples (and, with `--source`, to the source's); failed rows (the raw bytes of an input that
+is no decodable PNG): the stored bytes' sha256 must equal the source's; lossy JPEG XL rows:
+like latents, recorded decode hash and PSNR. One line per failure, then a summary; exit 0
+when all pass, 2 when an object is lost or corrupt, 1 for other failures.
 """
 from __future__ import annotations
 
