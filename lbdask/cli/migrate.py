@@ -7,6 +7,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..storage import parse_storage_options
+from .inference_options import add_inference_options
 
 
 def _bits(text: str) -> int | str:
@@ -39,6 +40,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--min-side", type=int, metavar="PX", help="images with a shorter side are kept as PNG (too-small)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--storage-options", metavar="JSON", help="fsspec/s3fs options for SRC and DEST, e.g. an endpoint_url")
+    add_inference_options(p)
     return p
 
 
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None and args.scheduler:
         raise ConfigError("--workers sizes the local cluster; it cannot be used with --scheduler")
     settings = load_job_settings().with_overrides(
-        model=args.model, weights=args.weights, batch_size=args.batch_size, latent_bits=args.latent_bits,
+        model=args.model, weights=args.weights, precision=args.precision, runtime=args.runtime, batch_size=args.batch_size, latent_bits=args.latent_bits,
         min_psnr=args.min_psnr, max_latent_ratio=args.max_latent_ratio, refine_steps=args.refine_steps, target_psnr=args.target_psnr,
         max_pixels=args.max_pixels, min_side=args.min_side)
     req = MigrationRequest(
@@ -81,5 +83,8 @@ def format_summary(s: dict[str, Any]) -> str:
                      f"(DRR {1 - s['bytes_stored'] / s['bytes_source']:.3f})")
     if s["psnr_mean"] is not None:
         lines.append(f"  PSNR of latents: mean {s['psnr_mean']:.2f} dB, p05 {s['psnr_p05']:.2f}, min {s['psnr_min']:.2f}")
+    run_as = s.get("inference") or {}
+    if run_as:
+        lines.append(f"  inference: {run_as['runtime']} {run_as['precision']} ({run_as['reason']}), device class {s['device_class']}")
     lines.append(f"  model {s['model']}; job statistics recorded as {s.get('job_id')} (lbdask report {s['dest']})")
     return "\n".join(lines)

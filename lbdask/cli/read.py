@@ -7,6 +7,7 @@ import sys
 from ..errors import LbdaskError
 from ..reader import open as open_archive
 from ..storage import parse_storage_options
+from .inference_options import add_inference_options, announce_inference
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -17,13 +18,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--weights", metavar="DIR", help="weights of the archive's model (offline use)")
     p.add_argument("--device", help="torch device for decoding (default: the model's choice)")
     p.add_argument("--storage-options", metavar="JSON", help="fsspec/s3fs options as a JSON object")
+    add_inference_options(p)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     box = open_archive(args.dest, storage_options=parse_storage_options(args.storage_options),
-                       weights=args.weights, device=args.device)
+                       weights=args.weights, device=args.device, precision=args.precision, runtime=args.runtime)
     png = box.read(args.id)
+    if box.loaded_model is not None:
+        announce_inference(box.loaded_model)
     if args.output:
         try:
             with open(args.output, "wb") as f:

@@ -1,9 +1,10 @@
 """`lbdask verify DEST`: re-check a sample of an archive - checksums, decodes, kept originals.
 
 Latent rows: the stored latent must match its checksum, decode with the archive's model,
-and give back what the migration measured - bit for bit (recorded `decode_sha256`) on
-the same device class, or the recorded PSNR against the source (`--source SRC`) within
-`--tolerance` dB on another device class. Kept rows: the original's sha256 must equal the
+and give back what the migration measured - bit for bit (recorded `decode_sha256`) in
+the same device class (hardware, runtime and precision, e.g. `cpu-x86_64-openvino2026.4-fp32`),
+or the recorded PSNR against the source (`--source SRC`) within `--tolerance` dB in
+another class. Kept rows: the original's sha256 must equal the
 source's. One line per failure; exit 0 when all pass, 1 otherwise.
 """
 from __future__ import annotations
@@ -22,9 +23,9 @@ from ..errors import LbdaskError
 from ..fidelity import decode_sha256, reference_decode
 from ..metrics import psnr
 from ..models import load_model
-from ..models.identity import device_class
 from ..pngio import decode as decode_png
 from ..storage import Location, open_location, parse_storage_options
+from .inference_options import add_inference_options, announce_inference
 
 #: PSNR drift allowed between a recorded and a recomputed value on the same device class
 #: (the batch-of-one decode is bit-exact there; a migration that measured PSNR on batched
@@ -62,7 +63,7 @@ def verify_latent(arc: Archive, model, row: CatalogRow, source: Location | None,
         return [f"{row.id}: written with model {row.model_fingerprint[:12]}, verifying with {model.fingerprint[:12]}"], False
     enc = arc.read_latent(row)
     rgb = reference_decode(model, LatentCodec(enc.bits).decode(enc), (row.height, row.width))
-    same_class = row.device_class == device_class(model.device)
+    same_class = row.device_class == model.device_class  # hardware, runtime and precision
     failures, compared = [], False
     recorded_sha = getattr(row, "decode_sha256", None)
     if recorded_sha and same_class:
@@ -81,7 +82,7 @@ def verify_latent(arc: Archive, model, row: CatalogRow, source: Location | None,
             failures.append(f"{row.id}: no PSNR recorded to compare with (now {now:.2f} dB)")
         elif not abs(now - row.psnr) <= allowed and not (np.isinf(now) and np.isinf(row.psnr)):
             failures.append(f"{row.id}: PSNR {now:.3f} dB vs recorded {row.psnr:.3f} dB "
-                            f"(drift above {allowed:g} dB; device class {device_class(model.device)} "
+                            f"(drift above {allowed:g} dB; device class {model.device_class} "
                             f"vs {row.device_class})")
     return failures, compared
 
@@ -127,13 +128,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device for decoding (default cpu)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--storage-options", metavar="JSON", help="fsspec options for DEST and SRC")
+    add_inference_options(p)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     options = parse_storage_options(args.storage_options)
     arc = Archive.open(args.dest, mode="r", storage_options=options)
-    model = load_model(args.model or arc.model_info["name"], weights=args.weights, device=args.device)
+    model = load_model(args.model or arc.model_info["name"], weights=args.weights, device=args.device,
+                       precision=args.precision, runtime=args.runtime)
+    announce_inference(model)
     arc.check_model(model.fingerprint)
     source = open_location(args.source, options) if args.source else None
     report = verify_archive(arc, model, sample_rows(arc.rows(), args.sample, args.seed), source, args.tolerance)

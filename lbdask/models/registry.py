@@ -17,6 +17,8 @@ from ..errors import NotFoundError
 Backend = Literal["tae", "diffusers-kl"]
 CudaDtype = Literal["fp16", "bf16", "fp32"]
 DecodeBackendName = Literal["auto", "eager", "compile", "tensorrt"]
+PrecisionName = Literal["auto", "fp32", "bf16", "fp16"]
+RuntimeName = Literal["auto", "torch", "openvino"]
 
 #: The repository root: relative weight folders in the registry are resolved against it first.
 REPO_ROOT = DEFAULT_CONFIG_DIR.parent
@@ -49,6 +51,8 @@ class ModelSpec:
     cpu_batch_size: int = 1
     cuda_dtype: CudaDtype = "bf16"
     decode_backend: DecodeBackendName = "auto"
+    precision: PrecisionName = "auto"
+    runtime: RuntimeName = "auto"
     scaling_factor: float | None = None
     shift_factor: float | None = None
     weights: WeightsSource = field(default_factory=WeightsSource)
