@@ -44,11 +44,14 @@ class ResidentModel(WorkerPlugin):
         import torch
 
         from lbdask.models import load_model
+        from lbdask.models.memory_budget import check_budget
 
         if not torch.cuda.is_available():
             self.cpu_threads = max(1, worker.state.nthreads)
         try:
             self.model = load_model(self.model_name, weights=self.weights, precision=self.precision, runtime=self.runtime)
+            # one call at a time (self.lock), and only if one fits in the worker's memory
+            check_budget(worker.memory_manager.memory_limit, self.model.spec, self.model.name)
         except Exception as exc:  # noqa: BLE001 - surfaced by the first task that needs the model
             self.error = exc
 
