@@ -93,6 +93,8 @@ class LatentModel:
             low = PRECISION_DTYPES[self.inference.precision]
             self.encode_runner, self.decode_runner = cpu_autocast(self.encoder, low), cpu_autocast(self.decoder, low)
             self.decode_backend = f"autocast-{self.inference.precision}"
+        #: the torch decode for this precision: what the `eager` decode backend runs
+        self.eager_decode_runner = self.decode_runner
 
     # ----------------------------------------------------------------- metadata
     @property
