@@ -57,9 +57,9 @@ def main() -> None:
             dest = Path(tmp) / name.split()[0]
             secs, peak, rc = run_tracked([*lbdask, str(src), str(dest), "--no-progress", "--workers", "1",
                                           "--weights", str(TAEF2), *options])
-            if rc:
+            rows = {r.id: r for r in Archive.open(str(dest), mode="r").rows()} if dest.exists() else {}
+            if rc and len(rows) < n:  # (a loaded machine can time out closing the cluster after the last commit)
                 raise SystemExit(f"{name}: lbdask migrate exited {rc}")
-            rows = {r.id: r for r in Archive.open(str(dest), mode="r").rows()}
             results[name] = (secs, peak, rows)
     (base_s, base_peak, base_rows), (s, peak, rows) = results.values()
     device = {r.device_class for r in rows.values() if r.device_class} or {"-"}
