@@ -91,6 +91,9 @@ def main() -> None:
                 from lbdask.archive import Archive
 
                 row = Archive.open(str(dest), mode="r").lookup("image.png")
+                if row is None:
+                    print(f"| {w}x{h} | {w * h / 1e6:.1f} MP | not committed (exit {rc}) | {peak / 2**30:.2f} | {secs:.0f} | - | - |")
+                    continue
                 outcome = row.status if row.status == "latent" else f"{row.status} ({row.reason})"
                 rsecs, rpeak, _ = run_tracked([*lbdask, "read", str(dest), "image.png", "-o", str(Path(tmp) / "out.png"),
                                                *[a for a in common if a not in ("--workers",)]])
