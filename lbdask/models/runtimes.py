@@ -6,7 +6,6 @@ differentiable `encode_tensor`/`decode_tensor` path (refinement) always stays to
 """
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -19,8 +18,6 @@ from .precision import cpu_has_native_bf16
 
 if TYPE_CHECKING:
     from .latent_model import LatentModel
-
-log = logging.getLogger("lbdask.models")
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
 #: OpenVINO's names for our precisions, and back.
