@@ -23,10 +23,12 @@ if TYPE_CHECKING:
 class ArchiveReader:
     """In-process reads from one archive; loads the archive's model on first latent read."""
 
-    def __init__(self, archive: Archive, weights: str | os.PathLike | None = None, device: str | None = None) -> None:
+    def __init__(self, archive: Archive, weights: str | os.PathLike | None = None, device: str | None = None,
+                 precision: str | None = None, runtime: str | None = None) -> None:
         self.archive = archive
         self.weights = weights
         self.device = device
+        self.precision, self.runtime = precision, runtime  # None: configs/models.yaml (auto)
         self._model: Any = None
 
     @property
@@ -36,9 +38,15 @@ class ArchiveReader:
             from .models import load_model  # torch is imported only when a latent is read
 
             info = self.archive.model_info
-            model = load_model(info["name"], weights=self.weights, device=self.device)
+            model = load_model(info["name"], weights=self.weights, device=self.device,
+                               precision=self.precision, runtime=self.runtime)
             self.archive.check_model(model.fingerprint, model.name)
             self._model = model
+        return self._model
+
+    @property
+    def loaded_model(self) -> Any:
+        """The model if a latent read has loaded it, else None (kept images need none)."""
         return self._model
 
     def row(self, image_id: str) -> CatalogRow:
@@ -69,11 +77,16 @@ def open(  # noqa: A001 - `lbdask.open` is the public name in the design contrac
     weights: str | os.PathLike | None = None,
     device: str | None = None,
     scheduler: str | None = None,
+    precision: str | None = None,
+    runtime: str | None = None,
 ) -> ArchiveReader | ServingClient:
     """Open an archive for reading images back: in this process, or through the serving
-    cluster at `scheduler` (a `serve.client.ServingClient` with the same `read`)."""
+    cluster at `scheduler` (a `serve.client.ServingClient` with the same `read`; the
+    cluster's workers decode with their own model, so `weights`, `device`, `precision` and
+    `runtime` apply to in-process reads)."""
     if scheduler is not None:
         from .serve.client import ServingClient  # dask client code only for cluster reads
 
         return ServingClient(dest, scheduler, storage_options=storage_options)
-    return ArchiveReader(Archive.open(dest, mode="r", storage_options=storage_options), weights=weights, device=device)
+    return ArchiveReader(Archive.open(dest, mode="r", storage_options=storage_options), weights=weights, device=device,
+                         precision=precision, runtime=runtime)

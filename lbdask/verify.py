@@ -2,7 +2,7 @@
 
 Latent rows: the stored latent must match its checksum, decode with the archive's model,
 and give back what the migration measured - bit for bit (recorded `decode_sha256`) on
-the same device class, or the recorded PSNR against the source (`--source SRC`) within
+the same device class (hardware, runtime and precision), or the recorded PSNR against the source (`--source SRC`) within
 `tolerance` dB on another device class. Kept rows: a PNG's sha256 must equal the source's;
 a jxl copy must decode to the recorded samples (and, with the source, to the source's).
 Failed rows: the raw bytes' sha256 must equal the source's. Lossy JPEG XL rows: like
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,7 +24,6 @@ from .decode import decode_sha256, row_pixels
 from .errors import IntegrityError, LbdaskError
 from .metrics import psnr
 from .models import load_model
-from .models.identity import device_class
 from .pngio import decode as decode_png
 from .storage import Location, open_location
 
@@ -76,7 +75,7 @@ def verify_latent(arc: Archive, model, row: CatalogRow, source: Location | None,
     if row.model_fingerprint and row.model_fingerprint != model.fingerprint:
         return [f"{row.id}: written with model {row.model_fingerprint[:12]}, verifying with {model.fingerprint[:12]}"], False
     rgb = row_pixels(arc, model, row)
-    same_class = row.device_class == device_class(model.device)
+    same_class = row.device_class == model.device_class  # hardware, runtime and precision
     failures, compared = [], False
     recorded_sha = getattr(row, "decode_sha256", None)
     if recorded_sha and same_class:
@@ -95,7 +94,7 @@ def verify_latent(arc: Archive, model, row: CatalogRow, source: Location | None,
             failures.append(f"{row.id}: no PSNR recorded to compare with (now {now:.2f} dB)")
         elif not abs(now - row.psnr) <= allowed and not (np.isinf(now) and np.isinf(row.psnr)):
             failures.append(f"{row.id}: PSNR {now:.3f} dB vs recorded {row.psnr:.3f} dB "
-                            f"(drift above {allowed:g} dB; device class {device_class(model.device)} "
+                            f"(drift above {allowed:g} dB; device class {model.device_class} "
                             f"vs {row.device_class})")
     return failures, compared
 
@@ -174,10 +173,18 @@ def verify_archive(arc: Archive, model, rows: Iterable[CatalogRow], source: Loca
 
 def verify(dest: str, sample: int = 50, seed: int = 0, source: str | None = None, model: str | None = None,
            weights: str | None = None, device: str = "cpu", tolerance: float = CROSS_DEVICE_TOLERANCE_DB,
-           storage_options: dict | None = None) -> VerifyReport:
-    """Open `dest`, load its model (or `model`, checked against the archive) and verify a sample."""
+           storage_options: dict | None = None, precision: str | None = None, runtime: str | None = None,
+           on_model: Callable[[object], None] | None = None) -> VerifyReport:
+    """Open `dest`, load its model (or `model`, checked against the archive) and verify a sample.
+
+    `precision` / `runtime`: None = configs/models.yaml (lbdask.models.precision); `on_model`
+    is called with the loaded model (the CLI prints the runtime and precision it runs).
+    """
     arc = Archive.open(dest, mode="r", storage_options=storage_options)
-    decoder = load_model(model or arc.model_info["name"], weights=weights, device=device)
+    decoder = load_model(model or arc.model_info["name"], weights=weights, device=device,
+                         precision=precision, runtime=runtime)
+    if on_model is not None:
+        on_model(decoder)
     arc.check_model(decoder.fingerprint)
     src = open_location(source, storage_options) if source else None
     damaged: list[str] = []

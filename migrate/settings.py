@@ -24,6 +24,8 @@ class JobSettings:
 
     model: str = "taef2"
     weights: str | None = None
+    precision: str | None = None           # fp32|bf16|fp16|auto; None: the model's (configs/models.yaml)
+    runtime: str | None = None             # torch|openvino|auto; None: the model's
     batch_size: int = 8
     latent_bits: LatentBits = 8
     min_psnr: float = 30.0

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..storage import parse_storage_options
+from .inference_options import add_inference_options
 from .report import cluster_text, drr_text, storage_lines
 
 
@@ -48,6 +49,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "the smallest passing representation wins (default off)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--storage-options", metavar="JSON", help="fsspec/s3fs options for SRC and DEST, e.g. an endpoint_url")
+    add_inference_options(p)
     return p
 
 
@@ -67,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
     load_registry()
     load_config("cpu_memory", CpuMemorySettings)
     settings = load_job_settings(
-        model=args.model, weights=args.weights, batch_size=args.batch_size, latent_bits=args.latent_bits,
+        model=args.model, weights=args.weights, precision=args.precision, runtime=args.runtime,
+        batch_size=args.batch_size, latent_bits=args.latent_bits,
         min_psnr=args.min_psnr, max_latent_ratio=args.max_latent_ratio, refine_steps=args.refine_steps, target_psnr=args.target_psnr,
         max_pixels=args.max_pixels, min_side=args.min_side, kept_format=args.kept_format,
         lossy_fallback=args.lossy_fallback)
@@ -114,5 +117,8 @@ def format_summary(s: dict[str, Any]) -> str:
     if s.get("psnr_lossy"):
         p = s["psnr_lossy"]
         lines.append(f"  PSNR of lossy JPEG XL: mean {p['psnr_mean']:.2f} dB, p05 {p['psnr_p05']:.2f}, min {p['psnr_min']:.2f}")
+    run_as = s.get("inference") or {}
+    if run_as:
+        lines.append(f"  inference: {run_as['runtime']} {run_as['precision']} ({run_as['reason']}), device class {s['device_class']}")
     lines.append(f"  model {s['model']}; job statistics recorded as {s.get('job_id')} (lbdask report {s['dest']})")
     return "\n".join(lines)
