@@ -197,6 +197,41 @@ def test_jxl_kept_row_reads_and_verifies_and_a_damaged_copy_is_caught(tmp_path):
     assert verify_kept(arc, wrong) == ["a.png: jxl copy does not decode to the recorded samples"]
 
 
+def test_serving_reads_kept_and_lossy_rows_as_the_reader_does(tmp_path):
+    """serve/runtime.py and lbdask.reader share lbdask.kept.read_back: the same bytes."""
+    import asyncio
+    import contextlib
+
+    from lbdask.serve.runtime import ServeRuntime
+    from lbdask.serve.settings import ServeSettings
+
+    png = SOURCES["RGBA 16-bit"]()
+    obj = kept.encode_kept(png, "jxl", effort=3)
+    rgb = textured(3)
+    lossy = kept.search_lossy(rgb, 30.0, effort=3)
+    rgb_png = pngio.encode(rgb, None, [])
+    dest = str(tmp_path / "arc")
+    arc = Archive.create(dest, {"name": "taef2", "fingerprint": "f"})
+    refs = arc.put_originals("keep-0", {"a.png": obj.data, "b.png": lossy.data})
+    rows = [_kept_row("a.png", png, original=refs["a.png"], kept_format="jxl", decode_sha256=obj.pixels_sha256,
+                      stored_sha256=hashlib.sha256(obj.data).hexdigest(), stored_bytes=len(obj.data)),
+            CatalogRow(id="b.png", status="lossy", reason="lossy-smaller", source_size=len(rgb_png),
+                       source_sha256=hashlib.sha256(rgb_png).hexdigest(), width=rgb.shape[1], height=rgb.shape[0],
+                       mode="RGB", batch_id="keep-0", original=refs["b.png"], kept_format="jxl",
+                       stored_sha256=hashlib.sha256(lossy.data).hexdigest(), stored_bytes=len(lossy.data),
+                       lossy_distance=lossy.distance, psnr=lossy.psnr, decode_sha256=lossy.decode_sha256)]
+    arc.commit("keep-0", rows)
+    local = lbdask.open(dest)
+    rt = ServeRuntime(ServeSettings(), lambda: contextlib.nullcontext(None))
+    try:
+        for image_id in ("a.png", "b.png"):
+            assert asyncio.run(rt.read(dest, image_id)) == local.read(image_id)
+    finally:
+        rt.close()
+    assert np.array_equal(pngsamples.samples(local.read("a.png")), pngsamples.samples(png))
+    assert psnr(rgb, pngio.decode(local.read("b.png"), 10**8)[0]) >= 30
+
+
 def test_fidelity_report_shows_where_each_representation_wins():
     from lbdask.fidelity import Measurement
     from lbdask.wins import lossy_method, where_each_wins, wins_table
