@@ -2,7 +2,8 @@
 
 Migrating a PNG archive to latents is lossy; this module measures what each storage
 choice costs and keeps, on the same center crops: latents at each precision and number
-of refinement steps (quantisation-aware, see `lbdask.refine`), WebP, JPEG XL and PNG.
+of refinement steps (quantisation-aware, see `lbdask.refine`), WebP, JPEG XL and PNG, and
+per PSNR floor which representation the migration's chooser would store (`where_each_wins`).
 The "generated" variant decodes the model's own latents of the crops and uses those
 decodes as sources: the case of an archive whose images the matching VAE produced.
 """
@@ -21,13 +22,17 @@ from PIL import Image
 from . import pngio
 from .codec import LatentCodec, compressed_size
 from .errors import InputError, NotFoundError
+from .kept import lossy_decode, search_lossy
 from .metrics import psnr, ssim
+from .wins import lossy_method, where_each_wins, wins_table
 
 #: Refinement step counts and latent precisions reported.
 DEFAULT_STEPS = (0, 10, 30, 100)
 DEFAULT_BITS = (16, 8, 6)
 #: Precision the report's one refinement run is quantisation-aware for.
 REFINE_BITS = 8
+#: PSNR floors (the migration's --min-psnr) at which lossy JPEG XL is searched and the chooser applied.
+DEFAULT_FLOORS = (30.0, 38.0, 42.0)
 
 
 @dataclass
@@ -132,6 +137,18 @@ def measure_conventional(sources: Sequence[Source]) -> list[Measurement]:
         for s in sources:
             size, back = roundtrip(s.rgb)
             rows.append(Measurement(method, family, s.name, size, psnr(s.rgb, back), ssim(s.rgb, back)))
+    return rows
+
+
+def measure_lossy_search(sources: Sequence[Source], floors: Sequence[float]) -> list[Measurement]:
+    """Lossy JPEG XL at the distance the migration's search finds for each floor (where one meets it)."""
+    rows = []
+    for floor in floors:
+        for s in sources:
+            found = search_lossy(s.rgb, floor)
+            if found is not None:
+                back = lossy_decode(found.data)
+                rows.append(Measurement(lossy_method(floor), "jpegxl", s.name, len(found.data), found.psnr, ssim(s.rgb, back)))
     return rows
 
 
@@ -257,16 +274,18 @@ def _json_safe(value):
 def rate_distortion_report(model, sources: Sequence[Source], out_dir: str | Path, title: str,
                            bits_list: Sequence[int] = DEFAULT_BITS,
                            steps_list: Sequence[int] = DEFAULT_STEPS, refine_bits: int = REFINE_BITS,
-                           on_step: Callable[[], None] | None = None) -> dict:
+                           on_step: Callable[[], None] | None = None, floors: Sequence[float] = DEFAULT_FLOORS) -> dict:
     """Measure everything on `sources`, write fidelity.json / fidelity.md / fidelity.png to `out_dir`.
 
     `on_step` is called after each refinement step, the long part (progress bars)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     latent_rows, timing = measure_latents(model, sources, bits_list, steps_list, refine_bits, on_step=on_step)
-    rows = latent_rows + measure_conventional(sources)
+    rows = latent_rows + measure_conventional(sources) + measure_lossy_search(sources, floors)
     h, w = sources[0].rgb.shape[:2]
     table = summarise(rows, h * w)
+    variants = [f"latent {refine_bits}-bit, {s} steps" for s in sorted({min(steps_list), max(steps_list)})]
+    wins = where_each_wins(rows, floors, variants)
     report = {
         "title": title,
         "model": model.name,
@@ -276,9 +295,11 @@ def rate_distortion_report(model, sources: Sequence[Source], out_dir: str | Path
         "crop": [h, w],
         "timing": timing,
         "summary": table,
+        "where_each_wins": wins,
         "per_image": [asdict(r) for r in rows],
     }
     (out / "fidelity.json").write_text(json.dumps(_json_safe(report), indent=1))
-    (out / "fidelity.md").write_text(f"## {title}\n\n{markdown_table(table)}\n")
+    (out / "fidelity.md").write_text(f"## {title}\n\n{markdown_table(table)}\n\n"
+                                     f"### What the migration's chooser stores\n\n{wins_table(wins)}\n")
     plot(table, out / "fidelity.png", title)
     return report

@@ -1,15 +1,18 @@
 """Reading images back out of an archive, in this process: `lbdask.open(DEST).read(id)`.
 
-Kept images come back as their original bytes, failed inputs as their raw bytes (not a
-decodable PNG: `row(id).status` says so); latent images are decoded with the model the
-archive names (its fingerprint is checked) by the canonical decode (`lbdask.decode`):
-original size, the source's mode family, its ancillary chunks restored.
+Kept images come back as their original bytes (kept format `png`) or as a PNG with the
+source's samples, mode, bit depth and chunks (`jxl`, see `lbdask.kept`); failed inputs as
+their raw bytes (not a decodable PNG: `row(id).status` says so); latent images are decoded
+with the model the archive names (its fingerprint is checked) by the canonical decode
+(`lbdask.decode`), and lossy JPEG XL rows by libjxl, both as a PNG of the source's mode
+family with its ancillary chunks restored.
 """
 from __future__ import annotations
 
 import os
 from typing import TYPE_CHECKING, Any
 
+from . import kept
 from .archive import Archive, CatalogRow
 from .decode import row_pixels, to_png
 from .errors import NotFoundError, UnknownImageError
@@ -20,10 +23,12 @@ if TYPE_CHECKING:
 class ArchiveReader:
     """In-process reads from one archive; loads the archive's model on first latent read."""
 
-    def __init__(self, archive: Archive, weights: str | os.PathLike | None = None, device: str | None = None) -> None:
+    def __init__(self, archive: Archive, weights: str | os.PathLike | None = None, device: str | None = None,
+                 precision: str | None = None, runtime: str | None = None) -> None:
         self.archive = archive
         self.weights = weights
         self.device = device
+        self.precision, self.runtime = precision, runtime  # None: configs/models.yaml (auto)
         self._model: Any = None
 
     @property
@@ -33,9 +38,15 @@ class ArchiveReader:
             from .models import load_model  # torch is imported only when a latent is read
 
             info = self.archive.model_info
-            model = load_model(info["name"], weights=self.weights, device=self.device)
+            model = load_model(info["name"], weights=self.weights, device=self.device,
+                               precision=self.precision, runtime=self.runtime)
             self.archive.check_model(model.fingerprint, model.name)
             self._model = model
+        return self._model
+
+    @property
+    def loaded_model(self) -> Any:
+        """The model if a latent read has loaded it, else None (kept images need none)."""
         return self._model
 
     def row(self, image_id: str) -> CatalogRow:
@@ -51,8 +62,8 @@ class ArchiveReader:
         row = self.row(image_id)
         if row.status == "latent":
             return self.decode_png(row)
-        if row.original is not None:  # kept, or failed with its raw bytes (checked against source_sha256)
-            return self.archive.read_original(row)
+        if row.original is not None:  # kept, lossy, or failed with its raw bytes (checked on read)
+            return kept.read_back(row, self.archive.read_original(row))
         raise NotFoundError(f"image '{image_id}' was {row.status} ({row.reason}); the archive holds no copy of it")
 
     def decode_png(self, row: CatalogRow) -> bytes:
@@ -66,11 +77,16 @@ def open(  # noqa: A001 - `lbdask.open` is the public name in the design contrac
     weights: str | os.PathLike | None = None,
     device: str | None = None,
     scheduler: str | None = None,
+    precision: str | None = None,
+    runtime: str | None = None,
 ) -> ArchiveReader | ServingClient:
     """Open an archive for reading images back: in this process, or through the serving
-    cluster at `scheduler` (a `serve.client.ServingClient` with the same `read`)."""
+    cluster at `scheduler` (a `serve.client.ServingClient` with the same `read`; the
+    cluster's workers decode with their own model, so `weights`, `device`, `precision` and
+    `runtime` apply to in-process reads)."""
     if scheduler is not None:
         from .serve.client import ServingClient  # dask client code only for cluster reads
 
         return ServingClient(dest, scheduler, storage_options=storage_options)
-    return ArchiveReader(Archive.open(dest, mode="r", storage_options=storage_options), weights=weights, device=device)
+    return ArchiveReader(Archive.open(dest, mode="r", storage_options=storage_options), weights=weights, device=device,
+                         precision=precision, runtime=runtime)

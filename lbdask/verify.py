@@ -2,26 +2,28 @@
 
 Latent rows: the stored latent must match its checksum, decode with the archive's model,
 and give back what the migration measured - bit for bit (recorded `decode_sha256`) on
-the same device class, or the recorded PSNR against the source (`--source SRC`) within
-`tolerance` dB on another device class. Kept rows: the original's sha256 must equal the
-source's. `lbdask verify` (lbdask/cli/verify.py) prints the report; repair and serving
+the same device class (hardware, runtime and precision), or the recorded PSNR against the source (`--source SRC`) within
+`tolerance` dB on another device class. Kept rows: a PNG's sha256 must equal the source's;
+a jxl copy must decode to the recorded samples (and, with the source, to the source's).
+Failed rows: the raw bytes' sha256 must equal the source's. Lossy JPEG XL rows: like
+latents, recorded decode hash and PSNR against the source. `lbdask verify` (lbdask/cli/verify.py) prints the report; repair and serving
 call the same functions.
 """
 from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import kept, pngsamples
 from .archive import Archive, CatalogRow
 from .decode import decode_sha256, row_pixels
 from .errors import IntegrityError, LbdaskError
 from .metrics import psnr
 from .models import load_model
-from .models.identity import device_class
 from .pngio import decode as decode_png
 from .storage import Location, open_location
 
@@ -41,12 +43,15 @@ class VerifyReport:
     latent_checked: int = 0
     kept_checked: int = 0
     failed_checked: int = 0
+    lossy_checked: int = 0
     decode_unchecked: int = 0   # decodes with neither a comparable checksum nor a source
     corrupt: int = 0            # failures that are a missing or corrupt object (IntegrityError)
     damaged: list[str] = field(default_factory=list)  # catalog objects that could not be read
 
     def summary(self) -> str:
-        return (f"verified {self.latent_checked} latent, {self.kept_checked} kept and {self.failed_checked} failed rows: "
+        lossy = f", {self.lossy_checked} lossy JPEG XL" if self.lossy_checked else ""
+        return (f"verified {self.latent_checked} latent, {self.kept_checked} kept and {self.failed_checked} failed rows"
+                f"{lossy}: "
                 f"{len(self.failures)} failure(s) ({self.corrupt} corrupt or missing), "
                 f"{self.decode_unchecked} decode(s) without a reference"
                 + (f"; catalog damaged: {len(self.damaged)} object(s) unreadable" if self.damaged else ""))
@@ -59,7 +64,7 @@ class VerifyReport:
 
 def sample_rows(rows: Iterable[CatalogRow], n: int, seed: int = 0) -> list[CatalogRow]:
     """Up to `n` rows with stored bytes (0 = all), chosen reproducibly, in id order."""
-    candidates = sorted((r for r in rows if r.status in ("latent", "kept", "failed")), key=lambda r: r.id)
+    candidates = sorted((r for r in rows if r.status in ("latent", "kept", "failed", "lossy")), key=lambda r: r.id)
     if 0 < n < len(candidates):
         candidates = sorted(random.Random(seed).sample(candidates, n), key=lambda r: r.id)
     return candidates
@@ -70,7 +75,7 @@ def verify_latent(arc: Archive, model, row: CatalogRow, source: Location | None,
     if row.model_fingerprint and row.model_fingerprint != model.fingerprint:
         return [f"{row.id}: written with model {row.model_fingerprint[:12]}, verifying with {model.fingerprint[:12]}"], False
     rgb = row_pixels(arc, model, row)
-    same_class = row.device_class == device_class(model.device)
+    same_class = row.device_class == model.device_class  # hardware, runtime and precision
     failures, compared = [], False
     recorded_sha = getattr(row, "decode_sha256", None)
     if recorded_sha and same_class:
@@ -78,8 +83,8 @@ def verify_latent(arc: Archive, model, row: CatalogRow, source: Location | None,
         if decode_sha256(rgb) != recorded_sha:
             failures.append(f"{row.id}: decode is not bit-exact on device class {row.device_class}")
     if source is not None:
-        data = source.fs.cat_file(source.path(row.id))
-        if hashlib.sha256(data).hexdigest() != row.source_sha256:
+        data = _source_bytes(source, row)
+        if data is None:
             return failures + [f"{row.id}: source file changed since migration (sha256 differs)"], True
         compared = True
         original, _alpha = decode_png(data, max_pixels=row.width * row.height)
@@ -89,19 +94,57 @@ def verify_latent(arc: Archive, model, row: CatalogRow, source: Location | None,
             failures.append(f"{row.id}: no PSNR recorded to compare with (now {now:.2f} dB)")
         elif not abs(now - row.psnr) <= allowed and not (np.isinf(now) and np.isinf(row.psnr)):
             failures.append(f"{row.id}: PSNR {now:.3f} dB vs recorded {row.psnr:.3f} dB "
-                            f"(drift above {allowed:g} dB; device class {device_class(model.device)} "
+                            f"(drift above {allowed:g} dB; device class {model.device_class} "
                             f"vs {row.device_class})")
     return failures, compared
 
 
-def verify_kept(arc: Archive, row: CatalogRow) -> list[str]:
-    """Failures for one kept or failed row: its stored bytes must hash to the source's sha256."""
+def _source_bytes(source: Location, row: CatalogRow) -> bytes | None:
+    """The source file of `row`, or None when it changed since the migration."""
+    data = source.fs.cat_file(source.path(row.id))
+    return data if hashlib.sha256(data).hexdigest() == row.source_sha256 else None
+
+
+def verify_kept(arc: Archive, row: CatalogRow, source: Location | None = None) -> list[str]:
+    """Failures for one kept or failed row: a PNG copy or a failed input's raw bytes must hash
+    to the source's sha256; a jxl copy must decode to the recorded samples (and to the
+    source's, given the source)."""
     if row.original is None:
         return [f"{row.id}: {row.status} input has no stored copy (archive written before failed inputs were kept)"]
-    digest = hashlib.sha256(arc.read_original(row)).hexdigest()
-    if digest != row.source_sha256:
-        return [f"{row.id}: {row.status} bytes sha256 {digest[:12]} does not match source {str(row.source_sha256)[:12]}"]
-    return []
+    data = arc.read_original(row)  # checks the stored object's own sha256
+    if row.status == "failed" or (row.kept_format or "png") == "png":
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != row.source_sha256:
+            return [f"{row.id}: {row.status} bytes sha256 {digest[:12]} does not match source {str(row.source_sha256)[:12]}"]
+        return []
+    png = kept.to_png(data, row.kept_format)
+    failures = []
+    if row.decode_sha256 and kept.samples_sha256(pngsamples.samples(png)) != row.decode_sha256:
+        failures.append(f"{row.id}: {row.kept_format} copy does not decode to the recorded samples")
+    if source is not None:
+        original = _source_bytes(source, row)
+        why = None if original is None else kept.mismatch(pngsamples.samples(original), png)
+        if original is None:
+            failures.append(f"{row.id}: source file changed since migration (sha256 differs)")
+        elif why:
+            failures.append(f"{row.id}: {row.kept_format} copy is not the source's pixels: {why}")
+    return failures
+
+
+def verify_lossy(arc: Archive, row: CatalogRow, source: Location | None, tolerance: float) -> list[str]:
+    """Failures for one lossy JPEG XL row: recorded decode hash, and PSNR against the source."""
+    rgb = kept.lossy_decode(arc.read_original(row))
+    failures = []
+    if row.decode_sha256 and kept.samples_sha256(rgb) != row.decode_sha256:
+        failures.append(f"{row.id}: lossy JPEG XL decode differs from the recorded one")
+    if source is not None:
+        original = _source_bytes(source, row)
+        if original is None:
+            return failures + [f"{row.id}: source file changed since migration (sha256 differs)"]
+        now = psnr(decode_png(original, max_pixels=row.width * row.height)[0], rgb)
+        if row.psnr is None or not abs(now - row.psnr) <= tolerance:
+            failures.append(f"{row.id}: PSNR {now:.3f} dB vs recorded {row.psnr} dB (lossy JPEG XL)")
+    return failures
 
 
 def verify_archive(arc: Archive, model, rows: Iterable[CatalogRow], source: Location | None = None,
@@ -113,7 +156,10 @@ def verify_archive(arc: Archive, model, rows: Iterable[CatalogRow], source: Loca
             if row.status in ("kept", "failed"):
                 report.kept_checked += row.status == "kept"
                 report.failed_checked += row.status == "failed"
-                report.failures += verify_kept(arc, row)
+                report.failures += verify_kept(arc, row, source)
+            elif row.status == "lossy":
+                report.lossy_checked += 1
+                report.failures += verify_lossy(arc, row, source, tolerance)
             else:
                 report.latent_checked += 1
                 failures, compared = verify_latent(arc, model, row, source, tolerance)
@@ -127,10 +173,18 @@ def verify_archive(arc: Archive, model, rows: Iterable[CatalogRow], source: Loca
 
 def verify(dest: str, sample: int = 50, seed: int = 0, source: str | None = None, model: str | None = None,
            weights: str | None = None, device: str = "cpu", tolerance: float = CROSS_DEVICE_TOLERANCE_DB,
-           storage_options: dict | None = None) -> VerifyReport:
-    """Open `dest`, load its model (or `model`, checked against the archive) and verify a sample."""
+           storage_options: dict | None = None, precision: str | None = None, runtime: str | None = None,
+           on_model: Callable[[object], None] | None = None) -> VerifyReport:
+    """Open `dest`, load its model (or `model`, checked against the archive) and verify a sample.
+
+    `precision` / `runtime`: None = configs/models.yaml (lbdask.models.precision); `on_model`
+    is called with the loaded model (the CLI prints the runtime and precision it runs).
+    """
     arc = Archive.open(dest, mode="r", storage_options=storage_options)
-    decoder = load_model(model or arc.model_info["name"], weights=weights, device=device)
+    decoder = load_model(model or arc.model_info["name"], weights=weights, device=device,
+                         precision=precision, runtime=runtime)
+    if on_model is not None:
+        on_model(decoder)
     arc.check_model(decoder.fingerprint)
     src = open_location(source, storage_options) if source else None
     damaged: list[str] = []

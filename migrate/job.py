@@ -137,9 +137,11 @@ def _migrate(req: MigrationRequest, log: Callable[[str], None]) -> dict[str, Any
         link = dashboard_link(client)
         if link and req.progress:
             log(f"dashboard: {link}")
-        client.register_plugin(ResidentModel(settings.model, _weights_path(settings.weights)))
+        client.register_plugin(ResidentModel(settings.model, _weights_path(settings.weights), settings.precision, settings.runtime))
         info = client.submit(model_info, key=f"model-info-{tokenize(settings.model, time.time())}", pure=False).result()
-        model_meta = {k: v for k, v in info.items() if k != "device_class"}
+        run_as = info["inference"]
+        log(f"inference: {run_as['runtime']} {run_as['precision']} ({run_as['reason']}); device class {info['device_class']}")
+        model_meta = {k: v for k, v in info.items() if k not in ("device_class", "inference")}
         arc = Archive.create(req.dest, model_meta, storage_options=req.storage_options or None)
         committed = {r.id: r for r in arc.rows()}
         changed = changed_sources(listing.sizes, committed)
@@ -180,6 +182,7 @@ def _migrate(req: MigrationRequest, log: Callable[[str], None]) -> dict[str, Any
             "model": info["name"],
             "model_fingerprint": info["fingerprint"],
             "device_class": info["device_class"],
+            "inference": info["inference"],
             "workers": len(client.nthreads()),
             "threads": sum(client.nthreads().values()),
             "images_listed": listed,

@@ -23,17 +23,21 @@ KEEP_TOO_SMALL = "too-small"
 KEEP_TOO_LARGE = "too-large"
 KEEP_NO_SAVING = "no-saving"
 KEEP_ANIMATED = "animated"
+#: Reason of a lossy JPEG XL row whose latent met the policy but was larger.
+LOSSY_SMALLER = "lossy-smaller"
 
 
 @dataclass(frozen=True)
 class Outcome:
     """A decision made before any pixel is decoded: keep, fail or refuse, with the reason.
 
-    Kept and failed inputs are both stored byte-identical; a refused one (not a regular file
-    inside SRC, or unreadable) is never read, so the archive records only why.
+    Kept and failed inputs are both stored byte-identical (kept ones as their lossless jxl
+    copy with --kept-format jxl); a refused one (not a regular file inside SRC, or
+    unreadable) is never read, so the archive records only why. "lossy" (lossy JPEG XL) is
+    decided after the encode, by the representation chooser.
     """
 
-    status: str  # "kept" | "failed" | "refused"
+    status: str  # "kept" | "failed" | "refused" | "lossy"
     reason: str
 
 
@@ -66,8 +70,9 @@ def pre_decode_outcome(item: SourceItem, settings: JobSettings) -> Outcome | Non
 def post_encode_outcome(psnr: float, latent_bytes: int, source_bytes: int, settings: JobSettings) -> Outcome | None:
     """What the measured round trip decides; None means "store the latent".
 
-    A latent bigger than `max_latent_ratio` x its PNG (line art, UI screenshots) would cost
-    storage and fidelity at once, so the original stays; below `min_psnr` it stays too.
+    A latent bigger than `max_latent_ratio` x its kept copy (`source_bytes`: the PNG, or its
+    jxl copy; line art, UI screenshots) would cost storage and fidelity at once, so the
+    copy stays; below `min_psnr` it stays too.
     """
     if latent_bytes > settings.max_latent_ratio * source_bytes:
         return Outcome("kept", KEEP_NO_SAVING)

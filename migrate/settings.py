@@ -14,6 +14,8 @@ from lbdask.config import config_path, load_config
 from lbdask.errors import ConfigError
 
 LatentBits = Literal[16, 8, 6, "auto"]
+KeptFormat = Literal["png", "jxl"]
+LossyFallback = Literal["off", "jxl"]
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,8 @@ class JobSettings:
 
     model: str = "taef2"
     weights: str | None = None
+    precision: str | None = None           # fp32|bf16|fp16|auto; None: the model's (configs/models.yaml)
+    runtime: str | None = None             # torch|openvino|auto; None: the model's
     batch_size: int = 8
     latent_bits: LatentBits = 8
     min_psnr: float = 30.0
@@ -33,6 +37,10 @@ class JobSettings:
     bomb_pixels: int = 89_478_485
     scan_group: int = 64
     inflight_batches_per_thread: int = 2
+    kept_format: KeptFormat = "png"
+    lossy_fallback: LossyFallback = "off"
+    jxl_effort: int = 7
+    lossy_jxl_effort: int = 3
 
     def validate(self) -> None:
         """Reject values that would make the job meaningless."""
@@ -45,6 +53,13 @@ class JobSettings:
             raise ValueError(f"max_latent_ratio must be > 0, not {self.max_latent_ratio}")
         if self.refine_steps < 0:
             raise ValueError(f"refine_steps must be >= 0, not {self.refine_steps}")
+        if self.kept_format not in ("png", "jxl"):
+            raise ValueError(f"kept_format must be png or jxl, not {self.kept_format!r}")
+        if self.lossy_fallback not in ("off", "jxl"):
+            raise ValueError(f"lossy_fallback must be off or jxl, not {self.lossy_fallback!r}")
+        for name in ("jxl_effort", "lossy_jxl_effort"):
+            if not 1 <= getattr(self, name) <= 9:
+                raise ValueError(f"{name} must be 1 ... 9 (libjxl effort), not {getattr(self, name)}")
         if self.max_pixels > self.bomb_pixels:
             raise ValueError(f"max_pixels {self.max_pixels} must not exceed bomb_pixels {self.bomb_pixels}")
 

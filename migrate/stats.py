@@ -21,6 +21,7 @@ class JobStats:
     reasons: Counter = field(default_factory=Counter)
     psnr: list[float] = field(default_factory=list)
     psnr_initial: list[float] = field(default_factory=list)
+    psnr_lossy: list[float] = field(default_factory=list)
     encode_seconds: float = 0.0
     refine_seconds: float = 0.0
     batches: int = 0
@@ -35,6 +36,7 @@ class JobStats:
         self.reasons.update(result.reasons)
         self.psnr.extend(result.psnr)
         self.psnr_initial.extend(result.psnr_initial)
+        self.psnr_lossy.extend(result.psnr_lossy)
         self.encode_seconds += result.encode_seconds
         self.refine_seconds += result.refine_seconds
         self.batches_already_committed += int(result.already_committed)
@@ -53,9 +55,10 @@ class JobStats:
         return {
             "images_processed": self.images,
             "images_latent": self.statuses.get("latent", 0),
-            "images_kept_png": self.statuses.get("kept", 0),
+            "images_kept_png": self.statuses.get("kept", 0),  # png and jxl copies (representations splits them)
             "images_failed": self.statuses.get("failed", 0),
             "images_refused": self.statuses.get("refused", 0),
+            "images_lossy": self.statuses.get("lossy", 0),
             "reasons": dict(sorted(self.reasons.items())),
             **storage(self.representations, stored_parts),
             "bytes_stored_by_part": dict(stored_parts),
@@ -72,4 +75,5 @@ class JobStats:
             **psnr_stats(self.psnr),
             "psnr_initial": psnr_stats(self.psnr_initial) if self.psnr_initial else None,
             "psnr_histogram": psnr_histogram(self.psnr),
+            "psnr_lossy": psnr_stats(self.psnr_lossy) if self.psnr_lossy else None,
         }

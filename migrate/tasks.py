@@ -22,14 +22,16 @@ from distributed.metrics import context_meter
 from lbdask import pngio
 from lbdask.archive import Archive, CatalogRow
 from lbdask.archive.summary import by_representation
+from lbdask.chooser import Option, choose
 from lbdask.codec import EncodedLatent, LatentCodec, compressed_size
 from lbdask.errors import InputError
 from lbdask.metrics import psnr
 from lbdask.decode import decode_latent, decode_sha256
+from lbdask.kept import KeptObject, LossyObject, encode_kept, search_lossy
 from lbdask.refine import choose_bits, refine_latents
 from lbdask.storage import open_location
 
-from .plan import KEEP_TRANSPARENCY, Batch, Outcome, post_encode_outcome
+from .plan import KEEP_NO_SAVING, KEEP_TRANSPARENCY, LOSSY_SMALLER, Batch, Outcome, post_encode_outcome
 from lbdask.models.resident import resident_model
 from .scan import SourceItem, read_sources
 from .settings import JobSettings
@@ -48,6 +50,8 @@ class DecodedBatch:
     outcomes: dict[str, Outcome]           # keep/fail decisions made so far
     candidates: list[str] = field(default_factory=list)
     images: list[np.ndarray] = field(default_factory=list)  # uint8 (h, w, 3) per candidate, unpadded
+    kept: dict[str, KeptObject] = field(default_factory=dict)  # the kept-format copy of every readable item
+    lossy: dict[str, LossyObject] = field(default_factory=dict)  # candidates with a passing lossy JPEG XL
 
 
 @dataclass
@@ -74,13 +78,14 @@ class BatchResult:
     images: int
     source_bytes: int
     status_counts: dict[str, int]
-    representations: dict[str, dict[str, int]]  # status -> images, source and stored bytes (summary.by_representation)
+    representations: dict[str, dict[str, int]]  # representation -> images, source and stored bytes (summary.by_representation)
     reasons: dict[str, int]                # "kept:<reason>" / "failed:<reason>" -> count
     psnr: list[float]                      # latent images only
     psnr_initial: list[float] = field(default_factory=list)  # latent images that were refined
     encode_seconds: float = 0.0
     refine_seconds: float = 0.0
     already_committed: bool = False
+    psnr_lossy: list[float] = field(default_factory=list)  # lossy JPEG XL images
 
 
 @functools.lru_cache(maxsize=8)
@@ -131,7 +136,27 @@ def read_png(src_url: str, storage_options: dict[str, Any], batch: Batch, settin
             continue
         decoded.candidates.append(item.id)
         decoded.images.append(rgb)
+    add_kept_copies(decoded, settings)
     return decoded
+
+
+def add_kept_copies(decoded: DecodedBatch, settings: JobSettings) -> None:
+    """The kept-format copy of every readable item, and the lossy search for candidates.
+
+    Done before the encode, on the CPU threads, so the chooser in `write_shard` can weigh
+    every representation; each jxl copy has been decoded and compared with its source.
+    """
+    with context_meter.meter("kept-format"):
+        for image_id, data in decoded.originals.items():
+            outcome = decoded.outcomes.get(image_id)
+            if outcome is None or outcome.status != "failed":
+                decoded.kept[image_id] = encode_kept(data, settings.kept_format, settings.jxl_effort, settings.max_pixels)
+    if settings.lossy_fallback == "jxl":
+        with context_meter.meter("lossy-search"):
+            for image_id, rgb in zip(decoded.candidates, decoded.images):
+                found = search_lossy(rgb, settings.min_psnr, settings.lossy_jxl_effort)
+                if found is not None:
+                    decoded.lossy[image_id] = found
 
 
 def encode(decoded: DecodedBatch, settings: JobSettings) -> EncodedBatch | None:
@@ -190,11 +215,11 @@ def write_shard(dest_url: str, storage_options: dict[str, Any], decoded: Decoded
     items = {i.id: i for i in batch.items}
     if encoded is not None:
         for k, image_id in enumerate(decoded.candidates):
-            kept = post_encode_outcome(encoded.psnr[k], encoded.stored_bytes[k], items[image_id].size, settings)
-            if kept is None:
+            status = choose_representation(decoded, encoded, k, settings)
+            if status is None:
                 by_bits.setdefault(encoded.latents[k].bits, []).append(k)
             else:
-                outcomes[image_id] = kept
+                outcomes[image_id] = status
     for bits, members in sorted(by_bits.items()):
         bucket = arc.bucket_name(bits, *encoded.latents[members[0]].data.shape)
         with context_meter.meter("write-shard"):
@@ -206,8 +231,11 @@ def write_shard(dest_url: str, storage_options: dict[str, Any], decoded: Decoded
                                   refine_steps=encoded.refine_steps[k], model_fingerprint=encoded.fingerprint,
                                   bits=enc.bits, lo=enc.lo, hi=enc.hi, checksum=enc.checksum, stored_bytes=encoded.stored_bytes[k],
                                   decode_sha256=encoded.decode_sha256[k], device_class=encoded.device_class)
-    # kept PNGs and the raw bytes of failed inputs: byte-identical, checked against source_sha256 on read
-    kept = {i: decoded.originals[i] for i, o in outcomes.items() if o.status in ("kept", "failed")}
+    # kept copies (the PNG itself, or its lossless jxl), lossy JPEG XL, and the raw bytes of
+    # failed inputs (byte-identical, checked against source_sha256 on read)
+    kept = {i: decoded.kept[i].data for i, o in outcomes.items() if o.status == "kept"}
+    kept.update({i: decoded.lossy[i].data for i, o in outcomes.items() if o.status == "lossy"})
+    kept.update({i: decoded.originals[i] for i, o in outcomes.items() if o.status == "failed" and i in decoded.originals})
     refs = {}
     if kept:
         with context_meter.meter("write-originals"):
@@ -216,9 +244,17 @@ def write_shard(dest_url: str, storage_options: dict[str, Any], decoded: Decoded
         extra = {}
         if image_id in kept:
             extra = {"original": refs[image_id], "stored_bytes": len(kept[image_id])}
+            if outcome.status == "lossy" or (outcome.status == "kept" and decoded.kept[image_id].format != "png"):  # not the source's bytes
+                extra["stored_sha256"] = hashlib.sha256(kept[image_id]).hexdigest()
+        if outcome.status == "kept":
+            obj = decoded.kept[image_id]
+            extra.update(kept_format=obj.format, kept_note=obj.note, decode_sha256=obj.pixels_sha256)
             if image_id in decoded.candidates:  # measured, then kept: record what the latent would have given
                 k = decoded.candidates.index(image_id)
                 extra.update(psnr=encoded.psnr[k], psnr_initial=encoded.psnr_initial[k], refine_steps=encoded.refine_steps[k])
+        elif outcome.status == "lossy":
+            lossy = decoded.lossy[image_id]
+            extra.update(kept_format="jxl", lossy_distance=lossy.distance, psnr=lossy.psnr, decode_sha256=lossy.decode_sha256)
         rows[image_id] = _row(items[image_id], decoded, outcome.status, outcome.reason, batch.batch_id, **extra)
     with context_meter.meter("commit"):
         arc.commit(batch.batch_id, [rows[i.id] for i in batch.items])
@@ -229,7 +265,25 @@ def write_shard(dest_url: str, storage_options: dict[str, Any], decoded: Decoded
         dict(Counter(f"{r.status}:{r.reason}" for r in rows.values() if r.status != "latent")),
         [r.psnr for r in latent], [r.psnr_initial for r in latent if r.psnr_initial is not None],
         encoded.seconds if encoded else 0.0, encoded.refine_seconds if encoded else 0.0,
+        psnr_lossy=[r.psnr for r in rows.values() if r.status == "lossy"],
     )
+
+
+def choose_representation(decoded: DecodedBatch, encoded: EncodedBatch, k: int, settings: JobSettings) -> Outcome | None:
+    """Candidate `k`'s outcome by `lbdask.chooser`: None for the latent, else kept / lossy with the reason."""
+    image_id = decoded.candidates[k]
+    copy = decoded.kept[image_id]
+    options = [Option(copy.format, len(copy.data)), Option("latent", encoded.stored_bytes[k], encoded.psnr[k])]
+    lossy = decoded.lossy.get(image_id)
+    if lossy is not None:
+        options.append(Option("jxl-lossy", len(lossy.data), lossy.psnr))
+    winner = choose(options, settings.min_psnr, settings.max_latent_ratio)
+    if winner.representation == "latent":
+        return None
+    why = post_encode_outcome(encoded.psnr[k], encoded.stored_bytes[k], len(copy.data), settings)
+    if winner.representation == "jxl-lossy":
+        return Outcome("lossy", why.reason if why else LOSSY_SMALLER)
+    return Outcome("kept", why.reason if why else KEEP_NO_SAVING)
 
 
 def _row(item: SourceItem, decoded: DecodedBatch, status: str, reason: str | None, batch_id: str, **fields: Any) -> CatalogRow:

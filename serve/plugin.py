@@ -32,8 +32,10 @@ class ModelSource:
     Without `--model` the first archive served names the model (its catalog records it).
     """
 
-    def __init__(self, worker: Worker, model: str | None, weights: str | None) -> None:
+    def __init__(self, worker: Worker, model: str | None, weights: str | None,
+                 precision: str | None = None, runtime: str | None = None) -> None:
         self.worker, self.name, self.weights = worker, model, weights
+        self.precision, self.runtime = precision, runtime  # None: configs/models.yaml
         self._resident: ResidentModel | None = None
         self._lock = threading.Lock()
 
@@ -43,10 +45,11 @@ class ModelSource:
                 if self.name is None:
                     raise LbdaskError("no model chosen: pass --model or read an archive first")
                 shared = self.worker.plugins.get(MODEL_PLUGIN)
-                if isinstance(shared, ResidentModel) and shared.model_name == self.name:
+                if (isinstance(shared, ResidentModel) and shared.model_name == self.name
+                        and (shared.precision, shared.runtime) == (self.precision, self.runtime)):
                     self._resident = shared
                 else:
-                    own = ResidentModel(self.name, self.weights)
+                    own = ResidentModel(self.name, self.weights, self.precision, self.runtime)
                     own.setup(self.worker)
                     self._resident = own
             return self._resident
@@ -83,7 +86,8 @@ class ServePlugin(WorkerPlugin):
         self.__init__(**state)
 
     def setup(self, worker: Worker) -> None:
-        source = ModelSource(worker, self.model, self.weights)
+        rc = self.settings.runtime
+        source = ModelSource(worker, self.model, self.weights, rc.precision, rc.backend)
         runtime = ServeRuntime(self.settings, source.use, address=worker.address, model_check=source.check)
         runtime.spill = Spillover(runtime, worker)
         handlers.install(worker, runtime)

@@ -22,6 +22,7 @@ from lbdask.codec import EncodedLatent, LatentCodec
 from lbdask.coalesce import Coalescer
 from lbdask.errors import NotFoundError, StoreError, UnknownImageError
 from lbdask.decode import to_png
+from lbdask.kept import read_back
 from lbdask.tuner import MarginalHitTuner
 
 from .decoder import BatchingDecoder, ModelContext, auto_max_batch
@@ -35,8 +36,8 @@ COUNTERS = ("requests", "errors", "decodes", "fetches", "fetch_retries", "spillo
 class Stored:
     """What the latent tier holds for one id: its catalog row and stored form.
 
-    For latent rows the checksummed latent; for kept rows the original PNG bytes (a kept
-    image needs no decode, so its "latent hit" returns the bytes as they are).
+    For latent rows the checksummed latent; for kept and lossy rows the PNG bytes a reader
+    gets (`lbdask.kept.read_back`, done once at fetch), so a "latent hit" returns them as they are.
     """
 
     row: CatalogRow
@@ -167,8 +168,8 @@ class ServeRuntime:
             if row.status == "failed":
                 raise NotFoundError(f"image '{image_id}' failed to migrate ({row.reason}); "
                                     "the archive holds no copy of it")
-            if row.status == "kept":
-                return Stored(row, original=archive.read_original(row))
+            if row.status in ("kept", "lossy"):  # the reader's bytes (png, jxl, lossy jxl: lbdask.kept)
+                return Stored(row, original=read_back(row, archive.read_original(row)))
             return Stored(row, latent=archive.read_latent(row))
 
         stored = self._with_retries(attempt, dest)

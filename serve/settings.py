@@ -27,6 +27,8 @@ class RuntimeConfig:
     fetch_retries: int = 2           # extra attempts after a failed archive fetch
     retry_backoff_ms: float = 200.0  # wait before retry k: k * backoff
     fetch_delay_ms: float = 0.0      # injected per-fetch latency (benchmarks: object-store RTT)
+    precision: str | None = None     # fp32|bf16|fp16|auto of the decode (--precision); None: configs/models.yaml
+    backend: str | None = None       # torch|openvino|auto (--backend); None: configs/models.yaml
 
     def validate(self) -> None:
         if self.cache_bytes < 0:
@@ -37,6 +39,11 @@ class RuntimeConfig:
             raise ValueError("theta and depth_max_age_ms must be >= 0")
         if self.fetch_retries < 0 or self.retry_backoff_ms < 0 or self.fetch_delay_ms < 0:
             raise ValueError("fetch_retries, retry_backoff_ms and fetch_delay_ms must be >= 0")
+        # the choices of lbdask.cli.inference_options (lbdask.models.precision imports torch)
+        if self.precision not in (None, "auto", "fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be auto, fp32, bf16 or fp16, not {self.precision!r}")
+        if self.backend not in (None, "auto", "torch", "openvino"):
+            raise ValueError(f"backend must be auto, torch or openvino, not {self.backend!r}")
 
 
 @dataclass

@@ -62,6 +62,8 @@ def test_report_and_cli_write_table_json_and_plot(corpus_dir, taef2_dir, tmp_pat
     for name in ("fidelity.json", "fidelity.md", "fidelity.png"):
         assert (tmp_path / "a" / name).stat().st_size > 0
     assert "| latent 6-bit, 6 steps |" in (tmp_path / "a" / "fidelity.md").read_text()
+    assert {w["min_psnr"] for w in report["where_each_wins"]} == {30.0, 38.0, 42.0}   # the chooser's outcome
+    assert "What the migration's chooser stores" in (tmp_path / "a" / "fidelity.md").read_text()
 
     out = tmp_path / "gen"
     code = main(["fidelity", str(corpus_dir), "--weights", str(taef2_dir), "--crop", "64", "--limit", "1",

@@ -122,11 +122,11 @@ def assert_drr_from_file_sizes(dest: str, src: Path, expected: dict[str, tuple[s
     assert rep["bytes_source"] == source and rep["bytes_stored"] == on_disk
     assert rep["drr"] == pytest.approx(1 - on_disk / source)
     reps = rep["representations"]
-    for status in ("latent", "kept", "failed", "refused"):
+    for status, name in (("latent", "latent"), ("kept", "png"), ("failed", "failed"), ("refused", "refused")):
         ids = [i for i, (s, _) in expected.items() if s == status]
-        assert reps[status]["images"] == len(ids)
-        if status in ("kept", "failed"):  # stored as their own bytes
-            assert reps[status]["bytes_stored"] == reps[status]["bytes_source"] == sum((src / i).stat().st_size for i in ids)
+        assert reps[name]["images"] == len(ids)
+        if status in ("kept", "failed"):  # stored as their own bytes (kept format png)
+            assert reps[name]["bytes_stored"] == reps[name]["bytes_source"] == sum((src / i).stat().st_size for i in ids)
     assert sum(part["bytes_stored"] for part in reps.values()) == on_disk
     assert rep["images_refused"] == 1 and list(rep["refused_reasons"])[0].startswith("symlink pointing outside SRC")
 

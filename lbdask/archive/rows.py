@@ -13,10 +13,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Status = Literal["latent", "kept", "failed", "refused"]
-#: latent: a pcodec latent; kept: the original PNG; failed: the raw bytes of an input that is
-#: no decodable PNG; refused: not read at all (not a regular file inside SRC, unreadable).
-STATUSES: tuple[str, ...] = ("latent", "kept", "failed", "refused")
+Status = Literal["latent", "kept", "failed", "refused", "lossy"]
+#: latent: a pcodec latent; kept: the original PNG, or its pixels as lossless JPEG XL
+#: (kept_format); failed: the raw bytes of an input that is no decodable PNG; refused: not
+#: read at all (not a regular file inside SRC, unreadable); lossy: lossy JPEG XL that met
+#: min_psnr and was smaller than the latent.
+STATUSES: tuple[str, ...] = ("latent", "kept", "failed", "refused", "lossy")
 
 
 @dataclass(frozen=True)
@@ -51,12 +53,27 @@ class CatalogRow:
     lo: list[float] | None = None
     hi: list[float] | None = None
     checksum: str | None = None
-    stored_bytes: int = 0  # latent: pcodec bytes; kept and failed: raw source bytes; refused: 0
+    stored_bytes: int = 0  # latent: pcodec bytes; kept: the png / jxl object; failed: raw source bytes; lossy: jxl; refused: 0
     chunks: list[tuple[str, bytes]] = field(default_factory=list)  # ancillary PNG chunks (type, raw data)
     original: OriginalRef | None = None
     device_class: str | None = None
     decode_sha256: str | None = None  # latent rows: sha256 of the decoded RGB bytes (lbdask verify)
     batch_id: str | None = None
+    # kept formats (lbdask.kept); rows written before them have None and hold the PNG itself
+    kept_format: str | None = None  # kept rows: "png" | "jxl"; lossy rows: "jxl"
+    kept_note: str | None = None  # why a requested jxl copy was not used (the PNG was kept)
+    stored_sha256: str | None = None  # sha256 of the stored object when it is not the source's bytes
+    lossy_distance: float | None = None  # lossy rows: the JPEG XL distance the search settled on
+
+    @property
+    def representation(self) -> str:
+        """"latent", "png", "jxl", "jxl-lossy", "failed" or "refused": what a reader gets back from
+        (the keys of the report's per-representation breakdown, `archive.summary`)."""
+        if self.status == "kept":
+            return self.kept_format or "png"
+        if self.status == "lossy":
+            return f"{self.kept_format or 'jxl'}-lossy"
+        return self.status
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready mapping (bytes as base64)."""

@@ -276,7 +276,7 @@ class Archive:
         return refs
 
     def read_original(self, row: CatalogRow) -> bytes:
-        """The kept original's bytes, checked against the source sha256."""
+        """The kept object's bytes (the original PNG, or its kept format), checked against their sha256."""
         ref = row.original
         if ref is None:
             raise NotFoundError(f"image {row.id!r} has no kept original in archive {self.url}")
@@ -289,7 +289,8 @@ class Archive:
                     raise IntegrityError(f"kept original of {row.id!r}: object {ref.key} is missing from {self.url}") from None
         if len(data) != ref.size:
             raise IntegrityError(f"kept original of {row.id!r}: object {ref.key} in {self.url} is truncated")
-        if row.source_sha256 and hashlib.sha256(data).hexdigest() != row.source_sha256:
+        expected = row.stored_sha256 or row.source_sha256  # a jxl copy is not the source's bytes
+        if expected and hashlib.sha256(data).hexdigest() != expected:
             raise IntegrityError(f"kept original of {row.id!r} in {self.url} does not match its sha256")
         return data
 

@@ -1,7 +1,8 @@
 """What `lbdask report` says about an archive: counts, bytes, DRR, PSNR, throughput.
 
 DRR means one thing everywhere (report, job summary, docs): `1 - bytes_stored / bytes_source`
-over all inputs the archive holds - latents, kept PNGs and the raw bytes of failed inputs -
+over all inputs the archive holds - latents, kept copies (png or lossless jxl), lossy JPEG XL
+and the raw bytes of failed inputs -
 with `bytes_stored` measured on the store (every object under latents/, originals/ and
 catalog/, Zarr metadata and shard indexes included), not summed from the catalog. Refused
 inputs (never read) count on neither side and are listed apart. With no latent at all
@@ -19,8 +20,9 @@ import numpy as np
 from .rows import CatalogRow
 from .store import Archive
 
-#: Representations of an input in the archive, in the order reports list them.
-REPRESENTATIONS = ("latent", "kept", "failed", "refused")
+#: Representations of an input in the archive (CatalogRow.representation), in the order
+#: reports list them: kept rows split by kept_format (png / jxl), lossy rows are jxl-lossy.
+REPRESENTATIONS = ("latent", "png", "jxl", "jxl-lossy", "failed", "refused")
 #: Store parts (Archive.bytes_on_store) that no single representation accounts for.
 SHARED_PARTS = ("catalog",)
 
@@ -44,12 +46,23 @@ def psnr_stats(values: list[float]) -> dict[str, float | None]:
     return {"psnr_mean": float(v.mean()), "psnr_p05": float(np.percentile(v, 5)), "psnr_min": float(v.min())}
 
 
+def representation_of(row: Any) -> str:
+    """The breakdown key of a row: CatalogRow.representation (also for rows that are only
+    status and sizes, as tests and older job records give)."""
+    if row.status == "kept":
+        return getattr(row, "kept_format", None) or "png"
+    if row.status == "lossy":
+        return f"{getattr(row, 'kept_format', None) or 'jxl'}-lossy"
+    return row.status
+
+
 def by_representation(rows: Iterable[Any]) -> dict[str, dict[str, int]]:
-    """status -> images, bytes of their inputs and bytes stored for them (latent: pcodec
-    payload; kept and failed: the raw source bytes; refused: nothing)."""
+    """representation -> images, bytes of their inputs and bytes stored for them (latent:
+    pcodec payload; png and failed: the raw source bytes; jxl, jxl-lossy: the JPEG XL
+    object; refused: nothing)."""
     out: dict[str, dict[str, int]] = {}
     for r in rows:
-        part = out.setdefault(r.status, {"images": 0, "bytes_source": 0, "bytes_stored": 0})
+        part = out.setdefault(representation_of(r), {"images": 0, "bytes_source": 0, "bytes_stored": 0})
         part["images"] += 1
         part["bytes_source"] += r.source_size
         part["bytes_stored"] += r.stored_bytes
@@ -78,7 +91,7 @@ def storage(reps: dict[str, dict[str, int]], parts: dict[str, int]) -> dict[str,
     breakdown["catalog"] = {"bytes_stored": sum(parts.get(p, 0) for p in SHARED_PARTS)}
     accounted = sum(part["bytes_stored"] for part in breakdown.values())
     breakdown["overhead"] = {"bytes_stored": stored - accounted}
-    converted = breakdown["latent"]["images"] > 0 and source > 0
+    converted = any(breakdown[s]["images"] for s in ("latent", "jxl", "jxl-lossy")) and source > 0
     return {"bytes_source": source, "bytes_stored": stored,
             "drr": 1.0 - stored / source if converted else None, "representations": breakdown}
 
@@ -122,15 +135,19 @@ def throughput(jobs: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def summarize(arc: Archive) -> dict[str, Any]:
     """The report of an archive: the design-notes contract keys plus breakdowns."""
-    reasons: dict[str, Counter[str]] = {"kept": Counter(), "failed": Counter(), "refused": Counter()}
+    reasons: dict[str, Counter[str]] = {"kept": Counter(), "failed": Counter(), "refused": Counter(),
+                                        "lossy": Counter()}
     bits: Counter[str] = Counter()
     psnrs: list[float] = []
+    lossy_psnrs: list[float] = []
     refined = []
 
     def noted(rows: Iterable[CatalogRow]) -> Iterator[CatalogRow]:  # one pass: rows are not held
         for row in rows:
             if row.status in reasons:
                 reasons[row.status][row.reason or "unspecified"] += 1
+            if row.status == "lossy" and row.psnr is not None:
+                lossy_psnrs.append(float(row.psnr))
             elif row.status == "latent":
                 bits[str(row.bits)] += 1
                 if row.psnr is not None and math.isfinite(row.psnr):
@@ -148,9 +165,10 @@ def summarize(arc: Archive) -> dict[str, Any]:
     return {
         "images_total": sum(counts.values()),
         "images_latent": counts["latent"],
-        "images_kept_png": counts["kept"],
+        "images_kept_png": counts["png"] + counts["jxl"],  # every exact kept copy
         "images_failed": counts["failed"],
         "images_refused": counts["refused"],
+        "images_lossy": counts["jxl-lossy"],
         **bytes_,
         **psnr_stats(psnrs),
         "model": model.get("name"),
@@ -161,6 +179,8 @@ def summarize(arc: Archive) -> dict[str, Any]:
         "kept_reasons": dict(reasons["kept"]),
         "failed_reasons": dict(reasons["failed"]),
         "refused_reasons": dict(reasons["refused"]),
+        "lossy_reasons": dict(reasons["lossy"]),
+        "psnr_lossy": psnr_stats(lossy_psnrs) if lossy_psnrs else None,
         "psnr_histogram": psnr_histogram(psnrs),
         "refinement": refinement(refined, jobs),
         "throughput": throughput(jobs),

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..fidelity import DEFAULT_BITS, DEFAULT_STEPS, REFINE_BITS
+from ..fidelity import DEFAULT_BITS, DEFAULT_FLOORS, DEFAULT_STEPS, REFINE_BITS
 from .options import add_list_option, list_values
 
 
@@ -28,6 +28,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     help="refinement step counts (default 0,10,30,100)")
     p.add_argument("--refine-bits", type=int, default=REFINE_BITS, choices=(16, 8, 6),
                    help="precision the refinement run is quantisation-aware for (default %(default)s)")
+    add_list_option(p, "--min-psnr", default=[f"{f:g}" for f in DEFAULT_FLOORS], metavar="DB",
+                    help="PSNR floors at which lossy JPEG XL is searched and the migration's representation "
+                         f"chooser is applied (default {','.join(f'{f:g}' for f in DEFAULT_FLOORS)})")
     p.add_argument("--generated", action="store_true", help="use the model's own decodes of the crops as sources")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", default="fidelity-report", metavar="DIR", help="output folder (default ./fidelity-report)")
@@ -39,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--crop must be a positive multiple of 8, got {args.crop}")
     from tqdm import tqdm
 
-    from ..fidelity import generate_sources, load_sources, markdown_table, rate_distortion_report
+    from ..fidelity import generate_sources, load_sources, markdown_table, rate_distortion_report, wins_table
     from ..models import load_model
 
     model = load_model(args.model, weights=args.weights, device=args.device)
@@ -52,8 +55,10 @@ def run(args: argparse.Namespace) -> int:
     bits = tuple(list_values(args.bits, int, "--bits", "integers"))
     with tqdm(total=max(steps), desc=f"refining {len(sources)} latents", unit="step",
               disable=args.no_progress) as bar:
-        report = rate_distortion_report(model, sources, args.out, title, bits, steps,
-                                         args.refine_bits, on_step=bar.update)
+        report = rate_distortion_report(model, sources, args.out, title, bits, steps, args.refine_bits,
+                                         on_step=bar.update,
+                                         floors=tuple(list_values(args.min_psnr, float, "--min-psnr", "numbers")))
     print(markdown_table(report["summary"]))
+    print(wins_table(report["where_each_wins"]))
     print(f"wrote {Path(args.out) / 'fidelity.md'}, fidelity.json, fidelity.png")
     return 0

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..storage import parse_storage_options
+from .inference_options import add_inference_options
 from .report import cluster_text, drr_text, storage_lines
 
 
@@ -40,8 +41,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--min-side", type=int, metavar="PX", help="images with a shorter side are kept as PNG (too-small)")
     p.add_argument("--remigrate-changed", action="store_true",
                    help="migrate again the sources whose size changed since they were migrated (default: report them)")
+    p.add_argument("--kept-format", choices=("png", "jxl"),
+                   help="images that are not latents: png = the source file byte for byte, "
+                        "jxl = its pixels as lossless JPEG XL (~33%% fewer bytes; docs/migration.md)")
+    p.add_argument("--lossy-fallback", choices=("off", "jxl"),
+                   help="jxl: also try lossy JPEG XL at the largest distance that meets --min-psnr; "
+                        "the smallest passing representation wins (default off)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--storage-options", metavar="JSON", help="fsspec/s3fs options for SRC and DEST, e.g. an endpoint_url")
+    add_inference_options(p)
     return p
 
 
@@ -61,9 +69,11 @@ def run(args: argparse.Namespace) -> int:
     load_registry()
     load_config("cpu_memory", CpuMemorySettings)
     settings = load_job_settings(
-        model=args.model, weights=args.weights, batch_size=args.batch_size, latent_bits=args.latent_bits,
+        model=args.model, weights=args.weights, precision=args.precision, runtime=args.runtime,
+        batch_size=args.batch_size, latent_bits=args.latent_bits,
         min_psnr=args.min_psnr, max_latent_ratio=args.max_latent_ratio, refine_steps=args.refine_steps, target_psnr=args.target_psnr,
-        max_pixels=args.max_pixels, min_side=args.min_side)
+        max_pixels=args.max_pixels, min_side=args.min_side, kept_format=args.kept_format,
+        lossy_fallback=args.lossy_fallback)
     req = MigrationRequest(
         src=args.src, dest=args.dest, settings=settings, cluster=load_cluster_settings(), scheduler=args.scheduler,
         workers=args.workers, storage_options=parse_storage_options(args.storage_options), progress=not args.no_progress,
@@ -87,7 +97,8 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  time: start-up {s['phase_seconds']['start']:.1f} s (cluster, model), scan {s['phase_seconds']['scan']:.1f} s, "
         f"batches {s['phase_seconds']['batches']:.1f} s = {s['batch_images_per_s']:.2f} images/s while processing",
         f"  latent {s['images_latent']}, kept as PNG {s['images_kept_png']}, failed {s['images_failed']} "
-        f"(raw bytes kept), refused {s['images_refused']}",
+        f"(raw bytes kept), refused {s['images_refused']}"
+        + (f", lossy JPEG XL {s['images_lossy']}" if s.get("images_lossy") else ""),
     ]
     lines += [f"    {reason}: {n}" for reason, n in s["reasons"].items()]
     if changed:
@@ -103,5 +114,11 @@ def format_summary(s: dict[str, Any]) -> str:
         lines.append(f"  cluster: {cluster_text(c)}{share}")
     if s["psnr_mean"] is not None:
         lines.append(f"  PSNR of latents: mean {s['psnr_mean']:.2f} dB, p05 {s['psnr_p05']:.2f}, min {s['psnr_min']:.2f}")
+    if s.get("psnr_lossy"):
+        p = s["psnr_lossy"]
+        lines.append(f"  PSNR of lossy JPEG XL: mean {p['psnr_mean']:.2f} dB, p05 {p['psnr_p05']:.2f}, min {p['psnr_min']:.2f}")
+    run_as = s.get("inference") or {}
+    if run_as:
+        lines.append(f"  inference: {run_as['runtime']} {run_as['precision']} ({run_as['reason']}), device class {s['device_class']}")
     lines.append(f"  model {s['model']}; job statistics recorded as {s.get('job_id')} (lbdask report {s['dest']})")
     return "\n".join(lines)

@@ -7,6 +7,7 @@ import sys
 
 from ..errors import LbdaskError
 from ..storage import parse_storage_options
+from .inference_options import add_inference_options, announce_inference
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -18,6 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--device", help="torch device for decoding (default: the model's choice)")
     p.add_argument("--storage-options", metavar="JSON", help="fsspec/s3fs options as a JSON object")
     p.add_argument("--scheduler", metavar="ADDR", help="read through the serving cluster at ADDR (`lbdask serve`)")
+    add_inference_options(p)
     return p
 
 
@@ -26,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     options = parse_storage_options(args.storage_options)
     box = open_archive(args.dest, storage_options=options, weights=args.weights, device=args.device,
-                       scheduler=args.scheduler)
+                       scheduler=args.scheduler, precision=args.precision, runtime=args.runtime)
     try:
         png = box.read(args.id)
     finally:
@@ -36,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     if row.status == "failed":
         print(f"lbdask: note: '{args.id}' is the raw bytes of an input that is not a decodable PNG "
               f"({row.reason})", file=sys.stderr)
+    if getattr(box, "loaded_model", None) is not None:  # in-process reads: say what decoded
+        announce_inference(box.loaded_model)
     if args.output:
         try:
             with open(args.output, "wb") as f:

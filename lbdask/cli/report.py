@@ -21,8 +21,10 @@ def _db(x: float | None) -> str:
 
 
 #: Labels of the per-representation lines (report and job summary).
-LABELS = {"latent": "latent", "kept": "kept PNG", "failed": "failed (raw)", "catalog": "catalog",
-          "overhead": "overhead"}
+LABELS = {"latent": "latent", "png": "kept PNG", "jxl": "kept JXL", "jxl-lossy": "lossy JXL",
+          "failed": "failed (raw)", "catalog": "catalog", "overhead": "overhead"}
+#: Shown only when the archive holds any (kept formats, docs/migration.md).
+OPTIONAL = ("jxl", "jxl-lossy")
 
 
 def drr_text(s: dict[str, Any]) -> str:
@@ -40,13 +42,15 @@ def storage_lines(s: dict[str, Any], indent: str = "  ") -> list[str]:
     reps = s["representations"]
     lines = []
     for name, label in LABELS.items():
-        part = reps[name]
+        part = reps.get(name, {"images": 0, "bytes_source": 0, "bytes_stored": 0})
+        if name in OPTIONAL and not part["images"]:
+            continue
         if "images" in part:
             lines.append(f"{indent}{label:<14}{part['images']:>6} images {part['bytes_source']:>14,} -> "
                          f"{part['bytes_stored']:>14,}")
         else:
             lines.append(f"{indent}{label:<14}{'':>29} -> {part['bytes_stored']:>14,}")
-    if reps["refused"]["images"]:
+    if reps.get("refused", {}).get("images"):
         lines.append(f"{indent}{'refused':<14}{reps['refused']['images']:>6} images, not stored (not a regular "
                      f"file inside SRC, or unreadable)")
     return lines
@@ -58,16 +62,20 @@ def render(rep: dict[str, Any]) -> str:
         f"model           {rep['model']} ({str(rep['model_fingerprint'])[:12]})",
         f"images          {rep['images_total']}: {rep['images_latent']} latent, "
         f"{rep['images_kept_png']} kept as PNG, {rep['images_failed']} failed (raw bytes kept), "
-        f"{rep['images_refused']} refused",
+        f"{rep['images_refused']} refused"
+        + (f", {rep['images_lossy']} lossy JPEG XL" if rep.get("images_lossy") else ""),
         f"bytes source    {rep['bytes_source']:,}",
         f"bytes stored    {rep['bytes_stored']:,} (measured on the store)",
         *storage_lines(rep),
         f"DRR             {drr_text(rep)}",
         f"PSNR            mean {_db(rep['psnr_mean'])}, p05 {_db(rep['psnr_p05'])}, min {_db(rep['psnr_min'])}",
     ]
-    for status in ("kept", "failed", "refused"):
-        for reason, n in sorted(rep[f"{status}_reasons"].items()):
+    for status in ("kept", "failed", "refused", "lossy"):
+        for reason, n in sorted(rep.get(f"{status}_reasons", {}).items()):
             lines.append(f"{status:<15} {n} x {reason}")
+    if rep.get("psnr_lossy"):
+        p = rep["psnr_lossy"]
+        lines.append(f"PSNR jxl-lossy  mean {_db(p['psnr_mean'])}, p05 {_db(p['psnr_p05'])}, min {_db(p['psnr_min'])}")
     bins = [b for b in rep["psnr_histogram"] if b["count"]]
     if bins:
         lines.append("PSNR histogram")

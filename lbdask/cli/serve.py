@@ -12,6 +12,7 @@ import threading
 
 from ..errors import ConfigError
 from ..storage import parse_storage_options
+from .inference_options import add_inference_options
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -25,6 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--cache-bytes", type=int, metavar="N", help="cache budget per worker (bytes)")
     p.add_argument("--config", metavar="YAML", help="serving settings (default configs/serve.yaml)")
     p.add_argument("--storage-options", metavar="JSON", help="fsspec/s3fs options as a JSON object")
+    add_inference_options(p)  # serve.yaml runtime.precision / runtime.backend
     return p
 
 
@@ -39,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
         if args.cache_bytes < 0:
             raise ConfigError(f"--cache-bytes must be >= 0, got {args.cache_bytes}")
         settings.runtime.cache_bytes = args.cache_bytes
+    if args.precision is not None:
+        settings.runtime.precision = args.precision
+    if args.runtime is not None:
+        settings.runtime.backend = args.runtime
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     options = parse_storage_options(args.storage_options)

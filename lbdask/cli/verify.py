@@ -1,14 +1,20 @@
 """`lbdask verify DEST`: re-decode a sample of an archive and check it (lbdask/verify.py).
 
-Kept and failed rows (the raw bytes of an input that is no decodable PNG): the stored bytes'
-sha256 must equal the source's. One line per failure, then a summary; exit 0 when all pass, 2 when an object is lost or
-corrupt, 1 for other failures.
+Latent rows: bit for bit (recorded `decode_sha256`) in the same device class (hardware,
+runtime and precision, e.g. `cpu-x86_64-openvino2026.4-fp32`), or the recorded PSNR
+against the source (`--source SRC`) within `--tolerance` dB in another class.
+Kept rows: a PNG's sha256 must equal the source's, a jxl copy must decode to the recorded
+samples (and, with `--source`, to the source's); failed rows (the raw bytes of an input that
+is no decodable PNG): the stored bytes' sha256 must equal the source's; lossy JPEG XL rows:
+like latents, recorded decode hash and PSNR. One line per failure, then a summary; exit 0
+when all pass, 2 when an object is lost or corrupt, 1 for other failures.
 """
 from __future__ import annotations
 
 import argparse
 
 from ..storage import parse_storage_options
+from .inference_options import add_inference_options, announce_inference
 
 #: Default of --tolerance; lbdask.verify.CROSS_DEVICE_TOLERANCE_DB (not imported here: it pulls in torch).
 DEFAULT_TOLERANCE_DB = 0.5
@@ -28,6 +34,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device for decoding (default cpu)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--storage-options", metavar="JSON", help="fsspec options for DEST and SRC")
+    add_inference_options(p)
     return p
 
 
@@ -36,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
 
     report = verify(args.dest, sample=args.sample, seed=args.seed, source=args.source, model=args.model,
                     weights=args.weights, device=args.device, tolerance=args.tolerance,
-                    storage_options=parse_storage_options(args.storage_options))
+                    storage_options=parse_storage_options(args.storage_options),
+                    precision=args.precision, runtime=args.runtime, on_model=announce_inference)
     for line in report.damaged + report.failures:
         print(line)
     print(report.summary())

@@ -79,8 +79,8 @@ def choose_decode_backend(requested: str, cuda: bool, have_tensorrt: bool, have_
 
 
 def eager_runner(model: LatentModel) -> Runner:
-    """The model's own frozen decoder in its dtype and memory format."""
-    return model.decoder
+    """The model's own frozen decoder in its dtype and memory format (under CPU autocast for bf16/fp16)."""
+    return model.eager_decode_runner
 
 
 def compile_runner(model: LatentModel) -> Runner:

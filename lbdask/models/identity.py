@@ -42,10 +42,20 @@ def torch_version() -> str:
     return ".".join(torch.__version__.split("+")[0].split(".")[:2])
 
 
-def device_class(device: str | torch.device = "cpu") -> str:
-    """A short hardware/software class such as `cpu-x86_64-torch2.13` or `cuda-sm90-torch2.13`."""
+def device_class(device: str | torch.device = "cpu", runtime: str = "torch", precision: str = "fp32") -> str:
+    """A short hardware/runtime/precision class such as `cpu-x86_64-torch2.13` (fp32 torch),
+    `cpu-x86_64-torch2.13-bf16`, `cpu-x86_64-openvino2026.4-fp32` or `cuda-sm90-torch2.13-fp16`.
+
+    Decodes are bit-exact only within one class; fp32 torch keeps the bare name that
+    archives written before the runtime and precision were recorded carry.
+    """
     device = torch.device(device)
+    if runtime == "openvino":
+        from .runtimes import openvino_version
+
+        return f"{device.type}-{platform.machine()}-openvino{openvino_version()}-{precision}"
+    suffix = "" if precision == "fp32" else f"-{precision}"
     if device.type == "cuda":
         major, minor = torch.cuda.get_device_capability(device)
-        return f"cuda-sm{major}{minor}-torch{torch_version()}"
-    return f"{device.type}-{platform.machine()}-torch{torch_version()}"
+        return f"cuda-sm{major}{minor}-torch{torch_version()}{suffix}"
+    return f"{device.type}-{platform.machine()}-torch{torch_version()}{suffix}"

@@ -15,8 +15,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .identity import device_class
+from .precision import Inference
 from .registry import ModelSpec
+from .runtimes import cpu_autocast
 from .tiling import apply_tiled
+
+#: torch dtype of each precision name.
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class ScaledEncoder(nn.Module):
@@ -63,6 +68,7 @@ class LatentModel:
         config: dict[str, Any],
         device: torch.device,
         dtype: torch.dtype,
+        inference: Inference | None = None,
     ):
         self.name = name
         self.spec = spec
@@ -73,18 +79,29 @@ class LatentModel:
         self.config = config
         self.device = device
         self.dtype = dtype
+        names = {v: k for k, v in PRECISION_DTYPES.items()}
+        self.inference = inference or Inference("torch", names[dtype], "requested")
+        autocast = device.type == "cpu" and self.inference.runtime == "torch" and self.inference.precision != "fp32"
         memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
         self.encoder = encoder.to(device=device, dtype=dtype, memory_format=memory_format).eval().requires_grad_(False)
         self.decoder = decoder.to(device=device, dtype=dtype, memory_format=memory_format).eval().requires_grad_(False)
         self.memory_format = memory_format
+        self.encode_runner: Callable[[torch.Tensor], torch.Tensor] = self.encoder
         self.decode_runner: Callable[[torch.Tensor], torch.Tensor] = self.decoder
         self.decode_backend = "eager"
+        if autocast:  # CPU bf16/fp16: fp32 weights, low-precision convolutions (runtimes.cpu_autocast)
+            low = PRECISION_DTYPES[self.inference.precision]
+            self.encode_runner, self.decode_runner = cpu_autocast(self.encoder, low), cpu_autocast(self.decoder, low)
+            self.decode_backend = f"autocast-{self.inference.precision}"
+        #: the torch decode for this precision: what the `eager` decode backend runs
+        self.eager_decode_runner = self.decode_runner
 
     # ----------------------------------------------------------------- metadata
     @property
     def device_class(self) -> str:
-        """Hardware class recorded with each latent, e.g. `cpu-x86_64-torch2.13`."""
-        return device_class(self.device)
+        """Hardware, runtime and precision class recorded with each decode hash and PSNR,
+        e.g. `cpu-x86_64-torch2.13` (fp32) or `cpu-x86_64-openvino2026.4-bf16`."""
+        return device_class(self.device, self.inference.runtime, self.inference.precision)
 
     @property
     def model_info(self) -> dict[str, Any]:
@@ -116,18 +133,18 @@ class LatentModel:
     def encode_tensor(self, x: torch.Tensor) -> torch.Tensor:
         """Float [0,1] NCHW, padded, on the device -> float32 latents (differentiable)."""
         x = x.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
-        return self._run_encoder(x).float()
+        return self._run_encoder(self.encoder, x).float()
 
     def decode_tensor(self, z: torch.Tensor) -> torch.Tensor:
         """Latents -> float32 NCHW pixels roughly in [0, 1] (differentiable in `z`)."""
         z = z.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
         return self._run_decoder(self.decoder, z).float()
 
-    def _run_encoder(self, x: torch.Tensor) -> torch.Tensor:
+    def _run_encoder(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         if not self.needs_tiles(*x.shape[-2:]):
-            return self.encoder(x)
+            return fn(x)
         s = self.spec
-        return apply_tiled(self.encoder, x, s.tile_size, s.tile_overlap, up=1, down=self.downsample)
+        return apply_tiled(fn, x, s.tile_size, s.tile_overlap, up=1, down=self.downsample)
 
     def _run_decoder(self, fn: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor) -> torch.Tensor:
         ds = self.downsample
@@ -162,7 +179,8 @@ class LatentModel:
             for i in range(0, len(images), self.micro_batch):
                 x = self._to_device(images[i:i + self.micro_batch]).permute(0, 3, 1, 2)
                 x = pad_to_multiple(x.to(self.dtype) / 255, self.pad_multiple)
-                out.append(self.encode_tensor(x).cpu())
+                x = x.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
+                out.append(self._run_encoder(self.encode_runner, x).float().cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, *self.latent_shape(*images.shape[1:3])), np.float32)
 
     def decode(self, latents: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -188,5 +206,5 @@ class LatentModel:
     def __repr__(self) -> str:
         return (
             f"LatentModel({self.name!r}, C={self.latent_channels}, ds={self.downsample}, "
-            f"device={self.device}, dtype={self.dtype}, decode={self.decode_backend})"
+            f"device={self.device}, dtype={self.dtype}, inference={self.inference.label}, decode={self.decode_backend})"
         )

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 from pathlib import Path
@@ -15,8 +16,12 @@ from .cpu_memory import retain_freed_memory
 from .identity import fingerprint, weights_digest
 from .kl import KLDecoderNet, KLEncoderNet, downsample_of, load_autoencoder_kl, network_config
 from .latent_model import LatentModel, ScaledDecoder, ScaledEncoder
+from .precision import Inference, choose_inference, cpu_has_native_bf16, openvino_available
 from .registry import ModelSpec, candidate_folders, find_tae_weights, load_registry, spec_for_path, with_weights
+from .runtimes import attach_openvino
 from .tae import tae_decoder, tae_encoder
+
+log = logging.getLogger("lbdask.models")
 
 DTYPES = {
     "fp32": torch.float32, "float32": torch.float32,
@@ -92,6 +97,21 @@ def load_kl(name: str, spec: ModelSpec, explicit: bool) -> tuple[Any, Any, dict,
     return KLEncoderNet(vae), KLDecoderNet(vae), {"family": "diffusers-kl", **network_config(vae)}, weights_digest(vae.state_dict()), spec
 
 
+def _attach_openvino(model: LatentModel, explicit: bool) -> None:
+    """Run `model` on OpenVINO; if conversion fails, an error when asked for, else torch with the reason."""
+    wanted = model.inference
+    try:
+        ran = attach_openvino(model, wanted.precision)
+    except Exception as exc:  # noqa: BLE001 - any converter failure: say which, keep torch under auto
+        why = f"OpenVINO could not convert {model.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if explicit:
+            raise ConfigError(why) from None
+        model.inference = Inference("torch", "fp32", f"{wanted.reason}; {why}")
+        return
+    if ran != wanted.precision:
+        model.inference = Inference("openvino", ran, f"{wanted.reason}; OpenVINO runs {wanted.precision} as {ran} on this CPU")
+
+
 def resolve_model(name_or_path: str | os.PathLike) -> tuple[str, ModelSpec]:
     """Registry entry for a name; otherwise a diffusers spec for a local folder or hub id."""
     text = os.fspath(name_or_path)
@@ -117,11 +137,16 @@ def load_model(
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
     decode_backend: str | None = None,
+    precision: str | None = None,
+    runtime: str | None = None,
 ) -> LatentModel:
     """Load a VAE as a frozen `LatentModel`.
 
     `weights` overrides where the weights are read from (offline use); `decode_backend`
-    overrides the registry's `auto|eager|compile|tensorrt` choice for the numpy decode path.
+    overrides the registry's `auto|eager|compile|tensorrt` choice for the numpy decode path
+    on CUDA; `precision` (fp32|bf16|fp16|auto) and `runtime` (torch|openvino|auto) override
+    the registry's choice of what runs the numpy encode/decode path (lbdask.models.precision).
+    An explicit `dtype` runs torch in that dtype and wins over both.
     """
     name, spec = resolve_model(name_or_path)
     spec = with_weights(spec, weights)
@@ -143,6 +168,13 @@ def load_model(
     dev = resolve_device(device)
     if dev.type == "cpu":
         retain_freed_memory()
+    if dtype is None:
+        inference = choose_inference(precision or spec.precision, runtime or spec.runtime, dev.type, spec.cuda_dtype,
+                                     cpu_has_native_bf16(), openvino_available())
+        # torch on CUDA casts the weights; the CPU keeps fp32 weights (autocast or OpenVINO)
+        dtype = inference.precision if dev.type == "cuda" else "fp32"
+    else:
+        inference = None
     model = LatentModel(
         name=name,
         spec=spec,
@@ -152,6 +184,11 @@ def load_model(
         config=config,
         device=dev,
         dtype=resolve_dtype(dtype, dev, spec),
+        inference=inference,
     )
-    attach_decode_backend(model, decode_backend or spec.decode_backend)
+    if model.inference.runtime == "openvino":
+        _attach_openvino(model, explicit=(runtime or spec.runtime) == "openvino")
+    if model.inference.runtime == "torch":
+        attach_decode_backend(model, decode_backend or spec.decode_backend)
+    log.info("inference for %s on %s: %s (%s)", model.name, dev, model.inference.label, model.inference.reason)
     return model

@@ -17,6 +17,8 @@ from ..errors import NotFoundError
 Backend = Literal["tae", "diffusers-kl"]
 CudaDtype = Literal["fp16", "bf16", "fp32"]
 DecodeBackendName = Literal["auto", "eager", "compile", "tensorrt"]
+PrecisionName = Literal["auto", "fp32", "bf16", "fp16"]
+RuntimeName = Literal["auto", "torch", "openvino"]
 
 #: The checkout's root when lbdask runs from one: relative weight folders in the registry are
 #: resolved against it first (in an installed wheel this is site-packages: the CWD decides).
@@ -46,10 +48,13 @@ class ModelSpec:
     tile_threshold: int = 2048 * 2048
     tile_size: int = 1024
     tile_overlap: int = 64
+    activation_bytes_per_pixel: int = 1600
     batch_size: int = 8
     cpu_batch_size: int = 1
     cuda_dtype: CudaDtype = "bf16"
     decode_backend: DecodeBackendName = "auto"
+    precision: PrecisionName = "auto"
+    runtime: RuntimeName = "auto"
     scaling_factor: float | None = None
     shift_factor: float | None = None
     weights: WeightsSource = field(default_factory=WeightsSource)
@@ -62,8 +67,8 @@ class ModelSpec:
             raise ValueError(f"tile_size and tile_overlap must be multiples of downsample {self.downsample}")
         if not 0 <= 2 * self.tile_overlap < self.tile_size:
             raise ValueError(f"tile_overlap {self.tile_overlap} must be under half of tile_size {self.tile_size}")
-        if self.batch_size < 1 or self.cpu_batch_size < 1 or self.tile_threshold < 1:
-            raise ValueError("batch_size, cpu_batch_size and tile_threshold must be positive")
+        if min(self.batch_size, self.cpu_batch_size, self.tile_threshold, self.activation_bytes_per_pixel) < 1:
+            raise ValueError("batch_size, cpu_batch_size, tile_threshold and activation_bytes_per_pixel must be positive")
         if self.backend == "tae" and self.latent_channels is None:
             raise ValueError("a tae model needs latent_channels")
         if self.scaling_factor is not None and self.scaling_factor == 0:

@@ -20,35 +20,40 @@ PLUGIN_NAME = "lbdask-resident-model"
 
 
 class ResidentModel(WorkerPlugin):
-    """Loads `load_model(model, weights=...)` on each worker at registration or join."""
+    """Loads `load_model(model, weights=..., precision=..., runtime=...)` on each worker at registration or join."""
 
     name = PLUGIN_NAME
     idempotent = False
 
-    def __init__(self, model: str, weights: str | None = None) -> None:
+    def __init__(self, model: str, weights: str | None = None, precision: str | None = None,
+                 runtime: str | None = None) -> None:
         self.model_name = model
         self.weights = weights
+        self.precision, self.runtime = precision, runtime
         self.model: Any = None
         self.error: BaseException | None = None
         self.lock = threading.Lock()
         self.cpu_threads = 0  # torch intra-op threads for CPU models (0: leave torch's default)
 
     def __getstate__(self) -> dict[str, Any]:  # ship the recipe, never a loaded model
-        return {"model_name": self.model_name, "weights": self.weights}
+        return {"model_name": self.model_name, "weights": self.weights, "precision": self.precision, "runtime": self.runtime}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["model_name"], state["weights"])
+        self.__init__(state["model_name"], state["weights"], state.get("precision"), state.get("runtime"))
 
     def setup(self, worker: Worker) -> None:
         """Load the model on the worker's best device; a failure is kept and raised by tasks."""
         import torch
 
         from .loader import load_model
+        from .memory_budget import check_budget
 
         if not torch.cuda.is_available():
             self.cpu_threads = max(1, worker.state.nthreads)
         try:
-            self.model = load_model(self.model_name, weights=self.weights)
+            self.model = load_model(self.model_name, weights=self.weights, precision=self.precision, runtime=self.runtime)
+            # one call at a time (self.lock), and only if one fits in the worker's memory
+            check_budget(worker.memory_manager.memory_limit, self.model.spec, self.model.name)
         except Exception as exc:  # noqa: BLE001 - surfaced by the first task that needs the model
             self.error = exc
 
@@ -85,4 +90,4 @@ def resident_model() -> ResidentModel:
 def model_info() -> dict[str, Any]:
     """Dask task: the resident model's archive metadata and device class (`model-info`)."""
     model = resident_model().get()
-    return {**model.model_info, "device_class": model.device_class}
+    return {**model.model_info, "device_class": model.device_class, "inference": model.inference.as_dict()}
