@@ -32,9 +32,11 @@ def parse_storage_options(text: str | None) -> dict[str, Any]:
 def s3_options(storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """s3fs keyword arguments, with the endpoint URL resolved from options or environment."""
     opts = dict(storage_options or {})
-    endpoint = opts.pop("endpoint_url", None) or os.environ.get("LBDASK_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
+    client_kwargs = dict(opts.get("client_kwargs") or {})
+    endpoint = (opts.pop("endpoint_url", None) or client_kwargs.get("endpoint_url")  # given options win
+                or os.environ.get("LBDASK_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL"))
     if endpoint:
-        opts.setdefault("client_kwargs", {})["endpoint_url"] = endpoint
+        opts["client_kwargs"] = {**client_kwargs, "endpoint_url": endpoint}
     return opts
 
 

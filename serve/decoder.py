@@ -104,10 +104,10 @@ class BatchingDecoder:
                 for _, _, fut in batch:
                     fut.set_exception(exc)
             else:
+                self.batches += 1  # counted before the waiters wake, so their stats include this batch
+                self.decoded += len(batch)
                 for i, (_, _, fut) in enumerate(batch):
                     fut.set_result(rgb[i])
-                self.batches += 1
-                self.decoded += len(batch)
             finally:
                 with self._cond:
                     self._running = 0

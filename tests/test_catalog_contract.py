@@ -84,7 +84,8 @@ def test_batch_objects_are_read_once_per_catalog(cat, monkeypatch):
     real = cat.loc.fs.cat_file
     monkeypatch.setattr(cat.loc.fs, "cat_file", lambda path, *a, **k: (reads.append(path), real(path, *a, **k))[1])
     assert cat.get_row("x").id == "x" and cat.get_row("y").id == "y" and cat.get_row("z") is None
-    assert reads == [cat.batch_path("b1")]
+    legacy = cat.loc.path("catalog", "index", "manifest.json")  # probed once: archives from before generations
+    assert reads in ([cat.batch_path("b1")], [cat.batch_path("b1"), legacy], [legacy, cat.batch_path("b1")])
 
 
 def test_the_partition_cache_keeps_the_most_recently_used(tmp_path):

@@ -24,3 +24,14 @@ def test_bad_locations_and_options_raise_clear_errors():
         parse_storage_options("{nope")
     with pytest.raises(ConfigError, match="JSON object"):
         parse_storage_options("[1]")
+
+
+def test_an_endpoint_in_the_options_wins_over_the_environment(monkeypatch):
+    from lbdask.storage import s3_options
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://from-env:1")
+    given = {"key": "k", "client_kwargs": {"endpoint_url": "http://given:2", "region_name": "x"}}
+    assert s3_options(given)["client_kwargs"] == {"endpoint_url": "http://given:2", "region_name": "x"}
+    assert s3_options({"endpoint_url": "http://top:3"})["client_kwargs"] == {"endpoint_url": "http://top:3"}
+    assert s3_options({})["client_kwargs"] == {"endpoint_url": "http://from-env:1"}
+    assert given["client_kwargs"]["endpoint_url"] == "http://given:2"  # the caller's dict is not changed

@@ -50,6 +50,7 @@ class Manifests:
         self.loc = loc
         self._parsed: dict[int, Manifest] = {}
         self._lock = threading.Lock()
+        self._no_legacy = False  # no lbdask version writes the legacy manifest: absent once, absent for good
 
     def path(self, generation: int) -> str:
         return self.loc.path("catalog", "manifests", f"{generation:010d}.json")
@@ -90,9 +91,12 @@ class Manifests:
     def legacy(self) -> Manifest | None:
         """The one mutable `catalog/index/manifest.json` of archives written before generations
         became immutable objects: read as it is, superseded by the first new generation."""
+        if self._no_legacy:
+            return None
         try:
             return Manifest.from_json(self.loc.fs.cat_file(self.loc.path(*LEGACY)))
         except FileNotFoundError:
+            self._no_legacy = True
             return None
 
     def create(self, manifest: Manifest) -> bool:
