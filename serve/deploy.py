@@ -34,7 +34,7 @@ def dashboard_url(client: Client) -> str | None:
 def warm(client: Client, dest: str, storage_options: dict | None = None) -> None:
     """Block until every worker has opened `dest` and loaded its model, so first reads do not wait."""
     def open_archive(dask_worker: Any, dest: str = dest, options: dict | None = storage_options) -> None:
-        from lbdask.serve.plugin import runtime_of
+        from .runtime import runtime_of
 
         runtime_of(dask_worker).archive(dest, options)
 

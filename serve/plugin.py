@@ -19,11 +19,10 @@ from lbdask.errors import LbdaskError
 from lbdask.models.resident import PLUGIN_NAME as MODEL_PLUGIN, ResidentModel
 
 from . import handlers, metrics
-from .runtime import ServeRuntime
+from .runtime import PLUGIN_NAME, ServeRuntime
 from .settings import ServeSettings
 from .spill import Spillover
 
-PLUGIN_NAME = "lbdask-serve"
 
 
 class ModelSource:
@@ -103,11 +102,3 @@ class ServePlugin(WorkerPlugin):
         if self.runtime is not None:
             self.runtime.close()
             self.runtime = None
-
-
-def runtime_of(worker: Worker) -> ServeRuntime:
-    """The serving runtime on `worker` (inside a task); LbdaskError when none is installed."""
-    plugin = worker.plugins.get(PLUGIN_NAME)
-    if not isinstance(plugin, ServePlugin) or plugin.runtime is None:
-        raise LbdaskError(f"no lbdask serving runtime on worker {worker.address}")
-    return plugin.runtime

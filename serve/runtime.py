@@ -20,7 +20,7 @@ from lbdask.archive import Archive, CatalogRow
 from lbdask.cache import DualFormatCache
 from lbdask.codec import EncodedLatent, LatentCodec
 from lbdask.coalesce import Coalescer
-from lbdask.errors import NotFoundError, StoreError, UnknownImageError
+from lbdask.errors import LbdaskError, NotFoundError, StoreError, UnknownImageError
 from lbdask.decode import to_png
 from lbdask.kept import read_back
 from lbdask.tuner import MarginalHitTuner
@@ -29,6 +29,8 @@ from .decoder import BatchingDecoder, ModelContext, auto_max_batch
 from .settings import ServeSettings
 
 #: Per-request bookkeeping outside the cache itself (cache keeps image/latent/miss counts).
+#: Name of the serving worker plugin (serve.plugin.ServePlugin) that holds a worker's runtime.
+PLUGIN_NAME = "lbdask-serve"
 COUNTERS = ("requests", "errors", "decodes", "fetches", "fetch_retries", "spillovers", "spilled_in")
 
 
@@ -217,3 +219,11 @@ class ServeRuntime:
         self.decoder.close()
         self.io.shutdown(wait=False, cancel_futures=True)
         self.cpu.shutdown(wait=False, cancel_futures=True)
+
+
+def runtime_of(worker: Any) -> ServeRuntime:
+    """The serving runtime on `worker` (inside a task); LbdaskError when none is installed."""
+    runtime = getattr(worker.plugins.get(PLUGIN_NAME), "runtime", None)
+    if not isinstance(runtime, ServeRuntime):
+        raise LbdaskError(f"no lbdask serving runtime on worker {worker.address}")
+    return runtime

@@ -89,7 +89,7 @@ def decode_task(payload: bytes) -> bytes:
     """Dask task of the `steal` mode: decode on whichever worker the scheduler ran it."""
     from distributed import get_worker
 
-    from .plugin import runtime_of
+    from .runtime import runtime_of
 
     runtime = runtime_of(get_worker())
     runtime.counts["spilled_in"] += 1

@@ -51,11 +51,16 @@ def device_class(device: str | torch.device = "cpu", runtime: str = "torch", pre
     """
     device = torch.device(device)
     if runtime == "openvino":
-        from .runtimes import openvino_version
-
         return f"{device.type}-{platform.machine()}-openvino{openvino_version()}-{precision}"
     suffix = "" if precision == "fp32" else f"-{precision}"
     if device.type == "cuda":
         major, minor = torch.cuda.get_device_capability(device)
         return f"cuda-sm{major}{minor}-torch{torch_version()}{suffix}"
     return f"{device.type}-{platform.machine()}-torch{torch_version()}{suffix}"
+
+
+def openvino_version() -> str:
+    """`major.minor` of the installed OpenVINO, e.g. `2026.4`."""
+    import openvino
+
+    return ".".join(openvino.__version__.split(".")[:2])

@@ -17,11 +17,25 @@ from torch import nn
 from .identity import device_class
 from .precision import Inference
 from .registry import ModelSpec
-from .runtimes import cpu_autocast
 from .tiling import apply_tiled
 
 #: torch dtype of each precision name.
 PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def cpu_autocast(net: nn.Module, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`net` under CPU autocast to `dtype` (convolutions in bf16/fp16, norms in fp32), channels_last.
+
+    oneDNN's bf16 convolutions want NHWC; the weights stay fp32 so the differentiable
+    path and the fingerprint are unchanged.
+    """
+    net.to(memory_format=torch.channels_last)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=dtype):
+            return net(x.float().contiguous(memory_format=torch.channels_last)).float()
+
+    return run
 
 
 class ScaledEncoder(nn.Module):
@@ -89,7 +103,7 @@ class LatentModel:
         self.encode_runner: Callable[[torch.Tensor], torch.Tensor] = self.encoder
         self.decode_runner: Callable[[torch.Tensor], torch.Tensor] = self.decoder
         self.decode_backend = "eager"
-        if autocast:  # CPU bf16/fp16: fp32 weights, low-precision convolutions (runtimes.cpu_autocast)
+        if autocast:  # CPU bf16/fp16: fp32 weights, low-precision convolutions (cpu_autocast)
             low = PRECISION_DTYPES[self.inference.precision]
             self.encode_runner, self.decode_runner = cpu_autocast(self.encoder, low), cpu_autocast(self.decoder, low)
             self.decode_backend = f"autocast-{self.inference.precision}"

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from .identity import openvino_version
 from .precision import cpu_has_native_bf16
 
 if TYPE_CHECKING:
@@ -25,32 +26,10 @@ OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 FROM_OV = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
 
 
-def cpu_autocast(net: nn.Module, dtype: torch.dtype) -> Runner:
-    """`net` under CPU autocast to `dtype` (convolutions in bf16/fp16, norms in fp32), channels_last.
-
-    oneDNN's bf16 convolutions want NHWC; the weights stay fp32 so the differentiable
-    path and the fingerprint are unchanged.
-    """
-    net.to(memory_format=torch.channels_last)
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast("cpu", dtype=dtype):
-            return net(x.float().contiguous(memory_format=torch.channels_last)).float()
-
-    return run
-
-
 def openvino_cache_dir() -> Path:
     """Where OpenVINO caches compiled models (LBDASK_OPENVINO_CACHE overrides)."""
     default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lbdask" / "openvino"
     return Path(os.environ.get("LBDASK_OPENVINO_CACHE", default))
-
-
-def openvino_version() -> str:
-    """`major.minor` of the installed OpenVINO, e.g. `2026.4`."""
-    import openvino
-
-    return ".".join(openvino.__version__.split(".")[:2])
 
 
 def converted_model(net: nn.Module, channels_in: int, ir_path: Path):

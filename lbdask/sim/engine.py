@@ -18,8 +18,9 @@ from ..coalesce import Coalescer
 from ..ring import choose_decoder
 from .events import EventQueue, GpuPool
 
-if TYPE_CHECKING:                      # cluster.py imports this module
-    from .cluster import ClusterConfig, Workload
+if TYPE_CHECKING:
+    from .cluster_config import ClusterConfig
+    from .workload import Workload
 
 IMAGE, LATENT, MISS, COALESCED = 0, 1, 2, 3
 TIERS = ("image", "latent", "miss", "coalesced")
