@@ -23,16 +23,7 @@ from lbdask.sim.engine import warm
 from lbdask.sim.placement import node_members
 from lbdask.cache.settings import CacheSettings
 from lbdask.trace import generate_trace
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from sim_speed import cpu_model  # benchmarks/ is on the path when a script here runs
 
 
 def cache_only_rate(work: Workload, cfg: ClusterConfig, owners: np.ndarray) -> tuple[float, float]:
