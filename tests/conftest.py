@@ -53,14 +53,14 @@ def dask_env() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def s3_server():
-    """A moto S3 server over HTTP on loopback; yields its endpoint URL.
+    """A moto S3 server over HTTP on loopback (tests/s3_server.py); yields its endpoint URL.
 
     Sets the AWS environment so that s3fs (in this process and in Dask worker
     processes started by tests) talks to it with dummy credentials.
     """
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, str(Path(__file__).with_name("s3_server.py")), str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

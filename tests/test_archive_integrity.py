@@ -122,3 +122,20 @@ def test_a_folder_write_is_fsynced_before_and_after_the_rename(tmp_path, monkeyp
     assert objects.put_exclusive(loc, loc.path("x", "m"), b"1") and not objects.put_exclusive(loc, loc.path("x", "m"), b"2")
     assert events[:3] == ["fsync-file", "link", "fsync-dir"] and (tmp_path / "arc" / "x" / "m").read_bytes() == b"1"
     assert sorted(p.name for p in (tmp_path / "arc" / "x").iterdir()) == ["m", "obj"]  # no temporary left
+
+
+def test_concurrent_exclusive_creates_of_one_key_have_exactly_one_winner(dest):
+    """The compare-and-swap under contention (on S3: conditional PUTs racing on the server)."""
+    from lbdask.archive import objects
+
+    loc = open_location(dest)
+    keys = [loc.path("cas", f"k{i}") for i in range(6)]
+    body = bytes(1 << 20)  # large enough that the server spends a while between check and store
+    writers = 8
+    with ThreadPoolExecutor(writers) as pool:
+        wins = list(pool.map(lambda job: objects.put_exclusive(loc, keys[job[0]], b"%d" % job[1] + body),
+                             [(k, w) for k in range(len(keys)) for w in range(writers)]))
+    per_key = [wins[k * writers:(k + 1) * writers] for k in range(len(keys))]
+    assert [sum(w) for w in per_key] == [1] * len(keys)
+    for key, w in zip(keys, per_key):  # the stored bytes are the winner's
+        assert loc.fs.cat_file(key)[:1] == b"%d" % w.index(True)

@@ -73,6 +73,25 @@ def test_two_compactors_in_separate_processes_never_lose_a_row(dest):
     assert cat.batch_names() == []
 
 
+def test_a_first_compaction_between_listing_manifests_and_folded_batches_is_not_a_lost_manifest(dest):
+    """The race CI met: q lists no manifest, p compacts for the first time, q sees p's folded batch."""
+    loc = open_location(dest)
+    p, q = Catalog(loc, partitions=4), Catalog(loc, partitions=4)
+    p.commit("a", rows_for("a", 3))
+    real_generations, calls = q.manifests.generations, []
+
+    def generations_while_p_compacts():
+        listed = real_generations()
+        if not calls:
+            compact(p)  # runs between q's first listing and its look at the folded batches
+        calls.append(listed)
+        return listed
+
+    q.manifests.generations = generations_while_p_compacts
+    assert q.manifest().generation == 1 and calls[0] == []
+    assert q.get_row("a/0").reason == "a"
+
+
 def test_a_compactor_that_loses_the_race_retries_and_removes_its_attempt(tmp_path, monkeypatch):
     cat = Catalog(open_location(str(tmp_path / "arc")), partitions=4)
     cat.commit("a", rows_for("a", 3))

@@ -118,12 +118,17 @@ class Catalog:
         """The latest manifest; an empty generation 0 before the first compaction.
 
         With no manifest but folded batches present, a manifest was lost: IntegrityError,
-        not an empty catalog.
+        not an empty catalog. A compactor creates its manifest before it folds anything, so
+        the manifests are listed again after the folded copies were seen: a first compaction
+        that committed between the two listings is not mistaken for a loss.
         """
         manifest = self.manifests.latest()
         if manifest is not None:
             return manifest
         if self.folded_names():
+            manifest = self.manifests.latest()
+            if manifest is not None:
+                return manifest
             raise IntegrityError(f"the catalog manifest of {self.loc.url} is missing (catalog/manifests/ is empty "
                                  f"but batches were compacted): run `lbdask repair {self.loc.url}`")
         return Manifest(partitions=self.default_partitions)

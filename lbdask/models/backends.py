@@ -1,7 +1,8 @@
 """Decode backends for the serving/verify hot path: torch eager, torch.compile, TensorRT.
 
 The registry (or the caller) asks for `auto|eager|compile|tensorrt`; what cannot run here
-falls back along tensorrt -> compile -> eager, and one log line says what runs and why.
+falls back along tensorrt -> compile -> eager, and one log line says what runs and why;
+`auto` never picks compile (its autotuning costs minutes per new shape, docs/benchmarks.md).
 The differentiable `decode_tensor` path always stays eager.
 """
 from __future__ import annotations
@@ -73,6 +74,10 @@ def choose_decode_backend(requested: str, cuda: bool, have_tensorrt: bool, have_
     if have_tensorrt:
         return BackendChoice("tensorrt", "requested" if requested == "tensorrt" else "auto: TensorRT available")
     why = "tensorrt not importable (pip install lbdask[tensorrt])"
+    if requested == "auto":
+        # compile autotunes each new latent shape for minutes (H200, docs/benchmarks.md): an
+        # explicit choice for long single-shape runs, not a default for mixed archives
+        return BackendChoice("eager", f"auto: {why}; compile is opt-in")
     if have_compile:
         return BackendChoice("compile", f"{requested}: {why}")
     return BackendChoice("eager", f"{requested}: {why}; torch.compile unsupported")
