@@ -1,0 +1,109 @@
+"""`lbdask retier`: the plan changes nothing; each move, applied, leaves every object readable."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+
+import numpy as np
+import pytest
+from retier_helpers import DAY, build_sources, migrate, read_all, record_reads, retier, store_digest, write_policy
+
+from lbdask import pngio, pngsamples
+from lbdask.archive import Archive
+from lbdask.metrics import psnr
+
+pytestmark = pytest.mark.slow
+
+#: Every test plans as of 100 days after the archive was made: unread objects are 100 days cold.
+LATER = 100
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory, corpus_dir, taef2_dir):
+    root = tmp_path_factory.mktemp("retier")
+    kept, lat = build_sources(root / "src", corpus_dir)
+    dest = str(root / "arc")
+    migrate(kept, dest, "99")  # the gate keeps every image of kept/ (fidelity)
+    migrate(lat, dest, "20")
+    return root, dest
+
+
+@pytest.fixture
+def arc(base, tmp_path):
+    root, dest = base
+    copy = tmp_path / "arc"
+    shutil.copytree(dest, copy)
+    return str(copy)
+
+
+def when(days: float) -> str:
+    return dt.datetime.fromtimestamp(dt.datetime.now(dt.timezone.utc).timestamp() + days * DAY,
+                                     dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def epoch(days: float) -> float:
+    return dt.datetime.now(dt.timezone.utc).timestamp() + days * DAY
+
+
+def rows(dest):
+    return {r.id: r for r in Archive.open(dest).rows()}
+
+
+POLICY = """
+demote: {enabled: true, cold_days: 90, min_psnr: 20}
+promote: {enabled: true, window_days: 7, min_reads: 3, cold_days: 30}
+convert: {enabled: false}
+"""
+
+
+def test_plan_without_apply_changes_nothing_and_lists_the_moves(arc, tmp_path, capsys):
+    record_reads(arc, {"l0.png": (5, epoch(LATER - 1)), "k0.png": (1, epoch(LATER - 2))})
+    before = store_digest(arc)
+    policy = write_policy(tmp_path / "p.yaml", POLICY)
+    out = tmp_path / "plan.json"
+    assert retier(arc, "--policy", policy, "--now", when(LATER), "--plan-out", str(out), "-v") == 0
+    text = capsys.readouterr().out
+    plan = json.loads(out.read_text())["moves"]
+    assert plan["demote"]["ids"] == ["crop0.png", "k1.png", "k2.png"]  # k0 was read 2 days ago
+    assert plan["promote"]["ids"] == ["l0.png"]
+    assert plan["demote"]["bytes"] == sum(rows(arc)[i].stored_bytes for i in plan["demote"]["ids"])
+    assert "    k1.png" in text and "demote" in text
+    assert store_digest(arc) == before
+
+
+def test_demote_and_promote_then_unpromote_on_a_folder(arc, tmp_path, capsys):
+    before = read_all(arc)
+    record_reads(arc, {"l0.png": (5, epoch(LATER - 1)), "crop1.png": (4, epoch(LATER))})
+    policy = write_policy(tmp_path / "p.yaml", POLICY)
+    assert retier(arc, "--policy", policy, "--now", when(LATER), "--apply") == 0
+    out = capsys.readouterr().out
+    assert "demote" in out and "swept" in out
+    now = rows(arc)
+    demoted = [i for i in ("k0.png", "k1.png", "k2.png", "crop0.png") if now[i].status == "latent"]
+    assert demoted and all(now[i].psnr >= 20 and now[i].original is None for i in demoted)
+    refused = [i for i in ("k0.png", "k1.png", "k2.png", "crop0.png") if now[i].status == "kept"]
+    assert all(now[i].demote_floor == 20 for i in refused)
+    assert now["l0.png"].pixel is not None and now["crop1.png"].pixel is not None
+    after = read_all(arc)
+    for image_id, png in before.items():
+        if image_id in demoted:
+            a, b = pngio.decode(png, 10**8)[0], pngio.decode(after[image_id], 10**8)[0]
+            assert psnr(a, b) >= 20
+        else:
+            assert np.array_equal(pngsamples.samples(after[image_id]), pngsamples.samples(png)), image_id
+    # reads of a promoted object come from the pixel tier: corrupt the latent, the read still works
+    arc_ = Archive.open(arc)
+    assert arc_.read_pixels(now["l0.png"]) == after["l0.png"]
+    # a second run has nothing left to do
+    assert retier(arc, "--policy", policy, "--now", when(LATER), "--plan-out", str(tmp_path / "again.json")) == 0
+    again = json.loads((tmp_path / "again.json").read_text())["moves"]
+    assert again["demote"]["count"] == again["promote"]["count"] == 0
+    # 40 days without reads: the pixel copies go, and their object with them
+    pixels_before = arc_.bytes_on_store()["pixels"]
+    assert pixels_before > 0
+    assert retier(arc, "--policy", policy, "--now", when(LATER + 40), "--apply") == 0
+    now = rows(arc)
+    assert now["l0.png"].pixel is None and now["crop1.png"].pixel is None
+    assert Archive.open(arc).bytes_on_store()["pixels"] == 0
+    assert read_all(arc) == after
