@@ -107,3 +107,71 @@ def test_demote_and_promote_then_unpromote_on_a_folder(arc, tmp_path, capsys):
     assert now["l0.png"].pixel is None and now["crop1.png"].pixel is None
     assert Archive.open(arc).bytes_on_store()["pixels"] == 0
     assert read_all(arc) == after
+
+
+def test_every_move_in_one_run_on_s3_with_sources_on_s3(base, s3_bucket, tmp_path, capsys):
+    import s3fs
+
+    root, dest_dir = base
+    fs = s3fs.S3FileSystem()
+    dest, src, quarantine = f"{s3_bucket}/arc", f"{s3_bucket}/src", f"{s3_bucket}/quarantine"
+    fs.put(dest_dir + "/", dest[5:], recursive=True)
+    fs.put(str(root / "src" / "lat") + "/", src[5:], recursive=True)
+    fs.invalidate_cache()
+    before = read_all(dest)
+    record_reads(dest, {"k0.png": (1, epoch(LATER - 5)), "crop0.png": (1, epoch(LATER - 5)),
+                        "l0.png": (9, epoch(LATER))})
+    policy = write_policy(tmp_path / "p.yaml", POLICY.replace("convert: {enabled: false}", "convert: {enabled: true}") + f"""
+source_cleanup: {{enabled: true, source: "{src}", quarantine: "{quarantine}", cold_days: 90}}
+""")
+    assert retier(dest, "--policy", policy, "--now", when(LATER), "--apply") == 0
+    summary = capsys.readouterr().out
+    now = rows(dest)
+    assert {now["k0.png"].kept_format, now["crop0.png"].kept_format} == {"jxl"}, summary
+    assert any(now[i].status == "latent" for i in ("k1.png", "k2.png")), summary
+    assert now["l0.png"].pixel is not None
+    day = dt.datetime.fromtimestamp(epoch(LATER), dt.timezone.utc).strftime("%Y%m%d")
+    fs.invalidate_cache()
+    assert sorted(p.rsplit("/", 1)[-1] for p in fs.find(src[5:])) == ["l0.png"]  # read lately: stays
+    moved = sorted(p.rsplit("/", 1)[-1] for p in fs.find(f"{quarantine[5:]}/{day}"))
+    assert moved == ["crop1.png", "l1.png", "l2.png"]
+    for name in moved:
+        assert fs.cat_file(f"{quarantine[5:]}/{day}/{name}") == (root / "src" / "lat" / name).read_bytes()
+    after = read_all(dest)
+    for image_id, png in before.items():
+        if now[image_id].status == "latent" and not image_id.startswith(("l", "crop1")):
+            assert psnr(pngio.decode(png, 10**8)[0], pngio.decode(after[image_id], 10**8)[0]) >= 20
+        else:
+            assert np.array_equal(pngsamples.samples(after[image_id]), pngsamples.samples(png)), image_id
+
+
+def test_source_cleanup_quarantines_then_deletes_only_when_the_policy_allows(base, arc, tmp_path, capsys):
+    root, _ = base
+    src, quarantine = tmp_path / "src", tmp_path / "quarantine"
+    shutil.copytree(root / "src" / "lat", src)
+    (src / "l1.png").write_bytes(b"changed since migration")
+    policy_text = POLICY.replace("enabled: true", "enabled: false") + f"""
+source_cleanup: {{enabled: true, source: "{src}", quarantine: "{quarantine}", cold_days: 90, retention_days: 30}}
+"""
+    policy = write_policy(tmp_path / "p.yaml", policy_text)
+    before = read_all(arc)
+    assert retier(arc, "--policy", policy, "--now", when(LATER), "--apply") == 0
+    assert "quarantine" in capsys.readouterr().out
+    assert sorted(p.name for p in src.iterdir()) == ["l1.png"]  # it changed: not the migrated file
+    day = dt.datetime.fromtimestamp(epoch(LATER), dt.timezone.utc).strftime("%Y%m%d")
+    assert sorted(p.name for p in (quarantine / day).iterdir()) == ["crop1.png", "l0.png", "l2.png"]
+    assert (quarantine / day / "l0.png").read_bytes() == (root / "src" / "lat" / "l0.png").read_bytes()
+    assert read_all(arc) == before
+    # past retention, deleting not allowed: the plan says so and nothing goes
+    out = tmp_path / "plan.json"
+    assert retier(arc, "--policy", policy, "--now", when(LATER + 40), "--apply", "--plan-out", str(out)) == 0
+    plan = json.loads(out.read_text())
+    assert plan["moves"]["purge"]["count"] == 0 and sum(plan["notes"].values()) == 3
+    assert len(list((quarantine / day).iterdir())) == 3
+    allowed = write_policy(tmp_path / "p2.yaml", policy_text.replace("retention_days: 30", "retention_days: 30, "
+                                                                                          "delete_after_retention: true"))
+    assert retier(arc, "--policy", allowed, "--now", when(LATER + 20), "--apply") == 0
+    assert len(list((quarantine / day).iterdir())) == 3  # 20 days: still within retention
+    assert retier(arc, "--policy", allowed, "--now", when(LATER + 40), "--apply") == 0
+    assert not (quarantine / day).exists() or not list((quarantine / day).iterdir())
+    assert read_all(arc) == before
