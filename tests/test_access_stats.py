@@ -1,0 +1,313 @@
+"""Access statistics: flushed counts are never lost or counted twice, whatever crashes or races."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from lbdask import access_stats
+from lbdask.access_stats import Access, AccessLog, compact_access, generations, load_access, log_names
+from lbdask.errors import InputError, IntegrityError
+from lbdask.storage import open_location
+
+HERE = Path(__file__).parent
+IDS = st.sampled_from([f"d{i % 3}/img{i}.png" for i in range(10)])
+WRITES = ("put_atomic", "put_exclusive", "remove_quietly")
+
+
+@pytest.fixture(params=["folder", "s3"])
+def dest(request):
+    if request.param == "folder":
+        return str(request.getfixturevalue("tmp_path") / "arc")
+    return request.getfixturevalue("s3_bucket") + "/arc"
+
+
+class Crash(BaseException):
+    """A kill: raised instead of the k-th store mutation (each mutation is atomic itself)."""
+
+
+def crashing_at(monkeypatch, k):
+    """Make the k-th store write (0-based; a deletion of several objects counts one write per
+    object) raise Crash; returns the list of writes done so far."""
+    done = []
+
+    def wrap(name, real):
+        def wrapper(loc, target, *rest):
+            for one in (list(target) if name == "remove_quietly" else [target]):
+                if len(done) == k:
+                    raise Crash
+                done.append((name, one))
+                result = real(loc, [one] if name == "remove_quietly" else one, *rest)
+            return result if name != "remove_quietly" else None
+        return wrapper
+
+    for name in WRITES:
+        monkeypatch.setattr(access_stats, name, wrap(name, getattr(access_stats, name)))
+    return done
+
+
+def test_flush_writes_one_object_and_load_merges_counts(dest):
+    loc = open_location(dest)
+    a, b = AccessLog(loc, "w1"), AccessLog(loc, "w2")
+    assert a.flush() == 0 and log_names(loc) == []
+    a.add("x", 10.0)
+    a.add("x", 30.0)
+    a.add("y", 20.0)
+    b.add("x", 25.0)
+    assert a.flush() == 2 and b.flush() == 1
+    assert len(log_names(loc)) == 2
+    assert load_access(loc) == {"x": Access(3, 30.0), "y": Access(1, 20.0)}
+    assert compact_access(loc) == {"logs": 2, "ids": 2, "generation": 1, "stepped_back": 0}
+    assert log_names(loc) == [] and generations(loc) == [1]
+    b.add("y", 40.0)
+    b.flush()
+    assert load_access(loc) == {"x": Access(3, 30.0), "y": Access(2, 40.0)}
+    assert compact_access(loc)["generation"] == 2 and generations(loc) == [2]
+    assert load_access(loc) == {"x": Access(3, 30.0), "y": Access(2, 40.0)}
+
+
+def test_a_failed_flush_keeps_its_counts_pending(tmp_path, monkeypatch):
+    loc = open_location(str(tmp_path / "arc"))
+    log = AccessLog(loc, "w")
+    log.add("x", 1.0)
+    crashing_at(monkeypatch, 0)
+    with pytest.raises(Crash):
+        log.flush()
+    monkeypatch.undo()
+    assert log.pending() == 1 and load_access(loc) == {}
+    assert log.flush() == 1 and load_access(loc) == {"x": Access(1, 1.0)}
+
+
+def test_bad_writer_id_and_unreadable_object_are_one_line_errors(tmp_path):
+    loc = open_location(str(tmp_path / "arc"))
+    with pytest.raises(InputError):
+        AccessLog(loc, "tcp://host:1")
+    log = AccessLog(loc, "w")
+    log.add("x")
+    log.flush()
+    path = loc.path("access", "logs", log_names(loc)[0] + ".json.gz")
+    Path(path).write_bytes(Path(path).read_bytes()[:-5])  # truncated (not by lbdask: writes are atomic)
+    with pytest.raises(IntegrityError, match="unreadable"):
+        load_access(loc)
+
+
+def scenario(loc, acked):
+    """Flush, compact, flush twice, compact, flush, compact: `acked` gets the counts of each
+    flush that returned; `inflight` holds the counts of the flush in progress."""
+    writers = [AccessLog(loc, "wa"), AccessLog(loc, "wb")]
+    scenario.inflight = {}
+    steps = [(0, "abc"), None, (1, "ab"), (0, "cd"), None, (1, "a"), None]
+    for step in steps:
+        if step is None:
+            compact_access(loc)
+            continue
+        who, ids = step
+        for i in ids:
+            writers[who].add(i, float(len(acked) + 1))
+        scenario.inflight = {i: Access(1, float(len(acked) + 1)) for i in ids}
+        writers[who].flush()
+        access_stats.merge_into(acked, scenario.inflight)
+        scenario.inflight = {}
+
+
+def test_a_crash_between_any_two_writes_never_corrupts_the_counts(dest, monkeypatch):
+    clean = open_location(dest + "-clean")
+    expected: dict[str, Access] = {}
+    writes = crashing_at(monkeypatch, -1)  # counts, never crashes
+    scenario(clean, expected)
+    monkeypatch.undo()
+    k = 0
+    while True:
+        loc = open_location(f"{dest}-{k}")
+        acked: dict[str, Access] = {}
+        done = crashing_at(monkeypatch, k)
+        try:
+            scenario(loc, acked)
+            crashed = False
+        except Crash:
+            crashed = True
+        monkeypatch.undo()
+        with_inflight = dict(acked)
+        access_stats.merge_into(with_inflight, scenario.inflight)
+        assert load_access(loc) in (acked, with_inflight), f"after write {k}: {done}"
+        after_crash = load_access(loc)
+        assert compact_access(loc)["stepped_back"] == 0  # the next compaction recovers
+        assert load_access(loc) == after_crash and log_names(loc) == [] and len(generations(loc)) <= 1
+        if not crashed:
+            assert acked == expected and load_access(loc) == expected
+            break
+        k += 1
+    assert k == len(writes) > 10  # every write of the scenario was crashed once
+
+
+def test_a_compactor_overtaken_twice_does_not_delete_logs_it_committed_under_a_stale_number(tmp_path, monkeypatch):
+    """Compactor A reads generation 0; meanwhile two others commit 1 and 2 (pruning 1) and a
+    new log L is flushed; A's exclusive create of 1 then succeeds, but 2 is the current one."""
+    loc = open_location(str(tmp_path / "arc"))
+    log = AccessLog(loc, "w")
+    real = access_stats.log_names
+    calls = []
+
+    def overtaken(loc_):
+        if not calls:
+            calls.append(1)
+            monkeypatch.setattr(access_stats, "log_names", real)
+            for i in ("x", "y"):
+                log.add(i, 1.0)
+                log.flush()
+                compact_access(loc)
+            assert generations(loc) == [2]
+            log.add("late", 2.0)
+            log.flush()
+        return real(loc_)
+
+    monkeypatch.setattr(access_stats, "log_names", overtaken)
+    compact_access(loc)
+    assert load_access(loc) == {"x": Access(1, 1.0), "y": Access(1, 1.0), "late": Access(1, 2.0)}
+
+
+def test_a_read_overtaken_by_a_compaction_starts_over(tmp_path, monkeypatch):
+    """The reader has the old generation; a compaction folds and deletes the logs before it lists them."""
+    loc = open_location(str(tmp_path / "arc"))
+    log = AccessLog(loc, "w")
+    log.add("x", 1.0)
+    log.flush()
+    real = access_stats.log_names
+
+    def overtaken(loc_):
+        monkeypatch.setattr(access_stats, "log_names", real)
+        compact_access(loc)
+        return real(loc_)
+
+    monkeypatch.setattr(access_stats, "log_names", overtaken)
+    assert load_access(loc) == {"x": Access(1, 1.0)}
+
+
+def test_concurrent_flushers_and_compactors_count_every_read_once(tmp_path):
+    loc = open_location(str(tmp_path / "arc"))
+    errors = []
+
+    def flusher(n):
+        try:
+            log = AccessLog(loc, f"w{n}")
+            for r in range(15):
+                log.add(f"id{r % 4}", float(r))
+                log.flush()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def compactor():
+        try:
+            for _ in range(15):
+                assert compact_access(loc)["stepped_back"] == 0
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=flusher, args=(n,)) for n in range(3)]
+    threads += [threading.Thread(target=compactor) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    compact_access(loc)
+    stats = load_access(loc)
+    assert sum(a.count for a in stats.values()) == 45
+    assert stats["id0"] == Access(12, 12.0)
+
+
+def test_sigkill_of_a_flushing_and_compacting_process(tmp_path):
+    dest = str(tmp_path / "arc")
+    out = tmp_path / "acked"
+    for round_ in range(3):
+        proc = subprocess.Popen([sys.executable, str(HERE / "access_proc.py"), dest, f"p{round_}", str(out)])
+        deadline = time.time() + 30
+        while (not out.exists() or len(out.read_text().split()) < 3 + 4 * round_) and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.01 * round_)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        acked = len(out.read_text().split())  # one line per flush that returned, of one read each
+        total = sum(a.count for a in load_access(open_location(dest)).values())
+        assert total in (acked, acked + 1)  # the flush in flight is whole or absent
+        if total == acked + 1:
+            with out.open("a") as f:
+                f.write("x\n")  # count the in-flight flush as acked for the next round
+    assert compact_access(open_location(dest))["stepped_back"] == 0
+
+
+class AccessMachine(RuleBasedStateMachine):
+    @initialize()
+    def start(self):
+        self.root = tempfile.mkdtemp(prefix="access-model-")
+        self.loc = open_location(self.root)
+        self.logs = [AccessLog(self.loc, "w0"), AccessLog(self.loc, "w1")]
+        self.model: dict[str, Access] = {}
+        self.pending: list[dict[str, Access]] = [{}, {}]
+        self.clock = 0.0
+
+    def teardown(self):
+        shutil.rmtree(getattr(self, "root", ""), ignore_errors=True)
+
+    @rule(who=st.integers(0, 1), ids=st.lists(IDS, min_size=1, max_size=4))
+    def add(self, who, ids):
+        for i in ids:
+            self.clock += 1
+            self.logs[who].add(i, self.clock)
+            access_stats.merge_into(self.pending[who], {i: Access(1, self.clock)})
+
+    @rule(who=st.integers(0, 1))
+    def flush(self, who):
+        assert self.logs[who].flush() == len(self.pending[who])
+        access_stats.merge_into(self.model, self.pending[who])
+        self.pending[who] = {}
+
+    @rule()
+    def compact(self):
+        assert compact_access(self.loc)["stepped_back"] == 0
+
+    @rule(k=st.integers(0, 6))
+    def crash_during_compaction(self, k):
+        with pytest.MonkeyPatch.context() as mp:
+            crashing_at(mp, k)
+            try:
+                compact_access(self.loc)
+            except Crash:
+                pass
+
+    @rule(who=st.integers(0, 1))
+    def another_compactor_commits_first(self, who):
+        """A compactor that read the generation is overtaken (after a flush) before it commits."""
+        real = access_stats.put_exclusive
+        state = {"raced": False}
+
+        def racing(loc, path, data):
+            if not state["raced"]:
+                state["raced"] = True
+                self.flush(who)
+                with pytest.MonkeyPatch.context() as inner:
+                    inner.setattr(access_stats, "put_exclusive", real)
+                    compact_access(self.loc)
+            return real(loc, path, data)
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(access_stats, "put_exclusive", racing)
+            assert compact_access(self.loc)["stepped_back"] == 0
+
+    @invariant()
+    def counts_match_the_flushed_reads(self):
+        assert load_access(self.loc) == self.model
+
+
+TestAccessMachine = AccessMachine.TestCase
+TestAccessMachine.settings = settings(max_examples=40, stateful_step_count=20, deadline=None,
+                                      suppress_health_check=[HealthCheck.too_slow])
