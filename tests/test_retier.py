@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from retier_helpers import DAY, build_sources, migrate, read_all, record_reads, retier, store_digest, write_policy
 
-from lbdask import pngio, pngsamples
+import lbdask
+from lbdask import cli, pngio, pngsamples
 from lbdask.archive import Archive
 from lbdask.metrics import psnr
 
@@ -92,9 +93,25 @@ def test_demote_and_promote_then_unpromote_on_a_folder(arc, tmp_path, capsys):
             assert psnr(a, b) >= 20
         else:
             assert np.array_equal(pngsamples.samples(after[image_id]), pngsamples.samples(png)), image_id
-    # reads of a promoted object come from the pixel tier: corrupt the latent, the read still works
     arc_ = Archive.open(arc)
     assert arc_.read_pixels(now["l0.png"]) == after["l0.png"]
+    # the run's summary is in the report, and the pixel tier in its stored bytes
+    assert cli.main(["report", arc, "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["retier"]["runs"] == 1 and rep["retier"]["last"]["moved"]["demote"] == len(demoted)
+    assert rep["retier"]["last"]["moved"]["promote"] == 2
+    assert rep["representations"]["pixels"]["bytes_stored"] == arc_.bytes_on_store()["pixels"] > 0
+    assert sum(p["bytes_stored"] for p in rep["representations"].values()) == rep["bytes_stored"]
+    assert cli.main(["report", arc]) == 0
+    assert "retier          1 run(s)" in capsys.readouterr().out
+    # reads of a promoted object come from the pixel tier: with its latent shard gone, the read still works
+    shard = [p for p in (tmp_path / "arc" / "latents" / now["l0.png"].bucket / "c").rglob("*") if p.is_file()]
+    saved = {p: p.read_bytes() for p in shard}
+    for p in shard:
+        p.write_bytes(b"")
+    assert lbdask.open(arc).read("l0.png") == after["l0.png"]  # no weights needed either
+    for p, data in saved.items():
+        p.write_bytes(data)
     # a second run has nothing left to do
     assert retier(arc, "--policy", policy, "--now", when(LATER), "--plan-out", str(tmp_path / "again.json")) == 0
     again = json.loads((tmp_path / "again.json").read_text())["moves"]
