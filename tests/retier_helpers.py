@@ -8,6 +8,7 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from cluster_helpers import TAEF2_WEIGHTS, grainy, png_bytes
 from PIL import Image
 
@@ -80,3 +81,15 @@ def read_all(dest: str) -> dict[str, bytes]:
 def write_policy(path: Path, text: str) -> str:
     path.write_text(text)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def retier_archive(tmp_path_factory, corpus_dir, taef2_dir) -> tuple[Path, str]:
+    """(root, archive) shared by the re-tiering tests (they work on copies): root/src/{kept,lat}
+    are the sources; kept/ was migrated with an impossible PSNR floor (every image kept)."""
+    root = tmp_path_factory.mktemp("retier")
+    kept, lat = build_sources(root / "src", corpus_dir)
+    dest = str(root / "arc")
+    migrate(kept, dest, "99")
+    migrate(lat, dest, "20")
+    return root, dest

@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from retier_helpers import DAY, build_sources, migrate, read_all, record_reads, retier, store_digest, write_policy
+from retier_helpers import DAY, read_all, record_reads, retier, store_digest, write_policy
 
 import lbdask
 from lbdask import cli, pngio, pngsamples
@@ -20,14 +20,9 @@ pytestmark = pytest.mark.slow
 LATER = 100
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory, corpus_dir, taef2_dir):
-    root = tmp_path_factory.mktemp("retier")
-    kept, lat = build_sources(root / "src", corpus_dir)
-    dest = str(root / "arc")
-    migrate(kept, dest, "99")  # the gate keeps every image of kept/ (fidelity)
-    migrate(lat, dest, "20")
-    return root, dest
+@pytest.fixture
+def base(retier_archive):
+    return retier_archive
 
 
 @pytest.fixture
