@@ -251,3 +251,23 @@ def coldest(stats: Mapping[str, Access], ids: Iterable[str], n: int) -> list[tup
     rows = [(i, stats.get(i)) for i in ids]
     rows.sort(key=lambda kv: (kv[1] is not None, kv[1].last_access if kv[1] else 0.0, kv[1].count if kv[1] else 0, kv[0]))
     return rows[:n]
+
+
+#: Access-age buckets of `age_histogram`: (label, upper bound in seconds since the last read).
+AGE_BUCKETS: tuple[tuple[str, float], ...] = (("< 1 h", 3600.0), ("1 h - 1 d", 86400.0), ("1 - 7 d", 7 * 86400.0),
+                                              ("7 - 30 d", 30 * 86400.0), ("30 - 90 d", 90 * 86400.0),
+                                              (">= 90 d", float("inf")))
+NEVER = "never"
+
+
+def age_histogram(stats: Mapping[str, Access], ids: Iterable[str], now: float) -> list[tuple[str, int]]:
+    """How many of `ids` were last read in each AGE_BUCKETS age range, then how many never."""
+    counts = dict.fromkeys([label for label, _ in AGE_BUCKETS] + [NEVER], 0)
+    for image_id in ids:
+        access = stats.get(image_id)
+        if access is None:
+            counts[NEVER] += 1
+            continue
+        age = max(0.0, now - access.last_access)
+        counts[next(label for label, bound in AGE_BUCKETS if age < bound)] += 1
+    return list(counts.items())

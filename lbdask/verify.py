@@ -7,7 +7,9 @@ the same device class (hardware, runtime and precision), or the recorded PSNR ag
 a jxl copy must decode to the recorded samples (and, with the source, to the source's).
 Failed rows: the raw bytes' sha256 must equal the source's. Lossy JPEG XL rows: like
 latents, recorded decode hash and PSNR against the source. `lbdask verify` (lbdask/cli/verify.py) prints the report; repair and serving
-call the same functions.
+call the same functions. `--all` (`verify(all_objects=True)`) reads every row's stored object
+with its checksum, decodes all latents or a sample of them, and reads every catalog object
+(batches, manifest, partitions, folded copies) and the access statistics.
 """
 from __future__ import annotations
 
@@ -19,9 +21,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import kept, pngsamples
+from .access_stats import load_access
 from .archive import Archive, CatalogRow
+from .archive.catalog import parse_rows
 from .decode import decode_sha256, row_pixels
-from .errors import IntegrityError, LbdaskError
+from .errors import IntegrityError, LbdaskError, NotFoundError
 from .metrics import psnr
 from .models import load_model
 from .pngio import decode as decode_png
@@ -45,13 +49,15 @@ class VerifyReport:
     failed_checked: int = 0
     lossy_checked: int = 0
     decode_unchecked: int = 0   # decodes with neither a comparable checksum nor a source
+    checksum_only: int = 0      # latents whose stored bytes were checked without a decode (--all --sample N)
     corrupt: int = 0            # failures that are a missing or corrupt object (IntegrityError)
     damaged: list[str] = field(default_factory=list)  # catalog objects that could not be read
 
     def summary(self) -> str:
         lossy = f", {self.lossy_checked} lossy JPEG XL" if self.lossy_checked else ""
+        undecoded = f" ({self.checksum_only} latent(s) checksum only, not decoded)" if self.checksum_only else ""
         return (f"verified {self.latent_checked} latent, {self.kept_checked} kept and {self.failed_checked} failed rows"
-                f"{lossy}: "
+                f"{lossy}{undecoded}: "
                 f"{len(self.failures)} failure(s) ({self.corrupt} corrupt or missing), "
                 f"{self.decode_unchecked} decode(s) without a reference"
                 + (f"; catalog damaged: {len(self.damaged)} object(s) unreadable" if self.damaged else ""))
@@ -148,11 +154,20 @@ def verify_lossy(arc: Archive, row: CatalogRow, source: Location | None, toleran
 
 
 def verify_archive(arc: Archive, model, rows: Iterable[CatalogRow], source: Location | None = None,
-                   tolerance: float = CROSS_DEVICE_TOLERANCE_DB) -> VerifyReport:
-    """Check every given row; errors a row raises (bad checksum, missing object) become failures."""
+                   tolerance: float = CROSS_DEVICE_TOLERANCE_DB,
+                   decode: Callable[[CatalogRow], bool] | None = None) -> VerifyReport:
+    """Check every given row; errors a row raises (bad checksum, missing object) become failures.
+
+    `decode(row)` False: that latent's stored bytes are read and checksummed, not decoded.
+    """
     report = VerifyReport()
     for row in rows:
         try:
+            if row.status == "latent" and decode is not None and not decode(row):
+                report.latent_checked += 1
+                report.checksum_only += 1
+                arc.read_latent(row)
+                continue
             if row.status in ("kept", "failed"):
                 report.kept_checked += row.status == "kept"
                 report.failed_checked += row.status == "failed"
@@ -166,16 +181,52 @@ def verify_archive(arc: Archive, model, rows: Iterable[CatalogRow], source: Loca
                 report.failures += failures
                 report.decode_unchecked += not compared
         except (LbdaskError, OSError) as exc:
-            report.failures.append(f"{row.id}: {type(exc).__name__}: {exc}")
-            report.corrupt += isinstance(exc, (IntegrityError, FileNotFoundError))
+            missing = _missing_shard(arc, row)
+            report.failures.append(f"{row.id}: {missing} is missing" if missing else f"{row.id}: {type(exc).__name__}: {exc}")
+            report.corrupt += bool(missing) or isinstance(exc, (IntegrityError, NotFoundError, FileNotFoundError))
     return report
+
+
+def _missing_shard(arc: Archive, row: CatalogRow) -> str | None:
+    """The shard object of a latent row that failed to read, when it is gone from the store
+    (Zarr reads a missing shard as fill values, so the failure alone says "checksum")."""
+    if row.status != "latent" or row.bucket is None or row.index is None:
+        return None
+    key = f"latents/{row.bucket}/c/{row.index // arc.shard_size}/0/0/0"
+    try:
+        return None if arc.loc.fs.exists(arc.loc.path(key)) else key
+    except OSError:
+        return None
+
+
+def catalog_damage(arc: Archive) -> list[str]:
+    """Catalog objects that `rows()` does not read (the folded copies repair rebuilds from)
+    and the access statistics, each read whole: one message per unreadable object."""
+    found = []
+    catalog = arc.catalog
+    for name in catalog.folded_names():
+        path = catalog.folded_path(name)
+        try:
+            blob = arc.loc.fs.cat_file(path)
+            if blob:  # archives from before folded copies kept empty markers
+                parse_rows(path, blob)
+        except (IntegrityError, FileNotFoundError) as exc:
+            found.append(str(exc))
+    try:
+        load_access(arc.loc)
+    except IntegrityError as exc:
+        found.append(str(exc))
+    return found
 
 
 def verify(dest: str, sample: int = 50, seed: int = 0, source: str | None = None, model: str | None = None,
            weights: str | None = None, device: str = "cpu", tolerance: float = CROSS_DEVICE_TOLERANCE_DB,
            storage_options: dict | None = None, precision: str | None = None, runtime: str | None = None,
-           on_model: Callable[[object], None] | None = None) -> VerifyReport:
+           on_model: Callable[[object], None] | None = None, all_objects: bool = False) -> VerifyReport:
     """Open `dest`, load its model (or `model`, checked against the archive) and verify a sample.
+
+    `all_objects`: every row's stored object and every catalog object is read and checked;
+    `sample` then only limits the latents that are also decoded (0 = all).
 
     `precision` / `runtime`: None = configs/models.yaml (lbdask.models.precision); `on_model`
     is called with the loaded model (the CLI prints the runtime and precision it runs).
@@ -188,6 +239,12 @@ def verify(dest: str, sample: int = 50, seed: int = 0, source: str | None = None
     arc.check_model(decoder.fingerprint)
     src = open_location(source, storage_options) if source else None
     damaged: list[str] = []
-    report = verify_archive(arc, decoder, sample_rows(arc.rows(damaged), sample, seed), src, tolerance)
+    if not all_objects:
+        report = verify_archive(arc, decoder, sample_rows(arc.rows(damaged), sample, seed), src, tolerance)
+    else:
+        rows = sample_rows(arc.rows(damaged), 0)
+        chosen = {r.id for r in sample_rows((r for r in rows if r.status == "latent"), sample, seed)}
+        report = verify_archive(arc, decoder, rows, src, tolerance, decode=lambda row: row.id in chosen)
+        damaged += catalog_damage(arc)
     report.damaged = damaged
     return report

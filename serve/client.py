@@ -21,6 +21,9 @@ from lbdask.ring import HashRing, live_owner, ring_from_workers
 
 from .settings import ClientConfig, load_serve_settings
 
+#: Ids per prewarm call to one worker: each call must finish within `client.timeout_s`.
+PREWARM_CHUNK = 64
+
 
 class _Router:
     """Ring + dead-worker bookkeeping + the retrying read coroutine, shared by both clients."""
@@ -73,6 +76,41 @@ class _Router:
         raise StoreError(f"reading {image_id!r} through {self.client.scheduler.address} failed "
                          f"after {self.config.retries + 1} attempt(s): {reason}")
 
+    async def prewarm(self, image_ids: Sequence[str]) -> int:
+        """Ask each id's owner to load it into its cache, in chunks of PREWARM_CHUNK ids per
+        call; ids of an owner that fails to answer go to their next owner (bounded retries)."""
+        pending = list(dict.fromkeys(image_ids))
+        loaded = 0
+        for _ in range(self.config.retries + 1):
+            if not pending:
+                break
+            ring = await self.ring()
+            groups: dict[str, list[str]] = {}
+            try:
+                for image_id in pending:
+                    groups.setdefault(live_owner(ring, image_id, self._dead), []).append(image_id)
+            except LookupError:
+                break
+            pending = []
+            counts = await asyncio.gather(*(self._prewarm_owner(o, ids, pending) for o, ids in groups.items()))
+            loaded += sum(counts)
+        return loaded
+
+    async def _prewarm_owner(self, owner: str, image_ids: list[str], failed: list[str]) -> int:
+        loaded = 0
+        for start in range(0, len(image_ids), PREWARM_CHUNK):
+            chunk = image_ids[start:start + PREWARM_CHUNK]
+            try:
+                loaded += await asyncio.wait_for(
+                    self.client.rpc(owner).lbdask_prewarm(dest=self.dest, image_ids=chunk,
+                                                          storage_options=self.storage_options),
+                    timeout=self.config.timeout_s)
+            except (OSError, CommClosedError, asyncio.TimeoutError):
+                self._dead.add(owner)
+                failed.extend(image_ids[start:])
+                break
+        return loaded
+
 
 class ServingClient:
     """Blocking reads through a serving cluster; bytes equal `lbdask read DEST ID`."""
@@ -96,6 +134,11 @@ class ServingClient:
         async def gather() -> list[bytes]:
             return list(await asyncio.gather(*(self._router.read(i) for i in image_ids)))
         return self._client.sync(gather)
+
+    def prewarm(self, image_ids: Sequence[str]) -> int:
+        """Load ids into their owners' caches without sending bytes back (a later read is a
+        cache hit); returns how many were loaded (unknown or unreadable ids are not)."""
+        return self._client.sync(self._router.prewarm, image_ids)
 
     def close(self) -> None:
         self._client.close()
@@ -127,6 +170,9 @@ class AsyncServingClient:
 
     async def read_many(self, image_ids: Sequence[str]) -> list[bytes]:
         return list(await asyncio.gather(*(self._router.read(i) for i in image_ids)))
+
+    async def prewarm(self, image_ids: Sequence[str]) -> int:
+        return await self._router.prewarm(image_ids)
 
     async def close(self) -> None:
         await self._client.close()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .runtime import ServeRuntime
 
-HANDLERS = ("lbdask_read", "lbdask_decode", "lbdask_depth", "lbdask_stats")
+HANDLERS = ("lbdask_read", "lbdask_decode", "lbdask_depth", "lbdask_stats", "lbdask_prewarm")
 
 
 def install(worker: Any, runtime: ServeRuntime) -> None:
@@ -20,6 +20,9 @@ def install(worker: Any, runtime: ServeRuntime) -> None:
 
     async def lbdask_read(dest: str, image_id: str, storage_options: dict | None = None) -> bytes:
         return await runtime.read(dest, image_id, storage_options)
+
+    async def lbdask_prewarm(dest: str, image_ids: list[str], storage_options: dict | None = None) -> int:
+        return await runtime.prewarm(dest, image_ids, storage_options)
 
     async def lbdask_decode(payload: bytes) -> bytes:
         runtime.counts["spilled_in"] += 1
@@ -32,7 +35,7 @@ def install(worker: Any, runtime: ServeRuntime) -> None:
         return runtime.stats()
 
     worker.handlers.update(lbdask_read=lbdask_read, lbdask_decode=lbdask_decode, lbdask_depth=lbdask_depth,
-                           lbdask_stats=lbdask_stats)
+                           lbdask_stats=lbdask_stats, lbdask_prewarm=lbdask_prewarm)
 
 
 def remove(worker: Any) -> None:

@@ -29,6 +29,8 @@ COUNTERS = {
     "spillovers": ("spillovers", "Decodes this owner sent to the spillover path"),
     "spilled_in": ("spilled_in", "Decodes this worker ran for another owner"),
     "coalesced": ("coalesced", "Reads that joined an in-flight read of the same id"),
+    "prewarmed": ("prewarmed", "Ids loaded into this cache by a prewarm call (no bytes sent back)"),
+    "access_ids_flushed": ("access_ids_flushed", "Per-id access counts written to the archive's access statistics"),
 }
 GAUGES = {
     "alpha": ("alpha", "Image-tier fraction of the cache budget"),

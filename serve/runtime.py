@@ -25,13 +25,14 @@ from lbdask.decode import to_png
 from lbdask.kept import read_back
 from lbdask.tuner import MarginalHitTuner
 
+from .access import AccessRecorder
 from .decoder import BatchingDecoder, ModelContext, auto_max_batch
 from .settings import ServeSettings
 
 #: Per-request bookkeeping outside the cache itself (cache keeps image/latent/miss counts).
 #: Name of the serving worker plugin (serve.plugin.ServePlugin) that holds a worker's runtime.
 PLUGIN_NAME = "lbdask-serve"
-COUNTERS = ("requests", "errors", "decodes", "fetches", "fetch_retries", "spillovers", "spilled_in")
+COUNTERS = ("requests", "errors", "decodes", "fetches", "fetch_retries", "spillovers", "spilled_in", "prewarmed")
 
 
 @dataclass(frozen=True)
@@ -74,20 +75,40 @@ class ServeRuntime:
         self._archives: dict[str, Archive] = {}
         self._lock = threading.Lock()
         self.spill: Any = None             # serve.spill.Spillover, set by the plugin
+        self.access = AccessRecorder(address, rc.access_flush_s, rc.access_compact_every)
 
     # -- the read path ---------------------------------------------------------------
     async def read(self, dest: str, image_id: str, storage_options: dict | None = None) -> bytes:
-        """PNG bytes of `image_id` in archive `dest`, equal to `lbdask read DEST ID`."""
+        """PNG bytes of `image_id` in archive `dest`, equal to `lbdask read DEST ID`; every
+        successful read (hit or miss) counts in the archive's access statistics."""
+        png = await self._read(dest, image_id, storage_options)
+        self.access.record(dest, storage_options, image_id)
+        return png
+
+    async def _read(self, dest: str, image_id: str, storage_options: dict | None) -> bytes:
         self.counts["requests"] += 1
         key = (dest, image_id)
         found = self.cache.lookup(key)
         if found.outcome == "image":
             return found.value
+        return await self._shared(key, found.value, storage_options)
+
+    async def prewarm(self, dest: str, image_ids: list[str], storage_options: dict | None = None) -> int:
+        """Load ids into this cache as a miss would (fetch, decode, fill), without a lookup:
+        no hit or miss and no access is counted, no bytes go back; returns how many loaded."""
+        done = await asyncio.gather(*(self._shared((dest, i), None, storage_options) for i in image_ids),
+                                    return_exceptions=True)
+        loaded = sum(not isinstance(d, BaseException) for d in done)
+        self.counts["prewarmed"] += loaded
+        return loaded
+
+    async def _shared(self, key: tuple[str, str], held: Stored | None, storage_options: dict | None) -> bytes:
+        """`_produce` once for all concurrent callers of one id (lbdask.coalesce)."""
         waiter = asyncio.get_running_loop().create_future()
         if not self.coalescer.join(key, waiter):
             return await waiter
         try:
-            png = await self._produce(key, found.value, storage_options)
+            png = await self._produce(key, held, storage_options)
         except BaseException as exc:
             self.counts["errors"] += 1
             for w in self.coalescer.finish(key):
@@ -215,9 +236,10 @@ class ServeRuntime:
                 "misses": cache["miss_lookups"], "alpha": cache["alpha"], "capacity_bytes": cache["capacity"],
                 "image_bytes": cache["image_bytes"], "latent_bytes": cache["latent_bytes"],
                 "queue_depth": self.decoder.depth, "batches": self.decoder.batches,
-                "t_decode_ms": self.t_decode, "t_fetch_ms": self.t_fetch}
+                "t_decode_ms": self.t_decode, "t_fetch_ms": self.t_fetch, "access_ids_flushed": self.access.flushed_ids}
 
     def close(self) -> None:
+        self.access.close()
         self.decoder.close()
         self.io.shutdown(wait=False, cancel_futures=True)
         self.cpu.shutdown(wait=False, cancel_futures=True)

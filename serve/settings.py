@@ -29,6 +29,8 @@ class RuntimeConfig:
     fetch_delay_ms: float = 0.0      # injected per-fetch latency (benchmarks: object-store RTT)
     precision: str | None = None     # fp32|bf16|fp16|auto of the decode (--precision); None: configs/models.yaml
     backend: str | None = None       # torch|openvino|auto (--backend); None: configs/models.yaml
+    access_flush_s: float = 60.0     # access statistics are written to the archive this often
+    access_compact_every: int = 10   # fold the archive's access logs every N flushes (0: never)
 
     def validate(self) -> None:
         if self.cache_bytes < 0:
@@ -42,6 +44,8 @@ class RuntimeConfig:
         # the choices of lbdask.cli.inference_options (lbdask.models.precision imports torch)
         if self.precision not in (None, "auto", "fp32", "bf16", "fp16"):
             raise ValueError(f"precision must be auto, fp32, bf16 or fp16, not {self.precision!r}")
+        if self.access_flush_s <= 0 or self.access_compact_every < 0:
+            raise ValueError("access_flush_s must be > 0, access_compact_every >= 0 (0: never)")
         if self.backend not in (None, "auto", "torch", "openvino"):
             raise ValueError(f"backend must be auto, torch or openvino, not {self.backend!r}")
 

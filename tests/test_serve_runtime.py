@@ -122,6 +122,10 @@ def test_serve_yaml_is_validated(tmp_path):
     bad.write_text("runtime:\n  theta: -1\n")
     with pytest.raises(ConfigError, match="theta"):
         load_serve_settings(str(bad))
+    assert load_serve_settings().runtime.access_flush_s > 0
+    bad.write_text("runtime:\n  access_flush_s: 0\n")
+    with pytest.raises(ConfigError, match="access_flush_s"):
+        load_serve_settings(str(bad))
 
 
 def test_cli_serve_refuses_bad_options_in_one_line(tmp_path):

@@ -11,14 +11,11 @@ import pytest
 from lbdask.archive import Archive, CatalogRow
 from lbdask.cli import main
 from lbdask.verify import sample_rows, verify_archive
-from lbdask.codec import LatentCodec, compressed_size
-from lbdask.decode import decode_latent, decode_sha256
-from lbdask.fidelity import load_sources
-from lbdask.metrics import psnr
 from lbdask.models import load_model
 from lbdask.storage import open_location
 
 from cluster_helpers import png_bytes
+from verify_helpers import build_verify_archive
 
 SIZE = 64
 
@@ -32,36 +29,7 @@ def model(taef2_dir):
 def built(tmp_path_factory, model, corpus_dir):
     """SRC with two latent images and one kept one; DEST migrated by hand through the Archive API."""
     root = tmp_path_factory.mktemp("verify")
-    src, dest = root / "src", str(root / "dest")
-    src.mkdir()
-    crops = [s.rgb for s in load_sources(corpus_dir, crop=SIZE, limit=3)]
-    sources = {f"img{i}.png": png_bytes(c) for i, c in enumerate(crops)}
-    for name, data in sources.items():
-        (src / name).write_bytes(data)
-    arc = Archive.create(dest, model_info=model.model_info)
-    codec = LatentCodec(8)
-    z = model.encode(np.stack(crops[:2]))
-    encoded = [codec.encode(zi) for zi in z]
-    bucket = Archive.bucket_name(8, *z.shape[1:])
-    arc.ensure_bucket(bucket, 8, *z.shape[1:])
-    indices = arc.write_shard(bucket, arc.allocate_shards(bucket, 1), encoded)
-    decoded = [decode_latent(model, codec.decode(e), (SIZE, SIZE)) for e in encoded]
-    rows = []
-    for i, (enc, index, rgb) in enumerate(zip(encoded, indices, decoded)):
-        name = f"img{i}.png"
-        rows.append(CatalogRow(
-            id=name, status="latent", bucket=bucket, index=index, source_size=len(sources[name]),
-            source_sha256=hashlib.sha256(sources[name]).hexdigest(), width=SIZE, height=SIZE, mode="RGB",
-            psnr=psnr(crops[i], rgb), model_fingerprint=model.fingerprint, bits=8, lo=enc.lo, hi=enc.hi,
-            checksum=enc.checksum, stored_bytes=compressed_size(enc.data), device_class=model.device_class,
-            decode_sha256=decode_sha256(rgb), batch_id="b0"))
-    kept = {"img2.png": sources["img2.png"]}
-    ref = arc.put_originals("b0", kept)["img2.png"]
-    rows.append(CatalogRow(id="img2.png", status="kept", reason="test", source_size=len(kept["img2.png"]),
-                           source_sha256=hashlib.sha256(kept["img2.png"]).hexdigest(), width=SIZE, height=SIZE,
-                           mode="RGB", stored_bytes=ref.size, original=ref, batch_id="b0"))
-    arc.commit("b0", rows)
-    return root, rows
+    return root, build_verify_archive(str(root / "dest"), root / "src", model, corpus_dir, SIZE)
 
 
 @pytest.fixture
