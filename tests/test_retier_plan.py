@@ -78,3 +78,18 @@ def test_plan_converts_kept_pngs_once_and_cleans_sources_only_when_asked():
     assert plan.moves["purge"] == [] and sum(plan.notes.values()) == 1  # past retention, but deleting is off
     allowed = RetierPolicy(source_cleanup=SourceCleanupPolicy(**{**clean.__dict__, "delete_after_retention": True}))
     assert plan_moves("d", rows, {}, allowed, NOW, CREATED, 30.0, sources, held).moves["purge"] == ["20200101/a.png"]
+
+
+def test_prewarm_picks_the_most_read_recent_objects():
+    from lbdask.retier.policy import DemotePolicy, PrewarmPolicy, PromotePolicy
+
+    policy = RetierPolicy(demote=DemotePolicy(enabled=False), promote=PromotePolicy(enabled=False),
+                          prewarm=PrewarmPolicy(enabled=True, scheduler="tcp://x:1", window_days=1, top=2))
+    rows = [latent(0), latent(1), latent(2), latent(3), kept(0)]
+    usage = {"l0": Usage(5, NOW - 3600), "l1": Usage(50, NOW - 2 * DAY), "l2": Usage(9, NOW - 60),
+             "l3": Usage(1, NOW), "k0": Usage(7, NOW), "gone": Usage(99, NOW)}
+    plan = plan_moves("d", rows, usage, policy, NOW, CREATED, 30.0)
+    assert sorted(plan.moves["prewarm"]) == ["k0", "l2"]  # l1 is older than the window, gone is not in the catalog
+    assert plan.total == 2
+    with pytest.raises(ValueError, match="prewarm needs `scheduler`"):
+        RetierPolicy(prewarm=PrewarmPolicy(enabled=True)).validate()

@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     ctx = MoveContext(settings.with_overrides(min_psnr=floor), floor, policy.convert.effort, clean.source,
                       clean.quarantine, dt.datetime.fromtimestamp(now, dt.timezone.utc).strftime("%Y%m%d"))
     req = ApplyRequest(args.dest, plan, rows, ctx, policy.batch_size, options, args.weights, args.scheduler,
-                       args.workers, progress=not args.no_progress)
+                       args.workers, progress=not args.no_progress, prewarm_scheduler=policy.prewarm.scheduler)
     log = (lambda msg: print(msg, file=sys.stderr)) if not args.no_progress else (lambda msg: None)
     print(format_run(apply_plan(req, log)))
     return 0

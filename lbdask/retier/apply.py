@@ -40,6 +40,7 @@ class ApplyRequest:
     scheduler: str | None = None
     workers: int | None = None
     progress: bool = True
+    prewarm_scheduler: str | None = None  # the serving cluster (policy prewarm.scheduler)
 
 
 def batch_id(stamp: str, kind: str, ids: list[str]) -> str:
@@ -55,6 +56,8 @@ def make_chunks(arc: Archive, req: ApplyRequest, stamp: str, pad_multiple: int |
 
     out = []
     for kind in KINDS:
+        if kind == "prewarm":  # not a task of this job: a call to the serving cluster (`prewarm`)
+            continue
         ids = req.plan.moves[kind]
         groups: dict[Any, list[str]] = {}
         for image_id in ids:
@@ -110,6 +113,46 @@ def apply_plan(req: ApplyRequest, log: Callable[[str], None] = print) -> dict[st
 
 
 def _apply(req: ApplyRequest, log: Callable[[str], None]) -> dict[str, Any]:
+    started = dt.datetime.now(dt.timezone.utc)
+    t0 = time.perf_counter()
+    arc = Archive.open(req.dest, mode="a", storage_options=req.storage_options or None)
+    if req.batch_size > arc.shard_size:
+        raise ConfigError(f"retier batch_size {req.batch_size} is larger than the archive's shard size {arc.shard_size}")
+    stamp = f"{started:%Y%m%dT%H%M%S}"
+    results: list[ChunkResult] = []
+    watch, workers = None, 0
+    if any(req.plan.moves[k] for k in KINDS if k != "prewarm"):
+        watch, workers = _run_chunks(arc, req, stamp, results, log)
+        swept = sweep(arc)
+        arc.compact()
+    else:
+        swept = {"objects": 0, "bytes": 0}
+    if req.plan.moves["prewarm"]:
+        results.append(prewarm(req))
+    summary = summarize_run(req.plan, results)
+    summary.update({"job_id": f"{stamp}-{uuid.uuid4().hex[:8]}", "job_started": started.isoformat(timespec="seconds"),
+                    "dest": req.dest, "seconds": round(time.perf_counter() - t0, 3), "workers": workers,
+                    "swept": swept, "cluster": watch.summary() if watch else None})
+    write_retier_run(arc, summary)
+    return summary
+
+
+def prewarm(req: ApplyRequest) -> ChunkResult:
+    """Load the predicted-hot set into the serving cluster's caches; `moved` = ids it loaded."""
+    from lbdask.serve.client import ServingClient
+
+    ids = req.plan.moves["prewarm"]
+    with ServingClient(req.dest, req.prewarm_scheduler, storage_options=req.storage_options or None) as box:
+        loaded = box.prewarm(ids)
+    res = ChunkResult("prewarm", "", len(ids), moved=loaded)
+    if loaded < len(ids):
+        res.skipped["not loaded (unknown or unreadable)"] = len(ids) - loaded
+    return res
+
+
+def _run_chunks(arc: Archive, req: ApplyRequest, stamp: str, results: list[ChunkResult],
+                log: Callable[[str], None]) -> tuple[Any, int]:
+    """Every chunk of the plan as a `retier-<kind>` task on the cluster; returns the cluster watch and worker count."""
     from dask.base import tokenize
     from distributed import as_completed, span
 
@@ -121,13 +164,6 @@ def _apply(req: ApplyRequest, log: Callable[[str], None]) -> dict[str, Any]:
 
     from .tasks import run_chunk
 
-    started = dt.datetime.now(dt.timezone.utc)
-    t0 = time.perf_counter()
-    arc = Archive.open(req.dest, mode="a", storage_options=req.storage_options or None)
-    if req.batch_size > arc.shard_size:
-        raise ConfigError(f"retier batch_size {req.batch_size} is larger than the archive's shard size {arc.shard_size}")
-    stamp = f"{started:%Y%m%dT%H%M%S}"
-    results: list[ChunkResult] = []
     with connect(req.scheduler, load_cluster_settings(), req.workers) as client:
         link = dashboard_link(client)
         if link and req.progress:
@@ -154,15 +190,7 @@ def _apply(req: ApplyRequest, log: Callable[[str], None]) -> dict[str, Any]:
                     future.release()
         finally:
             bar.close()
-        workers = len(client.nthreads())
-    swept = sweep(arc)
-    arc.compact()
-    summary = summarize_run(req.plan, results)
-    summary.update({"job_id": f"{stamp}-{uuid.uuid4().hex[:8]}", "job_started": started.isoformat(timespec="seconds"),
-                    "dest": req.dest, "seconds": round(time.perf_counter() - t0, 3), "workers": workers,
-                    "swept": swept, "cluster": watch.summary()})
-    write_retier_run(arc, summary)
-    return summary
+        return watch, len(client.nthreads())
 
 
 def summarize_run(plan: Plan, results: list[ChunkResult]) -> dict[str, Any]:

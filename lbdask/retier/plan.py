@@ -17,7 +17,7 @@ from .policy import RetierPolicy
 
 DAY = 86400.0
 #: Kinds of move, in the order a run applies them.
-KINDS = ("demote", "convert", "promote", "unpromote", "quarantine", "purge")
+KINDS = ("demote", "convert", "promote", "unpromote", "quarantine", "purge", "prewarm")
 #: Kept reasons decided from the header alone: no latent gate can change them.
 STRUCTURAL = frozenset({"transparency", "palette", "greyscale", "16-bit", "too-small", "too-large", "animated"})
 
@@ -91,7 +91,8 @@ def plan_moves(dest: str, rows: Iterable[CatalogRow], usage: Mapping[str, Usage]
     """
     plan = Plan(dest, now, dataclasses.asdict(policy) | {"demote_floor": demote_floor})
     pro = policy.promote
-    for row in sorted(rows, key=lambda r: r.id):
+    rows_by_id = {r.id: r for r in rows}
+    for row in sorted(rows_by_id.values(), key=lambda r: r.id):
         use = usage.get(row.id)
         age = age_days(use, now, created, policy.unseen_is_cold)
         if policy.demote.enabled and age >= policy.demote.cold_days and demotable(row, demote_floor):
@@ -109,6 +110,9 @@ def plan_moves(dest: str, rows: Iterable[CatalogRow], usage: Mapping[str, Usage]
         if (clean.enabled and sources is not None and row.id in sources and age >= clean.cold_days
                 and row.status in ("latent", "kept", "lossy", "failed") and sources[row.id] == row.source_size):
             plan.add("quarantine", row.id, row.source_size)
+    if policy.prewarm.enabled:
+        for row in predicted_hot(rows_by_id, usage, policy, now):
+            plan.add("prewarm", row.id, row.stored_bytes)
     clean = policy.source_cleanup
     for path, since in quarantined:
         if (now - since) / DAY >= clean.retention_days:
@@ -118,3 +122,13 @@ def plan_moves(dest: str, rows: Iterable[CatalogRow], usage: Mapping[str, Usage]
                 plan.notes["quarantined past retention, kept (delete_after_retention: false)"] = \
                     plan.notes.get("quarantined past retention, kept (delete_after_retention: false)", 0) + 1
     return plan
+
+
+def predicted_hot(rows: Mapping[str, CatalogRow], usage: Mapping[str, Usage], policy: RetierPolicy,
+                  now: float) -> list[CatalogRow]:
+    """The `prewarm.top` readable objects with the most reads among those read within
+    `prewarm.window_days` (recent and frequent: what the next day most likely reads)."""
+    window = policy.prewarm.window_days * DAY
+    recent = [(u.count, u.last_access, i) for i, u in usage.items()
+              if i in rows and rows[i].status in ("latent", "kept", "lossy") and now - u.last_access <= window]
+    return [rows[i] for _, _, i in sorted(recent, key=lambda t: (-t[0], -t[1], t[2]))[:policy.prewarm.top]]

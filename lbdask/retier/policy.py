@@ -55,6 +55,17 @@ class SourceCleanupPolicy:
 
 
 @dataclass(frozen=True)
+class PrewarmPolicy:
+    """The predicted-hot set (most reads, read within `window_days`) loaded into the caches
+    of the serving cluster at `scheduler` (`ServingClient.prewarm`)."""
+
+    enabled: bool = False
+    scheduler: str | None = None
+    window_days: float = 1.0
+    top: int = 1000
+
+
+@dataclass(frozen=True)
 class RetierPolicy:
     """Every section of configs/retier.yaml."""
 
@@ -64,6 +75,7 @@ class RetierPolicy:
     promote: PromotePolicy = field(default_factory=PromotePolicy)
     convert: ConvertPolicy = field(default_factory=ConvertPolicy)
     source_cleanup: SourceCleanupPolicy = field(default_factory=SourceCleanupPolicy)
+    prewarm: PrewarmPolicy = field(default_factory=PrewarmPolicy)
 
     def validate(self) -> None:
         _at_least("batch_size", self.batch_size, 1)
@@ -76,6 +88,10 @@ class RetierPolicy:
                              f"({self.promote.window_days}), or an object would be promoted and dropped at once")
         if not 1 <= self.convert.effort <= 9:
             raise ValueError(f"convert.effort must be 1 ... 9 (libjxl effort), not {self.convert.effort}")
+        _at_least("prewarm.window_days", self.prewarm.window_days, 0)
+        _at_least("prewarm.top", self.prewarm.top, 1)
+        if self.prewarm.enabled and not self.prewarm.scheduler:
+            raise ValueError("prewarm needs `scheduler`: the address of the serving cluster (lbdask serve)")
         clean = self.source_cleanup
         _at_least("source_cleanup.cold_days", clean.cold_days, 0)
         _at_least("source_cleanup.retention_days", clean.retention_days, 0)
