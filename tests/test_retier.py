@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+from cluster_helpers import TAEF2_WEIGHTS
 from retier_helpers import DAY, read_all, record_reads, retier, store_digest, write_policy
 
 import lbdask
@@ -107,6 +108,15 @@ def test_demote_and_promote_then_unpromote_on_a_folder(arc, tmp_path, capsys):
     assert lbdask.open(arc).read("l0.png") == after["l0.png"]  # no weights needed either
     for p, data in saved.items():
         p.write_bytes(data)
+    # `lbdask verify --all` checks the pixel copies too: a truncated one is a problem
+    pixels = tmp_path / "arc" / now["l0.png"].pixel.key
+    intact = pixels.read_bytes()
+    pixels.write_bytes(intact[:-10])
+    assert cli.main(["verify", arc, "--all", "--weights", str(TAEF2_WEIGHTS)]) == 2
+    assert "pixel copy of 'l0.png'" in capsys.readouterr().out
+    pixels.write_bytes(intact)
+    assert cli.main(["verify", arc, "--all", "--weights", str(TAEF2_WEIGHTS)]) == 0
+    capsys.readouterr()
     # a second run has nothing left to do
     assert retier(arc, "--policy", policy, "--now", when(LATER), "--plan-out", str(tmp_path / "again.json")) == 0
     again = json.loads((tmp_path / "again.json").read_text())["moves"]
