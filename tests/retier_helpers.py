@@ -70,12 +70,19 @@ def store_digest(dest: str) -> dict[str, str]:
     return {p: hashlib.sha256(fs.cat_file(p)).hexdigest() for p in fs.find(arc.loc.root)}
 
 
-def read_all(dest: str) -> dict[str, bytes]:
-    """`lbdask read`'s bytes of every id (in-process reader)."""
-    import lbdask
+_MODEL: dict[str, object] = {}
 
-    box = lbdask.open(dest, weights=TAEF2_WEIGHTS)
-    return {r.id: box.read(r.id) for r in box.archive.rows()}
+
+def read_all(dest: str) -> dict[str, bytes]:
+    """`lbdask read`'s bytes of every id (in-process reader; the model is loaded once per session)."""
+    from lbdask.reader import ArchiveReader
+
+    box = ArchiveReader(Archive.open(dest), weights=TAEF2_WEIGHTS)
+    box._model = _MODEL.get("taef2")
+    out = {r.id: box.read(r.id) for r in box.archive.rows()}
+    if box.loaded_model is not None:
+        _MODEL["taef2"] = box.loaded_model
+    return out
 
 
 def write_policy(path: Path, text: str) -> str:

@@ -71,7 +71,7 @@ def test_a_crash_after_any_write_of_a_run_leaves_every_object_readable(base, tmp
     from distributed import Client, LocalCluster
 
     root, dest0 = base
-    policy = write_policy(tmp_path / "p.yaml", POLICY)
+    policy = write_policy(tmp_path / "p.yaml", POLICY.replace("batch_size: 1", "batch_size: 2"))
     expected = read_all(dest0)
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
             Client(cluster) as client:
@@ -114,7 +114,7 @@ def test_a_crash_after_any_write_of_a_run_leaves_every_object_readable(base, tmp
             if finished:
                 break
             k += 1
-    assert k >= 8, writes  # demote shards + commits, convert and promote objects + commits, sweep, compaction, summary
+    assert k >= 10, writes  # demote shards + commits, convert and promote objects + commits, sweep, compaction, summary
 
 
 def slow_configs(tmp_path) -> str:
