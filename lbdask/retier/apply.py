@@ -157,6 +157,7 @@ def _run_chunks(arc: Archive, req: ApplyRequest, stamp: str, results: list[Chunk
     from distributed import as_completed, span
 
     from lbdask.migrate.cluster import connect, dashboard_link
+    from lbdask.migrate.job import _weights_path  # a local weights folder made absolute for the workers
     from lbdask.migrate.progress import MigrationProgress
     from lbdask.migrate.settings import load_cluster_settings
     from lbdask.migrate.watch import ClusterWatch
@@ -171,7 +172,7 @@ def _run_chunks(arc: Archive, req: ApplyRequest, stamp: str, results: list[Chunk
         pad = None
         if any(req.plan.moves[k] for k in MODEL_KINDS):
             info = arc.model_info
-            client.register_plugin(ResidentModel(info["name"], req.weights, req.ctx.settings.precision,
+            client.register_plugin(ResidentModel(info["name"], _weights_path(req.weights), req.ctx.settings.precision,
                                                  req.ctx.settings.runtime))
             loaded = client.submit(model_info, key=f"model-info-{tokenize(info['name'], time.time())}", pure=False).result()
             arc.check_model(loaded["fingerprint"], loaded["name"])
