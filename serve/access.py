@@ -73,5 +73,5 @@ class AccessRecorder:
     def close(self) -> None:
         """Stop the thread and flush what is pending (clean shutdown, plugin removal)."""
         self._stop.set()
-        self._thread.join(timeout=max(self.flush_s, 5.0))
+        self._thread.join(timeout=30)  # only waits for a flush already under way
         self.flush()

@@ -40,6 +40,7 @@ def dest(tmp_path_factory, corpus_dir, taef2_dir):
 
 @pytest.mark.parametrize("argv", [["ls", "{dest}"], ["ls", "{dest}", "--json"], ["report", "{dest}"],
                                   ["report", "{dest}", "--json"], ["read", "{dest}", "kept.png", "-o", "{out}"],
+                                  ["stats", "{dest}"], ["stats", "{dest}", "--json"],
                                   ["--help"]])
 def test_command_imports_no_torch_dask_or_numba(argv, dest, tmp_path):
     got = imported_by(*(a.format(dest=dest, out=tmp_path / "out.png") for a in argv))

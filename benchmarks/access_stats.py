@@ -1,0 +1,96 @@
+"""Cost of access statistics: counting a read, flushing, folding and loading, by archive size.
+
+`AccessLog.add` sits on every serving read (image hits included), so its rate is compared
+with the least any counter can cost, a plain `dict` increment, in the same run. Flush,
+`compact_access` and `load_access` are timed on a folder for N distinct ids (one snapshot
+object holds every id ever read, so these grow with N; the object size is printed).
+
+Usage: python benchmarks/access_stats.py [--ids 10000 100000 1000000] [--reads 1000000]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import tempfile
+import time
+
+from lbdask.access_stats import AccessLog, compact_access, load_access
+from lbdask.storage import open_location
+
+
+def cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def add_rates(reads: int) -> tuple[float, float]:
+    """(AccessLog.add, dict increment) per second over the same ids, CPU time of this process."""
+    ids = [f"d{i % 97}/img{i % 50000}.png" for i in range(reads)]
+    with tempfile.TemporaryDirectory() as root:
+        log = AccessLog(open_location(root), "bench")
+        cpu = time.process_time()
+        for i in ids:
+            log.add(i)
+        ours = reads / (time.process_time() - cpu)
+    plain: dict[str, int] = {}
+    cpu = time.process_time()
+    for i in ids:
+        plain[i] = plain.get(i, 0) + 1
+    return ours, reads / (time.process_time() - cpu)
+
+
+def store_times(n: int) -> dict[str, float]:
+    """Seconds to flush n ids (twice, two writers), fold them, and load them back; snapshot bytes."""
+    with tempfile.TemporaryDirectory() as root:
+        loc = open_location(root)
+        out = {}
+        for w in range(2):
+            log = AccessLog(loc, f"w{w}")
+            for i in range(n):
+                log.add(f"d{i % 97}/img{i}.png", 1.7e9 + i)
+            t0 = time.perf_counter()
+            log.flush()
+            out[f"flush{w}"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        load_access(loc)
+        out["load_logs"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        compact_access(loc)
+        out["compact"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        stats = load_access(loc)
+        out["load_snapshot"] = time.perf_counter() - t0
+        assert len(stats) == n and all(a.count == 2 for a in stats.values())
+        out["snapshot_bytes"] = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(loc.path("access"))
+                                    for f in fs)
+        return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ids", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    ap.add_argument("--reads", type=int, default=1_000_000)
+    args = ap.parse_args()
+    print(f"# access statistics, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
+          f"{cpu_model()}, {os.cpu_count()} cores (shared: other jobs ran meanwhile)")
+    ours, plain = add_rates(args.reads)
+    print(f"\n| counting a read | per second (CPU) | µs per read |\n|---|---:|---:|")
+    print(f"| `AccessLog.add` (lock, merge) | {ours:,.0f} | {1e6 / ours:.2f} |")
+    print(f"| baseline: dict increment | {plain:,.0f} | {1e6 / plain:.2f} |")
+    print("\n| distinct ids | flush (s) | load, 2 logs (s) | compact (s) | load, snapshot (s) | snapshot bytes |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for n in args.ids:
+        t = store_times(n)
+        print(f"| {n:,} | {t['flush0']:.2f} | {t['load_logs']:.2f} | {t['compact']:.2f} | {t['load_snapshot']:.2f} "
+              f"| {t['snapshot_bytes']:,} |")
+
+
+if __name__ == "__main__":
+    main()
