@@ -144,7 +144,8 @@ def test_every_move_in_one_run_on_s3_with_sources_on_s3(base, s3_bucket, tmp_pat
     record_reads(dest, {"k0.png": (1, epoch(LATER - 5)), "crop0.png": (1, epoch(LATER - 5)),
                         "l0.png": (9, epoch(LATER))})
     policy = write_policy(tmp_path / "p.yaml", POLICY.replace("convert: {enabled: false}", "convert: {enabled: true}") + f"""
-source_cleanup: {{enabled: true, source: "{src}", quarantine: "{quarantine}", cold_days: 90}}
+source_cleanup: {{enabled: true, source: "{src}", quarantine: "{quarantine}", cold_days: 90, retention_days: 30,
+                  delete_after_retention: true}}
 """)
     assert retier(dest, "--policy", policy, "--now", when(LATER), "--apply") == 0
     summary = capsys.readouterr().out
@@ -165,6 +166,14 @@ source_cleanup: {{enabled: true, source: "{src}", quarantine: "{quarantine}", co
             assert psnr(pngio.decode(png, 10**8)[0], pngio.decode(after[image_id], 10**8)[0]) >= 20
         else:
             assert np.array_equal(pngsamples.samples(after[image_id]), pngsamples.samples(png)), image_id
+    # 40 days later: the pixel copy is dropped (its object swept) and the quarantined sources deleted
+    assert retier(dest, "--policy", policy, "--now", when(LATER + 40), "--apply") == 0
+    later = rows(dest)
+    assert later["l0.png"].pixel is None
+    assert Archive.open(dest).bytes_on_store()["pixels"] == 0
+    fs.invalidate_cache()
+    assert not fs.exists(f"{quarantine[5:]}/{day}") or fs.find(f"{quarantine[5:]}/{day}") == []
+    assert read_all(dest) == after
 
 
 def test_source_cleanup_quarantines_then_deletes_only_when_the_policy_allows(base, arc, tmp_path, capsys):
