@@ -60,6 +60,8 @@ class ArchiveReader:
         """The bytes of an archived input: PNG bytes of the original for kept images and of the
         decode for latents; for failed inputs the raw source bytes, whatever they are."""
         row = self.row(image_id)
+        if row.pixel is not None:  # a pixel-tier copy (lbdask.retier promote): no decoding
+            return self.archive.read_pixels(row)
         if row.status == "latent":
             return self.decode_png(row)
         if row.original is not None:  # kept, lossy, or failed with its raw bytes (checked on read)

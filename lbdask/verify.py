@@ -163,6 +163,8 @@ def verify_archive(arc: Archive, model, rows: Iterable[CatalogRow], source: Loca
     report = VerifyReport()
     for row in rows:
         try:
+            if row.pixel is not None:  # a pixel-tier copy (lbdask retier promote): what reads return
+                arc.read_pixels(row)
             if row.status == "latent" and decode is not None and not decode(row):
                 report.latent_checked += 1
                 report.checksum_only += 1

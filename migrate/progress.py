@@ -1,4 +1,5 @@
-"""Terminal progress of a migration (tqdm): images, MB, images/s and ETA, per committed batch."""
+"""Terminal progress of a migration (tqdm): images, MB, images/s and ETA, per committed batch.
+Re-tiering (`lbdask retier --apply`) shows its chunks on the same bar."""
 from __future__ import annotations
 
 import sys
@@ -11,10 +12,10 @@ from .tasks import BatchResult
 class MigrationProgress:
     """A tqdm bar over images with MB done and MB/s in its postfix; silent when disabled."""
 
-    def __init__(self, images: int, source_bytes: int, enabled: bool = True) -> None:
+    def __init__(self, images: int, source_bytes: int, enabled: bool = True, desc: str = "migrate") -> None:
         self.source_mb = source_bytes / 1e6
         self.done_mb = 0.0
-        self.bar = tqdm(total=images, unit="img", desc="migrate", disable=not enabled, file=sys.stderr,
+        self.bar = tqdm(total=images, unit="img", desc=desc, disable=not enabled, file=sys.stderr,
                         dynamic_ncols=True, smoothing=0.1)
 
     def update(self, result: BatchResult) -> None:

@@ -191,6 +191,8 @@ class ServeRuntime:
             if row.status == "failed":
                 raise NotFoundError(f"image '{image_id}' failed to migrate ({row.reason}); "
                                     "the archive holds no copy of it")
+            if row.pixel is not None:  # a pixel-tier copy (lbdask.retier promote): decoded once already
+                return Stored(row, original=archive.read_pixels(row))
             if row.status in ("kept", "lossy"):  # the reader's bytes (png, jxl, lossy jxl: lbdask.kept)
                 return Stored(row, original=read_back(row, archive.read_original(row)))
             return Stored(row, latent=archive.read_latent(row))

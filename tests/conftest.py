@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from cluster_helpers import SHARED, TAEF2_WEIGHTS as TAEF2, free_port, subprocess_env, wait_port
+from retier_helpers import retier_archive  # noqa: F401 - a session fixture (the re-tiering tests' archive)
 
 CORPUS = SHARED / "corpus" / "ai-png"
 

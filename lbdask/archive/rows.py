@@ -64,6 +64,10 @@ class CatalogRow:
     kept_note: str | None = None  # why a requested jxl copy was not used (the PNG was kept)
     stored_sha256: str | None = None  # sha256 of the stored object when it is not the source's bytes
     lossy_distance: float | None = None  # lossy rows: the JPEG XL distance the search settled on
+    # re-tiering (lbdask.retier); rows written before it have None
+    pixel: OriginalRef | None = None  # a decoded PNG in the pixel tier (`pixels/`): reads return it as it is
+    pixel_sha256: str | None = None  # sha256 of that PNG
+    demote_floor: float | None = None  # kept rows: PSNR floor (dB) at which a retier demote was refused
 
     @property
     def representation(self) -> str:
@@ -87,8 +91,9 @@ class CatalogRow:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["chunks"] = [(t, base64.b64decode(d)) for t, d in values.get("chunks") or []]
-        if values.get("original") is not None:
-            values["original"] = OriginalRef(**values["original"])
+        for ref in ("original", "pixel"):
+            if values.get(ref) is not None:
+                values[ref] = OriginalRef(**values[ref])
         return cls(**values)
 
 

@@ -262,11 +262,12 @@ class Archive:
         return enc
 
     # kept originals ----------------------------------------------------------------
-    def put_originals(self, batch_id: str, originals: dict[str, bytes]) -> dict[str, OriginalRef]:
-        """Store a batch's kept PNGs byte-identical in one object; returns where each lies."""
+    def put_originals(self, batch_id: str, originals: dict[str, bytes], folder: str = "originals") -> dict[str, OriginalRef]:
+        """Store a batch's kept PNGs byte-identical in one object; returns where each lies.
+        (`folder` "pixels": the decoded PNGs of the pixel tier, lbdask.retier.)"""
         if not BATCH_ID.match(batch_id):
             raise InputError(f"invalid batch id {batch_id!r}")
-        key = f"originals/{batch_id}.bin"
+        key = f"{folder}/{batch_id}.bin"
         refs, offset = {}, 0
         for image_id, data in originals.items():
             refs[image_id] = OriginalRef(key, offset, len(data))
@@ -277,21 +278,30 @@ class Archive:
 
     def read_original(self, row: CatalogRow) -> bytes:
         """The kept object's bytes (the original PNG, or its kept format), checked against their sha256."""
-        ref = row.original
-        if ref is None:
+        if row.original is None:
             raise NotFoundError(f"image {row.id!r} has no kept original in archive {self.url}")
+        # a jxl copy is not the source's bytes
+        return self.read_ref(row.id, row.original, row.stored_sha256 or row.source_sha256, "kept original")
+
+    def read_pixels(self, row: CatalogRow) -> bytes:
+        """The PNG of a row's pixel-tier copy (lbdask.retier), checked against its sha256."""
+        if row.pixel is None:
+            raise NotFoundError(f"image {row.id!r} has no pixel-tier copy in archive {self.url}")
+        return self.read_ref(row.id, row.pixel, row.pixel_sha256, "pixel copy")
+
+    def read_ref(self, image_id: str, ref: OriginalRef, expected: str | None, what: str) -> bytes:
+        """The bytes at `ref`, checked for presence, length and sha256 `expected` (IntegrityError)."""
         data = b""
         if ref.size:  # S3 refuses an empty byte range
             with store_errors(self.url):
                 try:
                     data = self.loc.fs.cat_file(self.loc.path(ref.key), start=ref.offset, end=ref.offset + ref.size)
                 except FileNotFoundError:
-                    raise IntegrityError(f"kept original of {row.id!r}: object {ref.key} is missing from {self.url}") from None
+                    raise IntegrityError(f"{what} of {image_id!r}: object {ref.key} is missing from {self.url}") from None
         if len(data) != ref.size:
-            raise IntegrityError(f"kept original of {row.id!r}: object {ref.key} in {self.url} is truncated")
-        expected = row.stored_sha256 or row.source_sha256  # a jxl copy is not the source's bytes
+            raise IntegrityError(f"{what} of {image_id!r}: object {ref.key} in {self.url} is truncated")
         if expected and hashlib.sha256(data).hexdigest() != expected:
-            raise IntegrityError(f"kept original of {row.id!r} in {self.url} does not match its sha256")
+            raise IntegrityError(f"{what} of {image_id!r} in {self.url} does not match its sha256")
         return data
 
     # catalog -----------------------------------------------------------------------
@@ -349,10 +359,10 @@ class Archive:
             return [json.loads(self.loc.fs.cat_file(p)) for p in paths]
 
     def bytes_on_store(self) -> dict[str, int]:
-        """Actual bytes under latents/ (incl. Zarr metadata), originals/ and catalog/."""
+        """Actual bytes under latents/ (incl. Zarr metadata), originals/, catalog/ and pixels/ (the pixel tier)."""
         out = {}
         with store_errors(self.url):
-            for part in ("latents", "originals", "catalog"):
+            for part in ("latents", "originals", "catalog", "pixels"):
                 d = self.loc.path(part)
                 self.loc.fs.invalidate_cache(d)
                 try:

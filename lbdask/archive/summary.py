@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .history import read_retier_runs
 from .rows import CatalogRow
 from .store import Archive
 
@@ -89,6 +90,7 @@ def storage(reps: dict[str, dict[str, int]], parts: dict[str, int]) -> dict[str,
     source = sum(breakdown[s]["bytes_source"] for s in REPRESENTATIONS if s != "refused")
     stored = sum(parts.values())
     breakdown["catalog"] = {"bytes_stored": sum(parts.get(p, 0) for p in SHARED_PARTS)}
+    breakdown["pixels"] = {"bytes_stored": parts.get("pixels", 0)}  # the pixel tier: decoded copies of hot objects
     accounted = sum(part["bytes_stored"] for part in breakdown.values())
     breakdown["overhead"] = {"bytes_stored": stored - accounted}
     converted = any(breakdown[s]["images"] for s in ("latent", "jxl", "jxl-lossy")) and source > 0
@@ -131,6 +133,18 @@ def throughput(jobs: list[dict[str, Any]]) -> dict[str, Any] | None:
     source = sum(int(j.get("bytes_source", 0)) for j in timed)
     return {"jobs": len(timed), "seconds": wall, "images": images,
             "images_per_s": images / wall, "source_mb_per_s": source / wall / 1e6}
+
+
+def retier_runs(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Re-tiering runs recorded in the archive (`lbdask retier --apply`): totals and the last run."""
+    if not runs:
+        return None
+    last = runs[-1]
+    return {"runs": len(runs), "objects_moved": sum(int(r.get("objects_moved", 0)) for r in runs),
+            "last": {"job_id": last.get("job_id"), "job_started": last.get("job_started"),
+                     "seconds": last.get("seconds"), "objects_moved": last.get("objects_moved"),
+                     "moved": {k: m.get("moved", 0) for k, m in (last.get("moves") or {}).items()},
+                     "swept": last.get("swept"), "psnr_demoted": last.get("psnr_demoted")}}
 
 
 def summarize(arc: Archive) -> dict[str, Any]:
@@ -185,5 +199,6 @@ def summarize(arc: Archive) -> dict[str, Any]:
         "refinement": refinement(refined, jobs),
         "throughput": throughput(jobs),
         "cluster": cluster_health(jobs),
+        "retier": retier_runs(read_retier_runs(arc)),
         "format_version": arc.format_version,
     }

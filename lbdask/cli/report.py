@@ -22,7 +22,7 @@ def _db(x: float | None) -> str:
 
 #: Labels of the per-representation lines (report and job summary).
 LABELS = {"latent": "latent", "png": "kept PNG", "jxl": "kept JXL", "jxl-lossy": "lossy JXL",
-          "failed": "failed (raw)", "catalog": "catalog", "overhead": "overhead"}
+          "failed": "failed (raw)", "catalog": "catalog", "pixels": "pixel tier", "overhead": "overhead"}
 #: Shown only when the archive holds any (kept formats, docs/migration.md).
 OPTIONAL = ("jxl", "jxl-lossy")
 
@@ -43,7 +43,7 @@ def storage_lines(s: dict[str, Any], indent: str = "  ") -> list[str]:
     lines = []
     for name, label in LABELS.items():
         part = reps.get(name, {"images": 0, "bytes_source": 0, "bytes_stored": 0})
-        if name in OPTIONAL and not part["images"]:
+        if (name in OPTIONAL and not part["images"]) or (name == "pixels" and not part["bytes_stored"]):
             continue
         if "images" in part:
             lines.append(f"{indent}{label:<14}{part['images']:>6} images {part['bytes_source']:>14,} -> "
@@ -94,6 +94,8 @@ def render(rep: dict[str, Any]) -> str:
     if tp:
         lines.append(f"throughput      {tp['images_per_s']:.2f} images/s, {tp['source_mb_per_s']:.2f} MB/s source "
                      f"({tp['images']} images in {tp['seconds']:.1f} s over {tp['jobs']} job(s))")
+    if rep.get("retier"):
+        lines.append(f"retier          {retier_text(rep['retier'])}")
     if rep["cluster"]:
         lines.append(f"cluster         {cluster_text(rep['cluster'])} over {rep['cluster']['jobs']} job(s)")
     return "\n".join(lines)
@@ -114,3 +116,11 @@ def run(args: argparse.Namespace) -> int:
     rep = summarize(arc)
     print(json.dumps(rep, indent=1) if args.json else render(rep))
     return 0
+
+
+def retier_text(r: dict[str, Any]) -> str:
+    """Re-tiering runs in words: totals, then what the last run moved by kind."""
+    last = r["last"]
+    kinds = ", ".join(f"{k} {n}" for k, n in last["moved"].items() if n) or "nothing moved"
+    return (f"{r['runs']} run(s), {r['objects_moved']} object(s) moved; last run {last['job_id']} "
+            f"({last['job_started']}): {kinds}")

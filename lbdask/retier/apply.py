@@ -1,0 +1,212 @@
+"""Apply a plan as a Dask job: chunks of moves as `retier-<kind>` tasks, then the sweep.
+
+Runs on the embedded local cluster or `--scheduler ADDR`, with migration's cluster start,
+resident model plugin, progress bar and cluster watch (lbdask.migrate). The archive's lease
+is held throughout, so a migration or another run cannot write beside it. A run killed at
+any point leaves every object readable (rows move only to verified copies; the sweep
+deletes only objects no row references) and the next run finishes the plan.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..archive import Archive, CatalogRow
+from ..archive.history import write_retier_run
+from ..archive.lease import hold
+from ..archive.objects import remove_quietly
+from ..archive.summary import psnr_stats
+from ..errors import ConfigError
+from .moves import MODEL_KINDS, Chunk, ChunkResult, MoveContext
+from .plan import KINDS, Plan
+
+
+@dataclass
+class ApplyRequest:
+    """Everything `lbdask retier --apply` was asked to do."""
+
+    dest: str
+    plan: Plan
+    rows: dict[str, CatalogRow]
+    ctx: MoveContext
+    batch_size: int
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None
+    scheduler: str | None = None
+    workers: int | None = None
+    progress: bool = True
+    prewarm_scheduler: str | None = None  # the serving cluster (policy prewarm.scheduler)
+
+
+def batch_id(stamp: str, kind: str, ids: list[str]) -> str:
+    """`rt<stamp>-<kind>-<digest>`: sorts after every migration batch and every earlier run's,
+    so that the newest row of an id wins (docs/archive-format.md)."""
+    return f"rt{stamp}-{kind}-{hashlib.sha256(chr(0).join(ids).encode()).hexdigest()[:16]}"
+
+
+def make_chunks(arc: Archive, req: ApplyRequest, stamp: str, pad_multiple: int | None) -> list[Chunk]:
+    """Cut each kind's ids into chunks; demote chunks share a padded shape and own fresh shards."""
+    from lbdask.migrate.job import bits_for
+    from lbdask.migrate.plan import padded_shape
+
+    out = []
+    for kind in KINDS:
+        if kind == "prewarm":  # not a task of this job: a call to the serving cluster (`prewarm`)
+            continue
+        ids = req.plan.moves[kind]
+        groups: dict[Any, list[str]] = {}
+        for image_id in ids:
+            row = req.rows.get(image_id)
+            shape = padded_shape(row.height, row.width, pad_multiple) if kind == "demote" else None
+            groups.setdefault(shape, []).append(image_id)
+        for shape, members in sorted(groups.items(), key=lambda g: str(g[0])):
+            for i in range(0, len(members), req.batch_size):
+                part = members[i:i + req.batch_size]
+                chunk = Chunk(kind, batch_id(stamp, kind, part), part, padded=shape)
+                if shape is not None:
+                    info = arc.model_info
+                    ds, c = info["downsample"], info["latent_channels"]
+                    h, w = shape[0] // ds, shape[1] // ds
+                    for bits in bits_for(req.ctx.settings):
+                        name = arc.bucket_name(bits, c, h, w)
+                        arc.ensure_bucket(name, bits, c, h, w)
+                        chunk.shards[bits] = arc.allocate_shards(name, 1)
+                out.append(chunk)
+    return out
+
+
+def sweep(arc: Archive) -> dict[str, int]:
+    """Delete kept-original and pixel-tier objects of committed batches that no row references
+    any more (what moves left behind). Objects of batches never committed are left alone."""
+    referenced = set()
+    for row in arc.rows():
+        referenced.update(ref.key for ref in (row.original, row.pixel) if ref is not None)
+    committed = set(arc.catalog.batch_names()) | set(arc.catalog.folded_names())
+    doomed, freed = [], 0
+    for folder in ("originals", "pixels"):
+        d = arc.loc.path(folder)
+        arc.loc.fs.invalidate_cache(d)
+        try:
+            listing = arc.loc.fs.ls(d, detail=True)
+        except FileNotFoundError:
+            continue
+        for info in listing:
+            name = info["name"].rstrip("/").rsplit("/", 1)[-1]
+            if name.endswith(".bin") and name[:-4] in committed and f"{folder}/{name}" not in referenced:
+                doomed.append(info["name"])
+                freed += int(info.get("size") or 0)
+    remove_quietly(arc.loc, doomed)
+    return {"objects": len(doomed), "bytes": freed}
+
+
+def apply_plan(req: ApplyRequest, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Execute `req.plan` under the archive's lease; returns (and records) the run summary."""
+    from lbdask.storage import open_location
+
+    with hold(open_location(req.dest, req.storage_options or None), f"lbdask retier {req.dest}"):
+        return _apply(req, log)
+
+
+def _apply(req: ApplyRequest, log: Callable[[str], None]) -> dict[str, Any]:
+    started = dt.datetime.now(dt.timezone.utc)
+    t0 = time.perf_counter()
+    arc = Archive.open(req.dest, mode="a", storage_options=req.storage_options or None)
+    if req.batch_size > arc.shard_size:
+        raise ConfigError(f"retier batch_size {req.batch_size} is larger than the archive's shard size {arc.shard_size}")
+    stamp = f"{started:%Y%m%dT%H%M%S}"
+    results: list[ChunkResult] = []
+    watch, workers = None, 0
+    if any(req.plan.moves[k] for k in KINDS if k != "prewarm"):
+        watch, workers = _run_chunks(arc, req, stamp, results, log)
+        swept = sweep(arc)
+        arc.compact()
+    else:
+        swept = {"objects": 0, "bytes": 0}
+    if req.plan.moves["prewarm"]:
+        results.append(prewarm(req))
+    summary = summarize_run(req.plan, results)
+    summary.update({"job_id": f"{stamp}-{uuid.uuid4().hex[:8]}", "job_started": started.isoformat(timespec="seconds"),
+                    "dest": req.dest, "seconds": round(time.perf_counter() - t0, 3), "workers": workers,
+                    "swept": swept, "cluster": watch.summary() if watch else None})
+    write_retier_run(arc, summary)
+    return summary
+
+
+def prewarm(req: ApplyRequest) -> ChunkResult:
+    """Load the predicted-hot set into the serving cluster's caches; `moved` = ids it loaded."""
+    from lbdask.serve.client import ServingClient
+
+    ids = req.plan.moves["prewarm"]
+    with ServingClient(req.dest, req.prewarm_scheduler, storage_options=req.storage_options or None) as box:
+        loaded = box.prewarm(ids)
+    res = ChunkResult("prewarm", "", len(ids), moved=loaded)
+    if loaded < len(ids):
+        res.skipped["not loaded (unknown or unreadable)"] = len(ids) - loaded
+    return res
+
+
+def _run_chunks(arc: Archive, req: ApplyRequest, stamp: str, results: list[ChunkResult],
+                log: Callable[[str], None]) -> tuple[Any, int]:
+    """Every chunk of the plan as a `retier-<kind>` task on the cluster; returns the cluster watch and worker count."""
+    from dask.base import tokenize
+    from distributed import as_completed, span
+
+    from lbdask.migrate.cluster import connect, dashboard_link
+    from lbdask.migrate.job import _weights_path  # a local weights folder made absolute for the workers
+    from lbdask.migrate.progress import MigrationProgress
+    from lbdask.migrate.settings import load_cluster_settings
+    from lbdask.migrate.watch import ClusterWatch
+    from lbdask.models.resident import ResidentModel, model_info
+
+    from .tasks import run_chunk
+
+    with connect(req.scheduler, load_cluster_settings(), req.workers) as client:
+        link = dashboard_link(client)
+        if link and req.progress:
+            log(f"dashboard: {link}")
+        pad = None
+        if any(req.plan.moves[k] for k in MODEL_KINDS):
+            info = arc.model_info
+            client.register_plugin(ResidentModel(info["name"], _weights_path(req.weights), req.ctx.settings.precision,
+                                                 req.ctx.settings.runtime))
+            loaded = client.submit(model_info, key=f"model-info-{tokenize(info['name'], time.time())}", pure=False).result()
+            arc.check_model(loaded["fingerprint"], loaded["name"])
+            pad = loaded["pad_multiple"]
+        chunks = make_chunks(arc, req, stamp, pad)
+        bar = MigrationProgress(sum(len(c.ids) for c in chunks), 0, enabled=req.progress, desc="retier")
+        watch = ClusterWatch(client, ("retier-",))
+        try:
+            with span("lbdask-retier"), watch:
+                futures = [client.submit(run_chunk, req.dest, req.storage_options, c, req.ctx,
+                                         key=f"retier-{c.kind}-{tokenize(c.batch_id)}") for c in chunks]
+                for future in as_completed(futures):
+                    result = future.result()
+                    results.append(result)
+                    bar.update(result)
+                    future.release()
+        finally:
+            bar.close()
+        return watch, len(client.nthreads())
+
+
+def summarize_run(plan: Plan, results: list[ChunkResult]) -> dict[str, Any]:
+    """Per kind: planned, moved, skipped (by reason), bytes before and after; PSNR of demoted objects."""
+    moves = {k: {"planned": len(plan.moves[k]), "moved": 0, "bytes_before": 0, "bytes_after": 0, "skipped": {},
+                 "chunks_already_committed": 0} for k in KINDS}
+    psnr = []
+    for r in results:
+        m = moves[r.kind]
+        m["moved"] += r.moved
+        m["bytes_before"] += r.source_bytes
+        m["bytes_after"] += r.bytes_after
+        m["chunks_already_committed"] += int(r.already_committed)
+        for why, n in r.skipped.items():
+            m["skipped"][why] = m["skipped"].get(why, 0) + n
+        psnr.extend(r.psnr)
+    return {"moves": moves, "objects_moved": sum(m["moved"] for m in moves.values()),
+            "psnr_demoted": psnr_stats(psnr), "notes": dict(plan.notes)}

@@ -1,0 +1,102 @@
+"""A small archive for the re-tiering tests: kept PNGs (the gate refused them at migration),
+latents, and access statistics written through the serving runtime's AccessLog."""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import time
+from pathlib import Path
+
+import pytest
+from cluster_helpers import TAEF2_WEIGHTS, grainy, png_bytes
+from PIL import Image
+
+from lbdask import cli
+from lbdask.archive import Archive
+
+DAY = 86400.0
+
+
+def corpus_crop(corpus: Path, k: int, size: int = 96) -> bytes:
+    """A `size` px RGB crop of the k-th corpus PNG."""
+    path = sorted(p for p in corpus.glob("*.png"))[k]
+    with Image.open(path) as im:
+        crop = im.convert("RGB").crop((0, 0, size, size))
+        buf = io.BytesIO()
+        crop.save(buf, format="PNG")
+        return buf.getvalue()
+
+
+def build_sources(root: Path, corpus: Path) -> tuple[Path, Path]:
+    """`kept/` (migrated with an impossible PSNR floor: every image kept) and `lat/` (latents)."""
+    kept, lat = root / "kept", root / "lat"
+    kept.mkdir(parents=True)
+    lat.mkdir()
+    for i in range(3):
+        (kept / f"k{i}.png").write_bytes(png_bytes(grainy(200 + i, 64)))
+        (lat / f"l{i}.png").write_bytes(png_bytes(grainy(300 + i, 64)))
+    (kept / "crop0.png").write_bytes(corpus_crop(corpus, 0))
+    (lat / "crop1.png").write_bytes(corpus_crop(corpus, 1, 64))
+    return kept, lat
+
+
+def migrate(src: Path | str, dest: str, min_psnr: str) -> None:
+    assert cli.main(["migrate", str(src), dest, "--workers", "1", "--no-progress", "--weights", str(TAEF2_WEIGHTS),
+                     "--min-psnr", min_psnr, "--max-pixels", "100000"]) == 0
+
+
+def retier(dest: str, *extra: str) -> int:
+    return cli.main(["retier", dest, "--workers", "1", "--no-progress", "--weights", str(TAEF2_WEIGHTS), *extra])
+
+
+def record_reads(dest: str, counts: dict[str, tuple[int, float]]) -> None:
+    """id -> (reads, at): what a serving worker would have flushed."""
+    from lbdask.access_stats import AccessLog
+    from lbdask.storage import open_location
+
+    log = AccessLog(open_location(dest), f"test-{os.getpid()}-{time.time_ns()}")
+    for image_id, (n, when) in counts.items():
+        for _ in range(n):
+            log.add(image_id, when)
+    log.flush()
+
+
+def store_digest(dest: str) -> dict[str, str]:
+    """sha256 of every object under the archive (folder or S3)."""
+    arc = Archive.open(dest)
+    fs = arc.loc.fs
+    fs.invalidate_cache()
+    return {p: hashlib.sha256(fs.cat_file(p)).hexdigest() for p in fs.find(arc.loc.root)}
+
+
+_MODEL: dict[str, object] = {}
+
+
+def read_all(dest: str) -> dict[str, bytes]:
+    """`lbdask read`'s bytes of every id (in-process reader; the model is loaded once per session)."""
+    from lbdask.reader import ArchiveReader
+
+    box = ArchiveReader(Archive.open(dest), weights=TAEF2_WEIGHTS)
+    box._model = _MODEL.get("taef2")
+    out = {r.id: box.read(r.id) for r in box.archive.rows()}
+    if box.loaded_model is not None:
+        _MODEL["taef2"] = box.loaded_model
+    return out
+
+
+def write_policy(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def retier_archive(tmp_path_factory, corpus_dir, taef2_dir) -> tuple[Path, str]:
+    """(root, archive) shared by the re-tiering tests (they work on copies): root/src/{kept,lat}
+    are the sources; kept/ was migrated with an impossible PSNR floor (every image kept)."""
+    root = tmp_path_factory.mktemp("retier")
+    kept, lat = build_sources(root / "src", corpus_dir)
+    dest = str(root / "arc")
+    migrate(kept, dest, "99")
+    migrate(lat, dest, "20")
+    return root, dest

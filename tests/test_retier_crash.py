@@ -1,0 +1,175 @@
+"""A re-tiering run that stops after any store write leaves every object readable, and the
+next run finishes the plan (crash injection in-process; SIGKILL of the driver and of a
+worker with real `dask scheduler` / `dask worker` processes)."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from cluster_helpers import TAEF2_WEIGHTS, DaskProcesses
+from retier_helpers import DAY, read_all, record_reads, write_policy
+
+from lbdask import cli
+from lbdask.archive import Archive
+from lbdask.retier import apply as retier_apply
+
+pytestmark = pytest.mark.slow
+LATER = 100
+POLICY = """
+batch_size: 1
+demote: {enabled: true, cold_days: 90, min_psnr: 20}
+promote: {enabled: true, window_days: 7, min_reads: 3, cold_days: 30}
+convert: {enabled: true}
+"""
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def base(retier_archive, tmp_path_factory):
+    """The shared archive with reads recorded: k0 read lately (converted, not demoted), l0 hot."""
+    root, shared = retier_archive
+    dest = str(tmp_path_factory.mktemp("retier-crash") / "arc")
+    shutil.copytree(shared, dest)
+    now = time.time()
+    record_reads(dest, {"k0.png": (1, now + (LATER - 5) * DAY), "l0.png": (5, now + LATER * DAY)})
+    return root, dest
+
+
+def at(days: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(time.time() + days * DAY, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def final_state_ok(dest: str) -> None:
+    rows = {r.id: r for r in Archive.open(dest).rows()}
+    assert rows["k0.png"].kept_format == "jxl"
+    assert rows["l0.png"].pixel is not None
+    assert all(rows[i].status == "latent" or rows[i].demote_floor == 20 for i in ("k1.png", "k2.png", "crop0.png"))
+    assert any(rows[i].status == "latent" for i in ("k1.png", "k2.png", "crop0.png"))
+
+
+def plan_is_empty(dest: str, policy: str, tmp_path) -> bool:
+    import json
+
+    out = tmp_path / "left.json"
+    assert cli.main(["retier", dest, "--policy", policy, "--now", at(LATER), "--plan-out", str(out)]) == 0
+    return all(m["count"] == 0 for m in json.loads(out.read_text())["moves"].values())
+
+
+def test_a_crash_after_any_write_of_a_run_leaves_every_object_readable(base, tmp_path, monkeypatch, capsys):
+    """In-process workers (threads), so the injected crash reaches the moves: crash after the
+    k-th store write of a run, for every k, read every id, run again, check the end state."""
+    from distributed import Client, LocalCluster
+
+    root, dest0 = base
+    policy = write_policy(tmp_path / "p.yaml", POLICY.replace("batch_size: 1", "batch_size: 2"))
+    expected = read_all(dest0)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        k = 0
+        while True:
+            dest = str(tmp_path / f"k{k}")
+            shutil.copytree(dest0, dest)
+            writes: list[str] = []
+
+            def counting(real, name):
+                def wrapper(*args, **kwargs):
+                    if len(writes) == k:
+                        raise Crash(name)
+                    writes.append(name)
+                    return real(*args, **kwargs)
+                return wrapper
+
+            with monkeypatch.context() as m:
+                for name in ("write_shard", "put_originals", "commit", "compact"):
+                    m.setattr(Archive, name, counting(getattr(Archive, name), name))
+                m.setattr(retier_apply, "remove_quietly", counting(retier_apply.remove_quietly, "sweep"))
+                m.setattr(retier_apply, "write_retier_run", counting(retier_apply.write_retier_run, "summary"))
+                run = ["retier", dest, "--policy", policy, "--now", at(LATER), "--apply", "--no-progress",
+                       "--weights", str(TAEF2_WEIGHTS), "--scheduler", cluster.scheduler_address, "--debug"]
+                try:
+                    cli.main(run)
+                    finished = True
+                except Crash:
+                    finished = False
+            client.run(lambda: None)  # the worker thread has nothing queued from the crashed run
+            while cluster.scheduler.tasks:
+                time.sleep(0.05)
+            capsys.readouterr()
+            got = read_all(dest)  # every object readable right after the crash
+            assert set(got) == set(expected), k
+            if not finished:
+                assert cli.main(run) == 0, k
+            final_state_ok(dest)
+            assert plan_is_empty(dest, policy, tmp_path), k
+            if finished:
+                break
+            k += 1
+    assert k >= 10, writes  # demote shards + commits, convert and promote objects + commits, sweep, compaction, summary
+
+
+def slow_configs(tmp_path) -> str:
+    """The shipped configs with refinement on, so each demote chunk takes long enough to kill the job between commits."""
+    from lbdask.config import DEFAULT_CONFIG_DIR
+
+    folder = tmp_path / "configs"
+    shutil.copytree(DEFAULT_CONFIG_DIR, folder)
+    jobs = (folder / "jobs.yaml").read_text()
+    (folder / "jobs.yaml").write_text(jobs.replace("refine_steps: 0", "refine_steps: 10"))
+    assert "refine_steps: 10" in (folder / "jobs.yaml").read_text()
+    return str(folder)
+
+
+def retier_batches(dest: str) -> list[str]:
+    folder = os.path.join(dest, "catalog", "batches")
+    return [n for n in os.listdir(folder) if n.startswith("rt")] if os.path.isdir(folder) else []
+
+
+@pytest.mark.parametrize("victim", ["driver", "worker"])
+def test_kill_minus_9_mid_apply_then_a_second_apply_finishes(victim, base, tmp_path, dask_env):
+    root, dest0 = base
+    dest = str(tmp_path / "arc")
+    shutil.copytree(dest0, dest)
+    policy = write_policy(tmp_path / "p.yaml", POLICY)
+    procs = DaskProcesses(dask_env)
+    try:
+        procs.start_worker()
+        procs.wait_workers(1)
+        cmd = [sys.executable, "-m", "lbdask", "retier", dest, "--policy", policy, "--now", at(LATER), "--apply",
+               "--no-progress", "--weights", str(TAEF2_WEIGHTS), "--scheduler", procs.address,
+               "--config-dir", slow_configs(tmp_path)]
+        driver = subprocess.Popen(cmd, env=dask_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 240
+        while not retier_batches(dest):
+            assert driver.poll() is None, driver.communicate()[1][-3000:]
+            assert time.time() < deadline, "no chunk committed"
+            time.sleep(0.05)
+        if victim == "driver":
+            driver.send_signal(signal.SIGKILL)
+            driver.wait(timeout=30)
+            assert len(retier_batches(dest)) < 5, "the run finished before the kill"
+            assert set(read_all(dest)) == set(read_all(dest0))  # every object readable after the kill
+            rerun = subprocess.run(cmd, env=dask_env, capture_output=True, text=True, timeout=300)
+            assert rerun.returncode == 0, rerun.stderr[-3000:]
+        else:
+            os.kill(procs.workers[-1].pid, signal.SIGKILL)
+            procs.start_worker()
+            out, err = driver.communicate(timeout=300)
+            assert driver.returncode == 0, err[-3000:]
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        procs.close()
+    assert set(read_all(dest)) == set(read_all(dest0))
+    final_state_ok(dest)
+    assert plan_is_empty(dest, policy, tmp_path)
