@@ -2,7 +2,9 @@
 
 A scheduler plugin adds `/lbdask/serving` (HTML) and `/lbdask/serving.json` to the
 scheduler's HTTP server; each page view asks the workers for their `lbdask_stats`
-directly, so nothing is collected while nobody looks.
+directly, so nothing is collected while nobody looks. `remove_pages` takes the routes out
+again when the serving runtime is uninstalled (Dask's plugin removal calls no hook on the
+plugin, and tornado has no public call to drop routes, so the rules added are remembered).
 """
 from __future__ import annotations
 
@@ -71,8 +73,31 @@ class ServingDashboard(SchedulerPlugin):
 
     async def start(self, scheduler: Any) -> None:
         app = getattr(scheduler, "http_application", None)
-        if app is None or getattr(app, "_lbdask_serving", False):
+        if app is None or getattr(app, "_lbdask_serving", None):
             return
+        routers = _routers(app)
+        before = [list(r.rules) for r in routers]
         app.add_handlers(r".*", [(ROUTE, ServingPage, {"dask_server": scheduler}),
                                  (ROUTE + ".json", ServingJSON, {"dask_server": scheduler})])
-        app._lbdask_serving = True
+        app._lbdask_serving = [[rule for rule in r.rules if rule not in old] for r, old in zip(routers, before)]
+
+
+def remove_pages(dask_scheduler: Any) -> bool:
+    """Drop the serving routes from the scheduler's HTTP server and the plugin that added them
+    (run on the scheduler); afterwards the pages answer 404 and a later install adds them
+    again. True when there were routes to drop."""
+    if PLUGIN_NAME in dask_scheduler.plugins:
+        dask_scheduler.remove_plugin(PLUGIN_NAME)
+    app = getattr(dask_scheduler, "http_application", None)
+    added = getattr(app, "_lbdask_serving", None)
+    if not added:
+        return False
+    for router, ours in zip(_routers(app), added):
+        router.rules = [rule for rule in router.rules if rule not in ours]
+    app._lbdask_serving = None
+    return True
+
+
+def _routers(app: Any) -> list[Any]:
+    """The tornado routers `add_handlers` appends to (the wildcard one only with a default host)."""
+    return [app.default_router, app.wildcard_router]

@@ -5,7 +5,7 @@ from typing import Any
 
 from distributed import Client
 
-from .dashboard import ROUTE, ServingDashboard
+from .dashboard import ROUTE, ServingDashboard, remove_pages
 from .plugin import PLUGIN_NAME, ServePlugin
 from .settings import ServeSettings
 
@@ -19,8 +19,10 @@ def install(client: Client, dest: str, settings: ServeSettings, model: str | Non
 
 
 def uninstall(client: Client) -> None:
-    """Remove the runtime from every worker (handlers, metrics, pools, cache)."""
+    """Remove the runtime from every worker (handlers, metrics, pools, cache) and the serving
+    pages from the scheduler's dashboard (they answer 404 afterwards)."""
     client.unregister_worker_plugin(PLUGIN_NAME)
+    client.run_on_scheduler(remove_pages)
 
 
 def dashboard_url(client: Client) -> str | None:

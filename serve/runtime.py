@@ -182,12 +182,10 @@ class ServeRuntime:
         t0 = time.perf_counter()
 
         def attempt() -> Stored:
-            delay = self.settings.runtime.fetch_delay_ms
-            if delay:
-                time.sleep(delay / 1000)
             row = archive.get_row(image_id)
             if row is None:
                 raise UnknownImageError(image_id, f"no image '{image_id}' in archive {dest}")
+            time.sleep(self.settings.runtime.injected_fetch_s(row.stored_bytes or 0))  # benchmarks only
             if row.status == "failed":
                 raise NotFoundError(f"image '{image_id}' failed to migrate ({row.reason}); "
                                     "the archive holds no copy of it")

@@ -26,7 +26,8 @@ class RuntimeConfig:
     depth_max_age_ms: float = 100.0  # peers' queue depths are re-polled when older than this
     fetch_retries: int = 2           # extra attempts after a failed archive fetch
     retry_backoff_ms: float = 200.0  # wait before retry k: k * backoff
-    fetch_delay_ms: float = 0.0      # injected per-fetch latency (benchmarks: object-store RTT)
+    fetch_delay_ms: float = 0.0      # injected per-fetch latency (benchmarks: object-store first byte)
+    fetch_mb_per_s: float = 0.0      # injected transfer time: stored bytes / this rate (0: none; benchmarks)
     precision: str | None = None     # fp32|bf16|fp16|auto of the decode (--precision); None: configs/models.yaml
     backend: str | None = None       # torch|openvino|auto (--backend); None: configs/models.yaml
     access_flush_s: float = 60.0     # access statistics are written to the archive this often
@@ -39,8 +40,8 @@ class RuntimeConfig:
             raise ValueError("io_threads and cpu_threads must be >= 1, max_batch >= 0 (0: auto)")
         if self.theta < 0 or self.depth_max_age_ms < 0:
             raise ValueError("theta and depth_max_age_ms must be >= 0")
-        if self.fetch_retries < 0 or self.retry_backoff_ms < 0 or self.fetch_delay_ms < 0:
-            raise ValueError("fetch_retries, retry_backoff_ms and fetch_delay_ms must be >= 0")
+        if min(self.fetch_retries, self.retry_backoff_ms, self.fetch_delay_ms, self.fetch_mb_per_s) < 0:
+            raise ValueError("fetch_retries, retry_backoff_ms, fetch_delay_ms and fetch_mb_per_s must be >= 0")
         # the choices of lbdask.cli.inference_options (lbdask.models.precision imports torch)
         if self.precision not in (None, "auto", "fp32", "bf16", "fp16"):
             raise ValueError(f"precision must be auto, fp32, bf16 or fp16, not {self.precision!r}")
@@ -48,6 +49,11 @@ class RuntimeConfig:
             raise ValueError("access_flush_s must be > 0, access_compact_every >= 0 (0: never)")
         if self.backend not in (None, "auto", "torch", "openvino"):
             raise ValueError(f"backend must be auto, torch or openvino, not {self.backend!r}")
+
+    def injected_fetch_s(self, nbytes: int) -> float:
+        """The object-store latency a benchmark injects into fetching `nbytes`: first byte + transfer."""
+        transfer = nbytes / (self.fetch_mb_per_s * 1e6) if self.fetch_mb_per_s else 0.0
+        return self.fetch_delay_ms / 1000 + transfer
 
 
 @dataclass

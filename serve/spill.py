@@ -58,7 +58,7 @@ class Spillover:
             return None
 
     async def _steal(self, payload: bytes) -> bytes:
-        client = self.worker._get_client()
+        client = self.worker.client   # the worker's own client (public `Worker.client`), created once
         future = client.submit(decode_task, payload, workers=[self.worker.address], allow_other_workers=True,
                                pure=False)
         try:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -175,11 +176,17 @@ def test_cli_serve_installs_and_removes_cleanly(served, archive, taef2_dir):
     finally:
         if proc.poll() is None:
             proc.kill()
+    page = f"http://127.0.0.1:{served.dashboard_port}/lbdask/serving"
+    for route in (page, page + ".json"):   # the dashboard pages went with the runtime
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(route, timeout=10)
+        assert err.value.code == 404
     with Client(served.address, timeout="20s") as client:
         gone = client.run(lambda dask_worker: PLUGIN_NAME not in dask_worker.plugins
                           and "lbdask_read" not in dask_worker.handlers)
         assert all(gone.values())
         install(client, dest, settings(), "taef2", str(taef2_dir))   # back for the tests below
+    assert "lbdask serving" in urllib.request.urlopen(page, timeout=10).read().decode()   # and come back
 
 
 def test_archive_unreachable_then_processes_stay_up(served, archive, tmp_path, taef2_dir, model):
