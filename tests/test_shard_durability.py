@@ -71,3 +71,18 @@ def test_a_crash_while_a_shard_is_made_durable_commits_nothing_and_a_rerun_compl
     row = Archive.open(dest).get_row("a.png")
     assert row.index >= again.shard_size  # a fresh shard: the torn one is never reused
     np.testing.assert_array_equal(Archive.open(dest).read_latent(row).data, encs[0].data)
+
+
+def test_a_folder_another_writer_makes_at_the_same_moment_is_used(tmp_path, monkeypatch):
+    """Workers write shards of one bucket at once: both may find a folder missing and make it."""
+    from lbdask.archive import objects
+
+    real = os.mkdir
+
+    def other_writer_first(path, *args, **kwargs):
+        real(path)  # made by another writer between our check and our mkdir
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", other_writer_first)
+    objects.replace_durably(str(tmp_path / "a" / "b" / "obj"), b"x")
+    assert (tmp_path / "a" / "b" / "obj").read_bytes() == b"x"
