@@ -20,7 +20,7 @@ PRECONDITION_FAILED = 412
 
 
 def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path or ".", os.O_RDONLY)  # "": the dirname of a relative name
     try:
         os.fsync(fd)
     finally:
