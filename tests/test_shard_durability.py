@@ -86,3 +86,16 @@ def test_a_folder_another_writer_makes_at_the_same_moment_is_used(tmp_path, monk
     monkeypatch.setattr(os, "mkdir", other_writer_first)
     objects.replace_durably(str(tmp_path / "a" / "b" / "obj"), b"x")
     assert (tmp_path / "a" / "b" / "obj").read_bytes() == b"x"
+
+
+def test_new_folders_and_a_created_name_are_fsynced_into_their_parents(tmp_path, fsynced, monkeypatch):
+    from lbdask.archive import objects
+
+    root = os.path.realpath(tmp_path)
+    assert objects.create_durably(os.path.join(root, "a", "b", "m"), b"1")
+    assert f"{root}/" in fsynced and f"{root}/a/" in fsynced  # the entries of the new a/ and a/b/
+    assert fsynced[-1] == f"{root}/a/b/"  # the created name, after its data
+    monkeypatch.chdir(root)
+    fsynced.clear()
+    objects.replace_durably("top.bin", b"2")  # a relative name: its folder is the current one
+    assert fsynced[-1] == f"{root}/"
