@@ -26,11 +26,17 @@ import time
 import numpy as np
 from PIL import Image
 
+# Peak RSS from VmHWM (this process image only): ru_maxrss would keep the benchmark's own
+# RSS, which the child inherits at fork, and show the same figure for every command.
 RUN = """
 import resource, sys
 {body}
 r = resource.getrusage(resource.RUSAGE_SELF)
-print(r.ru_maxrss, r.ru_utime + r.ru_stime, file=sys.stderr)
+try:
+    kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+except OSError:
+    kb = r.ru_maxrss
+print(kb, r.ru_utime + r.ru_stime, file=sys.stderr)
 """
 CLI = "from lbdask.cli import main\ncode = main(sys.argv[1:])\nassert code == 0, code"
 

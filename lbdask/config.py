@@ -12,8 +12,6 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 from .errors import ConfigError
 
 T = TypeVar("T")
@@ -46,6 +44,8 @@ def config_path(name: str) -> Path:
 
 def read_yaml(name: str) -> Any:
     """Parse `configs/<name>.yaml` (or an explicit path) and return plain data."""
+    import yaml  # here: `lbdask ls` and kept reads read no config and start faster without it
+
     path = config_path(name)
     try:
         text = path.read_text()

@@ -22,17 +22,10 @@ from PIL import Image
 from . import pngio
 from .codec import LatentCodec, compressed_size
 from .errors import InputError, NotFoundError
+from .fidelity_grid import DEFAULT_BITS, DEFAULT_FLOORS, DEFAULT_STEPS, REFINE_BITS
 from .kept import lossy_decode, search_lossy
 from .metrics import psnr, ssim
 from .wins import lossy_method, where_each_wins, wins_table
-
-#: Refinement step counts and latent precisions reported.
-DEFAULT_STEPS = (0, 10, 30, 100)
-DEFAULT_BITS = (16, 8, 6)
-#: Precision the report's one refinement run is quantisation-aware for.
-REFINE_BITS = 8
-#: PSNR floors (the migration's --min-psnr) at which lossy JPEG XL is searched and the chooser applied.
-DEFAULT_FLOORS = (30.0, 38.0, 42.0)
 
 
 @dataclass

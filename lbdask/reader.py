@@ -12,9 +12,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from . import kept
 from .archive import Archive, CatalogRow
-from .decode import row_pixels, to_png
 from .errors import NotFoundError, UnknownImageError
 
 if TYPE_CHECKING:
@@ -65,11 +63,18 @@ class ArchiveReader:
         if row.status == "latent":
             return self.decode_png(row)
         if row.original is not None:  # kept, lossy, or failed with its raw bytes (checked on read)
-            return kept.read_back(row, self.archive.read_original(row))
+            data = self.archive.read_original(row)
+            if row.representation in ("png", "failed"):
+                return data  # stored as a reader gets it: no codec imported (`lbdask read` starts fast)
+            from . import kept  # numpy, libjxl: only for jxl and lossy rows
+
+            return kept.read_back(row, data)
         raise NotFoundError(f"image '{image_id}' was {row.status} ({row.reason}); the archive holds no copy of it")
 
     def decode_png(self, row: CatalogRow) -> bytes:
         """Decode a latent row to the PNG a reader gets (the canonical decode)."""
+        from .decode import row_pixels, to_png  # numpy, numcodecs: only when a latent is read
+
         return to_png(row_pixels(self.archive, self.model, row), row)
 
 

@@ -27,7 +27,7 @@ from .plan import Batch, plan_batches
 from lbdask.models.resident import ResidentModel, model_info
 from .preflight import changed_sources, check_destination
 from .progress import MigrationProgress
-from .scan import SourceItem, list_source_ids, scan_group
+from .scan import SourceItem, list_source_ids, scan_group, with_stamps
 from .settings import ClusterSettings, JobSettings
 from .stats import JobStats
 from .watch import ClusterWatch
@@ -48,7 +48,7 @@ class MigrationRequest:
     workers: int | None = None
     storage_options: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
-    remigrate_changed: bool = False  # migrate again the sources whose size changed since
+    remigrate_changed: bool = False  # migrate again the sources whose size or version changed since
 
 
 def _groups(ids: list[str], size: int) -> Iterator[list[str]]:
@@ -144,9 +144,9 @@ def _migrate(req: MigrationRequest, log: Callable[[str], None]) -> dict[str, Any
         model_meta = {k: v for k, v in info.items() if k not in ("device_class", "inference")}
         arc = Archive.create(req.dest, model_meta, storage_options=req.storage_options or None)
         committed = {r.id: r for r in arc.rows()}
-        changed = changed_sources(listing.sizes, committed)
+        changed = changed_sources(listing, committed)
         if changed:
-            log(f"{len(changed)} source(s) changed since migration (size differs)"
+            log(f"{len(changed)} source(s) changed since migration (size or version differs)"
                 + ("; migrating them again" if req.remigrate_changed else ": --remigrate-changed migrates them again"))
             if req.remigrate_changed:
                 arc.compact()  # their old rows are folded first, so the new rows win everywhere
@@ -162,7 +162,7 @@ def _migrate(req: MigrationRequest, log: Callable[[str], None]) -> dict[str, Any
             with span("lbdask-migrate"), watch:
                 t_scan = time.perf_counter()
                 with span("scan"):
-                    items = scan(client, req, todo) + refused
+                    items = with_stamps(scan(client, req, todo), listing) + refused
                 batches = plan_batches(items, settings, info["pad_multiple"])
                 prepare_buckets(arc, batches, info, settings)
                 t_batches = time.perf_counter()

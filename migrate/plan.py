@@ -106,9 +106,11 @@ def padded_shape(height: int, width: int, multiple: int) -> tuple[int, int]:
 
 
 def batch_id_for(kind: str, items: list[SourceItem]) -> str:
-    """A stable id from the batch kind, its member ids and their content (same members with the
-    same bytes -> same id; a source migrated again after it changed gets a new batch)."""
-    digest = hashlib.sha256("\n".join(f"{i.id}\0{i.sha256 or ''}" for i in items).encode("utf-8")).hexdigest()[:20]
+    """A stable id from the batch kind, its member ids, their content and version stamps (same
+    members, bytes and stamps -> same id; a source migrated again after it changed, even
+    only its mtime, gets a new batch whose rows record the new stamp)."""
+    digest = hashlib.sha256("\n".join(f"{i.id}\0{i.sha256 or ''}" + (f"\0{i.stamp}" if i.stamp else "")
+                                      for i in items).encode("utf-8")).hexdigest()[:20]
     return f"{kind}-{digest}"
 
 

@@ -13,6 +13,7 @@ from lbdask.archive.creation import archive_meta, refuse_foreign
 from lbdask.archive.objects import store_errors
 from lbdask.storage import open_location
 
+from .scan import SourceListing
 from .settings import JobSettings, check_batch_fits_shard
 
 
@@ -27,6 +28,16 @@ def check_destination(dest: str, storage_options: dict, settings: JobSettings) -
     check_batch_fits_shard(settings.batch_size, int(meta.get("shard_size", 0)), f"archive {dest}")
 
 
-def changed_sources(sizes: Mapping[str, int], committed: Mapping[str, CatalogRow]) -> list[str]:
-    """Committed ids whose source file now has another size than the one migrated."""
-    return sorted(i for i, size in sizes.items() if i in committed and committed[i].source_size != size)
+def changed_sources(listing: SourceListing, committed: Mapping[str, CatalogRow]) -> list[str]:
+    """Committed ids whose source now differs from the one migrated: another size, or another
+    version stamp (modification time on a folder, ETag on S3) when the row recorded one
+    (rows written before stamps existed are compared by size only)."""
+    changed = []
+    for image_id, size in listing.sizes.items():
+        row = committed.get(image_id)
+        if row is None:
+            continue
+        stamp = listing.stamps.get(image_id)
+        if row.source_size != size or (row.source_stamp is not None and stamp is not None and row.source_stamp != stamp):
+            changed.append(image_id)
+    return sorted(changed)

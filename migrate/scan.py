@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from lbdask import pngio
 from lbdask.errors import InputError, StoreError
@@ -32,6 +32,7 @@ class SourceItem:
     error: str | None = None
     animated: bool = False  # an APNG: a latent would keep only its first frame
     refused: str | None = None  # why the file is not read at all (not a regular file inside SRC)
+    stamp: str | None = None  # the listing's version of the file (`SourceListing.stamps`)
 
     @property
     def pixels(self) -> int:
@@ -40,10 +41,27 @@ class SourceItem:
 
 @dataclass
 class SourceListing:
-    """The `*.png` ids below SRC: regular files (id -> size) and refused entries (id -> reason)."""
+    """The `*.png` ids below SRC: regular files (id -> size), refused entries (id -> reason)
+    and each file's version stamp (id -> `mtime:<ns>` on a folder, `etag:<ETag>` on S3):
+    what tells a rerun that a source changed in place with the same size."""
 
     sizes: dict[str, int] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)
+    stamps: dict[str, str] = field(default_factory=dict)
+
+
+def remote_stamp(info: dict) -> str | None:
+    """The version of a listed object: its ETag (a content hash on S3), else its modification time."""
+    etag = info.get("ETag") or info.get("etag")
+    if etag:
+        return f"etag:{str(etag).strip(chr(34))}"
+    mtime = info.get("LastModified") or info.get("mtime")
+    return f"mtime:{mtime}" if mtime else None
+
+
+def with_stamps(items: list[SourceItem], listing: SourceListing) -> list[SourceItem]:
+    """`items` (scanned on the workers) with the stamps the driver's listing saw."""
+    return [replace(i, stamp=listing.stamps.get(i.id)) if i.id in listing.stamps else i for i in items]
 
 
 def list_source_ids(src: Location) -> SourceListing:
@@ -57,11 +75,14 @@ def list_source_ids(src: Location) -> SourceListing:
     if not found and not src.fs.exists(src.root):
         raise StoreError(f"source {src.url} does not exist")
     prefix = src.root.rstrip("/") + "/"
-    out = {}
-    for path, info in found.items():
+    listing = SourceListing()
+    for path, info in sorted(found.items()):
         if info.get("type") == "file" and path.lower().endswith(".png") and path.startswith(prefix):
-            out[path[len(prefix):]] = int(info.get("size") or 0)
-    return SourceListing(dict(sorted(out.items())))
+            listing.sizes[path[len(prefix):]] = int(info.get("size") or 0)
+            stamp = remote_stamp(info)
+            if stamp:
+                listing.stamps[path[len(prefix):]] = stamp
+    return listing
 
 
 def _fail_listing(exc: OSError) -> None:
@@ -80,13 +101,15 @@ def _list_folder(src: Location) -> SourceListing:
             if not name.lower().endswith(".png") or (name in dirnames and not os.path.islink(path)):
                 continue
             image_id = os.path.relpath(path, src.root).replace(os.sep, "/")
-            size, reason = _regular_inside(path, real_root)
-            if reason is None:
-                listing.sizes[image_id] = size
+            st, reason = _regular_inside(path, real_root)
+            if st is not None:
+                listing.sizes[image_id] = st.st_size
+                listing.stamps[image_id] = f"mtime:{st.st_mtime_ns}"
             else:
                 listing.refused[image_id] = reason
     listing.sizes = dict(sorted(listing.sizes.items()))
     listing.refused = dict(sorted(listing.refused.items()))
+    listing.stamps = dict(sorted(listing.stamps.items()))
     return listing
 
 
@@ -98,24 +121,24 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def _regular_inside(path: str, real_root: str) -> tuple[int, str | None]:
-    """(size, None) for a regular file inside SRC (directly or by a symlink that stays
-    inside); (0, reason) for anything else, without opening it."""
+def _regular_inside(path: str, real_root: str) -> tuple[os.stat_result | None, str | None]:
+    """(stat, None) for a regular file inside SRC (directly or by a symlink that stays
+    inside: the target's stat); (None, reason) for anything else, without opening it."""
     st = os.lstat(path)
     if stat.S_ISREG(st.st_mode):
-        return st.st_size, None
+        return st, None
     if not stat.S_ISLNK(st.st_mode):
-        return 0, f"not a regular file: {_kind(st.st_mode)}"
+        return None, f"not a regular file: {_kind(st.st_mode)}"
     target = os.path.realpath(path)
     if os.path.commonpath([target, real_root]) != real_root:
-        return 0, f"symlink pointing outside SRC (to {target})"
+        return None, f"symlink pointing outside SRC (to {target})"
     try:
         st = os.stat(target)
     except OSError:
-        return 0, "broken symlink"
+        return None, "broken symlink"
     if not stat.S_ISREG(st.st_mode):
-        return 0, f"symlink to {_kind(st.st_mode)}"
-    return st.st_size, None
+        return None, f"symlink to {_kind(st.st_mode)}"
+    return st, None
 
 
 def source_path(src: Location, image_id: str) -> str:

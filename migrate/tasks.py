@@ -292,7 +292,7 @@ def _row(item: SourceItem, decoded: DecodedBatch, status: str, reason: str | Non
     data = decoded.originals.get(item.id)
     size, sha = (item.size, item.sha256) if data is None else (len(data), hashlib.sha256(data).hexdigest())
     return CatalogRow(
-        id=item.id, status=status, reason=reason, source_size=size, source_sha256=sha,
+        id=item.id, status=status, reason=reason, source_size=size, source_sha256=sha, source_stamp=item.stamp,
         width=item.width, height=item.height, mode=item.mode, chunks=[tuple(c) for c in decoded.chunks.get(item.id, [])],
         batch_id=batch_id, **fields,
     )

@@ -96,7 +96,7 @@ def test_latents_round_trip_and_corruption_is_detected(dest):
         got = reader.read_latent(reader.get_row(image_id))
         np.testing.assert_array_equal(got.data, enc.data)
     row = reader.get_row("b.png")
-    arr = zarr.open_array(arc._group.store, path=f"latents/{row.bucket}", mode="r+")
+    arr = zarr.open_array(arc._latents.store, path=f"latents/{row.bucket}", mode="r+")
     arr[row.index] = (arr[row.index] + 1) % 256
     with pytest.raises(IntegrityError, match="b.png"):
         Archive.open(dest).read_latent(row)
@@ -109,7 +109,7 @@ def test_shards_are_never_reused_even_when_orphaned(dest):
     assert arc.allocate_shards(bucket, 1) == first + 3
     # a killed run wrote shard 7 without ever committing it, and its allocation record was lost
     arc.write_shard(bucket, 7, encoded(2))
-    arr = zarr.open_array(arc._group.store, path=f"latents/{bucket}", mode="r+")
+    arr = zarr.open_array(arc._latents.store, path=f"latents/{bucket}", mode="r+")
     arr.update_attributes({"next_shard": 0})
     assert Archive.open(dest, mode="a").allocate_shards(bucket, 2) == 8
 

@@ -117,7 +117,8 @@ def test_a_folder_write_is_fsynced_before_and_after_the_rename(tmp_path, monkeyp
     monkeypatch.setattr(objects.os, "link", lambda a, b: (events.append("link"), real_link(a, b)))
     loc = open_location(str(tmp_path / "arc"))
     objects.put_atomic(loc, loc.path("x", "obj"), b"data")
-    assert events == ["fsync-file", "rename", "fsync-dir"]
+    # arc/ and arc/x/ are new: each one's entry is fsynced into its parent first
+    assert events == ["fsync-dir", "fsync-dir", "fsync-file", "rename", "fsync-dir"]
     events.clear()
     assert objects.put_exclusive(loc, loc.path("x", "m"), b"1") and not objects.put_exclusive(loc, loc.path("x", "m"), b"2")
     assert events[:3] == ["fsync-file", "link", "fsync-dir"] and (tmp_path / "arc" / "x" / "m").read_bytes() == b"1"

@@ -71,3 +71,24 @@ def test_a_second_migration_into_the_same_dest_is_refused(tmp_path, capsys):
     with hold(open_location(dest), "lbdask migrate /elsewhere"):
         assert main(["migrate", str(src), dest, "--no-progress"]) == 2
     assert "in use by lbdask migrate /elsewhere" in capsys.readouterr().err
+
+
+def test_compact_is_refused_while_another_job_holds_the_lease_and_takes_it_itself(dest, capsys, monkeypatch):
+    from test_archive import new_archive, write_batch
+
+    from lbdask.archive import Archive
+
+    write_batch(new_archive(dest), "b0", ["a.png"])
+    loc = open_location(dest)
+    with hold(loc, "lbdask migrate /elsewhere"):
+        assert main(["compact", dest]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lbdask: error: ") and "in use by lbdask migrate /elsewhere" in err and err.count("\n") == 1
+    loc.fs.invalidate_cache(loc.path("catalog", "batches"))
+    assert loc.fs.exists(loc.path("catalog", "batches", "b0.jsonl.gz"))  # nothing folded
+    seen = []
+    real = Archive.compact
+    monkeypatch.setattr(Archive, "compact", lambda arc: (seen.append(lease.current(loc)[1].holder), real(arc))[1])
+    assert main(["compact", dest]) == 0 and "folded 1 batch(es)" in capsys.readouterr().out
+    assert seen[0].startswith("lbdask compact on ")  # held while compacting
+    assert lease.current(loc)[1] is None  # and released

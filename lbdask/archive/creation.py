@@ -21,16 +21,23 @@ ATTR = "lbdask"
 CREATION_OBJECTS = {"zarr.json", "latents", "latents/zarr.json", "lease"}
 
 
-def archive_meta(loc: Location) -> dict[str, Any] | None:
-    """The lbdask attribute of DEST's root zarr.json, None when there is none (yet)."""
+def root_attributes(loc: Location) -> dict[str, Any] | None:
+    """The attributes of DEST's root zarr.json, read as plain JSON (no Zarr import: `lbdask
+    ls` starts fast); None when there is no zarr.json, {} when it holds none."""
     try:
         blob = loc.fs.cat_file(loc.path("zarr.json"))
     except FileNotFoundError:
         return None
     try:
-        meta = json.loads(blob).get("attributes", {}).get(ATTR)
+        attributes = json.loads(blob).get("attributes")
     except (ValueError, AttributeError):
-        return None
+        return {}
+    return attributes if isinstance(attributes, dict) else {}
+
+
+def archive_meta(loc: Location) -> dict[str, Any] | None:
+    """The lbdask attribute of DEST's root zarr.json, None when there is none (yet)."""
+    meta = (root_attributes(loc) or {}).get(ATTR)
     return meta if isinstance(meta, dict) else None
 
 

@@ -20,16 +20,28 @@ PRECONDITION_FAILED = 412
 
 
 def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path or ".", os.O_RDONLY)  # "": the dirname of a relative name
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def _durable_temp(path: str, data: bytes) -> str:
+def _make_dirs(path: str) -> None:
+    """`os.makedirs`, with each new directory's entry fsynced into its parent."""
+    missing = []
+    while path and not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for new in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another writer made it first
+            os.mkdir(new)
+        _fsync_dir(os.path.dirname(new))
+
+
+def _durable_temp(path: str, data: bytes | memoryview) -> str:
     """Write `data` beside `path` under a unique temporary name, flushed to the disk."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    _make_dirs(os.path.dirname(path))
     tmp = f"{path}.tmp-{uuid.uuid4().hex}"
     with open(tmp, "wb") as f:
         f.write(data)
@@ -38,14 +50,32 @@ def _durable_temp(path: str, data: bytes) -> str:
     return tmp
 
 
+def replace_durably(path: str, data: bytes | memoryview) -> None:
+    """A local file replaced by `data` all at once: fsync, rename, fsync of the directory."""
+    tmp = _durable_temp(path, data)
+    os.replace(tmp, path)
+    _fsync_dir(os.path.dirname(path))
+
+
+def create_durably(path: str, data: bytes | memoryview) -> bool:
+    """A local file created with `data` only if the name is free (hard link); False if taken."""
+    tmp = _durable_temp(path, data)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
+    _fsync_dir(os.path.dirname(path))
+    return True
+
+
 def put_atomic(loc: Location, path: str, data: bytes) -> None:
     """Write `data` to `path` so that readers see either nothing or all of it, durably."""
     if loc.is_remote:
         loc.fs.pipe_file(path, data)
-        return
-    tmp = _durable_temp(path, data)
-    os.replace(tmp, path)
-    _fsync_dir(os.path.dirname(path))
+    else:
+        replace_durably(path, data)
 
 
 def put_exclusive(loc: Location, path: str, data: bytes) -> bool:
@@ -56,15 +86,7 @@ def put_exclusive(loc: Location, path: str, data: bytes) -> bool:
     """
     if loc.is_remote:
         return _s3_put_if_absent(loc, path, data)
-    tmp = _durable_temp(path, data)
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        return False
-    finally:
-        os.unlink(tmp)
-    _fsync_dir(os.path.dirname(path))
-    return True
+    return create_durably(path, data)
 
 
 def _s3_put_if_absent(loc: Location, path: str, data: bytes) -> bool:

@@ -42,6 +42,7 @@ class CatalogRow:
     index: int | None = None  # latent rows: position along the bucket's first axis
     source_size: int = 0
     source_sha256: str | None = None
+    source_stamp: str | None = None  # the source's version when listed: "mtime:<ns>" (folder) or "etag:<ETag>" (S3)
     width: int = 0
     height: int = 0
     mode: str | None = None  # source PNG mode family: "RGB", "RGBA", "L", "LA", "P", ...

@@ -11,31 +11,26 @@ import hashlib
 import json
 import threading
 import uuid
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import zarr
-import zarr.storage
-from zarr.codecs import PCodec
-
-from ..codec import PCODEC_LEVEL, SUPPORTED_BITS, EncodedLatent
 from ..config import load_config
 from ..errors import ArchiveFormatError, InputError, IntegrityError, ModelMismatchError, NotFoundError
-from ..storage import Location, open_location, s3_options
+from ..storage import Location, open_location
 from .catalog import BATCH_ID, Catalog
 from .compaction import compact
-from .creation import ATTR, archive_meta, refuse_foreign
+from .creation import ATTR, archive_meta, refuse_foreign, root_attributes
 from .objects import put_atomic, store_errors
 from .rows import CatalogRow, OriginalRef
 from .snapshot import CatalogSnapshot
 
+if TYPE_CHECKING:
+    from ..codec import EncodedLatent
+    from .latents import LatentBuckets
+
 #: On-store format version; archives written with another one are refused.
 FORMAT_VERSION = 1
-#: Length of a bucket's first axis: effectively unbounded, only written shards exist.
-MAX_LATENTS_PER_BUCKET = 2**40
 
 
 @dataclass
@@ -52,21 +47,6 @@ class ArchiveConfig:
             raise ValueError("index_partitions must be between 1 and 65536")
 
 
-def _zarr_store(loc: Location, storage_options: dict[str, Any] | None, read_only: bool) -> zarr.abc.store.Store:
-    if loc.is_remote:
-        return zarr.storage.FsspecStore.from_url(loc.url, storage_options=s3_options(storage_options), read_only=read_only)
-    return zarr.storage.LocalStore(loc.root, read_only=read_only)
-
-
-# pcodec is a numcodecs codec, outside the Zarr v3 spec: zarr warns each time one is built,
-# on every array open in every worker. We chose it knowingly (docs/archive-format.md).
-warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr version 3 specification")
-
-
-def _pcodec_serializer() -> PCodec:
-    return PCodec(level=PCODEC_LEVEL)
-
-
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -74,18 +54,25 @@ def _now() -> str:
 class Archive:
     """One lbdask archive on a folder or an S3 prefix (see docs/architecture.md)."""
 
-    def __init__(self, loc: Location, group: zarr.Group, meta: dict[str, Any], mode: str,
-                 storage_options: dict[str, Any] | None) -> None:
+    def __init__(self, loc: Location, meta: dict[str, Any], mode: str, storage_options: dict[str, Any] | None) -> None:
         self.loc = loc
         self.url = loc.url
         self.mode = mode
         self.storage_options = storage_options
-        self._group = group
         self._meta = meta
         self.catalog = Catalog(loc, partitions=int(meta.get("index_partitions", 256)))
-        self._arrays: dict[str, zarr.Array] = {}
-        self._alloc_lock = threading.Lock()
-        self._listed: set[str] = set()  # buckets whose shard objects this process has listed
+        self._buckets: LatentBuckets | None = None
+        self._buckets_lock = threading.Lock()
+
+    @property
+    def _latents(self) -> LatentBuckets:
+        """The Zarr side, opened on first use: listing and kept reads never import zarr."""
+        with self._buckets_lock:
+            if self._buckets is None:
+                from .latents import LatentBuckets
+
+                self._buckets = LatentBuckets(self.loc, self.storage_options, self.mode, self.shard_size)
+            return self._buckets
 
     # opening -----------------------------------------------------------------------
     @classmethod
@@ -114,11 +101,10 @@ class Archive:
             }
             if meta["shard_size"] < 1:
                 raise InputError(f"shard size must be at least 1, got {shard_size}")
-            store = _zarr_store(loc, storage_options, read_only=False)
-            group = zarr.open_group(store, mode="a", zarr_format=3)
-            group.require_group("latents")
-            group.update_attributes({ATTR: meta})  # written last: the archive exists once this does
-        return cls(loc, group, meta, "a", storage_options)
+            from .latents import create_group  # zarr: only a migration creates archives
+
+            create_group(loc, storage_options, ATTR, meta)
+        return cls(loc, meta, "a", storage_options)
 
     @classmethod
     def open(cls, dest: str, mode: str = "r", storage_options: dict[str, Any] | None = None) -> Archive:
@@ -128,18 +114,17 @@ class Archive:
         loc = open_location(dest, storage_options)
         with store_errors(dest):
             loc.fs.invalidate_cache(loc.root)  # a listing cached by this process may predate the archive
-            if not loc.fs.exists(loc.path("zarr.json")):
-                raise NotFoundError(f"no lbdask archive at {dest}")
-            store = _zarr_store(loc, storage_options, read_only=(mode == "r"))
-            group = zarr.open_group(store, mode="r" if mode == "r" else "r+", zarr_format=3)
-            meta = group.attrs.get(ATTR)
+            attributes = root_attributes(loc)  # zarr.json read as JSON: no Zarr until a latent is used
+        if attributes is None:
+            raise NotFoundError(f"no lbdask archive at {dest}")
+        meta = attributes.get(ATTR)
         if not isinstance(meta, dict):
             raise NotFoundError(f"{dest} is a Zarr group but not an lbdask archive")
         version = meta.get("format_version")
         if version != FORMAT_VERSION:
             raise ArchiveFormatError(
                 f"{dest} uses archive format version {version}; this lbdask reads version {FORMAT_VERSION}")
-        return cls(loc, group, meta, mode, storage_options)
+        return cls(loc, meta, mode, storage_options)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Dask ships an Archive to workers by reopening it there.
@@ -176,90 +161,21 @@ class Archive:
 
     def ensure_bucket(self, name: str, bits: int, c: int, h: int, w: int) -> None:
         """Create the bucket array if missing (driver only; idempotent)."""
-        if bits not in SUPPORTED_BITS:
-            raise InputError(f"latent precision must be one of {SUPPORTED_BITS} bits, got {bits}")
-        if name in self._arrays:
-            return
-        path = f"latents/{name}"
-        with store_errors(self.url):
-            try:
-                arr = zarr.open_array(self._group.store, path=path, mode="r+", zarr_format=3)
-            except (FileNotFoundError, zarr.errors.NodeNotFoundError):
-                arr = zarr.create_array(
-                    self._group.store, name=path,
-                    shape=(MAX_LATENTS_PER_BUCKET, c, h, w), chunks=(1, c, h, w), shards=(self.shard_size, c, h, w),
-                    dtype=np.float16 if bits == 16 else np.uint16, fill_value=0,
-                    serializer=_pcodec_serializer(), compressors=None, filters=None,
-                    attributes={"bits": bits, "next_shard": 0}, dimension_names=("latent", "channel", "y", "x"))
-        if arr.shape[1:] != (c, h, w) or arr.attrs.get("bits") != bits:
-            raise ArchiveFormatError(f"bucket {name} holds {arr.attrs.get('bits')}-bit {arr.shape[1:]} latents, "
-                                     f"not {bits}-bit {(c, h, w)}")
-        self._arrays[name] = arr
-
-    def _array(self, bucket: str) -> zarr.Array:
-        if bucket not in self._arrays:
-            with store_errors(self.url):
-                try:
-                    self._arrays[bucket] = zarr.open_array(self._group.store, path=f"latents/{bucket}", zarr_format=3,
-                                                           mode="r" if self.mode == "r" else "r+")
-                except (FileNotFoundError, zarr.errors.NodeNotFoundError):
-                    raise NotFoundError(f"no latent bucket {bucket!r} in archive {self.url}") from None
-        return self._arrays[bucket]
-
-    def _shards_on_store(self, bucket: str) -> list[int]:
-        d = self.loc.path("latents", bucket, "c")
-        self.loc.fs.invalidate_cache(d)
-        try:
-            names = [p.rstrip("/").rsplit("/", 1)[-1] for p in self.loc.fs.ls(d, detail=False)]
-        except FileNotFoundError:
-            return []
-        return [int(n) for n in names if n.isdigit()]
+        self._latents.ensure(name, bits, c, h, w)
 
     def allocate_shards(self, bucket: str, n: int) -> int:
         """First of `n` fresh shard numbers (driver only): never one allocated or present before."""
-        if n < 1:
-            raise InputError(f"allocate at least one shard, got {n}")
-        with self._alloc_lock, store_errors(self.url):
-            arr = self._array(bucket)
-            arr = zarr.open_array(arr.store, path=arr.path, mode="r+", zarr_format=3)  # fresh attributes
-            first = int(arr.attrs.get("next_shard", 0))
-            if bucket not in self._listed:  # one LIST per bucket and process: orphans of earlier runs
-                first = max(first, max(self._shards_on_store(bucket), default=-1) + 1)
-                self._listed.add(bucket)
-            self._arrays[bucket] = arr.update_attributes({"next_shard": first + n})  # recorded before use
-        return first
+        return self._latents.allocate(bucket, n)
 
     def write_shard(self, bucket: str, shard: int, encoded: Sequence[EncodedLatent]) -> list[int]:
-        """Write up to `shard_size` latents into shard `shard`; returns their bucket indices."""
-        if not 0 < len(encoded) <= self.shard_size:
-            raise InputError(f"a shard holds 1 to {self.shard_size} latents, got {len(encoded)}")
-        arr = self._array(bucket)
-        bits = arr.attrs.get("bits")
-        for enc in encoded:
-            if enc.bits != bits or enc.data.shape != arr.shape[1:]:
-                raise InputError(f"latent {enc.bits}-bit {enc.data.shape} does not fit bucket {bucket}")
-        start = shard * self.shard_size
-        with store_errors(self.url):
-            arr[start:start + len(encoded)] = np.stack([e.data for e in encoded]).astype(arr.dtype)
-        return list(range(start, start + len(encoded)))
+        """Write up to `shard_size` latents into shard `shard` (durably); returns their bucket indices."""
+        return self._latents.write(bucket, shard, encoded)
 
     def read_latent(self, row: CatalogRow) -> EncodedLatent:
         """The stored latent of a latent row, checksum verified (IntegrityError)."""
         if row.status != "latent" or row.bucket is None or row.index is None or row.bits is None:
             raise NotFoundError(f"image {row.id!r} has no latent in archive {self.url} (status {row.status})")
-        arr = self._array(row.bucket)
-        with store_errors(self.url):
-            try:
-                data = arr[row.index]
-            except (RuntimeError, ValueError) as exc:  # pcodec or shard-index decoding: a corrupt shard
-                raise IntegrityError(f"image {row.id!r} in {self.url}: latent shard of bucket {row.bucket} "
-                                     f"does not decode ({type(exc).__name__}: {str(exc)[:80]})") from None
-        enc = EncodedLatent(np.asarray(data), row.bits, row.lo, row.hi, row.checksum or "")
-        try:
-            enc.verify()
-        except IntegrityError as exc:
-            raise IntegrityError(f"image {row.id!r} in {self.url}: {exc}") from None
-        return enc
+        return self._latents.read(row.id, row.bucket, row.index, row.bits, row.lo, row.hi, row.checksum or "")
 
     # kept originals ----------------------------------------------------------------
     def put_originals(self, batch_id: str, originals: dict[str, bytes], folder: str = "originals") -> dict[str, OriginalRef]:

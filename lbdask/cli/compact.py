@@ -1,13 +1,17 @@
 """`lbdask compact DEST`: fold committed batch objects into the catalog index (what migrate runs at its end).
 
-Safe beside running migrations and other compactions: the new index generation commits by
-compare-and-swap, and a compactor that keeps losing the race steps back without loss.
+It takes the archive's lease (`lbdask/archive/lease.py`) as a migration or repair does, so
+it is refused with one line naming the job that holds DEST (the migration compacts at its
+own end). Compaction itself stays safe beside other compactors: the new index generation
+commits by compare-and-swap, and a compactor that keeps losing the race steps back without loss.
 """
 from __future__ import annotations
 
 import argparse
 
 from ..archive import Archive
+from ..archive.lease import hold
+from ..archive.objects import store_errors
 from ..storage import parse_storage_options
 
 
@@ -21,7 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     arc = Archive.open(args.dest, mode="a", storage_options=parse_storage_options(args.storage_options))
-    done = arc.compact()
+    with store_errors(args.dest), hold(arc.loc, "lbdask compact"):
+        done = arc.compact()
     if done.get("stepped_back"):
         print(f"other compactions kept committing first; stepped back at generation {done['generation']} "
               f"(nothing lost: run it again later)")

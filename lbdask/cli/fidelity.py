@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..fidelity import DEFAULT_BITS, DEFAULT_FLOORS, DEFAULT_STEPS, REFINE_BITS
+from ..fidelity_grid import DEFAULT_BITS, DEFAULT_FLOORS, DEFAULT_STEPS, REFINE_BITS
 from .options import add_list_option, list_values
 
 

@@ -40,7 +40,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, metavar="N", help="larger images are kept as PNG (reason too-large)")
     p.add_argument("--min-side", type=int, metavar="PX", help="images with a shorter side are kept as PNG (too-small)")
     p.add_argument("--remigrate-changed", action="store_true",
-                   help="migrate again the sources whose size changed since they were migrated (default: report them)")
+                   help="migrate again the sources whose size or version (mtime; ETag on S3) changed since they "
+                        "were migrated (default: report them)")
     p.add_argument("--kept-format", choices=("png", "jxl"),
                    help="images that are not latents: png = the source file byte for byte, "
                         "jxl = its pixels as lossless JPEG XL (~33%% fewer bytes; docs/migration.md)")
@@ -102,7 +103,7 @@ def format_summary(s: dict[str, Any]) -> str:
     ]
     lines += [f"    {reason}: {n}" for reason, n in s["reasons"].items()]
     if changed:
-        lines.append(f"  {changed} source(s) changed since migration (size differs)"
+        lines.append(f"  {changed} source(s) changed since migration (size or version differs)"
                      + (", migrated again" if s.get("sources_changed_remigrated") else ": --remigrate-changed migrates them again"))
     lines.append(f"  bytes: source {s['bytes_source']:,} -> stored {s['bytes_stored']:,} (what this job added "
                  f"to the store, measured)")

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 KINDS = ("const", "uniform", "lognormal")
 
@@ -32,6 +34,8 @@ class Dist:
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """n draws (float64 ms)."""
+        import numpy as np  # here: every `lbdask` command parses `sim-cluster`'s options, few sample
+
         if self.kind == "const":
             return np.full(n, self.a)
         if self.kind == "uniform":
