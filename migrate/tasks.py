@@ -166,7 +166,8 @@ def encode(decoded: DecodedBatch, settings: JobSettings) -> EncodedBatch | None:
     plugin = resident_model()
     images = decoded.images
     n = len(images)
-    with plugin.use() as model:
+    padded_h, padded_w = decoded.batch.padded
+    with plugin.use(padded_h * padded_w) as model:
         started = time.perf_counter()
         with context_meter.meter("vae-encode"):
             z = model.encode(np.stack([_pad(im, decoded.batch.padded) for im in images]))
