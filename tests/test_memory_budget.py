@@ -130,3 +130,36 @@ def test_estimates_are_bounded_by_tiling():
     big = call_peak_bytes(spec, 64 * 10**6)
     assert big == spec.tile_size ** 2 * spec.activation_bytes_per_pixel + 64 * 10**6 * IMAGE_BYTES_PER_PIXEL
     assert big < 6 * 2**30
+
+
+def test_resident_model_admits_its_calls_by_their_pixels(taef2_dir):
+    from lbdask.models import load_model
+    from lbdask.models.resident import ResidentModel
+
+    plugin = ResidentModel("taef2", weights=str(taef2_dir), precision="fp32", runtime="torch")
+    plugin.model = load_model("taef2", weights=taef2_dir, device="cpu", runtime="torch", precision="fp32")
+    spec = plugin.model.spec
+    small = 256 * 256
+    plugin.budget = MemoryBudget(call_peak_bytes(spec) + call_peak_bytes(spec, small), max_calls=2)
+
+    def overlap(first: int | None, second: int | None) -> bool:
+        """Whether a call on `second` pixels starts while one on `first` pixels runs."""
+        inside, seen = threading.Event(), []
+
+        def hold() -> None:
+            with plugin.use(first):
+                inside.set()
+                time.sleep(0.3)
+                seen.append("first done")
+
+        t = threading.Thread(target=hold)
+        t.start()
+        inside.wait(5)
+        with plugin.use(second) as model:
+            assert model is plugin.model
+            seen.append("second in")
+        t.join(5)
+        return seen[0] == "second in"
+
+    assert overlap(None, small)      # a small call fits beside the largest one
+    assert not overlap(None, None)   # two of the largest do not: the second waits
