@@ -54,6 +54,7 @@ def main() -> None:
     lbdask = [sys.executable, "-m", "lbdask", "migrate"]
     runs = {"fp32 torch (baseline)": ["--precision", "fp32", "--backend", "torch"], "default (auto)": []}
     walls: dict[str, list[float]] = {name: [] for name in runs}
+    phases: dict[str, list[tuple[float, float, float]]] = {name: [] for name in runs}
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "src"
@@ -69,6 +70,9 @@ def main() -> None:
                 if rc and len(rows) < n:  # (a loaded machine can time out closing the cluster after the last commit)
                     raise SystemExit(f"{name}: lbdask migrate exited {rc}")
                 walls[name].append(secs)
+                job = Archive.open(str(dest), mode="r").read_job_stats()[-1]
+                phases[name].append((job["phase_seconds"].get("start", 0.0), job["phase_seconds"].get("batches", 0.0),
+                                     job.get("encode_seconds", 0.0)))
                 print(f"# round {r + 1} {name}: {secs:.0f} s, load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
                 results[name] = (statistics.median(walls[name]), max(peak, results.get(name, (0, 0))[1]), rows)
     (base_s, base_peak, base_rows), (s, peak, rows) = results.values()
@@ -78,14 +82,20 @@ def main() -> None:
           f"{'/'.join(f'{x:.1f}' for x in os.getloadavg())} at the end, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
           f"{n} images, {pixels / 1e6:.1f} MP{f', {args.crop} px centre crops' if args.crop else ''}; "
           f"default ran as {', '.join(sorted(device))}; {args.rounds} round(s), alternating\n")
-    print("| run | wall s (median) | all rounds (s) | images/s | MP/s | speed-up | peak RSS all processes (GiB) "
+    batch_s = {name: statistics.median(p[1] for p in phases[name]) for name in runs}
+    base_batch = next(iter(batch_s.values()))
+    print("| run | wall s (median) | all rounds (s) | speed-up (wall) | start-up s | batches s (median) | all rounds (s) "
+          "| batches MP/s | speed-up (batches) | model calls s | peak RSS all processes (GiB) "
           "| latent | kept | failed | mean PSNR (dB) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, (secs, pk, rws) in results.items():
         st = [r.status for r in rws.values()]
         ps = [r.psnr for r in rws.values() if r.status == "latent"]
-        print(f"| {name} | {secs:.0f} | {', '.join(f'{w:.0f}' for w in walls[name])} | {n / secs:.3f} | "
-              f"{pixels / 1e6 / secs:.3f} | {base_s / secs:.2f}x | {pk / 2**30:.2f} | {st.count('latent')} | "
+        ph = phases[name]
+        print(f"| {name} | {secs:.0f} | {', '.join(f'{w:.0f}' for w in walls[name])} | {base_s / secs:.2f}x | "
+              f"{statistics.median(p[0] for p in ph):.0f} | {batch_s[name]:.0f} | {', '.join(f'{p[1]:.0f}' for p in ph)} | "
+              f"{pixels / 1e6 / batch_s[name]:.3f} | {base_batch / batch_s[name]:.2f}x | "
+              f"{statistics.median(p[2] for p in ph):.0f} | {pk / 2**30:.2f} | {st.count('latent')} | "
               f"{st.count('kept')} | {st.count('failed')} | {np.mean(ps) if ps else float('nan'):.3f} |")
     changed = sorted(i for i in base_rows if (base_rows[i].status, base_rows[i].reason) != (rows[i].status, rows[i].reason))
     both = [i for i in base_rows if base_rows[i].psnr is not None and rows[i].psnr is not None]
