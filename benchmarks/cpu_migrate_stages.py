@@ -1,6 +1,6 @@
 """Where a CPU migration's time goes, stage by stage, per runtime (one process per runtime).
 
-    python benchmarks/cpu_migrate_stages.py [--limit 6] [--configs torch-fp32 auto]
+    python benchmarks/cpu_migrate_stages.py [--limit 6] [--configs torch-fp32 auto] [--rounds 1]
 
 Runs, for each of the first `--limit` corpus PNGs, the steps the migration's `read-png`
 and `encode` tasks run with the default job settings (latent_bits 8, kept format png, no
@@ -8,7 +8,8 @@ refinement; migrate/tasks.py) - read, probe, PNG decode, VAE encode, quantise, p
 size, the measuring decode (`lbdask.decode.decode_latent`), PSNR, hashes - with the same
 library calls, timing each; the shard write is a pcodec encode of the same latent and a
 file write. Each configuration runs in its own child process (the baseline torch-fp32 is
-the path before issue 11). Prints seconds and share per stage, machine, date and load.
+the path before issue 11), `--rounds` times, alternating; the table sums the rounds.
+Prints seconds and share per stage, each round's total, machine, date and load.
 """
 from __future__ import annotations
 
@@ -72,17 +73,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=6)
     parser.add_argument("--configs", nargs="+", default=["torch-fp32", "auto"])
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.child, args.limit)))
         return
     started, load0 = datetime.datetime.now(datetime.timezone.utc), os.getloadavg()
-    results = {}
-    for config in args.configs:
-        out = subprocess.run([sys.executable, __file__, "--child", config, "--limit", str(args.limit)],
-                             capture_output=True, text=True, check=True, cwd=HERE)
-        results[config] = json.loads(out.stdout.strip().splitlines()[-1])
+    results: dict[str, dict] = {}
+    totals: dict[str, list[float]] = {c: [] for c in args.configs}
+    for _ in range(args.rounds):
+        for config in args.configs:
+            out = subprocess.run([sys.executable, __file__, "--child", config, "--limit", str(args.limit)],
+                                 capture_output=True, text=True, check=True, cwd=HERE)
+            run = json.loads(out.stdout.strip().splitlines()[-1])
+            totals[config].append(sum(run["spent"].values()))
+            if config in results:
+                run["spent"] = {k: v + results[config]["spent"][k] for k, v in run["spent"].items()}
+            results[config] = run
     first = next(iter(results.values()))
     print(f"# Migration stages on the CPU - {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs; "
           f"{started:%Y-%m-%d %H:%M} UTC; load average {'/'.join(f'{x:.1f}' for x in load0)} at start, "
@@ -98,7 +106,8 @@ def main() -> None:
             s = total if stage == "total" else r["spent"][stage]
             cells.append(f"{s:.2f} | {s / total:.1%}")
         print(f"| {stage} | " + " | ".join(cells) + " |")
-    print("\nmodel load (not in the total): " + ", ".join(f"{c} {r['load_s']:.1f} s" for c, r in results.items()))
+    print("\ntotal per round: " + "; ".join(f"{c} {', '.join(f'{t:.0f}' for t in ts)} s" for c, ts in totals.items()))
+    print("model load (not in the total, last round): " + ", ".join(f"{c} {r['load_s']:.1f} s" for c, r in results.items()))
 
 
 if __name__ == "__main__":
