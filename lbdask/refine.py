@@ -64,9 +64,14 @@ def decode_cropped(model, z: np.ndarray, images: Sequence[np.ndarray]) -> list[n
 
 def quantised_psnr(model, codec: LatentCodec, images_uint8, z: np.ndarray) -> np.ndarray:
     """PSNR of each image against the decode of its quantised latent (what a reader sees)."""
-    images = as_image_list(images_uint8)
+    return quantised_decode(model, codec, as_image_list(images_uint8), z)[0]
+
+
+def quantised_decode(model, codec: LatentCodec, images: Sequence[np.ndarray],
+                     z: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """PSNR of each image against the decode of its quantised latent, and those decodes."""
     decoded = decode_cropped(model, quantise_roundtrip(codec, z), images)
-    return np.array([psnr(im, dec) for im, dec in zip(images, decoded)], dtype=np.float64)
+    return np.array([psnr(im, dec) for im, dec in zip(images, decoded)], dtype=np.float64), decoded
 
 
 def choose_bits(model, images_uint8, z: np.ndarray, min_psnr: float,
@@ -76,18 +81,32 @@ def choose_bits(model, images_uint8, z: np.ndarray, min_psnr: float,
     Images that no candidate satisfies get 16 bits (the closest to the float latent).
     Each precision decodes only the images still undecided.
     """
+    return choose_bits_decoded(model, images_uint8, z, min_psnr, candidates)[0]
+
+
+def choose_bits_decoded(model, images_uint8, z: np.ndarray, min_psnr: float,
+                        candidates: Sequence[int] = (6, 8, 16)) -> tuple[list[int], list[np.ndarray | None]]:
+    """`choose_bits`, plus each image's decode at its chosen precision (None if not decoded).
+
+    With one image per forward pass (`model.micro_batch == 1`, the CPU default) these are
+    the canonical pixels of the stored latent (`lbdask.decode`: decoded alone, cropped), so
+    the migration records them instead of decoding the chosen latent once more.
+    """
     images = as_image_list(images_uint8)
     z = np.asarray(z, dtype=np.float32)
     chosen: list[int | None] = [None] * len(images)
+    pixels: list[np.ndarray | None] = [None] * len(images)
     for bits in sorted(candidates):
         pending = [i for i, c in enumerate(chosen) if c is None]
         if not pending:
             break
-        scores = quantised_psnr(model, LatentCodec(bits), [images[i] for i in pending], z[pending])
-        for i, score in zip(pending, scores):
+        scores, decoded = quantised_decode(model, LatentCodec(bits), [images[i] for i in pending], z[pending])
+        for i, score, dec in zip(pending, scores, decoded):
+            if score >= min_psnr or bits == FALLBACK_BITS:
+                pixels[i] = dec
             if score >= min_psnr:
                 chosen[i] = bits
-    return [FALLBACK_BITS if c is None else c for c in chosen]
+    return [FALLBACK_BITS if c is None else c for c in chosen], pixels
 
 
 @contextlib.contextmanager

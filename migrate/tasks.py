@@ -28,7 +28,7 @@ from lbdask.errors import InputError
 from lbdask.metrics import psnr
 from lbdask.decode import decode_latent, decode_sha256
 from lbdask.kept import KeptObject, LossyObject, encode_kept, search_lossy
-from lbdask.refine import choose_bits, refine_latents
+from lbdask.refine import choose_bits_decoded, refine_latents
 from lbdask.storage import open_location
 
 from .plan import KEEP_NO_SAVING, KEEP_TRANSPARENCY, LOSSY_SMALLER, Batch, Outcome, post_encode_outcome
@@ -166,7 +166,8 @@ def encode(decoded: DecodedBatch, settings: JobSettings) -> EncodedBatch | None:
     plugin = resident_model()
     images = decoded.images
     n = len(images)
-    with plugin.use() as model:
+    padded_h, padded_w = decoded.batch.padded
+    with plugin.use(padded_h * padded_w) as model:
         started = time.perf_counter()
         with context_meter.meter("vae-encode"):
             z = model.encode(np.stack([_pad(im, decoded.batch.padded) for im in images]))
@@ -182,9 +183,12 @@ def encode(decoded: DecodedBatch, settings: JobSettings) -> EncodedBatch | None:
             refine_seconds = result.seconds
             psnr_initial = [float(p) for p in result.psnr_initial]
             steps = [int(s) for s in result.steps_taken]
+        measured: list[np.ndarray | None] = [None] * n
         if fixed_bits is None:
             with context_meter.meter("choose-bits"):
-                bits = choose_bits(model, images, z, settings.min_psnr)
+                bits, measured = choose_bits_decoded(model, images, z, settings.min_psnr)
+            if model.micro_batch != 1:  # decoded in batches: not the canonical batch-of-one pixels
+                measured = [None] * n
         else:
             bits = [fixed_bits] * n
         with context_meter.meter("quantise"):
@@ -195,7 +199,9 @@ def encode(decoded: DecodedBatch, settings: JobSettings) -> EncodedBatch | None:
         with context_meter.meter("verify-decode"):
             # One image at a time, as `lbdask read` decodes: the recorded PSNR and decode
             # hash then describe exactly the pixels a reader gets on this device class.
-            back = [decode_latent(model, stored[i], im.shape[:2]) for i, im in enumerate(images)]
+            # choose-bits already decoded the chosen latents alone: those pixels are reused
+            back = [measured[i] if measured[i] is not None else decode_latent(model, stored[i], im.shape[:2])
+                    for i, im in enumerate(images)]
         seconds = time.perf_counter() - started
     scores = [float(psnr(im, dec)) for im, dec in zip(images, back)]
     return EncodedBatch(latents, sizes, scores, psnr_initial, steps, [decode_sha256(d) for d in back],

@@ -102,3 +102,20 @@ def test_in_loop_quantiser_is_the_codec_round_trip_bit_for_bit(model, crops, bit
     z[1, 3] = 0.25   # a constant channel: zero quantisation range
     expected = quantise_roundtrip(LatentCodec(bits), z)
     np.testing.assert_array_equal(fake_quantise(torch.from_numpy(z), LatentCodec(bits)).numpy(), expected)
+
+
+def test_choose_bits_decodes_are_the_canonical_pixels_of_the_chosen_latent(model, crops):
+    """The migration records these pixels' hash instead of decoding again: they must be
+    exactly what `lbdask.decode` gives for the stored latent at the chosen precision."""
+    from lbdask.decode import decode_latent
+    from lbdask.refine import choose_bits_decoded
+
+    z0 = model.encode(crops)
+    p6 = stored_psnr(model, 6, crops[0], z0[0])
+    for min_psnr in (5.0, p6 + 0.01, 99.0):  # passes at 6 bits, later, or never (16-bit fallback)
+        bits, pixels = choose_bits_decoded(model, crops, z0, min_psnr)
+        assert bits == choose_bits(model, crops, z0, min_psnr)
+        for i, (b, px) in enumerate(zip(bits, pixels)):
+            codec = LatentCodec(b)
+            canonical = decode_latent(model, codec.decode(codec.encode(z0[i])), crops[i].shape[:2])
+            np.testing.assert_array_equal(px, canonical)

@@ -3,18 +3,21 @@
 Shared by the migration job (encode tasks) and the serving path (decode tasks).
 
 Tasks fetch the model from the plugin instead of receiving it as an argument, so the
-weights never travel with a task; a lock serialises model calls inside one worker so
-the other worker threads stay free for PNG decoding and shard writing meanwhile.
+weights never travel with a task; the worker's `MemoryBudget` admits model calls by
+their estimated peak memory (one at a time by default), so the other worker threads stay
+free for PNG decoding and shard writing meanwhile and concurrent calls never together
+exceed the share of the worker's memory limit the model may use.
 """
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 from distributed import Worker, get_worker
 from distributed.diagnostics.plugin import WorkerPlugin
+
+from .memory_budget import MemoryBudget, budget_bytes, call_peak_bytes, check_budget
 
 PLUGIN_NAME = "lbdask-resident-model"
 
@@ -32,8 +35,11 @@ class ResidentModel(WorkerPlugin):
         self.precision, self.runtime = precision, runtime
         self.model: Any = None
         self.error: BaseException | None = None
-        self.lock = threading.Lock()
+        self.budget = MemoryBudget(None)  # replaced in setup() by the worker's memory limit
         self.cpu_threads = 0  # torch intra-op threads for CPU models (0: leave torch's default)
+        #: model calls a worker runs at once, memory permitting: one, since one call already
+        #: keeps all the worker's cores (or its GPU) busy
+        self.max_calls = 1
 
     def __getstate__(self) -> dict[str, Any]:  # ship the recipe, never a loaded model
         return {"model_name": self.model_name, "weights": self.weights, "precision": self.precision, "runtime": self.runtime}
@@ -46,14 +52,15 @@ class ResidentModel(WorkerPlugin):
         import torch
 
         from .loader import load_model
-        from .memory_budget import check_budget
 
         if not torch.cuda.is_available():
             self.cpu_threads = max(1, worker.state.nthreads)
         try:
             self.model = load_model(self.model_name, weights=self.weights, precision=self.precision, runtime=self.runtime)
-            # one call at a time (self.lock), and only if one fits in the worker's memory
-            check_budget(worker.memory_manager.memory_limit, self.model.spec, self.model.name)
+            # calls admitted by their estimated peak, and only if the largest fits at all
+            limit = worker.memory_manager.memory_limit
+            check_budget(limit, self.model.spec, self.model.name)
+            self.budget = MemoryBudget(budget_bytes(limit), self.max_calls)
         except Exception as exc:  # noqa: BLE001 - surfaced by the first task that needs the model
             self.error = exc
 
@@ -64,14 +71,16 @@ class ResidentModel(WorkerPlugin):
         return self.model
 
     @contextlib.contextmanager
-    def use(self) -> Iterator[Any]:
-        """Exclusive use of the model from the calling task thread, with all the worker's cores.
+    def use(self, pixels: int | None = None) -> Iterator[Any]:
+        """Use of the model from the calling task thread for a call on images of `pixels`
+        (padded; None: the largest untiled call), with all the worker's cores, once the
+        worker's memory budget admits the call's estimated peak.
 
         torch's intra-op thread count is per OS thread under OpenMP, and Dask starts workers
         with OMP_NUM_THREADS=1: set it in the task thread, or a CPU model runs on one core.
         """
         model = self.get()
-        with self.lock:
+        with self.budget.reserve(call_peak_bytes(model.spec, pixels)):
             if self.cpu_threads:
                 import torch
 
