@@ -130,6 +130,17 @@ def migrate_until_done(cmd: list[str], env: dict[str, str], dest: str, total: in
     raise RuntimeError(f"migration did not complete in {runs} runs: {failures}")
 
 
+def uncommitted(arc: Archive, rows: list) -> list[str]:
+    """Rows whose batch is neither a committed batch object nor folded into the index.
+
+    Asks the catalog (`batch_names` / `folded_names`) instead of listing its folders: the
+    folded copies are named `<batch>.jsonl.gz`, and the last job's batches may still be
+    batch objects, not yet folded.
+    """
+    committed = set(arc.catalog.batch_names()) | set(arc.catalog.folded_names())
+    return [f"{r.id}: batch {r.batch_id} not committed" for r in rows if r.batch_id not in committed]
+
+
 def check_archive(dest: str, src: Path, weights: Path) -> tuple[list[str], Counter]:
     """Every input once, read back as promised; returns failures and counts of what was checked."""
     problems: list[str] = []
@@ -144,8 +155,7 @@ def check_archive(dest: str, src: Path, weights: Path) -> tuple[list[str], Count
     problems += [f"{i}: {n} rows" for i, n in ids.items() if n != 1]
     slots = Counter((r.bucket, r.index) for r in rows if r.status == "latent")
     problems += [f"shard slot {s} holds {n} latents" for s, n in slots.items() if n != 1]
-    folded = {p.name for p in (Path(dest) / "catalog" / "folded").iterdir()}
-    problems += [f"{r.id}: batch {r.batch_id} not committed" for r in rows if r.batch_id not in folded]
+    problems += uncommitted(arc, rows)
     box = open_archive(dest, weights=weights, device="cpu")
     for r in sorted(rows, key=lambda r: r.id):
         checked[r.status] += 1
