@@ -4,6 +4,10 @@ The soak itself is not CI (it migrates the shared corpus for an hour); its check
 a check that flags every healthy row - or none - makes the soak's verdict worthless.
 """
 import importlib.util
+import random
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 from lbdask.archive import Archive
@@ -31,3 +35,32 @@ def test_rows_of_folded_and_unfolded_batches_count_as_committed_and_others_do_no
     assert soak.uncommitted(arc, rows) == []
     ghost = CatalogRow(id="c.png", status="failed", reason="z", source_size=5, batch_id="never-committed")
     assert soak.uncommitted(arc, [*rows, ghost]) == ["c.png: batch never-committed not committed"]
+
+
+class SleepCluster:
+    """Stand-in workers for the killer: real processes (`sleep`), started like dask workers are."""
+
+    def __init__(self):
+        self.workers = []
+
+    def start_worker(self):
+        self.workers.append(subprocess.Popen(["sleep", "60"]))
+
+
+def test_the_worker_killer_waits_for_a_commit_between_kills():
+    soak, cluster, committed = soak_module(), SleepCluster(), [0]
+    cluster.start_worker()
+    killer = soak.WorkerKiller(cluster, 0.05, random.Random(0), lambda: committed[0])
+    killer.start()
+    try:
+        time.sleep(0.5)
+        assert killer.kills == 0 and killer.skipped > 0 and cluster.workers[0].poll() is None
+        committed[0] = 1  # one input committed: the next tick kills once, then waits again
+        time.sleep(0.5)
+        assert killer.kills == 1 and cluster.workers[0].wait(5) == -signal.SIGKILL
+    finally:
+        killer.stop.set()
+        killer.join(5)
+        for w in cluster.workers:
+            w.kill()
+            w.wait()
