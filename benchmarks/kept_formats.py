@@ -13,8 +13,8 @@ there for `fidelity` / `no-saving` have no latent bytes; they cannot win at any 
 30 dB or more with `max_latent_ratio` 1 (below the floor, or larger than the PNG and so
 than any smaller exact copy), so the chooser gets no latent option for them. Each policy
 is then applied offline with `lbdask.chooser.choose`, the function `write_shard` calls.
-Stored bytes are the objects' bytes (catalog rows and Zarr metadata excluded: ~0.6 % in a
-real run). Per-image results are cached in --cache (JSON), so a rerun only prints.
+Stored bytes are the objects' bytes (catalog, Zarr metadata and shard indexes excluded:
+0.8 % of the source in the real whole-corpus png run of 2026-11-30, docs/benchmarks.md). Per-image results are cached in --cache (JSON), so a rerun only prints.
 Images are measured in a seeded random order; `--budget-s` stops measuring new ones after
 that many seconds, and the tables cover the images measured (a random subset; say so).
 `--time-latents N` also times TAEF2 encode/decode on the first N candidates of at most 1 MP.
