@@ -16,10 +16,19 @@ from lbdask.serve.settings import ServeSettings
 pytestmark = pytest.mark.slow
 
 
-def test_prewarm_loads_the_hot_set_into_the_serving_caches(retier_archive, tmp_path, taef2_dir, capsys):
+@pytest.mark.parametrize("store", ["folder", "s3"])
+def test_prewarm_loads_the_hot_set_into_the_serving_caches(store, retier_archive, tmp_path, taef2_dir, request, capsys):
     _, shared = retier_archive
-    dest = str(tmp_path / "arc")
-    shutil.copytree(shared, dest)
+    if store == "folder":
+        dest = str(tmp_path / "arc")
+        shutil.copytree(shared, dest)
+    else:
+        import s3fs
+
+        dest = request.getfixturevalue("s3_bucket") + "/arc"
+        fs = s3fs.S3FileSystem()
+        fs.put(shared + "/", dest[5:], recursive=True)
+        fs.invalidate_cache()
     now = time.time()
     record_reads(dest, {"l0.png": (9, now - 60), "k0.png": (5, now - 3600), "l1.png": (50, now - 3 * DAY),
                         "l2.png": (1, now - 60)})
