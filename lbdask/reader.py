@@ -3,7 +3,7 @@
 Kept images come back as their original bytes (kept format `png`) or as a PNG with the
 source's samples, mode, bit depth and chunks (`jxl`, see `lbdask.kept`); failed inputs as
 their raw bytes (not a decodable PNG: `row(id).status` says so); latent images are decoded
-with the model the archive names (its fingerprint is checked) by the canonical decode
+with the model that wrote them (the row's fingerprint; `lbdask.row_models`) by the canonical decode
 (`lbdask.decode`), and lossy JPEG XL rows by libjxl, both as a PNG of the source's mode
 family with its ancillary chunks restored.
 """
@@ -16,6 +16,7 @@ from . import kept
 from .archive import Archive, CatalogRow
 from .decode import row_pixels, to_png
 from .errors import NotFoundError, UnknownImageError
+from .row_models import RowModels
 
 if TYPE_CHECKING:
     from .serve.client import ServingClient
@@ -30,6 +31,7 @@ class ArchiveReader:
         self.device = device
         self.precision, self.runtime = precision, runtime  # None: configs/models.yaml (auto)
         self._model: Any = None
+        self.models = RowModels(archive, lambda: self.model, device=device, precision=precision, runtime=runtime)
 
     @property
     def model(self) -> Any:
@@ -70,7 +72,7 @@ class ArchiveReader:
 
     def decode_png(self, row: CatalogRow) -> bytes:
         """Decode a latent row to the PNG a reader gets (the canonical decode)."""
-        return to_png(row_pixels(self.archive, self.model, row), row)
+        return to_png(row_pixels(self.archive, self.models.for_row(row), row), row)
 
 
 def open(  # noqa: A001 - `lbdask.open` is the public name in the design contract

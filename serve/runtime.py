@@ -20,7 +20,7 @@ from lbdask.archive import Archive, CatalogRow
 from lbdask.cache import DualFormatCache
 from lbdask.codec import EncodedLatent, LatentCodec
 from lbdask.coalesce import Coalescer
-from lbdask.errors import LbdaskError, NotFoundError, StoreError, UnknownImageError
+from lbdask.errors import LbdaskError, ModelMismatchError, NotFoundError, StoreError, UnknownImageError
 from lbdask.decode import to_png
 from lbdask.kept import read_back
 from lbdask.tuner import MarginalHitTuner
@@ -195,6 +195,11 @@ class ServeRuntime:
                 return Stored(row, original=archive.read_pixels(row))
             if row.status in ("kept", "lossy"):  # the reader's bytes (png, jxl, lossy jxl: lbdask.kept)
                 return Stored(row, original=read_back(row, archive.read_original(row)))
+            own = archive.model_info.get("fingerprint")
+            if row.model_fingerprint and own and row.model_fingerprint != own:  # re-encoded (lbdask retier)
+                raise ModelMismatchError(
+                    f"image '{image_id}' was re-encoded with model {row.model_fingerprint[:12]}; serving decodes only "
+                    f"with the archive's model {archive.model_info.get('name')}: read it with `lbdask read`")
             return Stored(row, latent=archive.read_latent(row))
 
         stored = self._with_retries(attempt, dest)
