@@ -43,6 +43,7 @@ class MoveContext:
     source: str | None = None
     quarantine: str | None = None
     day: str = ""  # quarantine folder of this run, YYYYMMDD
+    reencode: Any = None  # lbdask.retier.reencode.ReencodeSpec when the run re-encodes
 
 
 @dataclass
@@ -57,6 +58,7 @@ class ChunkResult:
     bytes_after: int = 0
     skipped: dict[str, int] = field(default_factory=dict)  # why -> count
     psnr: list[float] = field(default_factory=list)  # demoted: the new latent's PSNR
+    fidelity: list[tuple[float | None, float, str]] = field(default_factory=list)  # re-encoded: PSNR before, after, copy
     already_committed: bool = False
 
     def skip(self, why: str) -> None:
@@ -75,6 +77,8 @@ def still_applies(kind: str, row: CatalogRow | None, ctx: MoveContext) -> bool:
         return row.status in ("latent", "lossy") and row.pixel is None
     if kind == "unpromote":
         return row.pixel is not None
+    if kind == "reencode":
+        return row.status == "latent" and row.model_fingerprint == ctx.reencode.from_fingerprint
     return True
 
 
