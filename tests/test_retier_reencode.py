@@ -144,9 +144,26 @@ def test_reencode_on_s3_from_the_old_latents(retier_archive, s3_bucket, model_y,
     assert {now[i].reencoded["copy"] for i in LATENT_IDS} == {"latent"}
 
 
-def test_a_row_whose_model_cannot_be_loaded_is_a_one_line_error(arc, model_y, tmp_path, monkeypatch, capsys):
+def test_serving_refuses_reencoded_rows_and_an_unloadable_model_is_a_one_line_error(arc, model_y, tmp_path,
+                                                                                    monkeypatch, capsys):
+    import asyncio
+    import contextlib
+
+    from lbdask.errors import ModelMismatchError
+    from lbdask.models import load_model
+    from lbdask.serve.runtime import ServeRuntime
+    from lbdask.serve.settings import ServeSettings
+
     root, dest = arc
     assert retier(dest, "--policy", reencode_policy(tmp_path, min_psnr="20"), "--apply") == 0
+    taef2 = load_model("taef2", weights=TAEF2_WEIGHTS, device="cpu")
+    rt = ServeRuntime(ServeSettings(), lambda: contextlib.nullcontext(taef2))
+    try:
+        with pytest.raises(ModelMismatchError, match="re-encoded with model .* read it with `lbdask read`"):
+            asyncio.run(rt.read(dest, "l0.png"))
+        assert asyncio.run(rt.read(dest, "k0.png")) == read_all(dest)["k0.png"]  # other rows are served
+    finally:
+        rt.close()
     monkeypatch.delenv("LBDASK_CONFIG_DIR")  # the registry no longer names taef2-y
     capsys.readouterr()
     assert cli.main(["read", dest, "l0.png", "--weights", str(TAEF2_WEIGHTS), "-o", str(tmp_path / "x.png")]) == 2

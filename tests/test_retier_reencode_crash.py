@@ -24,8 +24,8 @@ class Crash(Exception):
     pass
 
 
-def test_a_crash_after_any_write_of_a_reencode_leaves_every_object_readable(retier_archive, model_y, tmp_path,
-                                                                            monkeypatch, capsys):
+@pytest.mark.usefixtures("model_y")
+def test_a_crash_after_any_write_of_a_reencode_leaves_every_object_readable(retier_archive, tmp_path, monkeypatch, capsys):
     from distributed import Client, LocalCluster
 
     root, dest0 = retier_archive

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..errors import ConfigError, IntegrityError, NotFoundError
+from ..errors import ConfigError, IntegrityError, ModelMismatchError
 from .objects import put_atomic, store_errors
 from .store import Archive
 
@@ -95,8 +95,10 @@ def describe(entry: dict[str, Any] | None, fingerprint: str) -> str:
 
 
 def require_model(arc: Archive, fingerprint: str) -> dict[str, Any]:
-    """The entry of `fingerprint`; NotFoundError naming it when the archive does not register it."""
+    """The entry of `fingerprint`; ModelMismatchError naming it when the archive does not register it."""
     entry = find_model(arc, fingerprint)
     if entry is None:
-        raise NotFoundError(f"archive {arc.url} has rows of model {fingerprint[:12]}, which its model table lacks")
+        known = ", ".join(describe(e, str(e.get("fingerprint"))) for e in model_table(arc))
+        raise ModelMismatchError(f"archive {arc.url} has rows of model {fingerprint[:12]}, which its model table "
+                                 f"lacks (it has {known})")
     return entry
