@@ -142,6 +142,14 @@ def test_reencode_on_s3_from_the_old_latents(retier_archive, s3_bucket, model_y,
     assert retier(dest, "--policy", reencode_policy(tmp_path, min_psnr="20"), "--apply") == 0
     now = check_reencoded(dest, before, old_fp)
     assert {now[i].reencoded["copy"] for i in LATENT_IDS} == {"latent"}
+    # promoting a re-encoded row stores its decode with model Y (what `lbdask read` gives)
+    reads = read_all(dest)
+    record_reads(dest, {"l0.png": (5, time.time())})
+    promote = write_policy(tmp_path / "promote.yaml", "demote: {enabled: false}\n"
+                                                      "promote: {enabled: true, window_days: 7, min_reads: 3, cold_days: 30}\n")
+    assert retier(dest, "--policy", promote, "--apply") == 0
+    row = rows(dest)["l0.png"]
+    assert row.pixel is not None and Archive.open(dest).read_pixels(row) == reads["l0.png"]
 
 
 def test_serving_refuses_reencoded_rows_and_an_unloadable_model_is_a_one_line_error(arc, model_y, tmp_path,

@@ -187,6 +187,8 @@ def _run_chunks(arc: Archive, req: ApplyRequest, stamp: str, results: list[Chunk
             spec = req.ctx.reencode
             target = client.submit(target_info, spec, req.ctx.settings.precision, req.ctx.settings.runtime,
                                    key=f"reencode-model-info-{tokenize(spec, time.time())}", pure=False).result()
+            if target["fingerprint"] == spec.from_fingerprint:
+                raise ConfigError(f"reencode.to {spec.to} is the model reencode.from names ({spec.from_fingerprint[:12]})")
             register_model(arc, target, {"model": spec.to, "weights": spec.weights})
         chunks = make_chunks(arc, req, stamp, pad, target)
         bar = MigrationProgress(sum(len(c.ids) for c in chunks), 0, enabled=req.progress, desc="retier")

@@ -16,6 +16,7 @@ from .. import kept, pngio, pngsamples
 from ..archive import Archive, CatalogRow
 from ..decode import row_pixels, to_png
 from ..errors import IntegrityError
+from ..row_models import RowModels
 from .plan import demotable
 
 #: Moves that need the resident model on the worker.
@@ -175,8 +176,10 @@ def promote(arc: Archive, rows: list[CatalogRow], chunk: Chunk, ctx: MoveContext
 
         with resident_model().use() as model:
             arc.check_model(model.fingerprint, model.name)
+            # re-encoded rows decode with their own model (loaded from the archive's model table)
+            models = RowModels(arc, lambda: model, precision=ctx.settings.precision, runtime=ctx.settings.runtime)
             for row in latent:
-                pngs[row.id] = to_png(row_pixels(arc, model, row), row)
+                pngs[row.id] = to_png(row_pixels(arc, models.for_row(row), row), row)
     for row in rows:
         if row.status != "latent":
             pngs[row.id] = kept.read_back(row, arc.read_original(row))
