@@ -124,6 +124,9 @@ def test_reencode_on_a_folder_from_source_pixel_tier_and_old_latent(arc, model_y
     assert fid["psnr_before"]["psnr_mean"] == pytest.approx(sum(old[i].psnr for i in LATENT_IDS) / 4)
     assert fid["psnr_change_mean"] == pytest.approx(sum(now[i].psnr - old[i].psnr for i in LATENT_IDS) / 4)
     assert cli.main(["verify", dest, "--weights", str(TAEF2_WEIGHTS), "--sample", "0"]) == 0
+    capsys.readouterr()
+    assert cli.main(["report", dest]) == 0
+    assert "reencode 4 (re-encoded PSNR mean" in capsys.readouterr().out
     # a second apply has nothing left to do
     assert retier(dest, "--policy", policy, "--apply") == 0
     assert rows(dest) == now

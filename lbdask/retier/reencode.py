@@ -29,6 +29,7 @@ from ..archive.model_table import bucket_for
 from ..decode import row_pixels
 from ..row_models import RowModels, load_entry
 from ..storage import open_location
+from .moves import Chunk, ChunkResult, MoveContext
 
 #: Copies a re-encode reads from, best first.
 COPIES = ("source", "pixel", "latent")
@@ -94,7 +95,7 @@ def best_copy(arc: Archive, row: CatalogRow, spec: ReencodeSpec, models: RowMode
     return row_pixels(arc, models.for_row(row), row), "latent"
 
 
-def reencode(arc: Archive, rows: list[CatalogRow], chunk: Any, ctx: Any, res: Any) -> list[CatalogRow]:
+def reencode(arc: Archive, rows: list[CatalogRow], chunk: Chunk, ctx: MoveContext, res: ChunkResult) -> list[CatalogRow]:
     """Latents of model X -> latents of model Y, each checked as stored before its row moves."""
     from lbdask.migrate.plan import Batch
     from lbdask.migrate.tasks import DecodedBatch, encode_with
