@@ -89,6 +89,8 @@ def verify_latent(arc: Archive, model, row: CatalogRow, source: Location | None,
         compared = True
         if decode_sha256(rgb) != recorded_sha:
             failures.append(f"{row.id}: decode is not bit-exact on device class {row.device_class}")
+    if (row.reencoded or {}).get("copy", "source") != "source":
+        source = None  # re-encoded from the pixel copy or the old latent: its PSNR is against that copy
     if source is not None:
         data = _source_bytes(source, row)
         if data is None:

@@ -124,6 +124,17 @@ def test_reencode_on_a_folder_from_source_pixel_tier_and_old_latent(arc, model_y
     assert fid["psnr_before"]["psnr_mean"] == pytest.approx(sum(old[i].psnr for i in LATENT_IDS) / 4)
     assert fid["psnr_change_mean"] == pytest.approx(sum(now[i].psnr - old[i].psnr for i in LATENT_IDS) / 4)
     assert cli.main(["verify", dest, "--weights", str(TAEF2_WEIGHTS), "--sample", "0"]) == 0
+    # against the original sources: rows re-encoded from a copy are checked by decode hash, not by PSNR
+    from lbdask.models import load_model
+    from lbdask.row_models import RowModels
+    from lbdask.storage import open_location
+    from lbdask.verify import verify_archive
+
+    archive = Archive.open(dest)
+    taef2 = load_model("taef2", weights=TAEF2_WEIGHTS, device="cpu")
+    report = verify_archive(archive, taef2, [now[i] for i in LATENT_IDS], open_location(str(root / "src" / "lat")),
+                            models=RowModels(archive, lambda: taef2, device="cpu"))
+    assert report.failures == [] and report.latent_checked == 4
     capsys.readouterr()
     assert cli.main(["report", dest]) == 0
     assert "reencode 4 (re-encoded PSNR mean" in capsys.readouterr().out
