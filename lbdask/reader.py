@@ -3,7 +3,7 @@
 Kept images come back as their original bytes (kept format `png`) or as a PNG with the
 source's samples, mode, bit depth and chunks (`jxl`, see `lbdask.kept`); failed inputs as
 their raw bytes (not a decodable PNG: `row(id).status` says so); latent images are decoded
-with the model the archive names (its fingerprint is checked) by the canonical decode
+with the model that wrote them (the row's fingerprint; `lbdask.row_models`) by the canonical decode
 (`lbdask.decode`), and lossy JPEG XL rows by libjxl, both as a PNG of the source's mode
 family with its ancillary chunks restored.
 """
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .archive import Archive, CatalogRow
 from .errors import NotFoundError, UnknownImageError
+from .row_models import RowModels
 
 if TYPE_CHECKING:
     from .serve.client import ServingClient
@@ -28,6 +29,7 @@ class ArchiveReader:
         self.device = device
         self.precision, self.runtime = precision, runtime  # None: configs/models.yaml (auto)
         self._model: Any = None
+        self.models = RowModels(archive, lambda: self.model, device=device, precision=precision, runtime=runtime)
 
     @property
     def model(self) -> Any:
@@ -75,7 +77,7 @@ class ArchiveReader:
         """Decode a latent row to the PNG a reader gets (the canonical decode)."""
         from .decode import row_pixels, to_png  # numpy, numcodecs: only when a latent is read
 
-        return to_png(row_pixels(self.archive, self.model, row), row)
+        return to_png(row_pixels(self.archive, self.models.for_row(row), row), row)
 
 
 def open(  # noqa: A001 - `lbdask.open` is the public name in the design contract

@@ -29,6 +29,7 @@ from .errors import IntegrityError, LbdaskError, NotFoundError
 from .metrics import psnr
 from .models import load_model
 from .pngio import decode as decode_png
+from .row_models import RowModels
 from .storage import Location, open_location
 
 #: PSNR drift allowed between a recorded and a recomputed value on the same device class
@@ -88,6 +89,8 @@ def verify_latent(arc: Archive, model, row: CatalogRow, source: Location | None,
         compared = True
         if decode_sha256(rgb) != recorded_sha:
             failures.append(f"{row.id}: decode is not bit-exact on device class {row.device_class}")
+    if (row.reencoded or {}).get("copy", "source") != "source":
+        source = None  # re-encoded from the pixel copy or the old latent: its PSNR is against that copy
     if source is not None:
         data = _source_bytes(source, row)
         if data is None:
@@ -155,8 +158,10 @@ def verify_lossy(arc: Archive, row: CatalogRow, source: Location | None, toleran
 
 def verify_archive(arc: Archive, model, rows: Iterable[CatalogRow], source: Location | None = None,
                    tolerance: float = CROSS_DEVICE_TOLERANCE_DB,
-                   decode: Callable[[CatalogRow], bool] | None = None) -> VerifyReport:
+                   decode: Callable[[CatalogRow], bool] | None = None, models: RowModels | None = None) -> VerifyReport:
     """Check every given row; errors a row raises (bad checksum, missing object) become failures.
+
+    `models`: the model of each latent row by its fingerprint (re-encoded rows); None: `model` for all.
 
     `decode(row)` False: that latent's stored bytes are read and checksummed, not decoded.
     """
@@ -179,7 +184,7 @@ def verify_archive(arc: Archive, model, rows: Iterable[CatalogRow], source: Loca
                 report.failures += verify_lossy(arc, row, source, tolerance)
             else:
                 report.latent_checked += 1
-                failures, compared = verify_latent(arc, model, row, source, tolerance)
+                failures, compared = verify_latent(arc, models.for_row(row) if models else model, row, source, tolerance)
                 report.failures += failures
                 report.decode_unchecked += not compared
         except (LbdaskError, OSError) as exc:
@@ -239,14 +244,16 @@ def verify(dest: str, sample: int = 50, seed: int = 0, source: str | None = None
     if on_model is not None:
         on_model(decoder)
     arc.check_model(decoder.fingerprint)
+    models = RowModels(arc, lambda: decoder, device=device, precision=precision, runtime=runtime)
     src = open_location(source, storage_options) if source else None
     damaged: list[str] = []
     if not all_objects:
-        report = verify_archive(arc, decoder, sample_rows(arc.rows(damaged), sample, seed), src, tolerance)
+        report = verify_archive(arc, decoder, sample_rows(arc.rows(damaged), sample, seed), src, tolerance, models=models)
     else:
         rows = sample_rows(arc.rows(damaged), 0)
         chosen = {r.id for r in sample_rows((r for r in rows if r.status == "latent"), sample, seed)}
-        report = verify_archive(arc, decoder, rows, src, tolerance, decode=lambda row: row.id in chosen)
+        report = verify_archive(arc, decoder, rows, src, tolerance, decode=lambda row: row.id in chosen,
+                                models=models)
         damaged += catalog_damage(arc)
     report.damaged = damaged
     return report

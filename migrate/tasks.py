@@ -163,46 +163,50 @@ def encode(decoded: DecodedBatch, settings: JobSettings) -> EncodedBatch | None:
     """Encode the candidates with the resident model and measure the stored round trip."""
     if not decoded.images:
         return None
-    plugin = resident_model()
+    padded_h, padded_w = decoded.batch.padded
+    with resident_model().use(padded_h * padded_w) as model:
+        return encode_with(model, decoded, settings)
+
+
+def encode_with(model: Any, decoded: DecodedBatch, settings: JobSettings) -> EncodedBatch:
+    """`encode` with a given model (held exclusively by the caller): lbdask retier re-encode."""
     images = decoded.images
     n = len(images)
-    padded_h, padded_w = decoded.batch.padded
-    with plugin.use(padded_h * padded_w) as model:
-        started = time.perf_counter()
-        with context_meter.meter("vae-encode"):
-            z = model.encode(np.stack([_pad(im, decoded.batch.padded) for im in images]))
-        psnr_initial: list[float | None] = [None] * n
-        steps = [0] * n
-        refine_seconds = 0.0
-        fixed_bits = settings.latent_bits if settings.latent_bits != "auto" else None
-        if settings.refine_steps > 0:
-            with context_meter.meter("refine"):
-                result = refine_latents(model, LatentCodec(fixed_bits or AUTO_REFINE_BITS), images, z,
-                                        settings.refine_steps, settings.target_psnr)
-            z = result.z
-            refine_seconds = result.seconds
-            psnr_initial = [float(p) for p in result.psnr_initial]
-            steps = [int(s) for s in result.steps_taken]
-        measured: list[np.ndarray | None] = [None] * n
-        if fixed_bits is None:
-            with context_meter.meter("choose-bits"):
-                bits, measured = choose_bits_decoded(model, images, z, settings.min_psnr)
-            if model.micro_batch != 1:  # decoded in batches: not the canonical batch-of-one pixels
-                measured = [None] * n
-        else:
-            bits = [fixed_bits] * n
-        with context_meter.meter("quantise"):
-            latents = [LatentCodec(b).encode(z[i]) for i, b in enumerate(bits)]
-            stored = np.stack([LatentCodec(enc.bits).decode(enc) for enc in latents])
-        with context_meter.meter("pcodec-size"):
-            sizes = [compressed_size(enc.data) for enc in latents]
-        with context_meter.meter("verify-decode"):
-            # One image at a time, as `lbdask read` decodes: the recorded PSNR and decode
-            # hash then describe exactly the pixels a reader gets on this device class.
-            # choose-bits already decoded the chosen latents alone: those pixels are reused
-            back = [measured[i] if measured[i] is not None else decode_latent(model, stored[i], im.shape[:2])
-                    for i, im in enumerate(images)]
-        seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    with context_meter.meter("vae-encode"):
+        z = model.encode(np.stack([_pad(im, decoded.batch.padded) for im in images]))
+    psnr_initial: list[float | None] = [None] * n
+    steps = [0] * n
+    refine_seconds = 0.0
+    fixed_bits = settings.latent_bits if settings.latent_bits != "auto" else None
+    if settings.refine_steps > 0:
+        with context_meter.meter("refine"):
+            result = refine_latents(model, LatentCodec(fixed_bits or AUTO_REFINE_BITS), images, z,
+                                    settings.refine_steps, settings.target_psnr)
+        z = result.z
+        refine_seconds = result.seconds
+        psnr_initial = [float(p) for p in result.psnr_initial]
+        steps = [int(s) for s in result.steps_taken]
+    measured: list[np.ndarray | None] = [None] * n
+    if fixed_bits is None:
+        with context_meter.meter("choose-bits"):
+            bits, measured = choose_bits_decoded(model, images, z, settings.min_psnr)
+        if model.micro_batch != 1:  # decoded in batches: not the canonical batch-of-one pixels
+            measured = [None] * n
+    else:
+        bits = [fixed_bits] * n
+    with context_meter.meter("quantise"):
+        latents = [LatentCodec(b).encode(z[i]) for i, b in enumerate(bits)]
+        stored = np.stack([LatentCodec(enc.bits).decode(enc) for enc in latents])
+    with context_meter.meter("pcodec-size"):
+        sizes = [compressed_size(enc.data) for enc in latents]
+    with context_meter.meter("verify-decode"):
+        # One image at a time, as `lbdask read` decodes: the recorded PSNR and decode
+        # hash then describe exactly the pixels a reader gets on this device class.
+        # choose-bits already decoded the chosen latents alone: those pixels are reused
+        back = [measured[i] if measured[i] is not None else decode_latent(model, stored[i], im.shape[:2])
+                for i, im in enumerate(images)]
+    seconds = time.perf_counter() - started
     scores = [float(psnr(im, dec)) for im, dec in zip(images, back)]
     return EncodedBatch(latents, sizes, scores, psnr_initial, steps, [decode_sha256(d) for d in back],
                         model.device_class, model.fingerprint, seconds, refine_seconds)

@@ -21,7 +21,8 @@ from lbdask.cache import DualFormatCache
 from lbdask.codec import EncodedLatent, LatentCodec
 from lbdask.coalesce import Coalescer
 from lbdask.errors import LbdaskError, NotFoundError, StoreError, UnknownImageError
-from lbdask.decode import to_png
+from lbdask.decode import decode_latent, to_png
+from lbdask.row_models import RowModels
 from lbdask.kept import read_back
 from lbdask.tuner import MarginalHitTuner
 
@@ -73,6 +74,9 @@ class ServeRuntime:
         self.t_fetch = settings.tuner.t_fetch_ms
         self._model_check = model_check   # callable(archive): raise if the model does not fit it
         self._archives: dict[str, Archive] = {}
+        self._row_models: dict[str, RowModels] = {}  # archive url -> its other models (re-encoded rows)
+        self._others: dict[str, Any] = {}  # fingerprint -> loaded model of another model than the resident one
+        self._other_lock = threading.Lock()
         self._lock = threading.Lock()
         self.spill: Any = None             # serve.spill.Spillover, set by the plugin
         self.access = AccessRecorder(address, rc.access_flush_s, rc.access_compact_every)
@@ -133,8 +137,9 @@ class ServeRuntime:
         return png
 
     async def decode(self, stored: Stored) -> bytes:
-        """Decode here, or on another worker when this one is overloaded (result comes back)."""
-        if self.spill is not None:
+        """Decode here, or on another worker when this one is overloaded (result comes back);
+        rows of another model than the archive's (re-encoded) always decode here."""
+        if self.spill is not None and stored.row.model_fingerprint not in self._others:
             png = await self.spill.maybe_spill(stored)
             if png is not None:
                 self.counts["spillovers"] += 1
@@ -147,7 +152,11 @@ class ServeRuntime:
         row = stored.row
         z = await loop.run_in_executor(self.cpu, LatentCodec(row.bits or 16).decode, stored.latent)
         t0 = time.perf_counter()
-        rgb = await asyncio.wrap_future(self.decoder.submit(z, (row.height, row.width)))
+        other = self._others.get(row.model_fingerprint or "")
+        if other is not None:  # a re-encoded row: its own model, one decode at a time, in the CPU pool
+            rgb = await loop.run_in_executor(self.cpu, self._decode_other, other, z, row)
+        else:
+            rgb = await asyncio.wrap_future(self.decoder.submit(z, (row.height, row.width)))
         self._observe("decode", (time.perf_counter() - t0) * 1000)
         self.counts["decodes"] += 1
         return await loop.run_in_executor(self.cpu, to_png, rgb, row)
@@ -161,6 +170,22 @@ class ServeRuntime:
         self._observe("decode", (time.perf_counter() - t0) * 1000)
         self.counts["decodes"] += 1
         return to_png(rgb, row)
+
+    def _decode_other(self, model: Any, z: Any, row: CatalogRow) -> Any:
+        with self._other_lock:
+            return decode_latent(model, z, (row.height, row.width))
+
+    def _load_other_model(self, archive: Archive, row: CatalogRow) -> None:
+        """Load (once per worker) the model of a latent row written by another model than the
+        archive's own (lbdask retier re-encode); a one-line error when it cannot be loaded."""
+        fp, own = row.model_fingerprint, archive.model_info.get("fingerprint")
+        if not fp or not own or fp == own or fp in self._others:
+            return
+        with self._lock:
+            models = self._row_models.setdefault(archive.url, RowModels(archive, lambda: None))
+        model = models.get(fp)
+        with self._lock:
+            self._others[fp] = model
 
     # -- the archive -----------------------------------------------------------------
     def archive(self, dest: str, options: dict | None) -> Archive:
@@ -193,6 +218,7 @@ class ServeRuntime:
                 return Stored(row, original=archive.read_pixels(row))
             if row.status in ("kept", "lossy"):  # the reader's bytes (png, jxl, lossy jxl: lbdask.kept)
                 return Stored(row, original=read_back(row, archive.read_original(row)))
+            self._load_other_model(archive, row)
             return Stored(row, latent=archive.read_latent(row))
 
         stored = self._with_retries(attempt, dest)

@@ -69,6 +69,8 @@ class CatalogRow:
     pixel: OriginalRef | None = None  # a decoded PNG in the pixel tier (`pixels/`): reads return it as it is
     pixel_sha256: str | None = None  # sha256 of that PNG
     demote_floor: float | None = None  # kept rows: PSNR floor (dB) at which a retier demote was refused
+    # latent rows a retier re-encode wrote: {"from": old fingerprint, "psnr_before", "psnr_after", "copy"}
+    reencoded: dict[str, Any] | None = None
 
     @property
     def representation(self) -> str:

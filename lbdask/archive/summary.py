@@ -144,7 +144,8 @@ def retier_runs(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
             "last": {"job_id": last.get("job_id"), "job_started": last.get("job_started"),
                      "seconds": last.get("seconds"), "objects_moved": last.get("objects_moved"),
                      "moved": {k: m.get("moved", 0) for k, m in (last.get("moves") or {}).items()},
-                     "swept": last.get("swept"), "psnr_demoted": last.get("psnr_demoted")}}
+                     "swept": last.get("swept"), "psnr_demoted": last.get("psnr_demoted"),
+                     "reencoded": last.get("reencoded")}}
 
 
 def summarize(arc: Archive) -> dict[str, Any]:

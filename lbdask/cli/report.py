@@ -122,5 +122,9 @@ def retier_text(r: dict[str, Any]) -> str:
     """Re-tiering runs in words: totals, then what the last run moved by kind."""
     last = r["last"]
     kinds = ", ".join(f"{k} {n}" for k, n in last["moved"].items() if n) or "nothing moved"
+    fid = last.get("reencoded") or {}
+    if fid.get("objects"):
+        before, after = fid["psnr_before"]["psnr_mean"], fid["psnr_after"]["psnr_mean"]
+        kinds += f" (re-encoded PSNR mean {'-' if before is None else f'{before:.2f}'} -> {after:.2f} dB)"
     return (f"{r['runs']} run(s), {r['objects_moved']} object(s) moved; last run {last['job_id']} "
             f"({last['job_started']}): {kinds}")

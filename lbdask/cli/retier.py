@@ -75,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
         sources = list_source_ids(open_location(clean.source, options or None)).sizes
         held = quarantined(open_location(clean.quarantine, options or None))
     rows = {r.id: r for r in arc.rows()}
-    plan = plan_moves(args.dest, rows.values(), load_access(arc.loc), policy, now, created, floor, sources, held or ())
+    spec = reencode_spec(arc, policy, settings.min_psnr, args.weights)
+    plan = plan_moves(args.dest, rows.values(), load_access(arc.loc), policy, now, created, floor, sources, held or (),
+                      spec.from_fingerprint if spec else None)
     print(plan.render(args.verbose))
     if args.plan_out:
         try:
@@ -88,12 +90,31 @@ def run(args: argparse.Namespace) -> int:
     from ..retier.apply import ApplyRequest, apply_plan
 
     ctx = MoveContext(settings.with_overrides(min_psnr=floor), floor, policy.convert.effort, clean.source,
-                      clean.quarantine, dt.datetime.fromtimestamp(now, dt.timezone.utc).strftime("%Y%m%d"))
+                      clean.quarantine, dt.datetime.fromtimestamp(now, dt.timezone.utc).strftime("%Y%m%d"), spec)
     req = ApplyRequest(args.dest, plan, rows, ctx, policy.batch_size, options, args.weights, args.scheduler,
                        args.workers, progress=not args.no_progress, prewarm_scheduler=policy.prewarm.scheduler)
     log = (lambda msg: print(msg, file=sys.stderr)) if not args.no_progress else (lambda msg: None)
     print(format_run(apply_plan(req, log)))
     return 0
+
+
+def reencode_spec(arc: Any, policy: Any, min_psnr: float, weights: str | None) -> Any:
+    """The policy's re-encode with `from` resolved against the archive's model table and
+    local folders made absolute for the workers; None when re-encode is off."""
+    import os
+
+    from ..archive.model_table import resolve_reference
+    from ..retier.reencode import ReencodeSpec
+
+    re = policy.reencode
+    if not re.enabled:
+        return None
+
+    def local(path: str | None) -> str | None:
+        return os.path.abspath(path) if path and os.path.exists(path) else path
+
+    return ReencodeSpec(resolve_reference(arc, re.from_)["fingerprint"], local(re.to), local(re.weights), local(weights),
+                        re.source or policy.source_cleanup.source, re.min_psnr if re.min_psnr is not None else min_psnr)
 
 
 def format_run(s: dict[str, Any]) -> str:
@@ -107,5 +128,10 @@ def format_run(s: dict[str, Any]) -> str:
     if s.get("psnr_demoted", {}).get("psnr_mean") is not None:
         p = s["psnr_demoted"]
         lines.append(f"  demoted PSNR mean {p['psnr_mean']:.2f} dB, min {p['psnr_min']:.2f} dB")
+    fid = s.get("reencoded") or {}
+    if fid.get("objects"):
+        copies = ", ".join(f"{n} from {c}" for c, n in sorted(fid["copies"].items()))
+        before, after = fid["psnr_before"]["psnr_mean"], fid["psnr_after"]["psnr_mean"]
+        lines.append(f"  re-encoded PSNR mean {before if before is None else round(before, 2)} -> {after:.2f} dB ({copies})")
     lines.append(f"  swept {s['swept']['objects']} unreferenced object(s), {s['swept']['bytes']:,} bytes")
     return "\n".join(lines)

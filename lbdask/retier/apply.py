@@ -19,6 +19,7 @@ from typing import Any
 from ..archive import Archive, CatalogRow
 from ..archive.history import write_retier_run
 from ..archive.lease import hold
+from ..archive.model_table import bucket_for, register_model
 from ..archive.objects import remove_quietly
 from ..archive.summary import psnr_stats
 from ..errors import ConfigError
@@ -49,8 +50,10 @@ def batch_id(stamp: str, kind: str, ids: list[str]) -> str:
     return f"rt{stamp}-{kind}-{hashlib.sha256(chr(0).join(ids).encode()).hexdigest()[:16]}"
 
 
-def make_chunks(arc: Archive, req: ApplyRequest, stamp: str, pad_multiple: int | None) -> list[Chunk]:
-    """Cut each kind's ids into chunks; demote chunks share a padded shape and own fresh shards."""
+def make_chunks(arc: Archive, req: ApplyRequest, stamp: str, pad_multiple: int | None,
+                target: dict[str, Any] | None = None) -> list[Chunk]:
+    """Cut each kind's ids into chunks; demote and reencode chunks share a padded shape and own
+    fresh shards (re-encode: in the buckets of `target`, model Y's info)."""
     from lbdask.migrate.job import bits_for
     from lbdask.migrate.plan import padded_shape
 
@@ -62,18 +65,19 @@ def make_chunks(arc: Archive, req: ApplyRequest, stamp: str, pad_multiple: int |
         groups: dict[Any, list[str]] = {}
         for image_id in ids:
             row = req.rows.get(image_id)
-            shape = padded_shape(row.height, row.width, pad_multiple) if kind == "demote" else None
+            pad = {"demote": pad_multiple, "reencode": target and target["pad_multiple"]}.get(kind)
+            shape = padded_shape(row.height, row.width, pad) if pad else None
             groups.setdefault(shape, []).append(image_id)
         for shape, members in sorted(groups.items(), key=lambda g: str(g[0])):
             for i in range(0, len(members), req.batch_size):
                 part = members[i:i + req.batch_size]
                 chunk = Chunk(kind, batch_id(stamp, kind, part), part, padded=shape)
                 if shape is not None:
-                    info = arc.model_info
+                    info = target if kind == "reencode" else arc.model_info
                     ds, c = info["downsample"], info["latent_channels"]
                     h, w = shape[0] // ds, shape[1] // ds
                     for bits in bits_for(req.ctx.settings):
-                        name = arc.bucket_name(bits, c, h, w)
+                        name = bucket_for(arc, info["fingerprint"], bits, c, h, w)
                         arc.ensure_bucket(name, bits, c, h, w)
                         chunk.shards[bits] = arc.allocate_shards(name, 1)
                 out.append(chunk)
@@ -163,6 +167,7 @@ def _run_chunks(arc: Archive, req: ApplyRequest, stamp: str, results: list[Chunk
     from lbdask.migrate.watch import ClusterWatch
     from lbdask.models.resident import ResidentModel, model_info
 
+    from .reencode import target_info
     from .tasks import run_chunk
 
     with connect(req.scheduler, load_cluster_settings(), req.workers) as client:
@@ -177,7 +182,15 @@ def _run_chunks(arc: Archive, req: ApplyRequest, stamp: str, results: list[Chunk
             loaded = client.submit(model_info, key=f"model-info-{tokenize(info['name'], time.time())}", pure=False).result()
             arc.check_model(loaded["fingerprint"], loaded["name"])
             pad = loaded["pad_multiple"]
-        chunks = make_chunks(arc, req, stamp, pad)
+        target = None
+        if req.plan.moves["reencode"]:  # model Y joins the archive's table before any latent of it is written
+            spec = req.ctx.reencode
+            target = client.submit(target_info, spec, req.ctx.settings.precision, req.ctx.settings.runtime,
+                                   key=f"reencode-model-info-{tokenize(spec, time.time())}", pure=False).result()
+            if target["fingerprint"] == spec.from_fingerprint:
+                raise ConfigError(f"reencode.to {spec.to} is the model reencode.from names ({spec.from_fingerprint[:12]})")
+            register_model(arc, target, {"model": spec.to, "weights": spec.weights})
+        chunks = make_chunks(arc, req, stamp, pad, target)
         bar = MigrationProgress(sum(len(c.ids) for c in chunks), 0, enabled=req.progress, desc="retier")
         watch = ClusterWatch(client, ("retier-",))
         try:
@@ -198,8 +211,9 @@ def summarize_run(plan: Plan, results: list[ChunkResult]) -> dict[str, Any]:
     """Per kind: planned, moved, skipped (by reason), bytes before and after; PSNR of demoted objects."""
     moves = {k: {"planned": len(plan.moves[k]), "moved": 0, "bytes_before": 0, "bytes_after": 0, "skipped": {},
                  "chunks_already_committed": 0} for k in KINDS}
-    psnr = []
+    psnr, fidelity = [], []
     for r in results:
+        fidelity.extend(r.fidelity)
         m = moves[r.kind]
         m["moved"] += r.moved
         m["bytes_before"] += r.source_bytes
@@ -209,4 +223,17 @@ def summarize_run(plan: Plan, results: list[ChunkResult]) -> dict[str, Any]:
             m["skipped"][why] = m["skipped"].get(why, 0) + n
         psnr.extend(r.psnr)
     return {"moves": moves, "objects_moved": sum(m["moved"] for m in moves.values()),
-            "psnr_demoted": psnr_stats(psnr), "notes": dict(plan.notes)}
+            "psnr_demoted": psnr_stats(psnr), "reencoded": reencode_summary(fidelity), "notes": dict(plan.notes)}
+
+
+def reencode_summary(fidelity: list[tuple[float | None, float, str]]) -> dict[str, Any]:
+    """The fidelity change of re-encoded objects: PSNR before and after, the change, copies used."""
+    before = [b for b, _, _ in fidelity if b is not None]
+    change = [a - b for b, a, _ in fidelity if b is not None]
+    copies: dict[str, int] = {}
+    for _, _, copy in fidelity:
+        copies[copy] = copies.get(copy, 0) + 1
+    return {"objects": len(fidelity), "copies": copies, "psnr_before": psnr_stats(before),
+            "psnr_after": psnr_stats([a for _, a, _ in fidelity]),
+            "psnr_change_mean": float(sum(change) / len(change)) if change else None,
+            "psnr_change_min": min(change) if change else None}

@@ -16,6 +16,7 @@ from .. import kept, pngio, pngsamples
 from ..archive import Archive, CatalogRow
 from ..decode import row_pixels, to_png
 from ..errors import IntegrityError
+from ..row_models import RowModels
 from .plan import demotable
 
 #: Moves that need the resident model on the worker.
@@ -43,6 +44,7 @@ class MoveContext:
     source: str | None = None
     quarantine: str | None = None
     day: str = ""  # quarantine folder of this run, YYYYMMDD
+    reencode: Any = None  # lbdask.retier.reencode.ReencodeSpec when the run re-encodes
 
 
 @dataclass
@@ -57,6 +59,7 @@ class ChunkResult:
     bytes_after: int = 0
     skipped: dict[str, int] = field(default_factory=dict)  # why -> count
     psnr: list[float] = field(default_factory=list)  # demoted: the new latent's PSNR
+    fidelity: list[tuple[float | None, float, str]] = field(default_factory=list)  # re-encoded: PSNR before, after, copy
     already_committed: bool = False
 
     def skip(self, why: str) -> None:
@@ -75,6 +78,8 @@ def still_applies(kind: str, row: CatalogRow | None, ctx: MoveContext) -> bool:
         return row.status in ("latent", "lossy") and row.pixel is None
     if kind == "unpromote":
         return row.pixel is not None
+    if kind == "reencode":
+        return row.status == "latent" and row.model_fingerprint == ctx.reencode.from_fingerprint
     return True
 
 
@@ -171,8 +176,10 @@ def promote(arc: Archive, rows: list[CatalogRow], chunk: Chunk, ctx: MoveContext
 
         with resident_model().use() as model:
             arc.check_model(model.fingerprint, model.name)
+            # re-encoded rows decode with their own model (loaded from the archive's model table)
+            models = RowModels(arc, lambda: model, precision=ctx.settings.precision, runtime=ctx.settings.runtime)
             for row in latent:
-                pngs[row.id] = to_png(row_pixels(arc, model, row), row)
+                pngs[row.id] = to_png(row_pixels(arc, models.for_row(row), row), row)
     for row in rows:
         if row.status != "latent":
             pngs[row.id] = kept.read_back(row, arc.read_original(row))

@@ -17,7 +17,7 @@ from .policy import RetierPolicy
 
 DAY = 86400.0
 #: Kinds of move, in the order a run applies them.
-KINDS = ("demote", "convert", "promote", "unpromote", "quarantine", "purge", "prewarm")
+KINDS = ("demote", "convert", "reencode", "promote", "unpromote", "quarantine", "purge", "prewarm")
 #: Kept reasons decided from the header alone: no latent gate can change them.
 STRUCTURAL = frozenset({"transparency", "palette", "greyscale", "16-bit", "too-small", "too-large", "animated"})
 
@@ -83,8 +83,11 @@ def demotable(row: CatalogRow, floor: float) -> bool:
 
 def plan_moves(dest: str, rows: Iterable[CatalogRow], usage: Mapping[str, Usage], policy: RetierPolicy, now: float,
                created: float, demote_floor: float, sources: Mapping[str, int] | None = None,
-               quarantined: Iterable[tuple[str, float]] = ()) -> Plan:
+               quarantined: Iterable[tuple[str, float]] = (), reencode_from: str | None = None) -> Plan:
     """The moves `policy` asks for at time `now` (seconds since the epoch).
+
+    `reencode_from`: the fingerprint of model X whose latents a re-encode moves to model Y
+    (policy `reencode.from`, resolved against the archive's model table), or None.
 
     `sources`: id -> size of the files under source_cleanup.source (None: not listed);
     `quarantined`: (path, quarantined-at) of files in the quarantine prefix.
@@ -100,7 +103,9 @@ def plan_moves(dest: str, rows: Iterable[CatalogRow], usage: Mapping[str, Usage]
         elif (policy.convert.enabled and row.status == "kept" and row.kept_format in (None, "png")
               and row.kept_note is None and row.original is not None):
             plan.add("convert", row.id, row.stored_bytes)
-        if pro.enabled and row.status in ("latent", "lossy"):
+        if reencode_from is not None and row.status == "latent" and row.model_fingerprint == reencode_from:
+            plan.add("reencode", row.id, row.stored_bytes)  # its pixel copy goes with its old latent
+        elif pro.enabled and row.status in ("latent", "lossy"):
             hot = use is not None and use.count >= pro.min_reads and (now - use.last_access) / DAY <= pro.window_days
             if row.pixel is None and hot:
                 plan.add("promote", row.id, row.stored_bytes)

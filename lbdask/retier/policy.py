@@ -55,6 +55,19 @@ class SourceCleanupPolicy:
 
 
 @dataclass(frozen=True)
+class ReencodePolicy:
+    """Latents written by model `from` (fingerprint, a 12+ digit prefix of one, or name) ->
+    latents of model `to` (configs/models.yaml name or a model folder), lbdask.retier.reencode."""
+
+    enabled: bool = False
+    from_: str | None = None  # YAML key `from`
+    to: str | None = None
+    weights: str | None = None  # folder with the weights of `to` (None: where configs/models.yaml says)
+    min_psnr: float | None = None  # PSNR floor of the new latent; None: min_psnr of configs/jobs.yaml
+    source: str | None = None  # the migrated SRC, to re-encode from source PNGs; None: source_cleanup.source
+
+
+@dataclass(frozen=True)
 class PrewarmPolicy:
     """The predicted-hot set (most reads, read within `window_days`) loaded into the caches
     of the serving cluster at `scheduler` (`ServingClient.prewarm`)."""
@@ -75,6 +88,7 @@ class RetierPolicy:
     promote: PromotePolicy = field(default_factory=PromotePolicy)
     convert: ConvertPolicy = field(default_factory=ConvertPolicy)
     source_cleanup: SourceCleanupPolicy = field(default_factory=SourceCleanupPolicy)
+    reencode: ReencodePolicy = field(default_factory=ReencodePolicy)
     prewarm: PrewarmPolicy = field(default_factory=PrewarmPolicy)
 
     def validate(self) -> None:
@@ -88,6 +102,10 @@ class RetierPolicy:
                              f"({self.promote.window_days}), or an object would be promoted and dropped at once")
         if not 1 <= self.convert.effort <= 9:
             raise ValueError(f"convert.effort must be 1 ... 9 (libjxl effort), not {self.convert.effort}")
+        if self.reencode.enabled and (not self.reencode.from_ or not self.reencode.to):
+            raise ValueError("reencode needs `from` (the old model's fingerprint or name) and `to` (the new model)")
+        if self.reencode.min_psnr is not None and not 0 < self.reencode.min_psnr < 100:
+            raise ValueError(f"reencode.min_psnr must be between 0 and 100 dB, not {self.reencode.min_psnr}")
         _at_least("prewarm.window_days", self.prewarm.window_days, 0)
         _at_least("prewarm.top", self.prewarm.top, 1)
         if self.prewarm.enabled and not self.prewarm.scheduler:

@@ -8,9 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from .moves import Chunk, ChunkResult, MoveContext, convert, demote, promote, still_applies, unpromote
+from .reencode import reencode
 from .sources import purge, quarantine
 
-CATALOG_MOVES = {"demote": demote, "convert": convert, "promote": promote, "unpromote": unpromote}
+CATALOG_MOVES = {"demote": demote, "convert": convert, "promote": promote, "unpromote": unpromote,
+                 "reencode": reencode}
 
 
 def run_chunk(dest: str, storage_options: dict[str, Any], chunk: Chunk, ctx: MoveContext) -> ChunkResult:
