@@ -258,3 +258,11 @@ def test_codec_errors_and_huge_images_keep_the_png(monkeypatch):
     monkeypatch.setattr(kept.imagecodecs, "jpegxl_encode", broken)
     obj = kept.encode_kept(png, "jxl", effort=3)
     assert obj.format == "png" and obj.data is png and obj.note == "jxl failed: RuntimeError: JxlEncoderProcessOutput failed"
+
+
+def test_report_text_says_how_many_kept_rows_are_jpeg_xl():
+    from lbdask.cli.report import kept_text
+
+    rep = {"images_kept_png": 5, "representations": {"jxl": {"images": 3}, "png": {"images": 2}}}
+    assert kept_text(rep) == "5 kept (2 PNG, 3 lossless JPEG XL)"
+    assert kept_text({"images_kept_png": 4, "representations": {"jxl": {"images": 0}}}) == "4 kept as PNG"

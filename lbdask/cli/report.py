@@ -56,12 +56,20 @@ def storage_lines(s: dict[str, Any], indent: str = "  ") -> list[str]:
     return lines
 
 
+def kept_text(rep: dict[str, Any]) -> str:
+    """`images_kept_png` counts every kept row; say how many of them are lossless JPEG XL."""
+    jxl = rep.get("representations", {}).get("jxl", {}).get("images", 0)
+    if not jxl:
+        return f"{rep['images_kept_png']} kept as PNG"
+    return f"{rep['images_kept_png']} kept ({rep['images_kept_png'] - jxl} PNG, {jxl} lossless JPEG XL)"
+
+
 def render(rep: dict[str, Any]) -> str:
     """The report as readable text."""
     lines = [
         f"model           {rep['model']} ({str(rep['model_fingerprint'])[:12]})",
         f"images          {rep['images_total']}: {rep['images_latent']} latent, "
-        f"{rep['images_kept_png']} kept as PNG, {rep['images_failed']} failed (raw bytes kept), "
+        f"{kept_text(rep)}, {rep['images_failed']} failed (raw bytes kept), "
         f"{rep['images_refused']} refused"
         + (f", {rep['images_lossy']} lossy JPEG XL" if rep.get("images_lossy") else ""),
         f"bytes source    {rep['bytes_source']:,}",
