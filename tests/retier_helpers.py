@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -100,3 +101,56 @@ def retier_archive(tmp_path_factory, corpus_dir, taef2_dir) -> tuple[Path, str]:
     migrate(kept, dest, "99")
     migrate(lat, dest, "20")
     return root, dest
+
+
+class Crash(Exception):
+    """Injected in place of the k-th counted store write of a run."""
+
+
+def crash_after_each_write(tmp_path: Path, monkeypatch, dest0: str, patch, argv, check) -> tuple[int, list[str]]:
+    """Run `lbdask retier` on a copy of `dest0` crashing at the k-th counted write, k = 0, 1, ...
+    until a run finishes (in-process workers, so the crash reaches the moves).
+
+    `patch(m, counting)` wraps the writes to count with `counting(real, name)`; `argv(dest,
+    scheduler)` is the command. After each run every id must read back at once, a crashed run
+    is run again (it must finish), then `check(dest, k)`. Returns the last k and its writes.
+    """
+    import time
+
+    from distributed import Client, LocalCluster
+
+    expected = set(read_all(dest0))
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        k = 0
+        while True:
+            dest = str(tmp_path / f"k{k}")
+            shutil.copytree(dest0, dest)
+            writes: list[str] = []
+
+            def counting(real, name):
+                def wrapper(*args, **kwargs):
+                    if len(writes) == k:
+                        raise Crash(name)
+                    writes.append(name)
+                    return real(*args, **kwargs)
+                return wrapper
+
+            run = argv(dest, cluster.scheduler_address)
+            with monkeypatch.context() as m:
+                patch(m, counting)
+                try:
+                    cli.main(run)
+                    finished = True
+                except Crash:
+                    finished = False
+            client.run(lambda: None)  # the worker thread has nothing queued from the crashed run
+            while cluster.scheduler.tasks:
+                time.sleep(0.05)
+            assert set(read_all(dest)) == expected, k  # every object readable right after the crash
+            if not finished:
+                assert cli.main(run) == 0, k
+            check(dest, k)
+            if finished:
+                return k, writes
+            k += 1

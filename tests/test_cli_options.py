@@ -65,3 +65,12 @@ def test_bad_config_is_one_line_before_any_cluster_starts(name, key, value, mess
 def test_null_n_workers_is_one_per_cuda_device_else_one_per_two_cores():
     assert [default_workers(0, cores) for cores in (1, 2, 3, 16)] == [1, 1, 1, 8]
     assert default_workers(2, 16) == 2
+
+
+@pytest.mark.parametrize("command", ["migrate", "retier"])
+def test_workers_sizes_the_local_cluster_only(command, tmp_path, capsys):
+    head = [command, str(tmp_path / "src"), str(tmp_path / "arc")] if command == "migrate" else [command, str(tmp_path)]
+    assert cli.main([*head, "--workers", "0"]) == 2
+    assert "--workers must be at least 1" in capsys.readouterr().err
+    assert cli.main([*head, "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    assert "cannot be used with --scheduler" in capsys.readouterr().err

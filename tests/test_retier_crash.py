@@ -12,7 +12,7 @@ import time
 
 import pytest
 from cluster_helpers import TAEF2_WEIGHTS, DaskProcesses
-from retier_helpers import DAY, read_all, record_reads, write_policy
+from retier_helpers import DAY, crash_after_each_write, read_all, record_reads, write_policy
 
 from lbdask import cli
 from lbdask.archive import Archive
@@ -26,10 +26,6 @@ demote: {enabled: true, cold_days: 90, min_psnr: 20}
 promote: {enabled: true, window_days: 7, min_reads: 3, cold_days: 30}
 convert: {enabled: true}
 """
-
-
-class Crash(Exception):
-    pass
 
 
 @pytest.fixture(scope="module")
@@ -66,54 +62,26 @@ def plan_is_empty(dest: str, policy: str, tmp_path) -> bool:
 
 
 def test_a_crash_after_any_write_of_a_run_leaves_every_object_readable(base, tmp_path, monkeypatch, capsys):
-    """In-process workers (threads), so the injected crash reaches the moves: crash after the
-    k-th store write of a run, for every k, read every id, run again, check the end state."""
-    from distributed import Client, LocalCluster
-
+    """Crash after the k-th store write of a run, for every k, read every id, run again, check the end state."""
     root, dest0 = base
     policy = write_policy(tmp_path / "p.yaml", POLICY.replace("batch_size: 1", "batch_size: 2"))
-    expected = read_all(dest0)
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
-        k = 0
-        while True:
-            dest = str(tmp_path / f"k{k}")
-            shutil.copytree(dest0, dest)
-            writes: list[str] = []
 
-            def counting(real, name):
-                def wrapper(*args, **kwargs):
-                    if len(writes) == k:
-                        raise Crash(name)
-                    writes.append(name)
-                    return real(*args, **kwargs)
-                return wrapper
+    def patch(m, counting):
+        for name in ("write_shard", "put_originals", "commit", "compact"):
+            m.setattr(Archive, name, counting(getattr(Archive, name), name))
+        m.setattr(retier_apply, "remove_quietly", counting(retier_apply.remove_quietly, "sweep"))
+        m.setattr(retier_apply, "write_retier_run", counting(retier_apply.write_retier_run, "summary"))
 
-            with monkeypatch.context() as m:
-                for name in ("write_shard", "put_originals", "commit", "compact"):
-                    m.setattr(Archive, name, counting(getattr(Archive, name), name))
-                m.setattr(retier_apply, "remove_quietly", counting(retier_apply.remove_quietly, "sweep"))
-                m.setattr(retier_apply, "write_retier_run", counting(retier_apply.write_retier_run, "summary"))
-                run = ["retier", dest, "--policy", policy, "--now", at(LATER), "--apply", "--no-progress",
-                       "--weights", str(TAEF2_WEIGHTS), "--scheduler", cluster.scheduler_address, "--debug"]
-                try:
-                    cli.main(run)
-                    finished = True
-                except Crash:
-                    finished = False
-            client.run(lambda: None)  # the worker thread has nothing queued from the crashed run
-            while cluster.scheduler.tasks:
-                time.sleep(0.05)
-            capsys.readouterr()
-            got = read_all(dest)  # every object readable right after the crash
-            assert set(got) == set(expected), k
-            if not finished:
-                assert cli.main(run) == 0, k
-            final_state_ok(dest)
-            assert plan_is_empty(dest, policy, tmp_path), k
-            if finished:
-                break
-            k += 1
+    def argv(dest, scheduler):
+        return ["retier", dest, "--policy", policy, "--now", at(LATER), "--apply", "--no-progress",
+                "--weights", str(TAEF2_WEIGHTS), "--scheduler", scheduler, "--debug"]
+
+    def check(dest, k):
+        capsys.readouterr()
+        final_state_ok(dest)
+        assert plan_is_empty(dest, policy, tmp_path), k
+
+    k, writes = crash_after_each_write(tmp_path, monkeypatch, dest0, patch, argv, check)
     assert k >= 10, writes  # demote shards + commits, convert and promote objects + commits, sweep, compaction, summary
 
 

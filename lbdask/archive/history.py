@@ -27,11 +27,6 @@ def write_retier_run(arc: Archive, summary: dict[str, Any]) -> None:
 
 def read_retier_runs(arc: Archive) -> list[dict[str, Any]]:
     """Every recorded run summary, oldest first."""
-    d = arc.loc.path(FOLDER)
+    paths = arc.json_paths(FOLDER)
     with store_errors(arc.url):
-        arc.loc.fs.invalidate_cache(d)
-        try:
-            paths = sorted(p for p in arc.loc.fs.ls(d, detail=False) if p.endswith(".json"))
-        except FileNotFoundError:
-            return []
         return [json.loads(arc.loc.fs.cat_file(p)) for p in paths]

@@ -22,13 +22,8 @@ FIELDS = ("name", "fingerprint", "latent_channels", "downsample", "config")
 
 
 def _entries_on_store(arc: Archive) -> list[dict[str, Any]]:
-    d = arc.loc.path(FOLDER)
+    paths = arc.json_paths(FOLDER)
     with store_errors(arc.url):
-        arc.loc.fs.invalidate_cache(d)
-        try:
-            paths = sorted(p for p in arc.loc.fs.ls(d, detail=False) if p.endswith(".json"))
-        except FileNotFoundError:
-            return []
         out = []
         for path in paths:
             try:

@@ -263,15 +263,20 @@ class Archive:
             put_atomic(self.loc, self.loc.path("jobs", job_id + ".json"), body)
         return job_id
 
-    def read_job_stats(self) -> list[dict[str, Any]]:
-        """All recorded job statistics, oldest job id first."""
-        d = self.loc.path("jobs")
+    def json_paths(self, folder: str) -> list[str]:
+        """The `.json` objects directly under `folder`, sorted by name (none when it is absent)."""
+        d = self.loc.path(folder)
         with store_errors(self.url):
             self.loc.fs.invalidate_cache(d)
             try:
-                paths = sorted(p for p in self.loc.fs.ls(d, detail=False) if p.endswith(".json"))
+                return sorted(p for p in self.loc.fs.ls(d, detail=False) if p.endswith(".json"))
             except FileNotFoundError:
                 return []
+
+    def read_job_stats(self) -> list[dict[str, Any]]:
+        """All recorded job statistics, oldest job id first."""
+        paths = self.json_paths("jobs")
+        with store_errors(self.url):
             return [json.loads(self.loc.fs.cat_file(p)) for p in paths]
 
     def bytes_on_store(self) -> dict[str, int]:

@@ -5,8 +5,8 @@ import argparse
 import sys
 from typing import Any
 
-from ..errors import ConfigError
 from ..storage import parse_storage_options
+from .options import check_cluster_options
 from .inference_options import add_inference_options
 from .report import cluster_text, drr_text, storage_lines
 
@@ -62,10 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from ..models.cpu_memory import CpuMemorySettings
     from ..models.registry import load_registry
 
-    if args.workers is not None and args.workers < 1:
-        raise ConfigError("--workers must be at least 1")
-    if args.workers is not None and args.scheduler:
-        raise ConfigError("--workers sizes the local cluster; it cannot be used with --scheduler")
+    check_cluster_options(args)
     # every configuration file the job reads is validated here, before a cluster starts
     load_registry()
     load_config("cpu_memory", CpuMemorySettings)

@@ -61,3 +61,11 @@ def choice(allowed: Sequence[str]) -> Callable[[str], str]:
             raise ValueError(word)
         return word
     return check
+
+
+def check_cluster_options(args: argparse.Namespace) -> None:
+    """`--workers` sizes the embedded cluster: at least 1, and not together with `--scheduler`."""
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    if args.workers is not None and args.scheduler:
+        raise ConfigError("--workers sizes the local cluster; it cannot be used with --scheduler")

@@ -13,8 +13,9 @@ import sys
 import time
 from typing import Any
 
-from ..errors import ConfigError, LbdaskError
+from ..errors import LbdaskError
 from ..storage import parse_storage_options
+from .options import check_cluster_options
 
 
 def _when(text: str) -> float:
@@ -57,10 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from ..retier.sources import quarantined
     from ..storage import open_location
 
-    if args.workers is not None and args.workers < 1:
-        raise ConfigError("--workers must be at least 1")
-    if args.workers is not None and args.scheduler:
-        raise ConfigError("--workers sizes the local cluster; it cannot be used with --scheduler")
+    check_cluster_options(args)
     policy = load_policy(args.policy)
     settings = load_job_settings(lossy_fallback="off")
     load_cluster_settings()  # validated before anything runs
