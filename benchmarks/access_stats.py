@@ -12,22 +12,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import tempfile
 import time
 
 from lbdask.access_stats import AccessLog, compact_access, load_access
 from lbdask.storage import open_location
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from sim_speed import cpu_model  # benchmarks/ is on the path when a script here runs
 
 
 def add_rates(reads: int) -> tuple[float, float]:
