@@ -91,6 +91,15 @@ def s3_server():
         proc.wait(timeout=10)
 
 
+@pytest.fixture(params=["folder", "s3"])
+def dest(request) -> str:
+    """An archive location that does not exist yet: a folder, then a prefix on the local S3
+    server (tests of store-level behaviour run on both; a module may define its own `dest`)."""
+    if request.param == "folder":
+        return str(request.getfixturevalue("tmp_path") / "arc")
+    return request.getfixturevalue("s3_bucket") + "/arc"
+
+
 @pytest.fixture
 def s3_bucket(s3_server, request) -> str:
     """A fresh, empty bucket on the local S3 server; yields `s3://NAME`."""

@@ -24,13 +24,6 @@ IDS = st.sampled_from([f"d{i % 3}/img{i}.png" for i in range(10)])
 WRITES = ("put_atomic", "put_exclusive", "remove_quietly")
 
 
-@pytest.fixture(params=["folder", "s3"])
-def dest(request):
-    if request.param == "folder":
-        return str(request.getfixturevalue("tmp_path") / "arc")
-    return request.getfixturevalue("s3_bucket") + "/arc"
-
-
 class Crash(BaseException):
     """A kill: raised instead of the k-th store mutation (each mutation is atomic itself)."""
 

@@ -16,13 +16,6 @@ MODEL = {"name": "tiny", "fingerprint": "f" * 64, "latent_channels": 4, "downsam
 SHAPE = (4, 6, 5)
 
 
-@pytest.fixture(params=["folder", "s3"])
-def dest(request):
-    if request.param == "folder":
-        return str(request.getfixturevalue("tmp_path") / "arc")
-    return request.getfixturevalue("s3_bucket") + "/arc"
-
-
 def encoded(n, bits=8, seed=0):
     rng = np.random.default_rng(seed)
     codec = LatentCodec(bits)

@@ -11,13 +11,6 @@ from lbdask.storage import open_location
 from test_archive import MODEL, new_archive, write_batch
 
 
-@pytest.fixture(params=["folder", "s3"])
-def dest(request):
-    if request.param == "folder":
-        return str(request.getfixturevalue("tmp_path") / "arc")
-    return request.getfixturevalue("s3_bucket") + "/arc"
-
-
 def test_a_non_empty_folder_that_is_not_an_archive_is_refused(dest):
     loc = open_location(dest)
     loc.fs.makedirs(loc.root, exist_ok=True)

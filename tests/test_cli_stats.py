@@ -5,7 +5,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 
 from lbdask.access_stats import AccessLog, age_histogram, Access
 from lbdask.archive import Archive, CatalogRow
@@ -14,13 +13,6 @@ from lbdask.storage import open_location
 
 MODEL = {"name": "tiny", "fingerprint": "f" * 64, "latent_channels": 4, "downsample": 8, "config": {}}
 DAY = 86400.0
-
-
-@pytest.fixture(params=["folder", "s3"])
-def dest(request):
-    if request.param == "folder":
-        return str(request.getfixturevalue("tmp_path") / "arc")
-    return request.getfixturevalue("s3_bucket") + "/arc"
 
 
 def kept_archive(dest, names):

@@ -5,7 +5,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
 
 from lbdask.archive import compaction
 from lbdask.archive.catalog import Catalog, partition_of
@@ -14,13 +13,6 @@ from lbdask.archive.rows import CatalogRow
 from lbdask.storage import open_location
 
 HERE = Path(__file__).parent
-
-
-@pytest.fixture(params=["folder", "s3"])
-def dest(request):
-    if request.param == "folder":
-        return str(request.getfixturevalue("tmp_path") / "arc")
-    return request.getfixturevalue("s3_bucket") + "/arc"
 
 
 def rows_for(batch, n, tag=""):

@@ -12,13 +12,6 @@ from lbdask.cli import main
 from lbdask.storage import open_location
 
 
-@pytest.fixture(params=["folder", "s3"])
-def dest(request):
-    if request.param == "folder":
-        return str(request.getfixturevalue("tmp_path") / "arc")
-    return request.getfixturevalue("s3_bucket") + "/arc"
-
-
 def test_a_held_lease_refuses_a_second_holder_and_is_free_after_release(dest):
     loc = open_location(dest)
     with hold(loc, "job one") as mine:

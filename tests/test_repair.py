@@ -13,13 +13,6 @@ from lbdask.storage import open_location
 from test_archive import encoded, new_archive, write_batch
 
 
-@pytest.fixture(params=["folder", "s3"])
-def dest(request):
-    if request.param == "folder":
-        return str(request.getfixturevalue("tmp_path") / "arc")
-    return request.getfixturevalue("s3_bucket") + "/arc"
-
-
 FOLDED = [f"img{i:02d}.png" for i in range(8)]
 KEPT = {"k1.png": os.urandom(300), "k2.png": os.urandom(40)}
 
