@@ -247,8 +247,8 @@ def test_sigkill_of_a_flushing_and_compacting_process(tmp_path):
     assert compact_access(open_location(dest))["stepped_back"] == 0
 
 
-RETENTION = 3  # days of buckets the machine's generations keep, so that some are folded away
-WINDOWS = (0, 0.5, 1, 2, 3)
+RETENTION = 1  # days of buckets the machine's generations keep: yesterday and today
+WINDOWS = (0, 0.25, 1)
 
 
 def reads_in_window(times, now, window_days):
@@ -276,7 +276,7 @@ class AccessMachine(RuleBasedStateMachine):
     def compact_now(self):
         return compact_access(self.loc, retention_days=RETENTION)
 
-    @rule(hours=st.integers(1, 40))
+    @rule(hours=st.integers(4, 40))
     def time_passes(self, hours):
         self.clock += hours * 3600.0
 
@@ -353,7 +353,7 @@ class AccessMachine(RuleBasedStateMachine):
 
 
 TestAccessMachine = AccessMachine.TestCase
-TestAccessMachine.settings = settings(max_examples=40, stateful_step_count=20, deadline=None,
+TestAccessMachine.settings = settings(max_examples=40, stateful_step_count=30, deadline=None,
                                       suppress_health_check=[HealthCheck.too_slow])
 
 
