@@ -79,7 +79,7 @@ class ServeRuntime:
         self._other_lock = threading.Lock()
         self._lock = threading.Lock()
         self.spill: Any = None             # serve.spill.Spillover, set by the plugin
-        self.access = AccessRecorder(address, rc.access_flush_s, rc.access_compact_every)
+        self.access = AccessRecorder(address, rc.access_flush_s, rc.access_compact_every, rc.access_retention_days)
 
     # -- the read path ---------------------------------------------------------------
     async def read(self, dest: str, image_id: str, storage_options: dict | None = None) -> bytes:

@@ -377,3 +377,22 @@ def test_format_1_objects_still_load(tmp_path):
     assert compact_access(loc) == {"logs": 2, "ids": 3, "generation": 2, "stepped_back": 0}
     expected["old.png"] = Access(42, T1 + 60, ((JAN20, 2),))
     assert load_access(loc) == expected and log_names(loc) == [] and generations(loc) == [2]
+
+
+def test_the_serving_recorder_folds_with_its_retention(tmp_path):
+    from lbdask.serve.access import AccessRecorder
+
+    dest = str(tmp_path / "arc")
+    loc = open_location(dest)
+    now = time.time()
+    earlier = AccessLog(loc, "earlier")
+    earlier.add("x", now - 5 * DAY)
+    earlier.flush()
+    recorder = AccessRecorder("tcp://10.0.0.1:4000", 3600.0, 1, retention_days=2)  # folds on every flush
+    try:
+        recorder.record(dest, None, "x")
+        assert recorder.flush() == 1 and log_names(loc) == []
+    finally:
+        recorder.close()
+    x = load_access(loc)["x"]
+    assert x.count == 2 and x.days == ((math.floor(x.last_access / DAY), 1),)  # 5 days ago: a total only
