@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import ConfigError
 
@@ -67,12 +67,12 @@ def check_window(name: str, window_days: float, retention_days: int) -> None:
                           f"of configs/serve.yaml: reads older than that are kept as totals only")
 
 
-@dataclass(frozen=True)
-class Access:
+class Access(NamedTuple):
     """How often one object was read, when last (unix seconds), and how often per UTC day.
 
     `days` holds the retained days only: `count` minus their sum is the reads older than
-    the retention, or of a format-1 generation, whose day is unknown.
+    the retention, or of a format-1 generation, whose day is unknown. A NamedTuple, not a
+    frozen dataclass: loading and folding build one per id, and its constructor is 3x faster.
     """
 
     count: int
