@@ -42,11 +42,16 @@ GEN_NAME = re.compile(r"^(\d{10})\.json\.gz$")
 READ_ATTEMPTS = 12
 
 
-def _encode(payload: dict[str, Any], counts: Mapping[str, Access]) -> bytes:
-    """`counts` as `{id: [count, last_access, day, reads, day, reads, ...]}` (flat: small)."""
-    body = {**payload, "format": FORMAT,
-            "counts": {k: [a.count, a.last_access, *(x for pair in a.days for x in pair)]
-                       for k, a in sorted(counts.items())}}
+def _row(count: int, last: float, days: Iterable[tuple[int, int]]) -> list:
+    """One id's counts as written: `[count, last_access, day, reads, day, reads, ...]` (flat: small)."""
+    row = [count, last]
+    for pair in days:
+        row += pair
+    return row
+
+
+def _encode(payload: dict[str, Any], rows: Mapping[str, list]) -> bytes:
+    body = {**payload, "format": FORMAT, "counts": dict(sorted(rows.items()))}
     return gzip.compress(json.dumps(body, separators=(",", ":")).encode(), mtime=0)
 
 
@@ -173,10 +178,10 @@ class AccessLog:
             taken, self._pending = self._pending, {}
         if not taken:
             return 0
-        counts = {i: Access(sum(days.values()), last, tuple(sorted(days.items()))) for i, (last, days) in taken.items()}
+        rows = {i: _row(sum(days.values()), last, sorted(days.items())) for i, (last, days) in taken.items()}
         name = f"{time.time_ns():020d}-{self.writer_id}-{uuid.uuid4().hex[:12]}"
         try:
-            put_atomic(self.loc, _log_path(self.loc, name), _encode({"writer": self.writer_id}, counts))
+            put_atomic(self.loc, _log_path(self.loc, name), _encode({"writer": self.writer_id}, rows))
         except BaseException:
             with self._lock:
                 for image_id, (last, days) in taken.items():
@@ -185,7 +190,7 @@ class AccessLog:
                     for day, n in days.items():
                         entry[1][day] = entry[1].get(day, 0) + n
             raise
-        return len(counts)
+        return len(rows)
 
 
 def load_access(loc: Location) -> dict[str, Access]:
@@ -263,7 +268,7 @@ def _attempt(loc: Location, retention_days: int) -> dict[str, int] | None:
         merge_into(total, _read_log(loc, name))
     total = _retain(total, retention_days)
     generation = old.generation + 1
-    blob = _encode({"generation": generation, "folded": names}, total)
+    blob = _encode({"generation": generation, "folded": names}, {k: _row(*a) for k, a in total.items()})
     if not put_exclusive(loc, _gen_path(loc, generation), blob):
         return None
     if generations(loc)[-1] != generation:
