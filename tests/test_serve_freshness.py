@@ -78,6 +78,21 @@ def test_a_cached_id_follows_its_moved_row_within_the_refresh_interval(dest, mod
         rt.close()
 
 
+def test_a_batch_committed_and_folded_between_two_passes_is_seen(dest, model):
+    rt = runtime(model, 3600)   # passes only when the test asks
+    try:
+        first = asyncio.run(rt.read(dest, "kept.png"))
+        new, old_path = move_kept(dest, "b1", np.full((24, 24, 3), 5, np.uint8))
+        Archive.open(dest, mode="a").compact()   # b1 leaves catalog/batches/ for catalog/folded/
+        Archive.open(dest).loc.fs.rm(old_path)
+        assert asyncio.run(rt.read(dest, "kept.png")) == first
+        assert rt.watch.check() == 1
+        assert asyncio.run(rt.read(dest, "kept.png")) == new
+        assert rt.watch.check() == 0   # nothing new since
+    finally:
+        rt.close()
+
+
 def test_a_fetch_whose_object_was_swept_reads_the_row_again(dest, model, monkeypatch):
     rt = runtime(model, 3600)   # no watch pass during the test
     try:
