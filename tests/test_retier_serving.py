@@ -71,7 +71,7 @@ def serve_until_equal(dest: str, scheduler: str, expected: dict[str, bytes], tim
 
 @pytest.fixture(scope="module")
 def retiered(retier_archive, tmp_path_factory):
-    root, dest0 = retier_archive
+    _, dest0 = retier_archive
     tmp = tmp_path_factory.mktemp("retier-serving")
     dest = str(tmp / "arc")
     shutil.copytree(dest0, dest)
