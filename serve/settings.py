@@ -34,6 +34,7 @@ class RuntimeConfig:
     access_flush_s: float = 60.0     # access statistics are written to the archive this often
     access_compact_every: int = 10   # fold the archive's access logs every N flushes (0: never)
     access_retention_days: int = DEFAULT_RETENTION_DAYS  # days of per-day read counts a fold keeps
+    catalog_refresh_s: float = 10.0  # cached ids whose catalog row changed are dropped this often (serve.freshness)
 
     def validate(self) -> None:
         if self.cache_bytes < 0:
@@ -51,6 +52,8 @@ class RuntimeConfig:
             raise ValueError("access_flush_s must be > 0, access_compact_every >= 0 (0: never)")
         if self.access_retention_days < 1:
             raise ValueError(f"access_retention_days must be at least 1, not {self.access_retention_days}")
+        if self.catalog_refresh_s <= 0:
+            raise ValueError("catalog_refresh_s must be > 0 (cached ids follow catalog changes this late at most)")
         if self.backend not in (None, "auto", "torch", "openvino"):
             raise ValueError(f"backend must be auto, torch or openvino, not {self.backend!r}")
 

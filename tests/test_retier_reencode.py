@@ -25,27 +25,6 @@ LATENT_IDS = ("crop1.png", "l0.png", "l1.png", "l2.png")
 
 
 @pytest.fixture
-def model_y(tmp_path, monkeypatch) -> str:
-    """The shipped configs plus `taef2-y`: TAEF2 with latents stored at half scale."""
-    from lbdask.config import DEFAULT_CONFIG_DIR
-
-    folder = tmp_path / "configs"
-    shutil.copytree(DEFAULT_CONFIG_DIR, folder)
-    models = (folder / "models.yaml").read_text()
-    (folder / "models.yaml").write_text(models + f"""
-  taef2-y:
-    backend: tae
-    latent_channels: 32
-    downsample: 8
-    pad_multiple: 16
-    scaling_factor: 0.5
-    weights: {{local: "{TAEF2_WEIGHTS}", encoder_file: taef2_encoder.pth, decoder_file: taef2_decoder.pth}}
-""")
-    monkeypatch.setenv("LBDASK_CONFIG_DIR", str(folder))
-    return "taef2-y"
-
-
-@pytest.fixture
 def arc(retier_archive, tmp_path):
     root, dest = retier_archive
     shutil.copytree(dest, tmp_path / "arc")
