@@ -1,4 +1,5 @@
-"""Per-object access statistics in the archive: counts and last-access time, crash-safe.
+"""Per-object access statistics in the archive: counts, last-access time and reads per UTC
+day (lbdask/access_days.py), crash-safe.
 
 Serving processes count reads in memory (`AccessLog.add`) and write what they counted as
 one new immutable log object per flush (`access/logs/<stamp>-<writer>-<token>.json.gz`,
@@ -8,6 +9,7 @@ compare-and-swap as the catalog manifests, then deletes the folded logs and the 
 generations. A crash at any point leaves whole objects only: at worst logs that the
 latest generation already folded (it lists them, so they are not counted twice) and
 stale generations. Losing the counts of an interval that was never flushed is accepted.
+Objects written before the per-day buckets (format 1) still load: see `_access`.
 See docs/archive-format.md ("Access statistics") for the argument in full.
 """
 from __future__ import annotations
@@ -23,13 +25,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .access_days import DEFAULT_RETENTION_DAYS, Access, day_of, merge_into, retained
 from .archive.catalog import BATCH_ID
 from .archive.compaction import COMPACT_ATTEMPTS
 from .archive.objects import put_atomic, put_exclusive, remove_quietly
 from .errors import InputError, IntegrityError, StoreError
 from .storage import Location
 
-FORMAT = 1
+FORMAT = 2
+#: Format 1: `[count, last_access]` only, before the per-day buckets.
+OLD_FORMAT = 1
 SUFFIX = ".json.gz"
 LOG_NAME = re.compile(r"^\d{20}-[A-Za-z0-9._-]+-[0-9a-f]{12}$")
 GEN_NAME = re.compile(r"^(\d{10})\.json\.gz$")
@@ -37,36 +42,38 @@ GEN_NAME = re.compile(r"^(\d{10})\.json\.gz$")
 READ_ATTEMPTS = 12
 
 
-@dataclass(frozen=True)
-class Access:
-    """How often one object was read, and when last (unix seconds)."""
-
-    count: int
-    last_access: float
-
-    def merge(self, other: Access) -> Access:
-        return Access(self.count + other.count, max(self.last_access, other.last_access))
+def _row(count: int, last: float, days: Iterable[tuple[int, int]]) -> list:
+    """One id's counts as written: `[count, last_access, day, reads, day, reads, ...]` (flat: small)."""
+    row = [count, last]
+    for pair in days:
+        row += pair
+    return row
 
 
-def merge_into(total: dict[str, Access], more: Mapping[str, Access]) -> None:
-    """Add `more` to `total` in place: counts summed, last access the latest."""
-    for image_id, access in more.items():
-        old = total.get(image_id)
-        total[image_id] = access if old is None else old.merge(access)
-
-
-def _encode(payload: dict[str, Any], counts: Mapping[str, Access]) -> bytes:
-    body = {**payload, "format": FORMAT, "counts": {k: [a.count, a.last_access] for k, a in sorted(counts.items())}}
+def _encode(payload: dict[str, Any], rows: Mapping[str, list]) -> bytes:
+    body = {**payload, "format": FORMAT, "counts": dict(sorted(rows.items()))}
     return gzip.compress(json.dumps(body, separators=(",", ":")).encode(), mtime=0)
 
 
-def _decode(path: str, blob: bytes) -> tuple[dict[str, Any], dict[str, Access]]:
+def _access(v: list, fmt: int, is_log: bool) -> Access:
+    if fmt == FORMAT:  # the JSON types are the ones written; no conversions (load time of 1e6 ids)
+        if len(v) % 2:
+            raise ValueError("odd day counts")
+        return Access(v[0], v[1], ((v[2], v[3]),) if len(v) == 4 else tuple(zip(v[2::2], v[3::2])))
+    count, last = int(v[0]), float(v[1])
+    # Format 1: a log holds one flush interval, so its reads count on the day of the last
+    # one; a generation's totals span any time, so their day stays unknown (total only).
+    return Access.read_at(last, count) if is_log else Access(count, last)
+
+
+def _decode(path: str, blob: bytes, is_log: bool) -> tuple[dict[str, Any], dict[str, Access]]:
     """Payload and counts of an access object; IntegrityError naming it when unreadable."""
     try:
         body = json.loads(gzip.decompress(blob))
-        if body.get("format") != FORMAT:
-            raise ValueError(f"format {body.get('format')!r}")
-        counts = {str(k): Access(int(v[0]), float(v[1])) for k, v in body.pop("counts").items()}
+        fmt = body.get("format")
+        if fmt not in (FORMAT, OLD_FORMAT):
+            raise ValueError(f"format {fmt!r}")
+        counts = {str(k): _access(v, fmt, is_log) for k, v in body.pop("counts").items()}
     except (OSError, EOFError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
         raise IntegrityError(f"access statistics object {path} is unreadable ({type(exc).__name__})") from None
     return body, counts
@@ -117,14 +124,14 @@ class Snapshot:
 
 def _read_log(loc: Location, name: str) -> dict[str, Access]:
     path = _log_path(loc, name)
-    return _decode(path, loc.fs.cat_file(path))[1]
+    return _decode(path, loc.fs.cat_file(path), is_log=True)[1]
 
 
 def _read_snapshot(loc: Location, gens: list[int]) -> Snapshot:
     if not gens:
         return Snapshot(0, frozenset(), {})
     path = _gen_path(loc, gens[-1])
-    body, counts = _decode(path, loc.fs.cat_file(path))
+    body, counts = _decode(path, loc.fs.cat_file(path), is_log=False)
     if body.get("generation") != gens[-1]:
         raise IntegrityError(f"access statistics object {path} says generation {body.get('generation')!r}")
     return Snapshot(gens[-1], frozenset(body.get("folded", [])), counts)
@@ -138,14 +145,23 @@ class AccessLog:
             raise InputError(f"invalid access writer id {writer_id!r}: use letters, digits, '.', '_' and '-'")
         self.loc = loc
         self.writer_id = writer_id
-        self._pending: dict[str, Access] = {}
+        # id -> [last access, {day: reads}]: mutable, so that a read (on the serving path)
+        # costs a few dict operations and no new Access.
+        self._pending: dict[str, list] = {}
         self._lock = threading.Lock()
 
     def add(self, image_id: str, when: float | None = None) -> None:
         """Count one read of `image_id` at `when` (now by default)."""
-        access = Access(1, time.time() if when is None else float(when))
+        when = time.time() if when is None else float(when)
+        day = day_of(when)
         with self._lock:
-            merge_into(self._pending, {image_id: access})
+            entry = self._pending.get(image_id)
+            if entry is None:
+                self._pending[image_id] = [when, {day: 1}]
+                return
+            if when > entry[0]:
+                entry[0] = when
+            entry[1][day] = entry[1].get(day, 0) + 1
 
     def pending(self) -> int:
         """Ids counted since the last flush."""
@@ -159,17 +175,22 @@ class AccessLog:
         later flush writes them; nothing is ever written twice.
         """
         with self._lock:
-            counts, self._pending = self._pending, {}
-        if not counts:
+            taken, self._pending = self._pending, {}
+        if not taken:
             return 0
+        rows = {i: _row(sum(days.values()), last, sorted(days.items())) for i, (last, days) in taken.items()}
         name = f"{time.time_ns():020d}-{self.writer_id}-{uuid.uuid4().hex[:12]}"
         try:
-            put_atomic(self.loc, _log_path(self.loc, name), _encode({"writer": self.writer_id}, counts))
+            put_atomic(self.loc, _log_path(self.loc, name), _encode({"writer": self.writer_id}, rows))
         except BaseException:
             with self._lock:
-                merge_into(self._pending, counts)
+                for image_id, (last, days) in taken.items():
+                    entry = self._pending.setdefault(image_id, [last, {}])
+                    entry[0] = max(entry[0], last)
+                    for day, n in days.items():
+                        entry[1][day] = entry[1].get(day, 0) + n
             raise
-        return len(counts)
+        return len(rows)
 
 
 def load_access(loc: Location) -> dict[str, Access]:
@@ -194,15 +215,18 @@ def load_access(loc: Location) -> dict[str, Access]:
     raise StoreError(f"access statistics of {loc.url} kept changing during {READ_ATTEMPTS} reads; try again")
 
 
-def compact_access(loc: Location, attempts: int = COMPACT_ATTEMPTS) -> dict[str, int]:
+def compact_access(loc: Location, attempts: int = COMPACT_ATTEMPTS,
+                   retention_days: int = DEFAULT_RETENTION_DAYS) -> dict[str, int]:
     """Fold every flushed log into a new generation; returns what the commit folded.
 
+    The generation keeps the per-day buckets of `retention_days` days before the newest
+    day read (`_retain`); older ones count in the totals only, so its size stays bounded.
     `stepped_back` is 1 when every attempt lost to other compactors (the logs stay and
     are counted by readers; a later compaction folds them).
     """
     for attempt in range(attempts):
         try:
-            done = _attempt(loc)
+            done = _attempt(loc, retention_days)
         except FileNotFoundError:  # another compactor removed what this one listed
             done = None
         if done is not None:
@@ -211,7 +235,21 @@ def compact_access(loc: Location, attempts: int = COMPACT_ATTEMPTS) -> dict[str,
     return {"logs": 0, "ids": 0, "generation": (generations(loc) or [0])[-1], "stepped_back": 1}
 
 
-def _attempt(loc: Location) -> dict[str, int] | None:
+def _retain(total: dict[str, Access], retention_days: int) -> dict[str, Access]:
+    """`total` with the buckets before the retention dropped. The retention ends on the
+    newest day read, or today by this process's clock if that is earlier (a writer whose
+    clock runs ahead cannot make it drop recent buckets)."""
+    if not total:
+        return total
+    newest = min(day_of(max(a.last_access for a in total.values())), day_of(time.time()))
+    out = {}
+    for image_id, a in total.items():
+        days = retained(a.days, newest, retention_days)
+        out[image_id] = a if days is a.days else Access(a.count, a.last_access, days)
+    return out
+
+
+def _attempt(loc: Location, retention_days: int) -> dict[str, int] | None:
     """One compaction attempt; None when another compactor committed first.
 
     The generation is read before the logs are listed: a log the generation folded and
@@ -228,8 +266,9 @@ def _attempt(loc: Location) -> dict[str, int] | None:
     total = dict(old.counts)
     for name in fresh:
         merge_into(total, _read_log(loc, name))
+    total = _retain(total, retention_days)
     generation = old.generation + 1
-    blob = _encode({"generation": generation, "folded": names}, total)
+    blob = _encode({"generation": generation, "folded": names}, {k: _row(*a) for k, a in total.items()})
     if not put_exclusive(loc, _gen_path(loc, generation), blob):
         return None
     if generations(loc)[-1] != generation:

@@ -3,7 +3,8 @@
 Each archive a worker serves gets one `lbdask.access_stats.AccessLog`; a background thread
 flushes them every `access_flush_s` seconds (one object per archive per flush, never on the
 event loop) and folds the archive's logs (`compact_access`) every `access_compact_every`
-flushes, so the store does not grow without bound. Plugin teardown (and so a clean worker
+flushes, keeping `access_retention_days` days of per-day read buckets (lbdask/access_days.py),
+so the store does not grow without bound. Plugin teardown (and so a clean worker
 shutdown) flushes once more; a killed worker loses at most its last interval.
 """
 from __future__ import annotations
@@ -27,9 +28,9 @@ def writer_id(address: str) -> str:
 class AccessRecorder:
     """Per-archive AccessLogs of one worker, flushed by a background thread."""
 
-    def __init__(self, address: str, flush_s: float, compact_every: int) -> None:
+    def __init__(self, address: str, flush_s: float, compact_every: int, retention_days: int) -> None:
         self.writer = writer_id(address)
-        self.flush_s, self.compact_every = flush_s, compact_every
+        self.flush_s, self.compact_every, self.retention_days = flush_s, compact_every, retention_days
         self._logs: dict[str, AccessLog] = {}
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
@@ -64,7 +65,7 @@ class AccessRecorder:
                 try:
                     written += log.flush()
                     if compact:
-                        compact_access(log.loc)
+                        compact_access(log.loc, retention_days=self.retention_days)
                 except Exception as exc:  # noqa: BLE001 - the serving path must not die of a store hiccup
                     logger.warning("lbdask: access statistics of %s not written yet: %s", log.loc.url, exc)
             self.flushed_ids += written

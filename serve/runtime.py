@@ -82,7 +82,7 @@ class ServeRuntime:
         self._other_lock = threading.Lock()
         self._lock = threading.Lock()
         self.spill: Any = None             # serve.spill.Spillover, set by the plugin
-        self.access = AccessRecorder(address, rc.access_flush_s, rc.access_compact_every)
+        self.access = AccessRecorder(address, rc.access_flush_s, rc.access_compact_every, rc.access_retention_days)
         self.watch = CatalogWatch(rc.catalog_refresh_s, self._forget)
 
     # -- the read path ---------------------------------------------------------------

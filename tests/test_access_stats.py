@@ -1,4 +1,6 @@
-"""Access statistics: flushed counts are never lost or counted twice, whatever crashes or races."""
+"""Access statistics: flushed counts (totals and per-day buckets) are never lost or counted twice,
+whatever crashes or races; format-1 objects still load."""
+import math
 import os
 import shutil
 import signal
@@ -15,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from lbdask import access_stats
+from lbdask.access_days import DAY
 from lbdask.access_stats import Access, AccessLog, compact_access, generations, load_access, log_names
 from lbdask.errors import InputError, IntegrityError
 from lbdask.storage import open_location
@@ -58,14 +61,20 @@ def test_flush_writes_one_object_and_load_merges_counts(dest):
     b.add("x", 25.0)
     assert a.flush() == 2 and b.flush() == 1
     assert len(log_names(loc)) == 2
-    assert load_access(loc) == {"x": Access(3, 30.0), "y": Access(1, 20.0)}
+    assert load_access(loc) == {"x": Access(3, 30.0, ((0, 3),)), "y": Access(1, 20.0, ((0, 1),))}
     assert compact_access(loc) == {"logs": 2, "ids": 2, "generation": 1, "stepped_back": 0}
     assert log_names(loc) == [] and generations(loc) == [1]
-    b.add("y", 40.0)
+    b.add("y", 40.0 + 2 * DAY)
     b.flush()
-    assert load_access(loc) == {"x": Access(3, 30.0), "y": Access(2, 40.0)}
+    both = {"x": Access(3, 30.0, ((0, 3),)), "y": Access(2, 40.0 + 2 * DAY, ((0, 1), (2, 1)))}
+    assert load_access(loc) == both
+    assert load_access(loc)["y"].reads_within(3 * DAY, 1) == 1 and load_access(loc)["x"].reads_within(3 * DAY, 2) == 0
     assert compact_access(loc)["generation"] == 2 and generations(loc) == [2]
-    assert load_access(loc) == {"x": Access(3, 30.0), "y": Access(2, 40.0)}
+    assert load_access(loc) == both
+    b.add("y", 50.0 + 2 * DAY)
+    b.flush()
+    compact_access(loc, retention_days=1)  # day 0 is 2 days before the newest, day 2: a total only
+    assert load_access(loc) == {"x": Access(3, 30.0), "y": Access(3, 50.0 + 2 * DAY, ((2, 2),))}
 
 
 def test_a_failed_flush_keeps_its_counts_pending(tmp_path, monkeypatch):
@@ -77,7 +86,7 @@ def test_a_failed_flush_keeps_its_counts_pending(tmp_path, monkeypatch):
         log.flush()
     monkeypatch.undo()
     assert log.pending() == 1 and load_access(loc) == {}
-    assert log.flush() == 1 and load_access(loc) == {"x": Access(1, 1.0)}
+    assert log.flush() == 1 and load_access(loc) == {"x": Access.read_at(1.0)}
 
 
 def test_bad_writer_id_and_unreadable_object_are_one_line_errors(tmp_path):
@@ -106,7 +115,7 @@ def scenario(loc, acked):
         who, ids = step
         for i in ids:
             writers[who].add(i, float(len(acked) + 1))
-        scenario.inflight = {i: Access(1, float(len(acked) + 1)) for i in ids}
+        scenario.inflight = {i: Access.read_at(float(len(acked) + 1)) for i in ids}
         writers[who].flush()
         access_stats.merge_into(acked, scenario.inflight)
         scenario.inflight = {}
@@ -165,7 +174,7 @@ def test_a_compactor_overtaken_twice_does_not_delete_logs_it_committed_under_a_s
 
     monkeypatch.setattr(access_stats, "log_names", overtaken)
     compact_access(loc)
-    assert load_access(loc) == {"x": Access(1, 1.0), "y": Access(1, 1.0), "late": Access(1, 2.0)}
+    assert load_access(loc) == {"x": Access.read_at(1.0), "y": Access.read_at(1.0), "late": Access.read_at(2.0)}
 
 
 def test_a_read_overtaken_by_a_compaction_starts_over(tmp_path, monkeypatch):
@@ -182,7 +191,7 @@ def test_a_read_overtaken_by_a_compaction_starts_over(tmp_path, monkeypatch):
         return real(loc_)
 
     monkeypatch.setattr(access_stats, "log_names", overtaken)
-    assert load_access(loc) == {"x": Access(1, 1.0)}
+    assert load_access(loc) == {"x": Access.read_at(1.0)}
 
 
 def test_concurrent_flushers_and_compactors_count_every_read_once(tmp_path):
@@ -215,7 +224,7 @@ def test_concurrent_flushers_and_compactors_count_every_read_once(tmp_path):
     compact_access(loc)
     stats = load_access(loc)
     assert sum(a.count for a in stats.values()) == 45
-    assert stats["id0"] == Access(12, 12.0)
+    assert stats["id0"] == Access.read_at(12.0, 12)
 
 
 def test_sigkill_of_a_flushing_and_compacting_process(tmp_path):
@@ -238,42 +247,71 @@ def test_sigkill_of_a_flushing_and_compacting_process(tmp_path):
     assert compact_access(open_location(dest))["stepped_back"] == 0
 
 
+RETENTION = 1  # days of buckets the machine's generations keep: yesterday and today
+WINDOWS = (0, 0.25, 1)
+
+
+def reads_in_window(times, now, window_days):
+    """The model: reads whose UTC day overlaps the `window_days` days before `now`."""
+    first, last = math.floor((now - window_days * 86400) / 86400), math.floor(now / 86400)
+    return sum(1 for t in times if first <= math.floor(t / 86400) <= last)
+
+
 class AccessMachine(RuleBasedStateMachine):
+    """Two writers, compactions (some crashed before any write, some overtaken) and a clock
+    that moves by hours: totals, last access and every window's reads equal the model's."""
+
     @initialize()
     def start(self):
         self.root = tempfile.mkdtemp(prefix="access-model-")
         self.loc = open_location(self.root)
         self.logs = [AccessLog(self.loc, "w0"), AccessLog(self.loc, "w1")]
-        self.model: dict[str, Access] = {}
-        self.pending: list[dict[str, Access]] = [{}, {}]
+        self.model: dict[str, list[float]] = {}  # id -> times of its flushed reads
+        self.pending: list[list[tuple[str, float]]] = [[], []]
         self.clock = 0.0
 
     def teardown(self):
         shutil.rmtree(getattr(self, "root", ""), ignore_errors=True)
+
+    def compact_now(self):
+        return compact_access(self.loc, retention_days=RETENTION)
+
+    @rule(hours=st.integers(4, 40))
+    def time_passes(self, hours):
+        self.clock += hours * 3600.0
 
     @rule(who=st.integers(0, 1), ids=st.lists(IDS, min_size=1, max_size=4))
     def add(self, who, ids):
         for i in ids:
             self.clock += 1
             self.logs[who].add(i, self.clock)
-            access_stats.merge_into(self.pending[who], {i: Access(1, self.clock)})
+            self.pending[who].append((i, self.clock))
 
     @rule(who=st.integers(0, 1))
     def flush(self, who):
-        assert self.logs[who].flush() == len(self.pending[who])
-        access_stats.merge_into(self.model, self.pending[who])
-        self.pending[who] = {}
+        assert self.logs[who].flush() == len({i for i, _ in self.pending[who]})
+        for i, t in self.pending[who]:
+            self.model.setdefault(i, []).append(t)
+        self.pending[who] = []
+
+    @rule(who=st.integers(0, 1))
+    def crash_during_flush(self, who):
+        with pytest.MonkeyPatch.context() as mp:
+            crashing_at(mp, 0)
+            if self.pending[who]:
+                with pytest.raises(Crash):
+                    self.logs[who].flush()
 
     @rule()
     def compact(self):
-        assert compact_access(self.loc)["stepped_back"] == 0
+        assert self.compact_now()["stepped_back"] == 0
 
     @rule(k=st.integers(0, 6))
     def crash_during_compaction(self, k):
         with pytest.MonkeyPatch.context() as mp:
             crashing_at(mp, k)
             try:
-                compact_access(self.loc)
+                self.compact_now()
             except Crash:
                 pass
 
@@ -289,18 +327,72 @@ class AccessMachine(RuleBasedStateMachine):
                 self.flush(who)
                 with pytest.MonkeyPatch.context() as inner:
                     inner.setattr(access_stats, "put_exclusive", real)
-                    compact_access(self.loc)
+                    self.compact_now()
             return real(loc, path, data)
 
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(access_stats, "put_exclusive", racing)
-            assert compact_access(self.loc)["stepped_back"] == 0
+            assert self.compact_now()["stepped_back"] == 0
 
     @invariant()
     def counts_match_the_flushed_reads(self):
-        assert load_access(self.loc) == self.model
+        stats = load_access(self.loc)
+        assert {i: (a.count, a.last_access) for i, a in stats.items()} == {
+            i: (len(ts), max(ts)) for i, ts in self.model.items()}
+        for w in WINDOWS:
+            assert {i: a.reads_within(self.clock, w) for i, a in stats.items()} == {
+                i: reads_in_window(ts, self.clock, w) for i, ts in self.model.items()}, w
+
+    @invariant()
+    def generations_keep_the_retention_only(self):
+        gens = generations(self.loc)
+        counts = access_stats._read_snapshot(self.loc, gens).counts if gens else {}
+        newest = max((math.floor(a.last_access / DAY) for a in counts.values()), default=0)
+        assert all(d >= newest - RETENTION for a in counts.values() for d, _ in a.days)
+        assert all(sum(n for _, n in a.days) <= a.count for a in counts.values())
 
 
 TestAccessMachine = AccessMachine.TestCase
-TestAccessMachine.settings = settings(max_examples=40, stateful_step_count=20, deadline=None,
+TestAccessMachine.settings = settings(max_examples=40, stateful_step_count=30, deadline=None,
                                       suppress_health_check=[HealthCheck.too_slow])
+
+
+FORMAT_1 = HERE / "fixtures" / "access-format1"  # written by the format-1 code: see its README.md
+JAN2, JAN20 = 20455, 20473  # UTC day numbers of 2026-01-02 and 2026-01-20
+T1 = JAN20 * DAY + 8 * 3600.0
+
+
+def test_format_1_objects_still_load(tmp_path):
+    """A format-1 log's reads count on the day of its last read; a format-1 generation's
+    totals have no day (they count in no window), and both survive a new compaction."""
+    shutil.copytree(FORMAT_1, tmp_path / "arc")
+    loc = open_location(str(tmp_path / "arc"))
+    expected = {"old.png": Access(41, T1, ((JAN20, 1),)), "both.png": Access(7, T1, ((JAN20, 2),)),
+                "new.png": Access(25, T1, ((JAN20, 25),))}
+    assert load_access(loc) == expected
+    assert [load_access(loc)[i].reads_within(T1 + DAY, 7) for i in ("old.png", "both.png", "new.png")] == [1, 2, 25]
+    log = AccessLog(loc, "new")
+    log.add("old.png", T1 + 60)
+    log.flush()
+    assert compact_access(loc) == {"logs": 2, "ids": 3, "generation": 2, "stepped_back": 0}
+    expected["old.png"] = Access(42, T1 + 60, ((JAN20, 2),))
+    assert load_access(loc) == expected and log_names(loc) == [] and generations(loc) == [2]
+
+
+def test_the_serving_recorder_folds_with_its_retention(tmp_path):
+    from lbdask.serve.access import AccessRecorder
+
+    dest = str(tmp_path / "arc")
+    loc = open_location(dest)
+    now = time.time()
+    earlier = AccessLog(loc, "earlier")
+    earlier.add("x", now - 5 * DAY)
+    earlier.flush()
+    recorder = AccessRecorder("tcp://10.0.0.1:4000", 3600.0, 1, retention_days=2)  # folds on every flush
+    try:
+        recorder.record(dest, None, "x")
+        assert recorder.flush() == 1 and log_names(loc) == []
+    finally:
+        recorder.close()
+    x = load_access(loc)["x"]
+    assert x.count == 2 and x.days == ((math.floor(x.last_access / DAY), 1),)  # 5 days ago: a total only

@@ -7,7 +7,8 @@ from lbdask.archive import Archive, CatalogRow
 from lbdask.archive.model_table import bucket_for, find_model, model_table, register_model, require_model, resolve_reference
 from lbdask.archive.rows import OriginalRef
 from lbdask.errors import ConfigError, ModelMismatchError
-from lbdask.retier.plan import DAY, Usage, plan_moves
+from lbdask.access_days import Access
+from lbdask.retier.plan import DAY, plan_moves
 from lbdask.retier.policy import RetierPolicy
 
 X = {"name": "tiny", "fingerprint": "a" * 64, "latent_channels": 4, "downsample": 8, "config": {}}
@@ -48,7 +49,7 @@ def test_plan_reencodes_rows_of_the_old_model_and_does_not_promote_them():
                        pixel=OriginalRef("pixels/p.bin", 0, 3)),
             CatalogRow("y0", "latent", model_fingerprint="b" * 64, stored_bytes=9),
             CatalogRow("k0", "kept", "fidelity", stored_bytes=11)]
-    usage = {i: Usage(50, now - DAY) for i in ("x0", "y0")}
+    usage = {i: Access.read_at(now - DAY, 50) for i in ("x0", "y0")}
     policy = RetierPolicy()
     plan = plan_moves("d", rows, usage, policy, now, now - 400 * DAY, 30.0, reencode_from="a" * 64)
     assert plan.moves["reencode"] == ["x0", "x1"] and plan.bytes["reencode"] == 12

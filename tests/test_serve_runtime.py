@@ -126,6 +126,9 @@ def test_serve_yaml_is_validated(tmp_path):
     bad.write_text("runtime:\n  access_flush_s: 0\n")
     with pytest.raises(ConfigError, match="access_flush_s"):
         load_serve_settings(str(bad))
+    bad.write_text("runtime:\n  access_retention_days: 0\n")
+    with pytest.raises(ConfigError, match="access_retention_days must be at least 1"):
+        load_serve_settings(str(bad))
 
 
 def test_cli_serve_refuses_bad_options_in_one_line(tmp_path):

@@ -57,9 +57,11 @@ def run(args: argparse.Namespace) -> int:
     from ..retier.policy import load_policy
     from ..retier.sources import quarantined
     from ..storage import open_location
+    from lbdask.serve.settings import load_serve_settings
 
     check_cluster_options(args)
     policy = load_policy(args.policy)
+    policy.check_retention(load_serve_settings().runtime.access_retention_days)
     settings = load_job_settings(lossy_fallback="off")
     load_cluster_settings()  # validated before anything runs
     options = parse_storage_options(args.storage_options)

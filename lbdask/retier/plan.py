@@ -12,22 +12,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..access_days import DAY, Access
 from ..archive.rows import CatalogRow
 from .policy import RetierPolicy
 
-DAY = 86400.0
 #: Kinds of move, in the order a run applies them.
 KINDS = ("demote", "convert", "reencode", "promote", "unpromote", "quarantine", "purge", "prewarm")
 #: Kept reasons decided from the header alone: no latent gate can change them.
 STRUCTURAL = frozenset({"transparency", "palette", "greyscale", "16-bit", "too-small", "too-large", "animated"})
-
-
-@dataclass(frozen=True)
-class Usage:
-    """What the planner needs of an object's access statistics."""
-
-    count: int
-    last_access: float  # seconds since the epoch
 
 
 @dataclass
@@ -40,10 +32,14 @@ class Plan:
     moves: dict[str, list[str]] = field(default_factory=lambda: {k: [] for k in KINDS})
     bytes: dict[str, int] = field(default_factory=lambda: {k: 0 for k in KINDS})
     notes: dict[str, int] = field(default_factory=dict)  # e.g. quarantined sources past retention kept
+    #: kind -> id -> reads in the kind's window (promote, prewarm): why each was picked.
+    window_reads: dict[str, dict[str, int]] = field(default_factory=dict)
 
-    def add(self, kind: str, image_id: str, nbytes: int) -> None:
+    def add(self, kind: str, image_id: str, nbytes: int, window_reads: int | None = None) -> None:
         self.moves[kind].append(image_id)
         self.bytes[kind] += int(nbytes)
+        if window_reads is not None:
+            self.window_reads.setdefault(kind, {})[image_id] = window_reads
 
     @property
     def total(self) -> int:
@@ -52,6 +48,7 @@ class Plan:
     def to_json(self) -> dict[str, Any]:
         return {"dest": self.dest, "now": self.now, "policy": self.policy, "notes": dict(self.notes),
                 "moves": {k: {"count": len(self.moves[k]), "bytes": self.bytes[k], "ids": sorted(self.moves[k])}
+                          | ({"window_reads": dict(sorted(self.window_reads[k].items()))} if k in self.window_reads else {})
                           for k in KINDS}}
 
     def render(self, verbose: bool = False) -> str:
@@ -60,12 +57,13 @@ class Plan:
             ids = self.moves[kind]
             lines.append(f"  {kind:<11}{len(ids):>7} object(s) {self.bytes[kind]:>14,} bytes")
             if verbose:
-                lines += [f"    {i}" for i in sorted(ids)]
+                reads = self.window_reads.get(kind, {})
+                lines += [f"    {i}" + (f"  ({reads[i]} reads in window)" if i in reads else "") for i in sorted(ids)]
         lines += [f"  note: {n} x {what}" for what, n in sorted(self.notes.items()) if n]
         return "\n".join(lines)
 
 
-def age_days(usage: Usage | None, now: float, created: float, unseen_is_cold: bool) -> float:
+def age_days(usage: Access | None, now: float, created: float, unseen_is_cold: bool) -> float:
     """Days since the last recorded read; an object never read counts from the archive's
     creation when `unseen_is_cold`, else as read just now."""
     if usage is None:
@@ -81,7 +79,7 @@ def demotable(row: CatalogRow, floor: float) -> bool:
     return row.demote_floor is None or floor < row.demote_floor
 
 
-def plan_moves(dest: str, rows: Iterable[CatalogRow], usage: Mapping[str, Usage], policy: RetierPolicy, now: float,
+def plan_moves(dest: str, rows: Iterable[CatalogRow], usage: Mapping[str, Access], policy: RetierPolicy, now: float,
                created: float, demote_floor: float, sources: Mapping[str, int] | None = None,
                quarantined: Iterable[tuple[str, float]] = (), reencode_from: str | None = None) -> Plan:
     """The moves `policy` asks for at time `now` (seconds since the epoch).
@@ -106,9 +104,11 @@ def plan_moves(dest: str, rows: Iterable[CatalogRow], usage: Mapping[str, Usage]
         if reencode_from is not None and row.status == "latent" and row.model_fingerprint == reencode_from:
             plan.add("reencode", row.id, row.stored_bytes)  # its pixel copy goes with its old latent
         elif pro.enabled and row.status in ("latent", "lossy"):
-            hot = use is not None and use.count >= pro.min_reads and (now - use.last_access) / DAY <= pro.window_days
-            if row.pixel is None and hot:
-                plan.add("promote", row.id, row.stored_bytes)
+            # Hot: min_reads within the window, and not cold by unpromote's measure (a window
+            # counts whole UTC days, so its oldest read may be a day older than window_days).
+            recent = use.reads_within(now, pro.window_days) if use is not None else 0
+            if row.pixel is None and recent >= pro.min_reads and age < pro.cold_days:
+                plan.add("promote", row.id, row.stored_bytes, recent)
             elif row.pixel is not None and age >= pro.cold_days:
                 plan.add("unpromote", row.id, row.pixel.size)
         clean = policy.source_cleanup
@@ -116,8 +116,8 @@ def plan_moves(dest: str, rows: Iterable[CatalogRow], usage: Mapping[str, Usage]
                 and row.status in ("latent", "kept", "lossy", "failed") and sources[row.id] == row.source_size):
             plan.add("quarantine", row.id, row.source_size)
     if policy.prewarm.enabled:
-        for row in predicted_hot(rows_by_id, usage, policy, now):
-            plan.add("prewarm", row.id, row.stored_bytes)
+        for row, recent in predicted_hot(rows_by_id, usage, policy, now):
+            plan.add("prewarm", row.id, row.stored_bytes, recent)
     clean = policy.source_cleanup
     for path, since in quarantined:
         if (now - since) / DAY >= clean.retention_days:
@@ -129,11 +129,11 @@ def plan_moves(dest: str, rows: Iterable[CatalogRow], usage: Mapping[str, Usage]
     return plan
 
 
-def predicted_hot(rows: Mapping[str, CatalogRow], usage: Mapping[str, Usage], policy: RetierPolicy,
-                  now: float) -> list[CatalogRow]:
-    """The `prewarm.top` readable objects with the most reads among those read within
-    `prewarm.window_days` (recent and frequent: what the next day most likely reads)."""
-    window = policy.prewarm.window_days * DAY
-    recent = [(u.count, u.last_access, i) for i, u in usage.items()
-              if i in rows and rows[i].status in ("latent", "kept", "lossy") and now - u.last_access <= window]
-    return [rows[i] for _, _, i in sorted(recent, key=lambda t: (-t[0], -t[1], t[2]))[:policy.prewarm.top]]
+def predicted_hot(rows: Mapping[str, CatalogRow], usage: Mapping[str, Access], policy: RetierPolicy,
+                  now: float) -> list[tuple[CatalogRow, int]]:
+    """The `prewarm.top` readable objects with the most reads within `prewarm.window_days`
+    (recent and frequent: what the next day most likely reads), with those reads."""
+    days = policy.prewarm.window_days
+    recent = [(n, u.last_access, i) for i, u in usage.items()
+              if i in rows and rows[i].status in ("latent", "kept", "lossy") and (n := u.reads_within(now, days)) > 0]
+    return [(rows[i], n) for n, _, i in sorted(recent, key=lambda t: (-t[0], -t[1], t[2]))[:policy.prewarm.top]]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..access_days import check_window
 from ..config import load_config
 
 
@@ -26,7 +27,8 @@ class DemotePolicy:
 
 @dataclass(frozen=True)
 class PromotePolicy:
-    """Hot latent or lossy objects get a decoded PNG in the pixel tier; cold ones lose it."""
+    """Latent or lossy objects read `min_reads` times within `window_days` get a decoded PNG
+    in the pixel tier; those unread for `cold_days` lose it."""
 
     enabled: bool = True
     window_days: float = 7.0
@@ -69,8 +71,8 @@ class ReencodePolicy:
 
 @dataclass(frozen=True)
 class PrewarmPolicy:
-    """The predicted-hot set (most reads, read within `window_days`) loaded into the caches
-    of the serving cluster at `scheduler` (`ServingClient.prewarm`)."""
+    """The predicted-hot set (most reads within `window_days`) loaded into the caches of the
+    serving cluster at `scheduler` (`ServingClient.prewarm`)."""
 
     enabled: bool = False
     scheduler: str | None = None
@@ -120,6 +122,15 @@ class RetierPolicy:
             if q.startswith(src) or src.startswith(q):
                 raise ValueError(f"source_cleanup.quarantine {clean.quarantine} must lie outside the source "
                                  f"{clean.source} (a later migration would list it as new images)")
+
+
+    def check_retention(self, retention_days: int) -> None:
+        """ConfigError when a window of an enabled move is longer than the days of per-day
+        read counts the access statistics keep (`runtime.access_retention_days`)."""
+        if self.promote.enabled:
+            check_window("promote.window_days", self.promote.window_days, retention_days)
+        if self.prewarm.enabled:
+            check_window("prewarm.window_days", self.prewarm.window_days, retention_days)
 
 
 def load_policy(path: str | None = None) -> RetierPolicy:
