@@ -6,16 +6,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings
-from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from access_helpers import Crash, crashing_at
 from lbdask import access_stats
 from lbdask.access_days import DAY
 from lbdask.access_stats import Access, AccessLog, compact_access, generations, load_access, log_names
@@ -23,32 +20,6 @@ from lbdask.errors import InputError, IntegrityError
 from lbdask.storage import open_location
 
 HERE = Path(__file__).parent
-IDS = st.sampled_from([f"d{i % 3}/img{i}.png" for i in range(10)])
-WRITES = ("put_atomic", "put_exclusive", "remove_quietly")
-
-
-class Crash(BaseException):
-    """A kill: raised instead of the k-th store mutation (each mutation is atomic itself)."""
-
-
-def crashing_at(monkeypatch, k):
-    """Make the k-th store write (0-based; a deletion of several objects counts one write per
-    object) raise Crash; returns the list of writes done so far."""
-    done = []
-
-    def wrap(name, real):
-        def wrapper(loc, target, *rest):
-            for one in (list(target) if name == "remove_quietly" else [target]):
-                if len(done) == k:
-                    raise Crash
-                done.append((name, one))
-                result = real(loc, [one] if name == "remove_quietly" else one, *rest)
-            return result if name != "remove_quietly" else None
-        return wrapper
-
-    for name in WRITES:
-        monkeypatch.setattr(access_stats, name, wrap(name, getattr(access_stats, name)))
-    return done
 
 
 def test_flush_writes_one_object_and_load_merges_counts(dest):
@@ -245,116 +216,6 @@ def test_sigkill_of_a_flushing_and_compacting_process(tmp_path):
             with out.open("a") as f:
                 f.write("x\n")  # count the in-flight flush as acked for the next round
     assert compact_access(open_location(dest))["stepped_back"] == 0
-
-
-RETENTION = 1  # days of buckets the machine's generations keep: yesterday and today
-WINDOWS = (0, 0.25, 1)
-
-
-def reads_in_window(times, now, window_days):
-    """The model: reads whose UTC day overlaps the `window_days` days before `now`."""
-    first, last = math.floor((now - window_days * 86400) / 86400), math.floor(now / 86400)
-    return sum(1 for t in times if first <= math.floor(t / 86400) <= last)
-
-
-class AccessMachine(RuleBasedStateMachine):
-    """Two writers, compactions (some crashed before any write, some overtaken) and a clock
-    that moves by hours: totals, last access and every window's reads equal the model's."""
-
-    @initialize()
-    def start(self):
-        self.root = tempfile.mkdtemp(prefix="access-model-")
-        self.loc = open_location(self.root)
-        self.logs = [AccessLog(self.loc, "w0"), AccessLog(self.loc, "w1")]
-        self.model: dict[str, list[float]] = {}  # id -> times of its flushed reads
-        self.pending: list[list[tuple[str, float]]] = [[], []]
-        self.clock = 0.0
-
-    def teardown(self):
-        shutil.rmtree(getattr(self, "root", ""), ignore_errors=True)
-
-    def compact_now(self):
-        return compact_access(self.loc, retention_days=RETENTION)
-
-    @rule(hours=st.integers(4, 40))
-    def time_passes(self, hours):
-        self.clock += hours * 3600.0
-
-    @rule(who=st.integers(0, 1), ids=st.lists(IDS, min_size=1, max_size=4))
-    def add(self, who, ids):
-        for i in ids:
-            self.clock += 1
-            self.logs[who].add(i, self.clock)
-            self.pending[who].append((i, self.clock))
-
-    @rule(who=st.integers(0, 1))
-    def flush(self, who):
-        assert self.logs[who].flush() == len({i for i, _ in self.pending[who]})
-        for i, t in self.pending[who]:
-            self.model.setdefault(i, []).append(t)
-        self.pending[who] = []
-
-    @rule(who=st.integers(0, 1))
-    def crash_during_flush(self, who):
-        with pytest.MonkeyPatch.context() as mp:
-            crashing_at(mp, 0)
-            if self.pending[who]:
-                with pytest.raises(Crash):
-                    self.logs[who].flush()
-
-    @rule()
-    def compact(self):
-        assert self.compact_now()["stepped_back"] == 0
-
-    @rule(k=st.integers(0, 6))
-    def crash_during_compaction(self, k):
-        with pytest.MonkeyPatch.context() as mp:
-            crashing_at(mp, k)
-            try:
-                self.compact_now()
-            except Crash:
-                pass
-
-    @rule(who=st.integers(0, 1))
-    def another_compactor_commits_first(self, who):
-        """A compactor that read the generation is overtaken (after a flush) before it commits."""
-        real = access_stats.put_exclusive
-        state = {"raced": False}
-
-        def racing(loc, path, data):
-            if not state["raced"]:
-                state["raced"] = True
-                self.flush(who)
-                with pytest.MonkeyPatch.context() as inner:
-                    inner.setattr(access_stats, "put_exclusive", real)
-                    self.compact_now()
-            return real(loc, path, data)
-
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(access_stats, "put_exclusive", racing)
-            assert self.compact_now()["stepped_back"] == 0
-
-    @invariant()
-    def counts_match_the_flushed_reads(self):
-        stats = load_access(self.loc)
-        assert {i: (a.count, a.last_access) for i, a in stats.items()} == {
-            i: (len(ts), max(ts)) for i, ts in self.model.items()}
-        for w in WINDOWS:
-            assert {i: a.reads_within(self.clock, w) for i, a in stats.items()} == {
-                i: reads_in_window(ts, self.clock, w) for i, ts in self.model.items()}, w
-
-    @invariant()
-    def generations_keep_the_retention_only(self):
-        gens = generations(self.loc)
-        counts = access_stats._read_snapshot(self.loc, gens).counts if gens else {}
-        newest = max((math.floor(a.last_access / DAY) for a in counts.values()), default=0)
-        assert all(d >= newest - RETENTION for a in counts.values() for d, _ in a.days)
-        assert all(sum(n for _, n in a.days) <= a.count for a in counts.values())
-
-
-TestAccessMachine = AccessMachine.TestCase
-TestAccessMachine.settings = settings(max_examples=40, stateful_step_count=30, deadline=None,
-                                      suppress_health_check=[HealthCheck.too_slow])
 
 
 FORMAT_1 = HERE / "fixtures" / "access-format1"  # written by the format-1 code: see its README.md
