@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dask.base import tokenize
-from distributed import Client, as_completed, span
+from distributed import Client, span
 
 from lbdask.archive import Archive
 from lbdask.archive.lease import hold
@@ -23,6 +23,7 @@ from lbdask.storage import open_location
 
 from . import tasks
 from .cluster import connect, dashboard_link, encode_resources
+from .inflight import PixelWindow, pixel_budget, run_windowed
 from .plan import Batch, plan_batches
 from lbdask.models.resident import ResidentModel, model_info
 from .preflight import changed_sources, check_destination
@@ -100,21 +101,13 @@ def submit_batch(client: Client, arc: Archive, req: MigrationRequest, batch: Bat
 
 
 def run_batches(client: Client, arc: Archive, req: MigrationRequest, batches: list[Batch], info: dict[str, Any],
-                on_result: Callable[[tasks.BatchResult], None]) -> None:
-    """Keep a bounded window of batch chains in flight until every batch is committed."""
+                on_result: Callable[[tasks.BatchResult], None], max_pixels: int | None = None) -> None:
+    """Keep a bounded window of batch chains in flight until every batch is committed:
+    `inflight_batches_per_thread` per worker thread and at most `max_pixels` pixels."""
     resources = encode_resources(client, req.cluster.gpu_resource)
     threads = sum(client.nthreads().values()) or 1
-    window = max(2, threads * req.settings.inflight_batches_per_thread)
-    pending = iter(batches)
-    running = as_completed()
-    for batch in (b for _, b in zip(range(window), pending)):
-        running.add(submit_batch(client, arc, req, batch, info, resources))
-    for future in running:
-        on_result(future.result())
-        future.release()
-        nxt = next(pending, None)
-        if nxt is not None:
-            running.add(submit_batch(client, arc, req, nxt, info, resources))
+    window = PixelWindow(max(2, threads * req.settings.inflight_batches_per_thread), max_pixels)
+    run_windowed(batches, lambda b: b.pixels, lambda b: submit_batch(client, arc, req, b, info, resources), on_result, window)
 
 
 def run_migration(req: MigrationRequest, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -163,14 +156,15 @@ def _migrate(req: MigrationRequest, log: Callable[[str], None]) -> dict[str, Any
                 t_scan = time.perf_counter()
                 with span("scan"):
                     items = with_stamps(scan(client, req, todo), listing) + refused
-                batches = plan_batches(items, settings, info["pad_multiple"])
+                budget = pixel_budget(client.scheduler_info()["workers"].values(), settings.inflight_batches_per_thread)
+                batches = plan_batches(items, settings, info["pad_multiple"], budget.batch)
                 prepare_buckets(arc, batches, info, settings)
                 t_batches = time.perf_counter()
                 phases["scan"] = t_batches - t_scan
                 bar = MigrationProgress(len(items), sum(i.size for i in items), enabled=req.progress)
                 try:
                     with span("batches"):
-                        run_batches(client, arc, req, batches, info, lambda r: (stats.add(r), bar.update(r)))
+                        run_batches(client, arc, req, batches, info, lambda r: (stats.add(r), bar.update(r)), budget.total)
                 finally:
                     bar.close()
                 phases["batches"] = time.perf_counter() - t_batches
@@ -191,6 +185,8 @@ def _migrate(req: MigrationRequest, log: Callable[[str], None]) -> dict[str, Any
             "sources_changed_remigrated": req.remigrate_changed and bool(changed),
             "settings": asdict(settings),
         }
+        if todo or refused:
+            summary["pixels_in_flight"] = {"per_batch": budget.batch, "total": budget.total}
     if todo or refused:
         arc.compact()  # fold this job's batch objects into the hash-partitioned index
         after = arc.bytes_on_store()

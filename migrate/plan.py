@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .scan import SourceItem
@@ -99,6 +100,14 @@ class Batch:
     def source_bytes(self) -> int:
         return sum(i.size for i in self.items)
 
+    @property
+    def pixels(self) -> int:
+        """Pixels the batch may hold decoded: its padded images, or the images it keeps
+        (a kept copy may be decoded to re-encode it); never those of refused or failed ones."""
+        if self.padded is not None:
+            return len(self.items) * self.padded[0] * self.padded[1]
+        return sum(i.pixels for i in self.items if self.outcomes[i.id].status == "kept")
+
 
 def padded_shape(height: int, width: int, multiple: int) -> tuple[int, int]:
     """Image size rounded up to the model's padding multiple."""
@@ -114,12 +123,29 @@ def batch_id_for(kind: str, items: list[SourceItem]) -> str:
     return f"{kind}-{digest}"
 
 
-def _chunks(items: list[SourceItem], size: int) -> list[list[SourceItem]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
+def _chunks(items: list[SourceItem], size: int, pixels: Callable[[SourceItem], int],
+            max_pixels: int | None) -> list[list[SourceItem]]:
+    """Consecutive groups of at most `size` items and `max_pixels` pixels (an item above it alone)."""
+    groups: list[list[SourceItem]] = []
+    total = 0
+    for item in items:
+        px = pixels(item)
+        if not groups or len(groups[-1]) >= size or (max_pixels is not None and total + px > max_pixels):
+            groups.append([])
+            total = 0
+        groups[-1].append(item)
+        total += px
+    return groups
 
 
-def plan_batches(items: list[SourceItem], settings: JobSettings, pad_multiple: int) -> list[Batch]:
-    """Group uncommitted items into batches: latent candidates by padded shape, the rest apart."""
+def plan_batches(items: list[SourceItem], settings: JobSettings, pad_multiple: int,
+                 max_batch_pixels: int | None = None) -> list[Batch]:
+    """Group uncommitted items into batches: latent candidates by padded shape, the rest apart.
+
+    A batch holds at most `batch_size` images and `max_batch_pixels` pixels (`Batch.pixels`;
+    None: no bound; an image above it is a batch alone): the job's share of worker memory
+    for batches in flight (migrate/inflight.py) then bounds their pixels, however large.
+    """
     buckets: dict[tuple[int, int], list[SourceItem]] = defaultdict(list)
     decided: list[tuple[SourceItem, Outcome]] = []
     for item in sorted(items, key=lambda i: i.id):
@@ -130,9 +156,10 @@ def plan_batches(items: list[SourceItem], settings: JobSettings, pad_multiple: i
             decided.append((item, outcome))
     batches = []
     for shape in sorted(buckets):
-        for group in _chunks(buckets[shape], settings.batch_size):
+        for group in _chunks(buckets[shape], settings.batch_size, lambda _: shape[0] * shape[1], max_batch_pixels):
             batches.append(Batch(batch_id_for(f"latent{shape[0]}x{shape[1]}", group), group, padded=shape))
-    for group in _chunks(decided, settings.batch_size):
-        members = [item for item, _ in group]
-        batches.append(Batch(batch_id_for("keep", members), members, outcomes={i.id: o for i, o in group}))
+    outcomes = {item.id: outcome for item, outcome in decided}
+    kept_pixels = lambda item: item.pixels if outcomes[item.id].status == "kept" else 0  # noqa: E731
+    for members in _chunks([item for item, _ in decided], settings.batch_size, kept_pixels, max_batch_pixels):
+        batches.append(Batch(batch_id_for("keep", members), members, outcomes={i.id: outcomes[i.id] for i in members}))
     return batches
