@@ -17,6 +17,7 @@ from retier_helpers import DAY, crash_after_each_write, read_all, record_reads, 
 from lbdask import cli
 from lbdask.archive import Archive
 from lbdask.retier import apply as retier_apply
+from lbdask.retier import sweep as retier_sweep
 
 pytestmark = pytest.mark.slow
 LATER = 100
@@ -69,7 +70,7 @@ def test_a_crash_after_any_write_of_a_run_leaves_every_object_readable(base, tmp
     def patch(m, counting):
         for name in ("write_shard", "put_originals", "commit", "compact"):
             m.setattr(Archive, name, counting(getattr(Archive, name), name))
-        m.setattr(retier_apply, "remove_quietly", counting(retier_apply.remove_quietly, "sweep"))
+        m.setattr(retier_sweep, "remove_quietly", counting(retier_sweep.remove_quietly, "sweep"))
         m.setattr(retier_apply, "write_retier_run", counting(retier_apply.write_retier_run, "summary"))
 
     def argv(dest, scheduler):

@@ -65,6 +65,33 @@ def reencode_policy(tmp_path, source: str | None = None, **extra: str) -> str:
                                              f"reencode: {{{body}}}\n")
 
 
+def old_shards(dest: str) -> list[tuple[str, int]]:
+    """(path, bytes) of the shard objects in the archive's own model's buckets (model X's)."""
+    arc = Archive.open(dest)
+    arc.loc.fs.invalidate_cache()
+    found = arc.loc.fs.find(arc.loc.path("latents"), detail=True)
+    return sorted((p, int(i["size"])) for p, i in found.items()
+                  if "/c/" in p and not p.split("/latents/", 1)[1].startswith("m"))
+
+
+def check_swept(dest: str, shards: list[tuple[str, int]], capsys) -> None:
+    """Model X's shards are gone and their bytes reported by the run and `lbdask report`;
+    the buckets' metadata stays; `verify --all` (every checksum, every decode) passes."""
+    from lbdask.archive.history import read_retier_runs
+
+    assert shards and old_shards(dest) == []
+    swept = read_retier_runs(Archive.open(dest))[-1]["swept"]
+    assert swept["latent_shards"] == len(shards) and swept["latent_bytes"] == sum(n for _, n in shards)
+    assert swept["pinned_shards"] == 0
+    arc = Archive.open(dest)
+    buckets = {p.split("/latents/", 1)[1].split("/")[0] for p, _ in shards}
+    assert all(arc.loc.fs.exists(arc.loc.path("latents", b, "zarr.json")) for b in buckets)
+    capsys.readouterr()
+    assert cli.main(["report", dest]) == 0
+    assert f"({swept['latent_bytes']:,} of latent shards)" in capsys.readouterr().out
+    assert cli.main(["verify", dest, "--all", "--weights", str(TAEF2_WEIGHTS)]) == 0
+
+
 def check_reencoded(dest: str, before: dict[str, bytes], old_fp: str) -> dict:
     """Every id reads back; re-encoded rows carry Y's fingerprint and decode (as read) to what
     their new latent decoded to when written; the kept rows are untouched."""
@@ -102,6 +129,7 @@ def test_reencode_on_a_folder_from_source_pixel_tier_and_old_latent(arc, model_y
     old = rows(dest)
     old_fp = old["l0.png"].model_fingerprint
     before = read_all(dest)
+    shards = old_shards(dest)
     capsys.readouterr()
     policy = reencode_policy(tmp_path, str(src), min_psnr="20")
     assert retier(dest, "--policy", policy, "-v") == 0
@@ -116,6 +144,8 @@ def test_reencode_on_a_folder_from_source_pixel_tier_and_old_latent(arc, model_y
         assert now[image_id].reencoded["psnr_before"] == old[image_id].psnr
     assert now["l0.png"].pixel is None and Archive.open(dest).bytes_on_store()["pixels"] == 0  # swept
     assert "re-encoded PSNR mean" in out and "1 from pixel" in out and "2 from latent" in out
+    assert f"latent shards: {len(shards)}, {sum(n for _, n in shards):,} bytes" in out
+    check_swept(dest, shards, capsys)
     summary = Archive.open(dest)
     from lbdask.archive.history import read_retier_runs
 
@@ -152,10 +182,12 @@ def test_reencode_on_s3_from_the_old_latents(retier_archive, s3_bucket, model_y,
     fs.put(dest_dir + "/", dest[5:], recursive=True)
     fs.invalidate_cache()
     before = read_all(dest)
+    shards = old_shards(dest)
     old_fp = rows(dest)["l0.png"].model_fingerprint
     assert retier(dest, "--policy", reencode_policy(tmp_path, min_psnr="20"), "--apply") == 0
     now = check_reencoded(dest, before, old_fp)
     assert {now[i].reencoded["copy"] for i in LATENT_IDS} == {"latent"}
+    check_swept(dest, shards, capsys)
     # promoting a re-encoded row stores its decode with model Y (what `lbdask read` gives)
     reads = read_all(dest)
     record_reads(dest, {"l0.png": (5, time.time())})

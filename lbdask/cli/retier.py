@@ -131,5 +131,17 @@ def format_run(s: dict[str, Any]) -> str:
         copies = ", ".join(f"{n} from {c}" for c, n in sorted(fid["copies"].items()))
         before, after = fid["psnr_before"]["psnr_mean"], fid["psnr_after"]["psnr_mean"]
         lines.append(f"  re-encoded PSNR mean {before if before is None else round(before, 2)} -> {after:.2f} dB ({copies})")
-    lines.append(f"  swept {s['swept']['objects']} unreferenced object(s), {s['swept']['bytes']:,} bytes")
+    lines.append(f"  swept {s['swept']['objects']} unreferenced object(s), {s['swept']['bytes']:,} bytes"
+                 + swept_latents(s["swept"]))
     return "\n".join(lines)
+
+
+def swept_latents(swept: dict[str, Any]) -> str:
+    """The latent part of a sweep in words ("" for runs recorded before latents were swept)."""
+    if "latent_shards" not in swept:
+        return ""
+    text = f" (latent shards: {swept['latent_shards']}, {swept['latent_bytes']:,} bytes)"
+    if swept["pinned_shards"]:
+        text += (f"; {swept['pinned_bytes']:,} bytes of released latents stay pinned in {swept['pinned_shards']} "
+                 f"shard(s) beside live ones")
+    return text
