@@ -198,6 +198,29 @@ def test_reencode_on_s3_from_the_old_latents(retier_archive, s3_bucket, model_y,
     assert row.pixel is not None and Archive.open(dest).read_pixels(row) == reads["l0.png"]
 
 
+def test_a_partial_reencode_keeps_the_shard_still_referenced_then_the_rest_frees_it(arc, model_y, tmp_path, capsys):
+    """A floor between the new latents' PSNRs (34.5 dB for l1, 36-36.4 dB for the others, from
+    their old latents) re-encodes only part of X's shard: it stays, its released latents pinned."""
+    from lbdask.archive.history import read_retier_runs
+
+    root, dest = arc
+    old, shards, before = rows(dest), old_shards(dest), read_all(dest)
+    assert retier(dest, "--policy", reencode_policy(tmp_path, min_psnr="35.2"), "--apply") == 0
+    now = rows(dest)
+    moved = [i for i in LATENT_IDS if now[i].reencoded]
+    assert moved and len(moved) < len(LATENT_IDS)  # the gate kept the others on X
+    assert old_shards(dest) == shards
+    swept = read_retier_runs(Archive.open(dest))[-1]["swept"]
+    assert swept["latent_shards"] == 0 and swept["pinned_shards"] == 1
+    assert swept["pinned_bytes"] == sum(old[i].stored_bytes for i in moved)
+    assert "stay pinned in 1 shard(s)" in capsys.readouterr().out
+    assert set(read_all(dest)) == set(before)
+    # the rest moves: the shard goes
+    assert retier(dest, "--policy", reencode_policy(tmp_path, min_psnr="20"), "--apply") == 0
+    check_reencoded(dest, before, old["l0.png"].model_fingerprint)
+    check_swept(dest, shards, capsys)
+
+
 def test_serving_reads_reencoded_rows_and_an_unloadable_model_is_a_one_line_error(arc, model_y, tmp_path,
                                                                                   monkeypatch, capsys):
     import asyncio
