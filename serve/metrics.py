@@ -31,6 +31,7 @@ COUNTERS = {
     "coalesced": ("coalesced", "Reads that joined an in-flight read of the same id"),
     "prewarmed": ("prewarmed", "Ids loaded into this cache by a prewarm call (no bytes sent back)"),
     "access_ids_flushed": ("access_ids_flushed", "Per-id access counts written to the archive's access statistics"),
+    "catalog_dropped": ("catalog_dropped", "Cached ids dropped because their catalog row changed (serve.freshness)"),
 }
 GAUGES = {
     "alpha": ("alpha", "Image-tier fraction of the cache budget"),

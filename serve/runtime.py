@@ -5,6 +5,8 @@ A read runs on the worker's event loop: the cache lookup is a dict access; anyth
 model executor, so image hits are never queued behind decodes. Concurrent reads of one id
 share one fetch and one decode (lbdask.coalesce). Decodes spill to another worker when this
 one's queue is deeper than theta (serve.spill); their results still fill this cache.
+Cached ids whose catalog row changed (lbdask retier) are dropped within `catalog_refresh_s`
+(serve.freshness); a fetch that finds its object gone reads the row again once.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from lbdask.archive import Archive, CatalogRow
 from lbdask.cache import DualFormatCache
 from lbdask.codec import EncodedLatent, LatentCodec
 from lbdask.coalesce import Coalescer
-from lbdask.errors import LbdaskError, NotFoundError, StoreError, UnknownImageError
+from lbdask.errors import IntegrityError, LbdaskError, NotFoundError, StoreError, UnknownImageError
 from lbdask.decode import decode_latent, to_png
 from lbdask.row_models import RowModels
 from lbdask.kept import read_back
@@ -28,6 +30,7 @@ from lbdask.tuner import MarginalHitTuner
 
 from .access import AccessRecorder
 from .decoder import BatchingDecoder, ModelContext, auto_max_batch
+from .freshness import CatalogWatch
 from .settings import ServeSettings
 
 #: Per-request bookkeeping outside the cache itself (cache keeps image/latent/miss counts).
@@ -80,6 +83,7 @@ class ServeRuntime:
         self._lock = threading.Lock()
         self.spill: Any = None             # serve.spill.Spillover, set by the plugin
         self.access = AccessRecorder(address, rc.access_flush_s, rc.access_compact_every)
+        self.watch = CatalogWatch(rc.catalog_refresh_s, self._forget)
 
     # -- the read path ---------------------------------------------------------------
     async def read(self, dest: str, image_id: str, storage_options: dict | None = None) -> bytes:
@@ -92,27 +96,31 @@ class ServeRuntime:
     async def _read(self, dest: str, image_id: str, storage_options: dict | None) -> bytes:
         self.counts["requests"] += 1
         key = (dest, image_id)
+        version = self.watch.version  # before the lookup: see serve.freshness
         found = self.cache.lookup(key)
         if found.outcome == "image":
             return found.value
-        return await self._shared(key, found.value, storage_options)
+        return await self._shared(key, found.value, storage_options, version)
 
     async def prewarm(self, dest: str, image_ids: list[str], storage_options: dict | None = None) -> int:
         """Load ids into this cache as a miss would (fetch, decode, fill), without a lookup:
         no hit or miss and no access is counted, no bytes go back; returns how many loaded."""
-        done = await asyncio.gather(*(self._shared((dest, i), None, storage_options) for i in image_ids),
+        version = self.watch.version
+        done = await asyncio.gather(*(self._shared((dest, i), None, storage_options, version) for i in image_ids),
                                     return_exceptions=True)
         loaded = sum(not isinstance(d, BaseException) for d in done)
         self.counts["prewarmed"] += loaded
         return loaded
 
-    async def _shared(self, key: tuple[str, str], held: Stored | None, storage_options: dict | None) -> bytes:
-        """`_produce` once for all concurrent callers of one id (lbdask.coalesce)."""
+    async def _shared(self, key: tuple[str, str], held: Stored | None, storage_options: dict | None,
+                      version: int) -> bytes:
+        """`_produce` once for all concurrent callers of one id (lbdask.coalesce); the cache is
+        filled only if no catalog change was seen since `version` (serve.freshness)."""
         waiter = asyncio.get_running_loop().create_future()
         if not self.coalescer.join(key, waiter):
             return await waiter
         try:
-            png = await self._produce(key, held, storage_options)
+            png = await self._produce(key, held, storage_options, version)
         except BaseException as exc:
             self.counts["errors"] += 1
             for w in self.coalescer.finish(key):
@@ -124,7 +132,7 @@ class ServeRuntime:
                 w.set_result(png)
         return png
 
-    async def _produce(self, key: tuple[str, str], held: Stored | None, options: dict | None) -> bytes:
+    async def _produce(self, key: tuple[str, str], held: Stored | None, options: dict | None, version: int) -> bytes:
         loop = asyncio.get_running_loop()
         stored = held
         if stored is None:
@@ -133,8 +141,14 @@ class ServeRuntime:
             png = stored.original
         else:
             png = await self.decode(stored)
-        self.cache.fill(key, stored, png, latent_size=stored.nbytes, image_size=len(png))
+        if self.watch.version == version:
+            self.cache.fill(key, stored, png, latent_size=stored.nbytes, image_size=len(png))
         return png
+
+    def _forget(self, dest: str, image_ids: set[str]) -> None:
+        """Drop ids whose catalog row changed from the cache (called by the catalog watch)."""
+        for image_id in image_ids:
+            self.cache.discard((dest, image_id))
 
     async def decode(self, stored: Stored) -> bytes:
         """Decode here, or on another worker when this one is overloaded (result comes back);
@@ -198,7 +212,8 @@ class ServeRuntime:
             if self._model_check is not None and archive.model_info.get("fingerprint"):
                 self._model_check(archive)
             with self._lock:
-                self._archives.setdefault(ident, archive)
+                archive = self._archives.setdefault(ident, archive)
+            self.watch.add(ident, dest, archive)
         return archive
 
     def fetch(self, dest: str, image_id: str, options: dict | None) -> Stored:
@@ -206,25 +221,39 @@ class ServeRuntime:
         archive = self.archive(dest, options)
         t0 = time.perf_counter()
 
-        def attempt() -> Stored:
+        def lookup() -> CatalogRow:
             row = archive.get_row(image_id)
             if row is None:
                 raise UnknownImageError(image_id, f"no image '{image_id}' in archive {dest}")
+            return row
+
+        def attempt() -> Stored:
+            row = lookup()
             time.sleep(self.settings.runtime.injected_fetch_s(row.stored_bytes or 0))  # benchmarks only
-            if row.status == "failed":
-                raise NotFoundError(f"image '{image_id}' failed to migrate ({row.reason}); "
-                                    "the archive holds no copy of it")
-            if row.pixel is not None:  # a pixel-tier copy (lbdask.retier promote): decoded once already
-                return Stored(row, original=archive.read_pixels(row))
-            if row.status in ("kept", "lossy"):  # the reader's bytes (png, jxl, lossy jxl: lbdask.kept)
-                return Stored(row, original=read_back(row, archive.read_original(row)))
-            self._load_other_model(archive, row)
-            return Stored(row, latent=archive.read_latent(row))
+            try:
+                return self._stored(archive, row)
+            except IntegrityError:  # its object gone or changed: the row may have moved on (a retier sweep)
+                fresh = lookup()
+                if fresh == row:
+                    raise
+                return self._stored(archive, fresh)
 
         stored = self._with_retries(attempt, dest)
         self.counts["fetches"] += 1
         self._observe("fetch", (time.perf_counter() - t0) * 1000)
         return stored
+
+    def _stored(self, archive: Archive, row: CatalogRow) -> Stored:
+        """What the latent tier holds for `row`, read from `archive`."""
+        if row.status == "failed":
+            raise NotFoundError(f"image '{row.id}' failed to migrate ({row.reason}); "
+                                "the archive holds no copy of it")
+        if row.pixel is not None:  # a pixel-tier copy (lbdask.retier promote): decoded once already
+            return Stored(row, original=archive.read_pixels(row))
+        if row.status in ("kept", "lossy"):  # the reader's bytes (png, jxl, lossy jxl: lbdask.kept)
+            return Stored(row, original=read_back(row, archive.read_original(row)))
+        self._load_other_model(archive, row)
+        return Stored(row, latent=archive.read_latent(row))
 
     def _with_retries(self, fn: Any, dest: str) -> Any:
         """Run `fn`; retry StoreError `fetch_retries` times with linear backoff, then give up."""
@@ -260,9 +289,11 @@ class ServeRuntime:
                 "misses": cache["miss_lookups"], "alpha": cache["alpha"], "capacity_bytes": cache["capacity"],
                 "image_bytes": cache["image_bytes"], "latent_bytes": cache["latent_bytes"],
                 "queue_depth": self.decoder.depth, "batches": self.decoder.batches,
-                "t_decode_ms": self.t_decode, "t_fetch_ms": self.t_fetch, "access_ids_flushed": self.access.flushed_ids}
+                "t_decode_ms": self.t_decode, "t_fetch_ms": self.t_fetch, "access_ids_flushed": self.access.flushed_ids,
+                "catalog_dropped": self.watch.dropped}
 
     def close(self) -> None:
+        self.watch.close()
         self.access.close()
         self.decoder.close()
         self.io.shutdown(wait=False, cancel_futures=True)

@@ -32,6 +32,7 @@ class RuntimeConfig:
     backend: str | None = None       # torch|openvino|auto (--backend); None: configs/models.yaml
     access_flush_s: float = 60.0     # access statistics are written to the archive this often
     access_compact_every: int = 10   # fold the archive's access logs every N flushes (0: never)
+    catalog_refresh_s: float = 10.0  # cached ids whose catalog row changed are dropped this often (serve.freshness)
 
     def validate(self) -> None:
         if self.cache_bytes < 0:
@@ -47,6 +48,8 @@ class RuntimeConfig:
             raise ValueError(f"precision must be auto, fp32, bf16 or fp16, not {self.precision!r}")
         if self.access_flush_s <= 0 or self.access_compact_every < 0:
             raise ValueError("access_flush_s must be > 0, access_compact_every >= 0 (0: never)")
+        if self.catalog_refresh_s <= 0:
+            raise ValueError("catalog_refresh_s must be > 0 (cached ids follow catalog changes this late at most)")
         if self.backend not in (None, "auto", "torch", "openvino"):
             raise ValueError(f"backend must be auto, torch or openvino, not {self.backend!r}")
 

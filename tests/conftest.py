@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from cluster_helpers import SHARED, TAEF2_WEIGHTS as TAEF2, free_port, subprocess_env, wait_port
-from retier_helpers import retier_archive  # noqa: F401 - a session fixture (the re-tiering tests' archive)
+from retier_helpers import model_y, retier_archive  # noqa: F401 - fixtures: the re-tiering tests' archive, a model Y
 
 CORPUS = SHARED / "corpus" / "ai-png"
 

@@ -71,6 +71,16 @@ def store_digest(dest: str) -> dict[str, str]:
     return {p: hashlib.sha256(fs.cat_file(p)).hexdigest() for p in fs.find(arc.loc.root)}
 
 
+def old_shards(dest: str) -> list[tuple[str, int]]:
+    """(path, bytes) of the shard objects in the buckets of the archive's own model (model X of
+    the re-encode tests; another model's buckets are named `m<fingerprint>-...`)."""
+    arc = Archive.open(dest)
+    arc.loc.fs.invalidate_cache()
+    found = arc.loc.fs.find(arc.loc.path("latents"), detail=True)
+    return sorted((p, int(i["size"])) for p, i in found.items()
+                  if "/c/" in p and not p.split("/latents/", 1)[1].startswith("m"))
+
+
 _MODEL: dict[str, object] = {}
 
 
@@ -84,6 +94,32 @@ def read_all(dest: str) -> dict[str, bytes]:
     if box.loaded_model is not None:
         _MODEL["taef2"] = box.loaded_model
     return out
+
+
+def write_model_y_configs(folder: Path) -> Path:
+    """The shipped configs in `folder` plus `taef2-y`: TAEF2 with latents stored at half scale
+    (another fingerprint; a latent of one decoded with the other gives other pixels)."""
+    from lbdask.config import DEFAULT_CONFIG_DIR
+
+    shutil.copytree(DEFAULT_CONFIG_DIR, folder)
+    models = (folder / "models.yaml").read_text()
+    (folder / "models.yaml").write_text(models + f"""
+  taef2-y:
+    backend: tae
+    latent_channels: 32
+    downsample: 8
+    pad_multiple: 16
+    scaling_factor: 0.5
+    weights: {{local: "{TAEF2_WEIGHTS}", encoder_file: taef2_encoder.pth, decoder_file: taef2_decoder.pth}}
+""")
+    return folder
+
+
+@pytest.fixture
+def model_y(tmp_path, monkeypatch) -> str:
+    """LBDASK_CONFIG_DIR with model `taef2-y` (write_model_y_configs) for this test."""
+    monkeypatch.setenv("LBDASK_CONFIG_DIR", str(write_model_y_configs(tmp_path / "configs")))
+    return "taef2-y"
 
 
 def write_policy(path: Path, text: str) -> str:

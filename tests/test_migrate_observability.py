@@ -10,7 +10,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 
 import cloudpickle
@@ -24,6 +23,7 @@ from lbdask.archive import Archive
 
 from cluster_helpers import (
     DaskProcesses, free_port, migrate_cmd, subprocess_env, write_grainy_source)
+from dashboard_helpers import get_page, span_view
 from malloc_probe import SIZE, has_mallinfo2, large_tensor_probe
 
 pytestmark = pytest.mark.slow
@@ -107,17 +107,6 @@ class ObservedRun:
     batches: int
 
 
-def _span_view(dask_scheduler) -> dict[str, dict]:
-    """Per span (name joined by '/'): its task prefixes and fine-metric keys (run on the scheduler)."""
-    return {
-        "/".join(sp.name): {
-            "prefixes": sorted({tg.prefix.name for sp2 in sp.traverse_spans() for tg in sp2.groups}),
-            "metrics": sorted("/".join(map(str, k)) for k, v in sp.cumulative_worker_metrics.items() if v > 0),
-        }
-        for sp in dask_scheduler.extensions["spans"].spans.values()
-    }
-
-
 def _wait_for_metrics(client: Client, label: str, timeout: float = 30) -> None:
     """Fine metrics reach the scheduler with worker heartbeats, shortly after the tasks end."""
     deadline = time.monotonic() + timeout
@@ -156,16 +145,11 @@ def observed_run(tmp_path_factory, taef2_dir):
         procs.close()
 
 
-def _get(port: int, path: str) -> tuple[int, str, str]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=60) as resp:
-        return resp.status, resp.headers.get("Content-Type", ""), resp.read().decode()
-
-
 def test_scheduler_and_dashboard_show_task_names_spans_and_fine_metrics(observed_run):
     client = observed_run.client
     prefixes = set(client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.task_prefixes)))
     assert {"scan-png"} | BATCH_PREFIXES <= prefixes
-    spans = client.run_on_scheduler(_span_view)
+    spans = client.run_on_scheduler(span_view)
     assert {"lbdask-migrate", "lbdask-migrate/scan", "lbdask-migrate/batches"} <= set(spans)
     assert "scan-png" in spans["lbdask-migrate/scan"]["prefixes"]
     assert BATCH_PREFIXES <= set(spans["lbdask-migrate/batches"]["prefixes"])
@@ -176,7 +160,7 @@ def test_scheduler_and_dashboard_show_task_names_spans_and_fine_metrics(observed
         assert f"execute/{prefix}/{label}/seconds" in metrics, (prefix, label, sorted(metrics))
     assert "execute/scan-png" not in " ".join(metrics)  # scan tasks are accounted to the scan span
 
-    status, kind, text = _get(observed_run.dashboard_port, "/metrics")
+    status, kind, text = get_page(observed_run.dashboard_port, "/metrics")
     assert status == 200 and kind.startswith("text/plain")
     families = {f.name: f for f in text_string_to_metric_families(text)}
     assert "dask_scheduler_tasks" in families
@@ -184,7 +168,7 @@ def test_scheduler_and_dashboard_show_task_names_spans_and_fine_metrics(observed
                for s in families["dask_scheduler_tasks_compute_seconds"].samples}
     assert all(compute.get(p, 0) > 0 for p in {"scan-png"} | BATCH_PREFIXES), compute
     for page in ("/status", "/individual-task-stream", "/individual-fine-performance-metrics"):
-        status, kind, _ = _get(observed_run.dashboard_port, page)
+        status, kind, _ = get_page(observed_run.dashboard_port, page)
         assert status == 200 and kind.startswith("text/html"), page
 
 

@@ -13,8 +13,8 @@ import time
 
 import pytest
 from cluster_helpers import TAEF2_WEIGHTS, DaskProcesses
-from retier_helpers import DAY, crash_after_each_write, read_all, record_reads, write_policy
-from test_retier_reencode import LATENT_IDS, model_y, old_shards  # noqa: F401 - model_y is a fixture
+from retier_helpers import DAY, crash_after_each_write, old_shards, read_all, record_reads, write_policy
+from test_retier_reencode import LATENT_IDS
 
 from lbdask import cli, pngio
 from lbdask.archive import Archive

@@ -12,7 +12,7 @@ import time
 
 import pytest
 from cluster_helpers import TAEF2_WEIGHTS
-from retier_helpers import read_all, record_reads, retier, write_policy
+from retier_helpers import old_shards, read_all, record_reads, retier, write_policy
 
 from lbdask import cli, pngio
 from lbdask.archive import Archive
@@ -22,27 +22,6 @@ from lbdask.metrics import psnr
 
 pytestmark = pytest.mark.slow
 LATENT_IDS = ("crop1.png", "l0.png", "l1.png", "l2.png")
-
-
-@pytest.fixture
-def model_y(tmp_path, monkeypatch) -> str:
-    """The shipped configs plus `taef2-y`: TAEF2 with latents stored at half scale."""
-    from lbdask.config import DEFAULT_CONFIG_DIR
-
-    folder = tmp_path / "configs"
-    shutil.copytree(DEFAULT_CONFIG_DIR, folder)
-    models = (folder / "models.yaml").read_text()
-    (folder / "models.yaml").write_text(models + f"""
-  taef2-y:
-    backend: tae
-    latent_channels: 32
-    downsample: 8
-    pad_multiple: 16
-    scaling_factor: 0.5
-    weights: {{local: "{TAEF2_WEIGHTS}", encoder_file: taef2_encoder.pth, decoder_file: taef2_decoder.pth}}
-""")
-    monkeypatch.setenv("LBDASK_CONFIG_DIR", str(folder))
-    return "taef2-y"
 
 
 @pytest.fixture
@@ -63,15 +42,6 @@ def reencode_policy(tmp_path, source: str | None = None, **extra: str) -> str:
     body = ", ".join(f"{k}: {v}" for k, v in fields.items())
     return write_policy(tmp_path / "p.yaml", "demote: {enabled: false}\npromote: {enabled: false}\n"
                                              f"reencode: {{{body}}}\n")
-
-
-def old_shards(dest: str) -> list[tuple[str, int]]:
-    """(path, bytes) of the shard objects in the archive's own model's buckets (model X's)."""
-    arc = Archive.open(dest)
-    arc.loc.fs.invalidate_cache()
-    found = arc.loc.fs.find(arc.loc.path("latents"), detail=True)
-    return sorted((p, int(i["size"])) for p, i in found.items()
-                  if "/c/" in p and not p.split("/latents/", 1)[1].startswith("m"))
 
 
 def check_swept(dest: str, shards: list[tuple[str, int]], capsys) -> None:

@@ -7,8 +7,8 @@ import json
 
 import pytest
 from cluster_helpers import TAEF2_WEIGHTS
-from retier_helpers import crash_after_each_write, read_all, write_policy
-from test_retier_reencode import LATENT_IDS, model_y, old_shards  # noqa: F401 - model_y is a fixture
+from retier_helpers import crash_after_each_write, old_shards, read_all, write_policy
+from test_retier_reencode import LATENT_IDS
 
 from lbdask import cli
 from lbdask.archive import Archive

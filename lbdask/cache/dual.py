@@ -111,6 +111,11 @@ class DualFormatCache:
             elif self.image.fits(img_size):
                 self.image.insert(key, Entry(image, img_size))
 
+    def discard(self, key: Hashable) -> bool:
+        """Forget `key` in both tiers (its object changed in the archive); True if it was held."""
+        with self._lock:
+            return (self.image.remove(key) is not None) | (self.latent.remove(key) is not None)
+
     def set_alpha(self, alpha: float) -> None:
         """Set the image fraction by hand (static configurations), evicting overflow now."""
         with self._lock:
