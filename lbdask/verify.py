@@ -199,7 +199,7 @@ def _missing_shard(arc: Archive, row: CatalogRow) -> str | None:
     (Zarr reads a missing shard as fill values, so the failure alone says "checksum")."""
     if row.status != "latent" or row.bucket is None or row.index is None:
         return None
-    key = f"latents/{row.bucket}/c/{row.index // arc.shard_size}/0/0/0"
+    key = arc.shard_key(row.bucket, row.index // arc.shard_size)
     try:
         return None if arc.loc.fs.exists(arc.loc.path(key)) else key
     except OSError:

@@ -71,6 +71,16 @@ def store_digest(dest: str) -> dict[str, str]:
     return {p: hashlib.sha256(fs.cat_file(p)).hexdigest() for p in fs.find(arc.loc.root)}
 
 
+def old_shards(dest: str) -> list[tuple[str, int]]:
+    """(path, bytes) of the shard objects in the buckets of the archive's own model (model X of
+    the re-encode tests; another model's buckets are named `m<fingerprint>-...`)."""
+    arc = Archive.open(dest)
+    arc.loc.fs.invalidate_cache()
+    found = arc.loc.fs.find(arc.loc.path("latents"), detail=True)
+    return sorted((p, int(i["size"])) for p, i in found.items()
+                  if "/c/" in p and not p.split("/latents/", 1)[1].startswith("m"))
+
+
 _MODEL: dict[str, object] = {}
 
 

@@ -1,6 +1,7 @@
 """A re-tiering run that stops after any store write leaves every object readable, and the
 next run finishes the plan (crash injection in-process; SIGKILL of the driver and of a
-worker with real `dask scheduler` / `dask worker` processes)."""
+worker with real `dask scheduler` / `dask worker` processes, for a run of the tier moves
+and for a re-encode run)."""
 from __future__ import annotations
 
 import os
@@ -12,11 +13,14 @@ import time
 
 import pytest
 from cluster_helpers import TAEF2_WEIGHTS, DaskProcesses
-from retier_helpers import DAY, crash_after_each_write, read_all, record_reads, write_policy
+from retier_helpers import DAY, crash_after_each_write, old_shards, read_all, record_reads, write_policy
+from test_retier_reencode import LATENT_IDS
 
 from lbdask import cli
 from lbdask.archive import Archive
+from lbdask.archive.model_table import model_table
 from lbdask.retier import apply as retier_apply
+from lbdask.retier import sweep as retier_sweep
 
 pytestmark = pytest.mark.slow
 LATER = 100
@@ -69,7 +73,7 @@ def test_a_crash_after_any_write_of_a_run_leaves_every_object_readable(base, tmp
     def patch(m, counting):
         for name in ("write_shard", "put_originals", "commit", "compact"):
             m.setattr(Archive, name, counting(getattr(Archive, name), name))
-        m.setattr(retier_apply, "remove_quietly", counting(retier_apply.remove_quietly, "sweep"))
+        m.setattr(retier_sweep, "remove_quietly", counting(retier_sweep.remove_quietly, "sweep"))
         m.setattr(retier_apply, "write_retier_run", counting(retier_apply.write_retier_run, "summary"))
 
     def argv(dest, scheduler):
@@ -86,11 +90,12 @@ def test_a_crash_after_any_write_of_a_run_leaves_every_object_readable(base, tmp
 
 
 def slow_configs(tmp_path) -> str:
-    """The shipped configs with refinement on, so each demote chunk takes long enough to kill the job between commits."""
-    from lbdask.config import DEFAULT_CONFIG_DIR
+    """The configs in use with refinement on, so each demote or re-encode chunk takes long
+    enough to kill the job between commits."""
+    from lbdask.config import config_dir
 
-    folder = tmp_path / "configs"
-    shutil.copytree(DEFAULT_CONFIG_DIR, folder)
+    folder = tmp_path / "slow-configs"
+    shutil.copytree(config_dir(), folder)
     jobs = (folder / "jobs.yaml").read_text()
     (folder / "jobs.yaml").write_text(jobs.replace("refine_steps: 0", "refine_steps: 10"))
     assert "refine_steps: 10" in (folder / "jobs.yaml").read_text()
@@ -102,12 +107,49 @@ def retier_batches(dest: str) -> list[str]:
     return [n for n in os.listdir(folder) if n.startswith("rt")] if os.path.isdir(folder) else []
 
 
+REENCODE_POLICY = """
+batch_size: 1
+demote: {enabled: false}
+promote: {enabled: false}
+reencode: {enabled: true, from: taef2, to: taef2-y, min_psnr: 20}
+"""
+
+
+def reencoded_ok(dest: str) -> None:
+    """Every latent row on model Y, and model X's shards swept."""
+    rows = {r.id: r for r in Archive.open(dest).rows()}
+    y = model_table(Archive.open(dest))[1]["fingerprint"]
+    assert all(rows[i].model_fingerprint == y and rows[i].reencoded for i in LATENT_IDS)
+    assert old_shards(dest) == []
+
+
+@pytest.fixture(params=["tiers", "reencode"])
+def killed_run(request) -> tuple[str, object]:
+    """(policy, end-state check) of the run to kill: the tier moves (demote, promote, convert),
+    or a re-encode to model Y (the model_y configs, in the environment before dask_env takes it)."""
+    if request.param == "reencode":
+        request.getfixturevalue("model_y")
+        return REENCODE_POLICY, reencoded_ok
+    return POLICY, final_state_ok
+
+
+def reads_match_rows(dest: str, ids: set[str], env: dict[str, str]) -> None:
+    """Every id reads, and `lbdask verify --all` (another process) passes: each latent decodes,
+    with its row's model, to its row's `decode_sha256`; every checksum holds."""
+    assert set(read_all(dest)) == ids
+    done = subprocess.run([sys.executable, "-m", "lbdask", "verify", dest, "--all", "--weights", str(TAEF2_WEIGHTS)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
 @pytest.mark.parametrize("victim", ["driver", "worker"])
-def test_kill_minus_9_mid_apply_then_a_second_apply_finishes(victim, base, tmp_path, dask_env):
+def test_kill_minus_9_mid_apply_then_a_second_apply_finishes(victim, killed_run, base, tmp_path, dask_env):
     root, dest0 = base
     dest = str(tmp_path / "arc")
     shutil.copytree(dest0, dest)
-    policy = write_policy(tmp_path / "p.yaml", POLICY)
+    ids = set(read_all(dest0))
+    text, final_check = killed_run
+    policy = write_policy(tmp_path / "p.yaml", text)
     procs = DaskProcesses(dask_env)
     try:
         procs.start_worker()
@@ -124,8 +166,8 @@ def test_kill_minus_9_mid_apply_then_a_second_apply_finishes(victim, base, tmp_p
         if victim == "driver":
             driver.send_signal(signal.SIGKILL)
             driver.wait(timeout=30)
-            assert len(retier_batches(dest)) < 5, "the run finished before the kill"
-            assert set(read_all(dest)) == set(read_all(dest0))  # every object readable after the kill
+            assert not plan_is_empty(dest, policy, tmp_path), "the run's moves were all done before the kill"
+            reads_match_rows(dest, ids, dask_env)  # every object readable after the kill
             rerun = subprocess.run(cmd, env=dask_env, capture_output=True, text=True, timeout=300)
             assert rerun.returncode == 0, rerun.stderr[-3000:]
         else:
@@ -138,6 +180,6 @@ def test_kill_minus_9_mid_apply_then_a_second_apply_finishes(victim, base, tmp_p
             driver.kill()
             driver.wait()
         procs.close()
-    assert set(read_all(dest)) == set(read_all(dest0))
-    final_state_ok(dest)
+    reads_match_rows(dest, ids, dask_env)
+    final_check(dest)
     assert plan_is_empty(dest, policy, tmp_path)

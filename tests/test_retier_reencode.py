@@ -12,7 +12,7 @@ import time
 
 import pytest
 from cluster_helpers import TAEF2_WEIGHTS
-from retier_helpers import read_all, record_reads, retier, write_policy
+from retier_helpers import old_shards, read_all, record_reads, retier, write_policy
 
 from lbdask import cli, pngio
 from lbdask.archive import Archive
@@ -42,6 +42,24 @@ def reencode_policy(tmp_path, source: str | None = None, **extra: str) -> str:
     body = ", ".join(f"{k}: {v}" for k, v in fields.items())
     return write_policy(tmp_path / "p.yaml", "demote: {enabled: false}\npromote: {enabled: false}\n"
                                              f"reencode: {{{body}}}\n")
+
+
+def check_swept(dest: str, shards: list[tuple[str, int]], capsys) -> None:
+    """Model X's shards are gone and their bytes reported by the run and `lbdask report`;
+    the buckets' metadata stays; `verify --all` (every checksum, every decode) passes."""
+    from lbdask.archive.history import read_retier_runs
+
+    assert shards and old_shards(dest) == []
+    swept = read_retier_runs(Archive.open(dest))[-1]["swept"]
+    assert swept["latent_shards"] == len(shards) and swept["latent_bytes"] == sum(n for _, n in shards)
+    assert swept["pinned_shards"] == 0
+    arc = Archive.open(dest)
+    buckets = {p.split("/latents/", 1)[1].split("/")[0] for p, _ in shards}
+    assert all(arc.loc.fs.exists(arc.loc.path("latents", b, "zarr.json")) for b in buckets)
+    capsys.readouterr()
+    assert cli.main(["report", dest]) == 0
+    assert f"({swept['latent_bytes']:,} of latent shards)" in capsys.readouterr().out
+    assert cli.main(["verify", dest, "--all", "--weights", str(TAEF2_WEIGHTS)]) == 0
 
 
 def check_reencoded(dest: str, before: dict[str, bytes], old_fp: str) -> dict:
@@ -81,6 +99,7 @@ def test_reencode_on_a_folder_from_source_pixel_tier_and_old_latent(arc, model_y
     old = rows(dest)
     old_fp = old["l0.png"].model_fingerprint
     before = read_all(dest)
+    shards = old_shards(dest)
     capsys.readouterr()
     policy = reencode_policy(tmp_path, str(src), min_psnr="20")
     assert retier(dest, "--policy", policy, "-v") == 0
@@ -95,6 +114,8 @@ def test_reencode_on_a_folder_from_source_pixel_tier_and_old_latent(arc, model_y
         assert now[image_id].reencoded["psnr_before"] == old[image_id].psnr
     assert now["l0.png"].pixel is None and Archive.open(dest).bytes_on_store()["pixels"] == 0  # swept
     assert "re-encoded PSNR mean" in out and "1 from pixel" in out and "2 from latent" in out
+    assert f"latent shards: {len(shards)}, {sum(n for _, n in shards):,} bytes" in out
+    check_swept(dest, shards, capsys)
     summary = Archive.open(dest)
     from lbdask.archive.history import read_retier_runs
 
@@ -131,10 +152,12 @@ def test_reencode_on_s3_from_the_old_latents(retier_archive, s3_bucket, model_y,
     fs.put(dest_dir + "/", dest[5:], recursive=True)
     fs.invalidate_cache()
     before = read_all(dest)
+    shards = old_shards(dest)
     old_fp = rows(dest)["l0.png"].model_fingerprint
     assert retier(dest, "--policy", reencode_policy(tmp_path, min_psnr="20"), "--apply") == 0
     now = check_reencoded(dest, before, old_fp)
     assert {now[i].reencoded["copy"] for i in LATENT_IDS} == {"latent"}
+    check_swept(dest, shards, capsys)
     # promoting a re-encoded row stores its decode with model Y (what `lbdask read` gives)
     reads = read_all(dest)
     record_reads(dest, {"l0.png": (5, time.time())})
@@ -143,6 +166,29 @@ def test_reencode_on_s3_from_the_old_latents(retier_archive, s3_bucket, model_y,
     assert retier(dest, "--policy", promote, "--apply") == 0
     row = rows(dest)["l0.png"]
     assert row.pixel is not None and Archive.open(dest).read_pixels(row) == reads["l0.png"]
+
+
+def test_a_partial_reencode_keeps_the_shard_still_referenced_then_the_rest_frees_it(arc, model_y, tmp_path, capsys):
+    """A floor between the new latents' PSNRs (34.5 dB for l1, 36-36.4 dB for the others, from
+    their old latents) re-encodes only part of X's shard: it stays, its released latents pinned."""
+    from lbdask.archive.history import read_retier_runs
+
+    root, dest = arc
+    old, shards, before = rows(dest), old_shards(dest), read_all(dest)
+    assert retier(dest, "--policy", reencode_policy(tmp_path, min_psnr="35.2"), "--apply") == 0
+    now = rows(dest)
+    moved = [i for i in LATENT_IDS if now[i].reencoded]
+    assert moved and len(moved) < len(LATENT_IDS)  # the gate kept the others on X
+    assert old_shards(dest) == shards
+    swept = read_retier_runs(Archive.open(dest))[-1]["swept"]
+    assert swept["latent_shards"] == 0 and swept["pinned_shards"] == 1
+    assert swept["pinned_bytes"] == sum(old[i].stored_bytes for i in moved)
+    assert "stay pinned in 1 shard(s)" in capsys.readouterr().out
+    assert set(read_all(dest)) == set(before)
+    # the rest moves: the shard goes
+    assert retier(dest, "--policy", reencode_policy(tmp_path, min_psnr="20"), "--apply") == 0
+    check_reencoded(dest, before, old["l0.png"].model_fingerprint)
+    check_swept(dest, shards, capsys)
 
 
 def test_serving_reads_reencoded_rows_and_an_unloadable_model_is_a_one_line_error(arc, model_y, tmp_path,

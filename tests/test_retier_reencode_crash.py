@@ -1,5 +1,5 @@
 """A re-encode run that stops after any store write (the model table entry, a shard of model
-Y, a commit, the sweep, compaction, the summary) leaves every object readable, and the next
+Y, a commit, each delete of the sweep, compaction, the summary) leaves every object readable, and the next
 run finishes it (crash injection in-process, as tests/test_retier_crash.py does)."""
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import json
 
 import pytest
 from cluster_helpers import TAEF2_WEIGHTS
-from retier_helpers import crash_after_each_write, read_all, write_policy
+from retier_helpers import crash_after_each_write, old_shards, read_all, write_policy
 from test_retier_reencode import LATENT_IDS
 
 from lbdask import cli
 from lbdask.archive import Archive
 from lbdask.archive.model_table import model_table
 from lbdask.retier import apply as retier_apply
+from lbdask.retier import sweep as retier_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -27,8 +28,9 @@ def test_a_crash_after_any_write_of_a_reencode_leaves_every_object_readable(reti
     def patch(m, counting):
         for name in ("write_shard", "commit", "compact"):
             m.setattr(Archive, name, counting(getattr(Archive, name), name))
-        for name in ("register_model", "remove_quietly", "write_retier_run"):
+        for name in ("register_model", "write_retier_run"):
             m.setattr(retier_apply, name, counting(getattr(retier_apply, name), name))
+        m.setattr(retier_sweep, "remove_quietly", counting(retier_sweep.remove_quietly, "remove_quietly"))
 
     def argv(dest, scheduler):
         return ["retier", dest, "--policy", policy, "--apply", "--no-progress", "--weights", str(TAEF2_WEIGHTS),
@@ -39,10 +41,12 @@ def test_a_crash_after_any_write_of_a_reencode_leaves_every_object_readable(reti
         y = model_table(Archive.open(dest))[1]["fingerprint"]
         assert all(rows[i].model_fingerprint == y and rows[i].reencoded for i in LATENT_IDS), k
         read_all(dest)
+        assert old_shards(dest) == [], k  # model X's shards are swept, also when a crash stopped the sweep
         out = tmp_path / "left.json"
         capsys.readouterr()
         assert cli.main(["retier", dest, "--policy", policy, "--plan-out", str(out)]) == 0
         assert json.loads(out.read_text())["moves"]["reencode"]["count"] == 0, k
 
     k, writes = crash_after_each_write(tmp_path, monkeypatch, dest0, patch, argv, check)
-    assert writes[0] == "register_model" and k >= 7, writes  # table entry, 2 x (shard, commit), sweep, compaction, summary
+    # table entry, 2 x (shard, commit), the sweep (originals, then each of X's shards), compaction, summary
+    assert writes[0] == "register_model" and writes.count("remove_quietly") >= 2 and k >= 8, writes

@@ -224,6 +224,25 @@ class Catalog:
         elif found:
             raise IntegrityError("; ".join(found))
 
+    def committed_rows(self) -> Iterator[CatalogRow]:
+        """Every row of every committed batch, superseded ones included: the batch objects,
+        then the folded copies (listed second, so a batch folded meanwhile is still seen).
+        A folded copy that cannot be read is skipped: its rows are then not known to this
+        listing (the retier sweep leaves their data alone)."""
+        pending = self.batch_names()
+        folded = self.folded_names()
+        for name in pending:
+            try:
+                yield from self.batch_rows(name).values()
+            except FileNotFoundError:  # folded since listed; its copy was written before the delete
+                folded.append(name)
+        for name in sorted(set(folded)):
+            path = self.folded_path(name)
+            try:
+                yield from parse_rows(path, self.loc.fs.cat_file(path))
+            except (FileNotFoundError, IntegrityError):
+                continue
+
     def _current_partition(self, part: int, files: dict[int, str]) -> dict[str, CatalogRow]:
         """Partition `part` as listed in `files`; when its file is gone because a compaction
         replaced it, `files` is pointed at the newer file before the caller retries."""

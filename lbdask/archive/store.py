@@ -171,6 +171,16 @@ class Archive:
         """Write up to `shard_size` latents into shard `shard` (durably); returns their bucket indices."""
         return self._latents.write(bucket, shard, encoded)
 
+    @staticmethod
+    def shards_folder(bucket: str) -> str:
+        """Where the shard objects of `bucket` lie, relative to the archive root."""
+        return f"latents/{bucket}/c"
+
+    @staticmethod
+    def shard_key(bucket: str, shard: int) -> str:
+        """The object of shard `shard` of `bucket` (Zarr v3 key `c/<shard>/0/0/0`), relative to the root."""
+        return f"{Archive.shards_folder(bucket)}/{shard}/0/0/0"
+
     def read_latent(self, row: CatalogRow) -> EncodedLatent:
         """The stored latent of a latent row, checksum verified (IntegrityError)."""
         if row.status != "latent" or row.bucket is None or row.index is None or row.bits is None:
@@ -243,6 +253,11 @@ class Archive:
     def snapshot(self, max_age: float = 30.0) -> CatalogSnapshot:
         """Thread-safe lookups pinned to the current catalog generation (serving)."""
         return CatalogSnapshot(self.catalog, max_age)
+
+    def committed_rows(self) -> Iterator[CatalogRow]:
+        """Every row any committed batch ever wrote, superseded ones included (the retier sweep)."""
+        with store_errors(self.url):
+            yield from self.catalog.committed_rows()
 
     def committed_ids(self) -> set[str]:
         return {r.id for r in self.rows()}

@@ -134,5 +134,8 @@ def retier_text(r: dict[str, Any]) -> str:
     if fid.get("objects"):
         before, after = fid["psnr_before"]["psnr_mean"], fid["psnr_after"]["psnr_mean"]
         kinds += f" (re-encoded PSNR mean {'-' if before is None else f'{before:.2f}'} -> {after:.2f} dB)"
+    swept = last.get("swept") or {}
+    if swept.get("bytes"):
+        kinds += f"; swept {swept['bytes']:,} bytes ({swept.get('latent_bytes', 0):,} of latent shards)"
     return (f"{r['runs']} run(s), {r['objects_moved']} object(s) moved; last run {last['job_id']} "
             f"({last['job_started']}): {kinds}")

@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
                 json.dump(plan.to_json(), f, indent=1)
         except OSError as exc:
             raise LbdaskError(f"cannot write {args.plan_out}: {exc.strerror or exc}") from None
-    if not args.apply or not plan.total:
+    if not args.apply:  # an empty plan still applies: the sweep finishes what a killed run left
         return 0
     from ..retier.apply import ApplyRequest, apply_plan
 
@@ -133,5 +133,17 @@ def format_run(s: dict[str, Any]) -> str:
         copies = ", ".join(f"{n} from {c}" for c, n in sorted(fid["copies"].items()))
         before, after = fid["psnr_before"]["psnr_mean"], fid["psnr_after"]["psnr_mean"]
         lines.append(f"  re-encoded PSNR mean {before if before is None else round(before, 2)} -> {after:.2f} dB ({copies})")
-    lines.append(f"  swept {s['swept']['objects']} unreferenced object(s), {s['swept']['bytes']:,} bytes")
+    lines.append(f"  swept {s['swept']['objects']} unreferenced object(s), {s['swept']['bytes']:,} bytes"
+                 + swept_latents(s["swept"]))
     return "\n".join(lines)
+
+
+def swept_latents(swept: dict[str, Any]) -> str:
+    """The latent part of a sweep in words ("" for runs recorded before latents were swept)."""
+    if "latent_shards" not in swept:
+        return ""
+    text = f" (latent shards: {swept['latent_shards']}, {swept['latent_bytes']:,} bytes)"
+    if swept["pinned_shards"]:
+        text += (f"; {swept['pinned_bytes']:,} bytes of released latents stay pinned in {swept['pinned_shards']} "
+                 f"shard(s) beside live ones")
+    return text

@@ -3,8 +3,9 @@
 Runs on the embedded local cluster or `--scheduler ADDR`, with migration's cluster start,
 resident model plugin, progress bar and cluster watch (lbdask.migrate). The archive's lease
 is held throughout, so a migration or another run cannot write beside it. A run killed at
-any point leaves every object readable (rows move only to verified copies; the sweep
-deletes only objects no row references) and the next run finishes the plan.
+any point leaves every object readable (rows move only to verified copies; the sweep,
+lbdask/retier/sweep.py, deletes only objects no row references) and the next run finishes
+the plan.
 """
 from __future__ import annotations
 
@@ -20,11 +21,11 @@ from ..archive import Archive, CatalogRow
 from ..archive.history import write_retier_run
 from ..archive.lease import hold
 from ..archive.model_table import bucket_for, register_model
-from ..archive.objects import remove_quietly
 from ..archive.summary import psnr_stats
 from ..errors import ConfigError
 from .moves import MODEL_KINDS, Chunk, ChunkResult, MoveContext
 from .plan import KINDS, Plan
+from .sweep import sweep
 
 
 @dataclass
@@ -84,30 +85,6 @@ def make_chunks(arc: Archive, req: ApplyRequest, stamp: str, pad_multiple: int |
     return out
 
 
-def sweep(arc: Archive) -> dict[str, int]:
-    """Delete kept-original and pixel-tier objects of committed batches that no row references
-    any more (what moves left behind). Objects of batches never committed are left alone."""
-    referenced = set()
-    for row in arc.rows():
-        referenced.update(ref.key for ref in (row.original, row.pixel) if ref is not None)
-    committed = set(arc.catalog.batch_names()) | set(arc.catalog.folded_names())
-    doomed, freed = [], 0
-    for folder in ("originals", "pixels"):
-        d = arc.loc.path(folder)
-        arc.loc.fs.invalidate_cache(d)
-        try:
-            listing = arc.loc.fs.ls(d, detail=True)
-        except FileNotFoundError:
-            continue
-        for info in listing:
-            name = info["name"].rstrip("/").rsplit("/", 1)[-1]
-            if name.endswith(".bin") and name[:-4] in committed and f"{folder}/{name}" not in referenced:
-                doomed.append(info["name"])
-                freed += int(info.get("size") or 0)
-    remove_quietly(arc.loc, doomed)
-    return {"objects": len(doomed), "bytes": freed}
-
-
 def apply_plan(req: ApplyRequest, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Execute `req.plan` under the archive's lease; returns (and records) the run summary."""
     from lbdask.storage import open_location
@@ -127,10 +104,8 @@ def _apply(req: ApplyRequest, log: Callable[[str], None]) -> dict[str, Any]:
     watch, workers = None, 0
     if any(req.plan.moves[k] for k in KINDS if k != "prewarm"):
         watch, workers = _run_chunks(arc, req, stamp, results, log)
-        swept = sweep(arc)
-        arc.compact()
-    else:
-        swept = {"objects": 0, "bytes": 0}
+    swept = sweep(arc)  # also with nothing to move: finishes the sweep of a run killed during it
+    arc.compact()
     if req.plan.moves["prewarm"]:
         results.append(prewarm(req))
     summary = summarize_run(req.plan, results)

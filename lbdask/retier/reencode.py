@@ -8,8 +8,9 @@ then does a new catalog batch point the rows at them; the new row records the fi
 change in `reencoded` (model it came from, PSNR before and after, the copy used). The
 new PSNR is measured against that copy, through the same PSNR floor as demote: a row
 whose new latent falls under `min_psnr` keeps its old latent. The old latent stays in
-X's bucket (nothing reads it any more). A re-encoded row loses its pixel-tier copy (that
-was X's decode), which the sweep then deletes.
+X's bucket until the sweep (`sweep.py`) deletes its shard, once no row references any
+latent in it. A re-encoded row loses its pixel-tier copy (that was X's decode), which the
+sweep deletes too.
 
 Models are loaded once per worker process (Y by the policy's `to`/`weights`, X by the
 archive's model table) and one re-encode chunk at a time uses them.
