@@ -83,3 +83,23 @@ def test_job_summary_of_a_job_that_converted_nothing_says_so():
     assert "%" not in text.split("DRR")[1].splitlines()[0]
     assert "2 worker(s) lost or restarted, 3 task(s) retried, peak worker memory 3.00 GiB (75% of its limit)" in text
     assert "failed (raw)       1 images        437,000 ->        437,000" in text
+
+
+def test_job_summary_says_which_kept_copies_are_jpeg_xl():
+    # a --kept-format jxl --lossy-fallback jxl job: the summary must not call lossless JPEG XL copies "PNG"
+    from lbdask.cli.migrate import format_summary
+    from lbdask.migrate.stats import JobStats
+    from lbdask.migrate.tasks import BatchResult
+
+    rows = [SimpleNamespace(status="kept", kept_format="jxl", source_size=6000, stored_bytes=4000),
+            SimpleNamespace(status="kept", kept_format="png", source_size=900, stored_bytes=900),
+            SimpleNamespace(status="lossy", kept_format="jxl", source_size=8000, stored_bytes=700)]
+    stats = JobStats()
+    stats.add(BatchResult("b-1", 3, 14_900, {"kept": 2, "lossy": 1}, by_representation(rows),
+                          {"kept:transparency": 1, "kept:palette": 1, "lossy:fidelity": 1}, []))
+    summary = {"src": "s", "dest": "d", "model": "taef2", "images_listed": 3, "images_already_committed": 0,
+               **stats.summary(2.0, {"start": 1.0, "scan": 0.5, "batches": 0.5},
+                               {"latents": 0, "originals": 5600, "catalog": 100}, None)}
+    text = format_summary(summary)
+    assert "latent 0, 2 kept (1 PNG, 1 lossless JPEG XL), failed 0" in text
+    assert "lossy JPEG XL 1" in text

@@ -8,7 +8,7 @@ from typing import Any
 from ..storage import parse_storage_options
 from .options import check_cluster_options
 from .inference_options import add_inference_options
-from .report import cluster_text, drr_text, storage_lines
+from .report import cluster_text, drr_text, kept_text, storage_lines
 
 
 def _bits(text: str) -> int | str:
@@ -94,7 +94,7 @@ def format_summary(s: dict[str, Any]) -> str:
         f"= {s['images_per_s']:.2f} images/s, {s['mb_per_s']:.2f} MB/s",
         f"  time: start-up {s['phase_seconds']['start']:.1f} s (cluster, model), scan {s['phase_seconds']['scan']:.1f} s, "
         f"batches {s['phase_seconds']['batches']:.1f} s = {s['batch_images_per_s']:.2f} images/s while processing",
-        f"  latent {s['images_latent']}, kept as PNG {s['images_kept_png']}, failed {s['images_failed']} "
+        f"  latent {s['images_latent']}, {kept_text(s)}, failed {s['images_failed']} "
         f"(raw bytes kept), refused {s['images_refused']}"
         + (f", lossy JPEG XL {s['images_lossy']}" if s.get("images_lossy") else ""),
     ]
