@@ -17,6 +17,7 @@ from __future__ import annotations
 from ..archive import Archive
 from ..archive.objects import remove_quietly
 
+
 def sweep(arc: Archive) -> dict[str, int]:
     """Both sweeps; `objects`/`bytes` count everything deleted, `latent_*` the shard part of it,
     `pinned_*` the shards kept for live latents and the payload of released latents in them.
