@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 from distributed import Future, as_completed
 
+from lbdask.models.memory_budget import admits
+
 T = TypeVar("T")
 
 #: Share of a worker's memory limit the batches in flight may hold; the model calls hold
@@ -72,11 +74,7 @@ class PixelWindow:
 
     def admits(self, pixels: int) -> bool:
         """Whether a batch of `pixels` may start now."""
-        if self.batches == 0:
-            return True
-        if self.batches >= self.max_batches:
-            return False
-        return self.max_pixels is None or self.pixels + pixels <= self.max_pixels
+        return admits(self.batches, self.max_batches, self.pixels, pixels, self.max_pixels)
 
     def start(self, pixels: int) -> None:
         self.batches += 1
@@ -96,11 +94,11 @@ def run_windowed(items: Iterable[T], pixels: Callable[[T], int], submit: Callabl
     held: dict[str, int] = {}
 
     def fill() -> None:
-        while pending and window.admits(pixels(pending[0])):
+        while pending and window.admits(px := pixels(pending[0])):
             item = pending.popleft()
-            window.start(pixels(item))
+            window.start(px)
             future = submit(item)
-            held[future.key] = pixels(item)
+            held[future.key] = px
             running.add(future)
 
     fill()

@@ -185,9 +185,8 @@ def _migrate(req: MigrationRequest, log: Callable[[str], None]) -> dict[str, Any
             "sources_changed_remigrated": req.remigrate_changed and bool(changed),
             "settings": asdict(settings),
         }
-        if todo or refused:
-            summary["pixels_in_flight"] = {"per_batch": budget.batch, "total": budget.total}
     if todo or refused:
+        summary["pixels_in_flight"] = {"per_batch": budget.batch, "total": budget.total}
         arc.compact()  # fold this job's batch objects into the hash-partitioned index
         after = arc.bytes_on_store()
         added = {part: after.get(part, 0) - before.get(part, 0) for part in after}

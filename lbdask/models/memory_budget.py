@@ -68,6 +68,17 @@ def check_budget(memory_limit: int | None, spec: ModelSpec, name: str) -> None:
             f">= {need:.1f} GiB or lower tile_threshold / tile_size in configs/models.yaml")
 
 
+def admits(running: int, max_running: int, in_use: int, amount: int, capacity: int | None) -> bool:
+    """Whether one more piece of work of `amount` may start beside `running` ones holding
+    `in_use`: at most `max_running` at once and `capacity` in all (None: no bound), but
+    always when nothing runs, so work above the whole capacity runs alone rather than never."""
+    if running == 0:
+        return True
+    if running >= max_running:
+        return False
+    return capacity is None or in_use + amount <= capacity
+
+
 class MemoryBudget:
     """Admits concurrent model calls while their estimated peaks fit in `capacity` bytes.
 
@@ -87,11 +98,7 @@ class MemoryBudget:
         self.running = 0  # calls running now
 
     def _fits(self, nbytes: int) -> bool:
-        if self.running == 0:
-            return True
-        if self.running >= self.max_calls:
-            return False
-        return self.capacity is None or self.in_use + nbytes <= self.capacity
+        return admits(self.running, self.max_calls, self.in_use, nbytes, self.capacity)
 
     @contextlib.contextmanager
     def reserve(self, nbytes: int) -> Iterator[None]:
