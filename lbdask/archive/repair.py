@@ -112,10 +112,9 @@ def _missing_data(arc: Archive, rows: list[CatalogRow]) -> list[str]:
 
     for row in sorted(rows, key=lambda r: r.id):
         if row.status == "latent" and row.bucket is not None and row.index is not None:
-            shard = row.index // arc.shard_size
-            path = arc.loc.path("latents", row.bucket, "c", str(shard), "0", "0", "0")
-            if path not in present(arc.loc.path("latents", row.bucket, "c")):
-                out.append(f"{row.id}: latent shard latents/{row.bucket}/c/{shard}/0/0/0 is missing")
+            key = arc.shard_key(row.bucket, row.index // arc.shard_size)
+            if arc.loc.path(key) not in present(arc.loc.path(arc.shards_folder(row.bucket))):
+                out.append(f"{row.id}: latent shard {key} is missing")
         elif row.original is not None and row.original.size:
             size = present(arc.loc.path("originals")).get(arc.loc.path(row.original.key))
             if size is None or size < row.original.offset + row.original.size:
