@@ -113,21 +113,18 @@ def test_errors_name_the_id_and_spare_other_ids(tmp_path, model):
     rt.close()
 
 
-def test_serve_yaml_is_validated(tmp_path):
-    assert load_serve_settings().runtime.spillover in ("explicit", "steal", "off")
+def test_shipped_serve_yaml_loads():
+    rc = load_serve_settings().runtime
+    assert rc.spillover in ("explicit", "steal", "off") and rc.access_flush_s > 0
+
+
+@pytest.mark.parametrize("line, match", [("spillover: sometimes", "spillover"), ("theta: -1", "theta"),
+                                         ("access_flush_s: 0", "access_flush_s"),
+                                         ("access_retention_days: 0", "access_retention_days must be at least 1")])
+def test_serve_yaml_is_validated(tmp_path, line, match):
     bad = tmp_path / "serve.yaml"
-    bad.write_text("runtime:\n  spillover: sometimes\n")
-    with pytest.raises(ConfigError, match="spillover"):
-        load_serve_settings(str(bad))
-    bad.write_text("runtime:\n  theta: -1\n")
-    with pytest.raises(ConfigError, match="theta"):
-        load_serve_settings(str(bad))
-    assert load_serve_settings().runtime.access_flush_s > 0
-    bad.write_text("runtime:\n  access_flush_s: 0\n")
-    with pytest.raises(ConfigError, match="access_flush_s"):
-        load_serve_settings(str(bad))
-    bad.write_text("runtime:\n  access_retention_days: 0\n")
-    with pytest.raises(ConfigError, match="access_retention_days must be at least 1"):
+    bad.write_text(f"runtime:\n  {line}\n")
+    with pytest.raises(ConfigError, match=match):
         load_serve_settings(str(bad))
 
 
