@@ -150,23 +150,26 @@ def objects_on_store(arc: Archive) -> set[str]:
 
 def test_kept_and_pixel_objects_no_row_references_go_and_the_others_stay(dest):
     arc = new_archive(dest)
-    pngs = {i: i.encode() * (3 + k) for k, i in enumerate(["p0", "p1", "q0", "q1"])}
+    pngs = {i: i.encode() * (3 + k) for k, i in enumerate(["p0", "p1", "q0", "q1", "e0"])}
     k1 = kept(arc, "k1", {i: pngs[i] for i in ("p0", "p1")})
     k2 = kept(arc, "k2", {i: pngs[i] for i in ("q0", "q1")})
     assert arc.commit("k1", list(k1.values())) and arc.commit("k2", list(k2.values()))
     kept(arc, "x1", {"p0": b"never committed"})                # a writer that has not committed (yet)
+    failed = dataclasses.replace(kept(arc, "f1", {"e0": b""})["e0"], status="failed")  # an empty input's raw bytes
+    assert arc.commit("f1", [failed])
     arc.compact()                                              # k1, k2 folded
     # promotes: q0 and q1 each get a pixel-tier copy (one object per batch)
     for batch, image_id in (("px1", "q0"), ("px2", "q1")):
         ref = arc.put_originals(batch, {image_id: pngs[image_id]}, "pixels")[image_id]
         assert arc.commit(batch, [dataclasses.replace(k2[image_id], pixel=ref)])
-    # a later batch moves p0 and p1 to another object and drops q0's pixel copy (a demote)
-    rt1 = kept(arc, "rt1", {i: pngs[i] for i in ("p0", "p1")})
+    # a later batch moves p0 and p1 to another object, drops q0's pixel copy (a demote) and
+    # keeps e0 (its source fixed and migrated again)
+    rt1 = kept(arc, "rt1", {i: pngs[i] for i in ("p0", "p1", "e0")})
     assert arc.commit("rt1", [*rt1.values(), k2["q0"]])
-    sizes = {name: arc.loc.fs.size(arc.loc.path(name)) for name in ("originals/k1.bin", "pixels/px1.bin")}
+    sizes = {name: arc.loc.fs.size(arc.loc.path(name)) for name in ("originals/k1.bin", "originals/f1.bin", "pixels/px1.bin")}
     swept = sweep(Archive.open(dest))
     assert objects_on_store(arc) == {"originals/k2.bin", "originals/x1.bin", "originals/rt1.bin", "pixels/px2.bin"}
-    assert swept == {"objects": 2, "bytes": sum(sizes.values()), "latent_shards": 0, "latent_bytes": 0,
+    assert swept == {"objects": 3, "bytes": sum(sizes.values()), "latent_shards": 0, "latent_bytes": 0,
                      "pinned_shards": 0, "pinned_bytes": 0}
     again = Archive.open(dest)
     for row in again.rows():
