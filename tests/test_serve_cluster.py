@@ -10,14 +10,17 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from cluster_helpers import DaskProcesses, free_port, wait_port
-from distributed import Client
-from serve_helpers import build_serving_archive, corrupt_latent
+from distributed import Client, Event
+from serve_helpers import build_serving_archive, corrupt_latent, wait_for
 
 import lbdask
 from lbdask.errors import IntegrityError, StoreError
+from lbdask.models.resident import PLUGIN_NAME as MODEL_PLUGIN, ResidentModel
+from lbdask.ring import ring_from_workers
 from lbdask.serve.client import AsyncServingClient
 from lbdask.serve.deploy import install
 from lbdask.serve.plugin import PLUGIN_NAME
@@ -140,23 +143,72 @@ def test_dashboard_page(served, archive):
     assert len(data["workers"]) == 3 and all("alpha" in s for s in data["workers"].values())
 
 
+def stats_by_worker(client):
+    return client.run(lambda dask_worker: dask_worker.handlers["lbdask_stats"]())
+
+
 @pytest.mark.parametrize("mode", ["explicit", "steal"])
 def test_spillover_decodes_elsewhere_and_fills_the_owner(served, archive, taef2_dir, mode):
+    """The skew is built, not hoped for: a burst of reads alone does not reliably build a queue
+    (each decode is decided right after its fetch, and a burst's fetches may all finish before
+    the first decode reaches the model executor, so every decision sees depth 0).
+
+    So: the serving runtime shares the worker's resident model (ResidentModel plugin, one model
+    call at a time), and a task on the busiest owner holds that one call. The owner's first read
+    then waits in its executor (depth 1, for as long as the hold lasts); every read of its ids
+    that is decided before the release sees depth 1 > theta = 0, while its peers, which own
+    none of these ids, stay at 0: `explicit` sends the decode to a peer, `steal` submits it as a
+    task. The hold ends only once such a spilled decode has started somewhere (`spilled_in`),
+    so at least one spill happens on every run, whatever the machine's load or speed.
+    """
+    def hold_model_call(held: str, release: str) -> None:   # local: pickled by value for the workers
+        """Dask task: take the worker's one model call (as a migration batch sharing the resident
+        model does) and keep it until the Event `release` is set."""
+        from lbdask.models.resident import resident_model
+
+        with resident_model().use():
+            Event(held).set()
+            Event(release).wait(timeout=120)
+
     dest, ids = archive
-    with Client(served.address, timeout="20s") as client:   # replaces the runtime: empty caches
-        install(client, dest, settings(spillover=mode, theta=0), "taef2", str(taef2_dir))
     local = lbdask.open(dest, weights=taef2_dir)
     latents = [i for i in ids if i != "kept.png"]
-    with lbdask.open(dest, scheduler=served.address) as box:
-        assert box.read_many(latents) == [local.read(i) for i in latents]
-        first = worker_stats(served.address)
-        box.read_many(latents)
-    after = worker_stats(served.address)
-    assert sum(s["spillovers"] for s in first.values()) > 0
-    if mode == "explicit":   # some decodes ran on a worker that does not own the id
-        assert sum(s["spilled_in"] for s in first.values()) > 0
+    with Client(served.address, timeout="20s") as client:
+        client.register_plugin(ResidentModel("taef2", str(taef2_dir)))   # shared by the runtime below
+        install(client, dest, settings(spillover=mode, theta=0), "taef2", str(taef2_dir))   # empty caches
+        ring = ring_from_workers(sorted(client.ncores()))   # the ring the reading client builds
+        owners = [ring.owner(i) for i in latents]
+        busy = max(set(owners), key=owners.count)           # 13 ids over 3 workers: it owns >= 5
+        mine = [i for i, o in zip(latents, owners) if o == busy]
+        rest = [i for i, o in zip(latents, owners) if o != busy]
+        held, release = Event(), Event()
+        hold = client.submit(hold_model_call, held.name, release.name, workers=[busy], pure=False)
+        pool = ThreadPoolExecutor(2)
+        box = lbdask.open(dest, scheduler=served.address)
+        try:
+            assert held.wait(60), "the model call was not taken"
+            first_read = pool.submit(box.read, mine[0])
+            assert wait_for(lambda: stats_by_worker(client)[busy]["queue_depth"] >= 1, 60)
+            burst = pool.submit(box.read_many, mine[1:])
+            assert wait_for(lambda: sum(s["spilled_in"] for s in stats_by_worker(client).values()) > 0, 60), \
+                "no decode left the overloaded owner"
+            release.set()
+            assert [first_read.result(120), *burst.result(120)] == [local.read(i) for i in mine]
+            assert box.read_many(rest) == [local.read(i) for i in rest]
+            first = stats_by_worker(client)
+            box.read_many(latents)
+            after = stats_by_worker(client)
+        finally:
+            release.set()   # before the pool's shutdown waits for the held reads
+            pool.shutdown()
+            box.close()
+            hold.result(timeout=120)
+            client.unregister_worker_plugin(MODEL_PLUGIN)
+    assert first[busy]["spillovers"] > 0
+    if mode == "explicit":   # those decodes ran on workers that do not own the ids
+        assert sum(s["spilled_in"] for w, s in first.items() if w != busy) >= first[busy]["spillovers"]
     # cache pinning: the second pass finds every id cached at its owner (no new miss anywhere)
-    assert sum(s["misses"] for s in after.values()) == sum(s["misses"] for s in first.values())
+    assert sum(s["misses"] for s in after.values()) == sum(s["misses"] for s in first.values()) == len(latents)
     assert sum(s["latent_hits"] for s in after.values()) == len(latents)
 
 
