@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import os
 import signal
 import subprocess
@@ -121,14 +122,24 @@ def test_corrupted_latent_fails_alone(served, tmp_path, model, taef2_dir):
 
 
 def test_worker_metrics_endpoint(served, archive):
-    with lbdask.open(archive[0], scheduler=served.address) as box:
-        box.read_many(archive[1])
-    text = urllib.request.urlopen(f"http://127.0.0.1:{served.metrics_port}/metrics", timeout=10).read().decode()
+    with Client(served.address, timeout="20s") as client:
+        ports = client.run(lambda dask_worker: dask_worker.http_server.port)
+        [scraped] = [w for w, port in ports.items() if port == served.metrics_port]
+        # the ring may give the scraped worker none of the archive's ids (random ports): an id it
+        # owns is read too, so its request count is > 0 on every run
+        ring = ring_from_workers(sorted(ports))
+        probe = next(p for p in (f"probe/{k}.png" for k in itertools.count()) if ring.owner(p) == scraped)
+        with lbdask.open(archive[0], scheduler=served.address) as box:
+            box.read_many(archive[1])
+            with pytest.raises(KeyError):
+                box.read(probe)
+        text = urllib.request.urlopen(f"http://127.0.0.1:{served.metrics_port}/metrics", timeout=10).read().decode()
+        counted = client.run(lambda dask_worker: dask_worker.handlers["lbdask_stats"]()["requests"], workers=[scraped])
     for name in ("requests_total", "image_hits_total", "latent_hits_total", "misses_total", "alpha",
                  "decode_queue_depth", "t_decode_ms", "t_fetch_ms", "spillovers_total", "coalesced_total"):
         assert f"lbdask_serve_{name}{{worker=" in text, name
     requests = [line for line in text.splitlines() if line.startswith("lbdask_serve_requests_total{")]
-    assert float(requests[0].rsplit(" ", 1)[1]) > 0
+    assert float(requests[0].rsplit(" ", 1)[1]) == counted[scraped] > 0
 
 
 def test_dashboard_page(served, archive):
