@@ -71,9 +71,8 @@ def served(cluster, archive, taef2_dir):
     return cluster
 
 
-def worker_stats(address):
-    with Client(address, timeout="20s") as client:
-        return client.run(lambda dask_worker: dask_worker.handlers["lbdask_stats"]())
+def worker_stats(client):
+    return client.run(lambda dask_worker: dask_worker.handlers["lbdask_stats"]())
 
 
 def test_reads_equal_lbdask_read(served, archive, taef2_dir):
@@ -94,7 +93,8 @@ def test_reads_equal_lbdask_read(served, archive, taef2_dir):
                          capture_output=True, env=served.env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout == expected["rgba.png"]
-    stats = worker_stats(served.address)
+    with Client(served.address, timeout="20s") as client:
+        stats = worker_stats(client)
     assert sum(s["misses"] for s in stats.values()) == len(ids)    # every id fetched once, by its owner
     assert sum(1 for s in stats.values() if s["requests"]) >= 2    # the ring spreads ids over workers
 
@@ -154,10 +154,6 @@ def test_dashboard_page(served, archive):
     assert len(data["workers"]) == 3 and all("alpha" in s for s in data["workers"].values())
 
 
-def stats_by_worker(client):
-    return client.run(lambda dask_worker: dask_worker.handlers["lbdask_stats"]())
-
-
 @pytest.mark.parametrize("mode", ["explicit", "steal"])
 def test_spillover_decodes_elsewhere_and_fills_the_owner(served, archive, taef2_dir, mode):
     """The skew is built, not hoped for: a burst of reads alone does not reliably build a queue
@@ -199,16 +195,16 @@ def test_spillover_decodes_elsewhere_and_fills_the_owner(served, archive, taef2_
         try:
             assert held.wait(60), "the model call was not taken"
             first_read = pool.submit(box.read, mine[0])
-            assert wait_for(lambda: stats_by_worker(client)[busy]["queue_depth"] >= 1, 60)
+            assert wait_for(lambda: worker_stats(client)[busy]["queue_depth"] >= 1, 60)
             burst = pool.submit(box.read_many, mine[1:])
-            assert wait_for(lambda: sum(s["spilled_in"] for s in stats_by_worker(client).values()) > 0, 60), \
+            assert wait_for(lambda: sum(s["spilled_in"] for s in worker_stats(client).values()) > 0, 60), \
                 "no decode left the overloaded owner"
             release.set()
             assert [first_read.result(120), *burst.result(120)] == [local.read(i) for i in mine]
             assert box.read_many(rest) == [local.read(i) for i in rest]
-            first = stats_by_worker(client)
+            first = worker_stats(client)
             box.read_many(latents)
-            after = stats_by_worker(client)
+            after = worker_stats(client)
         finally:
             release.set()   # before the pool's shutdown waits for the held reads
             pool.shutdown()
