@@ -6,6 +6,7 @@ with text chunks, a kept original and a failed row, so reads cover every path of
 from __future__ import annotations
 
 import hashlib
+import time
 
 import numpy as np
 
@@ -56,6 +57,16 @@ def corrupt_latent(dest: str, image_id: str, model) -> None:
     row = arc.get_row(image_id)
     other = LatentCodec(row.bits).encode(np.asarray(model.encode(grainy(999, row.height)[None])[0]))
     arc.write_shard(row.bucket, row.index, [other])
+
+
+def wait_for(predicate, timeout: float = 30.0) -> bool:
+    """Poll `predicate` every 0.2 s until it holds (True) or `timeout` seconds pass (False)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def _text(value: str):

@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 from cluster_helpers import DaskProcesses, subprocess_env
 from distributed import Client
-from serve_helpers import build_serving_archive
+from serve_helpers import build_serving_archive, wait_for
 
 import lbdask
 from lbdask.access_stats import load_access
@@ -46,15 +46,6 @@ def settings(**runtime) -> ServeSettings:
 
 def counts(dest):
     return {k: a.count for k, a in load_access(open_location(dest)).items()}
-
-
-def wait_for(predicate, timeout=30.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def worker_stats(address):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import os
 import signal
 import subprocess
@@ -10,14 +11,17 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from cluster_helpers import DaskProcesses, free_port, wait_port
-from distributed import Client
-from serve_helpers import build_serving_archive, corrupt_latent
+from distributed import Client, Event
+from serve_helpers import build_serving_archive, corrupt_latent, wait_for
 
 import lbdask
 from lbdask.errors import IntegrityError, StoreError
+from lbdask.models.resident import PLUGIN_NAME as MODEL_PLUGIN, ResidentModel
+from lbdask.ring import ring_from_workers
 from lbdask.serve.client import AsyncServingClient
 from lbdask.serve.deploy import install
 from lbdask.serve.plugin import PLUGIN_NAME
@@ -67,9 +71,8 @@ def served(cluster, archive, taef2_dir):
     return cluster
 
 
-def worker_stats(address):
-    with Client(address, timeout="20s") as client:
-        return client.run(lambda dask_worker: dask_worker.handlers["lbdask_stats"]())
+def worker_stats(client):
+    return client.run(lambda dask_worker: dask_worker.handlers["lbdask_stats"]())
 
 
 def test_reads_equal_lbdask_read(served, archive, taef2_dir):
@@ -90,7 +93,8 @@ def test_reads_equal_lbdask_read(served, archive, taef2_dir):
                          capture_output=True, env=served.env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout == expected["rgba.png"]
-    stats = worker_stats(served.address)
+    with Client(served.address, timeout="20s") as client:
+        stats = worker_stats(client)
     assert sum(s["misses"] for s in stats.values()) == len(ids)    # every id fetched once, by its owner
     assert sum(1 for s in stats.values() if s["requests"]) >= 2    # the ring spreads ids over workers
 
@@ -118,14 +122,24 @@ def test_corrupted_latent_fails_alone(served, tmp_path, model, taef2_dir):
 
 
 def test_worker_metrics_endpoint(served, archive):
-    with lbdask.open(archive[0], scheduler=served.address) as box:
-        box.read_many(archive[1])
-    text = urllib.request.urlopen(f"http://127.0.0.1:{served.metrics_port}/metrics", timeout=10).read().decode()
+    with Client(served.address, timeout="20s") as client:
+        ports = client.run(lambda dask_worker: dask_worker.http_server.port)
+        [scraped] = [w for w, port in ports.items() if port == served.metrics_port]
+        # the ring may give the scraped worker none of the archive's ids (random ports): an id it
+        # owns is read too, so its request count is > 0 on every run
+        ring = ring_from_workers(sorted(ports))
+        probe = next(p for p in (f"probe/{k}.png" for k in itertools.count()) if ring.owner(p) == scraped)
+        with lbdask.open(archive[0], scheduler=served.address) as box:
+            box.read_many(archive[1])
+            with pytest.raises(KeyError):
+                box.read(probe)
+        text = urllib.request.urlopen(f"http://127.0.0.1:{served.metrics_port}/metrics", timeout=10).read().decode()
+        counted = client.run(lambda dask_worker: dask_worker.handlers["lbdask_stats"]()["requests"], workers=[scraped])
     for name in ("requests_total", "image_hits_total", "latent_hits_total", "misses_total", "alpha",
                  "decode_queue_depth", "t_decode_ms", "t_fetch_ms", "spillovers_total", "coalesced_total"):
         assert f"lbdask_serve_{name}{{worker=" in text, name
     requests = [line for line in text.splitlines() if line.startswith("lbdask_serve_requests_total{")]
-    assert float(requests[0].rsplit(" ", 1)[1]) > 0
+    assert float(requests[0].rsplit(" ", 1)[1]) == counted[scraped] > 0
 
 
 def test_dashboard_page(served, archive):
@@ -142,21 +156,66 @@ def test_dashboard_page(served, archive):
 
 @pytest.mark.parametrize("mode", ["explicit", "steal"])
 def test_spillover_decodes_elsewhere_and_fills_the_owner(served, archive, taef2_dir, mode):
+    """The skew is built, not hoped for: a burst of reads alone does not reliably build a queue
+    (each decode is decided right after its fetch, and a burst's fetches may all finish before
+    the first decode reaches the model executor, so every decision sees depth 0).
+
+    So: the serving runtime shares the worker's resident model (ResidentModel plugin, one model
+    call at a time), and a task on the busiest owner holds that one call. The owner's first read
+    then waits in its executor (depth 1, for as long as the hold lasts); every read of its ids
+    that is decided before the release sees depth 1 > theta = 0, while its peers, which own
+    none of these ids, stay at 0: `explicit` sends the decode to a peer, `steal` submits it as a
+    task. The hold ends only once such a spilled decode has started somewhere (`spilled_in`),
+    so at least one spill happens on every run, whatever the machine's load or speed.
+    """
+    def hold_model_call(held: str, release: str) -> None:   # local: pickled by value for the workers
+        """Dask task: take the worker's one model call (as a migration batch sharing the resident
+        model does) and keep it until the Event `release` is set."""
+        from lbdask.models.resident import resident_model
+
+        with resident_model().use():
+            Event(held).set()
+            Event(release).wait(timeout=120)
+
     dest, ids = archive
-    with Client(served.address, timeout="20s") as client:   # replaces the runtime: empty caches
-        install(client, dest, settings(spillover=mode, theta=0), "taef2", str(taef2_dir))
     local = lbdask.open(dest, weights=taef2_dir)
     latents = [i for i in ids if i != "kept.png"]
-    with lbdask.open(dest, scheduler=served.address) as box:
-        assert box.read_many(latents) == [local.read(i) for i in latents]
-        first = worker_stats(served.address)
-        box.read_many(latents)
-    after = worker_stats(served.address)
-    assert sum(s["spillovers"] for s in first.values()) > 0
-    if mode == "explicit":   # some decodes ran on a worker that does not own the id
-        assert sum(s["spilled_in"] for s in first.values()) > 0
+    with Client(served.address, timeout="20s") as client:
+        client.register_plugin(ResidentModel("taef2", str(taef2_dir)))   # shared by the runtime below
+        install(client, dest, settings(spillover=mode, theta=0), "taef2", str(taef2_dir))   # empty caches
+        ring = ring_from_workers(sorted(client.ncores()))   # the ring the reading client builds
+        owners = [ring.owner(i) for i in latents]
+        busy = max(set(owners), key=owners.count)           # 13 ids over 3 workers: it owns >= 5
+        mine = [i for i, o in zip(latents, owners) if o == busy]
+        rest = [i for i, o in zip(latents, owners) if o != busy]
+        held, release = Event(), Event()
+        hold = client.submit(hold_model_call, held.name, release.name, workers=[busy], pure=False)
+        pool = ThreadPoolExecutor(2)
+        box = lbdask.open(dest, scheduler=served.address)
+        try:
+            assert held.wait(60), "the model call was not taken"
+            first_read = pool.submit(box.read, mine[0])
+            assert wait_for(lambda: worker_stats(client)[busy]["queue_depth"] >= 1, 60)
+            burst = pool.submit(box.read_many, mine[1:])
+            assert wait_for(lambda: sum(s["spilled_in"] for s in worker_stats(client).values()) > 0, 60), \
+                "no decode left the overloaded owner"
+            release.set()
+            assert [first_read.result(120), *burst.result(120)] == [local.read(i) for i in mine]
+            assert box.read_many(rest) == [local.read(i) for i in rest]
+            first = worker_stats(client)
+            box.read_many(latents)
+            after = worker_stats(client)
+        finally:
+            release.set()   # before the pool's shutdown waits for the held reads
+            pool.shutdown()
+            box.close()
+            hold.result(timeout=120)
+            client.unregister_worker_plugin(MODEL_PLUGIN)
+    assert first[busy]["spillovers"] > 0
+    if mode == "explicit":   # those decodes ran on workers that do not own the ids
+        assert sum(s["spilled_in"] for w, s in first.items() if w != busy) >= first[busy]["spillovers"]
     # cache pinning: the second pass finds every id cached at its owner (no new miss anywhere)
-    assert sum(s["misses"] for s in after.values()) == sum(s["misses"] for s in first.values())
+    assert sum(s["misses"] for s in after.values()) == sum(s["misses"] for s in first.values()) == len(latents)
     assert sum(s["latent_hits"] for s in after.values()) == len(latents)
 
 

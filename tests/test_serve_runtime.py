@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import threading
 
 import pytest
 from serve_helpers import build_serving_archive, corrupt_latent
@@ -27,22 +28,42 @@ def archive(tmp_path_factory, model):
     return dest, build_serving_archive(dest, model, n=6)
 
 
-def runtime(model, **overrides) -> ServeRuntime:
+def runtime(model, context=None, **overrides) -> ServeRuntime:
+    """A runtime over `model`; `context` replaces its model context (ModelContext)."""
     settings = ServeSettings()
     settings.runtime = dataclasses.replace(settings.runtime, **overrides)
     settings.cache = dataclasses.replace(settings.cache, promote_after=2)
-    return ServeRuntime(settings, lambda: contextlib.nullcontext(model))
+    return ServeRuntime(settings, context or (lambda: contextlib.nullcontext(model)))
 
 
 def test_reads_equal_lbdask_read_and_coalesce(archive, model, taef2_dir):
     dest, ids = archive
     local = lbdask.open(dest, weights=taef2_dir)
-    rt = runtime(model, max_batch=8)  # batching on, as on CUDA (CPU's auto is batch-of-one)
+    gate = threading.Event()
+    gate.set()
+
+    @contextlib.contextmanager
+    def gated():   # the model is busy while the gate is closed (as with another model call running)
+        assert gate.wait(60), "the gate was never opened"
+        yield model
+
+    rt = runtime(model, gated, max_batch=8)  # batching on, as on CUDA (CPU's auto is batch-of-one)
+    decodes = len(ids[1:]) - 1   # kept.png needs no decode
 
     async def main():
         burst = await asyncio.gather(*(rt.read(dest, ids[0]) for _ in range(5)))
-        rest = await asyncio.gather(*(rt.read(dest, i) for i in ids[1:]))
-        return burst, rest
+        # Batching is built, not hoped for: with the model held, the first decode waits in the
+        # executor and every other one queues behind it; the gate opens once all are queued, so
+        # the same-shape ones are certainly taken together (a free model may finish each decode
+        # before the next fetch ends, and then nothing batches).
+        gate.clear()
+        rest = asyncio.ensure_future(asyncio.gather(*(rt.read(dest, i) for i in ids[1:])))
+        for _ in range(6000):
+            if rt.decoder.depth == decodes:
+                break
+            await asyncio.sleep(0.01)
+        gate.set()
+        return burst, await rest
 
     burst, rest = asyncio.run(main())
     assert burst == [local.read(ids[0])] * 5
