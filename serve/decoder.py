@@ -2,8 +2,10 @@
 
 Requests queue from any thread; the executor takes the oldest one and every other queued
 request of the same latent shape and output size (up to `max_batch`) into one model call,
-so a burst of misses on one worker costs fewer forward passes. The queue depth (waiting
-plus running) is the load signal the spillover rule reads.
+so a burst of misses on one worker costs fewer forward passes. Its `depth` (waiting plus
+running) is the executor's own; the load spillover reads is the runtime's wider count
+(serve.runtime.ServeRuntime.depth), which includes these. A request whose waiter was cancelled
+before its batch starts is dropped (concurrent.futures' set_running_or_notify_cancel).
 """
 from __future__ import annotations
 
@@ -70,7 +72,8 @@ class BatchingDecoder:
             left, self._queue = self._queue, []
             self._cond.notify()
         for _, _, fut in left:
-            fut.set_exception(RuntimeError("the serving runtime was removed from this worker"))
+            if fut.set_running_or_notify_cancel():
+                fut.set_exception(RuntimeError("the serving runtime was removed from this worker"))
         self._thread.join(timeout=30)
 
     def _take_batch(self) -> list[tuple[np.ndarray, tuple[int, int], Future]]:
@@ -95,8 +98,10 @@ class BatchingDecoder:
                     self._cond.wait()
                 if self._closed:
                     return
-                batch = self._take_batch()
+                batch = [r for r in self._take_batch() if r[2].set_running_or_notify_cancel()]
                 self._running = len(batch)
+                if not batch:
+                    continue
             try:
                 with self._model() as model:
                     rgb = self._decode(model, batch)

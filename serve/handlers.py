@@ -29,7 +29,7 @@ def install(worker: Any, runtime: ServeRuntime) -> None:
         return await runtime.decode_local(pickle.loads(payload))
 
     def lbdask_depth() -> int:
-        return runtime.decoder.depth
+        return runtime.depth
 
     def lbdask_stats() -> dict[str, Any]:
         return runtime.stats()

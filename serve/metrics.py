@@ -35,7 +35,7 @@ COUNTERS = {
 }
 GAUGES = {
     "alpha": ("alpha", "Image-tier fraction of the cache budget"),
-    "queue_depth": ("decode_queue_depth", "Decodes waiting or running in the model executor"),
+    "queue_depth": ("decode_queue_depth", "Decodes taken on by this worker and not ended (decided here or spilled in; decompress, model, PNG)"),
     "t_decode_ms": ("t_decode_ms", "EWMA of the decode latency, queueing included (ms)"),
     "t_fetch_ms": ("t_fetch_ms", "EWMA of the archive fetch latency (ms)"),
     "image_bytes": ("image_bytes", "Bytes held in the image tier"),

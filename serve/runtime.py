@@ -11,10 +11,12 @@ Cached ids whose catalog row changed (lbdask retier) are dropped within `catalog
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +83,7 @@ class ServeRuntime:
         self._others: dict[str, Any] = {}  # fingerprint -> loaded model of another model than the resident one
         self._other_lock = threading.Lock()
         self._lock = threading.Lock()
+        self._depth = 0                    # decodes taken on here and not ended (`depth`)
         self.spill: Any = None             # serve.spill.Spillover, set by the plugin
         self.access = AccessRecorder(address, rc.access_flush_s, rc.access_compact_every, rc.access_retention_days)
         self.watch = CatalogWatch(rc.catalog_refresh_s, self._forget)
@@ -152,7 +155,8 @@ class ServeRuntime:
 
     async def decode(self, stored: Stored) -> bytes:
         """Decode here, or on another worker when this one is overloaded (result comes back);
-        rows of another model than the archive's (re-encoded) always decode here."""
+        rows of another model than the archive's (re-encoded) always decode here. No await lies
+        between a "decode here" answer and `decode_local` taking its count (see `depth`)."""
         if self.spill is not None and stored.row.model_fingerprint not in self._others:
             png = await self.spill.maybe_spill(stored)
             if png is not None:
@@ -160,30 +164,57 @@ class ServeRuntime:
                 return png
         return await self.decode_local(stored)
 
+    @property
+    def depth(self) -> int:
+        """The decode queue depth spillover decides on and reports (peers, stats, metrics): decodes
+        this worker has taken on and not ended, from the moment one is decided to run here (its
+        own, spilled in from a peer, or a stolen task) through decompression, the model and PNG
+        encoding. Counting from the decision, not from the model executor's queue, is what lets
+        the next decision see it: a burst whose fetches end together decides before any of its
+        latents is decompressed, and would otherwise see depth 0 every time."""
+        return self._depth
+
+    @contextlib.contextmanager
+    def _taken_on(self) -> Iterator[None]:
+        """Count one decode in `depth` for the `with` block; released once however it ends
+        (result, error, cancellation)."""
+        with self._lock:
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+
     async def decode_local(self, stored: Stored) -> bytes:
-        """Checksum + dequantise (CPU pool) -> model (executor, batched) -> PNG (CPU pool)."""
-        loop = asyncio.get_running_loop()
-        row = stored.row
-        z = await loop.run_in_executor(self.cpu, LatentCodec(row.bits or 16).decode, stored.latent)
-        t0 = time.perf_counter()
-        other = self._others.get(row.model_fingerprint or "")
-        if other is not None:  # a re-encoded row: its own model, one decode at a time, in the CPU pool
-            rgb = await loop.run_in_executor(self.cpu, self._decode_other, other, z, row)
-        else:
-            rgb = await asyncio.wrap_future(self.decoder.submit(z, (row.height, row.width)))
-        self._observe("decode", (time.perf_counter() - t0) * 1000)
-        self.counts["decodes"] += 1
-        return await loop.run_in_executor(self.cpu, to_png, rgb, row)
+        """Checksum + dequantise (CPU pool) -> model (executor, batched) -> PNG (CPU pool).
+
+        Counts in `depth` from the call: the count is taken before the first await, so the spill
+        decision that chose this decode and the next one on the event loop are never apart."""
+        with self._taken_on():
+            loop = asyncio.get_running_loop()
+            row = stored.row
+            z = await loop.run_in_executor(self.cpu, LatentCodec(row.bits or 16).decode, stored.latent)
+            t0 = time.perf_counter()
+            other = self._others.get(row.model_fingerprint or "")
+            if other is not None:  # a re-encoded row: its own model, one decode at a time, in the CPU pool
+                rgb = await loop.run_in_executor(self.cpu, self._decode_other, other, z, row)
+            else:
+                rgb = await asyncio.wrap_future(self.decoder.submit(z, (row.height, row.width)))
+            self._observe("decode", (time.perf_counter() - t0) * 1000)
+            self.counts["decodes"] += 1
+            return await loop.run_in_executor(self.cpu, to_png, rgb, row)
 
     def decode_blocking(self, stored: Stored) -> bytes:
         """`decode_local` from a Dask task thread (the work-stealing spillover path)."""
-        row = stored.row
-        z = LatentCodec(row.bits or 16).decode(stored.latent)
-        t0 = time.perf_counter()
-        rgb = self.decoder.submit(z, (row.height, row.width)).result()
-        self._observe("decode", (time.perf_counter() - t0) * 1000)
-        self.counts["decodes"] += 1
-        return to_png(rgb, row)
+        with self._taken_on():
+            row = stored.row
+            z = LatentCodec(row.bits or 16).decode(stored.latent)
+            t0 = time.perf_counter()
+            rgb = self.decoder.submit(z, (row.height, row.width)).result()
+            self._observe("decode", (time.perf_counter() - t0) * 1000)
+            self.counts["decodes"] += 1
+            return to_png(rgb, row)
 
     def _decode_other(self, model: Any, z: Any, row: CatalogRow) -> Any:
         with self._other_lock:
@@ -288,7 +319,7 @@ class ServeRuntime:
         return {**self.counts, "coalesced": self.coalescer.coalesced, "image_hits": cache["image_lookups"], "latent_hits": cache["latent_lookups"],
                 "misses": cache["miss_lookups"], "alpha": cache["alpha"], "capacity_bytes": cache["capacity"],
                 "image_bytes": cache["image_bytes"], "latent_bytes": cache["latent_bytes"],
-                "queue_depth": self.decoder.depth, "batches": self.decoder.batches,
+                "queue_depth": self.depth, "batches": self.decoder.batches,
                 "t_decode_ms": self.t_decode, "t_fetch_ms": self.t_fetch, "access_ids_flushed": self.access.flushed_ids,
                 "catalog_dropped": self.watch.dropped}
 

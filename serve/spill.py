@@ -40,7 +40,7 @@ class Spillover:
 
     async def maybe_spill(self, stored: Stored) -> bytes | None:
         """The PNG decoded elsewhere, or None: decode here (not overloaded, or no better peer)."""
-        if self.mode == "off" or self.runtime.decoder.depth <= self.theta:
+        if self.mode == "off" or self.runtime.depth <= self.theta:
             return None
         payload = pickle.dumps(stored)
         if self.mode == "steal":
@@ -76,7 +76,7 @@ class Spillover:
             answers = await asyncio.gather(*(self._depth(p) for p in peers))
             self._depths = {p: d for p, d in zip(peers, answers) if d is not None}
             self._depths_at = now
-        return {**self._depths, self.worker.address: self.runtime.decoder.depth}
+        return {**self._depths, self.worker.address: self.runtime.depth}
 
     async def _depth(self, peer: str) -> float | None:
         try:

@@ -155,6 +155,35 @@ def test_dashboard_page(served, archive):
 
 
 @pytest.mark.parametrize("mode", ["explicit", "steal"])
+def test_a_burst_whose_fetches_end_together_spills(served, archive, taef2_dir, mode):
+    """No model is held here: misses of one owner's ids whose fetches take the same injected
+    latency end together, and their spill decisions come before the first latent is even
+    decompressed. The owner's depth counts a decode from its decision to run there, so with
+    theta 0 the decisions after the first see it and spill (counted in the model executor
+    only, every decision saw depth 0 and all decoded on the owner)."""
+    dest, ids = archive
+    local = lbdask.open(dest, weights=taef2_dir)
+    latents = [i for i in ids if i != "kept.png"]
+    with Client(served.address, timeout="20s") as client:
+        install(client, dest, settings(spillover=mode, theta=0, fetch_delay_ms=400), "taef2", str(taef2_dir))
+        try:
+            ring = ring_from_workers(sorted(client.ncores()))
+            owners = [ring.owner(i) for i in latents]
+            busy = max(set(owners), key=owners.count)
+            mine = [i for i, o in zip(latents, owners) if o == busy][:8]   # <= io_threads: fetched at once
+            with lbdask.open(dest, scheduler=served.address) as box:
+                assert box.read_many(mine) == [local.read(i) for i in mine]
+            stats = worker_stats(client)
+        finally:   # the module's other tests read through the runtime `served` installed
+            install(client, dest, settings(spillover="off"), "taef2", str(taef2_dir))
+    assert stats[busy]["misses"] == len(mine)
+    assert stats[busy]["spillovers"] > 0, "every decision of the burst saw an empty queue"
+    if mode == "explicit":   # those decodes ran on the peers, which own none of these ids
+        assert sum(s["spilled_in"] for w, s in stats.items() if w != busy) == stats[busy]["spillovers"]
+    assert {w: s["queue_depth"] for w, s in stats.items()} == dict.fromkeys(stats, 0)
+
+
+@pytest.mark.parametrize("mode", ["explicit", "steal"])
 def test_spillover_decodes_elsewhere_and_fills_the_owner(served, archive, taef2_dir, mode):
     """The skew is built, not hoped for: a burst of reads alone does not reliably build a queue
     (each decode is decided right after its fetch, and a burst's fetches may all finish before
