@@ -185,9 +185,9 @@ def test_a_burst_whose_fetches_end_together_spills(served, archive, taef2_dir, m
 
 @pytest.mark.parametrize("mode", ["explicit", "steal"])
 def test_spillover_decodes_elsewhere_and_fills_the_owner(served, archive, taef2_dir, mode):
-    """The skew is built, not hoped for: a burst of reads alone does not reliably build a queue
-    (each decode is decided right after its fetch, and a burst's fetches may all finish before
-    the first decode reaches the model executor, so every decision sees depth 0).
+    """The skew is built, not hoped for: a burst of reads alone keeps the owner loaded only while
+    its first decodes last (test_a_burst_whose_fetches_end_together_spills), and this test needs
+    the owner loaded, and its peers idle, until a spilled decode has certainly started.
 
     So: the serving runtime shares the worker's resident model (ResidentModel plugin, one model
     call at a time), and a task on the busiest owner holds that one call. The owner's first read
