@@ -12,16 +12,13 @@ import threading
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given
-from hypothesis import settings as hsettings
-from hypothesis import strategies as st
-from lbdask.serve.runtime import ServeRuntime
-from lbdask.serve.settings import ServeSettings
-from serve_helpers import build_serving_archive
-from serve_helpers import wait_for as wait_until
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from serve_helpers import build_serving_archive, wait_for as wait_until
 
 from lbdask.codec import LatentCodec
 from lbdask.errors import IntegrityError
+from lbdask.serve.runtime import ServeRuntime
+from lbdask.serve.settings import ServeSettings
 
 
 @pytest.fixture(scope="module")
