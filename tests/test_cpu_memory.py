@@ -40,6 +40,30 @@ def run_probe(taef2_dir) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+RELEASE_PROBE = r"""
+import json, sys, torch
+from malloc_probe import resident_bytes
+from lbdask.models import load_model
+from lbdask.models.resident import ResidentModel
+plugin = ResidentModel("taef2", weights=sys.argv[1])
+plugin.model, plugin.cpu_threads = load_model("taef2", weights=sys.argv[1], device="cpu"), 1  # as setup() on a CPU worker
+before = resident_bytes()
+with plugin.use(64 * 64):
+    activations = torch.ones(256 << 20, dtype=torch.uint8)   # a call's freed activations
+    during = resident_bytes()
+    del activations
+print(json.dumps({"during": during - before, "after": resident_bytes() - before}))
+"""
+
+
+def release_probe(taef2_dir) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    done = subprocess.run([sys.executable, "-c", RELEASE_PROBE, str(taef2_dir)], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def config_copy(tmp_path, text: str):
     folder = tmp_path / "configs"
     shutil.copytree(DEFAULT_CONFIG_DIR, folder)
@@ -61,10 +85,29 @@ def test_turned_off_in_the_config_leaves_glibc_defaults(taef2_dir, tmp_path, mon
     assert got["after"]["mmapped_during"] >= SIZE
 
 
+@pytest.mark.parametrize("release_above_mb, released", [(128, True), (512, False)])
+def test_a_worker_model_call_gives_freed_pages_back_above_the_threshold(taef2_dir, tmp_path, monkeypatch,
+                                                                        release_above_mb, released):
+    """The 256 MiB freed inside `ResidentModel.use` leave the resident set after the call
+    only when they exceed `release_above_mb`; without it they stay (the heap keeps them)."""
+    folder = config_copy(tmp_path, f"retain_freed_memory: true\ntrim_threshold_mb: 1024\n"
+                                   f"release_above_mb: {release_above_mb}\n")
+    monkeypatch.setenv("LBDASK_CONFIG_DIR", str(folder))
+    got = release_probe(taef2_dir)
+    assert got["during"] >= SIZE
+    if released:
+        assert got["after"] < SIZE // 4
+    else:
+        assert got["after"] >= SIZE * 3 // 4
+
+
 def test_a_threshold_mallopt_cannot_take_is_a_config_error(tmp_path, monkeypatch):
     from lbdask.config import load_config
     from lbdask.models.cpu_memory import CpuMemorySettings
 
     monkeypatch.setenv("LBDASK_CONFIG_DIR", str(config_copy(tmp_path, "trim_threshold_mb: 4096\n")))
     with pytest.raises(ConfigError, match="trim_threshold_mb"):
+        load_config("cpu_memory", CpuMemorySettings)
+    monkeypatch.setenv("LBDASK_CONFIG_DIR", str(config_copy(tmp_path / "b", "release_above_mb: -1\n")))
+    with pytest.raises(ConfigError, match="release_above_mb"):
         load_config("cpu_memory", CpuMemorySettings)
