@@ -48,6 +48,21 @@ def test_small_images_batch_as_without_a_budget():
     assert [len(b.items) for b in planned] == [8, 8, 4]
 
 
+def test_the_job_memory_target_bounds_the_pixels_below_a_larger_memory_limit():
+    """A local worker's limit is the machine's memory: the job's target plans the batches instead."""
+    workers = [{"memory_limit": 64 * 2**30, "nthreads": 2}]
+    planned = pixel_budget(workers, 2, target=4 * 2**30)
+    assert planned == pixel_budget([{"memory_limit": 4 * 2**30, "nthreads": 2}], 2)
+    assert planned.total < pixel_budget(workers, 2).total / 8
+    assert pixel_budget([{"memory_limit": 2**30, "nthreads": 2}], 2, target=4 * 2**30) == \
+        pixel_budget([{"memory_limit": 2**30, "nthreads": 2}], 2)   # the smaller of the two counts
+    assert pixel_budget([{"memory_limit": None, "nthreads": 2}], 2, target=4 * 2**30) == planned  # no limit set
+    items = [image(i, 4896, 3264) for i in range(5)]  # 16 MP each
+    batched = plan_batches(items, SETTINGS, 8, pixel_budget(workers, 2).batch)
+    assert [len(b.items) for b in batched] == [5]
+    assert [len(b.items) for b in plan_batches(items, SETTINGS, 8, planned.batch)] == [1] * 5
+
+
 def test_large_images_go_one_per_batch_under_a_small_budget():
     items = [image(i, 4896, 3264) for i in range(5)]  # 16 MP each
     budget = pixel_budget([{"memory_limit": 4 * 2**30, "nthreads": 2}], SETTINGS.inflight_batches_per_thread)
