@@ -257,3 +257,24 @@ def test_the_serving_recorder_folds_with_its_retention(tmp_path):
         recorder.close()
     x = load_access(loc)["x"]
     assert x.count == 2 and x.days == ((math.floor(x.last_access / DAY), 1),)  # 5 days ago: a total only
+
+
+def test_a_generation_keeps_the_retention_days_and_older_reads_as_totals(tmp_path):
+    """With a retention of one day a generation keeps the newest read's day and the day
+    before; older reads count in the total only, also in every later compaction."""
+    loc = open_location(str(tmp_path / "arc"))
+    newest = math.floor(time.time() / DAY) - 10
+    at = newest * DAY + 3600.0
+    log = AccessLog(loc, "w")
+    log.add("old.png", at - 5 * DAY)  # read before the retention only
+    for k in (2, 1, 0):
+        log.add("x.png", at - k * DAY)
+    log.flush()
+    compact_access(loc, retention_days=1)
+    expected = {"old.png": Access(1, at - 5 * DAY, ()), "x.png": Access(3, at, ((newest - 1, 1), (newest, 1)))}
+    assert load_access(loc) == expected
+    assert load_access(loc)["x.png"].reads_within(at, 1) == 2
+    log.add("y.png", at)
+    log.flush()
+    compact_access(loc, retention_days=1)
+    assert load_access(loc) == {**expected, "y.png": Access(1, at, ((newest, 1),))}

@@ -6,7 +6,7 @@ import pytest
 from lbdask import cli
 from lbdask.archive.rows import CatalogRow, OriginalRef
 from lbdask.errors import ConfigError
-from lbdask.access_days import Access
+from lbdask.access_days import Access, check_window
 from lbdask.retier.plan import DAY, plan_moves
 from lbdask.retier.policy import PrewarmPolicy, PromotePolicy, RetierPolicy, load_policy
 
@@ -148,6 +148,10 @@ def test_a_window_longer_than_the_retention_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "promote.window_days (40) is longer than runtime.access_retention_days (31)" in err and err.count("\n") == 1
     RetierPolicy(promote=PromotePolicy(enabled=False, window_days=40, cold_days=60)).check_retention(31)
+    for days in (0, 0.5, 31):  # today only, part of a day, the whole retention: all within it
+        RetierPolicy(promote=PromotePolicy(window_days=days, cold_days=60)).check_retention(31)
+    with pytest.raises(ConfigError, match=r"^promote.window_days must be at least 0, not -1$"):
+        check_window("promote.window_days", -1, 31)
     with pytest.raises(ConfigError, match="prewarm.window_days"):
         RetierPolicy(promote=PromotePolicy(enabled=False),
                      prewarm=PrewarmPolicy(enabled=True, scheduler="tcp://x:1", window_days=2.5)).check_retention(2)

@@ -9,6 +9,9 @@ tests/test_retier_reencode.py and tests/test_retier_crash.py.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+
 import pytest
 from test_archive import SHAPE, encoded, new_archive
 
@@ -44,8 +47,8 @@ def build(dest: str) -> tuple[Archive, list[CatalogRow]]:
 
 def shards_on_store(arc: Archive, bucket: str) -> set[int]:
     arc.loc.fs.invalidate_cache()
-    return {int(p.rsplit("/", 4)[1]) for p in arc.loc.fs.find(arc.loc.path(arc.shards_folder(bucket)))
-            if p.endswith("/0/0/0")}
+    return {int(k) for p in arc.loc.fs.find(arc.loc.path(arc.shards_folder(bucket)))
+            if p.endswith("/0/0/0") and (k := p.rsplit("/", 4)[1]).isdigit()}
 
 
 def all_read(arc: Archive) -> None:
@@ -103,3 +106,87 @@ def test_a_sweep_killed_after_any_delete_is_finished_by_the_next(dest, monkeypat
         assert shards_on_store(arc, OLD) == {2}, k
         all_read(Archive.open(f"{dest}{k}"))
     pytest.fail("the sweep never finished")
+
+
+def test_every_shard_freed_or_pinned_in_one_sweep_is_counted(tmp_path):
+    """Two shards freed and two pinned by one sweep: the report sums them; a shard stays
+    pinned whichever of its latents is the live one; an object the shard layout does not
+    name (under the bucket's `c/`) is neither deleted nor in the way. (A folder only: the
+    listings are those of the test above.)"""
+    dest = str(tmp_path / "arc")
+    arc = new_archive(dest, shard_size=4)
+    arc.ensure_bucket(NEW, 8, *SHAPE)
+    put(arc, OLD, ["a0", "a1"], "m1", 0)
+    put(arc, OLD, ["b0", "b1", "b2"], "m2", 1)
+    c = put(arc, OLD, ["c0", "c1"], "m3", 2)
+    d = put(arc, OLD, ["d0", "d1", "d2"], "m4", 3)
+    foreign = arc.loc.path(f"{arc.shards_folder(OLD)}/notes/0/0/0")
+    arc.loc.fs.makedirs(foreign.rsplit("/", 1)[0], exist_ok=True)
+    arc.loc.fs.pipe_file(foreign, b"not a shard")
+    size = {k: arc.loc.fs.size(arc.loc.path(arc.shard_key(OLD, k))) for k in (0, 1)}
+    # shards 0 and 1 move whole; of shards 2 and 3 the later latents move, the first stays live
+    put(arc, NEW, ["a0", "a1", "b0", "b1"], "rt1", 4)
+    put(arc, NEW, ["b2", "c1", "d1", "d2"], "rt2", 5)
+    swept = sweep(Archive.open(dest))
+    assert shards_on_store(arc, OLD) == {2, 3}
+    assert swept == {"objects": 2, "bytes": size[0] + size[1], "latent_shards": 2, "latent_bytes": size[0] + size[1],
+                     "pinned_shards": 2, "pinned_bytes": c[1].stored_bytes + d[1].stored_bytes + d[2].stored_bytes}
+    assert arc.loc.fs.cat_file(foreign) == b"not a shard"
+    all_read(Archive.open(dest))
+
+
+def kept(arc: Archive, batch: str, pngs: dict[str, bytes], folder: str = "originals") -> dict[str, CatalogRow]:
+    """Kept rows of `pngs` on one new object of `batch` in `folder` ("pixels": the pixel tier's copies)."""
+    refs = arc.put_originals(batch, pngs, folder)
+    return {i: CatalogRow(id=i, status="kept", original=refs[i], source_sha256=hashlib.sha256(data).hexdigest(),
+                          stored_bytes=len(data)) for i, data in pngs.items()}
+
+
+def objects_on_store(arc: Archive) -> set[str]:
+    arc.loc.fs.invalidate_cache()
+    return {f"{folder}/{p.rsplit('/', 1)[-1]}" for folder in ("originals", "pixels")
+            for p in arc.loc.fs.ls(arc.loc.path(folder), detail=False)}
+
+
+def test_kept_and_pixel_objects_no_row_references_go_and_the_others_stay(dest):
+    arc = new_archive(dest)
+    pngs = {i: i.encode() * (3 + k) for k, i in enumerate(["p0", "p1", "q0", "q1", "e0"])}
+    k1 = kept(arc, "k1", {i: pngs[i] for i in ("p0", "p1")})
+    k2 = kept(arc, "k2", {i: pngs[i] for i in ("q0", "q1")})
+    assert arc.commit("k1", list(k1.values())) and arc.commit("k2", list(k2.values()))
+    kept(arc, "x1", {"p0": b"never committed"})                # a writer that has not committed (yet)
+    failed = dataclasses.replace(kept(arc, "f1", {"e0": b""})["e0"], status="failed")  # an empty input's raw bytes
+    assert arc.commit("f1", [failed])
+    arc.compact()                                              # k1, k2 folded
+    # promotes: q0 and q1 each get a pixel-tier copy (one object per batch)
+    for batch, image_id in (("px1", "q0"), ("px2", "q1")):
+        ref = arc.put_originals(batch, {image_id: pngs[image_id]}, "pixels")[image_id]
+        assert arc.commit(batch, [dataclasses.replace(k2[image_id], pixel=ref)])
+    # a later batch moves p0 and p1 to another object, drops q0's pixel copy (a demote) and
+    # keeps e0 (its source fixed and migrated again)
+    rt1 = kept(arc, "rt1", {i: pngs[i] for i in ("p0", "p1", "e0")})
+    assert arc.commit("rt1", [*rt1.values(), k2["q0"]])
+    sizes = {name: arc.loc.fs.size(arc.loc.path(name)) for name in ("originals/k1.bin", "originals/f1.bin", "pixels/px1.bin")}
+    swept = sweep(Archive.open(dest))
+    assert objects_on_store(arc) == {"originals/k2.bin", "originals/x1.bin", "originals/rt1.bin", "pixels/px2.bin"}
+    assert swept == {"objects": 3, "bytes": sum(sizes.values()), "latent_shards": 0, "latent_bytes": 0,
+                     "pinned_shards": 0, "pinned_bytes": 0}
+    again = Archive.open(dest)
+    for row in again.rows():
+        assert again.read_original(row) == pngs[row.id]
+    assert again.get_row("q1").pixel is not None
+    assert sweep(again)["objects"] == 0
+
+
+def test_a_released_pixel_copy_of_a_latent_goes_without_any_kept_original(tmp_path):
+    """An archive of latents only has no `originals/`: the pixel tier is swept all the same."""
+    dest = str(tmp_path / "arc")
+    arc = new_archive(dest)
+    (row,) = put(arc, OLD, ["a0"], "m1", 0)
+    ref = arc.put_originals("px1", {"a0": b"decoded png"}, "pixels")["a0"]
+    assert arc.commit("px1", [dataclasses.replace(row, pixel=ref)])  # promote
+    assert arc.commit("rt1", [row])                                  # demote: the pixel copy is released
+    swept = sweep(Archive.open(dest))
+    assert swept["objects"] == 1 and swept["bytes"] == len(b"decoded png")
+    assert arc.loc.fs.ls(arc.loc.path("pixels")) == [] and shards_on_store(arc, OLD) == {0}
+    all_read(Archive.open(dest))

@@ -19,6 +19,7 @@ from cluster_helpers import png_bytes
 from serve_helpers import build_serving_archive
 
 from lbdask.archive import Archive
+from lbdask.archive.catalog import Catalog
 from lbdask.errors import ConfigError
 from lbdask.serve.runtime import ServeRuntime
 from lbdask.serve.settings import ServeSettings, load_serve_settings
@@ -119,3 +120,76 @@ def test_catalog_refresh_must_be_positive(tmp_path):
     bad.write_text("runtime:\n  catalog_refresh_s: 0\n")
     with pytest.raises(ConfigError, match="catalog_refresh_s"):
         load_serve_settings(str(bad))
+
+
+def test_every_served_archive_is_watched_and_one_unreadable_catalog_stops_none_of_the_others(dest, model, tmp_path,
+                                                                                           caplog):
+    other = str(tmp_path / "other")
+    build_serving_archive(other, model, n=1)
+    rt = runtime(model, 3600)
+    try:
+        firsts = [asyncio.run(rt.read(d, "kept.png")) for d in (dest, other)]
+        news = [move_kept(d, "b1", np.full((24, 24, 3), k, np.uint8))[0] for k, d in enumerate((dest, other))]
+        assert asyncio.run(rt.read(other, "kept.png")) == firsts[1]
+        assert rt.watch.check() == 2   # one id of each archive
+        assert [asyncio.run(rt.read(d, "kept.png")) for d in (dest, other)] == news
+        # a batch object of `dest` that does not parse: a warning naming both; `other` still followed
+        arc = Archive.open(dest)
+        bad = arc.catalog.batch_path("b2")
+        arc.loc.fs.pipe_file(bad, b"not a catalog object")
+        newer, _ = move_kept(other, "b2", np.full((24, 24, 3), 3, np.uint8))
+        with caplog.at_level("WARNING", logger="lbdask.serve.freshness"):
+            assert rt.watch.check() == 1
+        assert [r.getMessage() for r in caplog.records] == [
+            f"lbdask: catalog of {dest} not checked for changes: catalog object {bad} is unreadable (BadGzipFile)"]
+        assert asyncio.run(rt.read(other, "kept.png")) == newer
+    finally:
+        rt.close()
+
+
+def test_a_fetch_that_overlaps_a_later_catalog_change_is_not_cached(dest, model, monkeypatch):
+    """Every dropping pass counts, not only the first: a fetch that looked its id up before the
+    second change serves what it read but leaves no stale copy in the cache."""
+    rt = runtime(model, 3600)
+    try:
+        asyncio.run(rt.read(dest, "kept.png"))
+        first_move, _ = move_kept(dest, "b1", np.full((24, 24, 3), 1, np.uint8))
+        assert rt.watch.check() == 1
+        archive = rt.archive(dest, None)
+        real, later = archive.get_row, []
+
+        def changing(image_id):  # the second move commits and is seen while this fetch runs
+            row = real(image_id)
+            if not later:
+                later.append(move_kept(dest, "b2", np.full((24, 24, 3), 2, np.uint8))[0])
+                assert rt.watch.check() == 1
+            return row
+
+        monkeypatch.setattr(archive, "get_row", changing)
+        assert asyncio.run(rt.read(dest, "kept.png")) == first_move
+        assert asyncio.run(rt.read(dest, "kept.png")) == later[0]
+    finally:
+        rt.close()
+
+
+def test_the_folded_batches_are_listed_only_after_a_compaction(dest, model, monkeypatch):
+    """A pass lists `catalog/batches/` and the manifests; `catalog/folded/` (a name per batch
+    ever committed) only when a compaction made a new generation since the last pass."""
+    listed = []
+    real = Catalog.folded_names
+    monkeypatch.setattr(Catalog, "folded_names", lambda self: listed.append(1) or real(self))
+    rt = runtime(model, 3600)
+    try:
+        def check() -> tuple[int, int]:
+            """(ids dropped, folded listings) of one pass."""
+            listed.clear()
+            return rt.watch.check(), len(listed)
+
+        asyncio.run(rt.read(dest, "kept.png"))
+        assert len(listed) == 1   # the first listing of the archive
+        move_kept(dest, "b1", np.full((24, 24, 3), 1, np.uint8))
+        assert [check(), check()] == [(1, 0), (0, 0)]
+        Archive.open(dest, mode="a").compact()
+        assert [check(), check()] == [(0, 1), (0, 0)]
+    finally:
+        rt.close()
