@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -86,6 +87,16 @@ def retain_freed_memory() -> bool:
     return _applied
 
 
+@functools.cache
+def _glibc_with_mallinfo2() -> ctypes.CDLL | None:
+    """This process's C library when it reports its heap (`mallinfo2`, glibc >= 2.33)."""
+    libc = ctypes.CDLL(None)
+    if not hasattr(libc, "mallinfo2"):
+        return None
+    libc.mallinfo2.restype = _MallInfo2
+    return libc
+
+
 def release_freed_memory() -> int:
     """After a model call: when the heap this process keeps holds more than
     `release_above_mb` free, give its free pages back to the OS (`malloc_trim`).
@@ -95,10 +106,9 @@ def release_freed_memory() -> int:
     """
     if not _applied or _release_above is None:
         return 0
-    libc = ctypes.CDLL(None)
-    if not hasattr(libc, "mallinfo2"):
+    libc = _glibc_with_mallinfo2()
+    if libc is None:
         return 0
-    libc.mallinfo2.restype = _MallInfo2
     free = libc.mallinfo2().fordblks
     if free > _release_above:
         libc.malloc_trim(0)
