@@ -7,10 +7,10 @@ code. Keeping freed memory in one heap (no mmap, no trimming, one arena so that 
 threads share it) made CPU encode and decode of 512-1024 px images 1.8-3.1x faster; the
 price is a resident set that stays near its peak (docs/benchmarks.md). A Dask worker's
 heap also fragments (PNG decodes and task results interleave with the model's tensors in
-the one arena): its peak grew to 10 GiB over the corpus. So after each model call a
-worker gives the heap's free pages back once they exceed `release_above_mb`
-(`release_freed_memory`): one page fault per page at the next call, not one mmap per
-tensor. Configured in `configs/cpu_memory.yaml`.
+the one arena) and its peak grew image after image, to 8-10 GiB over the corpus. So after
+each model pass the heap's free pages go back once they exceed `release_above_mb`
+(`release_freed_memory`): the next pass faults its pages in once, not once per tensor as
+with an mmap each. Configured in `configs/cpu_memory.yaml`.
 """
 from __future__ import annotations
 

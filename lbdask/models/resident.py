@@ -17,7 +17,6 @@ from typing import Any
 from distributed import Worker, get_worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from .cpu_memory import release_freed_memory
 from .memory_budget import MemoryBudget, budget_bytes, call_peak_bytes, check_budget
 
 PLUGIN_NAME = "lbdask-resident-model"
@@ -86,11 +85,7 @@ class ResidentModel(WorkerPlugin):
                 import torch
 
                 torch.set_num_threads(self.cpu_threads)
-            try:
-                yield model
-            finally:
-                if self.cpu_threads:  # the freed activations of a CPU call go back (configs/cpu_memory.yaml)
-                    release_freed_memory()
+            yield model
 
 
 def resident_model() -> ResidentModel:
