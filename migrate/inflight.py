@@ -1,11 +1,13 @@
-"""How many source pixels a migration keeps in flight, derived from the workers' memory limits.
+"""How many source pixels a migration keeps in flight, derived from the workers' memory.
 
 A batch chain holds its images from `read-png` until `write-shard` commits them: the PNG
 bytes, the decoded pixels, the padded stack handed to the encoder, the latents and the
 measuring decode. The window of `inflight_batches_per_thread` batches bounds their
-number, not their pixels: 4 batches of 8 images of 64 MP hold ~30 GB. So the model calls
-get `MODEL_SHARE` of each worker's memory limit (lbdask/models/memory_budget.py) and the
-batches in flight `BATCH_SHARE`: the plan cuts batches of large images smaller (one image
+number, not their pixels: 4 batches of 8 images of 64 MP hold ~30 GB. So the batches in
+flight get `BATCH_SHARE` of the memory each worker is planned for - the smaller of its
+Dask memory limit and the job's `memory_target` (configs/jobs.yaml; the limit alone is
+the machine's memory on a local cluster, far above what one call and its batches need;
+the model calls get `MODEL_SHARE`, lbdask/models/memory_budget.py): the plan cuts batches of large images smaller (one image
 per batch when it must; small images batch as before) and the driver submits a batch only
 while the pixels in flight fit, first in first out - a batch above the whole budget runs
 alone rather than never.
@@ -23,7 +25,7 @@ from lbdask.models.memory_budget import admits
 
 T = TypeVar("T")
 
-#: Share of a worker's memory limit the batches in flight may hold; the model calls hold
+#: Share of a worker's planned memory the batches in flight may hold; the model calls hold
 #: 0.6 (MODEL_SHARE), the remaining 0.15 is the worker itself, Dask and the shards.
 BATCH_SHARE = 0.25
 #: Bytes a batch in flight holds per padded pixel outside the model call, rounded up: PNG
@@ -41,20 +43,24 @@ class PixelBudget:
     total: int | None
 
 
-def worker_pixels(memory_limit: int | None) -> int | None:
-    """Pixels one worker's batches in flight may hold (None: no memory limit, no bound)."""
-    return int(memory_limit * BATCH_SHARE) // BATCH_BYTES_PER_PIXEL if memory_limit else None
+def worker_pixels(memory_limit: int | None, target: int | None = None) -> int | None:
+    """Pixels one worker's batches in flight may hold: `BATCH_SHARE` of the smaller of its
+    memory limit and the job's memory target (None: neither set, no bound)."""
+    planned = min((m for m in (memory_limit, target) if m), default=None)
+    return int(planned * BATCH_SHARE) // BATCH_BYTES_PER_PIXEL if planned else None
 
 
-def pixel_budget(workers: Iterable[Mapping[str, Any]], batches_per_thread: int) -> PixelBudget:
+def pixel_budget(workers: Iterable[Mapping[str, Any]], batches_per_thread: int,
+                 target: int | None = None) -> PixelBudget:
     """The budget of a cluster from its workers' `memory_limit` and `nthreads`
-    (`Client.scheduler_info()["workers"].values()`).
+    (`Client.scheduler_info()["workers"].values()`) and the job's memory `target` per worker.
 
     In flight: the sum of the workers' shares. Per batch: the smallest worker's share
     divided by the batches it may hold at once (its threads x `batches_per_thread`), so a
     worker holding its share of the window stays inside its own budget.
     """
-    shares = [(worker_pixels(w.get("memory_limit")), max(1, w.get("nthreads", 1)) * batches_per_thread) for w in workers]
+    shares = [(worker_pixels(w.get("memory_limit"), target), max(1, w.get("nthreads", 1)) * batches_per_thread)
+              for w in workers]
     if not shares or any(pixels is None for pixels, _ in shares):
         return PixelBudget(None, None)
     return PixelBudget(max(1, min(pixels // n for pixels, n in shares)), sum(pixels for pixels, _ in shares))

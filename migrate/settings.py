@@ -37,6 +37,7 @@ class JobSettings:
     bomb_pixels: int = 89_478_485
     scan_group: int = 64
     inflight_batches_per_thread: int = 2
+    memory_target: str | None = "5GiB"     # a worker's memory the batches in flight are planned for
     kept_format: KeptFormat = "png"
     lossy_fallback: LossyFallback = "off"
     jxl_effort: int = 7
@@ -62,6 +63,13 @@ class JobSettings:
                 raise ValueError(f"{name} must be 1 ... 9 (libjxl effort), not {getattr(self, name)}")
         if self.max_pixels > self.bomb_pixels:
             raise ValueError(f"max_pixels {self.max_pixels} must not exceed bomb_pixels {self.bomb_pixels}")
+        if self.memory_target is not None:
+            parse_size(self.memory_target, "memory_target")
+
+    @property
+    def memory_target_bytes(self) -> int | None:
+        """`memory_target` in bytes (None: plan for the workers' memory limits alone)."""
+        return None if self.memory_target is None else parse_size(self.memory_target, "memory_target")
 
     def with_overrides(self, **changes: object) -> JobSettings:
         """A copy with the non-None `changes` applied and validated (CLI options)."""
@@ -92,17 +100,22 @@ class ClusterSettings:
             raise ValueError(f"threads_per_worker must be at least 1, or null for CPU cores / n_workers, "
                              f"not {self.threads_per_worker}")
         if self.memory_limit != "auto":
-            from dask.utils import parse_bytes
-
-            try:
-                limit = parse_bytes(self.memory_limit)
-            except (ValueError, TypeError):
-                limit = -1
-            if limit < 0:
-                raise ValueError(f"memory_limit must be 'auto' or a size such as '4GiB' or '500MB' "
-                                 f"(0: no limit), not {self.memory_limit!r}")
+            parse_size(self.memory_limit, "memory_limit", "'auto' or ", " (0: no limit)", minimum=0)
         if not self.gpu_resource:
             raise ValueError("gpu_resource must not be empty")
+
+
+def parse_size(text: object, name: str, choices: str = "", note: str = "", minimum: int = 1) -> int:
+    """Bytes of a Dask size such as '4GiB' or '500MB'; a one-line error naming `name` otherwise."""
+    from dask.utils import parse_bytes
+
+    try:
+        size = parse_bytes(text)
+    except (ValueError, TypeError):
+        size = -1
+    if size < minimum:
+        raise ValueError(f"{name} must be {choices}a size such as '4GiB' or '500MB'{note}, not {text!r}")
+    return size
 
 
 @dataclass(frozen=True)

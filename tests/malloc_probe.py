@@ -27,3 +27,11 @@ def large_tensor_probe() -> dict[str, int]:
     mmapped = libc.mallinfo2().hblkhd
     del tensor
     return {"mmapped_during": mmapped, "free_in_heap_after": libc.mallinfo2().fordblks}
+
+
+def resident_bytes() -> int:
+    """This process's resident set (/proc/self/statm)."""
+    import os
+
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

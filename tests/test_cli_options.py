@@ -45,6 +45,7 @@ def test_debug_is_accepted_before_and_after_the_subcommand(where, tmp_path, caps
     ("cluster", "threads_per_worker", "0", "threads_per_worker must be at least 1"),
     ("archive", "shard_size", "4", "batch size 8 is larger than the shard size 4"),
     ("jobs", "latent_bits", "7", "latent_bits: 7 is not one of"),
+    ("jobs", "memory_target", "plenty", "memory_target must be a size.*'plenty'"),
     ("cpu_memory", "trim_threshold_mb", "-5", "trim_threshold_mb"),
 ])
 @pytest.mark.parametrize("where", ["before", "after"])

@@ -1,14 +1,20 @@
 """The worker's memory budget schedules model calls: concurrent estimated peaks stay within it, nothing deadlocks."""
 from __future__ import annotations
 
+import dataclasses
+import re
 import threading
 import time
 
+import dask
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from lbdask.models.memory_budget import IMAGE_BYTES_PER_PIXEL, MemoryBudget, call_peak_bytes
-from lbdask.models.registry import load_registry
+from lbdask.errors import ConfigError
+from lbdask.migrate.inflight import BATCH_BYTES_PER_PIXEL, worker_pixels
+from lbdask.models.memory_budget import (
+    IMAGE_BYTES_PER_PIXEL, MemoryBudget, budget_bytes, call_peak_bytes, calls_within, check_budget)
+from lbdask.models.registry import ModelSpec, load_registry
 
 
 class Ledger:
@@ -163,3 +169,86 @@ def test_resident_model_admits_its_calls_by_their_pixels(taef2_dir):
 
     assert overlap(None, small)      # a small call fits beside the largest one
     assert not overlap(None, None)   # two of the largest do not: the second waits
+
+
+TOY = ModelSpec(backend="tae", tile_threshold=1_500_000, tile_size=512, activation_bytes_per_pixel=2000)
+
+
+def smallest_limit(spec: ModelSpec) -> int:
+    """The smallest worker memory limit `check_budget` accepts, found by bisection."""
+    lo, hi = 1, 1 << 40  # lo refused, hi accepted
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            check_budget(mid, spec, "toy")
+            hi = mid
+        except ConfigError:
+            lo = mid
+    return hi
+
+
+def test_largest_call_is_the_threshold_or_one_tile_whichever_is_larger():
+    # tiles of 2048 x 2048 px (4.2 MP) above a 1.5 MP threshold: a tiled pass holds a whole tile
+    big_tiles = dataclasses.replace(TOY, tile_size=2048)
+    assert call_peak_bytes(big_tiles) == call_peak_bytes(big_tiles, 2048 * 2048)
+    assert call_peak_bytes(big_tiles) > call_peak_bytes(TOY)
+
+
+def test_refusal_names_the_limit_the_call_and_a_limit_that_suffices():
+    """The one-line error states the numbers: the worker's limit, the call's peak and pixels, and
+    the limit to give instead (the smallest that check_budget accepts, rounded up to 0.1 GiB)."""
+    peak = call_peak_bytes(TOY)  # 1.5 MP x (2000 + image buffers) bytes: ~2.85 GiB
+    with pytest.raises(ConfigError) as err:
+        check_budget(2 * 2**30, TOY, "toy")
+    message = str(err.value)
+    assert "a worker memory limit of 2.0 GiB cannot hold one toy model call" in message
+    assert f"(~{peak / 2**30:.1f} GiB for 1.5 MP)" in message
+    need = float(re.search(r">= ([0-9.]+) GiB", message).group(1))
+    assert 0 <= need - smallest_limit(TOY) / 2**30 < 0.1
+    assert "\n" not in message
+
+
+def test_a_worker_needs_more_memory_than_one_calls_peak_and_counts_whole_calls():
+    peak = call_peak_bytes(TOY)
+    with pytest.raises(ConfigError):  # the calls get a share of the limit: the whole limit is not enough
+        check_budget(peak, TOY, "toy")
+    one = smallest_limit(TOY)
+    assert one > peak
+    assert calls_within(one, TOY) == 1 and calls_within(one - 1, TOY) == 0
+    assert calls_within(int(3.5 * one), TOY) == 3  # whole calls: never a fraction
+    assert calls_within(None, TOY) is None and calls_within(0, TOY) is None  # 0: Dask's "no limit"
+
+
+def test_models_and_batches_in_flight_leave_room_for_the_worker_itself():
+    """The model calls' share (here) and the batches' share (lbdask.migrate.inflight) of a
+    worker's limit stay below the fraction at which the nanny kills the worker: Dask, the
+    worker and the shards need the rest."""
+    terminate = dask.config.get("distributed.worker.memory.terminate")
+    for limit in (2 * 2**30, 16 * 2**30, 10**9 + 7):
+        models, batches = budget_bytes(limit), worker_pixels(limit) * BATCH_BYTES_PER_PIXEL
+        assert 0 < models and 0 < batches
+        assert models + batches < terminate * limit
+
+
+def test_default_budget_runs_one_call_at_a_time_and_rejects_no_calls():
+    ledger = run_calls(MemoryBudget(100), [1] * 6, threads=3, hold_s=0.01)
+    assert max(calls for _, calls in ledger.worst) == 1  # tiny calls, plenty of room: still one at a time
+    unbounded = run_calls(MemoryBudget(None, max_calls=3), [10**12] * 6, threads=3, hold_s=0.05)
+    assert max(calls for _, calls in unbounded.worst) == 3  # no capacity: only max_calls bounds them
+    with pytest.raises(ValueError, match="^max_calls must be at least 1$"):
+        MemoryBudget(100, max_calls=0)
+
+
+def test_a_new_budget_has_nothing_running():
+    budget = MemoryBudget(100, max_calls=2)
+    assert (budget.running, budget.in_use) == (0, 0)
+    with budget.reserve(60):
+        assert (budget.running, budget.in_use) == (1, 60)
+
+
+def test_a_worker_given_the_advised_limit_is_accepted():
+    spec = load_registry().models["taef2"]
+    with pytest.raises(ConfigError) as err:
+        check_budget(2 * 2**30, spec, "taef2")
+    advised = float(re.search(r">= ([0-9.]+) GiB", str(err.value)).group(1))
+    check_budget(int(advised * 2**30), spec, "taef2")

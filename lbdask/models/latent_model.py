@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cpu_memory import release_freed_memory
 from .identity import device_class
 from .precision import Inference
 from .registry import ModelSpec
@@ -183,6 +184,13 @@ class LatentModel:
         """Images per forward pass: large on CUDA, small on CPU where big activations thrash the caches."""
         return self.spec.batch_size if self.device.type == "cuda" else self.spec.cpu_batch_size
 
+    def _after_pass(self) -> None:
+        """On the CPU, give the pass's freed activations back when the heap keeps too many
+        (configs/cpu_memory.yaml `release_above_mb`): other threads' allocations between
+        passes fragment the kept heap, and the peak would grow pass after pass."""
+        if self.device.type == "cpu":
+            release_freed_memory()
+
     def encode(self, images: np.ndarray) -> np.ndarray:
         """uint8 RGB (N,h,w,3), one size -> float32 latents (N,C,h',w') of the padded image."""
         images = np.asarray(images)
@@ -195,6 +203,7 @@ class LatentModel:
                 x = pad_to_multiple(x.to(self.dtype) / 255, self.pad_multiple)
                 x = x.to(device=self.device, dtype=self.dtype).contiguous(memory_format=self.memory_format)
                 out.append(self._run_encoder(self.encode_runner, x).float().cpu())
+                self._after_pass()
         return torch.cat(out).numpy() if out else np.zeros((0, *self.latent_shape(*images.shape[1:3])), np.float32)
 
     def decode(self, latents: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -215,6 +224,7 @@ class LatentModel:
                 x = self._run_decoder(self.decode_runner, z)[:, :, :h, :w]
                 x = (x.float().clamp(0, 1) * 255).round().to(torch.uint8)
                 out.append(x.permute(0, 2, 3, 1).cpu())
+                self._after_pass()
         return torch.cat(out).numpy() if out else np.zeros((0, h, w, 3), np.uint8)
 
     def __repr__(self) -> str:

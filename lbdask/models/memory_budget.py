@@ -13,6 +13,7 @@ by its nanny. A worker refuses to start when not even the largest single call fi
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -61,7 +62,7 @@ def check_budget(memory_limit: int | None, spec: ModelSpec, name: str) -> None:
     """A one-line error when not even one model call fits in a worker's memory limit."""
     fits = calls_within(memory_limit, spec)
     if fits is not None and fits < 1:
-        need = call_peak_bytes(spec) / MODEL_SHARE / 2**30
+        need = math.ceil(call_peak_bytes(spec) / MODEL_SHARE / 2**30 * 10) / 10  # rounded up: the advice must fit
         raise ConfigError(
             f"a worker memory limit of {memory_limit / 2**30:.1f} GiB cannot hold one {name} model call "
             f"(~{call_peak_bytes(spec) / 2**30:.1f} GiB for {largest_call_pixels(spec) / 1e6:.1f} MP): give workers "
