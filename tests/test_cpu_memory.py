@@ -32,9 +32,10 @@ print(json.dumps({"before": before, "after": large_tensor_probe()}))
 """
 
 
-def run_probe(taef2_dir) -> dict:
+def run_probe(taef2_dir, script: str = PROBE) -> dict:
+    """`script` in a fresh interpreter (malloc settings are per process); its last line, parsed."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
-    done = subprocess.run([sys.executable, "-c", PROBE, str(taef2_dir)], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", script, str(taef2_dir)], capture_output=True, text=True,
                           timeout=120, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -51,14 +52,6 @@ before = resident_bytes()
 model.decode(latent, (512, 512))   # ~0.4 GB of activations, freed by the end of the pass
 print(json.dumps({"after": resident_bytes() - before}))
 """
-
-
-def release_probe(taef2_dir) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
-    done = subprocess.run([sys.executable, "-c", RELEASE_PROBE, str(taef2_dir)], capture_output=True, text=True,
-                          timeout=120, env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def config_copy(tmp_path, text: str):
@@ -90,7 +83,7 @@ def test_a_cpu_pass_gives_freed_activations_back_above_the_threshold(taef2_dir, 
     folder = config_copy(tmp_path, f"retain_freed_memory: true\ntrim_threshold_mb: 1024\n"
                                    f"release_above_mb: {release_above_mb}\n")
     monkeypatch.setenv("LBDASK_CONFIG_DIR", str(folder))
-    grown = release_probe(taef2_dir)["after"]
+    grown = run_probe(taef2_dir, RELEASE_PROBE)["after"]
     if released:
         assert grown < 64 << 20
     else:
