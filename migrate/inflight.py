@@ -4,13 +4,13 @@ A batch chain holds its images from `read-png` until `write-shard` commits them:
 bytes, the decoded pixels, the padded stack handed to the encoder, the latents and the
 measuring decode. The window of `inflight_batches_per_thread` batches bounds their
 number, not their pixels: 4 batches of 8 images of 64 MP hold ~30 GB. So the batches in
-flight get `BATCH_SHARE` of the memory each worker is planned for - the smaller of its
-Dask memory limit and the job's `memory_target` (configs/jobs.yaml; the limit alone is
-the machine's memory on a local cluster, far above what one call and its batches need;
-the model calls get `MODEL_SHARE`, lbdask/models/memory_budget.py): the plan cuts batches of large images smaller (one image
-per batch when it must; small images batch as before) and the driver submits a batch only
-while the pixels in flight fit, first in first out - a batch above the whole budget runs
-alone rather than never.
+flight get `BATCH_SHARE` of the memory each worker is planned for: the smaller of its
+Dask memory limit and the job's `memory_target` (configs/jobs.yaml), because the limit
+alone is the machine's memory on a local cluster, far above what one model call (admitted
+within `MODEL_SHARE`, lbdask/models/memory_budget.py) and its batches need. The plan cuts
+batches of large images smaller (one image per batch when it must; small images batch as
+before) and the driver submits a batch only while the pixels in flight fit, first in
+first out - a batch above the whole budget runs alone rather than never.
 """
 from __future__ import annotations
 

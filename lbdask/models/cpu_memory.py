@@ -98,7 +98,7 @@ def _glibc_with_mallinfo2() -> ctypes.CDLL | None:
 
 
 def release_freed_memory() -> int:
-    """After a model call: when the heap this process keeps holds more than
+    """After a model pass: when the heap this process keeps holds more than
     `release_above_mb` free, give its free pages back to the OS (`malloc_trim`).
 
     Returns the free bytes the heap held (0 when the settings are not in effect, or when
