@@ -2,31 +2,24 @@
 and did its memory stay in the heap once freed? (configs/cpu_memory.yaml)"""
 from __future__ import annotations
 
-import ctypes
+from lbdask.models.cpu_memory import heap_info
 
 SIZE = 256 << 20
-FIELDS = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")
-
-
-class MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in FIELDS]
 
 
 def has_mallinfo2() -> bool:
-    return hasattr(ctypes.CDLL(None), "mallinfo2")
+    return heap_info() is not None
 
 
 def large_tensor_probe() -> dict[str, int]:
     """Allocate, touch and free a SIZE-byte tensor; mmapped bytes while it lived, free heap bytes after."""
     import torch
 
-    libc = ctypes.CDLL(None)
-    libc.mallinfo2.restype = MallInfo2
     tensor = torch.empty(SIZE, dtype=torch.uint8)
     tensor.fill_(1)
-    mmapped = libc.mallinfo2().hblkhd
+    mmapped = heap_info().hblkhd
     del tensor
-    return {"mmapped_during": mmapped, "free_in_heap_after": libc.mallinfo2().fordblks}
+    return {"mmapped_during": mmapped, "free_in_heap_after": heap_info().fordblks}
 
 
 def resident_bytes() -> int:

@@ -48,7 +48,7 @@ class CpuMemorySettings:
                              f"not {self.release_above_mb}")
 
 
-class _MallInfo2(ctypes.Structure):
+class MallInfo2(ctypes.Structure):
     """glibc's `struct mallinfo2` (glibc >= 2.33)."""
 
     _fields_ = [(name, ctypes.c_size_t) for name in
@@ -93,8 +93,14 @@ def _glibc_with_mallinfo2() -> ctypes.CDLL | None:
     libc = ctypes.CDLL(None)
     if not hasattr(libc, "mallinfo2"):
         return None
-    libc.mallinfo2.restype = _MallInfo2
+    libc.mallinfo2.restype = MallInfo2
     return libc
+
+
+def heap_info() -> MallInfo2 | None:
+    """glibc's own accounting of this process's heap (None: not glibc >= 2.33)."""
+    libc = _glibc_with_mallinfo2()
+    return None if libc is None else libc.mallinfo2()
 
 
 def release_freed_memory() -> int:
@@ -106,13 +112,12 @@ def release_freed_memory() -> int:
     """
     if not _applied or _release_above is None:
         return 0
-    libc = _glibc_with_mallinfo2()
-    if libc is None:
+    info = heap_info()
+    if info is None:
         return 0
-    free = libc.mallinfo2().fordblks
-    if free > _release_above:
-        libc.malloc_trim(0)
-    return free
+    if info.fordblks > _release_above:
+        _glibc_with_mallinfo2().malloc_trim(0)
+    return info.fordblks
 
 
 def _apply(settings: CpuMemorySettings) -> bool:
