@@ -45,6 +45,15 @@ def taef2_dir() -> Path:
     return TAEF2
 
 
+@pytest.fixture(scope="module")
+def model(taef2_dir):
+    """TAEF2 with the real weights on the CPU, loaded once per test module (a module may
+    override it with a model of its own)."""
+    from lbdask.models import load_model
+
+    return load_model("taef2", weights=taef2_dir, device="cpu")
+
+
 @pytest.fixture
 def dask_env() -> dict[str, str]:
     """Environment for scheduler, worker and CLI subprocesses, taken when the test starts

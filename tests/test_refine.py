@@ -8,16 +8,10 @@ from PIL import Image
 
 from lbdask.codec import LatentCodec
 from lbdask.metrics import psnr
-from lbdask.models import load_model
 from lbdask.refine import choose_bits, fake_quantise, quantise_roundtrip, refine_latents
 
 CROP = 64
 IMAGES = ("flux_girl_in_field.png", "sd3_sd3_simple_example.png")
-
-
-@pytest.fixture(scope="module")
-def model(taef2_dir):
-    return load_model("taef2", weights=taef2_dir, device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -22,13 +22,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def model(taef2_dir):
-    from lbdask.models import load_model
-
-    return load_model("taef2", weights=taef2_dir, device="cpu")
-
-
-@pytest.fixture(scope="module")
 def cluster(taef2_dir):
     procs = DaskProcesses(subprocess_env())
     procs.start_worker()

@@ -31,13 +31,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def model(taef2_dir):
-    from lbdask.models import load_model
-
-    return load_model("taef2", weights=taef2_dir, device="cpu")
-
-
-@pytest.fixture(scope="module")
 def archive(tmp_path_factory, model):
     dest = str(tmp_path_factory.mktemp("serve") / "arc")
     return dest, build_serving_archive(dest, model, n=12)

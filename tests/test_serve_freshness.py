@@ -25,13 +25,6 @@ from lbdask.serve.runtime import ServeRuntime
 from lbdask.serve.settings import ServeSettings, load_serve_settings
 
 
-@pytest.fixture(scope="module")
-def model(taef2_dir):
-    from lbdask.models import load_model
-
-    return load_model("taef2", weights=taef2_dir, device="cpu")
-
-
 @pytest.fixture
 def dest(tmp_path, model) -> str:
     dest = str(tmp_path / "arc")

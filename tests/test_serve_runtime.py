@@ -16,13 +16,6 @@ from lbdask.serve.settings import ServeSettings, load_serve_settings
 
 
 @pytest.fixture(scope="module")
-def model(taef2_dir):
-    from lbdask.models import load_model
-
-    return load_model("taef2", weights=taef2_dir, device="cpu")
-
-
-@pytest.fixture(scope="module")
 def archive(tmp_path_factory, model):
     dest = str(tmp_path_factory.mktemp("serve-rt") / "arc")
     return dest, build_serving_archive(dest, model, n=6)

@@ -11,18 +11,12 @@ import pytest
 from lbdask.archive import Archive, CatalogRow
 from lbdask.cli import main
 from lbdask.verify import sample_rows, verify_archive
-from lbdask.models import load_model
 from lbdask.storage import open_location
 
 from cluster_helpers import png_bytes
 from verify_helpers import build_verify_archive
 
 SIZE = 64
-
-
-@pytest.fixture(scope="module")
-def model(taef2_dir):
-    return load_model("taef2", weights=taef2_dir, device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,6 @@ from lbdask.verify import verify_archive
 SIZE = 32
 
 
-@pytest.fixture(scope="module")
-def model(taef2_dir):
-    from lbdask.models import load_model
-
-    return load_model("taef2", weights=taef2_dir, device="cpu")
-
-
 @pytest.fixture(params=["folder", "s3"])
 def built(request, tmp_path, model, corpus_dir):
     dest = str(tmp_path / "dest") if request.param == "folder" else request.getfixturevalue("s3_bucket") + "/dest"
