@@ -3,13 +3,14 @@
     python benchmarks/memory_by_size.py [--mp 1 4 16 64] [--count N] [--no-read] [--timeout S] [--args --backend torch ...]
 
 For each size a folder of `--count` PNGs (default 1) of that many megapixels is migrated
-into a fresh archive with the default command (default local cluster: scheduler, nanny and worker processes), then read
-back. The image is a real AI image of the shared corpus (`SOURCE`, 1920 x 1088) upscaled
-with Lanczos to the size, plus mild Gaussian noise (sigma 2 levels) so it is not
-unnaturally smooth; each image of a folder has its own noise, so none is a duplicate). The resident set (RSS) and proportional set (PSS: shared pages split
+into a fresh archive with the default command (default local cluster: scheduler, nanny and
+worker processes), then the first is read back. The image is a real AI image of the shared
+corpus (`SOURCE`, 1920 x 1088) upscaled with Lanczos to the size, plus mild Gaussian noise
+(sigma 2 levels) so it is not unnaturally smooth; each image of a folder has its own noise,
+so none is a duplicate. The resident set (RSS) and proportional set (PSS: shared pages split
 between the processes, so shared libraries count once) of the command and every process
 under it are sampled every `--interval` s; the table gives the peak of their sums, wall
-time, the image's outcome and its PSNR. `--max-pixels` is passed only to sizes above the
+time, the images' outcomes and their mean PSNR. `--max-pixels` is passed only to sizes above the
 default `max_pixels` (16 MiP), raised to fit. The first (smallest) size is the baseline the
 others are compared with. `--timeout` stops a run and reports its partial peak.
 """
