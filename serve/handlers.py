@@ -29,16 +29,18 @@ HANDLERS = ("lbdask_read", "lbdask_decode", "lbdask_depth", "lbdask_stats", "lbd
 logger = logging.getLogger(__name__)
 
 
-def user_errors_replied(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    """Wrap an async handler: an LbdaskError becomes one WARNING line and an error reply."""
+def user_errors_replied(handler: Callable[..., Awaitable[Any]], log: bool = True) -> Callable[..., Awaitable[Any]]:
+    """Wrap an async handler: an LbdaskError becomes an error reply, and one WARNING line unless
+    `log` is False (a spilled decode: the owner whose read it serves logs it)."""
 
     @functools.wraps(handler)
     async def call(**kwargs: Any) -> Any:
         try:
             return await handler(**kwargs)
         except LbdaskError as exc:
-            what = kwargs.get("image_id", handler.__name__)
-            logger.warning("%s %r: %s: %s", handler.__name__, what, type(exc).__name__, exc)
+            if log:
+                subject = f"{handler.__name__} {kwargs['image_id']!r}" if "image_id" in kwargs else handler.__name__
+                logger.warning("%s: %s: %s", subject, type(exc).__name__, exc)
             return error_message(exc, status="uncaught-error")
 
     return call
@@ -63,7 +65,7 @@ def install(worker: Any, runtime: ServeRuntime) -> None:
     async def lbdask_prewarm(dest: str, image_ids: list[str], storage_options: dict | None = None) -> int:
         return await runtime.prewarm(dest, image_ids, storage_options)
 
-    @user_errors_replied
+    @functools.partial(user_errors_replied, log=False)
     async def lbdask_decode(payload: bytes) -> bytes:
         runtime.counts["spilled_in"] += 1
         return await runtime.decode_local(pickle.loads(payload))
@@ -82,6 +84,7 @@ def install(worker: Any, runtime: ServeRuntime) -> None:
 
 
 def remove(worker: Any) -> None:
-    """Unregister the handlers: calls after this fail as unknown operations."""
+    """Unregister the handlers: calls after this fail as unknown operations (a bare `None`
+    reply, which the client reports as ServingNotInstalledError)."""
     for name in HANDLERS:
         worker.handlers.pop(name, None)
