@@ -86,6 +86,16 @@ class DaskProcesses:
             proc.wait(timeout=10)
 
 
+class LogsSince:
+    """What processes write to their log files (`start_worker(log=...)`) from now on."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths, self.start = paths, [p.stat().st_size for p in paths]
+
+    def new(self) -> str:
+        return "".join(p.read_bytes()[n:].decode(errors="replace") for p, n in zip(self.paths, self.start))
+
+
 def subprocess_env() -> dict[str, str]:
     """The environment of every subprocess: this checkout importable (workers unpickle `lbdask.*`)."""
     return {**os.environ, "PYTHONPATH": str(REPO)}

@@ -14,7 +14,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from cluster_helpers import DaskProcesses, free_port, wait_port
+from cluster_helpers import DaskProcesses, LogsSince, free_port, wait_port
 from distributed import Client, Event
 from serve_helpers import BROKEN_PNG, build_serving_archive, corrupt_latent, wait_for
 
@@ -45,9 +45,8 @@ def cluster(taef2_dir, tmp_path_factory):
     procs.metrics_port = metrics_port
     logs = tmp_path_factory.mktemp("worker-logs")
     procs.logs = [logs / f"worker{k}.log" for k in range(3)]   # each worker's stderr
-    procs.start_worker(dashboard_port=metrics_port, log=procs.logs[0])
-    procs.start_worker(log=procs.logs[1])
-    procs.start_worker(log=procs.logs[2])
+    for k, log in enumerate(procs.logs):
+        procs.start_worker(dashboard_port=metrics_port if k == 0 else None, log=log)
     procs.wait_workers(3)
     yield procs
     procs.close()
@@ -68,16 +67,6 @@ def served(cluster, archive, taef2_dir):
 
 def worker_stats(client):
     return client.run(lambda dask_worker: dask_worker.handlers["lbdask_stats"]())
-
-
-class WorkerLogs:
-    """What the module's workers write to stderr from now on (each worker logs before it replies)."""
-
-    def __init__(self, paths) -> None:
-        self.paths, self.start = paths, [p.stat().st_size for p in paths]
-
-    def new(self) -> str:
-        return "".join(p.read_bytes()[n:].decode(errors="replace") for p, n in zip(self.paths, self.start))
 
 
 def test_reads_equal_lbdask_read(served, archive, taef2_dir):
@@ -152,7 +141,7 @@ def test_user_errors_are_one_warning_line_on_the_worker(served, tmp_path, model)
     dest = str(tmp_path / "bad")
     ids = build_serving_archive(dest, model, n=2)
     corrupt_latent(dest, ids[0], model)
-    logs = WorkerLogs(served.logs)
+    logs = LogsSince(served.logs)
     with lbdask.open(dest, scheduler=served.address) as box:
         with pytest.raises(KeyError):
             box.read("log/unknown.png")
@@ -174,7 +163,7 @@ def test_no_serving_runtime_is_a_one_line_error_naming_the_fix(served, archive, 
     with Client(served.address, timeout="20s") as client:
         client.unregister_worker_plugin(PLUGIN_NAME)
         try:
-            logs = WorkerLogs(served.logs)
+            logs = LogsSince(served.logs)
             fix = f"lbdask serve {dest} --scheduler {served.address}"
             with lbdask.open(dest, scheduler=served.address) as box:
                 for call in (lambda: box.read(ids[0]), lambda: box.read("no/such.png"),
