@@ -26,6 +26,10 @@ class StoreError(LbdaskError):
     """The archive store (folder or S3) is unreachable or unusable."""
 
 
+class ServingNotInstalledError(StoreError):
+    """The cluster's workers have no lbdask serving runtime (`lbdask serve` is not running there)."""
+
+
 class ArchiveFormatError(LbdaskError):
     """The archive was written by an incompatible format version."""
 

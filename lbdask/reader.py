@@ -60,24 +60,32 @@ class ArchiveReader:
         """The bytes of an archived input: PNG bytes of the original for kept images and of the
         decode for latents; for failed inputs the raw source bytes, whatever they are."""
         row = self.row(image_id)
-        if row.pixel is not None:  # a pixel-tier copy (lbdask.retier promote): no decoding
-            return self.archive.read_pixels(row)
-        if row.status == "latent":
-            return self.decode_png(row)
-        if row.original is not None:  # kept, lossy, or failed with its raw bytes (checked on read)
-            data = self.archive.read_original(row)
-            if row.representation in ("png", "failed"):
-                return data  # stored as a reader gets it: no codec imported (`lbdask read` starts fast)
-            from . import kept  # numpy, libjxl: only for jxl and lossy rows
-
-            return kept.read_back(row, data)
-        raise NotFoundError(f"image '{image_id}' was {row.status} ({row.reason}); the archive holds no copy of it")
+        data = stored_copy(self.archive, row)
+        return self.decode_png(row) if data is None else data
 
     def decode_png(self, row: CatalogRow) -> bytes:
         """Decode a latent row to the PNG a reader gets (the canonical decode)."""
         from .decode import row_pixels, to_png  # numpy, numcodecs: only when a latent is read
 
         return to_png(row_pixels(self.archive, self.models.for_row(row), row), row)
+
+
+def stored_copy(archive: Archive, row: CatalogRow) -> bytes | None:
+    """The bytes a reader gets for `row` without a model (pixel-tier copy, kept or lossy
+    original, raw bytes of a failed input), or None for a latent to decode; NotFoundError
+    when the archive holds no copy. The one decision `lbdask read` and serving share."""
+    if row.pixel is not None:  # a pixel-tier copy (lbdask.retier promote): no decoding
+        return archive.read_pixels(row)
+    if row.status == "latent":
+        return None
+    if row.original is not None:  # kept, lossy, or failed with its raw bytes (checked on read)
+        data = archive.read_original(row)
+        if row.representation in ("png", "failed"):
+            return data  # stored as a reader gets it: no codec imported (`lbdask read` starts fast)
+        from . import kept  # numpy, libjxl: only for jxl and lossy rows
+
+        return kept.read_back(row, data)
+    raise NotFoundError(f"image '{row.id}' was {row.status} ({row.reason}); the archive holds no copy of it")
 
 
 def open(  # noqa: A001 - `lbdask.open` is the public name in the design contract

@@ -4,7 +4,9 @@ The client hashes each id onto a ring of the scheduler's workers and sends the r
 straight to the owner worker's `lbdask_read` handler: one round trip, no scheduler on the
 path. The ring follows the scheduler's worker list (re-read in the background every few
 seconds); a worker that fails to answer is marked dead at once and the read is retried, a
-bounded number of times, on the id's next owner (lbdask.ring.live_owner).
+bounded number of times, on the id's next owner (lbdask.ring.live_owner). A worker without
+the handler (no serving runtime: `lbdask serve` not running) is skipped the same way until the
+next ring refresh; when no worker has it, the read is a ServingNotInstalledError.
 """
 from __future__ import annotations
 
@@ -16,13 +18,18 @@ from typing import Any
 from distributed import Client
 from distributed.comm.core import CommClosedError
 
-from lbdask.errors import StoreError
+from lbdask.errors import ServingNotInstalledError, StoreError
 from lbdask.ring import HashRing, live_owner, ring_from_workers
 
 from .settings import ClientConfig, load_serve_settings
 
 #: Ids per prewarm call to one worker: each call must finish within `client.timeout_s`.
 PREWARM_CHUNK = 64
+
+
+class _NoHandler(Exception):
+    """The worker has no such handler: distributed answers an unknown op with a bare `None`
+    (`Server.handle_comm` logs "No handler ... found" and replies with its unset result)."""
 
 
 class _Router:
@@ -34,6 +41,7 @@ class _Router:
         self._ring_at = 0.0
         self._refreshing: asyncio.Future | None = None
         self._dead: set[str] = set()
+        self._bare: set[str] = set()   # workers without the handlers, until the next refresh
 
     async def ring(self) -> HashRing:
         """The ring over the scheduler's workers, refreshed in the background every `ring_refresh_s`.
@@ -53,6 +61,7 @@ class _Router:
         finally:
             self._refreshing = None
         self._ring_at = time.monotonic()
+        self._bare.clear()   # a worker that just joined may have installed the runtime since
         if tuple(workers) != self._ring.members:
             self._ring = ring_from_workers(workers)
             self._dead &= set(workers)   # a dead worker the scheduler dropped is simply gone
@@ -61,20 +70,39 @@ class _Router:
         last: BaseException | None = None
         for _ in range(self.config.retries + 1):
             try:
-                owner = live_owner(await self.ring(), image_id, self._dead)
+                owner = live_owner(await self.ring(), image_id, self._dead | self._bare)
             except LookupError:
                 break
             try:
-                return await asyncio.wait_for(
-                    self.client.rpc(owner).lbdask_read(dest=self.dest, image_id=image_id,
-                                                       storage_options=self.storage_options),
-                    timeout=self.config.timeout_s)
+                return await self._ask(owner, "lbdask_read", bytes, image_id=image_id)
             except (OSError, CommClosedError, asyncio.TimeoutError) as exc:
                 self._dead.add(owner)
                 last = exc
+            except _NoHandler as exc:
+                self._bare.add(owner)
+                last = exc
+        if isinstance(last, _NoHandler) or (last is None and self._bare):
+            raise self._not_serving()
         reason = f"{type(last).__name__}: {last}" if last else "no serving workers"
         raise StoreError(f"reading {image_id!r} through {self.client.scheduler.address} failed "
                          f"after {self.config.retries + 1} attempt(s): {reason}")
+
+    async def _ask(self, owner: str, op: str, expected: type, **args: Any) -> Any:
+        """One handler call on `owner`; _NoHandler when it has none, StoreError for a reply that
+        is not of the `expected` type (never handed on as image bytes or a count)."""
+        reply = await asyncio.wait_for(
+            getattr(self.client.rpc(owner), op)(dest=self.dest, storage_options=self.storage_options, **args),
+            timeout=self.config.timeout_s)
+        if reply is None:
+            raise _NoHandler(owner)
+        if not isinstance(reply, expected):
+            raise StoreError(f"worker {owner} answered {op} with a {type(reply).__name__}, not {expected.__name__}")
+        return reply
+
+    def _not_serving(self) -> ServingNotInstalledError:
+        address = self.client.scheduler.address
+        return ServingNotInstalledError(f"no lbdask serving runtime on {address}: start "
+                                        f"`lbdask serve {self.dest} --scheduler {address}`")
 
     async def prewarm(self, image_ids: Sequence[str]) -> int:
         """Ask each id's owner to load it into its cache, in chunks of PREWARM_CHUNK ids per
@@ -88,12 +116,14 @@ class _Router:
             groups: dict[str, list[str]] = {}
             try:
                 for image_id in pending:
-                    groups.setdefault(live_owner(ring, image_id, self._dead), []).append(image_id)
+                    groups.setdefault(live_owner(ring, image_id, self._dead | self._bare), []).append(image_id)
             except LookupError:
                 break
             pending = []
             counts = await asyncio.gather(*(self._prewarm_owner(o, ids, pending) for o, ids in groups.items()))
             loaded += sum(counts)
+        if pending and not loaded and self._bare:
+            raise self._not_serving()
         return loaded
 
     async def _prewarm_owner(self, owner: str, image_ids: list[str], failed: list[str]) -> int:
@@ -101,12 +131,9 @@ class _Router:
         for start in range(0, len(image_ids), PREWARM_CHUNK):
             chunk = image_ids[start:start + PREWARM_CHUNK]
             try:
-                loaded += await asyncio.wait_for(
-                    self.client.rpc(owner).lbdask_prewarm(dest=self.dest, image_ids=chunk,
-                                                          storage_options=self.storage_options),
-                    timeout=self.config.timeout_s)
-            except (OSError, CommClosedError, asyncio.TimeoutError):
-                self._dead.add(owner)
+                loaded += await self._ask(owner, "lbdask_prewarm", int, image_ids=chunk)
+            except (OSError, CommClosedError, asyncio.TimeoutError, _NoHandler) as exc:
+                (self._bare if isinstance(exc, _NoHandler) else self._dead).add(owner)
                 failed.extend(image_ids[start:])
                 break
         return loaded
@@ -126,7 +153,8 @@ class ServingClient:
         self._router = _Router(client, dest, storage_options, config or load_serve_settings().client)
 
     def read(self, image_id: str) -> bytes:
-        """PNG bytes of one image; UnknownImageError (a KeyError) if the archive has no such id."""
+        """PNG bytes of one image; UnknownImageError (a KeyError) if the archive has no such id,
+        ServingNotInstalledError if the cluster's workers run no serving runtime."""
         return self._client.sync(self._router.read, image_id)
 
     def read_many(self, image_ids: Sequence[str]) -> list[bytes]:

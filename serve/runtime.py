@@ -24,10 +24,10 @@ from lbdask.archive import Archive, CatalogRow
 from lbdask.cache import DualFormatCache
 from lbdask.codec import EncodedLatent, LatentCodec
 from lbdask.coalesce import Coalescer
-from lbdask.errors import IntegrityError, LbdaskError, NotFoundError, StoreError, UnknownImageError
+from lbdask.errors import IntegrityError, LbdaskError, StoreError, UnknownImageError
 from lbdask.decode import decode_latent, to_png
 from lbdask.row_models import RowModels
-from lbdask.kept import read_back
+from lbdask.reader import stored_copy
 from lbdask.tuner import MarginalHitTuner
 
 from .access import AccessRecorder
@@ -45,8 +45,8 @@ COUNTERS = ("requests", "errors", "decodes", "fetches", "fetch_retries", "spillo
 class Stored:
     """What the latent tier holds for one id: its catalog row and stored form.
 
-    For latent rows the checksummed latent; for kept and lossy rows the PNG bytes a reader
-    gets (`lbdask.kept.read_back`, done once at fetch), so a "latent hit" returns them as they are.
+    For latent rows the checksummed latent; for every other row the bytes a reader gets
+    (`lbdask.reader.stored_copy`, read once at fetch), so a "latent hit" returns them as they are.
     """
 
     row: CatalogRow
@@ -276,13 +276,9 @@ class ServeRuntime:
 
     def _stored(self, archive: Archive, row: CatalogRow) -> Stored:
         """What the latent tier holds for `row`, read from `archive`."""
-        if row.status == "failed":
-            raise NotFoundError(f"image '{row.id}' failed to migrate ({row.reason}); "
-                                "the archive holds no copy of it")
-        if row.pixel is not None:  # a pixel-tier copy (lbdask.retier promote): decoded once already
-            return Stored(row, original=archive.read_pixels(row))
-        if row.status in ("kept", "lossy"):  # the reader's bytes (png, jxl, lossy jxl: lbdask.kept)
-            return Stored(row, original=read_back(row, archive.read_original(row)))
+        copy = stored_copy(archive, row)  # pixel-tier, kept, lossy, failed: the reader's bytes
+        if copy is not None:
+            return Stored(row, original=copy)
         self._load_other_model(archive, row)
         return Stored(row, latent=archive.read_latent(row))
 

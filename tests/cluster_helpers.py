@@ -57,15 +57,19 @@ class DaskProcesses:
             wait_port(dashboard_port, self.scheduler)
         self.workers: list[subprocess.Popen] = []
 
-    def start_worker(self, resources: str | None = None, dashboard_port: int | None = None) -> subprocess.Popen:
+    def start_worker(self, resources: str | None = None, dashboard_port: int | None = None,
+                     log: Path | None = None) -> subprocess.Popen:
         """One worker process; `resources` is dask's `--resources` text, e.g. "GPU=1"; with
-        `dashboard_port` its HTTP server (/metrics) listens there."""
+        `dashboard_port` its HTTP server (/metrics) listens there; with `log` its stderr goes there."""
         extra = ["--resources", resources] if resources else []
         extra += ["--dashboard-address", f"127.0.0.1:{dashboard_port}"] if dashboard_port else ["--no-dashboard"]
+        stderr = log.open("ab") if log else subprocess.DEVNULL
         worker = subprocess.Popen(
             [sys.executable, "-m", "distributed.cli.dask_worker", self.address, "--nworkers", "1", "--nthreads", "2",
              "--no-nanny", "--host", "127.0.0.1", *extra],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            env=self.env, stdout=subprocess.DEVNULL, stderr=stderr)
+        if log:
+            stderr.close()   # the worker holds its own copy
         self.workers.append(worker)
         return worker
 
@@ -80,6 +84,16 @@ class DaskProcesses:
             if proc.poll() is None:
                 proc.kill()
             proc.wait(timeout=10)
+
+
+class LogsSince:
+    """What processes write to their log files (`start_worker(log=...)`) from now on."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths, self.start = paths, [p.stat().st_size for p in paths]
+
+    def new(self) -> str:
+        return "".join(p.read_bytes()[n:].decode(errors="replace") for p, n in zip(self.paths, self.start))
 
 
 def subprocess_env() -> dict[str, str]:

@@ -15,6 +15,9 @@ from lbdask import pngio
 from lbdask.archive import Archive, CatalogRow
 from lbdask.codec import LatentCodec, compressed_size
 
+#: The raw bytes of the failed input "broken.png" (a truncated PNG), stored as a migration does.
+BROKEN_PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR truncated"
+
 
 def latent_row(arc: Archive, model, image_id: str, data: bytes, rgb: np.ndarray, mode: str, bits: int) -> CatalogRow:
     """Encode `rgb`, write it as its own one-latent shard, return its catalog row (not committed)."""
@@ -31,7 +34,8 @@ def latent_row(arc: Archive, model, image_id: str, data: bytes, rgb: np.ndarray,
 
 def build_serving_archive(dest: str, model, n: int = 12, size: int = 32) -> list[str]:
     """An archive of `n` grainy latents (size x size, RGB), one RGBA latent with a text chunk,
-    one kept PNG and one failed row; returns the ids that read back as images."""
+    one kept PNG and one failed row (with its raw bytes, as `migrate` writes it); returns the ids
+    that read back as images."""
     arc = Archive.create(dest, model.model_info, shard_size=1)
     rows = []
     for i in range(n):
@@ -41,11 +45,13 @@ def build_serving_archive(dest: str, model, n: int = 12, size: int = 32) -> list
     rows.append(latent_row(arc, model, "rgba.png", png_bytes(rgba, pnginfo=_text("a prompt")), rgba[..., :3],
                            "RGBA", 16))
     kept = png_bytes(np.zeros((24, 24, 4), np.uint8), pnginfo=_text("kept"))
-    refs = arc.put_originals("b0", {"kept.png": kept})
+    refs = arc.put_originals("b0", {"kept.png": kept, "broken.png": BROKEN_PNG})
     rows.append(CatalogRow(id="kept.png", status="kept", reason="alpha", source_size=len(kept),
                            source_sha256=hashlib.sha256(kept).hexdigest(), width=24, height=24, mode="RGBA",
                            stored_bytes=len(kept), original=refs["kept.png"]))
-    rows.append(CatalogRow(id="broken.png", status="failed", reason="corrupt PNG", source_size=5))
+    rows.append(CatalogRow(id="broken.png", status="failed", reason="corrupt PNG", source_size=len(BROKEN_PNG),
+                           source_sha256=hashlib.sha256(BROKEN_PNG).hexdigest(), stored_bytes=len(BROKEN_PNG),
+                           original=refs["broken.png"]))
     arc.commit("b0", rows)
     return [r.id for r in rows if r.status != "failed"]
 

@@ -14,12 +14,12 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from cluster_helpers import DaskProcesses, free_port, wait_port
+from cluster_helpers import DaskProcesses, LogsSince, free_port, wait_port
 from distributed import Client, Event
-from serve_helpers import build_serving_archive, corrupt_latent, wait_for
+from serve_helpers import BROKEN_PNG, build_serving_archive, corrupt_latent, wait_for
 
 import lbdask
-from lbdask.errors import IntegrityError, StoreError
+from lbdask.errors import IntegrityError, ServingNotInstalledError, StoreError
 from lbdask.models.resident import PLUGIN_NAME as MODEL_PLUGIN, ResidentModel
 from lbdask.ring import ring_from_workers
 from lbdask.serve.client import AsyncServingClient
@@ -37,15 +37,16 @@ def archive(tmp_path_factory, model):
 
 
 @pytest.fixture(scope="module")
-def cluster(taef2_dir):
+def cluster(taef2_dir, tmp_path_factory):
     env = {**os.environ, "PYTHONPATH": str(os.path.dirname(os.path.dirname(__file__)))}
     dash, metrics_port = free_port(), free_port()
     procs = DaskProcesses(env, dashboard_port=dash)
     procs.dashboard_port = dash
     procs.metrics_port = metrics_port
-    procs.start_worker(dashboard_port=metrics_port)
-    procs.start_worker()
-    procs.start_worker()
+    logs = tmp_path_factory.mktemp("worker-logs")
+    procs.logs = [logs / f"worker{k}.log" for k in range(3)]   # each worker's stderr
+    for k, log in enumerate(procs.logs):
+        procs.start_worker(dashboard_port=metrics_port if k == 0 else None, log=log)
     procs.wait_workers(3)
     yield procs
     procs.close()
@@ -112,6 +113,85 @@ def test_corrupted_latent_fails_alone(served, tmp_path, model, taef2_dir):
             box.read(ids[1])
         assert box.read(ids[0]) == local.read(ids[0])
         assert box.read(ids[2]) == local.read(ids[2])
+
+
+def test_a_failed_input_reads_as_its_raw_bytes_on_every_path(served, archive):
+    """A failed input (not a decodable PNG, stored raw by the migration): `lbdask read` gives its
+    raw bytes, and so does every serving path, never a NotFoundError or exit 2."""
+    dest = archive[0]
+    assert lbdask.open(dest).read("broken.png") == BROKEN_PNG
+    with lbdask.open(dest, scheduler=served.address) as box:
+        assert box.read("broken.png") == BROKEN_PNG
+        assert box.read_many(["broken.png", "kept.png"])[0] == BROKEN_PNG
+
+    async def read_async():
+        async with await AsyncServingClient.connect(dest, served.address) as abox:
+            return await abox.read("broken.png")
+
+    assert asyncio.run(read_async()) == BROKEN_PNG
+    out = subprocess.run([sys.executable, "-m", "lbdask", "read", dest, "broken.png", "--scheduler", served.address],
+                         capture_output=True, env=served.env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == BROKEN_PNG and b"raw bytes" in out.stderr
+
+
+def test_user_errors_are_one_warning_line_on_the_worker(served, tmp_path, model):
+    """An unknown id and a checksum mismatch of one id: the worker logs each once, in one line
+    (WARNING, lbdask.serve.handlers), no ERROR traceback; the caller still gets the exception."""
+    dest = str(tmp_path / "bad")
+    ids = build_serving_archive(dest, model, n=2)
+    corrupt_latent(dest, ids[0], model)
+    logs = LogsSince(served.logs)
+    with lbdask.open(dest, scheduler=served.address) as box:
+        with pytest.raises(KeyError):
+            box.read("log/unknown.png")
+        with pytest.raises(IntegrityError):
+            box.read(ids[0])
+    text = logs.new()
+    assert "Traceback" not in text and "Exception while handling" not in text, text
+    for image_id, error in (("log/unknown.png", "UnknownImageError"), (ids[0], "IntegrityError")):
+        [line] = [line for line in text.splitlines() if image_id in line]
+        assert line.startswith(f"lbdask_read {image_id!r}: {error}: "), line
+
+
+def test_no_serving_runtime_is_a_one_line_error_naming_the_fix(served, archive, taef2_dir):
+    """With the runtime gone (`lbdask serve` stopped), every read path raises
+    ServingNotInstalledError naming `lbdask serve`, never returns None; the CLI exits 2 with one
+    line, and each worker asked logs distributed's "No handler" in one line. A reply that is not
+    bytes is an error too."""
+    dest, ids = archive
+    with Client(served.address, timeout="20s") as client:
+        client.unregister_worker_plugin(PLUGIN_NAME)
+        try:
+            logs = LogsSince(served.logs)
+            fix = f"lbdask serve {dest} --scheduler {served.address}"
+            with lbdask.open(dest, scheduler=served.address) as box:
+                for call in (lambda: box.read(ids[0]), lambda: box.read("no/such.png"),
+                             lambda: box.read_many(ids[:2]), lambda: box.prewarm(ids[:2])):
+                    with pytest.raises(ServingNotInstalledError, match="no lbdask serving runtime") as err:
+                        call()
+                    assert fix in str(err.value)
+
+            async def read_async():
+                async with await AsyncServingClient.connect(dest, served.address) as abox:
+                    return await abox.read(ids[0])
+
+            with pytest.raises(ServingNotInstalledError):
+                asyncio.run(read_async())
+            out = subprocess.run([sys.executable, "-m", "lbdask", "read", dest, ids[0], "--scheduler", served.address],
+                                 capture_output=True, text=True, env=served.env, timeout=120)
+            assert out.returncode == 2 and out.stdout == ""
+            assert out.stderr.splitlines() == [f"lbdask: error: no lbdask serving runtime on {served.address}: "
+                                               f"start `{fix}`"]
+            text = logs.new()
+            assert "No handler lbdask_read found" in text and "Traceback" not in text, text
+            # a handler of another version answering with something else: an error, never image bytes
+            client.run(lambda dask_worker: dask_worker.handlers.update(lbdask_read=lambda **_: {"png": b""}))
+            with lbdask.open(dest, scheduler=served.address) as box:
+                with pytest.raises(StoreError, match="answered lbdask_read with a dict, not bytes"):
+                    box.read(ids[0])
+        finally:
+            install(client, dest, settings(spillover="off"), "taef2", str(taef2_dir))
 
 
 def test_worker_metrics_endpoint(served, archive):

@@ -7,10 +7,10 @@ import dataclasses
 import threading
 
 import pytest
-from serve_helpers import build_serving_archive, corrupt_latent
+from serve_helpers import BROKEN_PNG, build_serving_archive, corrupt_latent
 
 import lbdask
-from lbdask.errors import ConfigError, IntegrityError, NotFoundError
+from lbdask.errors import ConfigError, IntegrityError
 from lbdask.serve.runtime import ServeRuntime
 from lbdask.serve.settings import ServeSettings, load_serve_settings
 
@@ -118,12 +118,18 @@ def test_errors_name_the_id_and_spare_other_ids(tmp_path, model):
     with pytest.raises(KeyError) as unknown:
         asyncio.run(rt.read(dest, "no/such.png"))
     assert "no/such.png" in str(unknown.value)
-    with pytest.raises(NotFoundError, match="failed to migrate"):
-        asyncio.run(rt.read(dest, "broken.png"))
     with pytest.raises(IntegrityError, match=ids[0]):
         asyncio.run(rt.read(dest, ids[0]))
     assert asyncio.run(rt.read(dest, ids[1]))[:8] == b"\x89PNG\r\n\x1a\n"
-    assert rt.stats()["errors"] == 3
+    assert rt.stats()["errors"] == 2
+    rt.close()
+
+
+def test_a_failed_input_reads_as_its_raw_bytes_as_lbdask_read_does(archive, model):
+    """A failed input (not a decodable PNG) is stored raw by every migration: serving returns
+    those bytes, as `lbdask read` does, not a NotFoundError."""
+    rt = runtime(model)
+    assert asyncio.run(rt.read(archive[0], "broken.png")) == lbdask.open(archive[0]).read("broken.png") == BROKEN_PNG
     rt.close()
 
 
