@@ -48,8 +48,9 @@ def parse_rows(path: str, blob: bytes) -> list[CatalogRow]:
 class Catalog:
     """Commit, look up and list catalog rows on a folder or S3 prefix."""
 
-    def __init__(self, loc: Location, partitions: int = 256) -> None:
+    def __init__(self, loc: Location, partitions: int = 256, confirm: Callable[[], None] | None = None) -> None:
         self.loc = loc
+        self.confirm = confirm or (lambda: None)  # raises when the archive itself is gone (Archive gives one)
         self.default_partitions = partitions
         self.manifests = Manifests(loc)
         self._batches: dict[str, dict[str, CatalogRow]] = {}  # committed batch objects are immutable
@@ -115,7 +116,8 @@ class Catalog:
         return self._names("folded")
 
     def manifest(self) -> Manifest:
-        """The latest manifest; an empty generation 0 before the first compaction.
+        """The latest manifest; an empty generation 0 before the first compaction, once
+        `confirm` said the archive is still there (a renamed archive lists nothing either).
 
         With no manifest but folded batches present, a manifest was lost: IntegrityError,
         not an empty catalog. A compactor creates its manifest before it folds anything, so
@@ -131,6 +133,7 @@ class Catalog:
                 return manifest
             raise IntegrityError(f"the catalog manifest of {self.loc.url} is missing (catalog/manifests/ is empty "
                                  f"but batches were compacted): run `lbdask repair {self.loc.url}`")
+        self.confirm()
         return Manifest(partitions=self.default_partitions)
 
     def batch_rows(self, batch_id: str) -> dict[str, CatalogRow]:
@@ -231,6 +234,8 @@ class Catalog:
         listing (the retier sweep leaves their data alone)."""
         pending = self.batch_names()
         folded = self.folded_names()
+        if not pending and not folded:
+            self.confirm()
         for name in pending:
             try:
                 yield from self.batch_rows(name).values()
