@@ -22,7 +22,7 @@ from lbdask.archive import Archive, CatalogRow
 from lbdask.errors import StoreError, UnknownImageError
 from lbdask.serve.runtime import ServeRuntime
 from lbdask.serve.settings import ServeSettings
-from lbdask.storage import open_location
+from lbdask.storage import canonical_url, open_location
 
 KEPT = {"k.png": png_bytes(np.zeros((8, 8, 3), np.uint8)), "k2.png": png_bytes(np.full((8, 8, 3), 9, np.uint8))}
 UNREACHABLE = "unreachable after 3 attempts"
@@ -75,19 +75,12 @@ def test_a_vanished_archive_is_a_store_error_on_every_in_process_path(dest):
     assert box.read("k2.png") == KEPT["k2.png"] and arc.get_row("a").id == "a"
     with pytest.raises(UnknownImageError):
         box.read("nope.png")
-
-
-def test_a_deleted_bucket_is_a_store_error(s3_bucket):
-    dest = s3_bucket + "/arc"
-    small_archive(dest)
-    box = lbdask.open(dest)
     loc = open_location(dest)
-    loc.fs.rm(s3_bucket, recursive=True)
-    loc.fs.invalidate_cache()
-    with pytest.raises(StoreError, match=UNREACHABLE):
-        box.read("a")
-    with pytest.raises(StoreError, match=UNREACHABLE + ".*does not exist"):
-        Archive.open(dest)
+    if loc.is_remote:   # the whole bucket deleted
+        loc.fs.rm(loc.root.split("/")[0], recursive=True)
+        loc.fs.invalidate_cache()
+        with pytest.raises(StoreError, match=UNREACHABLE):
+            box.read("a")
 
 
 def test_commands_on_a_renamed_archive_say_so_in_one_line(tmp_path, capfd):
@@ -131,18 +124,18 @@ def test_serving_runtime_retries_an_unreachable_archive_then_says_so(tmp_path):
         rt.close()
 
 
-def spellings(dest: str, tmp_path, monkeypatch) -> list[str]:
-    if dest.startswith("s3://"):
-        return [dest, dest + "/", dest.replace("/arc", "//arc")]
-    monkeypatch.chdir(tmp_path)
-    return ["arc", "./arc", dest + "/", "file://" + dest]
+def test_an_s3_prefix_has_one_canonical_url():
+    assert {canonical_url(u) for u in ("s3://b/p/arc", "s3://b/p/arc/", "s3://b//p/arc")} == {"s3://b/p/arc"}
 
 
-def test_one_cache_per_archive_however_its_url_is_spelt(dest, tmp_path, monkeypatch):
+def test_one_cache_per_archive_however_its_url_is_spelt(tmp_path, monkeypatch):
+    dest = str(tmp_path / "arc")
     small_archive(dest)
+    os.symlink(dest, tmp_path / "link")
+    monkeypatch.chdir(tmp_path)
     rt = kept_runtime()
     try:
-        names = [dest, *spellings(dest, tmp_path, monkeypatch)]
+        names = [dest, "arc", "./arc", dest + "/", "file://" + dest, "link"]
         assert [asyncio.run(rt.read(name, "k.png")) for name in names] == [KEPT["k.png"]] * len(names)
         s = rt.stats()
         assert (s["fetches"], s["misses"], s["image_hits"] + s["latent_hits"]) == (1, 1, len(names) - 1)
