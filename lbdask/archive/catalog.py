@@ -6,7 +6,8 @@ objects into hash-partitioned index files and commits a new manifest generation 
 exclusive create (compare-and-swap); the folded batch keeps a copy of its rows under
 `catalog/folded/`, so a lost manifest or partition can be rebuilt (`repair.py`). A lookup
 reads the latest manifest, one partition and the batch objects not yet folded. Anything
-missing or unreadable is an IntegrityError naming the object. See docs/archive-format.md.
+missing or unreadable is an IntegrityError naming the object; a catalog that lists nothing
+where the archive itself is gone (`confirm`) is a StoreError. See docs/archive-format.md.
 """
 from __future__ import annotations
 
