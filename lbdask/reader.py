@@ -13,6 +13,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from .archive import Archive, CatalogRow
+from .archive.objects import store_retries
 from .errors import NotFoundError, UnknownImageError
 from .row_models import RowModels
 
@@ -50,8 +51,9 @@ class ArchiveReader:
         return self._model
 
     def row(self, image_id: str) -> CatalogRow:
-        """The catalog row of `image_id`; NotFoundError when the archive has none."""
-        row = self.archive.get_row(image_id)
+        """The catalog row of `image_id`: UnknownImageError only when the reachable archive's
+        catalog has none; StoreError when the archive stays unreachable (3 attempts)."""
+        row = store_retries(lambda: self.archive.get_row(image_id), self.archive.url)
         if row is None:
             raise UnknownImageError(image_id, f"no image '{image_id}' in archive {self.archive.url}")
         return row

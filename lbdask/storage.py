@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,3 +75,14 @@ def open_location(url: str, storage_options: dict[str, Any] | None = None) -> Lo
         raise StoreError(f"unsupported location {url!r}: use a folder or s3://bucket/prefix")
     fs = fsspec.filesystem("file")
     return Location(fs, os.path.abspath(url.removeprefix("file://")), url)
+
+
+def canonical_url(url: str) -> str:
+    """One spelling per archive, computed without I/O but symlinks: an S3 prefix without
+    repeated or trailing slashes, a folder as its absolute path with symlinks resolved
+    (`archive`, `./archive/`, `/abs/archive` and `file:///abs/archive` alike)."""
+    if url.startswith("s3://"):
+        return "s3://" + re.sub("/+", "/", url[len("s3://"):]).strip("/")
+    if "://" in url and not url.startswith("file://"):
+        return url  # not a location lbdask opens: open_location says so
+    return os.path.realpath(url.removeprefix("file://"))

@@ -15,6 +15,7 @@ import re
 import threading
 
 from lbdask.access_stats import AccessLog, compact_access
+from lbdask.archive.creation import require_archive
 from lbdask.storage import open_location
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class AccessRecorder:
             written = 0
             for log in logs:
                 try:
+                    require_archive(log.loc)  # renamed or deleted: keep the counts, recreate no folder there
                     written += log.flush()
                     if compact:
                         compact_access(log.loc, retention_days=self.retention_days)

@@ -28,6 +28,7 @@ from lbdask.errors import IntegrityError, LbdaskError, StoreError, UnknownImageE
 from lbdask.decode import decode_latent, to_png
 from lbdask.row_models import RowModels
 from lbdask.reader import stored_copy
+from lbdask.storage import canonical_url
 from lbdask.tuner import MarginalHitTuner
 
 from .access import AccessRecorder
@@ -79,6 +80,7 @@ class ServeRuntime:
         self.t_fetch = settings.tuner.t_fetch_ms
         self._model_check = model_check   # callable(archive): raise if the model does not fit it
         self._archives: dict[str, Archive] = {}
+        self._spellings: dict[str, str] = {}  # dest as a client typed it -> canonical_url(dest)
         self._row_models: dict[str, RowModels] = {}  # archive url -> its other models (re-encoded rows)
         self._others: dict[str, Any] = {}  # fingerprint -> loaded model of another model than the resident one
         self._other_lock = threading.Lock()
@@ -92,6 +94,7 @@ class ServeRuntime:
     async def read(self, dest: str, image_id: str, storage_options: dict | None = None) -> bytes:
         """PNG bytes of `image_id` in archive `dest`, equal to `lbdask read DEST ID`; every
         successful read (hit or miss) counts in the archive's access statistics."""
+        dest = self.canonical(dest)
         png = await self._read(dest, image_id, storage_options)
         self.access.record(dest, storage_options, image_id)
         return png
@@ -108,6 +111,7 @@ class ServeRuntime:
     async def prewarm(self, dest: str, image_ids: list[str], storage_options: dict | None = None) -> int:
         """Load ids into this cache as a miss would (fetch, decode, fill), without a lookup:
         no hit or miss and no access is counted, no bytes go back; returns how many loaded."""
+        dest = self.canonical(dest)
         version = self.watch.version
         done = await asyncio.gather(*(self._shared((dest, i), None, storage_options, version) for i in image_ids),
                                     return_exceptions=True)
@@ -233,13 +237,23 @@ class ServeRuntime:
             self._others[fp] = model
 
     # -- the archive -----------------------------------------------------------------
+    def canonical(self, dest: str) -> str:
+        """The one spelling of archive `dest` that keys its cache entries, open archive, access
+        statistics and catalog watch (`archive`, `./archive/` and `file://...` are one archive);
+        remembered per spelling, so a cache hit stays a dict access."""
+        canon = self._spellings.get(dest)
+        if canon is None:
+            canon = self._spellings.setdefault(dest, canonical_url(dest))
+        return canon
+
     def archive(self, dest: str, options: dict | None) -> Archive:
         """The open archive `dest` (opened once per worker, its model checked)."""
+        dest = self.canonical(dest)
         ident = dest + json.dumps(options or {}, sort_keys=True)
         with self._lock:
             archive = self._archives.get(ident)
-        if archive is None:
-            archive = self._with_retries(lambda: Archive.open(dest, mode="r", storage_options=options), dest)
+        if archive is None:  # one try per attempt: the attempts are this runtime's (`fetch_retries`)
+            archive = self._with_retries(lambda: Archive.open(dest, mode="r", storage_options=options, attempts=1), dest)
             if self._model_check is not None and archive.model_info.get("fingerprint"):
                 self._model_check(archive)
             with self._lock:

@@ -242,8 +242,10 @@ def test_format_1_objects_still_load(tmp_path):
 
 def test_the_serving_recorder_folds_with_its_retention(tmp_path):
     from lbdask.serve.access import AccessRecorder
+    from test_archive import new_archive
 
     dest = str(tmp_path / "arc")
+    new_archive(dest)   # a recorder writes into archives only (one renamed away gets nothing)
     loc = open_location(dest)
     now = time.time()
     earlier = AccessLog(loc, "earlier")

@@ -56,10 +56,13 @@ def test_create_is_idempotent_and_records_model_and_format(dest):
 
 
 def test_opening_something_that_is_not_an_archive(dest):
-    with pytest.raises(NotFoundError, match="no lbdask archive"):
-        Archive.open(dest)
+    with pytest.raises(StoreError, match="unreachable after 3 attempts: .* does not exist"):
+        Archive.open(dest)   # nothing there: renamed, deleted, not mounted?
     loc = open_location(dest)
     loc.fs.makedirs(loc.root, exist_ok=True)
+    loc.fs.pipe_file(loc.path("notes.txt"), b"x")   # something there (an S3 prefix exists once it holds an object)
+    with pytest.raises(NotFoundError, match="no lbdask archive"):
+        Archive.open(dest)
     loc.fs.pipe_file(loc.path("zarr.json"), b'{"zarr_format": 3, "node_type": "group", "attributes": {}}')
     with pytest.raises(NotFoundError, match="not an lbdask archive"):
         Archive.open(dest)

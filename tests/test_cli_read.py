@@ -46,7 +46,9 @@ def test_read_errors_are_one_line_exit_2(archive, tmp_path, capfd):
     err = capfd.readouterr().err
     assert err.startswith("lbdask: error: no image 'nope.png' in archive") and err.count("\n") == 1
     assert cli.main(["read", str(tmp_path / "nothing"), "x.png"]) == 2
-    assert "no lbdask archive" in capfd.readouterr().err
+    assert "unreachable after 3 attempts" in capfd.readouterr().err   # no such folder
+    assert cli.main(["read", str(tmp_path), "x.png"]) == 2
+    assert "no lbdask archive" in capfd.readouterr().err   # a folder, not an archive
 
 
 def test_ls_lists_rows_filtered_by_status(archive, capsys):

@@ -6,7 +6,8 @@ objects into hash-partitioned index files and commits a new manifest generation 
 exclusive create (compare-and-swap); the folded batch keeps a copy of its rows under
 `catalog/folded/`, so a lost manifest or partition can be rebuilt (`repair.py`). A lookup
 reads the latest manifest, one partition and the batch objects not yet folded. Anything
-missing or unreadable is an IntegrityError naming the object. See docs/archive-format.md.
+missing or unreadable is an IntegrityError naming the object; a catalog that lists nothing
+where the archive itself is gone (`confirm`) is a StoreError. See docs/archive-format.md.
 """
 from __future__ import annotations
 
@@ -48,8 +49,9 @@ def parse_rows(path: str, blob: bytes) -> list[CatalogRow]:
 class Catalog:
     """Commit, look up and list catalog rows on a folder or S3 prefix."""
 
-    def __init__(self, loc: Location, partitions: int = 256) -> None:
+    def __init__(self, loc: Location, partitions: int = 256, confirm: Callable[[], None] | None = None) -> None:
         self.loc = loc
+        self.confirm = confirm or (lambda: None)  # raises when the archive itself is gone (Archive gives one)
         self.default_partitions = partitions
         self.manifests = Manifests(loc)
         self._batches: dict[str, dict[str, CatalogRow]] = {}  # committed batch objects are immutable
@@ -115,7 +117,8 @@ class Catalog:
         return self._names("folded")
 
     def manifest(self) -> Manifest:
-        """The latest manifest; an empty generation 0 before the first compaction.
+        """The latest manifest; an empty generation 0 before the first compaction, once
+        `confirm` said the archive is still there (a renamed archive lists nothing either).
 
         With no manifest but folded batches present, a manifest was lost: IntegrityError,
         not an empty catalog. A compactor creates its manifest before it folds anything, so
@@ -131,6 +134,7 @@ class Catalog:
                 return manifest
             raise IntegrityError(f"the catalog manifest of {self.loc.url} is missing (catalog/manifests/ is empty "
                                  f"but batches were compacted): run `lbdask repair {self.loc.url}`")
+        self.confirm()
         return Manifest(partitions=self.default_partitions)
 
     def batch_rows(self, batch_id: str) -> dict[str, CatalogRow]:
@@ -231,6 +235,8 @@ class Catalog:
         listing (the retier sweep leaves their data alone)."""
         pending = self.batch_names()
         folded = self.folded_names()
+        if not pending and not folded:
+            self.confirm()
         for name in pending:
             try:
                 yield from self.batch_rows(name).values()

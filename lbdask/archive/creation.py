@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..errors import InputError
+from ..errors import InputError, StoreError
 from ..storage import Location
 
 #: Group attribute holding the archive's metadata.
@@ -39,6 +39,23 @@ def archive_meta(loc: Location) -> dict[str, Any] | None:
     """The lbdask attribute of DEST's root zarr.json, None when there is none (yet)."""
     meta = (root_attributes(loc) or {}).get(ATTR)
     return meta if isinstance(meta, dict) else None
+
+
+def require_archive(loc: Location) -> None:
+    """StoreError unless DEST's root zarr.json still holds the lbdask attribute: an empty catalog
+    listing means "no rows" only on an archive that is still there (renamed, deleted, unmounted?)."""
+    if archive_meta(loc) is None:
+        raise StoreError(f"the archive's zarr.json is gone from {loc.url} (renamed, deleted or not mounted?)")
+
+
+def require_root(loc: Location) -> None:
+    """StoreError when DEST itself (the folder, or any object under the S3 prefix) does not exist."""
+    try:
+        present = loc.fs.exists(loc.root)
+    except FileNotFoundError:  # a bucket that does not exist
+        present = False
+    if not present:
+        raise StoreError(f"{loc.url} does not exist (renamed, deleted or not mounted?)")
 
 
 def refuse_foreign(loc: Location) -> None:

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 from ..errors import LbdaskError, StoreError
 from ..storage import Location
 
+T = TypeVar("T")
+#: In-process reads (`Archive.open`, `ArchiveReader.row`) try an unreachable store this often,
+#: waiting STORE_BACKOFF_S * k before try k + 1 (0.1 s, then 0.2 s): docs/archive-format.md.
+STORE_ATTEMPTS = 3
+STORE_BACKOFF_S = 0.1
 #: HTTP status S3 answers a conditional PUT whose condition failed (the object exists).
 PRECONDITION_FAILED = 412
 
@@ -135,3 +142,17 @@ def store_errors(url: str) -> Iterator[None]:
     except Exception as exc:  # noqa: BLE001 - s3fs/botocore/aiohttp raise many unrelated types
         text = str(exc).splitlines()[0] if str(exc) else ""
         raise StoreError(f"cannot use archive store {url}: {type(exc).__name__}: {text}") from None
+
+
+def store_retries(fn: Callable[[], T], url: str, attempts: int = STORE_ATTEMPTS) -> T:
+    """`fn()`, tried again on StoreError up to `attempts` times in all (linear backoff): a
+    store that is down for a moment is not reported, one that stays down is, as one StoreError."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except StoreError as exc:
+            if attempt == attempts:  # one attempt: the caller counts the attempts (serving)
+                raise (StoreError(f"archive {url} unreachable after {attempts} attempts: {exc}") if attempts > 1
+                       else exc) from None
+            time.sleep(attempt * STORE_BACKOFF_S)
+    raise AssertionError("unreachable")

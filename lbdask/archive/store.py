@@ -20,8 +20,8 @@ from ..errors import ArchiveFormatError, InputError, IntegrityError, ModelMismat
 from ..storage import Location, open_location
 from .catalog import BATCH_ID, Catalog
 from .compaction import compact
-from .creation import ATTR, archive_meta, refuse_foreign, root_attributes
-from .objects import put_atomic, store_errors
+from .creation import ATTR, archive_meta, refuse_foreign, require_archive, require_root, root_attributes
+from .objects import STORE_ATTEMPTS, put_atomic, store_errors, store_retries
 from .rows import CatalogRow, OriginalRef
 from .snapshot import CatalogSnapshot
 
@@ -60,7 +60,8 @@ class Archive:
         self.mode = mode
         self.storage_options = storage_options
         self._meta = meta
-        self.catalog = Catalog(loc, partitions=int(meta.get("index_partitions", 256)))
+        self.catalog = Catalog(loc, partitions=int(meta.get("index_partitions", 256)),
+                               confirm=lambda: require_archive(loc))
         self._buckets: LatentBuckets | None = None
         self._buckets_lock = threading.Lock()
 
@@ -107,14 +108,23 @@ class Archive:
         return cls(loc, meta, "a", storage_options)
 
     @classmethod
-    def open(cls, dest: str, mode: str = "r", storage_options: dict[str, Any] | None = None) -> Archive:
-        """Open an existing archive; NotFoundError when `dest` is not one."""
+    def open(cls, dest: str, mode: str = "r", storage_options: dict[str, Any] | None = None,
+             attempts: int = STORE_ATTEMPTS) -> Archive:
+        """Open an existing archive; NotFoundError when `dest` exists but is not one, StoreError
+        after `attempts` tries when `dest` does not exist or cannot be reached."""
         if mode not in ("r", "a"):
             raise InputError(f"archive mode must be 'r' or 'a', got {mode!r}")
         loc = open_location(dest, storage_options)
-        with store_errors(dest):
-            loc.fs.invalidate_cache(loc.root)  # a listing cached by this process may predate the archive
-            attributes = root_attributes(loc)  # zarr.json read as JSON: no Zarr until a latent is used
+
+        def read() -> dict[str, Any] | None:
+            with store_errors(dest):
+                loc.fs.invalidate_cache(loc.root)  # a listing cached by this process may predate the archive
+                found = root_attributes(loc)  # zarr.json read as JSON: no Zarr until a latent is used
+                if found is None:
+                    require_root(loc)
+            return found
+
+        attributes = store_retries(read, dest, attempts)
         if attributes is None:
             raise NotFoundError(f"no lbdask archive at {dest}")
         meta = attributes.get(ATTR)
