@@ -1,10 +1,13 @@
 """Load `configs/*.yaml` into typed dataclasses, failing at load time with a clear error.
 
 Each module that owns a configuration file declares a dataclass for it and calls
-`load_config(name, cls)`; unknown keys and wrong types are rejected by name.
+`load_config(name, cls)`; unknown keys and wrong types are rejected by name. Worker plugins
+carry the files their workers read (`snapshot` on the driver, `adopt` on the worker), so a
+worker of an existing cluster uses the driver's `--config-dir`, not its own environment.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import types
@@ -31,6 +34,9 @@ def _default_config_dir() -> Path:
 #: The default configuration files shipped with lbdask.
 DEFAULT_CONFIG_DIR = _default_config_dir()
 
+#: name -> parsed YAML a driver shipped to this (worker) process; read instead of its own files
+_adopted: dict[str, Any] = {}
+
 
 def config_dir() -> Path:
     """The folder that holds the YAML configuration files."""
@@ -43,7 +49,10 @@ def config_path(name: str) -> Path:
 
 
 def read_yaml(name: str) -> Any:
-    """Parse `configs/<name>.yaml` (or an explicit path) and return plain data."""
+    """Parse `configs/<name>.yaml` (or an explicit path) and return plain data; a name whose
+    contents a driver shipped (`adopt`) returns those."""
+    if name in _adopted:
+        return copy.deepcopy(_adopted[name])
     import yaml  # here: `lbdask ls` and kept reads read no config and start faster without it
 
     path = config_path(name)
@@ -60,6 +69,20 @@ def read_yaml(name: str) -> Any:
 def load_config(name: str, cls: type[T]) -> T:
     """Read `configs/<name>.yaml` and build `cls` from it, validated; errors name the file."""
     return build(cls, read_yaml(name), where=str(config_path(name)))
+
+
+def snapshot(*files: tuple[str, type]) -> dict[str, Any]:
+    """The validated contents of the named configuration files as this process reads them
+    (`--config-dir` included), for a worker plugin to carry to processes that `adopt` them."""
+    data = {name: read_yaml(name) for name, _ in files}
+    for name, cls in files:
+        build(cls, data[name], where=str(config_path(name)))
+    return data
+
+
+def adopt(data: dict[str, Any]) -> None:
+    """Read these contents (a driver's `snapshot`) instead of this process's own files from now on."""
+    _adopted.update(copy.deepcopy(data))
 
 
 def build(cls: type[T], data: Any, where: str) -> T:

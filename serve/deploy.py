@@ -11,10 +11,12 @@ from .settings import ServeSettings
 
 
 def install(client: Client, dest: str, settings: ServeSettings, model: str | None = None,
-            weights: str | None = None, storage_options: dict | None = None) -> None:
-    """Register the dashboard page on the scheduler and the runtime on every present and future worker."""
+            weights: str | None = None, storage_options: dict | None = None,
+            configs: dict[str, Any] | None = None) -> None:
+    """Register the dashboard page on the scheduler and the runtime on every present and future
+    worker; `settings` and `configs` (default: this process's `model_configs`) go with it."""
     client.register_plugin(ServingDashboard())
-    client.register_plugin(ServePlugin(settings, model, weights, preload=[(dest, storage_options)]),
+    client.register_plugin(ServePlugin(settings, model, weights, preload=[(dest, storage_options)], configs=configs),
                            name=PLUGIN_NAME)
 
 

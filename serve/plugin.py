@@ -2,7 +2,9 @@
 
 Registering it (`lbdask serve`, or `client.register_plugin(ServePlugin(...))` on any
 cluster) builds one ServeRuntime per worker, its RPC handlers and its metrics; removing it
-(`client.unregister_worker_plugin(PLUGIN_NAME)`) tears all of that down again.
+(`client.unregister_worker_plugin(PLUGIN_NAME)`) tears all of that down again. The plugin
+carries the settings and model configuration files the driver loaded, so a worker uses the
+driver's `--config-dir` / `--config`, never its own environment's.
 """
 from __future__ import annotations
 
@@ -15,8 +17,9 @@ from distributed import Worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from lbdask.archive import Archive
+from lbdask.config import adopt
 from lbdask.errors import LbdaskError
-from lbdask.models.resident import PLUGIN_NAME as MODEL_PLUGIN, ResidentModel
+from lbdask.models.resident import PLUGIN_NAME as MODEL_PLUGIN, ResidentModel, model_configs
 
 from . import handlers, metrics
 from .runtime import PLUGIN_NAME, ServeRuntime
@@ -32,9 +35,11 @@ class ModelSource:
     """
 
     def __init__(self, worker: Worker, model: str | None, weights: str | None,
-                 precision: str | None = None, runtime: str | None = None) -> None:
+                 precision: str | None = None, runtime: str | None = None,
+                 configs: dict[str, Any] | None = None) -> None:
         self.worker, self.name, self.weights = worker, model, weights
         self.precision, self.runtime = precision, runtime  # None: configs/models.yaml
+        self.configs = configs  # the driver's models.yaml and cpu_memory.yaml (ResidentModel)
         self._resident: ResidentModel | None = None
         self._lock = threading.Lock()
 
@@ -45,10 +50,11 @@ class ModelSource:
                     raise LbdaskError("no model chosen: pass --model or read an archive first")
                 shared = self.worker.plugins.get(MODEL_PLUGIN)
                 if (isinstance(shared, ResidentModel) and shared.model_name == self.name
-                        and (shared.precision, shared.runtime) == (self.precision, self.runtime)):
+                        and (shared.precision, shared.runtime, shared.configs)
+                        == (self.precision, self.runtime, self.configs)):
                     self._resident = shared
                 else:
-                    own = ResidentModel(self.name, self.weights, self.precision, self.runtime)
+                    own = ResidentModel(self.name, self.weights, self.precision, self.runtime, self.configs)
                     own.setup(self.worker)
                     self._resident = own
             return self._resident
@@ -67,26 +73,33 @@ class ModelSource:
 
 
 class ServePlugin(WorkerPlugin):
-    """Installs a ServeRuntime (cache, pools, model, handlers, metrics) on every worker."""
+    """Installs a ServeRuntime (cache, pools, model, handlers, metrics) on every worker.
+
+    `configs` default to the creating process's model configuration (`model_configs`).
+    """
 
     name = PLUGIN_NAME
     idempotent = False
 
     def __init__(self, settings: ServeSettings, model: str | None = None, weights: str | None = None,
-                 preload: Sequence[tuple[str, dict | None]] = ()) -> None:
+                 preload: Sequence[tuple[str, dict | None]] = (), configs: dict[str, Any] | None = None) -> None:
         self.settings, self.model, self.weights, self.preload = settings, model, weights, list(preload)
+        self.configs = model_configs() if configs is None else configs
+        self.source: ModelSource | None = None
         self.runtime: ServeRuntime | None = None
         self._collector: metrics.RuntimeCollector | None = None
 
     def __getstate__(self) -> dict[str, Any]:  # ship the recipe, never a runtime
-        return {"settings": self.settings, "model": self.model, "weights": self.weights, "preload": self.preload}
+        return {"settings": self.settings, "model": self.model, "weights": self.weights, "preload": self.preload,
+                "configs": self.configs}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)
 
     def setup(self, worker: Worker) -> None:
+        adopt(self.configs)  # also for the other models re-encoded rows need, loaded later
         rc = self.settings.runtime
-        source = ModelSource(worker, self.model, self.weights, rc.precision, rc.backend)
+        source = self.source = ModelSource(worker, self.model, self.weights, rc.precision, rc.backend, self.configs)
         runtime = ServeRuntime(self.settings, source.use, address=worker.address, model_check=source.check)
         runtime.spill = Spillover(runtime, worker)
         handlers.install(worker, runtime)

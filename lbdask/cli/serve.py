@@ -33,10 +33,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     from lbdask.migrate.cluster import connect
     from lbdask.migrate.settings import load_cluster_settings
+    from lbdask.models.resident import model_configs
     from lbdask.serve.deploy import dashboard_url, install, uninstall, warm
     from lbdask.serve.settings import load_serve_settings
 
     settings = load_serve_settings(args.config or "serve")
+    configs = model_configs()  # validated here; the workers get these, not their own files
     if args.cache_bytes is not None:
         if args.cache_bytes < 0:
             raise ConfigError(f"--cache-bytes must be >= 0, got {args.cache_bytes}")
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         with connect(args.scheduler, load_cluster_settings(), args.workers) as client:
-            install(client, args.dest, settings, args.model, args.weights, options)
+            install(client, args.dest, settings, args.model, args.weights, options, configs)
             warm(client, args.dest, options)
             n = len(client.scheduler_info(n_workers=-1)["workers"])
             print(f"serving {args.dest} on {client.scheduler.address} ({n} workers)", flush=True)

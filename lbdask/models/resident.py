@@ -17,20 +17,36 @@ from typing import Any
 from distributed import Worker, get_worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from ..config import adopt, snapshot
+from .cpu_memory import CpuMemorySettings
 from .memory_budget import MemoryBudget, budget_bytes, call_peak_bytes, check_budget
+from .registry import ModelsConfig
 
 PLUGIN_NAME = "lbdask-resident-model"
 
+#: The configuration files a worker reads to load a model; a plugin carries the driver's.
+MODEL_CONFIGS: tuple[tuple[str, type], ...] = (("models", ModelsConfig), ("cpu_memory", CpuMemorySettings))
+
+
+def model_configs() -> dict[str, Any]:
+    """This process's validated `models.yaml` and `cpu_memory.yaml`, for a worker plugin to carry."""
+    return snapshot(*MODEL_CONFIGS)
+
 
 class ResidentModel(WorkerPlugin):
-    """Loads `load_model(model, weights=..., precision=..., runtime=...)` on each worker at registration or join."""
+    """Loads `load_model(model, weights=..., precision=..., runtime=...)` on each worker at registration or join.
+
+    `configs` (default: the creating process's, see `model_configs`) are adopted by the worker
+    before loading, so the driver's `--config-dir` applies there, whatever the worker's environment.
+    """
 
     name = PLUGIN_NAME
     idempotent = False
 
     def __init__(self, model: str, weights: str | None = None, precision: str | None = None,
-                 runtime: str | None = None) -> None:
+                 runtime: str | None = None, configs: dict[str, Any] | None = None) -> None:
         self.model_name = model
+        self.configs = model_configs() if configs is None else configs
         self.weights = weights
         self.precision, self.runtime = precision, runtime
         self.model: Any = None
@@ -42,10 +58,11 @@ class ResidentModel(WorkerPlugin):
         self.max_calls = 1
 
     def __getstate__(self) -> dict[str, Any]:  # ship the recipe, never a loaded model
-        return {"model_name": self.model_name, "weights": self.weights, "precision": self.precision, "runtime": self.runtime}
+        return {"model": self.model_name, "weights": self.weights, "precision": self.precision, "runtime": self.runtime,
+                "configs": self.configs}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["model_name"], state["weights"], state.get("precision"), state.get("runtime"))
+        self.__init__(**state)
 
     def setup(self, worker: Worker) -> None:
         """Load the model on the worker's best device; a failure is kept and raised by tasks."""
@@ -53,6 +70,7 @@ class ResidentModel(WorkerPlugin):
 
         from .loader import load_model
 
+        adopt(self.configs)
         if not torch.cuda.is_available():
             self.cpu_threads = max(1, worker.state.nthreads)
         try:
