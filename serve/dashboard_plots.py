@@ -43,6 +43,7 @@ def _bars(title: str, field: str, source: AjaxDataSource, workers: list[str], **
     fig = figure(title=title, x_range=FactorRange(factors=workers), height=280, width=620, toolbar_location=None,
                  **kw)
     fig.vbar(x="worker", top=field, width=0.7, source=source, color="#1f77b4")
+    fig.y_range.start = 0
     fig.xaxis.major_label_orientation = 0.3
     return fig
 
@@ -68,7 +69,7 @@ def page(history: dict[str, list], workers: dict[str, list], routes: tuple[str, 
     alpha = _bars("alpha (image-tier share of the cache) per worker", "alpha", per_worker, workers["worker"],
                   y_range=(0, 1))
     depth = _bars("Decode queue depth per worker", "queue_depth", per_worker, workers["worker"])
-    table = DataTable(source=per_worker, columns=[TableColumn(field=f, title=t) for f, t in TABLE], width=1240,
+    table = DataTable(source=per_worker, columns=[TableColumn(field=f, title=t, width=220 if f == "worker" else 90) for f, t in TABLE], width=1240,
                       height=30 + 28 * max(3, len(workers["worker"])), index_position=None)
     summary = Div(text="")
     per_worker.js_on_change("data", CustomJS(args={"source": per_worker, "summary": summary,
