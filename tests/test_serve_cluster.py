@@ -29,6 +29,7 @@ from lbdask.models.resident import PLUGIN_NAME as MODEL_PLUGIN, ResidentModel
 from lbdask.ring import ring_from_workers
 from lbdask.serve.client import AsyncServingClient
 from lbdask.serve.deploy import install
+from lbdask.serve.metrics import COUNTERS
 from lbdask.serve.plugin import PLUGIN_NAME
 from lbdask.serve.settings import ServeSettings
 
@@ -180,6 +181,10 @@ def test_read_latency_series_and_serving_page(served, archive, taef2_dir):
     assert tier_counts({k: v for k, v in after.items() if ("le", "+Inf") in k[1]}, "lbdask_serve_read_seconds_bucket",
                        scraped) == counts
     assert after[("lbdask_serve_requests_total", frozenset({("worker", scraped)}))] == 3
+    text = urllib.request.urlopen(f"http://127.0.0.1:{served.metrics_port}/metrics", timeout=10).read().decode()
+    kinds = {f.name: f.type for f in text_string_to_metric_families(text) if f.name.startswith("lbdask_serve_")}
+    assert kinds["lbdask_serve_read_seconds"] == "histogram"   # and the *_total series are counters (rate())
+    assert {k for k, kind in kinds.items() if kind == "counter"} == {f"lbdask_serve_{n}" for n, _ in COUNTERS.values()}
 
     # the scheduler's /metrics: every worker's series, as of its last heartbeat (about 1 s)
     others = sorted(set(ports) - {scraped})
