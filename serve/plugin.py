@@ -87,7 +87,7 @@ class ServePlugin(WorkerPlugin):
         self.configs = model_configs() if configs is None else configs
         self.source: ModelSource | None = None
         self.runtime: ServeRuntime | None = None
-        self._collector: metrics.RuntimeCollector | None = None
+        self._collector: metrics.Collector | None = None
 
     def __getstate__(self) -> dict[str, Any]:  # ship the recipe, never a runtime
         return {"settings": self.settings, "model": self.model, "weights": self.weights, "preload": self.preload,
@@ -104,12 +104,14 @@ class ServePlugin(WorkerPlugin):
         runtime.spill = Spillover(runtime, worker)
         handlers.install(worker, runtime)
         self._collector = metrics.register(runtime)
+        worker.metrics[metrics.HEARTBEAT_KEY] = lambda _worker: metrics.heartbeat(runtime)   # to the scheduler
         self.runtime = runtime
         for dest, options in self.preload:  # open archives and load the model off the event loop
             runtime.io.submit(runtime.archive, dest, options)
 
     def teardown(self, worker: Worker) -> None:
         handlers.remove(worker)
+        worker.metrics.pop(metrics.HEARTBEAT_KEY, None)
         if self._collector is not None:
             metrics.unregister(self._collector)
         if self.runtime is not None:

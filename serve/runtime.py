@@ -34,6 +34,7 @@ from lbdask.tuner import MarginalHitTuner
 from .access import AccessRecorder
 from .decoder import BatchingDecoder, ModelContext, auto_max_batch
 from .freshness import CatalogWatch
+from .latency import ReadLatency
 from .settings import ServeSettings
 
 #: Per-request bookkeeping outside the cache itself (cache keeps image/latent/miss counts).
@@ -75,6 +76,7 @@ class ServeRuntime:
         self.decoder = BatchingDecoder(model, auto_max_batch(rc.max_batch))
         self.coalescer: Coalescer[asyncio.Future] = Coalescer()
         self.counts = dict.fromkeys(COUNTERS, 0)
+        self.latency = ReadLatency()       # read latency per tier (serve.metrics, the dashboard)
         # EWMAs: the tuner's when adaptive (they drive alpha), else kept here for metrics
         self.t_decode = settings.tuner.t_decode_ms
         self.t_fetch = settings.tuner.t_fetch_ms
@@ -95,18 +97,25 @@ class ServeRuntime:
         """PNG bytes of `image_id` in archive `dest`, equal to `lbdask read DEST ID`; every
         successful read (hit or miss) counts in the archive's access statistics."""
         dest = self.canonical(dest)
-        png = await self._read(dest, image_id, storage_options)
+        t0 = time.perf_counter()
+        try:
+            png, tier = await self._read(dest, image_id, storage_options)
+        except Exception:
+            self.latency.observe("error", time.perf_counter() - t0)
+            raise
+        self.latency.observe(tier, time.perf_counter() - t0)
         self.access.record(dest, storage_options, image_id)
         return png
 
-    async def _read(self, dest: str, image_id: str, storage_options: dict | None) -> bytes:
+    async def _read(self, dest: str, image_id: str, storage_options: dict | None) -> tuple[bytes, str]:
+        """(PNG bytes, the tier that answered: image, latent or miss)."""
         self.counts["requests"] += 1
         key = (dest, image_id)
         version = self.watch.version  # before the lookup: see serve.freshness
         found = self.cache.lookup(key)
         if found.outcome == "image":
-            return found.value
-        return await self._shared(key, found.value, storage_options, version)
+            return found.value, "image"
+        return await self._shared(key, found.value, storage_options, version), found.outcome
 
     async def prewarm(self, dest: str, image_ids: list[str], storage_options: dict | None = None) -> int:
         """Load ids into this cache as a miss would (fetch, decode, fill), without a lookup:

@@ -4,7 +4,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,7 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from cluster_helpers import DaskProcesses, LogsSince, free_port, wait_port
+from dashboard_helpers import get_page
 from distributed import Client, Event
+from distributed.core import rpc
+from prometheus_client.parser import text_string_to_metric_families
 from serve_helpers import BROKEN_PNG, build_serving_archive, corrupt_latent, wait_for
 
 import lbdask
@@ -24,6 +29,7 @@ from lbdask.models.resident import PLUGIN_NAME as MODEL_PLUGIN, ResidentModel
 from lbdask.ring import ring_from_workers
 from lbdask.serve.client import AsyncServingClient
 from lbdask.serve.deploy import install
+from lbdask.serve.metrics import COUNTERS
 from lbdask.serve.plugin import PLUGIN_NAME
 from lbdask.serve.settings import ServeSettings
 
@@ -209,22 +215,88 @@ def test_worker_metrics_endpoint(served, archive):
         text = urllib.request.urlopen(f"http://127.0.0.1:{served.metrics_port}/metrics", timeout=10).read().decode()
         counted = client.run(lambda dask_worker: dask_worker.handlers["lbdask_stats"]()["requests"], workers=[scraped])
     for name in ("requests_total", "image_hits_total", "latent_hits_total", "misses_total", "alpha",
-                 "decode_queue_depth", "t_decode_ms", "t_fetch_ms", "spillovers_total", "coalesced_total"):
+                 "decode_queue_depth", "t_fetch_ms", "spillovers_total", "coalesced_total"):
         assert f"lbdask_serve_{name}{{worker=" in text, name
     requests = [line for line in text.splitlines() if line.startswith("lbdask_serve_requests_total{")]
     assert float(requests[0].rsplit(" ", 1)[1]) == counted[scraped] > 0
 
 
-def test_dashboard_page(served, archive):
-    with lbdask.open(archive[0], scheduler=served.address) as box:
-        box.read(archive[1][0])
-    base = f"http://127.0.0.1:{served.dashboard_port}/lbdask/serving"
-    page = urllib.request.urlopen(base, timeout=10).read().decode()
-    assert "lbdask serving" in page and "3 serving worker(s)" in page and "queue_depth" in page
-    import json
+def scrape(port: int) -> dict[tuple[str, frozenset], float]:
+    """(sample name, labels) -> value of the Prometheus page on `port`, parsed as Prometheus does."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
 
-    data = json.loads(urllib.request.urlopen(base + ".json", timeout=10).read())
-    assert len(data["workers"]) == 3 and all("alpha" in s for s in data["workers"].values())
+
+def tier_counts(samples, name: str, worker: str) -> dict[str, float]:
+    """tier -> `name`'s value for `worker` (a histogram's _count, say)."""
+    return {dict(labels)["tier"]: v for (n, labels), v in samples.items()
+            if n == name and dict(labels).get("worker") == worker}
+
+
+def test_read_latency_series_and_serving_page(served, archive, taef2_dir):
+    """Fresh runtimes; reads go to the scraped worker only (its RPC, as the client sends it), so
+    the other two never decode: their T_decode must show no value, not the configured 40 ms."""
+    dest, ids = archive
+    latent = next(i for i in ids if i != "kept.png")
+
+    async def read_on(addr: str, image_id: str) -> None:
+        async with rpc(addr) as worker:
+            await worker.lbdask_read(dest=dest, image_id=image_id)
+
+    with Client(served.address, timeout="20s") as client:
+        install(client, dest, settings(spillover="off"), "taef2", str(taef2_dir))
+        ports = client.run(lambda dask_worker: dask_worker.http_server.port)
+    [scraped] = [w for w, port in ports.items() if port == served.metrics_port]
+    before = tier_counts(scrape(served.metrics_port), "lbdask_serve_read_seconds_count", scraped)
+    asyncio.run(read_on(scraped, latent))           # a miss: fetch + decode
+    asyncio.run(read_on(scraped, latent))           # now cached
+    with pytest.raises(Exception, match="nope.png"):
+        asyncio.run(read_on(scraped, "nope.png"))   # an error
+    after = scrape(served.metrics_port)
+    counts = tier_counts(after, "lbdask_serve_read_seconds_count", scraped)
+    assert set(before) == set(counts) == {"image", "latent", "miss", "error"}
+    assert counts["miss"] == before["miss"] + 1 and counts["error"] == before["error"] + 1
+    assert sum(counts.values()) == sum(before.values()) + 3
+    assert tier_counts({k: v for k, v in after.items() if ("le", "+Inf") in k[1]}, "lbdask_serve_read_seconds_bucket",
+                       scraped) == counts
+    assert after[("lbdask_serve_requests_total", frozenset({("worker", scraped)}))] == 3
+    text = urllib.request.urlopen(f"http://127.0.0.1:{served.metrics_port}/metrics", timeout=10).read().decode()
+    kinds = {f.name: f.type for f in text_string_to_metric_families(text) if f.name.startswith("lbdask_serve_")}
+    assert kinds["lbdask_serve_read_seconds"] == "histogram"   # and the *_total series are counters (rate())
+    assert {k for k, kind in kinds.items() if kind == "counter"} == {f"lbdask_serve_{n}" for n, _ in COUNTERS.values()}
+
+    # the scheduler's /metrics: every worker's series, as of its last heartbeat (about 1 s)
+    others = sorted(set(ports) - {scraped})
+
+    def scheduler_caught_up() -> bool:
+        seen = scrape(served.dashboard_port)
+        return tier_counts(seen, "lbdask_cluster_serve_read_seconds_count", scraped).get("miss") == counts["miss"]
+    assert wait_for(scheduler_caught_up, 30)
+    cluster = scrape(served.dashboard_port)
+    assert {dict(labels)["worker"] for name, labels in cluster if name == "lbdask_cluster_serve_requests_total"} \
+        == set(ports)
+    decode_ms = {dict(labels)["worker"] for name, labels in cluster if name == "lbdask_cluster_serve_t_decode_ms"}
+    assert decode_ms == {scraped}   # the others never decoded: no sample, not the starting guess
+
+    base = f"http://127.0.0.1:{served.dashboard_port}/lbdask/serving"
+    status, kind, html = get_page(served.dashboard_port, "/lbdask/serving")
+    assert status == 200 and kind.startswith("text/html") and "3 serving worker(s)" in html
+    assert "Bokeh.embed.embed_items" in html
+    [bokehjs] = re.findall(r'<script src="(/static/js/bokeh\.min\.js[^"]*)"', html)
+    assert get_page(served.dashboard_port, bokehjs)[0] == 200    # BokehJS from the dashboard itself
+    [shown] = re.findall(r'\["t_decode",(\[[^]]*\])\]', html)   # the table's column in the document
+    workers = json.loads(urllib.request.urlopen(base + "/workers.json", timeout=10).read())
+    by_worker = dict(zip(workers["worker"], json.loads(shown)))
+    assert [by_worker[w] for w in others] == ["\u2013", "\u2013"] and float(by_worker[scraped]) > 0
+    assert dict(zip(workers["worker"], workers["t_decode"])) == by_worker
+    stats = json.loads(urllib.request.urlopen(base + ".json", timeout=10).read())["workers"]
+    assert [stats[w]["t_decode_ms"] for w in others] == [None, None] and stats[scraped]["t_decode_ms"] > 0
+
+    def history_has_the_miss() -> bool:
+        history = json.loads(urllib.request.urlopen(base + "/history.json", timeout=10).read())
+        return any(p is not None for p in history["miss_p95"]) and max(history["miss_frac"]) > 0
+    assert wait_for(history_has_the_miss, 30)
 
 
 @pytest.mark.parametrize("mode", ["explicit", "steal"])
