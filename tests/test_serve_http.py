@@ -1,8 +1,9 @@
 """The HTTP gateway and `--prewarm` on real processes: `lbdask serve --workers 1 --http ... --prewarm FILE`
 plus a second `lbdask gateway` process in front of the same cluster, read with http.client.
 
-One served cluster for the module; the test that renames the archive runs last but one, the
-one that stops the cluster last.
+One served cluster for the module; the test that renames the archive runs after the others
+that read, the one that stops the cluster after it. The 503 test needs the runtime to report
+an unreachable archive as StoreError (branch `store`); on main it sees UnknownImageError (404).
 """
 from __future__ import annotations
 
