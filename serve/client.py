@@ -202,6 +202,21 @@ class AsyncServingClient:
     async def prewarm(self, image_ids: Sequence[str]) -> int:
         return await self._router.prewarm(image_ids)
 
+    async def ready(self, timeout: float = 5.0) -> bool:
+        """Whether the scheduler answers and a worker runs the serving runtime (answers its
+        `lbdask_depth` handler): the question of a load balancer's health check."""
+        try:
+            workers = sorted(await asyncio.wait_for(self._client.scheduler.ncores(), timeout))
+        except Exception:  # noqa: BLE001 - any failure to reach the scheduler means "not ready"
+            return False
+        for worker in workers:
+            try:
+                await asyncio.wait_for(self._client.rpc(worker).lbdask_depth(), timeout)
+                return True
+            except Exception:  # noqa: BLE001 - no runtime there (unknown handler), dead, or slow
+                continue
+        return False
+
     async def close(self) -> None:
         await self._client.close()
 

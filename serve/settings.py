@@ -77,6 +77,19 @@ class ClientConfig:
 
 
 @dataclass
+class HttpConfig:
+    """The HTTP gateway (serve.http): how long browsers and CDNs may reuse an image, and how
+    long a client should wait before retrying when the archive cannot be reached."""
+
+    max_age_s: int = 86400           # Cache-Control max-age of image responses (0: revalidate every time)
+    retry_after_s: int = 5           # Retry-After of the 503 answered while the archive is unreachable
+
+    def validate(self) -> None:
+        if self.max_age_s < 0 or self.retry_after_s < 1:
+            raise ValueError("max_age_s must be >= 0 and retry_after_s >= 1")
+
+
+@dataclass
 class ServeSettings:
     """Everything in `configs/serve.yaml`."""
 
@@ -84,6 +97,7 @@ class ServeSettings:
     tuner: TunerConfig = field(default_factory=TunerConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
 
 
 def load_serve_settings(name: str = "serve") -> ServeSettings:

@@ -16,6 +16,7 @@ from lbdask.models.cpu_memory import CpuMemorySettings
 from lbdask.models.registry import ModelSpec, WeightsSource
 from lbdask.retier.policy import (ConvertPolicy, DemotePolicy, PrewarmPolicy, PromotePolicy, RetierPolicy,
                                   SourceCleanupPolicy)
+from lbdask.serve.settings import HttpConfig
 from lbdask.trace import TraceConfig
 from lbdask.tuner import TunerConfig
 
@@ -70,7 +71,8 @@ def test_every_environment_variable_the_code_reads_is_documented():
 
 @pytest.mark.parametrize("config", [JobSettings, ArchiveConfig, ClusterSettings, ModelSpec, WeightsSource,
                                     CpuMemorySettings, CacheConfig, TunerConfig, TraceConfig, RetierPolicy,
-                                    DemotePolicy, PromotePolicy, ConvertPolicy, SourceCleanupPolicy, PrewarmPolicy])
+                                    DemotePolicy, PromotePolicy, ConvertPolicy, SourceCleanupPolicy, PrewarmPolicy,
+                                    HttpConfig])
 def test_every_config_field_is_documented(config):
     missing = [f.name for f in dataclasses.fields(config) if f"`{f.name}`" not in DOC]
     assert missing == []
