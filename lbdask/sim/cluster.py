@@ -93,7 +93,8 @@ def build_caches(cfg: ClusterConfig, capacity: int, settings: CacheSettings, win
         elif cfg.alpha == "imgstore":
             caches.append(DualFormatCache(capacity, settings.cache, alpha=1.0))
         elif cfg.alpha.startswith("adaptive"):
-            gradient = "paper" if cfg.alpha == "adaptive-paper" else settings.tuner.gradient
+            gradient = {"adaptive-paper": "paper", "adaptive-per-byte": "per_byte"}.get(cfg.alpha,
+                                                                                      settings.tuner.gradient)
             tuner = MarginalHitTuner(replace(settings.tuner, window=window, gradient=gradient))
             caches.append(DualFormatCache(capacity, settings.cache, tuner=tuner))
         else:

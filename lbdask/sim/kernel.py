@@ -2,11 +2,13 @@
 
 The same algorithm as `lbdask.cache` (tests check identical outcome sequences), with all
 per-object state in flat arrays: one doubly linked list slot per object (an object is in
-at most one list at a time), one ghost slot per object per tier for S3-FIFO.
+at most one list at a time), one ghost slot per object per tier for S3-FIFO and one
+per object per tier for the tuner's ghost lists.
 
 Lists: per node, per tier t (0 image, 1 latent), three lists: 0 = main (LRU) or S3-FIFO
 small queue, 1 = S3-FIFO main queue, 2 = tail. `where[o] = 3 * t + list` or -1.
-`lists[L] = (oldest, newest, bytes)`; `caps[node, t] = (main, tail, small, total)`.
+`lists[L] = (oldest, newest, bytes)`; `caps[node, t] = (main, tail, small, total, ghost)`.
+Ghost lists: `glists[node * 4 + g]`, g = t for S3-FIFO's and 2 + t for the tuner's.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import numpy as np
 from numba import njit
 
 from ..cache.capacity import image_capacity, small_capacity, tail_capacity
-from ..tuner import marginal_gradient, next_alpha
+from ..tuner import ghost_alpha, ghost_capacity, ghost_gradient, marginal_gradient, next_alpha, window_due
 
 LRU = 0
 S3FIFO = 1
@@ -45,6 +47,10 @@ class TunerParams(NamedTuple):
     alpha_max: float
     t_decode: float
     t_fetch: float
+    ghost: bool              # ghost-list gradient (then per_byte is ignored)
+    ghost_fraction: float
+    ghost_step: float
+    ghost_events: int
 
 
 class ReplayOutput(NamedTuple):
@@ -86,13 +92,50 @@ def _unlink(lists, links, lid, o):
 @njit(cache=True)
 def _trim_ghost(st, node, t):
     (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes) = st
-    gid = node * 2 + t
-    gcap = caps[node, t, 0] - caps[node, t, 2]
-    while glists[gid, 2] > gcap:
+    _trim_list(st, node, t, t, caps[node, t, 0] - caps[node, t, 2])
+
+
+@njit(cache=True)
+def _trim_list(st, node, t, g, cap):
+    """Drop the oldest entries of ghost list g (of tier t) until it holds <= cap bytes."""
+    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes) = st
+    gid = node * 4 + g
+    while glists[gid, 2] > cap:
         o = glists[gid, 0]
-        _unlink(glists, glinks[t], gid, o)
-        inghost[t, o] = False
+        _unlink(glists, glinks[g], gid, o)
+        inghost[g, o] = False
         glists[gid, 2] -= sizes[t, o]
+
+
+@njit(cache=True)
+def _ghost_add(st, node, t, o):
+    """Remember an object that left tier t in the tuner's ghost list (if it has bytes)."""
+    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes) = st
+    if caps[node, t, 4] <= 0:
+        return
+    g = 2 + t
+    gid = node * 4 + g
+    if inghost[g, o]:
+        _unlink(glists, glinks[g], gid, o)
+        glists[gid, 2] -= sizes[t, o]
+    _push(glists, glinks[g], gid, o)
+    inghost[g, o] = True
+    glists[gid, 2] += sizes[t, o]
+    _trim_list(st, node, t, g, caps[node, t, 4])
+
+
+@njit(cache=True)
+def _ghost_pop(st, node, t, o):
+    """Forget o in tier t's tuner ghost list; True if it was there (a ghost hit)."""
+    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes) = st
+    g = 2 + t
+    if not inghost[g, o]:
+        return False
+    gid = node * 4 + g
+    _unlink(glists, glinks[g], gid, o)
+    inghost[g, o] = False
+    glists[gid, 2] -= sizes[t, o]
+    return True
 
 
 @njit(cache=True)
@@ -128,7 +171,7 @@ def _overflow(st, node, t, policy, move_after):
                     lists[mainq, 2] += sizes[t, o]
                     where[o] = 3 * t + 1
                     continue
-                gid = node * 2 + t
+                gid = node * 4 + t
                 _push(glists, glinks[t], gid, o)
                 inghost[t, o] = True
                 glists[gid, 2] += sizes[t, o]
@@ -150,6 +193,7 @@ def _overflow(st, node, t, policy, move_after):
         _unlink(lists, links, tid, o)
         lists[tid, 2] -= sizes[t, o]
         where[o] = -1
+        _ghost_add(st, node, t, o)
 
 
 @njit(cache=True)
@@ -159,7 +203,7 @@ def _main_insert(st, node, t, o, hot, policy):
     seg = 0
     if policy == S3FIFO:
         if inghost[t, o]:
-            gid = node * 2 + t
+            gid = node * 4 + t
             _unlink(glists, glinks[t], gid, o)
             inghost[t, o] = False
             glists[gid, 2] -= sizes[t, o]
@@ -210,6 +254,7 @@ def _tier_remove(st, node, t, o):
 @njit(cache=True)
 def _tier_resize(st, node, t, cap, tail_fraction, small_fraction, policy, move_after):
     caps = st[8]
+    _trim_list(st, node, t, 2 + t, caps[node, t, 4])
     tail = tail_capacity(cap, tail_fraction)
     caps[node, t, 0] = cap - tail
     caps[node, t, 1] = tail
@@ -235,7 +280,8 @@ def replay(obj, node_of, sizes, n_nodes, cache, tuner, out):
     `node_of[o]` is the owner node of object o; `sizes[0]` PNG and `sizes[1]` latent bytes.
     """
     capacity, alpha0, tail_fraction, promote_after, policy, small_fraction, move_after = cache
-    adaptive, per_byte, window, step, alpha_min, alpha_max, t_decode, t_fetch = tuner
+    (adaptive, per_byte, window, step, alpha_min, alpha_max, t_decode, t_fetch,
+     ghost, ghost_fraction, ghost_step, ghost_events) = tuner
     outcomes, tails, traj_index, traj_node, traj_alpha = out
     n_obj = sizes.shape[1]
     links = np.full((2, n_obj), -1, np.int32)
@@ -245,27 +291,35 @@ def replay(obj, node_of, sizes, n_nodes, cache, tuner, out):
     lists = np.zeros((n_nodes * 6, 3), np.int64)
     lists[:, 0] = -1
     lists[:, 1] = -1
-    glinks = np.full((2, 2, n_obj), -1, np.int32)
-    inghost = np.zeros((2, n_obj), np.bool_)
-    glists = np.zeros((n_nodes * 2, 3), np.int64)
+    glinks = np.full((4, 2, n_obj), -1, np.int32)
+    inghost = np.zeros((4, n_obj), np.bool_)
+    glists = np.zeros((n_nodes * 4, 3), np.int64)
     glists[:, 0] = -1
     glists[:, 1] = -1
-    caps = np.zeros((n_nodes, 2, 4), np.int64)
+    caps = np.zeros((n_nodes, 2, 5), np.int64)
+    ghosts = adaptive and ghost
+    if ghosts:
+        caps[:, :, 4] = ghost_capacity(capacity, ghost_fraction)
     st = (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes)
     alpha = np.full(n_nodes, alpha0)
     for node in range(n_nodes):
         _set_alpha(st, node, capacity, alpha0, tail_fraction, small_fraction, policy, move_after)
-    # per node: requests, image misses, full misses, image tail hits, latent tail hits
-    win = np.zeros((n_nodes, 5), np.int64)
+    # per node: requests, image misses, full misses, image tail hits, latent tail hits,
+    # image ghost hits, latent ghost hits
+    win = np.zeros((n_nodes, 7), np.int64)
     totals = np.zeros(3, np.int64)
     n_traj = 0
     for i in range(obj.shape[0]):
         o = obj[i]
         node = node_of[o]
-        if adaptive and win[node, 0] >= window:
-            d = marginal_gradient(win[node, 0], win[node, 1], win[node, 2], win[node, 3], win[node, 4],
-                                  t_decode, t_fetch, alpha[node], per_byte)
-            alpha[node] = next_alpha(alpha[node], d, step, alpha_min, alpha_max)
+        if adaptive and window_due(win[node, 0], win[node, 5] + win[node, 6], window, ghost_events, ghosts):
+            if ghosts:
+                d = ghost_gradient(win[node, 5], win[node, 6], t_decode, t_fetch)
+                alpha[node] = ghost_alpha(alpha[node], d, ghost_step, alpha_min, alpha_max)
+            else:
+                d = marginal_gradient(win[node, 0], win[node, 1], win[node, 2], win[node, 3], win[node, 4],
+                                      t_decode, t_fetch, alpha[node], per_byte)
+                alpha[node] = next_alpha(alpha[node], d, step, alpha_min, alpha_max)
             win[node, :] = 0
             _set_alpha(st, node, capacity, alpha[node], tail_fraction, small_fraction, policy, move_after)
             if n_traj < traj_index.shape[0]:
@@ -273,6 +327,9 @@ def replay(obj, node_of, sizes, n_nodes, cache, tuner, out):
                 traj_node[n_traj] = node
                 traj_alpha[n_traj] = alpha[node]
                 n_traj += 1
+        if ghosts:
+            win[node, 5] += _ghost_pop(st, node, 0, o)
+            win[node, 6] += _ghost_pop(st, node, 1, o)
         w = where[o]
         tail = False
         if w >= 0 and w < 3:
@@ -287,7 +344,9 @@ def replay(obj, node_of, sizes, n_nodes, cache, tuner, out):
                 _tier_insert(st, node, 0, o, policy, move_after)
         else:
             out = 2
-            if sizes[1, o] <= caps[node, 1, 0]:
+            if promote_after == 0 and sizes[0, o] <= caps[node, 0, 0]:
+                _tier_insert(st, node, 0, o, policy, move_after)
+            elif sizes[1, o] <= caps[node, 1, 0]:
                 hits[o] = 0
                 _tier_insert(st, node, 1, o, policy, move_after)
             elif sizes[0, o] <= caps[node, 0, 0]:
