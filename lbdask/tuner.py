@@ -29,6 +29,10 @@ from numba import njit
 from .errors import ConfigError
 
 
+#: Tail-hit gradients keep alpha this far from 0 and 1 (see next_alpha).
+TAIL_CLAMP = 0.05
+
+
 @njit(cache=True)
 def marginal_gradient(requests: int, image_misses: int, full_misses: int, image_tail_hits: int,
                       latent_tail_hits: int, t_decode: float, t_fetch: float, alpha: float,
@@ -55,22 +59,25 @@ def marginal_gradient(requests: int, image_misses: int, full_misses: int, image_
 
 @njit(cache=True)
 def next_alpha(alpha: float, gradient: float, step: float, alpha_min: float, alpha_max: float) -> float:
-    """One signed step of alpha against the gradient, clamped to [alpha_min, alpha_max]."""
+    """One signed step of alpha against the gradient, clamped to [alpha_min, alpha_max] and
+    [TAIL_CLAMP, 1 - TAIL_CLAMP]: a tier of zero bytes has no tail hits and could never regrow."""
     if gradient < 0.0:
         alpha = alpha + step
     elif gradient > 0.0:
         alpha = alpha - step
-    return min(alpha_max, max(alpha_min, alpha))
+    return min(alpha_max, 1.0 - TAIL_CLAMP, max(alpha_min, TAIL_CLAMP, alpha))
 
 
 @njit(cache=True)
-def ghost_gradient(image_ghost_hits: int, latent_ghost_hits: int, t_decode: float, t_fetch: float) -> float:
+def ghost_gradient(image_ghost_misses: int, image_ghost_latents: int, latent_ghost_misses: int,
+                   t_decode: float, t_fetch: float) -> float:
     """Saving of growing the latent tier minus that of growing the image tier, over their sum.
 
-    In [-1, 1]; < 0 means the image tier is worth more; 0 without ghost hits.
+    Image-ghost hits save T_decode + T_fetch on a miss, T_decode on a latent hit; latent-ghost
+    hits save T_fetch on a miss. In [-1, 1]; < 0 means the image tier is worth more.
     """
-    img = image_ghost_hits * (t_decode + t_fetch)
-    lat = latent_ghost_hits * t_fetch
+    img = image_ghost_misses * (t_decode + t_fetch) + image_ghost_latents * t_decode
+    lat = latent_ghost_misses * t_fetch
     if img + lat <= 0.0:
         return 0.0
     return (lat - img) / (img + lat)
@@ -98,20 +105,22 @@ def ghost_capacity(total: int, fraction: float) -> int:
 class TunerConfig:
     """Tuning parameters; defaults are the paper's simulation defaults (section 6.5).
 
-    alpha is clamped to [alpha_min, alpha_max]: a tier of zero capacity has no tail hits,
-    so its marginal value would read as zero forever and alpha could never come back.
+    alpha is clamped to [alpha_min, alpha_max]; the tail-hit gradients also to [0.05, 0.95]
+    (a tier of zero capacity has no tail hits, so alpha could never come back). Ghost lists
+    also record what a zero-byte tier would have held (lbdask/cache/dual.py), so the ghost
+    gradient may use the whole range.
     """
 
     alpha: float = 0.5              # starting image fraction
     step: float = 0.005             # Delta
     window: int = 1_000_000         # W, requests per gradient window
-    alpha_min: float = 0.05
-    alpha_max: float = 0.95
+    alpha_min: float = 0.0          # tail-hit gradients: never below TAIL_CLAMP
+    alpha_max: float = 1.0          # tail-hit gradients: never above 1 - TAIL_CLAMP
     t_decode_ms: float = 40.0       # initial EWMA values
     t_fetch_ms: float = 140.0
     ewma_weight: float = 0.1        # weight of a new latency observation
     gradient: Literal["ghost", "per_byte", "paper"] = "ghost"   # see the module docstring
-    ghost: float = 0.25             # ghost bytes per tier, fraction of C (gradient ghost)
+    ghost: float = 0.10             # ghost bytes per tier, fraction of C (gradient ghost)
     ghost_step: float = 0.05        # largest alpha move per window (gradient ghost)
     ghost_events: int = 64          # ghost hits that close a window early (gradient ghost)
 
@@ -157,7 +166,7 @@ class MarginalHitTuner:
     def _reset(self) -> None:
         self.requests = self.image_misses = self.full_misses = 0
         self.image_tail_hits = self.latent_tail_hits = 0
-        self.image_ghost_hits = self.latent_ghost_hits = 0
+        self.image_ghost_misses = self.image_ghost_latents = self.latent_ghost_misses = 0
 
     def record(self, outcome: str, tail_hit: bool) -> None:
         """Count one lookup: outcome 'image' | 'latent' | 'miss'; tail_hit if served from a tail."""
@@ -171,12 +180,15 @@ class MarginalHitTuner:
         else:
             self.full_misses += 1
 
-    def record_ghost(self, tier: str) -> None:
-        """Count one lookup found in the ghost list of `tier` ('image' | 'latent')."""
-        if tier == "image":
-            self.image_ghost_hits += 1
-        else:
-            self.latent_ghost_hits += 1
+    def record_ghost(self, tier: str, outcome: str) -> None:
+        """Count one lookup found in the ghost list of `tier` ('image' | 'latent') that ended
+        as `outcome`; only those a larger tier would have served better count."""
+        if tier == "image" and outcome == "miss":
+            self.image_ghost_misses += 1
+        elif tier == "image" and outcome == "latent":
+            self.image_ghost_latents += 1
+        elif tier == "latent" and outcome == "miss":
+            self.latent_ghost_misses += 1
 
     def observe_decode(self, ms: float) -> None:
         """Feed one observed decode latency into the T_decode EWMA (the first replaces the start value)."""
@@ -193,13 +205,15 @@ class MarginalHitTuner:
     def due(self) -> bool:
         """True once a full window of requests has been recorded."""
         c = self.config
-        return window_due(self.requests, self.image_ghost_hits + self.latent_ghost_hits, c.window,
+        ghost_hits = self.image_ghost_misses + self.image_ghost_latents + self.latent_ghost_misses
+        return window_due(self.requests, ghost_hits, c.window,
                           c.ghost_events, c.uses_ghosts)
 
     def gradient(self) -> float:
         """D of the counters recorded so far in this window (ghost: normalised, in [-1, 1])."""
         if self.config.uses_ghosts:
-            return ghost_gradient(self.image_ghost_hits, self.latent_ghost_hits, self.t_decode, self.t_fetch)
+            return ghost_gradient(self.image_ghost_misses, self.image_ghost_latents, self.latent_ghost_misses,
+                                  self.t_decode, self.t_fetch)
         return marginal_gradient(self.requests, self.image_misses, self.full_misses,
                                  self.image_tail_hits, self.latent_tail_hits, self.t_decode, self.t_fetch,
                                  self.alpha, self.config.gradient == "per_byte")

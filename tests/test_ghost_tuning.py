@@ -11,6 +11,7 @@ from lbdask.tuner import MarginalHitTuner, TunerConfig, ghost_gradient
 
 
 @given(st.integers(0, 500), st.lists(st.tuples(st.integers(0, 30), st.integers(1, 120)), max_size=200))
+@settings(deadline=None)
 def test_ghost_list_never_holds_more_bytes_than_its_budget(capacity, adds):
     ghost = GhostList(capacity)
     for key, size in adds:
@@ -40,13 +41,14 @@ def test_cache_ghosts_and_alpha_stay_bounded(capacity, alpha0, stream):
         assert cache.image.ghost._keys.keys().isdisjoint(cache.image._tail.keys())
 
 
-@given(st.integers(0, 1000), st.integers(0, 1000), st.floats(0.1, 1e4), st.floats(0.1, 1e4))
-def test_ghost_gradient_is_normalised_and_signed(img, lat, t_decode, t_fetch):
-    d = ghost_gradient(img, lat, t_decode, t_fetch)
+@given(st.integers(0, 1000), st.integers(0, 1000), st.integers(0, 1000), st.floats(0.1, 1e4), st.floats(0.1, 1e4))
+@settings(deadline=None)                                  # the first call compiles (numba)
+def test_ghost_gradient_is_normalised_and_signed(img, img_latent, lat, t_decode, t_fetch):
+    d = ghost_gradient(img, img_latent, lat, t_decode, t_fetch)
     assert -1.0 <= d <= 1.0
-    if img and not lat:
+    if (img or img_latent) and not lat:
         assert d == -1.0                                 # only the image tier would have gained
-    if lat and not img:
+    if lat and not img and not img_latent:
         assert d == 1.0
 
 

@@ -77,6 +77,7 @@ class DualFormatCache:
         with self._lock:
             if self.tuner is not None and self.tuner.due():
                 self._apply_alpha(self.tuner.step())
+            ghosts = [self.image.ghost.pop(key), self.latent.ghost.pop(key)] if self._ghosts else [False, False]
             found = self.image.get(key)
             if found is not None:
                 result = Lookup("image", found[0].value, found[1])
@@ -89,10 +90,9 @@ class DualFormatCache:
                     result = Lookup("miss")
             self.counts[result.outcome] += 1
             if self.tuner is not None:
-                if self._ghosts:
-                    for name, tier in (("image", self.image), ("latent", self.latent)):
-                        if tier.ghost.pop(key):
-                            self.tuner.record_ghost(name)
+                for name, hit in zip(("image", "latent"), ghosts):
+                    if hit:
+                        self.tuner.record_ghost(name, result.outcome)
                 self.tuner.record(result.outcome, result.tail_hit)
             return result
 
@@ -112,16 +112,28 @@ class DualFormatCache:
                 return
             held = self.latent.peek(key)
             if held is not None:
-                if held.hits >= self.promote_after and self.image.fits(img_size):
-                    self.latent.remove(key)
-                    self.image.insert(key, Entry(image, img_size))
+                if held.hits >= self.promote_after:
+                    self._admit_image(key, image, img_size, held)
                 return
-            if self.promote_after == 0 and self.image.fits(img_size):
-                self.image.insert(key, Entry(image, img_size))
-            elif self.latent.fits(lat_size):
+            if self.promote_after == 0 and self._admit_image(key, image, img_size):
+                return
+            if self.latent.fits(lat_size):
                 self.latent.insert(key, Entry(latent, lat_size))
-            elif self.image.fits(img_size):
-                self.image.insert(key, Entry(image, img_size))
+            else:
+                self.latent.ghost.add(key, lat_size)      # what a latent tier with room would hold
+                if self.image.fits(img_size):
+                    self.image.insert(key, Entry(image, img_size))
+
+    def _admit_image(self, key: Hashable, image: Any, size: int, held: Entry | None = None) -> bool:
+        """Put the image in its tier (replacing a held latent); if it cannot fit, remember it in
+        the image ghost list, which is what lets a zero-byte image tier regrow."""
+        if not self.image.fits(size):
+            self.image.ghost.add(key, size)
+            return False
+        if held is not None:
+            self.latent.remove(key)
+        self.image.insert(key, Entry(image, size))
+        return True
 
     def set_costs(self, t_decode_ms: float, t_fetch_ms: float) -> None:
         """Measured decode and fetch latencies (EWMAs): re-derive an `auto` promotion threshold."""

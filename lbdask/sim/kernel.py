@@ -305,16 +305,17 @@ def replay(obj, node_of, sizes, n_nodes, cache, tuner, out):
     for node in range(n_nodes):
         _set_alpha(st, node, capacity, alpha0, tail_fraction, small_fraction, policy, move_after)
     # per node: requests, image misses, full misses, image tail hits, latent tail hits,
-    # image ghost hits, latent ghost hits
-    win = np.zeros((n_nodes, 7), np.int64)
+    # image-ghost hits on a miss, latent-ghost hits on a miss, image-ghost hits on a latent hit
+    win = np.zeros((n_nodes, 8), np.int64)
     totals = np.zeros(3, np.int64)
     n_traj = 0
     for i in range(obj.shape[0]):
         o = obj[i]
         node = node_of[o]
-        if adaptive and window_due(win[node, 0], win[node, 5] + win[node, 6], window, ghost_events, ghosts):
+        if adaptive and window_due(win[node, 0], win[node, 5] + win[node, 6] + win[node, 7], window,
+                                   ghost_events, ghosts):
             if ghosts:
-                d = ghost_gradient(win[node, 5], win[node, 6], t_decode, t_fetch)
+                d = ghost_gradient(win[node, 5], win[node, 7], win[node, 6], t_decode, t_fetch)
                 alpha[node] = ghost_alpha(alpha[node], d, ghost_step, alpha_min, alpha_max)
             else:
                 d = marginal_gradient(win[node, 0], win[node, 1], win[node, 2], win[node, 3], win[node, 4],
@@ -327,9 +328,8 @@ def replay(obj, node_of, sizes, n_nodes, cache, tuner, out):
                 traj_node[n_traj] = node
                 traj_alpha[n_traj] = alpha[node]
                 n_traj += 1
-        if ghosts:
-            win[node, 5] += _ghost_pop(st, node, 0, o)
-            win[node, 6] += _ghost_pop(st, node, 1, o)
+        g_img = ghosts and _ghost_pop(st, node, 0, o)
+        g_lat = ghosts and _ghost_pop(st, node, 1, o)
         w = where[o]
         tail = False
         if w >= 0 and w < 3:
@@ -339,18 +339,34 @@ def replay(obj, node_of, sizes, n_nodes, cache, tuner, out):
             out = 1
             tail = _tier_get(st, node, 1, o, policy, move_after)
             hits[o] += 1
-            if hits[o] >= promote_after and where[o] >= 3 and sizes[0, o] <= caps[node, 0, 0]:
-                _tier_remove(st, node, 1, o)
-                _tier_insert(st, node, 0, o, policy, move_after)
+            if hits[o] >= promote_after and where[o] >= 3:
+                if sizes[0, o] <= caps[node, 0, 0]:
+                    _tier_remove(st, node, 1, o)
+                    _tier_insert(st, node, 0, o, policy, move_after)
+                else:
+                    _ghost_add(st, node, 0, o)
         else:
             out = 2
-            if promote_after == 0 and sizes[0, o] <= caps[node, 0, 0]:
-                _tier_insert(st, node, 0, o, policy, move_after)
-            elif sizes[1, o] <= caps[node, 1, 0]:
-                hits[o] = 0
-                _tier_insert(st, node, 1, o, policy, move_after)
-            elif sizes[0, o] <= caps[node, 0, 0]:
-                _tier_insert(st, node, 0, o, policy, move_after)
+            placed = False
+            if promote_after == 0:
+                if sizes[0, o] <= caps[node, 0, 0]:
+                    _tier_insert(st, node, 0, o, policy, move_after)
+                    placed = True
+                else:
+                    _ghost_add(st, node, 0, o)
+            if not placed:
+                if sizes[1, o] <= caps[node, 1, 0]:
+                    hits[o] = 0
+                    _tier_insert(st, node, 1, o, policy, move_after)
+                else:
+                    _ghost_add(st, node, 1, o)
+                    if sizes[0, o] <= caps[node, 0, 0]:
+                        _tier_insert(st, node, 0, o, policy, move_after)
+        if out == 2:
+            win[node, 5] += g_img
+            win[node, 6] += g_lat
+        elif out == 1:
+            win[node, 7] += g_img
         win[node, 0] += 1
         if out == 0:
             win[node, 3] += tail

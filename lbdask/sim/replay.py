@@ -117,12 +117,13 @@ def simulate(prep: PreparedTrace, cache_frac: float, alpha: float | None = None,
     n = prep.requests
     outcomes = np.empty(n, np.int8)
     tails = np.empty(n, np.bool_)
-    max_traj = n // max(win, 1) + nodes + 1
+    gradient = gradient or tuner.gradient
+    shortest = min(win, tuner.ghost_events) if gradient == "ghost" else win   # ghost windows close early
+    max_traj = n // max(shortest, 1) + nodes + 1
     traj_index = np.zeros(max_traj, np.int64)
     traj_node = np.zeros(max_traj, np.int32)
     traj_alpha = np.zeros(max_traj)
     adaptive = alpha is None
-    gradient = gradient or tuner.gradient
     if gradient not in GRADIENT_LABELS:
         raise ConfigError(f"sim: unknown gradient {gradient!r}; choose {', '.join(GRADIENT_LABELS)}")
     label = GRADIENT_LABELS[gradient] if adaptive else f"{alpha:g}"
