@@ -25,8 +25,8 @@ class CacheConfig:
         if not 0.0 <= self.tail < 1.0:
             raise ValueError("tail must be in [0, 1)")
         if self.promote_after != "auto" and (isinstance(self.promote_after, bool)
-                                             or not isinstance(self.promote_after, int) or self.promote_after < 1):
-            raise ValueError(f"promote_after must be auto or an integer >= 1, got {self.promote_after!r}")
+                                             or not isinstance(self.promote_after, int) or self.promote_after < 0):
+            raise ValueError(f"promote_after must be auto or an integer >= 0, got {self.promote_after!r}")
         if not 0.0 < self.s3fifo_small < 1.0 or self.s3fifo_move_after < 1:
             raise ValueError("need 0 < s3fifo_small < 1 and s3fifo_move_after >= 1")
 
