@@ -270,6 +270,31 @@ def test_cli_serve_installs_and_removes_cleanly(served, archive, taef2_dir):
     assert "lbdask serving" in urllib.request.urlopen(page, timeout=10).read().decode()   # and come back
 
 
+def test_alpha_moves_on_the_live_workers(served, archive, taef2_dir):
+    # promote_after 0 admits images at the miss and a cache of ~2.5 PNGs per worker makes a
+    # worker owning >= 2 ids thrash its image tier: its ghost list sees the re-references and
+    # alpha (starting at 0.5) climbs toward 1, the best static split for this loop
+    dest, ids = archive
+    s = settings(spillover="off", cache_bytes=int(2.5 * max(len(b) for b in _pngs(dest, ids, taef2_dir))))
+    s.cache = dataclasses.replace(s.cache, promote_after=0)
+    s.tuner = dataclasses.replace(s.tuner, ghost=1.0, ghost_events=3, ghost_step=0.2)
+    with Client(served.address, timeout="20s") as client:
+        install(client, dest, s, "taef2", str(taef2_dir))
+        try:
+            with lbdask.open(dest, scheduler=served.address) as box:
+                for _ in range(6):
+                    box.read_many(ids)
+            alphas = [st["alpha"] for st in worker_stats(client).values()]
+        finally:
+            install(client, dest, settings(spillover="off"), "taef2", str(taef2_dir))   # back for the tests below
+    assert min(alphas) >= 0.5 and max(alphas) >= 0.8, alphas
+
+
+def _pngs(dest, ids, taef2_dir) -> list[bytes]:
+    local = lbdask.open(dest, weights=taef2_dir)
+    return [local.read(i) for i in ids]
+
+
 def test_archive_unreachable_then_processes_stay_up(served, archive, tmp_path, taef2_dir, model):
     port = free_port()
     moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
