@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import os
-import platform
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from serve_latency import REPO, TAEF2, build_archives, cluster, replay, zipf_ids
+from serve_latency import REPO, TAEF2, build_archives, cluster, machine_line, replay, zipf_ids
 
 
 def settings_for(promote: str, cache_bytes: int):
@@ -73,9 +71,7 @@ def main() -> None:
                  "| promote_after | mean ms | P50 | P95 | P99 | image / latent / miss | T_decode / T_fetch ms "
                  "| threshold used |", "|---|---|---|---|---|---|---|---|"]
         lines += [run(p, latent, requests, args, cache_bytes) for p in args.promote]
-    print(f"\n{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"load average {start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, "
-          f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC\n")
+    print(machine_line(start))
     print("\n".join(lines))
 
 

@@ -19,6 +19,7 @@ from numba import njit
 
 from ..cache.capacity import image_capacity, small_capacity, tail_capacity
 from ..tuner import ghost_alpha, ghost_capacity, ghost_gradient, marginal_gradient, next_alpha, window_due
+from .lists import ghost_add, ghost_pop, push, trim_list, unlink
 
 LRU = 0
 S3FIFO = 1
@@ -64,85 +65,16 @@ class ReplayOutput(NamedTuple):
 
 
 @njit(cache=True)
-def _push(lists, links, lid, o):
-    last = lists[lid, 1]
-    links[0, o] = last
-    links[1, o] = -1
-    if last >= 0:
-        links[1, last] = o
-    else:
-        lists[lid, 0] = o
-    lists[lid, 1] = o
-
-
-@njit(cache=True)
-def _unlink(lists, links, lid, o):
-    p = links[0, o]
-    q = links[1, o]
-    if p >= 0:
-        links[1, p] = q
-    else:
-        lists[lid, 0] = q
-    if q >= 0:
-        links[0, q] = p
-    else:
-        lists[lid, 1] = p
-
-
-@njit(cache=True)
 def _trim_ghost(st, node, t):
     (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes) = st
-    _trim_list(st, node, t, t, caps[node, t, 0] - caps[node, t, 2])
-
-
-@njit(cache=True)
-def _trim_list(st, node, t, g, cap):
-    """Drop the oldest entries of ghost list g (of tier t) until it holds <= cap bytes."""
-    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes) = st
-    gid = node * 4 + g
-    while glists[gid, 2] > cap:
-        o = glists[gid, 0]
-        _unlink(glists, glinks[g], gid, o)
-        inghost[g, o] = False
-        glists[gid, 2] -= sizes[t, o]
-
-
-@njit(cache=True)
-def _ghost_add(st, node, t, o):
-    """Remember an object that left tier t in the tuner's ghost list (if it has bytes)."""
-    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes) = st
-    if caps[node, t, 4] <= 0:
-        return
-    g = 2 + t
-    gid = node * 4 + g
-    if inghost[g, o]:
-        _unlink(glists, glinks[g], gid, o)
-        glists[gid, 2] -= sizes[t, o]
-    _push(glists, glinks[g], gid, o)
-    inghost[g, o] = True
-    glists[gid, 2] += sizes[t, o]
-    _trim_list(st, node, t, g, caps[node, t, 4])
-
-
-@njit(cache=True)
-def _ghost_pop(st, node, t, o):
-    """Forget o in tier t's tuner ghost list; True if it was there (a ghost hit)."""
-    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes) = st
-    g = 2 + t
-    if not inghost[g, o]:
-        return False
-    gid = node * 4 + g
-    _unlink(glists, glinks[g], gid, o)
-    inghost[g, o] = False
-    glists[gid, 2] -= sizes[t, o]
-    return True
+    trim_list(st, node, t, t, caps[node, t, 0] - caps[node, t, 2])
 
 
 @njit(cache=True)
 def _to_tail(st, node, t, o):
     (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes) = st
     lid = (node * 2 + t) * 3 + 2
-    _push(lists, links, lid, o)
+    push(lists, links, lid, o)
     lists[lid, 2] += sizes[t, o]
     where[o] = 3 * t + 2
 
@@ -155,7 +87,7 @@ def _overflow(st, node, t, policy, move_after):
     if policy == LRU:
         while lists[base, 2] > main_cap:
             o = lists[base, 0]
-            _unlink(lists, links, base, o)
+            unlink(lists, links, base, o)
             lists[base, 2] -= sizes[t, o]
             _to_tail(st, node, t, o)
     else:
@@ -163,37 +95,37 @@ def _overflow(st, node, t, policy, move_after):
         while lists[small, 2] + lists[mainq, 2] > main_cap:
             if lists[small, 2] > caps[node, t, 2] or lists[mainq, 0] < 0:
                 o = lists[small, 0]
-                _unlink(lists, links, small, o)
+                unlink(lists, links, small, o)
                 lists[small, 2] -= sizes[t, o]
                 if freq[o] >= move_after:
                     freq[o] = 0
-                    _push(lists, links, mainq, o)
+                    push(lists, links, mainq, o)
                     lists[mainq, 2] += sizes[t, o]
                     where[o] = 3 * t + 1
                     continue
                 gid = node * 4 + t
-                _push(glists, glinks[t], gid, o)
+                push(glists, glinks[t], gid, o)
                 inghost[t, o] = True
                 glists[gid, 2] += sizes[t, o]
                 _trim_ghost(st, node, t)
                 _to_tail(st, node, t, o)
             else:
                 o = lists[mainq, 0]
-                _unlink(lists, links, mainq, o)
+                unlink(lists, links, mainq, o)
                 lists[mainq, 2] -= sizes[t, o]
                 if freq[o] > 0:
                     freq[o] -= 1
-                    _push(lists, links, mainq, o)
+                    push(lists, links, mainq, o)
                     lists[mainq, 2] += sizes[t, o]
                     continue
                 _to_tail(st, node, t, o)
     tid = base + 2
     while lists[tid, 2] > caps[node, t, 1]:
         o = lists[tid, 0]
-        _unlink(lists, links, tid, o)
+        unlink(lists, links, tid, o)
         lists[tid, 2] -= sizes[t, o]
         where[o] = -1
-        _ghost_add(st, node, t, o)
+        ghost_add(st, node, t, o)
 
 
 @njit(cache=True)
@@ -204,14 +136,14 @@ def _main_insert(st, node, t, o, hot, policy):
     if policy == S3FIFO:
         if inghost[t, o]:
             gid = node * 4 + t
-            _unlink(glists, glinks[t], gid, o)
+            unlink(glists, glinks[t], gid, o)
             inghost[t, o] = False
             glists[gid, 2] -= sizes[t, o]
             hot = True
         if hot:
             seg = 1
     lid = (node * 2 + t) * 3 + seg
-    _push(lists, links, lid, o)
+    push(lists, links, lid, o)
     lists[lid, 2] += sizes[t, o]
     where[o] = 3 * t + seg
 
@@ -223,14 +155,14 @@ def _tier_get(st, node, t, o, policy, move_after):
     seg = where[o] - 3 * t
     lid = (node * 2 + t) * 3 + seg
     if seg == 2:
-        _unlink(lists, links, lid, o)
+        unlink(lists, links, lid, o)
         lists[lid, 2] -= sizes[t, o]
         _main_insert(st, node, t, o, True, policy)
         _overflow(st, node, t, policy, move_after)
         return True
     if policy == LRU:
-        _unlink(lists, links, lid, o)
-        _push(lists, links, lid, o)
+        unlink(lists, links, lid, o)
+        push(lists, links, lid, o)
     elif freq[o] < 3:
         freq[o] += 1
     return False
@@ -246,7 +178,7 @@ def _tier_insert(st, node, t, o, policy, move_after):
 def _tier_remove(st, node, t, o):
     (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes) = st
     lid = (node * 2 + t) * 3 + where[o] - 3 * t
-    _unlink(lists, links, lid, o)
+    unlink(lists, links, lid, o)
     lists[lid, 2] -= sizes[t, o]
     where[o] = -1
 
@@ -254,7 +186,7 @@ def _tier_remove(st, node, t, o):
 @njit(cache=True)
 def _tier_resize(st, node, t, cap, tail_fraction, small_fraction, policy, move_after):
     caps = st[8]
-    _trim_list(st, node, t, 2 + t, caps[node, t, 4])
+    trim_list(st, node, t, 2 + t, caps[node, t, 4])
     tail = tail_capacity(cap, tail_fraction)
     caps[node, t, 0] = cap - tail
     caps[node, t, 1] = tail
@@ -328,8 +260,8 @@ def replay(obj, node_of, sizes, n_nodes, cache, tuner, out):
                 traj_node[n_traj] = node
                 traj_alpha[n_traj] = alpha[node]
                 n_traj += 1
-        g_img = ghosts and _ghost_pop(st, node, 0, o)
-        g_lat = ghosts and _ghost_pop(st, node, 1, o)
+        g_img = ghosts and ghost_pop(st, node, 0, o)
+        g_lat = ghosts and ghost_pop(st, node, 1, o)
         w = where[o]
         tail = False
         if w >= 0 and w < 3:
@@ -344,7 +276,7 @@ def replay(obj, node_of, sizes, n_nodes, cache, tuner, out):
                     _tier_remove(st, node, 1, o)
                     _tier_insert(st, node, 0, o, policy, move_after)
                 else:
-                    _ghost_add(st, node, 0, o)
+                    ghost_add(st, node, 0, o)
         else:
             out = 2
             placed = False
@@ -353,13 +285,13 @@ def replay(obj, node_of, sizes, n_nodes, cache, tuner, out):
                     _tier_insert(st, node, 0, o, policy, move_after)
                     placed = True
                 else:
-                    _ghost_add(st, node, 0, o)
+                    ghost_add(st, node, 0, o)
             if not placed:
                 if sizes[1, o] <= caps[node, 1, 0]:
                     hits[o] = 0
                     _tier_insert(st, node, 1, o, policy, move_after)
                 else:
-                    _ghost_add(st, node, 1, o)
+                    ghost_add(st, node, 1, o)
                     if sizes[0, o] <= caps[node, 0, 0]:
                         _tier_insert(st, node, 0, o, policy, move_after)
         if out == 2:

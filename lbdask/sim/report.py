@@ -9,7 +9,8 @@ import numpy as np
 from .replay import SimResult
 
 SINGLE_FORMAT = {"1": "LB-ImgCache (alpha=1)", "0": "LB-LatentCache (alpha=0)", "adaptive": "LB-Adaptive",
-                 "adaptive-per-byte": "LB-Adaptive, tail hits per byte", "adaptive-paper": "LB-Adaptive, eq. 2 as printed"}
+                 "adaptive-per-byte": "LB-Adaptive, tail hits per byte",
+                 "adaptive-paper": "LB-Adaptive, eq. 2 as printed"}
 
 
 def _label(alpha: str) -> str:
