@@ -99,6 +99,7 @@ def build_caches(cfg: ClusterConfig, capacity: int, settings: CacheSettings, win
             caches.append(DualFormatCache(capacity, settings.cache, tuner=tuner))
         else:
             caches.append(DualFormatCache(capacity, settings.cache, alpha=float(cfg.alpha)))
+        caches[-1].set_costs(settings.tuner.t_decode_ms, settings.tuner.t_fetch_ms)   # an `auto` threshold
     return caches
 
 
