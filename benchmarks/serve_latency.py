@@ -325,10 +325,15 @@ def main() -> None:
         start = os.getloadavg()[0]
         lines = table4(args, latent, png, sources, tmp) + [""] if args.only != "skew" else []
         lines += spillover(args, latent, sources) if args.only != "table4" else []
-    print(f"\n{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"load average {start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, "
-          f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC\n")
+    print(machine_line(start))
     print("\n".join(lines))
+
+
+def machine_line(load_at_start: float) -> str:
+    """Machine, cores, load average at the start and now, and the date: the tables' header."""
+    return (f"\n{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"load average {load_at_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, "
+            f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC\n")
 
 
 if __name__ == "__main__":

@@ -80,6 +80,7 @@ class ServeRuntime:
         # EWMAs: the tuner's when adaptive (they drive alpha), else kept here for metrics
         self.t_decode = settings.tuner.t_decode_ms
         self.t_fetch = settings.tuner.t_fetch_ms
+        self._seen: set[str] = set()      # kinds of latency measured at least once (_observe)
         self._model_check = model_check   # callable(archive): raise if the model does not fit it
         self._archives: dict[str, Archive] = {}
         self._spellings: dict[str, str] = {}  # dest as a client typed it -> canonical_url(dest)
@@ -320,8 +321,11 @@ class ServeRuntime:
 
     # -- latencies and metrics -------------------------------------------------------
     def _observe(self, what: str, ms: float) -> None:
-        w = self.settings.tuner.ewma_weight
+        """Feed the EWMAs (the first measurement of each kind replaces the configured start)
+        and the cache's `auto` promotion threshold."""
+        w = self.settings.tuner.ewma_weight if what in self._seen else 1.0
         with self._lock:
+            self._seen.add(what)
             tuner = self.cache.tuner
             if what == "decode":
                 self.t_decode = (1 - w) * self.t_decode + w * ms
@@ -331,6 +335,7 @@ class ServeRuntime:
                 self.t_fetch = (1 - w) * self.t_fetch + w * ms
                 if tuner is not None:
                     tuner.observe_fetch(ms)
+            self.cache.set_costs(self.t_decode, self.t_fetch)
 
     def stats(self) -> dict[str, Any]:
         """Everything the metrics endpoint and the dashboard page show for this worker."""

@@ -58,9 +58,10 @@ def cluster(taef2_dir, tmp_path_factory):
     procs.close()
 
 
-def settings(**runtime) -> ServeSettings:
+def settings(promote_after: int | str = "auto", **runtime) -> ServeSettings:
     s = ServeSettings()
     s.runtime = dataclasses.replace(s.runtime, **runtime)
+    s.cache = dataclasses.replace(s.cache, promote_after=promote_after)
     return s
 
 
@@ -356,7 +357,8 @@ def test_spillover_decodes_elsewhere_and_fills_the_owner(served, archive, taef2_
     latents = [i for i in ids if i != "kept.png"]
     with Client(served.address, timeout="20s") as client:
         client.register_plugin(ResidentModel("taef2", str(taef2_dir)))   # shared by the runtime below
-        install(client, dest, settings(spillover=mode, theta=0), "taef2", str(taef2_dir))   # empty caches
+        install(client, dest, settings(spillover=mode, theta=0, promote_after=8),   # empty caches; keep latents
+                "taef2", str(taef2_dir))
         ring = ring_from_workers(sorted(client.ncores()))   # the ring the reading client builds
         owners = [ring.owner(i) for i in latents]
         busy = max(set(owners), key=owners.count)           # 13 ids over 3 workers: it owns >= 5
@@ -420,6 +422,27 @@ def test_cli_serve_installs_and_removes_cleanly(served, archive, taef2_dir):
         assert all(gone.values())
         install(client, dest, settings(), "taef2", str(taef2_dir))   # back for the tests below
     assert "lbdask serving" in urllib.request.urlopen(page, timeout=10).read().decode()   # and come back
+
+
+def test_alpha_moves_on_the_live_workers(served, archive, taef2_dir):
+    # promote_after 0 admits images at the miss and a cache of ~2.5 PNGs per worker makes a
+    # worker owning >= 2 ids thrash its image tier: its ghost list sees the re-references and
+    # alpha (starting at 0.5) climbs toward 1, the best static split for this loop
+    dest, ids = archive
+    with lbdask.open(dest, scheduler=served.address) as box:
+        largest = max(len(b) for b in box.read_many(ids))
+    s = settings(spillover="off", cache_bytes=int(2.5 * largest), promote_after=0)
+    s.tuner = dataclasses.replace(s.tuner, ghost=1.0, ghost_events=3, ghost_step=0.25)
+    with Client(served.address, timeout="20s") as client:
+        install(client, dest, s, "taef2", str(taef2_dir))
+        try:
+            with lbdask.open(dest, scheduler=served.address) as box:
+                for _ in range(4):
+                    box.read_many(ids)
+            alphas = [st["alpha"] for st in worker_stats(client).values()]
+        finally:
+            install(client, dest, settings(spillover="off"), "taef2", str(taef2_dir))   # back for the tests below
+    assert min(alphas) >= 0.5 and max(alphas) >= 0.8, alphas
 
 
 def test_archive_unreachable_then_processes_stay_up(served, archive, tmp_path, taef2_dir, model):

@@ -157,3 +157,41 @@ def test_cli_serve_refuses_bad_options_in_one_line(tmp_path):
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 2 and out.stderr.startswith("lbdask: error:"), (extra, out.stderr)
         assert len(out.stderr.strip().splitlines()) == 1
+
+
+def _promotion_run(archive, model, slow_model_s: float = 0.0, **overrides) -> dict:
+    """Two reads of one id through a runtime with `promote_after: auto`; its stats after them.
+    slow_model_s: the model is taken that much later (a slower decoder, as fetch_delay_ms
+    makes a slower store)."""
+    dest, ids = archive
+    settings = ServeSettings()
+    settings.runtime = dataclasses.replace(settings.runtime, **overrides)
+    assert settings.cache.promote_after == "auto"            # the default
+
+    @contextlib.contextmanager
+    def slow():
+        threading.Event().wait(slow_model_s)
+        yield model
+    rt = ServeRuntime(settings, slow)
+
+    async def main():
+        await rt.read(dest, ids[2])
+        await rt.read(dest, ids[2])
+    try:
+        asyncio.run(main())
+        return rt.stats() | {"threshold": rt.cache.promote_after}
+    finally:
+        rt.close()
+
+
+def test_auto_promotion_admits_the_image_when_a_decode_costs_several_fetches(archive, model):
+    # a local folder answers in milliseconds; the decode takes at least 0.6 s
+    s = _promotion_run(archive, model, slow_model_s=0.6)
+    assert s["t_decode_ms"] >= 3 * s["t_fetch_ms"] and s["threshold"] == 0
+    assert (s["misses"], s["latent_hits"], s["image_hits"]) == (1, 0, 1)   # the second read is an image hit
+
+
+def test_auto_promotion_keeps_latents_when_fetches_cost_more_than_decodes(archive, model):
+    s = _promotion_run(archive, model, fetch_delay_ms=1500.0)   # an object store far slower than the decode
+    assert s["t_decode_ms"] < 3 * s["t_fetch_ms"] and s["threshold"] == 8
+    assert (s["misses"], s["latent_hits"], s["image_hits"]) == (1, 1, 0)

@@ -35,8 +35,8 @@ def _python_replay(prep, cache_frac, alpha, policy, nodes, window, gradient):
 
 
 @pytest.mark.parametrize("policy", ["lru", "s3fifo"])
-@pytest.mark.parametrize("alpha,nodes,gradient", [(None, 1, "per_byte"), (None, 3, "per_byte"),
-                                                  (None, 1, "paper"), (0.3, 1, "per_byte")])
+@pytest.mark.parametrize("alpha,nodes,gradient", [(None, 1, "ghost"), (None, 3, "ghost"), (None, 1, "per_byte"),
+                                                  (None, 3, "per_byte"), (None, 1, "paper"), (0.3, 1, "per_byte")])
 def test_kernel_and_python_cache_make_identical_decisions(small_trace, policy, alpha, nodes, gradient):
     window = 500
     sim = simulate(small_trace, 0.02, alpha, policy, nodes=nodes, window=window, keep_outcomes=True,

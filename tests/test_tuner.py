@@ -1,4 +1,4 @@
-"""The marginal-hit tuner: eq. 2's sign, EWMA feedback, clamping, and real request streams."""
+"""The tail-hit tuner gradients (ghost lists: test_ghost_tuning.py): eq. 2, EWMAs, clamps, streams."""
 from __future__ import annotations
 
 import pytest
@@ -40,7 +40,8 @@ def _feed(tuner, image=0, image_tail=0, latent=0, latent_tail=0, miss=0):
 
 
 def test_latency_feedback_flips_the_direction():
-    cfg = TunerConfig(window=100, step=0.01, ewma_weight=0.5, t_decode_ms=40.0, t_fetch_ms=40.0)
+    cfg = TunerConfig(window=100, step=0.01, ewma_weight=0.5, t_decode_ms=40.0, t_fetch_ms=40.0,
+                      gradient="per_byte")
     tuner = MarginalHitTuner(cfg)
     # delta_img = 0.1, MR_img = 0.5, MR_lat = 0, delta_lat = 0.1: D = -0.1 Td + 0.05 Tf
     _feed(tuner, image=40, image_tail=10, latent=45, latent_tail=5)
@@ -56,7 +57,8 @@ def test_latency_feedback_flips_the_direction():
 def test_faster_decodes_favour_the_latent_tier():
     # the serving workers feed measured decode latencies (issue 9): cheap decodes make
     # coverage (latents) worth more than image hits
-    cfg = TunerConfig(window=100, step=0.01, ewma_weight=0.5, t_decode_ms=40.0, t_fetch_ms=40.0)
+    cfg = TunerConfig(window=100, step=0.01, ewma_weight=0.5, t_decode_ms=40.0, t_fetch_ms=40.0,
+                      gradient="per_byte")
     tuner = MarginalHitTuner(cfg)
     _feed(tuner, image=40, image_tail=10, latent=45, latent_tail=5)
     assert tuner.gradient() < 0                         # D = -0.1 Td + 0.05 Tf
@@ -66,7 +68,7 @@ def test_faster_decodes_favour_the_latent_tier():
 
 
 def test_alpha_is_clamped():
-    tuner = MarginalHitTuner(TunerConfig(window=10, step=0.2, alpha_max=0.9))
+    tuner = MarginalHitTuner(TunerConfig(window=10, step=0.2, alpha_max=0.9, gradient="per_byte"))
     for _ in range(5):
         _feed(tuner, image_tail=10)
         tuner.step()
@@ -78,7 +80,7 @@ def test_alpha_is_clamped():
 def test_stream_of_image_tail_hits_grows_the_image_tier():
     # image tier 1000 B (main 900, tail 100); a loop over 19 images of 50 B = 950 B
     # always hits the least recent object, which sits in the tail.
-    tuner = MarginalHitTuner(TunerConfig(window=400, step=0.05, alpha=0.5))
+    tuner = MarginalHitTuner(TunerConfig(window=400, step=0.05, alpha=0.5, gradient="per_byte"))
     cache = DualFormatCache(2000, CacheConfig(promote_after=1, tail=0.1), tuner=tuner)
     keys = list(range(19))
     for k in keys:                                     # miss, then latent hit -> promote
@@ -95,7 +97,7 @@ def test_stream_of_image_tail_hits_grows_the_image_tier():
 
 def test_stream_of_latent_tail_hits_grows_the_latent_tier():
     # latent tier 1000 B (main 900, tail 100); a loop over 19 latents of 50 B; h is never reached
-    tuner = MarginalHitTuner(TunerConfig(window=200, step=0.05, alpha=0.5))
+    tuner = MarginalHitTuner(TunerConfig(window=200, step=0.05, alpha=0.5, gradient="per_byte"))
     cache = DualFormatCache(2000, CacheConfig(promote_after=10**6, tail=0.1), tuner=tuner)
     for i in range(400):
         k = i % 19

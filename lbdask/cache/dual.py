@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import ConfigError
-from ..tuner import MarginalHitTuner
+from ..tuner import MarginalHitTuner, ghost_capacity
 from .capacity import image_capacity
+from .promotion import promotion_threshold
 from .settings import CacheConfig, CacheSettings
 from .tiers import POLICIES, Entry, SegmentedTier, make_tier
 
@@ -59,6 +60,10 @@ class DualFormatCache:
         self.image: SegmentedTier = make_tier(c.policy, img, c.tail, c.s3fifo_small, c.s3fifo_move_after)
         self.latent: SegmentedTier = make_tier(c.policy, capacity - img, c.tail, c.s3fifo_small,
                                                c.s3fifo_move_after)
+        self._ghosts = tuner is not None and tuner.config.uses_ghosts
+        t_decode, t_fetch = (tuner.t_decode, tuner.t_fetch) if tuner is not None else (40.0, 140.0)
+        self.promote_after = promotion_threshold(c.promote_after, t_decode, t_fetch)
+        self._size_ghosts()
 
     @classmethod
     def from_settings(cls, capacity: int, settings: CacheSettings) -> DualFormatCache:
@@ -72,6 +77,7 @@ class DualFormatCache:
         with self._lock:
             if self.tuner is not None and self.tuner.due():
                 self._apply_alpha(self.tuner.step())
+            ghosts = [self.image.ghost.pop(key), self.latent.ghost.pop(key)] if self._ghosts else [False, False]
             found = self.image.get(key)
             if found is not None:
                 result = Lookup("image", found[0].value, found[1])
@@ -84,6 +90,9 @@ class DualFormatCache:
                     result = Lookup("miss")
             self.counts[result.outcome] += 1
             if self.tuner is not None:
+                for name, hit in zip(("image", "latent"), ghosts):
+                    if hit:
+                        self.tuner.record_ghost(name, result.outcome)
                 self.tuner.record(result.outcome, result.tail_hit)
             return result
 
@@ -92,7 +101,8 @@ class DualFormatCache:
         """Hand back the fetched latent and decoded image after a latent hit or a miss.
 
         An uncached object is admitted to the latent tier (to the image tier when the
-        latent tier cannot hold it, e.g. alpha = 1); a latent with enough hits is promoted.
+        latent tier cannot hold it, e.g. alpha = 1, or when the promotion threshold is 0);
+        a latent with enough hits is promoted.
         Sizes default to len(value).
         """
         lat_size = len(latent) if latent_size is None else latent_size
@@ -102,14 +112,33 @@ class DualFormatCache:
                 return
             held = self.latent.peek(key)
             if held is not None:
-                if held.hits >= self.config.promote_after and self.image.fits(img_size):
-                    self.latent.remove(key)
-                    self.image.insert(key, Entry(image, img_size))
+                if held.hits >= self.promote_after:
+                    self._admit_image(key, image, img_size, held)
+                return
+            if self.promote_after == 0 and self._admit_image(key, image, img_size):
                 return
             if self.latent.fits(lat_size):
                 self.latent.insert(key, Entry(latent, lat_size))
-            elif self.image.fits(img_size):
-                self.image.insert(key, Entry(image, img_size))
+            else:
+                self.latent.ghost.add(key, lat_size)      # what a latent tier with room would hold
+                if self.image.fits(img_size):
+                    self.image.insert(key, Entry(image, img_size))
+
+    def _admit_image(self, key: Hashable, image: Any, size: int, held: Entry | None = None) -> bool:
+        """Put the image in its tier (replacing a held latent); if it cannot fit, remember it in
+        the image ghost list, which is what lets a zero-byte image tier regrow."""
+        if not self.image.fits(size):
+            self.image.ghost.add(key, size)
+            return False
+        if held is not None:
+            self.latent.remove(key)
+        self.image.insert(key, Entry(image, size))
+        return True
+
+    def set_costs(self, t_decode_ms: float, t_fetch_ms: float) -> None:
+        """Measured decode and fetch latencies (EWMAs): re-derive an `auto` promotion threshold."""
+        with self._lock:
+            self.promote_after = promotion_threshold(self.config.promote_after, t_decode_ms, t_fetch_ms)
 
     def discard(self, key: Hashable) -> bool:
         """Forget `key` in both tiers (its object changed in the archive); True if it was held."""
@@ -125,7 +154,13 @@ class DualFormatCache:
         """Change the total budget C, keeping alpha, evicting overflow now."""
         with self._lock:
             self.capacity = capacity
+            self._size_ghosts()
             self._apply_alpha(self.alpha)
+
+    def _size_ghosts(self) -> None:
+        size = ghost_capacity(self.capacity, self.tuner.config.ghost) if self._ghosts else 0
+        self.image.ghost.resize(size)
+        self.latent.ghost.resize(size)
 
     def _apply_alpha(self, alpha: float) -> None:
         self.alpha = alpha
@@ -141,6 +176,7 @@ class DualFormatCache:
                                    **{f"{k}_lookups": v for k, v in self.counts.items()}}
             if self.tuner is not None:
                 out.update(t_decode_ms=self.tuner.t_decode, t_fetch_ms=self.tuner.t_fetch)
+            out["promote_after"] = self.promote_after
             return out
 
     @property

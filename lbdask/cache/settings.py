@@ -7,6 +7,7 @@ from typing import Literal
 from ..config import load_config
 from ..trace import TraceConfig
 from ..tuner import TunerConfig
+from .promotion import PromoteAfter
 
 
 @dataclass
@@ -16,15 +17,16 @@ class CacheConfig:
     policy: Literal["lru", "s3fifo"] = "lru"
     adaptive: bool = True           # tune alpha online; else alpha stays at tuner.alpha
     tail: float = 0.10              # tau: fraction of each tier that is its tail segment
-    promote_after: int = 8          # h: latent hits before promotion to the image tier
+    promote_after: PromoteAfter = "auto"   # h: latent hits before promotion, or auto (cache/promotion.py)
     s3fifo_small: float = 0.10      # S3-FIFO small-queue fraction of a main segment
     s3fifo_move_after: int = 1      # S3-FIFO: hits in the small queue that earn the main queue
 
     def validate(self) -> None:
         if not 0.0 <= self.tail < 1.0:
             raise ValueError("tail must be in [0, 1)")
-        if self.promote_after < 1:
-            raise ValueError("promote_after must be >= 1")
+        if self.promote_after != "auto" and (isinstance(self.promote_after, bool)
+                                             or not isinstance(self.promote_after, int) or self.promote_after < 0):
+            raise ValueError(f"promote_after must be auto or an integer >= 0, got {self.promote_after!r}")
         if not 0.0 < self.s3fifo_small < 1.0 or self.s3fifo_move_after < 1:
             raise ValueError("need 0 < s3fifo_small < 1 and s3fifo_move_after >= 1")
 

@@ -1,6 +1,7 @@
 """One byte-accounted cache tier: a policy-managed main segment plus a FIFO tail segment.
 
-Objects the main segment evicts enter the tail; objects the tail evicts leave the tier.
+Objects the main segment evicts enter the tail; objects the tail evicts leave the tier
+(and enter its `ghost` list, which keeps nothing unless the tuner gives it bytes).
 A hit in the tail re-admits the object to the main segment and is reported as a *tail
 hit*: it would have been a miss had the tier been tau smaller (paper section 4.3).
 All operations are O(1) (amortised over evictions); the owning cache holds the lock.
@@ -12,6 +13,7 @@ from collections.abc import Hashable, Iterator
 from typing import Any
 
 from .capacity import small_capacity, tail_capacity
+from .ghost import GhostList
 
 
 class Entry:
@@ -33,6 +35,7 @@ class SegmentedTier:
         self.tail_fraction = tail_fraction
         self._tail: OrderedDict[Hashable, Entry] = OrderedDict()   # oldest first
         self.tail_bytes = 0
+        self.ghost = GhostList()
         self.capacity = self.main_capacity = self.tail_capacity = 0
         self.resize(capacity)
 
@@ -119,8 +122,9 @@ class SegmentedTier:
             self._tail[key] = entry
             self.tail_bytes += entry.size
         while self.tail_bytes > self.tail_capacity:
-            _, entry = self._tail.popitem(last=False)
+            key, entry = self._tail.popitem(last=False)
             self.tail_bytes -= entry.size
+            self.ghost.add(key, entry.size)
 
 
 class LRUTier(SegmentedTier):

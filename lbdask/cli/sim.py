@@ -24,6 +24,11 @@ def _alphas(values: list[str]) -> list[tuple[float | None, str | None]]:
     return list_values(values, one, "--alpha", f"{', '.join(ADAPTIVE)} or a number")
 
 
+def _promote_after(text: str) -> int | str:
+    """--promote-after: `auto` or an integer (validated with the cache settings)."""
+    return text if text == "auto" else int(text)
+
+
 def _lcs_columns(text: str | None) -> dict[str, int] | None:
     if text is None:
         return None
@@ -49,7 +54,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, help="requests per tuning window (default: config W scaled to the trace)")
     p.add_argument("--step", type=float, help="alpha step per window")
     p.add_argument("--tail", type=float, help="tail fraction of each tier")
-    p.add_argument("--promote-after", type=int, help="latent hits before promotion (h)")
+    p.add_argument("--promote-after", type=_promote_after, help="latent hits before promotion (h), or auto")
     p.add_argument("--t-decode", type=float, help="decode latency, ms")
     p.add_argument("--t-fetch", type=float, help="object-store fetch latency, ms")
     p.add_argument("--config", default="cache", help="cache config name or YAML path (default configs/cache.yaml)")

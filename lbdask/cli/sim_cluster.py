@@ -40,8 +40,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--spillover", nargs="+", default=["on"], help="on, off, or both")
     p.add_argument("--coalesce", nargs="+", default=["on"], help="on, off, or both")
     p.add_argument("--alpha", nargs="+", default=["adaptive"],
-                   help="adaptive, adaptive-paper, decode-all, imgstore, or static image fractions (0 = "
-                        "LB-LatentCache, 1 = LB-ImgCache)")
+                   help="adaptive, adaptive-per-byte, adaptive-paper, decode-all, imgstore, or static image "
+                        "fractions (0 = LB-LatentCache, 1 = LB-ImgCache)")
     p.add_argument("--cache-frac", type=float, default=D.cache_frac, help="per-node cache as a fraction of the WSS")
     p.add_argument("--cache-scope", choices=("node", "cluster"), default="node",
                    help="cluster: --cache-frac is the whole cluster's budget, split over the nodes")

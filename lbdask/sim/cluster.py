@@ -93,11 +93,13 @@ def build_caches(cfg: ClusterConfig, capacity: int, settings: CacheSettings, win
         elif cfg.alpha == "imgstore":
             caches.append(DualFormatCache(capacity, settings.cache, alpha=1.0))
         elif cfg.alpha.startswith("adaptive"):
-            gradient = "paper" if cfg.alpha == "adaptive-paper" else settings.tuner.gradient
+            gradient = {"adaptive-paper": "paper", "adaptive-per-byte": "per_byte"}.get(cfg.alpha,
+                                                                                      settings.tuner.gradient)
             tuner = MarginalHitTuner(replace(settings.tuner, window=window, gradient=gradient))
             caches.append(DualFormatCache(capacity, settings.cache, tuner=tuner))
         else:
             caches.append(DualFormatCache(capacity, settings.cache, alpha=float(cfg.alpha)))
+        caches[-1].set_costs(settings.tuner.t_decode_ms, settings.tuner.t_fetch_ms)   # an `auto` threshold
     return caches
 
 

@@ -11,7 +11,7 @@ from ..errors import ConfigError
 from .dist import Dist
 
 #: --alpha words besides numbers: the tuned cache and the two paper baselines of Table 4.
-MODES = ("adaptive", "adaptive-paper", "decode-all", "imgstore")
+MODES = ("adaptive", "adaptive-per-byte", "adaptive-paper", "decode-all", "imgstore")
 
 
 @dataclass

@@ -9,8 +9,9 @@ import numpy as np
 from .cluster import ClusterResult
 
 NAMES = {"decode-all": "Decode-All", "imgstore": "ImgStore", "1": "LB-ImgCache (alpha=1)",
-         "0": "LB-LatentCache (alpha=0)", "adaptive": "LB-Adaptive", "adaptive-paper": "LB-Adaptive, eq. 2 as printed"}
-ORDER = ["decode-all", "imgstore", "1", "0", "adaptive", "adaptive-paper"]
+         "0": "LB-LatentCache (alpha=0)", "adaptive": "LB-Adaptive",
+         "adaptive-per-byte": "LB-Adaptive, tail hits per byte", "adaptive-paper": "LB-Adaptive, eq. 2 as printed"}
+ORDER = ["decode-all", "imgstore", "1", "0", "adaptive", "adaptive-per-byte", "adaptive-paper"]
 
 
 def label(alpha: str) -> str:

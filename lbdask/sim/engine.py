@@ -76,6 +76,7 @@ def run_events(work: Workload, owner_arr: np.ndarray, cfg: ClusterConfig, speedu
                 tn.observe_decode(end - x)
                 if kind == MISS:
                     tn.observe_fetch(fetch)
+                caches[own].set_costs(tn.t_decode, tn.t_fetch)
         fills[own](o, None, None, lat_size[o], png_size[o])   # write-back to the owner, wherever it decoded
         latency[i] = end - t + net
         tier[i] = kind

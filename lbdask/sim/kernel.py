@@ -2,11 +2,13 @@
 
 The same algorithm as `lbdask.cache` (tests check identical outcome sequences), with all
 per-object state in flat arrays: one doubly linked list slot per object (an object is in
-at most one list at a time), one ghost slot per object per tier for S3-FIFO.
+at most one list at a time), one ghost slot per object per tier for S3-FIFO and one
+per object per tier for the tuner's ghost lists.
 
 Lists: per node, per tier t (0 image, 1 latent), three lists: 0 = main (LRU) or S3-FIFO
 small queue, 1 = S3-FIFO main queue, 2 = tail. `where[o] = 3 * t + list` or -1.
-`lists[L] = (oldest, newest, bytes)`; `caps[node, t] = (main, tail, small, total)`.
+`lists[L] = (oldest, newest, bytes)`; `caps[node, t] = (main, tail, small, total, ghost)`.
+Ghost lists: `glists[node * 4 + g]`, g = t for S3-FIFO's and 2 + t for the tuner's.
 """
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ import numpy as np
 from numba import njit
 
 from ..cache.capacity import image_capacity, small_capacity, tail_capacity
-from ..tuner import marginal_gradient, next_alpha
+from ..tuner import ghost_alpha, ghost_capacity, ghost_gradient, marginal_gradient, next_alpha, window_due
+from .lists import ghost_add, ghost_pop, push, trim_list, unlink
 
 LRU = 0
 S3FIFO = 1
@@ -45,6 +48,10 @@ class TunerParams(NamedTuple):
     alpha_max: float
     t_decode: float
     t_fetch: float
+    ghost: bool              # ghost-list gradient (then per_byte is ignored)
+    ghost_fraction: float
+    ghost_step: float
+    ghost_events: int
 
 
 class ReplayOutput(NamedTuple):
@@ -58,48 +65,16 @@ class ReplayOutput(NamedTuple):
 
 
 @njit(cache=True)
-def _push(lists, links, lid, o):
-    last = lists[lid, 1]
-    links[0, o] = last
-    links[1, o] = -1
-    if last >= 0:
-        links[1, last] = o
-    else:
-        lists[lid, 0] = o
-    lists[lid, 1] = o
-
-
-@njit(cache=True)
-def _unlink(lists, links, lid, o):
-    p = links[0, o]
-    q = links[1, o]
-    if p >= 0:
-        links[1, p] = q
-    else:
-        lists[lid, 0] = q
-    if q >= 0:
-        links[0, q] = p
-    else:
-        lists[lid, 1] = p
-
-
-@njit(cache=True)
 def _trim_ghost(st, node, t):
     (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes) = st
-    gid = node * 2 + t
-    gcap = caps[node, t, 0] - caps[node, t, 2]
-    while glists[gid, 2] > gcap:
-        o = glists[gid, 0]
-        _unlink(glists, glinks[t], gid, o)
-        inghost[t, o] = False
-        glists[gid, 2] -= sizes[t, o]
+    trim_list(st, node, t, t, caps[node, t, 0] - caps[node, t, 2])
 
 
 @njit(cache=True)
 def _to_tail(st, node, t, o):
     (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes) = st
     lid = (node * 2 + t) * 3 + 2
-    _push(lists, links, lid, o)
+    push(lists, links, lid, o)
     lists[lid, 2] += sizes[t, o]
     where[o] = 3 * t + 2
 
@@ -112,7 +87,7 @@ def _overflow(st, node, t, policy, move_after):
     if policy == LRU:
         while lists[base, 2] > main_cap:
             o = lists[base, 0]
-            _unlink(lists, links, base, o)
+            unlink(lists, links, base, o)
             lists[base, 2] -= sizes[t, o]
             _to_tail(st, node, t, o)
     else:
@@ -120,36 +95,37 @@ def _overflow(st, node, t, policy, move_after):
         while lists[small, 2] + lists[mainq, 2] > main_cap:
             if lists[small, 2] > caps[node, t, 2] or lists[mainq, 0] < 0:
                 o = lists[small, 0]
-                _unlink(lists, links, small, o)
+                unlink(lists, links, small, o)
                 lists[small, 2] -= sizes[t, o]
                 if freq[o] >= move_after:
                     freq[o] = 0
-                    _push(lists, links, mainq, o)
+                    push(lists, links, mainq, o)
                     lists[mainq, 2] += sizes[t, o]
                     where[o] = 3 * t + 1
                     continue
-                gid = node * 2 + t
-                _push(glists, glinks[t], gid, o)
+                gid = node * 4 + t
+                push(glists, glinks[t], gid, o)
                 inghost[t, o] = True
                 glists[gid, 2] += sizes[t, o]
                 _trim_ghost(st, node, t)
                 _to_tail(st, node, t, o)
             else:
                 o = lists[mainq, 0]
-                _unlink(lists, links, mainq, o)
+                unlink(lists, links, mainq, o)
                 lists[mainq, 2] -= sizes[t, o]
                 if freq[o] > 0:
                     freq[o] -= 1
-                    _push(lists, links, mainq, o)
+                    push(lists, links, mainq, o)
                     lists[mainq, 2] += sizes[t, o]
                     continue
                 _to_tail(st, node, t, o)
     tid = base + 2
     while lists[tid, 2] > caps[node, t, 1]:
         o = lists[tid, 0]
-        _unlink(lists, links, tid, o)
+        unlink(lists, links, tid, o)
         lists[tid, 2] -= sizes[t, o]
         where[o] = -1
+        ghost_add(st, node, t, o)
 
 
 @njit(cache=True)
@@ -159,15 +135,15 @@ def _main_insert(st, node, t, o, hot, policy):
     seg = 0
     if policy == S3FIFO:
         if inghost[t, o]:
-            gid = node * 2 + t
-            _unlink(glists, glinks[t], gid, o)
+            gid = node * 4 + t
+            unlink(glists, glinks[t], gid, o)
             inghost[t, o] = False
             glists[gid, 2] -= sizes[t, o]
             hot = True
         if hot:
             seg = 1
     lid = (node * 2 + t) * 3 + seg
-    _push(lists, links, lid, o)
+    push(lists, links, lid, o)
     lists[lid, 2] += sizes[t, o]
     where[o] = 3 * t + seg
 
@@ -179,14 +155,14 @@ def _tier_get(st, node, t, o, policy, move_after):
     seg = where[o] - 3 * t
     lid = (node * 2 + t) * 3 + seg
     if seg == 2:
-        _unlink(lists, links, lid, o)
+        unlink(lists, links, lid, o)
         lists[lid, 2] -= sizes[t, o]
         _main_insert(st, node, t, o, True, policy)
         _overflow(st, node, t, policy, move_after)
         return True
     if policy == LRU:
-        _unlink(lists, links, lid, o)
-        _push(lists, links, lid, o)
+        unlink(lists, links, lid, o)
+        push(lists, links, lid, o)
     elif freq[o] < 3:
         freq[o] += 1
     return False
@@ -202,7 +178,7 @@ def _tier_insert(st, node, t, o, policy, move_after):
 def _tier_remove(st, node, t, o):
     (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes) = st
     lid = (node * 2 + t) * 3 + where[o] - 3 * t
-    _unlink(lists, links, lid, o)
+    unlink(lists, links, lid, o)
     lists[lid, 2] -= sizes[t, o]
     where[o] = -1
 
@@ -210,6 +186,7 @@ def _tier_remove(st, node, t, o):
 @njit(cache=True)
 def _tier_resize(st, node, t, cap, tail_fraction, small_fraction, policy, move_after):
     caps = st[8]
+    trim_list(st, node, t, 2 + t, caps[node, t, 4])
     tail = tail_capacity(cap, tail_fraction)
     caps[node, t, 0] = cap - tail
     caps[node, t, 1] = tail
@@ -235,7 +212,8 @@ def replay(obj, node_of, sizes, n_nodes, cache, tuner, out):
     `node_of[o]` is the owner node of object o; `sizes[0]` PNG and `sizes[1]` latent bytes.
     """
     capacity, alpha0, tail_fraction, promote_after, policy, small_fraction, move_after = cache
-    adaptive, per_byte, window, step, alpha_min, alpha_max, t_decode, t_fetch = tuner
+    (adaptive, per_byte, window, step, alpha_min, alpha_max, t_decode, t_fetch,
+     ghost, ghost_fraction, ghost_step, ghost_events) = tuner
     outcomes, tails, traj_index, traj_node, traj_alpha = out
     n_obj = sizes.shape[1]
     links = np.full((2, n_obj), -1, np.int32)
@@ -245,27 +223,36 @@ def replay(obj, node_of, sizes, n_nodes, cache, tuner, out):
     lists = np.zeros((n_nodes * 6, 3), np.int64)
     lists[:, 0] = -1
     lists[:, 1] = -1
-    glinks = np.full((2, 2, n_obj), -1, np.int32)
-    inghost = np.zeros((2, n_obj), np.bool_)
-    glists = np.zeros((n_nodes * 2, 3), np.int64)
+    glinks = np.full((4, 2, n_obj), -1, np.int32)
+    inghost = np.zeros((4, n_obj), np.bool_)
+    glists = np.zeros((n_nodes * 4, 3), np.int64)
     glists[:, 0] = -1
     glists[:, 1] = -1
-    caps = np.zeros((n_nodes, 2, 4), np.int64)
+    caps = np.zeros((n_nodes, 2, 5), np.int64)
+    ghosts = adaptive and ghost
+    if ghosts:
+        caps[:, :, 4] = ghost_capacity(capacity, ghost_fraction)
     st = (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes)
     alpha = np.full(n_nodes, alpha0)
     for node in range(n_nodes):
         _set_alpha(st, node, capacity, alpha0, tail_fraction, small_fraction, policy, move_after)
-    # per node: requests, image misses, full misses, image tail hits, latent tail hits
-    win = np.zeros((n_nodes, 5), np.int64)
+    # per node: requests, image misses, full misses, image tail hits, latent tail hits,
+    # image-ghost hits on a miss, latent-ghost hits on a miss, image-ghost hits on a latent hit
+    win = np.zeros((n_nodes, 8), np.int64)
     totals = np.zeros(3, np.int64)
     n_traj = 0
     for i in range(obj.shape[0]):
         o = obj[i]
         node = node_of[o]
-        if adaptive and win[node, 0] >= window:
-            d = marginal_gradient(win[node, 0], win[node, 1], win[node, 2], win[node, 3], win[node, 4],
-                                  t_decode, t_fetch, alpha[node], per_byte)
-            alpha[node] = next_alpha(alpha[node], d, step, alpha_min, alpha_max)
+        if adaptive and window_due(win[node, 0], win[node, 5] + win[node, 6] + win[node, 7], window,
+                                   ghost_events, ghosts):
+            if ghosts:
+                d = ghost_gradient(win[node, 5], win[node, 7], win[node, 6], t_decode, t_fetch)
+                alpha[node] = ghost_alpha(alpha[node], d, ghost_step, alpha_min, alpha_max)
+            else:
+                d = marginal_gradient(win[node, 0], win[node, 1], win[node, 2], win[node, 3], win[node, 4],
+                                      t_decode, t_fetch, alpha[node], per_byte)
+                alpha[node] = next_alpha(alpha[node], d, step, alpha_min, alpha_max)
             win[node, :] = 0
             _set_alpha(st, node, capacity, alpha[node], tail_fraction, small_fraction, policy, move_after)
             if n_traj < traj_index.shape[0]:
@@ -273,6 +260,8 @@ def replay(obj, node_of, sizes, n_nodes, cache, tuner, out):
                 traj_node[n_traj] = node
                 traj_alpha[n_traj] = alpha[node]
                 n_traj += 1
+        g_img = ghosts and ghost_pop(st, node, 0, o)
+        g_lat = ghosts and ghost_pop(st, node, 1, o)
         w = where[o]
         tail = False
         if w >= 0 and w < 3:
@@ -282,16 +271,34 @@ def replay(obj, node_of, sizes, n_nodes, cache, tuner, out):
             out = 1
             tail = _tier_get(st, node, 1, o, policy, move_after)
             hits[o] += 1
-            if hits[o] >= promote_after and where[o] >= 3 and sizes[0, o] <= caps[node, 0, 0]:
-                _tier_remove(st, node, 1, o)
-                _tier_insert(st, node, 0, o, policy, move_after)
+            if hits[o] >= promote_after and where[o] >= 3:
+                if sizes[0, o] <= caps[node, 0, 0]:
+                    _tier_remove(st, node, 1, o)
+                    _tier_insert(st, node, 0, o, policy, move_after)
+                else:
+                    ghost_add(st, node, 0, o)
         else:
             out = 2
-            if sizes[1, o] <= caps[node, 1, 0]:
-                hits[o] = 0
-                _tier_insert(st, node, 1, o, policy, move_after)
-            elif sizes[0, o] <= caps[node, 0, 0]:
-                _tier_insert(st, node, 0, o, policy, move_after)
+            placed = False
+            if promote_after == 0:
+                if sizes[0, o] <= caps[node, 0, 0]:
+                    _tier_insert(st, node, 0, o, policy, move_after)
+                    placed = True
+                else:
+                    ghost_add(st, node, 0, o)
+            if not placed:
+                if sizes[1, o] <= caps[node, 1, 0]:
+                    hits[o] = 0
+                    _tier_insert(st, node, 1, o, policy, move_after)
+                else:
+                    ghost_add(st, node, 1, o)
+                    if sizes[0, o] <= caps[node, 0, 0]:
+                        _tier_insert(st, node, 0, o, policy, move_after)
+        if out == 2:
+            win[node, 5] += g_img
+            win[node, 6] += g_lat
+        elif out == 1:
+            win[node, 7] += g_img
         win[node, 0] += 1
         if out == 0:
             win[node, 3] += tail

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..cache.promotion import promotion_threshold
 from ..cache.settings import CacheConfig
 from ..errors import ConfigError
 from ..trace import Trace
@@ -22,6 +23,8 @@ POLICY_CODES = {"lru": LRU, "s3fifo": S3FIFO}
 #: Windows per trace in the paper: 2.07 B requests / W = 1 M.
 PAPER_WINDOWS = 2070
 MIN_WINDOW = 10_000
+#: `--alpha` label of an adaptive run by gradient (lbdask/tuner.py).
+GRADIENT_LABELS = {"ghost": "adaptive", "per_byte": "adaptive-per-byte", "paper": "adaptive-paper"}
 
 
 @dataclass
@@ -43,7 +46,7 @@ class SimResult:
     """Outcome counts, modelled latency and alpha trajectory of one replay."""
 
     policy: str
-    alpha: str                       # "adaptive", "adaptive-paper" (eq. 2 as printed) or the static value
+    alpha: str                       # a GRADIENT_LABELS value (adaptive) or the static value
     cache_frac: float
     nodes: int
     capacity: int                    # per-node bytes
@@ -96,7 +99,7 @@ def simulate(prep: PreparedTrace, cache_frac: float, alpha: float | None = None,
              window: int | None = None, keep_outcomes: bool = False, gradient: str | None = None) -> SimResult:
     """Replay `prep` once. alpha None = adaptive (starting at tuner.alpha); else static alpha.
 
-    gradient ("per_byte" | "paper") overrides tuner.gradient for adaptive runs.
+    gradient ("ghost" | "per_byte" | "paper") overrides tuner.gradient for adaptive runs.
     window None scales tuner.window to the trace (`effective_window`); an int is used as is.
     """
     cache = cache or CacheConfig()
@@ -114,20 +117,23 @@ def simulate(prep: PreparedTrace, cache_frac: float, alpha: float | None = None,
     n = prep.requests
     outcomes = np.empty(n, np.int8)
     tails = np.empty(n, np.bool_)
-    max_traj = n // max(win, 1) + nodes + 1
+    gradient = gradient or tuner.gradient
+    shortest = min(win, tuner.ghost_events) if gradient == "ghost" else win   # ghost windows close early
+    max_traj = n // max(shortest, 1) + nodes + 1
     traj_index = np.zeros(max_traj, np.int64)
     traj_node = np.zeros(max_traj, np.int32)
     traj_alpha = np.zeros(max_traj)
     adaptive = alpha is None
-    gradient = gradient or tuner.gradient
-    if gradient not in ("per_byte", "paper"):
-        raise ConfigError(f"sim: unknown gradient {gradient!r}; choose per_byte or paper")
-    label = ("adaptive" if gradient == "per_byte" else "adaptive-paper") if adaptive else f"{alpha:g}"
+    if gradient not in GRADIENT_LABELS:
+        raise ConfigError(f"sim: unknown gradient {gradient!r}; choose {', '.join(GRADIENT_LABELS)}")
+    label = GRADIENT_LABELS[gradient] if adaptive else f"{alpha:g}"
     start = time.perf_counter()
-    cache_params = CacheParams(capacity, tuner.alpha if adaptive else float(alpha), cache.tail, cache.promote_after,
+    promote = promotion_threshold(cache.promote_after, tuner.t_decode_ms, tuner.t_fetch_ms)
+    cache_params = CacheParams(capacity, tuner.alpha if adaptive else float(alpha), cache.tail, promote,
                                POLICY_CODES[policy], cache.s3fifo_small, cache.s3fifo_move_after)
     tuner_params = TunerParams(adaptive, gradient == "per_byte", win, tuner.step, tuner.alpha_min, tuner.alpha_max,
-                               tuner.t_decode_ms, tuner.t_fetch_ms)
+                               tuner.t_decode_ms, tuner.t_fetch_ms, gradient == "ghost", tuner.ghost,
+                               tuner.ghost_step, tuner.ghost_events)
     img, lat, miss, n_traj = replay(
         prep.obj, node_of(prep.orig_ids, nodes), prep.sizes, nodes,
         cache_params, tuner_params, ReplayOutput(outcomes, tails, traj_index, traj_node, traj_alpha))

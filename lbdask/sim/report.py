@@ -9,6 +9,7 @@ import numpy as np
 from .replay import SimResult
 
 SINGLE_FORMAT = {"1": "LB-ImgCache (alpha=1)", "0": "LB-LatentCache (alpha=0)", "adaptive": "LB-Adaptive",
+                 "adaptive-per-byte": "LB-Adaptive, tail hits per byte",
                  "adaptive-paper": "LB-Adaptive, eq. 2 as printed"}
 
 
