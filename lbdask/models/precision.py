@@ -27,6 +27,7 @@ class Inference:
     runtime: str      # torch | openvino
     precision: str    # fp32 | bf16 | fp16 (what actually runs, after any hardware fallback)
     reason: str
+    threads: int | None = None  # OpenVINO's threads per inference: they decide the decoded bits
 
     @property
     def label(self) -> str:
@@ -35,7 +36,8 @@ class Inference:
 
     def as_dict(self) -> dict[str, str]:
         """What a job records about its inference choice."""
-        return {"runtime": self.runtime, "precision": self.precision, "reason": self.reason}
+        extra = {} if self.threads is None else {"threads": self.threads}
+        return {"runtime": self.runtime, "precision": self.precision, "reason": self.reason, **extra}
 
 
 @lru_cache(maxsize=1)
