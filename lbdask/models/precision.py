@@ -34,7 +34,7 @@ class Inference:
         """Short name for logs and tables, e.g. `openvino-bf16`."""
         return f"{self.runtime}-{self.precision}"
 
-    def as_dict(self) -> dict[str, str]:
+    def as_dict(self) -> dict[str, str | int]:
         """What a job records about its inference choice."""
         extra = {} if self.threads is None else {"threads": self.threads}
         return {"runtime": self.runtime, "precision": self.precision, "reason": self.reason, **extra}
