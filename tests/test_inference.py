@@ -1,20 +1,24 @@
-"""Runtime and precision choice, each runtime's fidelity against fp32 torch, bounded tiled calls."""
+"""Runtime and precision choice, each runtime's fidelity against fp32 torch, OpenVINO decodes
+bit-exact within a device class, bounded tiled calls."""
 from __future__ import annotations
 
 import dataclasses
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from torch import nn
 
 from lbdask.cli import main
 from lbdask.errors import ConfigError
 from lbdask.metrics import psnr
 from lbdask.models import load_model
 from lbdask.models.backends import MIN_BACKEND_PSNR_DB
-from lbdask.models.identity import device_class
+from lbdask.models.identity import device_class, openvino_version
 from lbdask.models.memory_budget import call_peak_bytes, calls_within, check_budget
 from lbdask.models.precision import choose_inference, openvino_available
+from lbdask.models.runtimes import OpenVinoNet, openvino_cache_dir
 from lbdask.models.tiling import tile_grid
 
 needs_openvino = pytest.mark.skipif(not openvino_available(), reason="OpenVINO not installed (pip install lbdask[openvino])")
@@ -87,6 +91,44 @@ def test_each_runtime_stays_within_the_stated_psnr_of_fp32(taef2_dir, fp32, imag
     assert psnr(model.decode(model.encode(image), (128, 128))[0], reference[0]) >= MIN_BACKEND_PSNR_DB
     # verify compares decode hashes within a class: a repeated decode must be bit-exact
     np.testing.assert_array_equal(model.decode(z, (128, 128)), model.decode(z, (128, 128)))
+
+
+class Clamp(nn.Module):
+    """The first op of TAEF2's decoder: a division the converter marks to stay a division."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x / 3) * 3
+
+
+@needs_openvino
+def test_the_process_that_converts_a_model_decodes_the_bits_of_every_later_process(tmp_path):
+    """The first process converts and caches the IR, later ones read it: both must run one
+    graph (the converter's in-memory model kept x / 3 exact, the IR a multiply by 1/3)."""
+    x = torch.randn((2, 4, 16, 16), generator=torch.Generator().manual_seed(0)) * 4
+    first = OpenVinoNet(Clamp(), 4, "fp32", "clamp", cache_dir=tmp_path)
+    assert (tmp_path / f"clamp-ov{openvino_version()}.xml").is_file()
+    later = OpenVinoNet(Clamp(), 4, "fp32", "clamp", cache_dir=tmp_path)
+    assert torch.equal(first(x), later(x))
+
+
+@needs_openvino
+def test_openvino_decodes_on_other_thread_counts_are_equal_or_of_another_device_class(model, image):
+    """OpenVINO's CPU kernels split work by the threads per inference (TAEF2: other bits on 1
+    and on 2 threads); `lbdask verify` compares hashes within a class, so the class names them."""
+    import openvino as ov
+
+    if model.inference.runtime != "openvino":
+        pytest.skip("the model runs on torch here")
+    runner = model.decode_runner
+    z = torch.from_numpy(model.encode(image))
+    key = f"{model.name}-{model.fingerprint[:16]}-decoder-ov{openvino_version()}.xml"
+    one = ov.Core().compile_model(ov.Core().read_model(openvino_cache_dir() / key), "CPU",
+                                  {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 1})
+    on_one = torch.from_numpy(one.create_infer_request().infer(z.numpy())[0].copy())
+    threads = int(runner.compiled.get_property("INFERENCE_NUM_THREADS"))
+    assert torch.equal(on_one, runner(z)) or device_class("cpu", "openvino", "fp32", 1) != model.device_class
+    assert model.device_class == device_class("cpu", "openvino", model.inference.precision, threads)
+    assert model.device_class.endswith(f"-t{threads}") and model.inference.as_dict()["threads"] == threads
 
 
 @pytest.mark.parametrize("align", [1, 8])

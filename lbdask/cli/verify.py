@@ -1,7 +1,7 @@
 """`lbdask verify DEST`: re-decode a sample of an archive and check it (lbdask/verify.py).
 
 Latent rows: bit for bit (recorded `decode_sha256`) in the same device class (hardware,
-runtime and precision, e.g. `cpu-x86_64-openvino2026.4-fp32`), or the recorded PSNR
+runtime and precision, e.g. `cpu-x86_64-openvino2026.4-fp32-avx2-t2`), or the recorded PSNR
 against the source (`--source SRC`) within `--tolerance` dB in another class.
 Kept rows: a PNG's sha256 must equal the source's, a jxl copy must decode to the recorded
 samples (and, with `--source`, to the source's); failed rows (the raw bytes of an input that

@@ -42,16 +42,21 @@ def torch_version() -> str:
     return ".".join(torch.__version__.split("+")[0].split(".")[:2])
 
 
-def device_class(device: str | torch.device = "cpu", runtime: str = "torch", precision: str = "fp32") -> str:
+def device_class(device: str | torch.device = "cpu", runtime: str = "torch", precision: str = "fp32",
+                 threads: int | None = None) -> str:
     """A short hardware/runtime/precision class such as `cpu-x86_64-torch2.13` (fp32 torch),
-    `cpu-x86_64-torch2.13-bf16`, `cpu-x86_64-openvino2026.4-fp32` or `cuda-sm90-torch2.13-fp16`.
+    `cpu-x86_64-torch2.13-bf16`, `cpu-x86_64-openvino2026.4-fp32-avx2-t2` or `cuda-sm90-torch2.13-fp16`.
 
     Decodes are bit-exact only within one class; fp32 torch keeps the bare name that
-    archives written before the runtime and precision were recorded carry.
+    archives written before the runtime and precision were recorded carry. OpenVINO's CPU
+    kernels give other bits with another instruction set or another number of `threads` per
+    inference (measured: TAEF2 on 1 and 2 threads), so its class names both.
     """
     device = torch.device(device)
     if runtime == "openvino":
-        return f"{device.type}-{platform.machine()}-openvino{openvino_version()}-{precision}"
+        isa = torch.backends.cpu.get_cpu_capability().lower()
+        tail = "" if threads is None else f"-t{threads}"
+        return f"{device.type}-{platform.machine()}-openvino{openvino_version()}-{precision}-{isa}{tail}"
     suffix = "" if precision == "fp32" else f"-{precision}"
     if device.type == "cuda":
         major, minor = torch.cuda.get_device_capability(device)

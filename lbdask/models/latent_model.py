@@ -115,8 +115,8 @@ class LatentModel:
     @property
     def device_class(self) -> str:
         """Hardware, runtime and precision class recorded with each decode hash and PSNR,
-        e.g. `cpu-x86_64-torch2.13` (fp32) or `cpu-x86_64-openvino2026.4-bf16`."""
-        return device_class(self.device, self.inference.runtime, self.inference.precision)
+        e.g. `cpu-x86_64-torch2.13` (fp32) or `cpu-x86_64-openvino2026.4-bf16-avx512-t8`."""
+        return device_class(self.device, self.inference.runtime, self.inference.precision, self.inference.threads)
 
     @property
     def model_info(self) -> dict[str, Any]:

@@ -101,15 +101,15 @@ def _attach_openvino(model: LatentModel, explicit: bool) -> None:
     """Run `model` on OpenVINO; if conversion fails, an error when asked for, else torch with the reason."""
     wanted = model.inference
     try:
-        ran = attach_openvino(model, wanted.precision)
+        ran, threads = attach_openvino(model, wanted.precision)
     except Exception as exc:  # noqa: BLE001 - any converter failure: say which, keep torch under auto
         why = f"OpenVINO could not convert {model.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         if explicit:
             raise ConfigError(why) from None
         model.inference = Inference("torch", "fp32", f"{wanted.reason}; {why}")
         return
-    if ran != wanted.precision:
-        model.inference = Inference("openvino", ran, f"{wanted.reason}; OpenVINO runs {wanted.precision} as {ran} on this CPU")
+    reason = wanted.reason if ran == wanted.precision else f"{wanted.reason}; OpenVINO runs {wanted.precision} as {ran} on this CPU"
+    model.inference = Inference("openvino", ran, reason, threads)
 
 
 def resolve_model(name_or_path: str | os.PathLike) -> tuple[str, ModelSpec]:

@@ -27,15 +27,17 @@ class Inference:
     runtime: str      # torch | openvino
     precision: str    # fp32 | bf16 | fp16 (what actually runs, after any hardware fallback)
     reason: str
+    threads: int | None = None  # OpenVINO's threads per inference: they decide the decoded bits
 
     @property
     def label(self) -> str:
         """Short name for logs and tables, e.g. `openvino-bf16`."""
         return f"{self.runtime}-{self.precision}"
 
-    def as_dict(self) -> dict[str, str]:
+    def as_dict(self) -> dict[str, str | int]:
         """What a job records about its inference choice."""
-        return {"runtime": self.runtime, "precision": self.precision, "reason": self.reason}
+        extra = {} if self.threads is None else {"threads": self.threads}
+        return {"runtime": self.runtime, "precision": self.precision, "reason": self.reason, **extra}
 
 
 @lru_cache(maxsize=1)

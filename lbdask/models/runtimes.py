@@ -33,25 +33,29 @@ def openvino_cache_dir() -> Path:
 
 
 def converted_model(net: nn.Module, channels_in: int, ir_path: Path):
-    """`net` as an OpenVINO model with dynamic batch, height and width, cached as IR at `ir_path`.
+    """`net` as an OpenVINO model with dynamic batch, height and width, read from its IR at `ir_path`
+    (converted and saved there first when missing).
 
-    Conversion traces the torch module (20 s for TAEF2 on a loaded 2-core CPU); reading the
-    cached IR takes a fraction of a second, so each worker after the first starts fast.
+    Conversion traces the torch module (20-90 s for TAEF2 on a loaded 2-core CPU); reading the
+    cached IR takes a fraction of a second, so each worker after the first starts fast. The
+    converting process compiles the IR it read back too, never the converter's in-memory
+    model: that one carries runtime info the IR drops (TAEF2's `tanh(x / 3)` stays a true
+    division; read from the IR the CPU plugin turns it into a multiply by 1/3), so it decoded
+    other bits than every later process, under the same device class (docs/testing.md).
     """
     import openvino as ov
 
-    if ir_path.is_file():
-        return ov.Core().read_model(ir_path)
-    example = torch.zeros((1, channels_in, 64, 64))
-    with torch.inference_mode(False), torch.no_grad():
-        model = ov.convert_model(net.float().eval(), example_input=example,
-                                 input=[ov.PartialShape([-1, channels_in, -1, -1])])
-    ir_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = ir_path.with_name(f"{ir_path.stem}.{os.getpid()}.tmp.xml")
-    ov.save_model(model, tmp, compress_to_fp16=False)  # keep the fp32 weights exact
-    tmp.with_suffix(".bin").replace(ir_path.with_suffix(".bin"))
-    tmp.replace(ir_path)  # the .xml last: its presence means both files are complete
-    return model
+    if not ir_path.is_file():
+        example = torch.zeros((1, channels_in, 64, 64))
+        with torch.inference_mode(False), torch.no_grad():
+            model = ov.convert_model(net.float().eval(), example_input=example,
+                                     input=[ov.PartialShape([-1, channels_in, -1, -1])])
+        ir_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = ir_path.with_name(f"{ir_path.stem}.{os.getpid()}.tmp.xml")
+        ov.save_model(model, tmp, compress_to_fp16=False)  # keep the fp32 weights exact
+        tmp.with_suffix(".bin").replace(ir_path.with_suffix(".bin"))
+        tmp.replace(ir_path)  # the .xml last: its presence means both files are complete
+    return ov.Core().read_model(ir_path)
 
 
 class OpenVinoNet:
@@ -75,6 +79,8 @@ class OpenVinoNet:
             actual = "fp32"  # the CPU plugin runs a bf16 hint in f32 without bf16 instructions (measured: same pixels)
         #: the precision OpenVINO really runs
         self.precision = actual
+        #: threads per inference (OpenVINO's default: the cores this process may use); they decide the bits
+        self.threads = int(self.compiled.get_property("INFERENCE_NUM_THREADS"))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         request = self.compiled.create_infer_request()  # one per call: safe from any thread
@@ -82,11 +88,12 @@ class OpenVinoNet:
         return torch.from_numpy(out[0].copy())
 
 
-def attach_openvino(model: LatentModel, precision: str) -> str:
-    """Install OpenVINO encode and decode runners on `model`; the precision that really runs."""
+def attach_openvino(model: LatentModel, precision: str) -> tuple[str, int]:
+    """Install OpenVINO encode and decode runners on `model`; the precision that really runs
+    and the decoder's threads per inference (both part of the device class)."""
     key = f"{model.name.replace('/', '_')}-{model.fingerprint[:16]}"
     encoder = OpenVinoNet(model.encoder, 3, precision, f"{key}-encoder")
     decoder = OpenVinoNet(model.decoder, model.latent_channels, precision, f"{key}-decoder")
     model.encode_runner, model.decode_runner = encoder, decoder
     model.decode_backend = "openvino"
-    return decoder.precision
+    return decoder.precision, decoder.threads
