@@ -156,7 +156,7 @@ def _migrate(req: MigrationRequest, log: Callable[[str], None]) -> dict[str, Any
                 t_scan = time.perf_counter()
                 with span("scan"):
                     items = with_stamps(scan(client, req, todo), listing) + refused
-                budget = pixel_budget(client.scheduler_info()["workers"].values(), settings.inflight_batches_per_thread,
+                budget = pixel_budget(client.scheduler_info(n_workers=-1)["workers"].values(), settings.inflight_batches_per_thread,
                                       settings.memory_target_bytes)
                 batches = plan_batches(items, settings, info["pad_multiple"], budget.batch)
                 prepare_buckets(arc, batches, info, settings)
