@@ -53,7 +53,9 @@ def worker_pixels(memory_limit: int | None, target: int | None = None) -> int | 
 def pixel_budget(workers: Iterable[Mapping[str, Any]], batches_per_thread: int,
                  target: int | None = None) -> PixelBudget:
     """The budget of a cluster from its workers' `memory_limit` and `nthreads`
-    (`Client.scheduler_info(n_workers=-1)["workers"].values()`: distributed releases of 2025 to mid-2026 return at most five workers without it) and the job's memory `target` per worker.
+    (`Client.scheduler_info(n_workers=-1)["workers"].values()`: without `n_workers=-1` the
+    distributed releases of 2025 to mid-2026 return at most five) and the job's memory
+    `target` per worker.
 
     In flight: the sum of the workers' shares. Per batch: the smallest worker's share
     divided by the batches it may hold at once (its threads x `batches_per_thread`), so a
