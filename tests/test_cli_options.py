@@ -30,6 +30,7 @@ def set_key(folder, name, key, value):
 
 @pytest.mark.parametrize("where", ["before", "after"])
 def test_debug_is_accepted_before_and_after_the_subcommand(where, tmp_path, capsys):
+    (tmp_path / "nothing").mkdir()      # a folder that holds no archive: NotFoundError
     argv = ["ls", str(tmp_path / "nothing")]
     argv = ["--debug", *argv] if where == "before" else [*argv, "--debug"]
     with pytest.raises(NotFoundError):     # --debug: the error is raised, not printed
