@@ -26,7 +26,7 @@ from typing import Literal
 
 from numba import njit
 
-from .cache.promotion import AUTO_FALLBACK, tuned_threshold
+from .cache.promotion import AUTO_EAGER, AUTO_FALLBACK, tuned_threshold
 from .errors import ConfigError
 
 
@@ -170,7 +170,9 @@ class MarginalHitTuner:
         self.t_fetch = self.config.t_fetch_ms
         self.history: list[tuple[float, float]] = []   # (gradient, alpha after the step)
         self.decodes_seen = self.fetches_seen = 0
-        self.promote = AUTO_FALLBACK     # `auto` promotion threshold the ghost lists chose (cache/promotion.py)
+        # `auto` promotion threshold the ghost lists chose (cache/promotion.py); eager while the
+        # cache fills (free bytes cost nothing) until a window prices them
+        self.promote = AUTO_EAGER if self.config.uses_ghosts else AUTO_FALLBACK
         self._reset()
 
     def _reset(self) -> None:

@@ -61,8 +61,9 @@ class DualFormatCache:
         self.latent: SegmentedTier = make_tier(c.policy, capacity - img, c.tail, c.s3fifo_small,
                                                c.s3fifo_move_after)
         self._ghosts = tuner is not None and tuner.config.uses_ghosts
-        t_decode, t_fetch = (tuner.t_decode, tuner.t_fetch) if tuner is not None else (40.0, 140.0)
-        self.promote_after = promotion_threshold(c.promote_after, t_decode, t_fetch)
+        t_decode, t_fetch, tuned = ((tuner.t_decode, tuner.t_fetch, tuner.promote) if tuner is not None
+                                    else (40.0, 140.0, AUTO_FALLBACK))
+        self.promote_after = promotion_threshold(c.promote_after, t_decode, t_fetch, tuned)
         self._size_ghosts()
 
     @classmethod

@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit
 
 from ..cache.capacity import image_capacity, small_capacity, tail_capacity
-from ..cache.promotion import early_hit, tuned_threshold
+from ..cache.promotion import AUTO_EAGER, early_hit, tuned_threshold
 from ..tuner import (ghost_alpha, ghost_capacity, ghost_gradient, ghost_savings, marginal_gradient, next_alpha,
                      window_due)
 from .lists import ghost_add, ghost_pop, push, trim_list, unlink
@@ -246,7 +246,7 @@ def replay(obj, node_of, sizes, n_nodes, cache, tuner, out):
     # image-ghost hits on a miss, latent-ghost hits on a miss, image-ghost hits on a latent hit,
     # early hits (promotion.early_hit)
     win = np.zeros((n_nodes, 9), np.int64)
-    h = np.full(n_nodes, promote_after)
+    h = np.full(n_nodes, AUTO_EAGER if promote_tuned else promote_after)
     totals = np.zeros(3, np.int64)
     n_traj = 0
     for i in range(obj.shape[0]):
