@@ -26,6 +26,7 @@ from typing import Literal
 
 from numba import njit
 
+from .cache.promotion import AUTO_EAGER, AUTO_FALLBACK, tuned_threshold
 from .errors import ConfigError
 
 
@@ -69,15 +70,23 @@ def next_alpha(alpha: float, gradient: float, step: float, alpha_min: float, alp
 
 
 @njit(cache=True)
-def ghost_gradient(image_ghost_misses: int, image_ghost_latents: int, latent_ghost_misses: int,
-                   t_decode: float, t_fetch: float) -> float:
-    """Saving of growing the latent tier minus that of growing the image tier, over their sum.
+def ghost_savings(image_ghost_misses: int, image_ghost_latents: int, latent_ghost_misses: int,
+                  t_decode: float, t_fetch: float) -> tuple[float, float]:
+    """(image, latent) ms a window's ghost hits would have saved had each tier held its ghost's bytes.
 
     Image-ghost hits save T_decode + T_fetch on a miss, T_decode on a latent hit; latent-ghost
-    hits save T_fetch on a miss. In [-1, 1]; < 0 means the image tier is worth more.
+    hits save T_fetch on a miss.
     """
-    img = image_ghost_misses * (t_decode + t_fetch) + image_ghost_latents * t_decode
-    lat = latent_ghost_misses * t_fetch
+    return (image_ghost_misses * (t_decode + t_fetch) + image_ghost_latents * t_decode,
+            latent_ghost_misses * t_fetch)
+
+
+@njit(cache=True)
+def ghost_gradient(image_ghost_misses: int, image_ghost_latents: int, latent_ghost_misses: int,
+                   t_decode: float, t_fetch: float) -> float:
+    """Saving of growing the latent tier minus that of growing the image tier (ghost_savings),
+    over their sum: in [-1, 1]; < 0 means the image tier is worth more."""
+    img, lat = ghost_savings(image_ghost_misses, image_ghost_latents, latent_ghost_misses, t_decode, t_fetch)
     if img + lat <= 0.0:
         return 0.0
     return (lat - img) / (img + lat)
@@ -161,12 +170,16 @@ class MarginalHitTuner:
         self.t_fetch = self.config.t_fetch_ms
         self.history: list[tuple[float, float]] = []   # (gradient, alpha after the step)
         self.decodes_seen = self.fetches_seen = 0
+        # `auto` promotion threshold the ghost lists chose (cache/promotion.py); eager while the
+        # cache fills (free bytes cost nothing) until a window prices them
+        self.promote = AUTO_EAGER if self.config.uses_ghosts else AUTO_FALLBACK
         self._reset()
 
     def _reset(self) -> None:
         self.requests = self.image_misses = self.full_misses = 0
         self.image_tail_hits = self.latent_tail_hits = 0
         self.image_ghost_misses = self.image_ghost_latents = self.latent_ghost_misses = 0
+        self.early_hits = 0      # hits one promotion threshold decodes and the other serves as images
 
     def record(self, outcome: str, tail_hit: bool) -> None:
         """Count one lookup: outcome 'image' | 'latent' | 'miss'; tail_hit if served from a tail."""
@@ -218,12 +231,16 @@ class MarginalHitTuner:
                                  self.image_tail_hits, self.latent_tail_hits, self.t_decode, self.t_fetch,
                                  self.alpha, self.config.gradient == "per_byte")
 
-    def step(self) -> float:
-        """Close the window: move alpha against D, reset the counters, return alpha."""
+    def step(self, early_bytes: int = 0, ghost_bytes: int = 0) -> float:
+        """Close the window: move alpha against D (ghost: also choose `promote` from the early
+        hits, the cache's `early_bytes` and its `ghost_bytes`), reset the counters, return alpha."""
         c = self.config
         d = self.gradient()
         if c.uses_ghosts:
             self.alpha = ghost_alpha(self.alpha, d, c.ghost_step, c.alpha_min, c.alpha_max)
+            saving = sum(ghost_savings(self.image_ghost_misses, self.image_ghost_latents,
+                                       self.latent_ghost_misses, self.t_decode, self.t_fetch))
+            self.promote = tuned_threshold(self.early_hits, saving, self.t_decode, early_bytes, ghost_bytes)
         else:
             self.alpha = next_alpha(self.alpha, d, c.step, c.alpha_min, c.alpha_max)
         self.history.append((d, self.alpha))

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from lbdask.cache import CacheConfig, DualFormatCache
 from lbdask.cache.ghost import GhostList
+from lbdask.cache.promotion import early_hit
 from lbdask.tuner import MarginalHitTuner, TunerConfig, ghost_gradient
 
 
@@ -39,6 +40,8 @@ def test_cache_ghosts_and_alpha_stay_bounded(capacity, alpha0, stream):
         assert cache.image.ghost.bytes <= budget and cache.latent.ghost.bytes <= budget
         assert 0.0 <= cache.alpha <= 1.0 and cache.image.used + cache.latent.used <= capacity
         assert cache.image.ghost._keys.keys().isdisjoint(cache.image._tail.keys())
+        held = [e for t in (cache.image, cache.latent) for e in [*t._tail.values(), *t._main.values()]]
+        assert cache.early_bytes == sum(e.extra for e in held if early_hit(e.hits))   # promotion's price
 
 
 @given(st.integers(0, 1000), st.integers(0, 1000), st.integers(0, 1000), st.floats(0.1, 1e4), st.floats(0.1, 1e4))

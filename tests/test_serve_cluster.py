@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 from cluster_helpers import DaskProcesses, LogsSince, free_port, wait_port
 from dashboard_helpers import get_page
@@ -424,25 +425,57 @@ def test_cli_serve_installs_and_removes_cleanly(served, archive, taef2_dir):
     assert "lbdask serving" in urllib.request.urlopen(page, timeout=10).read().decode()   # and come back
 
 
-def test_alpha_moves_on_the_live_workers(served, archive, taef2_dir):
-    # promote_after 0 admits images at the miss and a cache of ~2.5 PNGs per worker makes a
-    # worker owning >= 2 ids thrash its image tier: its ghost list sees the re-references and
-    # alpha (starting at 0.5) climbs toward 1, the best static split for this loop
+def _swept_best(stream, png, latent, capacity, s, t_decode, t_fetch):
+    """Static alphas (0, 0.1, ..., 1) of the simulator on one worker's request stream and
+    object sizes at the worker's measured costs: those with the lowest mean latency."""
+    from lbdask.sim import PreparedTrace, simulate
+
+    keys = sorted(set(stream))
+    sizes = [[png[k] for k in keys] + [capacity], [latent[k] for k in keys] + [capacity]]
+    # one object never requested, as large as the cache: the sweep's cache fraction stays <= 1
+    prep = PreparedTrace(obj=np.array([keys.index(k) for k in stream], np.int32), orig_ids=np.arange(len(keys) + 1),
+                         sizes=np.array(sizes, np.int64), wss=sum(sizes[0]))
+    tuner = dataclasses.replace(s.tuner, t_decode_ms=t_decode, t_fetch_ms=t_fetch)
+    mean = {a: simulate(prep, capacity / prep.wss, a, cache=s.cache, tuner=tuner).mean_latency_ms
+            for a in np.round(np.linspace(0, 1, 11), 1)}
+    return [a for a, m in mean.items() if m <= min(mean.values()) + 1e-9]
+
+
+def test_alpha_ends_within_0_1_of_the_simulators_best_static_on_the_live_workers(served, archive, taef2_dir):
+    # promote_after 0 admits images at the miss; each worker's cache is 1.15x the PNG bytes
+    # the busiest worker owns, so at alpha 0.5 its image tier thrashes and only alpha >= 0.9
+    # holds its loop. Every worker's alpha (starting at 0.5) must end within 0.1 of a best
+    # static split of `lbdask sim`'s sweep on that worker's own request stream and object
+    # sizes (tuners are per worker: the module's third worker only changes the placement)
     dest, ids = archive
-    with lbdask.open(dest, scheduler=served.address) as box:
-        largest = max(len(b) for b in box.read_many(ids))
-    s = settings(spillover="off", cache_bytes=int(2.5 * largest), promote_after=0)
-    s.tuner = dataclasses.replace(s.tuner, ghost=1.0, ghost_events=3, ghost_step=0.25)
+    rounds = 6
     with Client(served.address, timeout="20s") as client:
+        ring = ring_from_workers(sorted(client.ncores()))
+        with lbdask.open(dest, scheduler=served.address) as box:
+            png = {i: len(b) for i, b in zip(ids, box.read_many(ids))}
+        owned = {w: [i for i in ids if ring.owner(i) == w] for w in client.ncores()}
+        busiest = max(owned, key=lambda w: sum(png[i] for i in owned[w]))
+        s = settings(spillover="off", cache_bytes=int(1.15 * sum(png[i] for i in owned[busiest])), promote_after=0)
+        s.tuner = dataclasses.replace(s.tuner, ghost=1.0, ghost_events=3, ghost_step=0.25)
         install(client, dest, s, "taef2", str(taef2_dir))
         try:
             with lbdask.open(dest, scheduler=served.address) as box:
-                for _ in range(4):
+                for _ in range(rounds):
                     box.read_many(ids)
-            alphas = [st["alpha"] for st in worker_stats(client).values()]
+            stats = worker_stats(client)
+            latent = client.run(lambda dask_worker: {i: dask_worker.plugins[PLUGIN_NAME].runtime.fetch(dest, i, None)
+                                                     .nbytes for i in ids})
         finally:
             install(client, dest, settings(spillover="off"), "taef2", str(taef2_dir))   # back for the tests below
-    assert min(alphas) >= 0.5 and max(alphas) >= 0.8, alphas
+    for worker, st in stats.items():
+        if len(owned[worker]) < 2:
+            continue                                     # one id: every split holds it after the miss
+        best = _swept_best(owned[worker] * rounds, png, latent[worker], s.runtime.cache_bytes, s,
+                           st["t_decode_ms"], st["t_fetch_ms"])
+        assert min(abs(st["alpha"] - b) for b in best) <= 0.1, (worker, st["alpha"], best)
+        if worker == busiest:
+            assert min(best) >= 0.9, best                # far from 0.5, as the issue asks
+    assert len(owned[busiest]) >= 2
 
 
 def test_archive_unreachable_then_processes_stay_up(served, archive, tmp_path, taef2_dir, model):

@@ -193,5 +193,6 @@ def test_auto_promotion_admits_the_image_when_a_decode_costs_several_fetches(arc
 
 def test_auto_promotion_keeps_latents_when_fetches_cost_more_than_decodes(archive, model):
     s = _promotion_run(archive, model, fetch_delay_ms=1500.0)   # an object store far slower than the decode
-    assert s["t_decode_ms"] < 3 * s["t_fetch_ms"] and s["threshold"] == 8
+    # not the cost rule's 0; the ghost tuner's choice (1 while the cache fills, or 8)
+    assert s["t_decode_ms"] < 3 * s["t_fetch_ms"] and s["threshold"] in (1, 8)
     assert (s["misses"], s["latent_hits"], s["image_hits"]) == (1, 1, 0)

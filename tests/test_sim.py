@@ -71,3 +71,23 @@ def test_lru_single_tier_agrees_with_libcachesim():
         # with the paper's main/tail split the byte budget is cut in two segments
         split = simulate(prep, frac, 1.0, "lru")
         assert abs(split.misses / prep.requests - ref_miss) <= 0.005 * ref_miss
+
+
+def test_tuned_promotion_is_the_same_in_kernel_and_python_cache(small_trace):
+    # `auto` under the ghost tuner starts eager (promote at the first latent hit) and each
+    # window re-prices early images' bytes; at these cache sizes it switches both ways, and
+    # both implementations must switch alike
+    for frac in (0.02, 0.3):
+        sim = simulate(small_trace, frac, None, "lru", window=500, keep_outcomes=True)
+        tuner = MarginalHitTuner(TunerConfig(window=500))
+        cache = DualFormatCache(int(frac * small_trace.wss), CacheConfig(), tuner=tuner)
+        outcomes, seen = [], set()
+        for o in small_trace.obj.tolist():
+            r = cache.lookup(o)
+            if r.outcome != "image":
+                cache.fill(o, None, None, latent_size=int(small_trace.sizes[1, o]),
+                           image_size=int(small_trace.sizes[0, o]))
+            outcomes.append({"image": 0, "latent": 1, "miss": 2}[r.outcome])
+            seen.add(cache.promote_after)
+        assert np.array_equal(np.array(outcomes, np.int8), sim.outcomes), frac
+        assert seen == {1, 8}, (frac, seen)

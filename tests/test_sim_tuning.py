@@ -56,3 +56,18 @@ def test_sim_cluster_adaptive_ends_within_0_1_of_the_best_static(trace, name):
     assert abs(best - 0.5) >= 0.4
     adaptive = run("adaptive")
     assert np.all(np.abs(adaptive.node_alpha - best) <= 0.1)
+
+
+def test_sim_cluster_adaptive_at_or_below_every_static_alpha_when_caches_are_large(trace):
+    # each of 2 nodes holds 8 % of the WSS, 16 % of its own share (as 16 nodes x 1 % of WSS in
+    # docs/simulation.md): early promotion pays there, and `auto` under the ghost tuner finds
+    # it; the statics use the very promotion setting a user gets by default (auto)
+    work = Workload.from_trace(trace)
+    base = ClusterConfig(nodes=2, theta=4, warmup=0.7, cache_frac=0.08)
+    speedup = work.speedup_for_rate(base.warmup, 75 * base.nodes)
+
+    def run(alpha: str) -> float:
+        return simulate_cluster(work, dataclasses.replace(base, alpha=alpha), speedup).latency_ms.mean()
+
+    static = {a: run(a) for a in ("0", "0.2", "0.4", "0.6", "0.8", "0.9", "1")}
+    assert run("adaptive") <= min(static.values()), static

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from ..errors import ConfigError
 from ..tuner import MarginalHitTuner, ghost_capacity
 from .capacity import image_capacity
-from .promotion import promotion_threshold
+from .promotion import AUTO_FALLBACK, early_hit, promotion_threshold
 from .settings import CacheConfig, CacheSettings
 from .tiers import POLICIES, Entry, SegmentedTier, make_tier
 
@@ -61,8 +61,9 @@ class DualFormatCache:
         self.latent: SegmentedTier = make_tier(c.policy, capacity - img, c.tail, c.s3fifo_small,
                                                c.s3fifo_move_after)
         self._ghosts = tuner is not None and tuner.config.uses_ghosts
-        t_decode, t_fetch = (tuner.t_decode, tuner.t_fetch) if tuner is not None else (40.0, 140.0)
-        self.promote_after = promotion_threshold(c.promote_after, t_decode, t_fetch)
+        t_decode, t_fetch, tuned = ((tuner.t_decode, tuner.t_fetch, tuner.promote) if tuner is not None
+                                    else (40.0, 140.0, AUTO_FALLBACK))
+        self.promote_after = promotion_threshold(c.promote_after, t_decode, t_fetch, tuned)
         self._size_ghosts()
 
     @classmethod
@@ -76,15 +77,18 @@ class DualFormatCache:
         """Cascading lookup; a latent hit counts toward promotion (call `fill` after decoding)."""
         with self._lock:
             if self.tuner is not None and self.tuner.due():
-                self._apply_alpha(self.tuner.step())
+                self._apply_alpha(self.tuner.step(self.early_bytes, 2 * self.image.ghost.capacity))
+                self.promote_after = promotion_threshold(self.config.promote_after, self.tuner.t_decode,
+                                                         self.tuner.t_fetch, self.tuner.promote)
             ghosts = [self.image.ghost.pop(key), self.latent.ghost.pop(key)] if self._ghosts else [False, False]
             found = self.image.get(key)
             if found is not None:
+                self._count_hit(self.image, found[0])
                 result = Lookup("image", found[0].value, found[1])
             else:
                 found = self.latent.get(key)
                 if found is not None:
-                    found[0].hits += 1
+                    self._count_hit(self.latent, found[0])
                     result = Lookup("latent", found[0].value, found[1])
                 else:
                     result = Lookup("miss")
@@ -95,6 +99,20 @@ class DualFormatCache:
                         self.tuner.record_ghost(name, result.outcome)
                 self.tuner.record(result.outcome, result.tail_hit)
             return result
+
+    def _count_hit(self, tier: SegmentedTier, entry: Entry) -> None:
+        """One more hit on a held entry: counts early hits and the early bytes (promotion.py)."""
+        was = early_hit(entry.hits)
+        entry.hits += 1
+        now = early_hit(entry.hits)
+        tier.early_bytes += entry.extra * (now - was)
+        if self.tuner is not None:
+            self.tuner.early_hits += was
+
+    @property
+    def early_bytes(self) -> int:
+        """What promoting every held object with an early hit at its first latent hit adds, in bytes."""
+        return self.image.early_bytes + self.latent.early_bytes
 
     def fill(self, key: Hashable, latent: Any, image: Any, latent_size: int | None = None,
              image_size: int | None = None) -> None:
@@ -115,30 +133,35 @@ class DualFormatCache:
                 if held.hits >= self.promote_after:
                     self._admit_image(key, image, img_size, held)
                 return
-            if self.promote_after == 0 and self._admit_image(key, image, img_size):
+            extra = abs(img_size - lat_size)
+            if self.promote_after == 0 and self._admit_image(key, image, img_size, extra=extra):
                 return
             if self.latent.fits(lat_size):
-                self.latent.insert(key, Entry(latent, lat_size))
+                self.latent.insert(key, Entry(latent, lat_size, extra=extra))
             else:
                 self.latent.ghost.add(key, lat_size)      # what a latent tier with room would hold
                 if self.image.fits(img_size):
-                    self.image.insert(key, Entry(image, img_size))
+                    self.image.insert(key, Entry(image, img_size, extra=extra))
 
-    def _admit_image(self, key: Hashable, image: Any, size: int, held: Entry | None = None) -> bool:
+    def _admit_image(self, key: Hashable, image: Any, size: int, held: Entry | None = None,
+                     extra: int = 0) -> bool:
         """Put the image in its tier (replacing a held latent); if it cannot fit, remember it in
         the image ghost list, which is what lets a zero-byte image tier regrow."""
         if not self.image.fits(size):
             self.image.ghost.add(key, size)
             return False
+        entry = Entry(image, size, extra=extra)
         if held is not None:
             self.latent.remove(key)
-        self.image.insert(key, Entry(image, size))
+            entry.hits, entry.extra = held.hits, held.extra
+        self.image.insert(key, entry)
         return True
 
     def set_costs(self, t_decode_ms: float, t_fetch_ms: float) -> None:
         """Measured decode and fetch latencies (EWMAs): re-derive an `auto` promotion threshold."""
         with self._lock:
-            self.promote_after = promotion_threshold(self.config.promote_after, t_decode_ms, t_fetch_ms)
+            tuned = self.tuner.promote if self.tuner is not None else AUTO_FALLBACK
+            self.promote_after = promotion_threshold(self.config.promote_after, t_decode_ms, t_fetch_ms, tuned)
 
     def discard(self, key: Hashable) -> bool:
         """Forget `key` in both tiers (its object changed in the archive); True if it was held."""

@@ -14,18 +14,21 @@ from typing import Any
 
 from .capacity import small_capacity, tail_capacity
 from .ghost import GhostList
+from .promotion import early_hit
 
 
 class Entry:
-    """A cached value with its byte size, latent hit counter and S3-FIFO frequency."""
+    """A cached value with its byte size, hit counter since admission, S3-FIFO frequency and
+    `extra`: image minus latent bytes of the object (what promoting it adds)."""
 
-    __slots__ = ("value", "size", "hits", "freq")
+    __slots__ = ("value", "size", "hits", "freq", "extra")
 
-    def __init__(self, value: Any, size: int) -> None:
+    def __init__(self, value: Any, size: int, hits: int = 0, extra: int = 0) -> None:
         self.value = value
         self.size = size
-        self.hits = 0
+        self.hits = hits
         self.freq = 0
+        self.extra = extra
 
 
 class SegmentedTier:
@@ -36,6 +39,7 @@ class SegmentedTier:
         self._tail: OrderedDict[Hashable, Entry] = OrderedDict()   # oldest first
         self.tail_bytes = 0
         self.ghost = GhostList()
+        self.early_bytes = 0      # sum of `extra` over entries with promotion.early_hit(hits)
         self.capacity = self.main_capacity = self.tail_capacity = 0
         self.resize(capacity)
 
@@ -98,6 +102,7 @@ class SegmentedTier:
     def insert(self, key: Hashable, entry: Entry) -> None:
         """Admit a new object (the caller checked `fits` and that `key` is absent)."""
         entry.freq = 0
+        self.early_bytes += entry.extra * early_hit(entry.hits)
         self._main_insert(key, entry, hot=False)
         self._overflow()
 
@@ -106,8 +111,11 @@ class SegmentedTier:
         entry = self._tail.pop(key, None)
         if entry is not None:
             self.tail_bytes -= entry.size
-            return entry
-        return self._main_remove(key)
+        else:
+            entry = self._main_remove(key)
+        if entry is not None:
+            self.early_bytes -= entry.extra * early_hit(entry.hits)
+        return entry
 
     def peek(self, key: Hashable) -> Entry | None:
         """The entry of `key` without touching recency or frequency."""
@@ -124,6 +132,7 @@ class SegmentedTier:
         while self.tail_bytes > self.tail_capacity:
             key, entry = self._tail.popitem(last=False)
             self.tail_bytes -= entry.size
+            self.early_bytes -= entry.extra * early_hit(entry.hits)
             self.ghost.add(key, entry.size)
 
 

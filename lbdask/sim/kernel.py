@@ -18,7 +18,9 @@ import numpy as np
 from numba import njit
 
 from ..cache.capacity import image_capacity, small_capacity, tail_capacity
-from ..tuner import ghost_alpha, ghost_capacity, ghost_gradient, marginal_gradient, next_alpha, window_due
+from ..cache.promotion import AUTO_EAGER, early_hit, tuned_threshold
+from ..tuner import (ghost_alpha, ghost_capacity, ghost_gradient, ghost_savings, marginal_gradient, next_alpha,
+                     window_due)
 from .lists import ghost_add, ghost_pop, push, trim_list, unlink
 
 LRU = 0
@@ -35,6 +37,7 @@ class CacheParams(NamedTuple):
     policy: int              # LRU | S3FIFO
     small_fraction: float
     move_after: int
+    promote_tuned: bool      # `auto` under the ghost tuner: threshold per node from tuned_threshold
 
 
 class TunerParams(NamedTuple):
@@ -66,13 +69,13 @@ class ReplayOutput(NamedTuple):
 
 @njit(cache=True)
 def _trim_ghost(st, node, t):
-    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes) = st
+    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes, early) = st
     trim_list(st, node, t, t, caps[node, t, 0] - caps[node, t, 2])
 
 
 @njit(cache=True)
 def _to_tail(st, node, t, o):
-    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes) = st
+    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes, early) = st
     lid = (node * 2 + t) * 3 + 2
     push(lists, links, lid, o)
     lists[lid, 2] += sizes[t, o]
@@ -81,7 +84,7 @@ def _to_tail(st, node, t, o):
 
 @njit(cache=True)
 def _overflow(st, node, t, policy, move_after):
-    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes) = st
+    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes, early) = st
     base = (node * 2 + t) * 3
     main_cap = caps[node, t, 0]
     if policy == LRU:
@@ -125,12 +128,14 @@ def _overflow(st, node, t, policy, move_after):
         unlink(lists, links, tid, o)
         lists[tid, 2] -= sizes[t, o]
         where[o] = -1
+        if early_hit(hits[o]):
+            early[node] -= abs(sizes[0, o] - sizes[1, o])
         ghost_add(st, node, t, o)
 
 
 @njit(cache=True)
 def _main_insert(st, node, t, o, hot, policy):
-    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes) = st
+    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes, early) = st
     freq[o] = 0
     seg = 0
     if policy == S3FIFO:
@@ -151,7 +156,7 @@ def _main_insert(st, node, t, o, hot, policy):
 @njit(cache=True)
 def _tier_get(st, node, t, o, policy, move_after):
     """Touch an object known to be in tier t; True when it was a tail hit."""
-    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes) = st
+    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes, early) = st
     seg = where[o] - 3 * t
     lid = (node * 2 + t) * 3 + seg
     if seg == 2:
@@ -176,7 +181,7 @@ def _tier_insert(st, node, t, o, policy, move_after):
 
 @njit(cache=True)
 def _tier_remove(st, node, t, o):
-    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes) = st
+    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes, early) = st
     lid = (node * 2 + t) * 3 + where[o] - 3 * t
     unlink(lists, links, lid, o)
     lists[lid, 2] -= sizes[t, o]
@@ -211,7 +216,7 @@ def replay(obj, node_of, sizes, n_nodes, cache, tuner, out):
     Returns (image hits, latent hits, misses, number of trajectory points written).
     `node_of[o]` is the owner node of object o; `sizes[0]` PNG and `sizes[1]` latent bytes.
     """
-    capacity, alpha0, tail_fraction, promote_after, policy, small_fraction, move_after = cache
+    capacity, alpha0, tail_fraction, promote_after, policy, small_fraction, move_after, promote_tuned = cache
     (adaptive, per_byte, window, step, alpha_min, alpha_max, t_decode, t_fetch,
      ghost, ghost_fraction, ghost_step, ghost_events) = tuner
     outcomes, tails, traj_index, traj_node, traj_alpha = out
@@ -232,13 +237,16 @@ def replay(obj, node_of, sizes, n_nodes, cache, tuner, out):
     ghosts = adaptive and ghost
     if ghosts:
         caps[:, :, 4] = ghost_capacity(capacity, ghost_fraction)
-    st = (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes)
+    early = np.zeros(n_nodes, np.int64)     # bytes early promotion adds: cached objects with early_hit(hits)
+    st = (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes, early)
     alpha = np.full(n_nodes, alpha0)
     for node in range(n_nodes):
         _set_alpha(st, node, capacity, alpha0, tail_fraction, small_fraction, policy, move_after)
     # per node: requests, image misses, full misses, image tail hits, latent tail hits,
-    # image-ghost hits on a miss, latent-ghost hits on a miss, image-ghost hits on a latent hit
-    win = np.zeros((n_nodes, 8), np.int64)
+    # image-ghost hits on a miss, latent-ghost hits on a miss, image-ghost hits on a latent hit,
+    # early hits (promotion.early_hit)
+    win = np.zeros((n_nodes, 9), np.int64)
+    h = np.full(n_nodes, AUTO_EAGER if promote_tuned else promote_after)
     totals = np.zeros(3, np.int64)
     n_traj = 0
     for i in range(obj.shape[0]):
@@ -249,6 +257,10 @@ def replay(obj, node_of, sizes, n_nodes, cache, tuner, out):
             if ghosts:
                 d = ghost_gradient(win[node, 5], win[node, 7], win[node, 6], t_decode, t_fetch)
                 alpha[node] = ghost_alpha(alpha[node], d, ghost_step, alpha_min, alpha_max)
+                if promote_tuned:
+                    s_img, s_lat = ghost_savings(win[node, 5], win[node, 7], win[node, 6], t_decode, t_fetch)
+                    h[node] = tuned_threshold(win[node, 8], s_img + s_lat, t_decode, early[node],
+                                              2 * caps[node, 0, 4])
             else:
                 d = marginal_gradient(win[node, 0], win[node, 1], win[node, 2], win[node, 3], win[node, 4],
                                       t_decode, t_fetch, alpha[node], per_byte)
@@ -264,14 +276,19 @@ def replay(obj, node_of, sizes, n_nodes, cache, tuner, out):
         g_lat = ghosts and ghost_pop(st, node, 1, o)
         w = where[o]
         tail = False
+        if w >= 0:
+            was = early_hit(hits[o])
+            win[node, 8] += was
+            hits[o] += 1
+            if early_hit(hits[o]) != was:
+                early[node] += abs(sizes[0, o] - sizes[1, o]) * (1 if not was else -1)
         if w >= 0 and w < 3:
             out = 0
             tail = _tier_get(st, node, 0, o, policy, move_after)
         elif w >= 3:
             out = 1
             tail = _tier_get(st, node, 1, o, policy, move_after)
-            hits[o] += 1
-            if hits[o] >= promote_after and where[o] >= 3:
+            if hits[o] >= h[node] and where[o] >= 3:
                 if sizes[0, o] <= caps[node, 0, 0]:
                     _tier_remove(st, node, 1, o)
                     _tier_insert(st, node, 0, o, policy, move_after)
@@ -280,7 +297,8 @@ def replay(obj, node_of, sizes, n_nodes, cache, tuner, out):
         else:
             out = 2
             placed = False
-            if promote_after == 0:
+            hits[o] = 0
+            if h[node] == 0:
                 if sizes[0, o] <= caps[node, 0, 0]:
                     _tier_insert(st, node, 0, o, policy, move_after)
                     placed = True
@@ -288,7 +306,6 @@ def replay(obj, node_of, sizes, n_nodes, cache, tuner, out):
                     ghost_add(st, node, 0, o)
             if not placed:
                 if sizes[1, o] <= caps[node, 1, 0]:
-                    hits[o] = 0
                     _tier_insert(st, node, 1, o, policy, move_after)
                 else:
                     ghost_add(st, node, 1, o)

@@ -40,7 +40,7 @@ def unlink(lists, links, lid, o):
 @njit(cache=True)
 def trim_list(st, node, t, g, cap):
     """Drop the oldest entries of ghost list g (of tier t) until it holds <= cap bytes."""
-    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes) = st
+    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes, early) = st
     gid = node * 4 + g
     while glists[gid, 2] > cap:
         o = glists[gid, 0]
@@ -52,7 +52,7 @@ def trim_list(st, node, t, g, cap):
 @njit(cache=True)
 def ghost_add(st, node, t, o):
     """Remember an object that left tier t in the tuner's ghost list (if it has bytes)."""
-    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes) = st
+    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes, early) = st
     if caps[node, t, 4] <= 0:
         return
     g = 2 + t
@@ -69,7 +69,7 @@ def ghost_add(st, node, t, o):
 @njit(cache=True)
 def ghost_pop(st, node, t, o):
     """Forget o in tier t's tuner ghost list; True if it was there (a ghost hit)."""
-    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes) = st
+    (links, where, freq, hits, lists, glinks, inghost, glists, caps, sizes, early) = st
     g = 2 + t
     if not inghost[g, o]:
         return False

@@ -129,8 +129,9 @@ def simulate(prep: PreparedTrace, cache_frac: float, alpha: float | None = None,
     label = GRADIENT_LABELS[gradient] if adaptive else f"{alpha:g}"
     start = time.perf_counter()
     promote = promotion_threshold(cache.promote_after, tuner.t_decode_ms, tuner.t_fetch_ms)
+    tuned = adaptive and gradient == "ghost" and cache.promote_after == "auto" and promote > 0
     cache_params = CacheParams(capacity, tuner.alpha if adaptive else float(alpha), cache.tail, promote,
-                               POLICY_CODES[policy], cache.s3fifo_small, cache.s3fifo_move_after)
+                               POLICY_CODES[policy], cache.s3fifo_small, cache.s3fifo_move_after, tuned)
     tuner_params = TunerParams(adaptive, gradient == "per_byte", win, tuner.step, tuner.alpha_min, tuner.alpha_max,
                                tuner.t_decode_ms, tuner.t_fetch_ms, gradient == "ghost", tuner.ghost,
                                tuner.ghost_step, tuner.ghost_events)
