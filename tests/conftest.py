@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from cluster_helpers import SHARED, TAEF2_WEIGHTS as TAEF2, free_port, subprocess_env, wait_port
 from retier_helpers import model_y, retier_archive  # noqa: F401 - fixtures: the re-tiering tests' archive, a model Y
+from serve_cluster_fixtures import archive, cluster, served  # noqa: F401 - fixtures: a served cluster per module
 
 CORPUS = SHARED / "corpus" / "ai-png"
 
