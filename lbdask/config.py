@@ -53,6 +53,11 @@ def read_yaml(name: str) -> Any:
     contents a driver shipped (`adopt`) returns those."""
     if name in _adopted:
         return copy.deepcopy(_adopted[name])
+    return _read_own(name)
+
+
+def _read_own(name: str) -> Any:
+    """This process's own file of `name` (its config dir or environment), ignoring `adopt`."""
     import yaml  # here: `lbdask ls` and kept reads read no config and start faster without it
 
     path = config_path(name)
@@ -81,8 +86,18 @@ def snapshot(*files: tuple[str, type]) -> dict[str, Any]:
 
 
 def adopt(data: dict[str, Any]) -> None:
-    """Read these contents (a driver's `snapshot`) instead of this process's own files from now on."""
-    _adopted.update(copy.deepcopy(data))
+    """Read these contents (a driver's `snapshot`) instead of this process's own files from now
+    on, where they differ: a worker sharing the driver's process (an in-process cluster) and
+    reading the same files adopts nothing, so its later `--config-dir` or environment still counts."""
+    for name, contents in data.items():
+        try:
+            own = _read_own(name)
+        except ConfigError:
+            own = None
+        if own == contents:
+            _adopted.pop(name, None)
+        else:
+            _adopted[name] = copy.deepcopy(contents)
 
 
 def build(cls: type[T], data: Any, where: str) -> T:
