@@ -19,10 +19,11 @@ import random
 import tempfile
 import time
 
-from lbdask.access_days import DAY, DEFAULT_RETENTION_DAYS
-from lbdask.access_stats import AccessLog, compact_access, load_access
-from lbdask.storage import open_location
 from sim_speed import cpu_model  # benchmarks/ is on the path when a script here runs
+
+from lbdask.access.days import DAY, DEFAULT_RETENTION_DAYS
+from lbdask.access.log import AccessLog, compact_access, load_access
+from lbdask.storage import open_location
 
 
 def add_rates(reads: int) -> tuple[float, float]:

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lbdask import pngio
-from lbdask.codec import LatentCodec, compressed_size
-from lbdask.fidelity import center_crop
-from lbdask.metrics import psnr
+from lbdask.fidelity.quality import psnr
+from lbdask.fidelity.rate_distortion import center_crop
+from lbdask.image import pngio
+from lbdask.latent.codec import LatentCodec, compressed_size
 from lbdask.models import load_model
 
 REPO = Path(__file__).resolve().parent.parent

@@ -4,8 +4,8 @@
 
 Runs, for each of the first `--limit` corpus PNGs, the steps the migration's `read-png`
 and `encode` tasks run with the default job settings (latent_bits 8, kept format png, no
-refinement; migrate/tasks.py) - read, probe, PNG decode, VAE encode, quantise, pcodec
-size, the measuring decode (`lbdask.decode.decode_latent`), PSNR, hashes - with the same
+refinement; src/lbdask/migrate/tasks.py) - read, probe, PNG decode, VAE encode, quantise, pcodec
+size, the measuring decode (`lbdask.latent.decode.decode_latent`), PSNR, hashes - with the same
 library calls, timing each; the shard write is a pcodec encode of the same latent and a
 file write. Each configuration runs in its own child process (the baseline torch-fp32 is
 the path before issue 11), `--rounds` times, alternating; the table sums the rounds.
@@ -33,10 +33,10 @@ CORPUS = HERE.parent.parent / "shared" / "corpus" / "ai-png"
 
 def child(config: str, limit: int) -> dict:
     """Time the stages over the first `limit` corpus images in this process."""
-    from lbdask import pngio
-    from lbdask.codec import LatentCodec, compressed_size, pcodec
-    from lbdask.decode import decode_latent, decode_sha256
-    from lbdask.metrics import psnr
+    from lbdask.fidelity.quality import psnr
+    from lbdask.image import pngio
+    from lbdask.latent.codec import LatentCodec, compressed_size, pcodec
+    from lbdask.latent.decode import decode_latent, decode_sha256
     from lbdask.models import load_model
 
     runtime, precision = ("auto", "auto") if config == "auto" else config.split("-")

@@ -8,7 +8,7 @@ matching shape), notes its resident memory, runs the one call through `LatentMod
 (tiling as configured in configs/models.yaml) and reports the process's peak resident
 memory (`ru_maxrss`). The table sets the call's own growth (peak - resident before the
 call) beside `call_peak_bytes`, the estimate the worker's memory budget admits calls by
-(lbdask/models/memory_budget.py). Machine, date and load average are printed.
+(src/lbdask/models/memory_budget.py). Machine, date and load average are printed.
 
 `--model-tiles K` runs only the first K tiles of a call through the model and gives the
 others zeros of the tile's output shape: every image-sized buffer, the blend and the final

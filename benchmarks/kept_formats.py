@@ -4,7 +4,7 @@
                                       [--cache FILE] [--limit N] [--budget-s S] [--time-latents N]
 
 Every image is measured once with the code the migration runs: the kept copies
-(`lbdask.kept.encode_kept`, png and jxl, the jxl one checked pixel for pixel) and, for
+(`lbdask.image.kept.encode_kept`, png and jxl, the jxl one checked pixel for pixel) and, for
 latent candidates (the migration's own header and alpha rules), the lossy JPEG XL search
 at each PSNR floor. The latents are not re-encoded (TAEF2 on a loaded 2-core CPU takes
 minutes per image): their stored bytes and PSNR come from a default `lbdask migrate` of
@@ -12,7 +12,7 @@ the same corpus, as an archive or as the per-image table of docs/migration.md. R
 there for `fidelity` / `no-saving` have no latent bytes; they cannot win at any floor of
 30 dB or more with `max_latent_ratio` 1 (below the floor, or larger than the PNG and so
 than any smaller exact copy), so the chooser gets no latent option for them. Each policy
-is then applied offline with `lbdask.chooser.choose`, the function `write_shard` calls.
+is then applied offline with `lbdask.fidelity.chooser.choose`, the function `write_shard` calls.
 Stored bytes are the objects' bytes (catalog, Zarr metadata and shard indexes excluded:
 0.8 % of the source in the real whole-corpus png run of 2026-11-30, docs/benchmarks.md). Per-image results are cached in --cache (JSON), so a rerun only prints.
 Images are measured in a seeded random order; `--budget-s` stops measuring new ones after
@@ -25,21 +25,21 @@ import argparse
 import datetime
 import json
 import os
-import random
 import platform
+import random
 import time
 from pathlib import Path
 
 import numpy as np
 
-from lbdask import kept, pngio, pngsamples
-from lbdask.chooser import Option, choose
-from lbdask.codec import LatentCodec, compressed_size
-from lbdask.decode import decode_latent
-from lbdask.metrics import psnr
+from lbdask.cluster.settings import JobSettings
+from lbdask.fidelity.chooser import Option, choose
+from lbdask.fidelity.quality import psnr
+from lbdask.image import kept, pngio, pngsamples
+from lbdask.latent.codec import LatentCodec, compressed_size
+from lbdask.latent.decode import decode_latent
 from lbdask.migrate.plan import pre_decode_outcome
 from lbdask.migrate.scan import SourceItem
-from lbdask.migrate.settings import JobSettings
 
 FLOORS = (30.0, 38.0, 42.0)
 #: (label, kept format, lossy fallback, min PSNR)

@@ -17,8 +17,8 @@ import argparse
 import datetime
 import os
 import platform
-import sys
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 

@@ -32,15 +32,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from lbdask import pngio
-from lbdask.codec import LatentCodec
-from lbdask.metrics import psnr
-from lbdask.models import load_model
-from lbdask.migrate.job import MigrationRequest, run_migration
-from lbdask.migrate.settings import load_cluster_settings, load_job_settings
 from gpu_bench import sd35_architecture_vae
 from model_throughput import CORPUS, sample_images
+
+from lbdask.cluster.settings import load_cluster_settings, load_job_settings
+from lbdask.fidelity.quality import psnr
+from lbdask.image import pngio
+from lbdask.latent.codec import LatentCodec
+from lbdask.migrate.job import MigrationRequest, run_migration
+from lbdask.models import load_model
 
 TAEF2 = CORPUS.parent.parent / "models" / "taef2"
 

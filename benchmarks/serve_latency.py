@@ -81,7 +81,7 @@ def build_archives(tmp: Path, size: int, crops: int) -> tuple[str, str, dict[str
 
 def trace_ids(n_requests: int, ids: list[str], tmp: Path) -> list[str]:
     """The first `n_requests` of a generated trace; its objects folded onto `ids` by popularity rank."""
-    from lbdask.trace import load_trace
+    from lbdask.sim.trace import load_trace
 
     path = tmp / "trace.npz"
     subprocess.run([sys.executable, "-m", "lbdask", "trace", "generate", str(path), "--requests",
@@ -106,7 +106,7 @@ def store_model(args) -> dict[str, float]:
 
 
 def settings_for(name: str, cache_bytes: int, store: dict[str, float], **runtime):
-    from lbdask.tuner import TunerConfig
+    from lbdask.cache.tuner import TunerConfig
     from lbdask.serve.settings import ServeSettings
 
     s = ServeSettings()
@@ -153,8 +153,8 @@ def row(name: str, lat: list[float], extra: str = "") -> str:
 def cluster(n: int):
     from distributed import Client
 
-    from lbdask.migrate.cluster import local_cluster
-    from lbdask.migrate.settings import ClusterSettings
+    from lbdask.cluster.connect import local_cluster
+    from lbdask.cluster.settings import ClusterSettings
 
     lc = local_cluster(ClusterSettings(n_workers=n, threads_per_worker=1, dashboard_address=None), n)
     return lc, Client(lc)
@@ -271,7 +271,7 @@ def hit_path(client, dest: str, image_id: str, args) -> list[str]:
 
 
 def spillover(args, latent: str, sources: dict[str, bytes]) -> list[str]:
-    from lbdask.ring import ring_from_workers
+    from lbdask.routing.ring import ring_from_workers
     from lbdask.serve.deploy import install, warm
 
     out = [f"Skew: {args.skew_requests} requests, every one on the ids owned by one of {args.skew_workers} workers, "

@@ -17,13 +17,13 @@ import platform
 import time
 
 import numpy as np
+from sim_speed import cpu_model  # benchmarks/ is on the path when a script here runs
 
+from lbdask.cache.settings import CacheSettings
 from lbdask.sim.cluster import ClusterConfig, Workload, build_caches, simulate_cluster
 from lbdask.sim.engine import warm
 from lbdask.sim.placement import node_members
-from lbdask.cache.settings import CacheSettings
-from lbdask.trace import generate_trace
-from sim_speed import cpu_model  # benchmarks/ is on the path when a script here runs
+from lbdask.sim.trace import generate_trace
 
 
 def cache_only_rate(work: Workload, cfg: ClusterConfig, owners: np.ndarray) -> tuple[float, float]:

@@ -18,9 +18,9 @@ import time
 import numpy as np
 
 from lbdask.cache import CacheConfig, DualFormatCache
+from lbdask.cache.tuner import MarginalHitTuner, TunerConfig
 from lbdask.sim import prepare, simulate
-from lbdask.trace import generate_trace
-from lbdask.tuner import MarginalHitTuner, TunerConfig
+from lbdask.sim.trace import generate_trace
 
 
 def python_cache_rate(prep, cache_frac: float, n: int, window: int) -> tuple[float, float]:

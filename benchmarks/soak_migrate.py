@@ -5,7 +5,7 @@
 Copies the shared corpus (all of it, N files evenly spaced by name, or the N smallest) into a fresh SRC, adds inputs that
 cannot be converted (a truncated PNG, a text file named .png) and a symlink pointing out of
 SRC, and migrates it with `lbdask migrate --scheduler` against real `dask scheduler` /
-`dask worker` processes (tests/cluster_helpers.py). While the job runs, a worker is killed
+`dask worker` processes (tests/support/cluster.py). While the job runs, a worker is killed
 with SIGKILL at random every ~S seconds (uniform in [S/2, 3S/2]; skipped while no input was
 committed since the previous kill, so that a loaded machine still ends) and a fresh one started;
 the driver is killed once (SIGKILL) after its first commits, and the same command is run
@@ -41,17 +41,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from cluster_helpers import SHARED, TAEF2_WEIGHTS, DaskProcesses, subprocess_env  # noqa: E402
-
 from lbdask import pngio  # noqa: E402
 from lbdask.archive import Archive  # noqa: E402
 from lbdask.archive.summary import summarize  # noqa: E402
-from lbdask.verify import SAME_DEVICE_TOLERANCE_DB  # noqa: E402
-from lbdask.decode import decode_sha256  # noqa: E402
-from lbdask.metrics import psnr  # noqa: E402
-from lbdask.reader import open as open_archive  # noqa: E402
+from lbdask.fidelity.quality import psnr  # noqa: E402
+from lbdask.latent.decode import decode_sha256  # noqa: E402
 from lbdask.migrate.scan import list_source_ids  # noqa: E402
+from lbdask.reader import open as open_archive  # noqa: E402
 from lbdask.storage import open_location  # noqa: E402
+from lbdask.verify import SAME_DEVICE_TOLERANCE_DB  # noqa: E402
+from tests.support.cluster import SHARED, TAEF2_WEIGHTS, DaskProcesses, subprocess_env  # noqa: E402
 
 CORPUS = SHARED / "corpus" / "ai-png"
 

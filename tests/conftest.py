@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from cluster_helpers import SHARED, TAEF2_WEIGHTS as TAEF2, free_port, subprocess_env, wait_port
-from retier_helpers import model_y, retier_archive  # noqa: F401 - fixtures: the re-tiering tests' archive, a model Y
-from serve_cluster_fixtures import archive, cluster, served  # noqa: F401 - fixtures: a served cluster per module
+
+from tests.support.cluster import SHARED, free_port, subprocess_env, wait_port
+from tests.support.cluster import TAEF2_WEIGHTS as TAEF2
+from tests.support.retier import model_y, retier_archive  # noqa: F401 - fixtures: the re-tiering tests' archive, a model Y
+from tests.support.serve_cluster import archive, cluster, served  # noqa: F401 - fixtures: a served cluster per module
 
 CORPUS = SHARED / "corpus" / "ai-png"
 
@@ -64,14 +66,14 @@ def dask_env() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def s3_server():
-    """A moto S3 server over HTTP on loopback (tests/s3_server.py); yields its endpoint URL.
+    """A moto S3 server over HTTP on loopback (tests/support/s3_server.py); yields its endpoint URL.
 
     Sets the AWS environment so that s3fs (in this process and in Dask worker
     processes started by tests) talks to it with dummy credentials.
     """
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("s3_server.py")), str(port)],
+        [sys.executable, str(Path(__file__).parent / "support" / "s3_server.py"), str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

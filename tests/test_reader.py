@@ -1,4 +1,3 @@
-import hashlib
 import io
 import math
 import shutil
@@ -6,75 +5,13 @@ import shutil
 import numpy as np
 import pytest
 import zarr
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
 import lbdask
-from lbdask import pngio
-from lbdask.archive import Archive, CatalogRow
-from lbdask.codec import LatentCodec, compressed_size
 from lbdask.errors import LbdaskError, ModelMismatchError, NotFoundError, StoreError
-from lbdask.metrics import psnr
-
-SOURCE_IMAGE = "flux_girl_in_field.png"
-
-
-def png_bytes(pixels, mode, text=None):
-    info = PngImagePlugin.PngInfo()
-    for k, v in (text or {}).items():
-        info.add_text(k, v)
-        info.add_itxt(k + "-i", v, zip=True)
-    buf = io.BytesIO()
-    Image.fromarray(pixels, mode).save(buf, format="PNG", pnginfo=info)
-    return buf.getvalue()
-
-
-def small_rgb(corpus_dir, w, h):
-    with Image.open(corpus_dir / SOURCE_IMAGE) as im:
-        return np.asarray(im.convert("RGB").resize((w, h), Image.Resampling.LANCZOS))
-
-
-def build_archive(dest, corpus_dir, taef2_dir):
-    """A small archive made through the Archive API: two latents, one kept PNG, one failure.
-
-    Returns (archive url, {id: source bytes}, model).
-    """
-    from lbdask.models import load_model
-
-    model = load_model("taef2", weights=taef2_dir, device="cpu")
-    arc = Archive.create(dest, model.model_info, shard_size=4)
-    photo = small_rgb(corpus_dir, 96, 72)
-    opaque = np.dstack([small_rgb(corpus_dir, 64, 64), np.full((64, 64), 255, np.uint8)])
-    sources = {
-        "dir/photo.png": (png_bytes(photo, "RGB", {"prompt": "a girl in a field"}), photo, "RGB", 8),
-        "opaque.png": (png_bytes(opaque, "RGBA"), opaque[..., :3], "RGBA", 16),
-    }
-    rows = []
-    for image_id, (data, rgb, mode, bits) in sources.items():
-        z = model.encode(rgb[None])[0]
-        enc = LatentCodec(bits).encode(z)
-        bucket = arc.bucket_name(bits, *enc.data.shape)
-        arc.ensure_bucket(bucket, bits, *enc.data.shape)
-        [index] = arc.write_shard(bucket, arc.allocate_shards(bucket, 1), [enc])
-        back = model.decode(LatentCodec(bits).decode(enc)[None], size=rgb.shape[:2])[0]
-        rows.append(CatalogRow(
-            id=image_id, status="latent", bucket=bucket, index=index, source_size=len(data),
-            source_sha256=hashlib.sha256(data).hexdigest(), width=rgb.shape[1], height=rgb.shape[0], mode=mode,
-            psnr=psnr(rgb, back), model_fingerprint=model.fingerprint, bits=bits, lo=enc.lo, hi=enc.hi,
-            checksum=enc.checksum, stored_bytes=compressed_size(enc.data), chunks=list(pngio.probe(data).chunks)))
-    transparent = np.zeros((40, 40, 4), np.uint8)
-    transparent[10:30, 10:30] = (200, 30, 30, 128)
-    kept = png_bytes(transparent, "RGBA", {"prompt": "a red square"})
-    broken = pngio.PNG_SIGNATURE + b"\0\0\0\rIHDR but then nothing a decoder could use"
-    refs = arc.put_originals("b0", {"kept.png": kept, "broken.png": broken})
-    rows.append(CatalogRow(id="kept.png", status="kept", reason="alpha", source_size=len(kept),
-                           source_sha256=hashlib.sha256(kept).hexdigest(), width=40, height=40, mode="RGBA",
-                           stored_bytes=len(kept), original=refs["kept.png"]))
-    rows.append(CatalogRow(id="broken.png", status="failed", reason="corrupt PNG", source_size=len(broken),
-                           source_sha256=hashlib.sha256(broken).hexdigest(), stored_bytes=len(broken),
-                           original=refs["broken.png"]))
-    arc.commit("b0", rows)
-    sources = {k: v[0] for k, v in sources.items()} | {"kept.png": kept, "broken.png": broken}
-    return dest, sources, model
+from lbdask.fidelity.quality import psnr
+from lbdask.image import pngio
+from tests.support.reader import build_archive
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +73,7 @@ def test_reading_with_another_model_is_refused(archive, tmp_path, taef2_dir):
 
 
 def test_unknown_id_is_a_key_error_and_a_dead_scheduler_one_line(archive):
-    from cluster_helpers import free_port
+    from tests.support.cluster import free_port
 
     with pytest.raises(KeyError) as err:
         lbdask.open(archive[0]).read("not/there.png")

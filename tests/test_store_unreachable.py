@@ -12,17 +12,17 @@ import sys
 
 import numpy as np
 import pytest
-from cluster_helpers import png_bytes
-from test_archive import new_archive, write_batch
 
 import lbdask
 from lbdask import cli
-from lbdask.access_stats import load_access
+from lbdask.access.log import load_access
 from lbdask.archive import Archive, CatalogRow
 from lbdask.errors import StoreError, UnknownImageError
 from lbdask.serve.runtime import ServeRuntime
 from lbdask.serve.settings import ServeSettings
 from lbdask.storage import canonical_url, open_location
+from tests.support.archive import new_archive, write_batch
+from tests.support.cluster import png_bytes
 
 KEPT = {"k.png": png_bytes(np.zeros((8, 8, 3), np.uint8)), "k2.png": png_bytes(np.full((8, 8, 3), 9, np.uint8))}
 UNREACHABLE = "unreachable after 3 attempts"

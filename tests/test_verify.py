@@ -10,11 +10,10 @@ import pytest
 
 from lbdask.archive import Archive, CatalogRow
 from lbdask.cli import main
-from lbdask.verify import sample_rows, verify_archive
 from lbdask.storage import open_location
-
-from cluster_helpers import png_bytes
-from verify_helpers import build_verify_archive
+from lbdask.verify import sample_rows, verify_archive
+from tests.support.cluster import png_bytes
+from tests.support.verify import build_verify_archive
 
 SIZE = 64
 

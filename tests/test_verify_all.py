@@ -5,12 +5,12 @@ import dataclasses
 import gzip
 
 import pytest
-from verify_helpers import build_verify_archive
 
-from lbdask.access_stats import AccessLog
+from lbdask.access.log import AccessLog
 from lbdask.archive import Archive
 from lbdask.cli import main
 from lbdask.verify import verify_archive
+from tests.support.verify import build_verify_archive
 
 SIZE = 32
 

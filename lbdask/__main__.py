@@ -1,6 +1,0 @@
-import sys
-
-from .cli import main
-
-if __name__ == "__main__":  # Dask's spawned worker processes re-import this module
-    sys.exit(main())

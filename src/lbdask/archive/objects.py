@@ -1,0 +1,158 @@
+"""Whole-object writes that are atomic and durable on a folder and S3, and store error mapping.
+
+On S3 one PUT makes an object visible all at once. On a folder the bytes go to a temporary
+file in the same directory, are fsynced, renamed (or hard-linked, for an exclusive create)
+onto the final name and the directory is fsynced, as SQLite and LevelDB do: a write that
+returned survives a power loss whole, and a torn write is never visible under the name.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+from lbdask.errors import LbdaskError, StoreError
+from lbdask.storage import Location
+
+T = TypeVar("T")
+#: In-process reads (`Archive.open`, `ArchiveReader.row`) try an unreachable store this often,
+#: waiting STORE_BACKOFF_S * k before try k + 1 (0.1 s, then 0.2 s): docs/archive-format.md.
+STORE_ATTEMPTS = 3
+STORE_BACKOFF_S = 0.1
+#: HTTP status S3 answers a conditional PUT whose condition failed (the object exists).
+PRECONDITION_FAILED = 412
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path or ".", os.O_RDONLY)  # "": the dirname of a relative name
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_dirs(path: str) -> None:
+    """`os.makedirs`, with each new directory's entry fsynced into its parent."""
+    missing = []
+    while path and not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for new in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another writer made it first
+            os.mkdir(new)
+        _fsync_dir(os.path.dirname(new))
+
+
+def _durable_temp(path: str, data: bytes | memoryview) -> str:
+    """Write `data` beside `path` under a unique temporary name, flushed to the disk."""
+    _make_dirs(os.path.dirname(path))
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return tmp
+
+
+def replace_durably(path: str, data: bytes | memoryview) -> None:
+    """A local file replaced by `data` all at once: fsync, rename, fsync of the directory."""
+    tmp = _durable_temp(path, data)
+    os.replace(tmp, path)
+    _fsync_dir(os.path.dirname(path))
+
+
+def create_durably(path: str, data: bytes | memoryview) -> bool:
+    """A local file created with `data` only if the name is free (hard link); False if taken."""
+    tmp = _durable_temp(path, data)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
+    _fsync_dir(os.path.dirname(path))
+    return True
+
+
+def put_atomic(loc: Location, path: str, data: bytes) -> None:
+    """Write `data` to `path` so that readers see either nothing or all of it, durably."""
+    if loc.is_remote:
+        loc.fs.pipe_file(path, data)
+    else:
+        replace_durably(path, data)
+
+
+def put_exclusive(loc: Location, path: str, data: bytes) -> bool:
+    """Create `path` with `data` only if it does not exist yet; False if it already did.
+
+    The compare-and-swap of the catalog: on a folder a hard link, which fails when the
+    name exists; on S3 a PUT with `If-None-Match: *` (refused with 412 when it exists).
+    """
+    if loc.is_remote:
+        return _s3_put_if_absent(loc, path, data)
+    return create_durably(path, data)
+
+
+def _s3_put_if_absent(loc: Location, path: str, data: bytes) -> bool:
+    bucket, key, _ = loc.fs.split_path(path)
+    loc.fs.invalidate_cache(path)
+    try:
+        loc.fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+    except Exception as exc:  # noqa: BLE001 - s3fs translates botocore errors to many types
+        if _status(exc) == PRECONDITION_FAILED:
+            return False
+        raise
+    return True
+
+
+def _status(exc: BaseException) -> int | None:
+    """HTTP status of a botocore error, also when s3fs wrapped it (as __cause__)."""
+    while exc is not None:
+        response = getattr(exc, "response", None)
+        if isinstance(response, dict):
+            return response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def remove_quietly(loc: Location, paths: Iterable[str]) -> None:
+    """Delete objects; those already gone (another compactor was first) are fine."""
+    paths = list(paths)
+    if not paths:
+        return
+    if loc.is_remote:
+        with contextlib.suppress(FileNotFoundError):
+            loc.fs.rm(paths)
+            return
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            loc.fs.rm_file(path)
+
+
+@contextlib.contextmanager
+def store_errors(url: str) -> Iterator[None]:
+    """Turn failures to reach the store into a one-line StoreError."""
+    try:
+        yield
+    except (LbdaskError, FileNotFoundError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - s3fs/botocore/aiohttp raise many unrelated types
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        raise StoreError(f"cannot use archive store {url}: {type(exc).__name__}: {text}") from None
+
+
+def store_retries(fn: Callable[[], T], url: str, attempts: int = STORE_ATTEMPTS) -> T:
+    """`fn()`, tried again on StoreError up to `attempts` times in all (linear backoff): a
+    store that is down for a moment is not reported, one that stays down is, as one StoreError."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except StoreError as exc:
+            if attempt == attempts:  # one attempt: the caller counts the attempts (serving)
+                raise (StoreError(f"archive {url} unreachable after {attempts} attempts: {exc}") if attempts > 1
+                       else exc) from None
+            time.sleep(attempt * STORE_BACKOFF_S)
+    raise AssertionError("unreachable")

@@ -1,0 +1,112 @@
+"""Catalog rows and how a batch of them is serialised into one object.
+
+A batch object is gzip-compressed JSON lines, one row per line, so that it is written in
+one PUT and read back without any other file. Raw PNG chunk bytes are base64-encoded.
+"""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import gzip
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Status = Literal["latent", "kept", "failed", "refused", "lossy"]
+#: latent: a pcodec latent; kept: the original PNG, or its pixels as lossless JPEG XL
+#: (kept_format); failed: the raw bytes of an input that is no decodable PNG; refused: not
+#: read at all (not a regular file inside SRC, unreadable); lossy: lossy JPEG XL that met
+#: min_psnr and was smaller than the latent.
+STATUSES: tuple[str, ...] = ("latent", "kept", "failed", "refused", "lossy")
+
+
+@dataclass(frozen=True)
+class OriginalRef:
+    """Where a kept original (or a failed input's raw bytes) lies: a byte range inside its
+    batch's originals object."""
+
+    key: str  # path relative to the archive root
+    offset: int
+    size: int
+
+
+@dataclass
+class CatalogRow:
+    """Everything the archive knows about one source image."""
+
+    id: str
+    status: Status
+    reason: str | None = None
+    bucket: str | None = None  # latent rows: Zarr array name
+    index: int | None = None  # latent rows: position along the bucket's first axis
+    source_size: int = 0
+    source_sha256: str | None = None
+    source_stamp: str | None = None  # the source's version when listed: "mtime:<ns>" (folder) or "etag:<ETag>" (S3)
+    width: int = 0
+    height: int = 0
+    mode: str | None = None  # source PNG mode family: "RGB", "RGBA", "L", "LA", "P", ...
+    psnr: float | None = None
+    psnr_initial: float | None = None
+    refine_steps: int = 0
+    model_fingerprint: str | None = None
+    bits: int | None = None
+    lo: list[float] | None = None
+    hi: list[float] | None = None
+    checksum: str | None = None
+    stored_bytes: int = 0  # latent: pcodec bytes; kept: the png / jxl object; failed: raw source bytes; lossy: jxl; refused: 0
+    chunks: list[tuple[str, bytes]] = field(default_factory=list)  # ancillary PNG chunks (type, raw data)
+    original: OriginalRef | None = None
+    device_class: str | None = None
+    decode_sha256: str | None = None  # latent rows: sha256 of the decoded RGB bytes (lbdask verify)
+    batch_id: str | None = None
+    # kept formats (lbdask.image.kept); rows written before them have None and hold the PNG itself
+    kept_format: str | None = None  # kept rows: "png" | "jxl"; lossy rows: "jxl"
+    kept_note: str | None = None  # why a requested jxl copy was not used (the PNG was kept)
+    stored_sha256: str | None = None  # sha256 of the stored object when it is not the source's bytes
+    lossy_distance: float | None = None  # lossy rows: the JPEG XL distance the search settled on
+    # re-tiering (lbdask.retier); rows written before it have None
+    pixel: OriginalRef | None = None  # a decoded PNG in the pixel tier (`pixels/`): reads return it as it is
+    pixel_sha256: str | None = None  # sha256 of that PNG
+    demote_floor: float | None = None  # kept rows: PSNR floor (dB) at which a retier demote was refused
+    # latent rows a retier re-encode wrote: {"from": old fingerprint, "psnr_before", "psnr_after", "copy"}
+    reencoded: dict[str, Any] | None = None
+
+    @property
+    def representation(self) -> str:
+        """"latent", "png", "jxl", "jxl-lossy", "failed" or "refused": what a reader gets back from
+        (the keys of the report's per-representation breakdown, `archive.summary`)."""
+        if self.status == "kept":
+            return self.kept_format or "png"
+        if self.status == "lossy":
+            return f"{self.kept_format or 'jxl'}-lossy"
+        return self.status
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready mapping (bytes as base64)."""
+        out = dataclasses.asdict(self)
+        out["chunks"] = [[str(t), base64.b64encode(bytes(d)).decode("ascii")] for t, d in self.chunks]
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CatalogRow:
+        """Inverse of `to_json`; unknown keys from newer minor writers are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["chunks"] = [(t, base64.b64decode(d)) for t, d in values.get("chunks") or []]
+        for ref in ("original", "pixel"):
+            if values.get(ref) is not None:
+                values[ref] = OriginalRef(**values[ref])
+        return cls(**values)
+
+
+def dump_rows(rows: Iterable[CatalogRow]) -> bytes:
+    """Serialise rows into one batch/partition object."""
+    lines = (json.dumps(r.to_json(), separators=(",", ":")) for r in rows)
+    return gzip.compress(("\n".join(lines) + "\n").encode("utf-8"), compresslevel=6, mtime=0)
+
+
+def load_rows(blob: bytes) -> list[CatalogRow]:
+    """Parse an object written by `dump_rows`."""
+    text = gzip.decompress(blob).decode("utf-8")
+    return [CatalogRow.from_json(json.loads(line)) for line in text.splitlines() if line]

@@ -1,0 +1,318 @@
+"""The archive: a Zarr v3 group of sharded latent buckets, kept originals and a catalog.
+
+Writers never share an object: the driver creates buckets and hands out fresh shard
+numbers, each batch writes its own shards, originals object and commit object. The
+on-store layout is described in docs/archive-format.md.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from lbdask.archive.catalog import BATCH_ID, Catalog
+from lbdask.archive.compaction import compact
+from lbdask.archive.creation import ATTR, archive_meta, refuse_foreign, require_archive, require_root, root_attributes
+from lbdask.archive.objects import STORE_ATTEMPTS, put_atomic, store_errors, store_retries
+from lbdask.archive.rows import CatalogRow, OriginalRef
+from lbdask.archive.snapshot import CatalogSnapshot
+from lbdask.config import load_config
+from lbdask.errors import ArchiveFormatError, InputError, IntegrityError, ModelMismatchError, NotFoundError
+from lbdask.storage import Location, open_location
+
+if TYPE_CHECKING:
+    from lbdask.archive.latents import LatentBuckets
+    from lbdask.latent.codec import EncodedLatent
+
+#: On-store format version; archives written with another one are refused.
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ArchiveConfig:
+    """Layout defaults from configs/archive.yaml."""
+
+    shard_size: int = 64
+    index_partitions: int = 256
+
+    def validate(self) -> None:
+        if self.shard_size < 1:
+            raise ValueError("shard_size must be at least 1")
+        if not 1 <= self.index_partitions <= 65536:
+            raise ValueError("index_partitions must be between 1 and 65536")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class Archive:
+    """One lbdask archive on a folder or an S3 prefix (see docs/architecture.md)."""
+
+    def __init__(self, loc: Location, meta: dict[str, Any], mode: str, storage_options: dict[str, Any] | None) -> None:
+        self.loc = loc
+        self.url = loc.url
+        self.mode = mode
+        self.storage_options = storage_options
+        self._meta = meta
+        self.catalog = Catalog(loc, partitions=int(meta.get("index_partitions", 256)),
+                               confirm=lambda: require_archive(loc))
+        self._buckets: LatentBuckets | None = None
+        self._buckets_lock = threading.Lock()
+
+    @property
+    def _latents(self) -> LatentBuckets:
+        """The Zarr side, opened on first use: listing and kept reads never import zarr."""
+        with self._buckets_lock:
+            if self._buckets is None:
+                from lbdask.archive.latents import LatentBuckets
+
+                self._buckets = LatentBuckets(self.loc, self.storage_options, self.mode, self.shard_size)
+            return self._buckets
+
+    # opening -----------------------------------------------------------------------
+    @classmethod
+    def create(cls, dest: str, model_info: dict[str, Any], storage_options: dict[str, Any] | None = None,
+               shard_size: int | None = None) -> Archive:
+        """Create the archive, or open it when it already exists for the same model.
+
+        Creation is resumable: until the lbdask attribute is written (last) DEST holds at
+        most the Zarr group objects, and creating again completes it. A DEST holding
+        anything else that is not an archive is refused, never written into.
+        """
+        loc = open_location(dest, storage_options)
+        with store_errors(dest):
+            if archive_meta(loc) is not None:
+                arc = cls.open(dest, mode="a", storage_options=storage_options)
+                arc.check_model(model_info["fingerprint"], model_info.get("name"))
+                return arc
+            refuse_foreign(loc)
+            config = load_config("archive", ArchiveConfig)
+            meta = {
+                "format_version": FORMAT_VERSION,
+                "model": dict(model_info),
+                "shard_size": int(shard_size or config.shard_size),
+                "index_partitions": config.index_partitions,
+                "created": _now(),
+            }
+            if meta["shard_size"] < 1:
+                raise InputError(f"shard size must be at least 1, got {shard_size}")
+            from lbdask.archive.latents import create_group  # zarr: only a migration creates archives
+
+            create_group(loc, storage_options, ATTR, meta)
+        return cls(loc, meta, "a", storage_options)
+
+    @classmethod
+    def open(cls, dest: str, mode: str = "r", storage_options: dict[str, Any] | None = None,
+             attempts: int = STORE_ATTEMPTS) -> Archive:
+        """Open an existing archive; NotFoundError when `dest` exists but is not one, StoreError
+        after `attempts` tries when `dest` does not exist or cannot be reached."""
+        if mode not in ("r", "a"):
+            raise InputError(f"archive mode must be 'r' or 'a', got {mode!r}")
+        loc = open_location(dest, storage_options)
+
+        def read() -> dict[str, Any] | None:
+            with store_errors(dest):
+                loc.fs.invalidate_cache(loc.root)  # a listing cached by this process may predate the archive
+                found = root_attributes(loc)  # zarr.json read as JSON: no Zarr until a latent is used
+                if found is None:
+                    require_root(loc)
+            return found
+
+        attributes = store_retries(read, dest, attempts)
+        if attributes is None:
+            raise NotFoundError(f"no lbdask archive at {dest}")
+        meta = attributes.get(ATTR)
+        if not isinstance(meta, dict):
+            raise NotFoundError(f"{dest} is a Zarr group but not an lbdask archive")
+        version = meta.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ArchiveFormatError(
+                f"{dest} uses archive format version {version}; this lbdask reads version {FORMAT_VERSION}")
+        return cls(loc, meta, mode, storage_options)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Dask ships an Archive to workers by reopening it there.
+        return (Archive.open, (self.url, self.mode, self.storage_options))
+
+    # metadata ----------------------------------------------------------------------
+    @property
+    def model_info(self) -> dict[str, Any]:
+        """name, fingerprint, latent_channels, downsample, config of the archive's model."""
+        return dict(self._meta["model"])
+
+    @property
+    def shard_size(self) -> int:
+        return int(self._meta["shard_size"])
+
+    @property
+    def format_version(self) -> int:
+        return int(self._meta["format_version"])
+
+    def check_model(self, fingerprint: str, name: str | None = None) -> None:
+        """ModelMismatchError unless `fingerprint` is the archive's model."""
+        mine = self._meta["model"]
+        if fingerprint != mine.get("fingerprint"):
+            other = f"{name} ({fingerprint[:12]})" if name else f"fingerprint {fingerprint[:12]}"
+            raise ModelMismatchError(
+                f"archive {self.url} was written with model {mine.get('name')} ({str(mine.get('fingerprint'))[:12]}), "
+                f"not {other}")
+
+    # latent buckets ----------------------------------------------------------------
+    @staticmethod
+    def bucket_name(bits: int, c: int, h: int, w: int) -> str:
+        """Name of the Zarr array holding latents of this padded shape and precision."""
+        return f"b{bits}-c{c}-{h}x{w}"
+
+    def ensure_bucket(self, name: str, bits: int, c: int, h: int, w: int) -> None:
+        """Create the bucket array if missing (driver only; idempotent)."""
+        self._latents.ensure(name, bits, c, h, w)
+
+    def allocate_shards(self, bucket: str, n: int) -> int:
+        """First of `n` fresh shard numbers (driver only): never one allocated or present before."""
+        return self._latents.allocate(bucket, n)
+
+    def write_shard(self, bucket: str, shard: int, encoded: Sequence[EncodedLatent]) -> list[int]:
+        """Write up to `shard_size` latents into shard `shard` (durably); returns their bucket indices."""
+        return self._latents.write(bucket, shard, encoded)
+
+    @staticmethod
+    def shards_folder(bucket: str) -> str:
+        """Where the shard objects of `bucket` lie, relative to the archive root."""
+        return f"latents/{bucket}/c"
+
+    @staticmethod
+    def shard_key(bucket: str, shard: int) -> str:
+        """The object of shard `shard` of `bucket` (Zarr v3 key `c/<shard>/0/0/0`), relative to the root."""
+        return f"{Archive.shards_folder(bucket)}/{shard}/0/0/0"
+
+    def read_latent(self, row: CatalogRow) -> EncodedLatent:
+        """The stored latent of a latent row, checksum verified (IntegrityError)."""
+        if row.status != "latent" or row.bucket is None or row.index is None or row.bits is None:
+            raise NotFoundError(f"image {row.id!r} has no latent in archive {self.url} (status {row.status})")
+        return self._latents.read(row.id, row.bucket, row.index, row.bits, row.lo, row.hi, row.checksum or "")
+
+    # kept originals ----------------------------------------------------------------
+    def put_originals(self, batch_id: str, originals: dict[str, bytes], folder: str = "originals") -> dict[str, OriginalRef]:
+        """Store a batch's kept PNGs byte-identical in one object; returns where each lies.
+        (`folder` "pixels": the decoded PNGs of the pixel tier, lbdask.retier.)"""
+        if not BATCH_ID.match(batch_id):
+            raise InputError(f"invalid batch id {batch_id!r}")
+        key = f"{folder}/{batch_id}.bin"
+        refs, offset = {}, 0
+        for image_id, data in originals.items():
+            refs[image_id] = OriginalRef(key, offset, len(data))
+            offset += len(data)
+        with store_errors(self.url):
+            put_atomic(self.loc, self.loc.path(key), b"".join(originals.values()))
+        return refs
+
+    def read_original(self, row: CatalogRow) -> bytes:
+        """The kept object's bytes (the original PNG, or its kept format), checked against their sha256."""
+        if row.original is None:
+            raise NotFoundError(f"image {row.id!r} has no kept original in archive {self.url}")
+        # a jxl copy is not the source's bytes
+        return self.read_ref(row.id, row.original, row.stored_sha256 or row.source_sha256, "kept original")
+
+    def read_pixels(self, row: CatalogRow) -> bytes:
+        """The PNG of a row's pixel-tier copy (lbdask.retier), checked against its sha256."""
+        if row.pixel is None:
+            raise NotFoundError(f"image {row.id!r} has no pixel-tier copy in archive {self.url}")
+        return self.read_ref(row.id, row.pixel, row.pixel_sha256, "pixel copy")
+
+    def read_ref(self, image_id: str, ref: OriginalRef, expected: str | None, what: str) -> bytes:
+        """The bytes at `ref`, checked for presence, length and sha256 `expected` (IntegrityError)."""
+        data = b""
+        if ref.size:  # S3 refuses an empty byte range
+            with store_errors(self.url):
+                try:
+                    data = self.loc.fs.cat_file(self.loc.path(ref.key), start=ref.offset, end=ref.offset + ref.size)
+                except FileNotFoundError:
+                    raise IntegrityError(f"{what} of {image_id!r}: object {ref.key} is missing from {self.url}") from None
+        if len(data) != ref.size:
+            raise IntegrityError(f"{what} of {image_id!r}: object {ref.key} in {self.url} is truncated")
+        if expected and hashlib.sha256(data).hexdigest() != expected:
+            raise IntegrityError(f"{what} of {image_id!r} in {self.url} does not match its sha256")
+        return data
+
+    # catalog -----------------------------------------------------------------------
+    def commit(self, batch_id: str, rows: Sequence[CatalogRow]) -> bool:
+        """Make a batch visible atomically; False (and nothing written) if already committed."""
+        with store_errors(self.url):
+            return self.catalog.commit(batch_id, rows)
+
+    def is_committed(self, batch_id: str) -> bool:
+        with store_errors(self.url):
+            return self.catalog.is_committed(batch_id)
+
+    def get_row(self, image_id: str) -> CatalogRow | None:
+        """One id's row, reading one index partition and the not-yet-compacted batches."""
+        with store_errors(self.url):
+            return self.catalog.get_row(image_id)
+
+    def rows(self, problems: list[str] | None = None) -> Iterator[CatalogRow]:
+        """Every readable catalog row once; damage goes to `problems` or is raised at the end."""
+        with store_errors(self.url):
+            yield from self.catalog.rows(problems)
+
+    def snapshot(self, max_age: float = 30.0) -> CatalogSnapshot:
+        """Thread-safe lookups pinned to the current catalog generation (serving)."""
+        return CatalogSnapshot(self.catalog, max_age)
+
+    def committed_rows(self) -> Iterator[CatalogRow]:
+        """Every row any committed batch ever wrote, superseded ones included (the retier sweep)."""
+        with store_errors(self.url):
+            yield from self.catalog.committed_rows()
+
+    def committed_ids(self) -> set[str]:
+        return {r.id for r in self.rows()}
+
+    def compact(self) -> dict[str, int]:
+        """Fold committed batch objects into the hashed index (safe beside other compactors)."""
+        with store_errors(self.url):
+            return compact(self.catalog)
+
+    # job statistics ----------------------------------------------------------------
+    def write_job_stats(self, stats: dict[str, Any]) -> str:
+        """Record one migration job's statistics (JSON object); returns its job id."""
+        job_id = str(stats.get("job_id") or f"{_dt.datetime.now(_dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}")
+        if not BATCH_ID.match(job_id):
+            raise InputError(f"invalid job id {job_id!r}")
+        body = json.dumps({**stats, "job_id": job_id}, indent=1, default=str).encode()
+        with store_errors(self.url):
+            put_atomic(self.loc, self.loc.path("jobs", job_id + ".json"), body)
+        return job_id
+
+    def json_paths(self, folder: str) -> list[str]:
+        """The `.json` objects directly under `folder`, sorted by name (none when it is absent)."""
+        d = self.loc.path(folder)
+        with store_errors(self.url):
+            self.loc.fs.invalidate_cache(d)
+            try:
+                return sorted(p for p in self.loc.fs.ls(d, detail=False) if p.endswith(".json"))
+            except FileNotFoundError:
+                return []
+
+    def read_job_stats(self) -> list[dict[str, Any]]:
+        """All recorded job statistics, oldest job id first."""
+        paths = self.json_paths("jobs")
+        with store_errors(self.url):
+            return [json.loads(self.loc.fs.cat_file(p)) for p in paths]
+
+    def bytes_on_store(self) -> dict[str, int]:
+        """Actual bytes under latents/ (incl. Zarr metadata), originals/, catalog/ and pixels/ (the pixel tier)."""
+        out = {}
+        with store_errors(self.url):
+            for part in ("latents", "originals", "catalog", "pixels"):
+                d = self.loc.path(part)
+                self.loc.fs.invalidate_cache(d)
+                try:
+                    out[part] = int(self.loc.fs.du(d, total=True))
+                except FileNotFoundError:
+                    out[part] = 0
+        return out

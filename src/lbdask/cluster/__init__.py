@@ -1,0 +1,1 @@
+"""Running a job on a Dask cluster: connecting or starting one (`connect`), its settings (`settings`), watching its workers (`watch`) and a progress bar (`progress`). Shared by the migrate, retier and serve jobs."""

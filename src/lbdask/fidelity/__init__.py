@@ -1,0 +1,1 @@
+"""How close a stored image is to its source: PSNR and SSIM (`quality`), the lossy fallback chooser (`chooser`), and the rate-distortion measurement behind `lbdask fidelity` (`rate_distortion`, `grid`, `wins`)."""

@@ -1,0 +1,144 @@
+"""The re-encode move: latents written by model X -> latents of model Y (`lbdask retier`).
+
+Each object is re-encoded from the best copy there is: the source PNG when the policy
+names the migrated source and the file is still there with the sha256 its row recorded,
+else the pixel-tier copy, else the decode of the old latent with model X. Y's latents
+go to Y's own buckets (`model_table.bucket_for`), are read back and checked, and only
+then does a new catalog batch point the rows at them; the new row records the fidelity
+change in `reencoded` (model it came from, PSNR before and after, the copy used). The
+new PSNR is measured against that copy, through the same PSNR floor as demote: a row
+whose new latent falls under `min_psnr` keeps its old latent. The old latent stays in
+X's bucket until the sweep (`sweep.py`) deletes its shard, once no row references any
+latent in it. A re-encoded row loses its pixel-tier copy (that was X's decode), which the
+sweep deletes too.
+
+Models are loaded once per worker process (Y by the policy's `to`/`weights`, X by the
+archive's model table) and one re-encode chunk at a time uses them.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from lbdask.archive import Archive, CatalogRow
+from lbdask.archive.model_table import bucket_for
+from lbdask.image import pngio
+from lbdask.latent.decode import row_pixels
+from lbdask.models.row_models import RowModels, load_entry
+from lbdask.retier.moves import Chunk, ChunkResult, MoveContext
+from lbdask.storage import open_location
+
+#: Copies a re-encode reads from, best first.
+COPIES = ("source", "pixel", "latent")
+
+_LOCK = threading.RLock()
+_MODELS: dict[tuple, Any] = {}
+
+
+@dataclass(frozen=True)
+class ReencodeSpec:
+    """What one run re-encodes, and with what (MoveContext.reencode)."""
+
+    from_fingerprint: str
+    to: str  # registry name or an absolute folder: model Y
+    weights: str | None  # Y's weights folder (absolute) or None
+    primary_weights: str | None  # the archive's own model's weights (`--weights`): decodes its old latents
+    source: str | None  # the migrated SRC (source PNGs), or None
+    min_psnr: float  # the gate's floor for the new latent (dB, against the copy it came from)
+
+
+def _cached(key: tuple, load: Any) -> Any:
+    with _LOCK:
+        if key not in _MODELS:
+            _MODELS[key] = load()
+        return _MODELS[key]
+
+
+def target_model(spec: ReencodeSpec, precision: str | None, runtime: str | None) -> Any:
+    """Model Y in this process (loaded once)."""
+    from lbdask.models import load_model
+
+    return _cached(("to", spec.to, spec.weights, precision, runtime),
+                   lambda: load_model(spec.to, weights=spec.weights, precision=precision, runtime=runtime))
+
+
+def target_info(spec: ReencodeSpec, precision: str | None, runtime: str | None) -> dict[str, Any]:
+    """Dask task (`reencode-model-info`): Y's archive metadata, as a worker loads it."""
+    return target_model(spec, precision, runtime).model_info
+
+
+def old_models(arc: Archive, spec: ReencodeSpec, precision: str | None, runtime: str | None) -> RowModels:
+    """The models of the archive's table in this process, to decode old latents."""
+    options = {"precision": precision, "runtime": runtime}
+    primary = arc.model_info | {"load": {"model": arc.model_info["name"], "weights": spec.primary_weights}}
+    return _cached(("old", arc.url, spec.primary_weights, precision, runtime),
+                   lambda: RowModels(arc, lambda: _cached(("primary", arc.url, spec.primary_weights, precision, runtime),
+                                                          lambda: load_entry(primary, **options)), **options))
+
+
+def best_copy(arc: Archive, row: CatalogRow, spec: ReencodeSpec, models: RowModels, max_pixels: int,
+              options: dict | None) -> tuple[np.ndarray, str]:
+    """The pixels to re-encode `row` from and which copy they are (one of COPIES)."""
+    if spec.source and row.source_sha256:
+        src = open_location(spec.source, options)
+        try:
+            data = src.fs.cat_file(src.path(row.id))
+        except (FileNotFoundError, OSError):
+            data = None
+        if data is not None and hashlib.sha256(data).hexdigest() == row.source_sha256:
+            return pngio.decode(data, max_pixels)[0], "source"
+    if row.pixel is not None:
+        return pngio.decode(arc.read_pixels(row), max_pixels)[0], "pixel"
+    return row_pixels(arc, models.for_row(row), row), "latent"
+
+
+def reencode(arc: Archive, rows: list[CatalogRow], chunk: Chunk, ctx: MoveContext, res: ChunkResult) -> list[CatalogRow]:
+    """Latents of model X -> latents of model Y, each checked as stored before its row moves."""
+    from lbdask.migrate.plan import Batch
+    from lbdask.migrate.tasks import DecodedBatch, encode_with
+
+    spec: ReencodeSpec = ctx.reencode
+    settings = ctx.settings.with_overrides(min_psnr=spec.min_psnr)
+    options = arc.storage_options
+    decoded = DecodedBatch(Batch(chunk.batch_id, [], padded=chunk.padded, shards=chunk.shards), {}, {}, {})
+    copies, by_id = {}, {}
+    with _LOCK:  # one chunk at a time uses this process's models
+        model = target_model(spec, settings.precision, settings.runtime)
+        models = old_models(arc, spec, settings.precision, settings.runtime)
+        for row in rows:
+            rgb, copies[row.id] = best_copy(arc, row, spec, models, settings.bomb_pixels, options)
+            decoded.candidates.append(row.id)
+            decoded.images.append(rgb)
+            by_id[row.id] = row
+        encoded = encode_with(model, decoded, settings)
+    groups: dict[int, list[int]] = {}
+    for k in range(len(decoded.candidates)):
+        if encoded.psnr[k] < settings.min_psnr:  # the gate keeps the old latent
+            res.skip("fidelity gate")
+        else:
+            groups.setdefault(encoded.latents[k].bits, []).append(k)
+    out = []
+    for bits, members in sorted(groups.items()):
+        bucket = bucket_for(arc, encoded.fingerprint, bits, *encoded.latents[members[0]].data.shape)
+        indices = arc.write_shard(bucket, chunk.shards[bits], [encoded.latents[k] for k in members])
+        for k, index in zip(members, indices):
+            row, enc = by_id[decoded.candidates[k]], encoded.latents[k]
+            new = replace(row, bucket=bucket, index=index, psnr=encoded.psnr[k], psnr_initial=encoded.psnr_initial[k],
+                          refine_steps=encoded.refine_steps[k], model_fingerprint=encoded.fingerprint, bits=enc.bits,
+                          lo=enc.lo, hi=enc.hi, checksum=enc.checksum, stored_bytes=encoded.stored_bytes[k],
+                          decode_sha256=encoded.decode_sha256[k], device_class=encoded.device_class,
+                          pixel=None, pixel_sha256=None,
+                          reencoded={"from": row.model_fingerprint, "psnr_before": row.psnr,
+                                     "psnr_after": encoded.psnr[k], "copy": copies[row.id]})
+            arc.read_latent(new)  # the shard as stored: checksum verified before the row points at it
+            res.moved += 1
+            res.source_bytes += row.stored_bytes
+            res.bytes_after += new.stored_bytes
+            res.fidelity.append((row.psnr, float(encoded.psnr[k]), copies[row.id]))
+            out.append(new)
+    return out
+

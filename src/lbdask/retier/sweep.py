@@ -1,0 +1,108 @@
+"""The sweep that ends every `lbdask retier --apply`: give back the bytes of copies that no
+catalog row references any more.
+
+A move never deletes the old copy when it commits: the new row just points elsewhere (a
+re-encoded row at model Y's shard, a demoted one at a latent instead of its kept PNG). The
+sweep deletes what was left behind - kept-original and pixel-tier objects, and latent shard
+objects of any bucket and model - but only objects of committed batches: an object no
+committed batch names may belong to a writer that has not committed yet, which the store
+cannot tell from a killed writer's orphan, so both stay. A latent shard holds up to
+`shard_size` latents of one batch and goes only when none of them is referenced; released
+latents sharing a shard with live ones stay pinned (reported). Deletes go one object at a
+time, so a run killed during the sweep leaves only objects nobody reads, and the next
+apply (which always sweeps) finishes it.
+"""
+from __future__ import annotations
+
+from lbdask.archive import Archive
+from lbdask.archive.objects import remove_quietly
+
+
+def sweep(arc: Archive) -> dict[str, int]:
+    """Both sweeps; `objects`/`bytes` count everything deleted, `latent_*` the shard part of it,
+    `pinned_*` the shards kept for live latents and the payload of released latents in them.
+
+    Every row ever committed is read first (which shards belong to committed batches), then
+    the current rows (what is live): a batch committing in between only adds live rows.
+    """
+    written = committed_latents(arc)
+    referenced: set[str] = set()
+    live: set[tuple[str, int]] = set()
+    for row in arc.rows():
+        referenced.update(ref.key for ref in (row.original, row.pixel) if ref is not None)
+        if row.bucket is not None and row.index is not None:
+            live.add((row.bucket, row.index))
+    objects = sweep_objects(arc, referenced)
+    latents = sweep_latents(arc, written, live)
+    return {"objects": objects["objects"] + latents["latent_shards"], "bytes": objects["bytes"] + latents["latent_bytes"],
+            **latents}
+
+
+def committed_latents(arc: Archive) -> dict[tuple[str, int], dict[int, int]]:
+    """(bucket, shard) -> {index: stored_bytes} of every latent a committed batch wrote or named."""
+    written: dict[tuple[str, int], dict[int, int]] = {}
+    for row in arc.committed_rows():
+        if row.bucket is not None and row.index is not None:
+            written.setdefault((row.bucket, row.index // arc.shard_size), {})[row.index] = row.stored_bytes
+    return written
+
+
+def sweep_objects(arc: Archive, referenced: set[str]) -> dict[str, int]:
+    """Delete kept-original and pixel-tier objects of committed batches whose keys are not in `referenced`."""
+    committed = set(arc.catalog.batch_names()) | set(arc.catalog.folded_names())
+    doomed, freed = [], 0
+    for folder in ("originals", "pixels"):
+        d = arc.loc.path(folder)
+        arc.loc.fs.invalidate_cache(d)
+        try:
+            listing = arc.loc.fs.ls(d, detail=True)
+        except FileNotFoundError:
+            continue
+        for info in listing:
+            name = info["name"].rstrip("/").rsplit("/", 1)[-1]
+            if name.endswith(".bin") and name[:-4] in committed and f"{folder}/{name}" not in referenced:
+                doomed.append(info["name"])
+                freed += int(info.get("size") or 0)
+    remove_quietly(arc.loc, doomed)
+    return {"objects": len(doomed), "bytes": freed}
+
+
+def sweep_latents(arc: Archive, written: dict[tuple[str, int], dict[int, int]], live: set[tuple[str, int]]) -> dict[str, int]:
+    """Delete the shard objects of `written` (committed_latents) holding no latent of `live`
+    (bucket, index of the current rows), one object at a time.
+
+    A shard number is never handed out twice (`LatentBuckets.allocate`), so a shard a
+    committed row named cannot be in flight for another writer. Buckets left empty keep
+    their `zarr.json`: its `next_shard` is what keeps numbers from being handed out again.
+    """
+    live_shards = {(bucket, index // arc.shard_size) for bucket, index in live}
+    out = {k: 0 for k in ("latent_shards", "latent_bytes", "pinned_shards", "pinned_bytes")}
+    for (bucket, shard), latents in written.items():
+        released = [n for index, n in latents.items() if (bucket, index) not in live]
+        if released and (bucket, shard) in live_shards:
+            out["pinned_shards"] += 1
+            out["pinned_bytes"] += sum(released)
+    doomed = {key for key in written if key not in live_shards}
+    for bucket in sorted({bucket for bucket, _ in doomed}):
+        for path, nbytes in _shard_objects(arc, bucket, {shard for b, shard in doomed if b == bucket}):
+            remove_quietly(arc.loc, [path])
+            out["latent_shards"] += 1
+            out["latent_bytes"] += nbytes
+    return out
+
+
+def _shard_objects(arc: Archive, bucket: str, shards: set[int]) -> list[tuple[str, int]]:
+    """(path, bytes) of the shard objects of `bucket` numbered in `shards` that are on the store
+    (one listing of the bucket's `c/`; the ones a killed sweep already deleted are not)."""
+    d = arc.loc.path(arc.shards_folder(bucket))
+    arc.loc.fs.invalidate_cache(d)
+    try:
+        found = arc.loc.fs.find(d, detail=True)
+    except FileNotFoundError:
+        return []
+    out = []
+    for path, info in sorted(found.items()):
+        parts = path.rsplit("/", 4)  # .../c/<shard>/0/0/0
+        if len(parts) == 5 and parts[2:] == ["0", "0", "0"] and parts[1].isdigit() and int(parts[1]) in shards:
+            out.append((path, int(info.get("size") or 0)))
+    return out

@@ -1,0 +1,105 @@
+"""Typed contents of `configs/serve.yaml`: per-worker cache, tuner, runtime and client settings."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from lbdask.access.days import DEFAULT_RETENTION_DAYS
+from lbdask.cache import CacheConfig
+from lbdask.cache.tuner import TunerConfig
+from lbdask.config import load_config
+
+#: How a decode leaves an overloaded owner: least-loaded peer chosen by the owner
+#: (`explicit`, lbdask.routing.ring.choose_decoder), a Dask task the scheduler may steal (`steal`), or never.
+SpilloverMode = Literal["explicit", "steal", "off"]
+
+
+@dataclass
+class RuntimeConfig:
+    """One worker's serving runtime: cache budget, decode pipeline, spillover and fetch retries."""
+
+    cache_bytes: int = 256 * 2**20   # C per worker, shared by every archive the worker serves
+    io_threads: int = 8              # archive fetches (local folder or S3): latency-bound
+    cpu_threads: int = 2             # latent decompression and PNG encoding
+    max_batch: int = 0               # decodes of one latent shape run as one model call (0: auto)
+    theta: float = 2.0               # decode queue depth above which a decode spills over
+    spillover: SpilloverMode = "explicit"
+    depth_max_age_ms: float = 100.0  # peers' queue depths are re-polled when older than this
+    fetch_retries: int = 2           # extra attempts after a failed archive fetch
+    retry_backoff_ms: float = 200.0  # wait before retry k: k * backoff
+    fetch_delay_ms: float = 0.0      # injected per-fetch latency (benchmarks: object-store first byte)
+    fetch_mb_per_s: float = 0.0      # injected transfer time: stored bytes / this rate (0: none; benchmarks)
+    precision: str | None = None     # fp32|bf16|fp16|auto of the decode (--precision); None: configs/models.yaml
+    backend: str | None = None       # torch|openvino|auto (--backend); None: configs/models.yaml
+    access_flush_s: float = 60.0     # access statistics are written to the archive this often
+    access_compact_every: int = 10   # fold the archive's access logs every N flushes (0: never)
+    access_retention_days: int = DEFAULT_RETENTION_DAYS  # days of per-day read counts a fold keeps
+    catalog_refresh_s: float = 10.0  # cached ids whose catalog row changed are dropped this often (serve.freshness)
+
+    def validate(self) -> None:
+        if self.cache_bytes < 0:
+            raise ValueError("cache_bytes must be >= 0")
+        if self.io_threads < 1 or self.cpu_threads < 1 or self.max_batch < 0:
+            raise ValueError("io_threads and cpu_threads must be >= 1, max_batch >= 0 (0: auto)")
+        if self.theta < 0 or self.depth_max_age_ms < 0:
+            raise ValueError("theta and depth_max_age_ms must be >= 0")
+        if min(self.fetch_retries, self.retry_backoff_ms, self.fetch_delay_ms, self.fetch_mb_per_s) < 0:
+            raise ValueError("fetch_retries, retry_backoff_ms, fetch_delay_ms and fetch_mb_per_s must be >= 0")
+        # the choices of lbdask.cli.inference_options (lbdask.models.precision imports torch)
+        if self.precision not in (None, "auto", "fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be auto, fp32, bf16 or fp16, not {self.precision!r}")
+        if self.access_flush_s <= 0 or self.access_compact_every < 0:
+            raise ValueError("access_flush_s must be > 0, access_compact_every >= 0 (0: never)")
+        if self.access_retention_days < 1:
+            raise ValueError(f"access_retention_days must be at least 1, not {self.access_retention_days}")
+        if self.catalog_refresh_s <= 0:
+            raise ValueError("catalog_refresh_s must be > 0 (cached ids follow catalog changes this late at most)")
+        if self.backend not in (None, "auto", "torch", "openvino"):
+            raise ValueError(f"backend must be auto, torch or openvino, not {self.backend!r}")
+
+    def injected_fetch_s(self, nbytes: int) -> float:
+        """The object-store latency a benchmark injects into fetching `nbytes`: first byte + transfer."""
+        transfer = nbytes / (self.fetch_mb_per_s * 1e6) if self.fetch_mb_per_s else 0.0
+        return self.fetch_delay_ms / 1000 + transfer
+
+
+@dataclass
+class ClientConfig:
+    """The reading client: retries on the next owner after a worker died, RPC timeout, ring refresh."""
+
+    retries: int = 1
+    timeout_s: float = 120.0
+    ring_refresh_s: float = 2.0      # how often the worker list is re-read (in the background)
+
+    def validate(self) -> None:
+        if self.retries < 0 or self.timeout_s <= 0 or self.ring_refresh_s <= 0:
+            raise ValueError("retries must be >= 0, timeout_s and ring_refresh_s > 0")
+
+
+@dataclass
+class HttpConfig:
+    """The HTTP gateway (serve.http): how long browsers and CDNs may reuse an image, and how
+    long a client should wait before retrying when the archive cannot be reached."""
+
+    max_age_s: int = 86400           # Cache-Control max-age of image responses (0: revalidate every time)
+    retry_after_s: int = 5           # Retry-After of the 503 answered while the archive is unreachable
+
+    def validate(self) -> None:
+        if self.max_age_s < 0 or self.retry_after_s < 1:
+            raise ValueError("max_age_s must be >= 0 and retry_after_s >= 1")
+
+
+@dataclass
+class ServeSettings:
+    """Everything in `configs/serve.yaml`."""
+
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    tuner: TunerConfig = field(default_factory=TunerConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    client: ClientConfig = field(default_factory=ClientConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+
+
+def load_serve_settings(name: str = "serve") -> ServeSettings:
+    """Load and validate `configs/serve.yaml` (or an explicit YAML path)."""
+    return load_config(name, ServeSettings)

@@ -1,0 +1,1 @@
+"""What should live in which tier: the re-tiering policy of configs/retier.yaml (`policy`) and the plan it makes from the catalog and access statistics (`plan`). The retier job applies plans; serving prewarms from the same ranking."""

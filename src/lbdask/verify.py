@@ -1,0 +1,259 @@
+"""Verification of an archive: re-check a sample - checksums, decodes, kept originals.
+
+Latent rows: the stored latent must match its checksum, decode with the archive's model,
+and give back what the migration measured - bit for bit (recorded `decode_sha256`) on
+the same device class (hardware, runtime and precision), or the recorded PSNR against the source (`--source SRC`) within
+`tolerance` dB on another device class. Kept rows: a PNG's sha256 must equal the source's;
+a jxl copy must decode to the recorded samples (and, with the source, to the source's).
+Failed rows: the raw bytes' sha256 must equal the source's. Lossy JPEG XL rows: like
+latents, recorded decode hash and PSNR against the source. `lbdask verify` (src/lbdask/cli/verify.py) prints the report; repair and serving
+call the same functions. `--all` (`verify(all_objects=True)`) reads every row's stored object
+with its checksum, decodes all latents or a sample of them, and reads every catalog object
+(batches, manifest, partitions, folded copies) and the access statistics.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lbdask.access.log import load_access
+from lbdask.archive import Archive, CatalogRow
+from lbdask.archive.catalog import parse_rows
+from lbdask.errors import IntegrityError, LbdaskError, NotFoundError
+from lbdask.fidelity.quality import psnr
+from lbdask.image import kept, pngsamples
+from lbdask.image.pngio import decode as decode_png
+from lbdask.latent.decode import decode_sha256, row_pixels
+from lbdask.models import load_model
+from lbdask.models.row_models import RowModels
+from lbdask.storage import Location, open_location
+
+#: PSNR drift allowed between a recorded and a recomputed value on the same device class
+#: (the batch-of-one decode is bit-exact there; a migration that measured PSNR on batched
+#: decodes may differ by a rounding flip of a few pixels, ~1e-3 dB).
+SAME_DEVICE_TOLERANCE_DB = 0.01
+#: Default drift allowed across device classes (fp16 GPU kernels vs fp32 CPU, ...).
+CROSS_DEVICE_TOLERANCE_DB = 0.5
+
+
+@dataclass
+class VerifyReport:
+    """Outcome of a verification run: one message per failure and counts of what was checked."""
+
+    failures: list[str] = field(default_factory=list)
+    latent_checked: int = 0
+    kept_checked: int = 0
+    failed_checked: int = 0
+    lossy_checked: int = 0
+    decode_unchecked: int = 0   # decodes with neither a comparable checksum nor a source
+    checksum_only: int = 0      # latents whose stored bytes were checked without a decode (--all --sample N)
+    corrupt: int = 0            # failures that are a missing or corrupt object (IntegrityError)
+    damaged: list[str] = field(default_factory=list)  # catalog objects that could not be read
+
+    def summary(self) -> str:
+        lossy = f", {self.lossy_checked} lossy JPEG XL" if self.lossy_checked else ""
+        undecoded = f" ({self.checksum_only} latent(s) checksum only, not decoded)" if self.checksum_only else ""
+        return (f"verified {self.latent_checked} latent, {self.kept_checked} kept and {self.failed_checked} failed rows"
+                f"{lossy}{undecoded}: "
+                f"{len(self.failures)} failure(s) ({self.corrupt} corrupt or missing), "
+                f"{self.decode_unchecked} decode(s) without a reference"
+                + (f"; catalog damaged: {len(self.damaged)} object(s) unreadable" if self.damaged else ""))
+
+    @property
+    def exit_code(self) -> int:
+        """2 for damage (a lost or corrupt object), 1 for other failures, 0 when all pass."""
+        return 2 if self.damaged or self.corrupt else 1 if self.failures else 0
+
+
+def sample_rows(rows: Iterable[CatalogRow], n: int, seed: int = 0) -> list[CatalogRow]:
+    """Up to `n` rows with stored bytes (0 = all), chosen reproducibly, in id order."""
+    candidates = sorted((r for r in rows if r.status in ("latent", "kept", "failed", "lossy")), key=lambda r: r.id)
+    if 0 < n < len(candidates):
+        candidates = sorted(random.Random(seed).sample(candidates, n), key=lambda r: r.id)
+    return candidates
+
+
+def verify_latent(arc: Archive, model, row: CatalogRow, source: Location | None, tolerance: float) -> tuple[list[str], bool]:
+    """Failures for one latent row, and whether its decode was compared with any reference."""
+    if row.model_fingerprint and row.model_fingerprint != model.fingerprint:
+        return [f"{row.id}: written with model {row.model_fingerprint[:12]}, verifying with {model.fingerprint[:12]}"], False
+    rgb = row_pixels(arc, model, row)
+    same_class = row.device_class == model.device_class  # hardware, runtime and precision
+    failures, compared = [], False
+    recorded_sha = getattr(row, "decode_sha256", None)
+    if recorded_sha and same_class:
+        compared = True
+        if decode_sha256(rgb) != recorded_sha:
+            failures.append(f"{row.id}: decode is not bit-exact on device class {row.device_class}")
+    if (row.reencoded or {}).get("copy", "source") != "source":
+        source = None  # re-encoded from the pixel copy or the old latent: its PSNR is against that copy
+    if source is not None:
+        data = _source_bytes(source, row)
+        if data is None:
+            return failures + [f"{row.id}: source file changed since migration (sha256 differs)"], True
+        compared = True
+        original, _alpha = decode_png(data, max_pixels=row.width * row.height)
+        now = psnr(original, rgb)
+        allowed = SAME_DEVICE_TOLERANCE_DB if same_class else tolerance
+        if row.psnr is None:
+            failures.append(f"{row.id}: no PSNR recorded to compare with (now {now:.2f} dB)")
+        elif not abs(now - row.psnr) <= allowed and not (np.isinf(now) and np.isinf(row.psnr)):
+            failures.append(f"{row.id}: PSNR {now:.3f} dB vs recorded {row.psnr:.3f} dB "
+                            f"(drift above {allowed:g} dB; device class {model.device_class} "
+                            f"vs {row.device_class})")
+    return failures, compared
+
+
+def _source_bytes(source: Location, row: CatalogRow) -> bytes | None:
+    """The source file of `row`, or None when it changed since the migration."""
+    data = source.fs.cat_file(source.path(row.id))
+    return data if hashlib.sha256(data).hexdigest() == row.source_sha256 else None
+
+
+def verify_kept(arc: Archive, row: CatalogRow, source: Location | None = None) -> list[str]:
+    """Failures for one kept or failed row: a PNG copy or a failed input's raw bytes must hash
+    to the source's sha256; a jxl copy must decode to the recorded samples (and to the
+    source's, given the source)."""
+    if row.original is None:
+        return [f"{row.id}: {row.status} input has no stored copy (archive written before failed inputs were kept)"]
+    data = arc.read_original(row)  # checks the stored object's own sha256
+    if row.status == "failed" or (row.kept_format or "png") == "png":
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != row.source_sha256:
+            return [f"{row.id}: {row.status} bytes sha256 {digest[:12]} does not match source {str(row.source_sha256)[:12]}"]
+        return []
+    png = kept.to_png(data, row.kept_format)
+    failures = []
+    if row.decode_sha256 and kept.samples_sha256(pngsamples.samples(png)) != row.decode_sha256:
+        failures.append(f"{row.id}: {row.kept_format} copy does not decode to the recorded samples")
+    if source is not None:
+        original = _source_bytes(source, row)
+        why = None if original is None else kept.mismatch(pngsamples.samples(original), png)
+        if original is None:
+            failures.append(f"{row.id}: source file changed since migration (sha256 differs)")
+        elif why:
+            failures.append(f"{row.id}: {row.kept_format} copy is not the source's pixels: {why}")
+    return failures
+
+
+def verify_lossy(arc: Archive, row: CatalogRow, source: Location | None, tolerance: float) -> list[str]:
+    """Failures for one lossy JPEG XL row: recorded decode hash, and PSNR against the source."""
+    rgb = kept.lossy_decode(arc.read_original(row))
+    failures = []
+    if row.decode_sha256 and kept.samples_sha256(rgb) != row.decode_sha256:
+        failures.append(f"{row.id}: lossy JPEG XL decode differs from the recorded one")
+    if source is not None:
+        original = _source_bytes(source, row)
+        if original is None:
+            return failures + [f"{row.id}: source file changed since migration (sha256 differs)"]
+        now = psnr(decode_png(original, max_pixels=row.width * row.height)[0], rgb)
+        if row.psnr is None or not abs(now - row.psnr) <= tolerance:
+            failures.append(f"{row.id}: PSNR {now:.3f} dB vs recorded {row.psnr} dB (lossy JPEG XL)")
+    return failures
+
+
+def verify_archive(arc: Archive, model, rows: Iterable[CatalogRow], source: Location | None = None,
+                   tolerance: float = CROSS_DEVICE_TOLERANCE_DB,
+                   decode: Callable[[CatalogRow], bool] | None = None, models: RowModels | None = None) -> VerifyReport:
+    """Check every given row; errors a row raises (bad checksum, missing object) become failures.
+
+    `models`: the model of each latent row by its fingerprint (re-encoded rows); None: `model` for all.
+
+    `decode(row)` False: that latent's stored bytes are read and checksummed, not decoded.
+    """
+    report = VerifyReport()
+    for row in rows:
+        try:
+            if row.pixel is not None:  # a pixel-tier copy (lbdask retier promote): what reads return
+                arc.read_pixels(row)
+            if row.status == "latent" and decode is not None and not decode(row):
+                report.latent_checked += 1
+                report.checksum_only += 1
+                arc.read_latent(row)
+                continue
+            if row.status in ("kept", "failed"):
+                report.kept_checked += row.status == "kept"
+                report.failed_checked += row.status == "failed"
+                report.failures += verify_kept(arc, row, source)
+            elif row.status == "lossy":
+                report.lossy_checked += 1
+                report.failures += verify_lossy(arc, row, source, tolerance)
+            else:
+                report.latent_checked += 1
+                failures, compared = verify_latent(arc, models.for_row(row) if models else model, row, source, tolerance)
+                report.failures += failures
+                report.decode_unchecked += not compared
+        except (LbdaskError, OSError) as exc:
+            missing = _missing_shard(arc, row)
+            report.failures.append(f"{row.id}: {missing} is missing" if missing else f"{row.id}: {type(exc).__name__}: {exc}")
+            report.corrupt += bool(missing) or isinstance(exc, (IntegrityError, NotFoundError, FileNotFoundError))
+    return report
+
+
+def _missing_shard(arc: Archive, row: CatalogRow) -> str | None:
+    """The shard object of a latent row that failed to read, when it is gone from the store
+    (Zarr reads a missing shard as fill values, so the failure alone says "checksum")."""
+    if row.status != "latent" or row.bucket is None or row.index is None:
+        return None
+    key = arc.shard_key(row.bucket, row.index // arc.shard_size)
+    try:
+        return None if arc.loc.fs.exists(arc.loc.path(key)) else key
+    except OSError:
+        return None
+
+
+def catalog_damage(arc: Archive) -> list[str]:
+    """Catalog objects that `rows()` does not read (the folded copies repair rebuilds from)
+    and the access statistics, each read whole: one message per unreadable object."""
+    found = []
+    catalog = arc.catalog
+    for name in catalog.folded_names():
+        path = catalog.folded_path(name)
+        try:
+            blob = arc.loc.fs.cat_file(path)
+            if blob:  # archives from before folded copies kept empty markers
+                parse_rows(path, blob)
+        except (IntegrityError, FileNotFoundError) as exc:
+            found.append(str(exc))
+    try:
+        load_access(arc.loc)
+    except IntegrityError as exc:
+        found.append(str(exc))
+    return found
+
+
+def verify(dest: str, sample: int = 50, seed: int = 0, source: str | None = None, model: str | None = None,
+           weights: str | None = None, device: str = "cpu", tolerance: float = CROSS_DEVICE_TOLERANCE_DB,
+           storage_options: dict | None = None, precision: str | None = None, runtime: str | None = None,
+           on_model: Callable[[object], None] | None = None, all_objects: bool = False) -> VerifyReport:
+    """Open `dest`, load its model (or `model`, checked against the archive) and verify a sample.
+
+    `all_objects`: every row's stored object and every catalog object is read and checked;
+    `sample` then only limits the latents that are also decoded (0 = all).
+
+    `precision` / `runtime`: None = configs/models.yaml (lbdask.models.precision); `on_model`
+    is called with the loaded model (the CLI prints the runtime and precision it runs).
+    """
+    arc = Archive.open(dest, mode="r", storage_options=storage_options)
+    decoder = load_model(model or arc.model_info["name"], weights=weights, device=device,
+                         precision=precision, runtime=runtime)
+    if on_model is not None:
+        on_model(decoder)
+    arc.check_model(decoder.fingerprint)
+    models = RowModels(arc, lambda: decoder, device=device, precision=precision, runtime=runtime)
+    src = open_location(source, storage_options) if source else None
+    damaged: list[str] = []
+    if not all_objects:
+        report = verify_archive(arc, decoder, sample_rows(arc.rows(damaged), sample, seed), src, tolerance, models=models)
+    else:
+        rows = sample_rows(arc.rows(damaged), 0)
+        chosen = {r.id for r in sample_rows((r for r in rows if r.status == "latent"), sample, seed)}
+        report = verify_archive(arc, decoder, rows, src, tolerance, decode=lambda row: row.id in chosen,
+                                models=models)
+        damaged += catalog_damage(arc)
+    report.damaged = damaged
+    return report

@@ -1,0 +1,1 @@
+"""Helpers of the test suite (fixtures, data builders, subprocess scripts), importable as `tests.support`."""
