@@ -98,7 +98,7 @@ def main() -> None:
     print(f"# access statistics, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, "
           f"{cpu_model()}, {os.cpu_count()} cores (shared: other jobs ran meanwhile)")
     ours, plain = add_rates(args.reads)
-    print(f"\n| counting a read | per second (CPU) | µs per read |\n|---|---:|---:|")
+    print("\n| counting a read | per second (CPU) | µs per read |\n|---|---:|---:|")
     print(f"| `AccessLog.add` (lock, merge) | {ours:,.0f} | {1e6 / ours:.2f} |")
     print(f"| baseline: dict increment | {plain:,.0f} | {1e6 / plain:.2f} |")
     print("\n| distinct ids | flush (s) | load, 2 logs (s) | compact (s) | load, snapshot (s) | snapshot bytes |")

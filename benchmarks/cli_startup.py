@@ -60,7 +60,9 @@ def build(dest: str, images: int = 200) -> None:
 
 def measure(body: str, argv: list[str], repeat: int, tree: str | None = None) -> tuple[float, float, float]:
     """Median wall seconds, CPU seconds and peak RSS (MB) of `body` in a fresh interpreter
-    (`tree` first on the path)."""
+    (`tree` first on the path: its `src/` in the src layout, else the tree itself)."""
+    if tree and os.path.isdir(os.path.join(tree, "src", "lbdask")):
+        tree = os.path.join(tree, "src")
     env = {**os.environ, "PYTHONPATH": tree} if tree else {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     times, cpu, rss = [], [], []
     for _ in range(repeat):

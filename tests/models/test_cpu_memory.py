@@ -7,16 +7,15 @@ own accounting (mallinfo2) around a 256 MB tensor allocated and freed before and
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from lbdask.config import DEFAULT_CONFIG_DIR
 from lbdask.errors import ConfigError
+from tests.support.cluster import subprocess_env
 from tests.support.malloc_probe import SIZE, has_mallinfo2
 
 pytestmark = pytest.mark.skipif(not has_mallinfo2(), reason="needs glibc >= 2.33")
@@ -33,7 +32,7 @@ print(json.dumps({"before": before, "after": large_tensor_probe()}))
 
 def run_probe(taef2_dir, script: str = PROBE) -> dict:
     """`script` in a fresh interpreter (malloc settings are per process); its last line, parsed."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = subprocess_env()
     done = subprocess.run([sys.executable, "-c", script, str(taef2_dir)], capture_output=True, text=True,
                           timeout=120, env=env)
     assert done.returncode == 0, done.stderr[-3000:]

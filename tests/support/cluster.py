@@ -97,8 +97,10 @@ class LogsSince:
 
 
 def subprocess_env() -> dict[str, str]:
-    """The environment of every subprocess: this checkout importable (workers unpickle `lbdask.*`)."""
-    return {**os.environ, "PYTHONPATH": str(REPO)}
+    """The environment of every subprocess: this checkout's code and tests importable first
+    (workers unpickle `lbdask.*` and `tests.support.*`)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), str(REPO),
+                                                                      os.environ.get("PYTHONPATH")]))}
 
 
 def png_bytes(pixels: np.ndarray, **save) -> bytes:

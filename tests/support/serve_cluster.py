@@ -5,15 +5,13 @@ gets its own cluster; `settings` and `worker_stats` are imported where used."""
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
 
 import pytest
 from distributed import Client
 
 from lbdask.serve.deploy import install
 from lbdask.serve.settings import ServeSettings
-from tests.support.cluster import DaskProcesses, free_port
+from tests.support.cluster import DaskProcesses, free_port, subprocess_env
 from tests.support.serve import build_serving_archive
 
 
@@ -25,7 +23,7 @@ def archive(tmp_path_factory, model):
 
 @pytest.fixture(scope="module")
 def cluster(taef2_dir, tmp_path_factory):
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = subprocess_env()
     dash, metrics_port = free_port(), free_port()
     procs = DaskProcesses(env, dashboard_port=dash)
     procs.dashboard_port = dash
