@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lbdask.fidelity.quality import psnr
 from lbdask.fidelity.rate_distortion import center_crop
 from lbdask.image import pngio
+from lbdask.image.quality import psnr
 from lbdask.latent.codec import LatentCodec, compressed_size
 from lbdask.models import load_model
 

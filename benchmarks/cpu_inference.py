@@ -87,7 +87,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         return child(args.child, args.sizes[0], args.repeats, args.threads, args.out, args.latent)
-    from lbdask.fidelity.quality import psnr
+    from lbdask.image.quality import psnr
     from lbdask.models.precision import cpu_has_native_bf16, openvino_available
 
     configs = [BASELINE] + [c for c in args.configs if c != BASELINE and (not c.startswith("openvino") or openvino_available())]

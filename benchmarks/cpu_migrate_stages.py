@@ -33,8 +33,8 @@ CORPUS = HERE.parent.parent / "shared" / "corpus" / "ai-png"
 
 def child(config: str, limit: int) -> dict:
     """Time the stages over the first `limit` corpus images in this process."""
-    from lbdask.fidelity.quality import psnr
     from lbdask.image import pngio
+    from lbdask.image.quality import psnr
     from lbdask.latent.codec import LatentCodec, compressed_size, pcodec
     from lbdask.latent.decode import decode_latent, decode_sha256
     from lbdask.models import load_model

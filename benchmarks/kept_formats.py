@@ -34,8 +34,8 @@ import numpy as np
 
 from lbdask.cluster.settings import JobSettings
 from lbdask.fidelity.chooser import Option, choose
-from lbdask.fidelity.quality import psnr
 from lbdask.image import kept, pngio, pngsamples
+from lbdask.image.quality import psnr
 from lbdask.latent.codec import LatentCodec, compressed_size
 from lbdask.latent.decode import decode_latent
 from lbdask.migrate.plan import pre_decode_outcome

@@ -39,15 +39,15 @@ from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))  # tests.support
 
-from lbdask import pngio  # noqa: E402
+from lbdask.api import open as open_archive  # noqa: E402
 from lbdask.archive import Archive  # noqa: E402
 from lbdask.archive.summary import summarize  # noqa: E402
-from lbdask.fidelity.quality import psnr  # noqa: E402
+from lbdask.image import pngio  # noqa: E402
+from lbdask.image.quality import psnr  # noqa: E402
 from lbdask.latent.decode import decode_sha256  # noqa: E402
 from lbdask.migrate.scan import list_source_ids  # noqa: E402
-from lbdask.reader import open as open_archive  # noqa: E402
 from lbdask.storage import open_location  # noqa: E402
 from lbdask.verify import SAME_DEVICE_TOLERANCE_DB  # noqa: E402
 from tests.support.cluster import SHARED, TAEF2_WEIGHTS, DaskProcesses, subprocess_env  # noqa: E402

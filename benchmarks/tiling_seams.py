@@ -20,7 +20,7 @@ import numpy as np
 from memory_by_size import CORPUS, TAEF2
 from PIL import Image
 
-from lbdask.fidelity.quality import psnr
+from lbdask.image.quality import psnr
 from lbdask.models import load_model
 from lbdask.models.tiling import tile_grid
 

@@ -9,8 +9,8 @@ from PIL import Image
 
 import lbdask
 from lbdask.errors import LbdaskError, ModelMismatchError, NotFoundError, StoreError
-from lbdask.fidelity.quality import psnr
 from lbdask.image import pngio
+from lbdask.image.quality import psnr
 from tests.support.reader import build_archive
 
 

@@ -24,9 +24,9 @@ from lbdask.access.log import load_access
 from lbdask.archive import Archive, CatalogRow
 from lbdask.archive.catalog import parse_rows
 from lbdask.errors import IntegrityError, LbdaskError, NotFoundError
-from lbdask.fidelity.quality import psnr
 from lbdask.image import kept, pngsamples
 from lbdask.image.pngio import decode as decode_png
+from lbdask.image.quality import psnr
 from lbdask.latent.decode import decode_sha256, row_pixels
 from lbdask.models import load_model
 from lbdask.models.row_models import RowModels

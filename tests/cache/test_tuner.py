@@ -1,4 +1,4 @@
-"""The tail-hit tuner gradients (ghost lists: test_ghost_tuning.py): eq. 2, EWMAs, clamps, streams."""
+"""The tail-hit tuner gradients (ghost lists: cache/test_ghost_tuning.py): eq. 2, EWMAs, clamps, streams."""
 from __future__ import annotations
 
 import pytest

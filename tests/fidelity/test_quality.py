@@ -8,8 +8,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lbdask.fidelity import quality as metrics
-from lbdask.fidelity.quality import psnr
+from lbdask.image import quality as metrics
+from lbdask.image.quality import psnr
 
 
 def _float64_psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -9,7 +9,6 @@ from PIL import Image
 
 from lbdask.cli import main
 from lbdask.errors import InputError
-from lbdask.fidelity.quality import ssim
 from lbdask.fidelity.rate_distortion import (
     CONVENTIONAL,
     Source,
@@ -17,6 +16,7 @@ from lbdask.fidelity.rate_distortion import (
     measure_conventional,
     rate_distortion_report,
 )
+from lbdask.image.quality import ssim
 from lbdask.models import load_model
 
 

@@ -14,8 +14,8 @@ from PIL import Image, PngImagePlugin
 import lbdask
 from lbdask.archive import Archive, CatalogRow
 from lbdask.fidelity.chooser import Option, choose
-from lbdask.fidelity.quality import psnr
 from lbdask.image import kept, pngio, pngsamples
+from lbdask.image.quality import psnr
 from lbdask.verify import verify_kept
 from tests.support.cluster import grainy
 

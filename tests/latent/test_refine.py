@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lbdask.fidelity.quality import psnr
+from lbdask.image.quality import psnr
 from lbdask.latent.codec import LatentCodec
 from lbdask.latent.refine import choose_bits, fake_quantise, quantise_roundtrip, refine_latents
 

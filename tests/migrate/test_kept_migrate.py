@@ -13,8 +13,8 @@ import pytest
 import lbdask
 from lbdask.archive import Archive
 from lbdask.cluster.settings import load_job_settings
-from lbdask.fidelity.quality import psnr
 from lbdask.image import kept, pngio, pngsamples
+from lbdask.image.quality import psnr
 from lbdask.migrate import tasks
 from lbdask.migrate.plan import plan_batches
 from lbdask.migrate.scan import scan_group

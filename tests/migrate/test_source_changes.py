@@ -1,7 +1,7 @@
 """A rerun finds sources that changed in place with the same size (mtime on a folder, ETag on
 S3) and migrates them again on request. The migration's steps run here without a cluster
 (list, scan, stamp, plan, read, store and commit: what the Dask tasks do), on a folder and
-on the local S3 server; `test_migrate_integrity.py` runs the real `lbdask migrate` twice."""
+on the local S3 server; `migrate/test_integrity.py` runs the real `lbdask migrate` twice."""
 import dataclasses
 import io
 

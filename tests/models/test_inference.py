@@ -12,7 +12,7 @@ from torch import nn
 
 from lbdask.cli import main
 from lbdask.errors import ConfigError
-from lbdask.fidelity.quality import psnr
+from lbdask.image.quality import psnr
 from lbdask.models import load_model
 from lbdask.models.backends import MIN_BACKEND_PSNR_DB
 from lbdask.models.identity import device_class, openvino_version

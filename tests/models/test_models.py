@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lbdask.fidelity.quality import psnr
+from lbdask.image.quality import psnr
 from lbdask.models import LatentModel, load_model
 from lbdask.models.tiling import apply_tiled
 

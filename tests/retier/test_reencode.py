@@ -15,8 +15,8 @@ import pytest
 from lbdask import cli
 from lbdask.archive import Archive
 from lbdask.archive.model_table import model_table
-from lbdask.fidelity.quality import psnr
 from lbdask.image import pngio
+from lbdask.image.quality import psnr
 from lbdask.latent.decode import decode_sha256
 from tests.support.cluster import TAEF2_WEIGHTS
 from tests.support.retier import old_shards, read_all, record_reads, retier, write_policy

@@ -11,8 +11,8 @@ import pytest
 import lbdask
 from lbdask import cli
 from lbdask.archive import Archive
-from lbdask.fidelity.quality import psnr
 from lbdask.image import pngio, pngsamples
+from lbdask.image.quality import psnr
 from tests.support.cluster import TAEF2_WEIGHTS
 from tests.support.retier import DAY, read_all, record_reads, retier, store_digest, write_policy
 

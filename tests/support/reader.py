@@ -6,8 +6,8 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from lbdask.archive import Archive, CatalogRow
-from lbdask.fidelity.quality import psnr
 from lbdask.image import pngio
+from lbdask.image.quality import psnr
 from lbdask.latent.codec import LatentCodec, compressed_size
 
 SOURCE_IMAGE = "flux_girl_in_field.png"

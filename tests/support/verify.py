@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from lbdask.archive import Archive, CatalogRow
-from lbdask.fidelity.quality import psnr
 from lbdask.fidelity.rate_distortion import load_sources
+from lbdask.image.quality import psnr
 from lbdask.latent.codec import LatentCodec, compressed_size
 from lbdask.latent.decode import decode_latent, decode_sha256
 from tests.support.cluster import png_bytes

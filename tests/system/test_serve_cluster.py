@@ -1,5 +1,5 @@
 """Serving through real `dask scheduler` / `dask worker` processes: reads, spillover, the CLI, alpha, faults
-(the cluster: serve_cluster_fixtures.py; errors, logs and metrics: test_serve_cluster_errors_and_metrics.py)."""
+(the cluster: support/serve_cluster.py; errors, logs and metrics: system/test_serve_cluster_errors_and_metrics.py)."""
 from __future__ import annotations
 
 import asyncio

@@ -21,10 +21,10 @@ from PIL import Image
 
 from lbdask.errors import InputError, NotFoundError
 from lbdask.fidelity.grid import DEFAULT_BITS, DEFAULT_FLOORS, DEFAULT_STEPS, REFINE_BITS
-from lbdask.fidelity.quality import psnr, ssim
 from lbdask.fidelity.wins import lossy_method, where_each_wins, wins_table
 from lbdask.image import pngio
 from lbdask.image.kept import lossy_decode, search_lossy
+from lbdask.image.quality import psnr, ssim
 from lbdask.latent.codec import LatentCodec, compressed_size
 
 

@@ -21,9 +21,8 @@ import imagecodecs
 import numpy as np
 
 from lbdask.errors import InputError, IntegrityError
-from lbdask.fidelity.quality import psnr
 from lbdask.image import pngio, pngsamples
-from lbdask.latent.decode import ALPHA_MODES
+from lbdask.image.quality import psnr
 
 KEPT_FORMATS = ("png", "jxl")
 LOSSY_FORMATS = ("jxl",)
@@ -204,5 +203,5 @@ def read_back(row: Any, data: bytes) -> bytes:
     if row.status == "kept":
         return to_png(data, row.kept_format)
     if row.status == "lossy":
-        return lossy_to_png(data, row.mode in ALPHA_MODES, row.chunks)
+        return lossy_to_png(data, row.mode in pngio.ALPHA_MODES, row.chunks)
     return data

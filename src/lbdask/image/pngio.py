@@ -26,6 +26,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PRESERVED_CHUNK_TYPES = ("tEXt", "iTXt", "zTXt", "iCCP")
 
 #: PNG colour type -> Pillow-style mode name (before tRNS is taken into account).
+#: Source modes whose read-back PNG carries an alpha channel (opaque alpha, 255, after a latent decode).
+ALPHA_MODES = frozenset({"RGBA", "LA"})
 _COLOUR_TYPE_MODES = {0: "L", 2: "RGB", 3: "P", 4: "LA", 6: "RGBA"}
 _VALID_BIT_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
 

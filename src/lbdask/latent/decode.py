@@ -24,9 +24,6 @@ import numpy as np
 from lbdask.image import pngio
 from lbdask.latent.codec import EncodedLatent, LatentCodec
 
-#: Source modes whose read-back PNG carries an alpha channel (opaque alpha, 255).
-ALPHA_MODES = frozenset({"RGBA", "LA"})
-
 
 def decode_latent(model: Any, z: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Decode one dequantised latent (C,h,w) alone to uint8 RGB (height, width, 3), cropped to `size`."""
@@ -50,5 +47,5 @@ def row_pixels(archive: Any, model: Any, row: Any) -> np.ndarray:
 
 def to_png(rgb: np.ndarray, row: Any) -> bytes:
     """Decoded pixels as the PNG a reader gets (step 4): the row's mode family and chunks."""
-    alpha = np.full(rgb.shape[:2], 255, np.uint8) if row.mode in ALPHA_MODES else None
+    alpha = np.full(rgb.shape[:2], 255, np.uint8) if row.mode in pngio.ALPHA_MODES else None
     return pngio.encode(rgb, alpha, row.chunks)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from lbdask.fidelity.quality import psnr
+from lbdask.image.quality import psnr
 from lbdask.latent.codec import LatentCodec
 
 #: Precision used when no candidate meets the minimum PSNR.

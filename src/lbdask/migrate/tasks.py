@@ -24,9 +24,9 @@ from lbdask.archive.summary import by_representation
 from lbdask.cluster.settings import JobSettings
 from lbdask.errors import InputError
 from lbdask.fidelity.chooser import Option, choose
-from lbdask.fidelity.quality import psnr
 from lbdask.image import pngio
 from lbdask.image.kept import KeptObject, LossyObject, encode_kept, search_lossy
+from lbdask.image.quality import psnr
 from lbdask.latent.codec import EncodedLatent, LatentCodec, compressed_size
 from lbdask.latent.decode import decode_latent, decode_sha256
 from lbdask.latent.refine import choose_bits_decoded, refine_latents

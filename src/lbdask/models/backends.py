@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from lbdask.errors import ConfigError
-from lbdask.fidelity.quality import psnr
+from lbdask.image.quality import psnr
 
 if TYPE_CHECKING:
     from lbdask.models.latent_model import LatentModel
