@@ -13,9 +13,9 @@ from lbdask.models.decode_engines import (
     MIN_ENGINE_PSNR_DB,
     FallbackRunner,
     attach_decode_engine,
-    engine_psnr,
     choose_decode_engine,
     engine_cache_key,
+    engine_psnr,
     tensorrt_available,
 )
 

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 
 from lbdask.errors import ConfigError, NotFoundError
-from lbdask.models.decode_engines import attach_decode_engine
 from lbdask.models.cpu_memory import retain_freed_memory
+from lbdask.models.decode_engines import attach_decode_engine
 from lbdask.models.identity import fingerprint, weights_digest
 from lbdask.models.kl import KLDecoderNet, KLEncoderNet, downsample_of, load_autoencoder_kl, network_config
 from lbdask.models.latent_model import LatentModel, ScaledDecoder, ScaledEncoder
