@@ -114,7 +114,12 @@ def test_corrupt_weights_are_a_clear_error(taef2_dir, tmp_path):
 
 
 def test_fingerprint_stable_across_processes_and_sensitive_to_weights(taef2_dir, tmp_path):
-    here = load_model("taef2", weights=taef2_dir).fingerprint
+    model = load_model("taef2", weights=taef2_dir)
+    here = model.fingerprint
+    # the one archives store: the fingerprint config keeps its stored key `backend` (the
+    # architecture, docs/glossary.md), or every existing archive's latents become unreadable
+    assert model.config["backend"] == "tae"
+    assert here == "df3b57240f0b3d79d6e6eaa404b7984b5a827f5f3c96a6009a20074873920479"
     code = f"from lbdask.models import load_model; print(load_model('taef2', weights={str(taef2_dir)!r}).fingerprint)"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ)
     assert other.stdout.strip() == here
@@ -123,13 +128,6 @@ def test_fingerprint_stable_across_processes_and_sensitive_to_weights(taef2_dir,
     state["19.bias"] = state["19.bias"] + 1e-3
     torch.save(state, tmp_path / "taef2_decoder.pth")
     assert load_model("taef2", weights=tmp_path).fingerprint != here
-
-
-def test_fingerprint_of_taef2_is_the_one_archives_store(model):
-    # the fingerprint config keeps its stored key `backend` (docs/glossary.md): a change here
-    # would make every existing archive's latents unreadable with these weights
-    assert model.config["backend"] == "tae"
-    assert model.fingerprint == "df3b57240f0b3d79d6e6eaa404b7984b5a827f5f3c96a6009a20074873920479"
 
 
 def test_device_class_names_hardware_and_torch():
