@@ -1,11 +1,11 @@
-"""GPU fast path: decode latency/throughput per backend, encode throughput, memory, FLOP ceiling.
+"""GPU fast path: decode latency/throughput per decode engine, encode throughput, memory, FLOP ceiling.
 
     python benchmarks/gpu_bench.py [--taef2-weights DIR] [--out FILE]     # on an H100 / H200
     python benchmarks/gpu_bench.py --smoke                                # CPU check, seconds
 
 Models: an AutoencoderKL with the SD 3.5 VAE architecture (random weights: speed only,
 never fidelity) and TAEF2. For each model, size and batch: decode ms per batch and images/s
-for every backend that runs (eager, compile, tensorrt), encode images/s, peak GPU memory,
+for every decode engine that runs (eager, compile, tensorrt), encode images/s, peak GPU memory,
 and the arithmetic ceiling (peak bf16 FLOP/s / FLOPs per image). Timings go through the
 public numpy API, so they include host<->device copies and uint8 conversion.
 """
@@ -25,7 +25,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from lbdask.models import LatentModel, load_model
-from lbdask.models.backends import attach_decode_backend
+from lbdask.models.decode_engines import attach_decode_engine
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -118,8 +118,8 @@ def environment(device: torch.device) -> str:
     return f"{gpu}, torch {torch.__version__}, host {platform.node()}, {datetime.date.today().isoformat()}"
 
 
-def bench_model(model: LatentModel, sizes, batches, backends, iters, peak_flops, device) -> list[str]:
-    """Table rows for one model: every size x batch x backend that runs here."""
+def bench_model(model: LatentModel, sizes, batches, engines, iters, peak_flops, device) -> list[str]:
+    """Table rows for one model: every size x batch x decode engine that runs here."""
     rows = []
     rng = np.random.default_rng(0)
     model.spec.batch_size = max(batches)  # one pass per batch; TensorRT profile up to the largest batch
@@ -129,10 +129,10 @@ def bench_model(model: LatentModel, sizes, batches, backends, iters, peak_flops,
         x1 = torch.rand(1, 3, size, size, device=device, dtype=model.dtype)
         dec_flops = flops_per_image(model.decoder, z1)
         enc_flops = flops_per_image(model.encoder, x1)
-        for backend in backends:
-            attach_decode_backend(model, backend)
-            if model.decode_backend != backend:
-                rows.append(f"| {model.name} | {size} | - | {backend} | not available here | | | | | |")
+        for engine in engines:
+            attach_decode_engine(model, engine)
+            if model.decode_engine != engine:
+                rows.append(f"| {model.name} | {size} | - | {engine} | not available here | | | | | |")
                 continue
             for batch in batches:
                 images = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
@@ -140,20 +140,20 @@ def bench_model(model: LatentModel, sizes, batches, backends, iters, peak_flops,
                 reset_memory(device)
                 try:
                     dec_s = median_seconds(lambda: model.decode(latents, size=(size, size)), device, iters)
-                    enc_s = median_seconds(lambda: model.encode(images), device, iters) if backend == "eager" else None
+                    enc_s = median_seconds(lambda: model.encode(images), device, iters) if engine == "eager" else None
                 except torch.OutOfMemoryError:
-                    rows.append(f"| {model.name} | {size} | {batch} | {backend} | out of memory | | | | | |")
+                    rows.append(f"| {model.name} | {size} | {batch} | {engine} | out of memory | | | | | |")
                     continue
                 ceiling = peak_flops / dec_flops
                 dec_ips = batch / dec_s
                 enc = f"{batch / enc_s:.1f}" if enc_s else "-"
                 rows.append(
-                    f"| {model.name} | {size} | {batch} | {backend} | {dec_s * 1e3:.1f} | {dec_ips:.1f} | "
+                    f"| {model.name} | {size} | {batch} | {engine} | {dec_s * 1e3:.1f} | {dec_ips:.1f} | "
                     f"{enc} | {peak_memory_gib(device)} | {dec_flops / 1e9:.3g} / {enc_flops / 1e9:.3g} | "
                     f"{ceiling:.0f} ({100 * dec_ips / ceiling:.1f}%) |"
                 )
                 print(rows[-1], flush=True)
-        attach_decode_backend(model, "eager")
+        attach_decode_engine(model, "eager")
     return rows
 
 
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--backends", nargs="+", default=["eager", "compile", "tensorrt"])
+    parser.add_argument("--engines", nargs="+", default=["eager", "compile", "tensorrt"])
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--models", nargs="+", default=["sd35-arch", "taef2"])
     parser.add_argument("--taef2-weights", default=None, help="TAEF2 folder (default: the registry's)")
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="also write the markdown table here")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.sizes, args.batches, args.iters, args.backends = [32], [1, 2], 1, ["eager"]
+        args.sizes, args.batches, args.iters, args.engines = [32], [1, 2], 1, ["eager"]
         torch.set_num_threads(1)  # a smoke check must not fight other processes for cores
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         f"peak {args.peak_flops:.3g} FLOP/s; ceiling = peak / decode FLOPs per image; "
         f"{args.iters} timed iterations (median) after a warm-up",
         "",
-        "| model | px | batch | decode backend | decode ms/batch | decode img/s | encode img/s (eager) | "
+        "| model | px | batch | decode engine | decode ms/batch | decode img/s | encode img/s (eager) | "
         "peak GiB | GFLOP/img dec / enc | ceiling img/s (achieved) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                 model.name = "sd35-arch (random)" if narrow == 1 else f"sd35-arch/{narrow} (random)"
             else:
                 model = load_model(name, weights=args.taef2_weights if name == "taef2" else None, device=str(device))
-            rows += bench_model(model, args.sizes, args.batches, args.backends, args.iters, args.peak_flops, device)
+            rows += bench_model(model, args.sizes, args.batches, args.engines, args.iters, args.peak_flops, device)
             del model
             reset_memory(device)
     if args.out:

@@ -1,6 +1,6 @@
 """Peak memory of `lbdask migrate` and `lbdask read` by image size (all the job's processes).
 
-    python benchmarks/memory_by_size.py [--mp 1 4 16 64] [--count N] [--no-read] [--timeout S] [--args --backend torch ...]
+    python benchmarks/memory_by_size.py [--mp 1 4 16 64] [--count N] [--no-read] [--timeout S] [--args --runtime torch ...]
 
 For each size a folder of `--count` PNGs (default 1) of that many megapixels is migrated
 into a fresh archive with the default command (default local cluster: scheduler, nanny and

@@ -2,7 +2,7 @@
 
     python benchmarks/migrate_inference.py [--limit N] [--crop PX] [--corpus DIR] [--rounds R]
 
-Migrates the same source into fresh archives - `--precision fp32 --backend torch` (the
+Migrates the same source into fresh archives - `--precision fp32 --runtime torch` (the
 baseline, the path before issue 11) and the defaults (auto) - alternating, `--rounds`
 times each, then compares: median wall time (whole `lbdask migrate` command: cluster
 start, model load, PNG decode, encode, measuring decode, PSNR, pcodec, shard writes),
@@ -52,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
     load0 = os.getloadavg()
     lbdask = [sys.executable, "-m", "lbdask", "migrate"]
-    runs = {"fp32 torch (baseline)": ["--precision", "fp32", "--backend", "torch"], "default (auto)": []}
+    runs = {"fp32 torch (baseline)": ["--precision", "fp32", "--runtime", "torch"], "default (auto)": []}
     walls: dict[str, list[float]] = {name: [] for name in runs}
     phases: dict[str, list[tuple[float, float, float]]] = {name: [] for name in runs}
     results = {}

@@ -66,7 +66,7 @@ def test_reading_with_another_model_is_refused(archive, tmp_path, taef2_dir):
     meta = group.attrs["lbdask"]
     group.update_attributes({"lbdask": {**meta, "model": {**meta["model"], "fingerprint": "0" * 64}}})
     box = lbdask.open(dest, weights=taef2_dir)
-    assert box.read("kept.png")  # kept originals need no model
+    assert box.read("kept.png")  # kept copies need no model
     # the rows name a model the archive does not register: refused, naming both
     with pytest.raises(ModelMismatchError, match=r"rows of model [0-9a-f]{12}, .*lacks \(it has taef2 \(000000000000\)\)"):
         box.read("opaque.png")

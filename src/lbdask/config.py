@@ -12,6 +12,8 @@ import dataclasses
 import os
 import types
 import typing
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -104,6 +106,7 @@ def build(cls: type[T], data: Any, where: str) -> T:
     """Build dataclass `cls` from a mapping, checking keys and field types recursively."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    data = _renamed_keys(data, getattr(cls, "RENAMED_KEYS", {}), where)
     hints = typing.get_type_hints(cls)
     # a field named after a Python keyword takes a trailing underscore (`from_` is YAML key `from`)
     fields = {f.name.rstrip("_"): f for f in dataclasses.fields(cls)}
@@ -124,6 +127,23 @@ def build(cls: type[T], data: Any, where: str) -> T:
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
     return obj
+
+
+def _renamed_keys(data: dict, renamed: Mapping[str, str], where: str) -> dict:
+    """`data` with each old key spelling (a class's `RENAMED_KEYS`, old -> new) read as the new
+    one, with a DeprecationWarning: a renamed key keeps working for one release."""
+    old = [key for key in renamed if key in data]
+    if not old:
+        return data
+    data = dict(data)
+    for key in old:
+        new = renamed[key]
+        if new in data:
+            raise ConfigError(f"{where}: '{key}' is the old spelling of '{new}'; give only '{new}'")
+        warnings.warn(f"{where}: key '{key}' is deprecated and will be removed in the next release; use '{new}'",
+                      DeprecationWarning, stacklevel=2)
+        data[new] = data.pop(key)
+    return data
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:

@@ -1,6 +1,6 @@
 """Reading images back out of an archive, in this process: `lbdask.open(DEST).read(id)`.
 
-Kept images come back as their original bytes (kept format `png`) or as a PNG with the
+Kept copies come back as the source's bytes (kept format `png`) or as a PNG with the
 source's samples, mode, bit depth and chunks (`jxl`, see `lbdask.image.kept`); failed inputs as
 their raw bytes (not a decodable PNG: `row(id).status` says so); latent images are decoded
 with the model that wrote them (the row's fingerprint; `lbdask.models.row_models`) by the canonical decode
@@ -57,8 +57,8 @@ class ArchiveReader:
         return row
 
     def read(self, image_id: str) -> bytes:
-        """The bytes of an archived input: PNG bytes of the original for kept images and of the
-        decode for latents; for failed inputs the raw source bytes, whatever they are."""
+        """The bytes of an archived input: a PNG (the source's for a kept copy, the decode for a
+        latent or a lossy copy, a pixel copy as stored); for a failed input its raw bytes."""
         row = self.row(image_id)
         data = stored_copy(self.archive, row)
         return self.decode_png(row) if data is None else data
@@ -71,14 +71,15 @@ class ArchiveReader:
 
 
 def stored_copy(archive: Archive, row: CatalogRow) -> bytes | None:
-    """The bytes a reader gets for `row` without a model (pixel-tier copy, kept or lossy
-    original, raw bytes of a failed input), or None for a latent to decode; NotFoundError
-    when the archive holds no copy. The one decision `lbdask read` and serving share."""
+    """The bytes a reader gets for `row` without a model (its pixel copy, else its stored copy:
+    kept copy, lossy copy or raw bytes of a failed input, docs/glossary.md), or None for a
+    latent to decode; NotFoundError when the archive holds no copy. The one decision
+    `lbdask read` and serving share."""
     if row.pixel is not None:  # a pixel-tier copy (lbdask.retier promote): no decoding
         return archive.read_pixels(row)
     if row.status == "latent":
         return None
-    if row.original is not None:  # kept, lossy, or failed with its raw bytes (checked on read)
+    if row.original is not None:  # the stored copy (field name kept on disk), checked on read
         data = archive.read_original(row)
         if row.representation in ("png", "failed"):
             return data  # stored as a reader gets it: no codec imported (`lbdask read` starts fast)

@@ -1,4 +1,4 @@
-"""Verification of an archive: re-check a sample - checksums, decodes, kept originals.
+"""Verification of an archive: re-check a sample - checksums, decodes, stored copies.
 
 Latent rows: the stored latent must match its checksum, decode with the archive's model,
 and give back what the migration measured - bit for bit (recorded `decode_sha256`) on
@@ -96,8 +96,8 @@ def verify_latent(arc: Archive, model, row: CatalogRow, source: Location | None,
         if data is None:
             return failures + [f"{row.id}: source file changed since migration (sha256 differs)"], True
         compared = True
-        original, _alpha = decode_png(data, max_pixels=row.width * row.height)
-        now = psnr(original, rgb)
+        source_rgb, _alpha = decode_png(data, max_pixels=row.width * row.height)
+        now = psnr(source_rgb, rgb)
         allowed = SAME_DEVICE_TOLERANCE_DB if same_class else tolerance
         if row.psnr is None:
             failures.append(f"{row.id}: no PSNR recorded to compare with (now {now:.2f} dB)")
@@ -120,7 +120,7 @@ def verify_kept(arc: Archive, row: CatalogRow, source: Location | None = None) -
     source's, given the source)."""
     if row.original is None:
         return [f"{row.id}: {row.status} input has no stored copy (archive written before failed inputs were kept)"]
-    data = arc.read_original(row)  # checks the stored object's own sha256
+    data = arc.read_original(row)  # the stored copy (docs/glossary.md), checked against its own sha256
     if row.status == "failed" or (row.kept_format or "png") == "png":
         digest = hashlib.sha256(data).hexdigest()
         if digest != row.source_sha256:
@@ -131,9 +131,9 @@ def verify_kept(arc: Archive, row: CatalogRow, source: Location | None = None) -
     if row.decode_sha256 and kept.samples_sha256(pngsamples.samples(png)) != row.decode_sha256:
         failures.append(f"{row.id}: {row.kept_format} copy does not decode to the recorded samples")
     if source is not None:
-        original = _source_bytes(source, row)
-        why = None if original is None else kept.mismatch(pngsamples.samples(original), png)
-        if original is None:
+        source_png = _source_bytes(source, row)
+        why = None if source_png is None else kept.mismatch(pngsamples.samples(source_png), png)
+        if source_png is None:
             failures.append(f"{row.id}: source file changed since migration (sha256 differs)")
         elif why:
             failures.append(f"{row.id}: {row.kept_format} copy is not the source's pixels: {why}")
@@ -147,10 +147,10 @@ def verify_lossy(arc: Archive, row: CatalogRow, source: Location | None, toleran
     if row.decode_sha256 and kept.samples_sha256(rgb) != row.decode_sha256:
         failures.append(f"{row.id}: lossy JPEG XL decode differs from the recorded one")
     if source is not None:
-        original = _source_bytes(source, row)
-        if original is None:
+        source_png = _source_bytes(source, row)
+        if source_png is None:
             return failures + [f"{row.id}: source file changed since migration (sha256 differs)"]
-        now = psnr(decode_png(original, max_pixels=row.width * row.height)[0], rgb)
+        now = psnr(decode_png(source_png, max_pixels=row.width * row.height)[0], rgb)
         if row.psnr is None or not abs(now - row.psnr) <= tolerance:
             failures.append(f"{row.id}: PSNR {now:.3f} dB vs recorded {row.psnr} dB (lossy JPEG XL)")
     return failures

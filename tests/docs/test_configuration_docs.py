@@ -67,7 +67,7 @@ def test_every_flag_of_every_subcommand_is_documented_and_nothing_else():
 
 def test_every_environment_variable_the_code_reads_is_documented():
     names = set()
-    for folder in ("lbdask", "migrate", "configs"):
+    for folder in ("src", "configs"):
         for path in (REPO / folder).rglob("*"):
             if path.suffix in (".py", ".yaml"):
                 names |= set(re.findall(r"\bLBDASK_[A-Z0-9_]+\b", path.read_text()))

@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lbdask.image import quality as metrics
+from lbdask.image import quality
 from lbdask.image.quality import psnr
 
 
@@ -23,11 +23,11 @@ def test_psnr_of_uint8_images_equals_the_float64_formula(shape, seed, step):
     rng = np.random.default_rng(seed)
     a = rng.integers(0, 256, (*shape[1:], 3), dtype=np.uint8)
     b = rng.integers(0, 256, a.shape, dtype=np.uint8) if seed % 3 else a.copy()
-    old, metrics._STEP = metrics._STEP, step  # several steps per image
+    old, quality._STEP = quality._STEP, step  # several steps per image
     try:
         assert psnr(a, b) == _float64_psnr(a, b)
     finally:
-        metrics._STEP = old
+        quality._STEP = old
 
 
 def test_psnr_of_a_large_image_allocates_a_bounded_amount():

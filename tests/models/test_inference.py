@@ -14,7 +14,7 @@ from lbdask.cli import main
 from lbdask.errors import ConfigError
 from lbdask.image.quality import psnr
 from lbdask.models import load_model
-from lbdask.models.backends import MIN_BACKEND_PSNR_DB
+from lbdask.models.decode_engines import MIN_ENGINE_PSNR_DB
 from lbdask.models.identity import device_class, openvino_version
 from lbdask.models.memory_budget import call_peak_bytes, calls_within, check_budget
 from lbdask.models.precision import choose_inference, openvino_available
@@ -87,8 +87,8 @@ def test_each_runtime_stays_within_the_stated_psnr_of_fp32(taef2_dir, fp32, imag
     z = fp32.encode(image)
     reference = fp32.decode(z, (128, 128))
     assert not np.array_equal(model.decode(z, (128, 128)), reference)  # another runtime or precision really ran
-    assert psnr(model.decode(z, (128, 128))[0], reference[0]) >= MIN_BACKEND_PSNR_DB
-    assert psnr(model.decode(model.encode(image), (128, 128))[0], reference[0]) >= MIN_BACKEND_PSNR_DB
+    assert psnr(model.decode(z, (128, 128))[0], reference[0]) >= MIN_ENGINE_PSNR_DB
+    assert psnr(model.decode(model.encode(image), (128, 128))[0], reference[0]) >= MIN_ENGINE_PSNR_DB
     # verify compares decode hashes within a class: a repeated decode must be bit-exact
     np.testing.assert_array_equal(model.decode(z, (128, 128)), model.decode(z, (128, 128)))
 

@@ -89,7 +89,7 @@ def test_registry_entry_for_a_local_vae(vae_dir, tmp_path, monkeypatch):
     from lbdask.errors import ConfigError
 
     monkeypatch.setenv("LBDASK_CONFIG_DIR", str(tmp_path))
-    entry = "models:\n  tiny: {{backend: diffusers-kl, latent_channels: {c}, downsample: 2, pad_multiple: 4, " \
+    entry = "models:\n  tiny: {{architecture: diffusers-kl, latent_channels: {c}, downsample: 2, pad_multiple: 4, " \
             "tile_size: 64, tile_overlap: 8, scaling_factor: 2.0, weights: {{local: '{w}'}}}}\n"
     (tmp_path / "models.yaml").write_text(entry.format(c=4, w=vae_dir))
     model = load_model("tiny", device="cpu")

@@ -178,7 +178,7 @@ def test_resident_model_admits_its_calls_by_their_pixels(taef2_dir):
     assert not overlap(None, None)   # two of the largest do not: the second waits
 
 
-TOY = ModelSpec(backend="tae", tile_threshold=1_500_000, tile_size=512, activation_bytes_per_pixel=2000)
+TOY = ModelSpec(architecture="tae", tile_threshold=1_500_000, tile_size=512, activation_bytes_per_pixel=2000)
 
 
 def smallest_limit(spec: ModelSpec) -> int:

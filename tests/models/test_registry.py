@@ -18,7 +18,7 @@ from lbdask.models.registry import REPO_ROOT, WeightsSource, candidate_folders, 
 def test_registry_names_and_geometry():
     models = load_registry().models
     assert {"taef2", "flux1-schnell", "sd35", "sdxl"} <= set(models)
-    assert models["taef2"].backend == "tae" and models["taef2"].latent_channels == 32
+    assert models["taef2"].architecture == "tae" and models["taef2"].latent_channels == 32
     assert models["sd35"].weights.hub_id and models["sd35"].weights.subfolder == "vae"
     for spec in models.values():
         assert spec.pad_multiple % spec.downsample == 0
@@ -32,16 +32,44 @@ def test_invalid_registry_is_a_config_error(tmp_path, monkeypatch):
     monkeypatch.setenv("LBDASK_CONFIG_DIR", str(tmp_path))
     write_config(tmp_path, """
         models:
-          bad: {backend: tae, latent_channels: 32, downsample: 8, pad_multiple: 12}
+          bad: {architecture: tae, latent_channels: 32, downsample: 8, pad_multiple: 12}
     """)
     with pytest.raises(ConfigError, match="pad_multiple 12"):
         load_model("bad")
     write_config(tmp_path, """
         models:
-          bad: {backend: tae, latent_channels: 32, colour: red}
+          bad: {architecture: tae, latent_channels: 32, colour: red}
     """)
     with pytest.raises(ConfigError, match="colour"):
         load_model("bad")
+
+
+OLD_AND_NEW = """
+    models:
+      old: {backend: tae, latent_channels: 32, decode_backend: eager, weights: {local: W}}
+      new: {architecture: tae, latent_channels: 32, decode_engine: eager, weights: {local: W}}
+"""
+
+
+def test_old_key_spellings_load_the_same_spec_with_a_deprecation_warning(taef2_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("LBDASK_CONFIG_DIR", str(tmp_path))
+    write_config(tmp_path, OLD_AND_NEW.replace("W", str(taef2_dir)))
+    with pytest.warns(DeprecationWarning) as caught:
+        models = load_registry().models
+    assert sorted(str(w.message).split("key ")[1].split(" ")[0] for w in caught) == ["'backend'", "'decode_backend'"]
+    assert all("'architecture'" in str(w.message) or "'decode_engine'" in str(w.message) for w in caught)
+    assert models["old"] == models["new"]
+    assert (models["old"].architecture, models["old"].decode_engine) == ("tae", "eager")
+
+
+def test_old_and_new_spelling_together_is_a_config_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("LBDASK_CONFIG_DIR", str(tmp_path))
+    write_config(tmp_path, """
+        models:
+          both: {backend: tae, architecture: tae, latent_channels: 32}
+    """)
+    with pytest.raises(ConfigError, match="'backend' is the old spelling of 'architecture'"):
+        load_registry()
 
 
 def test_missing_weights_name_the_path_and_the_fix(tmp_path):
@@ -86,7 +114,12 @@ def test_corrupt_weights_are_a_clear_error(taef2_dir, tmp_path):
 
 
 def test_fingerprint_stable_across_processes_and_sensitive_to_weights(taef2_dir, tmp_path):
-    here = load_model("taef2", weights=taef2_dir).fingerprint
+    model = load_model("taef2", weights=taef2_dir)
+    here = model.fingerprint
+    # the one archives store: the fingerprint config keeps its stored key `backend` (the
+    # architecture, docs/glossary.md), or every existing archive's latents become unreadable
+    assert model.config["backend"] == "tae"
+    assert here == "df3b57240f0b3d79d6e6eaa404b7984b5a827f5f3c96a6009a20074873920479"
     code = f"from lbdask.models import load_model; print(load_model('taef2', weights={str(taef2_dir)!r}).fingerprint)"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ)
     assert other.stdout.strip() == here

@@ -105,7 +105,7 @@ def write_model_y_configs(folder: Path) -> Path:
     models = (folder / "models.yaml").read_text()
     (folder / "models.yaml").write_text(models + f"""
   taef2-y:
-    backend: tae
+    architecture: tae
     latent_channels: 32
     downsample: 8
     pad_multiple: 16

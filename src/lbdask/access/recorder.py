@@ -36,7 +36,7 @@ class AccessRecorder:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._flushes = 0
-        self.flushed_ids = 0   # ids written over the worker's life (metrics)
+        self.flushed_ids = 0   # ids written over the worker's life (a Prometheus metric of serving)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="lbdask-access", daemon=True)
         self._thread.start()

@@ -113,7 +113,7 @@ class Catalog:
         return self._names("batches")
 
     def folded_names(self) -> list[str]:
-        """Batches folded into the index (one LIST of their kept copies)."""
+        """Batches folded into the index (one LIST of their folded copies)."""
         return self._names("folded")
 
     def manifest(self) -> Manifest:

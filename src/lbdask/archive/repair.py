@@ -1,11 +1,11 @@
 """Find what an archive lost and rebuild its catalog index from what is still on the store.
 
 Sources of rows, in the order a later one wins: every index partition file on the store
-(older generations and attempts that never committed included), then the kept copy of
-every folded batch (`catalog/folded/`). Batch objects not yet folded stay as they are. A
+(older generations and attempts that never committed included), then the folded copy of
+every compacted batch (`catalog/folded/`). Batch objects not yet folded stay as they are. A
 rebuild writes every partition afresh and commits it as a new manifest generation with
 the same compare-and-swap as compaction, so it is idempotent and safe to kill and rerun.
-Latent shards and kept originals cannot be rebuilt: rows pointing at a missing one are
+Latent shards and stored copies cannot be rebuilt: rows pointing at a missing one are
 reported by id. See docs/archive-format.md for what is recoverable.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ class Diagnosis:
     """What is wrong with an archive and what a rebuild would restore."""
 
     catalog: list[str] = field(default_factory=list)  # missing/unreadable catalog objects
-    data: list[str] = field(default_factory=list)  # rows whose latent shard or original is gone
+    data: list[str] = field(default_factory=list)  # rows whose latent shard or stored copy is gone
     rows: dict[str, CatalogRow] = field(default_factory=dict)  # every recoverable folded row
     indexed: int = 0  # rows the current index serves
     generation: int = 0  # highest generation seen anywhere on the store
@@ -99,7 +99,7 @@ def diagnose(arc: Archive) -> Diagnosis:
 
 
 def _missing_data(arc: Archive, rows: list[CatalogRow]) -> list[str]:
-    """One line per row whose latent shard or kept original object is not on the store."""
+    """One line per row whose latent shard or stored-copy object is not on the store."""
     fs, listed, out = arc.loc.fs, {}, []
 
     def present(folder: str) -> dict[str, int]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Status = Literal["latent", "kept", "failed", "refused", "lossy"]
-#: latent: a pcodec latent; kept: the original PNG, or its pixels as lossless JPEG XL
+#: latent: a pcodec latent; kept: the source PNG, or its pixels as lossless JPEG XL
 #: (kept_format); failed: the raw bytes of an input that is no decodable PNG; refused: not
 #: read at all (not a regular file inside SRC, unreadable); lossy: lossy JPEG XL that met
 #: min_psnr and was smaller than the latent.
@@ -23,8 +23,9 @@ STATUSES: tuple[str, ...] = ("latent", "kept", "failed", "refused", "lossy")
 
 @dataclass(frozen=True)
 class OriginalRef:
-    """Where a kept original (or a failed input's raw bytes) lies: a byte range inside its
-    batch's originals object."""
+    """A byte range inside one batch object: a row's stored copy (kept copy, lossy copy or a
+    failed input's raw bytes) in `originals/`, or its pixel copy in `pixels/`. Named after the
+    stored row field `original`, which the on-disk format keeps (docs/glossary.md)."""
 
     key: str  # path relative to the archive root
     offset: int
@@ -56,7 +57,7 @@ class CatalogRow:
     checksum: str | None = None
     stored_bytes: int = 0  # latent: pcodec bytes; kept: the png / jxl object; failed: raw source bytes; lossy: jxl; refused: 0
     chunks: list[tuple[str, bytes]] = field(default_factory=list)  # ancillary PNG chunks (type, raw data)
-    original: OriginalRef | None = None
+    original: OriginalRef | None = None  # the stored copy of a kept, lossy or failed row (stored name)
     device_class: str | None = None
     decode_sha256: str | None = None  # latent rows: sha256 of the decoded RGB bytes (lbdask verify)
     batch_id: str | None = None

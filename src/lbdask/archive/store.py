@@ -1,7 +1,7 @@
-"""The archive: a Zarr v3 group of sharded latent buckets, kept originals and a catalog.
+"""The archive: a Zarr v3 group of sharded latent buckets, stored copies and a catalog.
 
 Writers never share an object: the driver creates buckets and hands out fresh shard
-numbers, each batch writes its own shards, originals object and commit object. The
+numbers, each batch writes its own shards, stored-copies object and commit object. The
 on-store layout is described in docs/archive-format.md.
 """
 from __future__ import annotations
@@ -197,10 +197,11 @@ class Archive:
             raise NotFoundError(f"image {row.id!r} has no latent in archive {self.url} (status {row.status})")
         return self._latents.read(row.id, row.bucket, row.index, row.bits, row.lo, row.hi, row.checksum or "")
 
-    # kept originals ----------------------------------------------------------------
+    # stored copies (`originals/`, docs/glossary.md) ----------------------------------
     def put_originals(self, batch_id: str, originals: dict[str, bytes], folder: str = "originals") -> dict[str, OriginalRef]:
-        """Store a batch's kept PNGs byte-identical in one object; returns where each lies.
-        (`folder` "pixels": the decoded PNGs of the pixel tier, lbdask.retier.)"""
+        """Store a batch's stored copies (kept and lossy copies, raw bytes of failed inputs)
+        byte-identical in one object; returns where each lies. (`folder` "pixels": the pixel
+        copies of the pixel tier, lbdask.retier.)"""
         if not BATCH_ID.match(batch_id):
             raise InputError(f"invalid batch id {batch_id!r}")
         key = f"{folder}/{batch_id}.bin"
@@ -213,11 +214,12 @@ class Archive:
         return refs
 
     def read_original(self, row: CatalogRow) -> bytes:
-        """The kept object's bytes (the original PNG, or its kept format), checked against their sha256."""
+        """The bytes of a row's stored copy (the source PNG, a JPEG XL kept or lossy copy, or a
+        failed input's raw bytes; the row field `original`), checked against their sha256."""
         if row.original is None:
-            raise NotFoundError(f"image {row.id!r} has no kept original in archive {self.url}")
+            raise NotFoundError(f"image {row.id!r} has no stored copy in archive {self.url}")
         # a jxl copy is not the source's bytes
-        return self.read_ref(row.id, row.original, row.stored_sha256 or row.source_sha256, "kept original")
+        return self.read_ref(row.id, row.original, row.stored_sha256 or row.source_sha256, "stored copy")
 
     def read_pixels(self, row: CatalogRow) -> bytes:
         """The PNG of a row's pixel-tier copy (lbdask.retier), checked against its sha256."""

@@ -1,7 +1,7 @@
 """`lbdask repair DEST [--apply]`: find lost catalog and data objects; rebuild the catalog index.
 
 Without --apply only reports: what is missing or unreadable, how many rows a rebuild
-restores, and which ids point at latent shards or originals that are gone (those cannot be
+restores, and which ids point at latent shards or stored copies that are gone (those cannot be
 rebuilt). Exit 0: nothing wrong; 1: a rebuild is needed (dry run); 2: data is lost for good.
 With --apply the index is rebuilt from every partition file and folded batch copy still on
 the store; idempotent and safe to kill and rerun. It takes the archive's lease, so it does

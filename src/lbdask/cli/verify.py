@@ -25,7 +25,7 @@ DEFAULT_TOLERANCE_DB = 0.5
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("verify", help="re-decode a sample of an archive and check it",
-                              description="Re-check a sample of an archive (or all of it: --all): checksums, decodes, kept originals.")
+                              description="Re-check a sample of an archive (or all of it: --all): checksums, decodes, stored copies.")
     p.add_argument("dest", metavar="DEST", help="archive folder or s3://bucket/path")
     p.add_argument("--all", action="store_true", dest="all_objects",
                    help="check every object: each row's stored bytes against their checksum, every catalog "

@@ -3,7 +3,7 @@
 `probe` walks the chunk list without inflating pixels (a scan of millions of files must
 not decode them); `decode` turns a PNG into uint8 RGB (+ alpha) and turns every kind of
 bad input - corrupt, truncated, decompression bomb - into a one-line `InputError`;
-`encode` writes a PNG and re-inserts the original text/ICC chunks byte for byte.
+`encode` writes a PNG and re-inserts the source's text/ICC chunks byte for byte.
 """
 from __future__ import annotations
 

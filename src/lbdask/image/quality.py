@@ -1,6 +1,8 @@
-"""Fidelity metrics between a source image and its decode (PSNR; SSIM is added beside it).
+"""Image quality of a decode against its source: PSNR (SSIM is added beside it).
 
-Migration records them per image and the report aggregates them, so they work on the
+Quality, not metrics: in lbdask "metrics" are the Prometheus series of serving (docs/glossary.md).
+
+Migration records the quality per image and the report aggregates them, so they work on the
 uint8 pixel arrays both sides actually store.
 """
 from __future__ import annotations

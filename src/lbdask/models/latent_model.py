@@ -1,8 +1,8 @@
-"""`LatentModel`: one encode/decode interface over every VAE backend.
+"""`LatentModel`: one encode/decode interface over every VAE architecture.
 
 Callers hand over uint8 RGB batches and get float32 latents back (and the reverse); padding
 to the model's multiple, tiling of large images, batching, device placement and precision
-are handled here once, so the archive, migration and serving code never see a backend.
+are handled here once, so the archive, migration and serving code never see an architecture.
 """
 from __future__ import annotations
 
@@ -103,12 +103,12 @@ class LatentModel:
         self.memory_format = memory_format
         self.encode_runner: Callable[[torch.Tensor], torch.Tensor] = self.encoder
         self.decode_runner: Callable[[torch.Tensor], torch.Tensor] = self.decoder
-        self.decode_backend = "eager"
+        self.decode_engine = "eager"
         if autocast:  # CPU bf16/fp16: fp32 weights, low-precision convolutions (cpu_autocast)
             low = PRECISION_DTYPES[self.inference.precision]
             self.encode_runner, self.decode_runner = cpu_autocast(self.encoder, low), cpu_autocast(self.decoder, low)
-            self.decode_backend = f"autocast-{self.inference.precision}"
-        #: the torch decode for this precision: what the `eager` decode backend runs
+            self.decode_engine = f"autocast-{self.inference.precision}"
+        #: the torch decode for this precision: what the `eager` decode engine runs
         self.eager_decode_runner = self.decode_runner
 
     # ----------------------------------------------------------------- metadata
@@ -230,5 +230,5 @@ class LatentModel:
     def __repr__(self) -> str:
         return (
             f"LatentModel({self.name!r}, C={self.latent_channels}, ds={self.downsample}, "
-            f"device={self.device}, dtype={self.dtype}, inference={self.inference.label}, decode={self.decode_backend})"
+            f"device={self.device}, dtype={self.dtype}, inference={self.inference.label}, decode={self.decode_engine})"
         )

@@ -5,14 +5,15 @@ import dataclasses
 import logging
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from lbdask.errors import ConfigError, NotFoundError
-from lbdask.models.backends import attach_decode_backend
 from lbdask.models.cpu_memory import retain_freed_memory
+from lbdask.models.decode_engines import attach_decode_engine
 from lbdask.models.identity import fingerprint, weights_digest
 from lbdask.models.kl import KLDecoderNet, KLEncoderNet, downsample_of, load_autoencoder_kl, network_config
 from lbdask.models.latent_model import LatentModel, ScaledDecoder, ScaledEncoder
@@ -138,18 +139,71 @@ def resolve_model(name_or_path: str | os.PathLike) -> tuple[str, ModelSpec]:
     )
 
 
+@dataclass(frozen=True)
+class Networks:
+    """A model's loaded encoder and decoder networks and what identifies them."""
+
+    encoder: Any
+    decoder: Any
+    spec: ModelSpec  # completed from the VAE's own config for diffusers-kl
+    config: dict  # the latent-space config that, with `digest`, makes the fingerprint
+    digest: str
+    scale: float
+    shift: float
+
+
+def load_networks(name: str, spec: ModelSpec, explicit: bool) -> Networks:
+    """Build the networks of `spec.architecture` with their weights, and their fingerprint config."""
+    if spec.architecture == "tae":
+        enc, dec, net_cfg, digest = load_tae(name, spec, explicit)
+    else:
+        enc, dec, net_cfg, digest, spec = load_kl(name, spec, explicit)
+    scale = 1.0 if spec.scaling_factor is None else spec.scaling_factor
+    shift = 0.0 if spec.shift_factor is None else spec.shift_factor
+    config = {
+        # "backend" is the stored name of the architecture: it is part of every fingerprint and
+        # of the model info an archive records, so renaming it would orphan existing latents
+        "backend": spec.architecture,
+        "latent_channels": spec.latent_channels,
+        "downsample": spec.downsample,
+        "scaling_factor": scale,
+        "shift_factor": shift,
+        "network": net_cfg,
+    }
+    return Networks(enc, dec, spec, config, digest, scale, shift)
+
+
+def plan_inference(spec: ModelSpec, device: torch.device, dtype: str | torch.dtype | None,
+                   precision: str | None, runtime: str | None) -> tuple[Inference | None, str | torch.dtype | None]:
+    """The runtime and precision to run (None when an explicit `dtype` asks for plain torch) and the weights' dtype."""
+    if dtype is not None:
+        return None, dtype
+    inference = choose_inference(precision or spec.precision, runtime or spec.runtime, device.type, spec.cuda_dtype,
+                                 cpu_has_native_bf16(), openvino_available())
+    # torch on CUDA casts the weights; the CPU keeps fp32 weights (autocast or OpenVINO)
+    return inference, inference.precision if device.type == "cuda" else "fp32"
+
+
+def attach_runners(model: LatentModel, explicit_openvino: bool, decode_engine: str) -> None:
+    """Install the chosen runtime's runners: OpenVINO's, or torch's with its decode engine."""
+    if model.inference.runtime == "openvino":
+        _attach_openvino(model, explicit=explicit_openvino)
+    if model.inference.runtime == "torch":  # also after an OpenVINO conversion fell back to torch
+        attach_decode_engine(model, decode_engine)
+
+
 def load_model(
     name_or_path: str | os.PathLike,
     weights: str | os.PathLike | None = None,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
-    decode_backend: str | None = None,
+    decode_engine: str | None = None,
     precision: str | None = None,
     runtime: str | None = None,
 ) -> LatentModel:
     """Load a VAE as a frozen `LatentModel`.
 
-    `weights` overrides where the weights are read from (offline use); `decode_backend`
+    `weights` overrides where the weights are read from (offline use); `decode_engine`
     overrides the registry's `auto|eager|compile|tensorrt` choice for the numpy decode path
     on CUDA; `precision` (fp32|bf16|fp16|auto) and `runtime` (torch|openvino|auto) override
     the registry's choice of what runs the numpy encode/decode path (lbdask.models.precision).
@@ -158,44 +212,23 @@ def load_model(
     name, spec = resolve_model(name_or_path)
     spec = with_weights(spec, weights)
     explicit = weights is not None
-    if spec.backend == "tae":
-        enc, dec, net_cfg, digest = load_tae(name, spec, explicit)
-    else:
-        enc, dec, net_cfg, digest, spec = load_kl(name, spec, explicit)
-    scale = 1.0 if spec.scaling_factor is None else spec.scaling_factor
-    shift = 0.0 if spec.shift_factor is None else spec.shift_factor
-    config = {
-        "backend": spec.backend,
-        "latent_channels": spec.latent_channels,
-        "downsample": spec.downsample,
-        "scaling_factor": scale,
-        "shift_factor": shift,
-        "network": net_cfg,
-    }
+    nets = load_networks(name, spec, explicit)
     dev = resolve_device(device)
     if dev.type == "cpu":
         retain_freed_memory()
-    if dtype is None:
-        inference = choose_inference(precision or spec.precision, runtime or spec.runtime, dev.type, spec.cuda_dtype,
-                                     cpu_has_native_bf16(), openvino_available())
-        # torch on CUDA casts the weights; the CPU keeps fp32 weights (autocast or OpenVINO)
-        dtype = inference.precision if dev.type == "cuda" else "fp32"
-    else:
-        inference = None
+    inference, dtype = plan_inference(nets.spec, dev, dtype, precision, runtime)
     model = LatentModel(
         name=name,
-        spec=spec,
-        encoder=ScaledEncoder(enc, scale, shift),
-        decoder=ScaledDecoder(dec, scale, shift),
-        fingerprint=fingerprint(config, digest),
-        config=config,
+        spec=nets.spec,
+        encoder=ScaledEncoder(nets.encoder, nets.scale, nets.shift),
+        decoder=ScaledDecoder(nets.decoder, nets.scale, nets.shift),
+        fingerprint=fingerprint(nets.config, nets.digest),
+        config=nets.config,
         device=dev,
-        dtype=resolve_dtype(dtype, dev, spec),
+        dtype=resolve_dtype(dtype, dev, nets.spec),
         inference=inference,
     )
-    if model.inference.runtime == "openvino":
-        _attach_openvino(model, explicit=(runtime or spec.runtime) == "openvino")
-    if model.inference.runtime == "torch":
-        attach_decode_backend(model, decode_backend or spec.decode_backend)
+    attach_runners(model, explicit_openvino=(runtime or nets.spec.runtime) == "openvino",
+                   decode_engine=decode_engine or nets.spec.decode_engine)
     log.info("inference for %s on %s: %s (%s)", model.name, dev, model.inference.label, model.inference.reason)
     return model

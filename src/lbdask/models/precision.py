@@ -73,21 +73,21 @@ def choose_inference(precision: str, runtime: str, device_type: str, cuda_dtype:
     if precision not in ("auto", *PRECISIONS):
         raise ConfigError(f"precision {precision!r} is not one of auto, {', '.join(PRECISIONS)}")
     if runtime not in ("auto", *RUNTIMES):
-        raise ConfigError(f"backend {runtime!r} is not one of auto, {', '.join(RUNTIMES)}")
+        raise ConfigError(f"runtime {runtime!r} is not one of auto, {', '.join(RUNTIMES)}")
     why = []
     if device_type == "cuda":
         if runtime == "openvino":
-            raise ConfigError("backend openvino runs on the CPU only; use --backend torch (or auto) with CUDA")
+            raise ConfigError("runtime openvino runs on the CPU only; use --runtime torch (or auto) with CUDA")
         chosen_runtime = "torch"
         if precision == "auto":
             precision = cuda_dtype
             why.append(f"precision auto: {cuda_dtype} on CUDA")
     else:
         if runtime == "openvino" and not have_openvino:
-            raise ConfigError("backend openvino requested but OpenVINO is not installed (pip install lbdask[openvino])")
+            raise ConfigError("runtime openvino requested but OpenVINO is not installed (pip install lbdask[openvino])")
         if runtime == "auto":
             chosen_runtime = "openvino" if have_openvino else "torch"
-            why.append("backend auto: " + ("OpenVINO installed" if have_openvino else "OpenVINO not installed"))
+            why.append("runtime auto: " + ("OpenVINO installed" if have_openvino else "OpenVINO not installed"))
         else:
             chosen_runtime = runtime
         if precision == "auto":

@@ -9,14 +9,14 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from lbdask.config import load_config
 from lbdask.errors import NotFoundError
 
-Backend = Literal["tae", "diffusers-kl"]
+Architecture = Literal["tae", "diffusers-kl"]
 CudaDtype = Literal["fp16", "bf16", "fp32"]
-DecodeBackendName = Literal["auto", "eager", "compile", "tensorrt"]
+DecodeEngineName = Literal["auto", "eager", "compile", "tensorrt"]
 PrecisionName = Literal["auto", "fp32", "bf16", "fp16"]
 RuntimeName = Literal["auto", "torch", "openvino"]
 
@@ -39,9 +39,16 @@ class WeightsSource:
 
 @dataclass
 class ModelSpec:
-    """One model's backend, latent geometry, tiling and precision settings."""
+    """One model's architecture, latent geometry, tiling and precision settings.
 
-    backend: Backend
+    `architecture` is the network family; `runtime` (torch|openvino) what runs it on the CPU;
+    `decode_engine` how torch runs the decoder on the numpy path (docs/glossary.md).
+    """
+
+    #: old key spellings of configs/models.yaml, read with a DeprecationWarning until the next release
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {"backend": "architecture", "decode_backend": "decode_engine"}
+
+    architecture: Architecture
     latent_channels: int | None = None
     downsample: int = 8
     pad_multiple: int = 8
@@ -52,7 +59,7 @@ class ModelSpec:
     batch_size: int = 8
     cpu_batch_size: int = 1
     cuda_dtype: CudaDtype = "bf16"
-    decode_backend: DecodeBackendName = "auto"
+    decode_engine: DecodeEngineName = "auto"
     precision: PrecisionName = "auto"
     runtime: RuntimeName = "auto"
     scaling_factor: float | None = None
@@ -69,7 +76,7 @@ class ModelSpec:
             raise ValueError(f"tile_overlap {self.tile_overlap} must be under half of tile_size {self.tile_size}")
         if min(self.batch_size, self.cpu_batch_size, self.tile_threshold, self.activation_bytes_per_pixel) < 1:
             raise ValueError("batch_size, cpu_batch_size, tile_threshold and activation_bytes_per_pixel must be positive")
-        if self.backend == "tae" and self.latent_channels is None:
+        if self.architecture == "tae" and self.latent_channels is None:
             raise ValueError("a tae model needs latent_channels")
         if self.scaling_factor is not None and self.scaling_factor == 0:
             raise ValueError("scaling_factor must not be 0")
@@ -89,7 +96,7 @@ def load_registry() -> ModelsConfig:
 
 def spec_for_path(latent_channels: int | None = None) -> ModelSpec:
     """The spec used for a local folder or hub id that is not a registry name."""
-    return ModelSpec(backend="diffusers-kl", latent_channels=latent_channels)
+    return ModelSpec(architecture="diffusers-kl", latent_channels=latent_channels)
 
 
 def with_weights(spec: ModelSpec, weights: str | os.PathLike | None) -> ModelSpec:

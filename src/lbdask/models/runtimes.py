@@ -95,5 +95,5 @@ def attach_openvino(model: LatentModel, precision: str) -> tuple[str, int]:
     encoder = OpenVinoNet(model.encoder, 3, precision, f"{key}-encoder")
     decoder = OpenVinoNet(model.decoder, model.latent_channels, precision, f"{key}-decoder")
     model.encode_runner, model.decode_runner = encoder, decoder
-    model.decode_backend = "openvino"
+    model.decode_engine = "openvino"
     return decoder.precision, decoder.threads

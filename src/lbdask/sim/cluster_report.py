@@ -116,14 +116,14 @@ def plot_spillover(rows: Sequence[dict], path: str | Path) -> None:
     for r in rows:
         pairs.setdefault((r["nodes"], r["alpha"], r["coalesce"]), {})[r["spillover"]] = r
     pairs = {k: v for k, v in pairs.items() if len(v) == 2}
-    metrics = [("mean_ms", "mean"), ("p99_ms", "P99"), ("queue_wait_p99_ms", "queue wait P99")]
+    measures = [("mean_ms", "mean"), ("p99_ms", "P99"), ("queue_wait_p99_ms", "queue wait P99")]
     fig, axes = plt.subplots(1, len(pairs) or 1, figsize=(5.5 * max(len(pairs), 1), 3.8), squeeze=False)
     for ax, ((nodes, alpha, coalesce), v) in zip(axes[0], sorted(pairs.items())):
-        x = np.arange(len(metrics))
+        x = np.arange(len(measures))
         for k, (flag, name) in enumerate(((False, "without spillover"), (True, "with spillover"))):
-            bars = ax.bar(x + (k - 0.5) * 0.38, [v[flag][m] for m, _ in metrics], 0.38, label=name)
+            bars = ax.bar(x + (k - 0.5) * 0.38, [v[flag][m] for m, _ in measures], 0.38, label=name)
             ax.bar_label(bars, fmt="%.0f", fontsize=7)
-        ax.set_xticks(x, [m[1] for m in metrics])
+        ax.set_xticks(x, [m[1] for m in measures])
         ax.set_ylabel("ms")
         ax.set_title(f"{label(alpha)}, {nodes} nodes, coalescing {_on(coalesce)}", fontsize=9)
         ax.legend(fontsize=8)

@@ -1,4 +1,4 @@
-"""Decode backend selection, fallback, logging, engine-cache keys; GPU-only numerical checks."""
+"""Decode engine selection, fallback, logging, engine-cache keys; GPU-only numerical checks."""
 from __future__ import annotations
 
 import logging
@@ -9,13 +9,13 @@ import torch
 
 from lbdask.errors import ConfigError
 from lbdask.models import load_model
-from lbdask.models.backends import (
-    MIN_BACKEND_PSNR_DB,
+from lbdask.models.decode_engines import (
+    MIN_ENGINE_PSNR_DB,
     FallbackRunner,
-    attach_decode_backend,
-    backend_psnr,
-    choose_decode_backend,
+    attach_decode_engine,
+    choose_decode_engine,
     engine_cache_key,
+    engine_psnr,
     tensorrt_available,
 )
 
@@ -41,22 +41,22 @@ def taef2(taef2_dir):
     ],
 )
 def test_selection_and_fallback_chain(requested, cuda, trt, comp, expected):
-    assert choose_decode_backend(requested, cuda, trt, comp).name == expected
+    assert choose_decode_engine(requested, cuda, trt, comp).name == expected
 
 
 def test_fallback_reasons_say_why():
-    assert "no CUDA" in choose_decode_backend("auto", False, False, True).reason
-    assert "lbdask[tensorrt]" in choose_decode_backend("tensorrt", True, False, True).reason
+    assert "no CUDA" in choose_decode_engine("auto", False, False, True).reason
+    assert "lbdask[tensorrt]" in choose_decode_engine("tensorrt", True, False, True).reason
     with pytest.raises(ConfigError, match="turbo"):
-        choose_decode_backend("turbo", False, False, False)
+        choose_decode_engine("turbo", False, False, False)
 
 
-def test_one_log_line_names_backend_and_reason(taef2, caplog):
+def test_one_log_line_names_engine_and_reason(taef2, caplog):
     with caplog.at_level(logging.INFO, logger="lbdask.models"):
-        choice = attach_decode_backend(taef2, "tensorrt")
+        choice = attach_decode_engine(taef2, "tensorrt")
     lines = [r.getMessage() for r in caplog.records if r.name == "lbdask.models"]
     assert len(lines) == 1
-    assert choice.name == "eager" == taef2.decode_backend
+    assert choice.name == "eager" == taef2.decode_engine
     assert "taef2" in lines[0] and "eager" in lines[0] and "no CUDA device" in lines[0]
 
 
@@ -64,7 +64,7 @@ def test_tensorrt_not_importable_here_is_reported():
     # this CPU test machine has no TensorRT; on a machine with it the chain picks it
     if tensorrt_available():
         pytest.skip("TensorRT is installed here")
-    choice = choose_decode_backend("auto", True, tensorrt_available(), True)
+    choice = choose_decode_engine("auto", True, tensorrt_available(), True)
     assert choice.name == "eager" and "tensorrt not importable" in choice.reason
 
 
@@ -79,37 +79,37 @@ def test_engine_cache_key_changes_with_every_component():
         assert engine_cache_key(**{**base, field: other}) != key, field
 
 
-def test_failing_fast_backend_falls_back_to_eager(taef2, caplog):
+def test_failing_fast_engine_falls_back_to_eager(taef2, caplog):
     def broken(z):
         raise RuntimeError("engine exploded")
 
-    attach_decode_backend(taef2, "eager")
+    attach_decode_engine(taef2, "eager")
     z = np.random.default_rng(0).normal(size=(1, 32, 4, 4)).astype(np.float32)
     expected = taef2.decode(z, size=(32, 32))
-    taef2.decode_runner, taef2.decode_backend = FallbackRunner(taef2, "tensorrt", broken), "tensorrt"
+    taef2.decode_runner, taef2.decode_engine = FallbackRunner(taef2, "tensorrt", broken), "tensorrt"
     with caplog.at_level(logging.WARNING, logger="lbdask.models"):
         got = taef2.decode(z, size=(32, 32))
     np.testing.assert_array_equal(got, expected)
-    assert taef2.decode_backend == "eager"
+    assert taef2.decode_engine == "eager"
     assert any("engine exploded" in r.getMessage() and "eager" in r.getMessage() for r in caplog.records)
-    attach_decode_backend(taef2, "eager")
+    attach_decode_engine(taef2, "eager")
 
 
-def test_eager_backend_psnr_bound_holds(taef2):
-    attach_decode_backend(taef2, "eager")
-    assert backend_psnr(taef2, torch.randn(1, 32, 4, 4)) >= MIN_BACKEND_PSNR_DB
+def test_eager_engine_psnr_bound_holds(taef2):
+    attach_decode_engine(taef2, "eager")
+    assert engine_psnr(taef2, torch.randn(1, 32, 4, 4)) >= MIN_ENGINE_PSNR_DB
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("backend", ["eager", "compile", "tensorrt"])
-def test_cuda_backends_within_bound_of_fp32_eager(taef2_dir, backend, tmp_path, monkeypatch):
+@pytest.mark.parametrize("engine", ["eager", "compile", "tensorrt"])
+def test_cuda_engines_within_bound_of_fp32_eager(taef2_dir, engine, tmp_path, monkeypatch):
     monkeypatch.setenv("LBDASK_ENGINE_CACHE", str(tmp_path))
-    model = load_model("taef2", weights=taef2_dir, device="cuda", decode_backend=backend)
-    if backend == "tensorrt" and model.decode_backend != "tensorrt":
+    model = load_model("taef2", weights=taef2_dir, device="cuda", decode_engine=engine)
+    if engine == "tensorrt" and model.decode_engine != "tensorrt":
         pytest.skip("TensorRT not installed")
     z = torch.randn(2, 32, 32, 32)
-    assert backend_psnr(model, z) >= MIN_BACKEND_PSNR_DB
-    if backend == "tensorrt":
+    assert engine_psnr(model, z) >= MIN_ENGINE_PSNR_DB
+    if engine == "tensorrt":
         assert list(tmp_path.glob("*.engine"))
 
 

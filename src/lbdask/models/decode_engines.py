@@ -1,5 +1,7 @@
-"""Decode backends for the serving/verify hot path: torch eager, torch.compile, TensorRT.
+"""Decode engines for the serving/verify hot path: torch eager, torch.compile, TensorRT.
 
+An engine is how torch executes the decoder network on the numpy path; the network itself
+is the model's architecture and torch vs OpenVINO its runtime (docs/glossary.md).
 The registry (or the caller) asks for `auto|eager|compile|tensorrt`; what cannot run here
 falls back along tensorrt -> compile -> eager, and one log line says what runs and why;
 `auto` never picks compile (its autotuning costs minutes per new shape, docs/benchmarks.md).
@@ -27,15 +29,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lbdask.models")
 
-BACKENDS = ("eager", "compile", "tensorrt")
-#: Documented bound: a fast backend's decode must stay this close (PSNR, dB) to fp32 eager.
-MIN_BACKEND_PSNR_DB = 45.0
+ENGINES = ("eager", "compile", "tensorrt")
+#: Documented bound: a fast engine's decode must stay this close (PSNR, dB) to fp32 eager.
+MIN_ENGINE_PSNR_DB = 45.0
 Runner = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
-class BackendChoice:
-    """The backend that will run and the reason, as logged."""
+class EngineChoice:
+    """The engine that will run and the reason, as logged."""
 
     name: str
     reason: str
@@ -56,31 +58,31 @@ def compile_available() -> bool:
         return False
 
 
-def choose_decode_backend(requested: str, cuda: bool, have_tensorrt: bool, have_compile: bool) -> BackendChoice:
-    """Pick a backend for `requested`, falling back tensorrt -> compile -> eager."""
-    if requested not in ("auto", *BACKENDS):
-        raise ConfigError(f"decode_backend {requested!r} is not one of auto, {', '.join(BACKENDS)}")
+def choose_decode_engine(requested: str, cuda: bool, have_tensorrt: bool, have_compile: bool) -> EngineChoice:
+    """Pick an engine for `requested`, falling back tensorrt -> compile -> eager."""
+    if requested not in ("auto", *ENGINES):
+        raise ConfigError(f"decode_engine {requested!r} is not one of auto, {', '.join(ENGINES)}")
     if requested == "eager":
-        return BackendChoice("eager", "requested")
+        return EngineChoice("eager", "requested")
     if requested == "auto" and not cuda:
-        return BackendChoice("eager", "auto: no CUDA device")
+        return EngineChoice("eager", "auto: no CUDA device")
     if requested == "tensorrt" and not cuda:
-        return BackendChoice("eager", "tensorrt requested but no CUDA device")
+        return EngineChoice("eager", "tensorrt requested but no CUDA device")
     if requested == "compile":
         if have_compile:
-            return BackendChoice("compile", "requested" if cuda else "requested (CPU: inductor, no CUDA graphs)")
-        return BackendChoice("eager", "compile requested but torch.compile is unsupported here")
+            return EngineChoice("compile", "requested" if cuda else "requested (CPU: inductor, no CUDA graphs)")
+        return EngineChoice("eager", "compile requested but torch.compile is unsupported here")
     # requested is tensorrt or auto, on CUDA
     if have_tensorrt:
-        return BackendChoice("tensorrt", "requested" if requested == "tensorrt" else "auto: TensorRT available")
+        return EngineChoice("tensorrt", "requested" if requested == "tensorrt" else "auto: TensorRT available")
     why = "tensorrt not importable (pip install lbdask[tensorrt])"
     if requested == "auto":
         # compile autotunes each new latent shape for minutes (H200, docs/benchmarks.md): an
         # explicit choice for long single-shape runs, not a default for mixed archives
-        return BackendChoice("eager", f"auto: {why}; compile is opt-in")
+        return EngineChoice("eager", f"auto: {why}; compile is opt-in")
     if have_compile:
-        return BackendChoice("compile", f"{requested}: {why}")
-    return BackendChoice("eager", f"{requested}: {why}; torch.compile unsupported")
+        return EngineChoice("compile", f"{requested}: {why}")
+    return EngineChoice("eager", f"{requested}: {why}; torch.compile unsupported")
 
 
 def eager_runner(model: LatentModel) -> Runner:
@@ -195,7 +197,7 @@ BUILDERS: dict[str, Callable[[LatentModel], Runner]] = {
 
 
 class FallbackRunner:
-    """Runs the fast backend; if it fails (build or first run), logs once and switches to eager."""
+    """Runs the fast engine; if it fails (build or first run), logs once and switches to eager."""
 
     def __init__(self, model: LatentModel, name: str, runner: Runner):
         self.model, self.name, self.runner = model, name, runner
@@ -207,15 +209,15 @@ class FallbackRunner:
             except torch.OutOfMemoryError:
                 raise
             except Exception as exc:
-                log.warning("decode backend %s failed (%s: %s); falling back to eager", self.name, type(exc).__name__, exc)
+                log.warning("decode engine %s failed (%s: %s); falling back to eager", self.name, type(exc).__name__, exc)
                 self.name, self.runner = "eager", eager_runner(self.model)
-                self.model.decode_backend = "eager"
+                self.model.decode_engine = "eager"
         return self.runner(z)
 
 
-def attach_decode_backend(model: LatentModel, requested: str) -> BackendChoice:
+def attach_decode_engine(model: LatentModel, requested: str) -> EngineChoice:
     """Choose, build and install the numpy-path decode runner of `model`; log the choice once."""
-    choice = choose_decode_backend(
+    choice = choose_decode_engine(
         requested,
         cuda=model.device.type == "cuda",
         have_tensorrt=tensorrt_available(),
@@ -223,13 +225,13 @@ def attach_decode_backend(model: LatentModel, requested: str) -> BackendChoice:
     )
     runner = BUILDERS[choice.name](model)
     model.decode_runner = runner if choice.name == "eager" else FallbackRunner(model, choice.name, runner)
-    model.decode_backend = choice.name
-    log.info("decode backend for %s on %s/%s: %s (%s)", model.name, model.device, str(model.dtype).removeprefix("torch."), choice.name, choice.reason)
+    model.decode_engine = choice.name
+    log.info("decode engine for %s on %s/%s: %s (%s)", model.name, model.device, str(model.dtype).removeprefix("torch."), choice.name, choice.reason)
     return choice
 
 
-def backend_psnr(model: LatentModel, z: torch.Tensor) -> float:
-    """PSNR of the installed decode backend against an fp32 eager copy of the decoder on `z`."""
+def engine_psnr(model: LatentModel, z: torch.Tensor) -> float:
+    """PSNR of the installed decode engine against an fp32 eager copy of the decoder on `z`."""
     reference = copy.deepcopy(model.decoder).float()
     with torch.inference_mode():
         z = z.to(model.device)
