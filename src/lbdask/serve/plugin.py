@@ -54,7 +54,7 @@ class ModelSource:
                     self._resident = shared
                 else:
                     own = ResidentModel(self.name, self.weights, self.precision, self.runtime, self.configs)
-                    own.setup(self.worker)
+                    own.load(self.worker)
                     self._resident = own
             return self._resident
 
