@@ -100,12 +100,14 @@ def zipf_ids(n_requests: int, ids: list[str], alpha: float, seed: int = 1) -> li
     return [str(by_rank[r]) for r in rng.choice(len(ids), size=n_requests, p=weights / weights.sum())]
 
 
-def store_model(args) -> dict[str, float]:
-    """The runtime's injected object-store latency: first byte + scaled bytes at the bandwidth."""
-    return {"fetch_delay_ms": args.fetch_ms, "fetch_mb_per_s": args.bandwidth / args.object_scale}
+def store_model(args):
+    """The workers' fetch hook: an object store's first byte + scaled bytes at the bandwidth."""
+    from lbdask.serve.store_latency import StoreLatency
+
+    return StoreLatency(args.fetch_ms, args.bandwidth / args.object_scale)
 
 
-def settings_for(name: str, cache_bytes: int, store: dict[str, float], **runtime):
+def settings_for(name: str, cache_bytes: int, **worker):
     from lbdask.cache.tuner import TunerConfig
     from lbdask.serve.settings import ServeSettings
 
@@ -113,8 +115,7 @@ def settings_for(name: str, cache_bytes: int, store: dict[str, float], **runtime
     static = {"decode-all": 0.0, "imgstore": 1.0, "alpha=1": 1.0, "alpha=0": 0.0}
     s.cache = dataclasses.replace(s.cache, adaptive=name not in static)
     s.tuner = TunerConfig(alpha=static.get(name, 0.5), alpha_min=0.0, alpha_max=1.0, window=25, step=0.05)
-    s.runtime = dataclasses.replace(s.runtime, cache_bytes=0 if name == "decode-all" else cache_bytes,
-                                    **store, **runtime)
+    s.worker = dataclasses.replace(s.worker, cache_bytes=0 if name == "decode-all" else cache_bytes, **worker)
     return s
 
 
@@ -186,8 +187,8 @@ def table4(args, latent: str, png: str, sources: dict[str, bytes], tmp: Path) ->
     with lc, client:
         for name in ("decode-all", "imgstore", "alpha=1", "alpha=0", "adaptive"):
             dest = png if name == "imgstore" else latent
-            install(client, dest, settings_for(name, cache_bytes, store_model(args), spillover="off",
-                                               **inference(args)), "taef2", str(TAEF2))
+            install(client, dest, settings_for(name, cache_bytes, spillover="off", **inference(args)), "taef2",
+                    str(TAEF2), fetch_hook=store_model(args))
             warm(client, dest)
             if name != "decode-all" and warmup:
                 replay(client.scheduler.address, dest, warmup, args.concurrency)
@@ -242,7 +243,7 @@ def hit_path(client, dest: str, image_id: str, args) -> list[str]:
     from lbdask.serve.client import ServingClient
     from lbdask.serve.deploy import install, warm
 
-    install(client, dest, settings_for("alpha=1", 50 * 2**20, {}, spillover="off"), "taef2", str(TAEF2))
+    install(client, dest, settings_for("alpha=1", 50 * 2**20, spillover="off"), "taef2", str(TAEF2))
     warm(client, dest)
     n = args.hit_reads
     with ServingClient(dest, client.scheduler.address) as box:
@@ -285,9 +286,9 @@ def spillover(args, latent: str, sources: dict[str, bytes]) -> list[str]:
         mine = [i for i in sorted(sources) if ring.owner(i) == hot]
         requests = [mine[k % len(mine)] for k in range(args.skew_requests)]
         for mode in ("off", "explicit", "steal"):
-            install(client, latent, settings_for("decode-all", 0, store_model(args), spillover=mode, theta=2,
-                                                    max_batch=1, **inference(args)),
-                    "taef2", str(TAEF2))
+            install(client, latent, settings_for("decode-all", 0, spillover=mode, theta=2, max_batch=1,
+                                                    **inference(args)),
+                    "taef2", str(TAEF2), fetch_hook=store_model(args))
             warm(client, latent)
             lat = replay(client.scheduler.address, latent, requests, args.concurrency * 2)
             out.append(row(mode, lat, f" {totals(client)['spillovers']} |"))

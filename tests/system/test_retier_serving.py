@@ -75,7 +75,7 @@ def retiered(retier_archive, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("retier-serving")
     dest = str(tmp / "arc")
     shutil.copytree(dest0, dest)
-    serve_yaml = write_policy(tmp / "serve.yaml", f"runtime:\n  catalog_refresh_s: {REFRESH_S}\n")
+    serve_yaml = write_policy(tmp / "serve.yaml", f"worker:\n  catalog_refresh_s: {REFRESH_S}\n")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LBDASK_CONFIG_DIR", str(write_model_y_configs(tmp / "configs")))  # workers load taef2-y by name
         env = subprocess_env()

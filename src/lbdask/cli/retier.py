@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_cluster_options(args)
     policy = load_policy(args.policy)
-    policy.check_retention(load_serve_settings().runtime.access_retention_days)
+    policy.check_retention(load_serve_settings().worker.access_retention_days)
     settings = load_job_settings(lossy_fallback="off")
     load_cluster_settings()  # validated before anything runs
     options = parse_storage_options(args.storage_options)

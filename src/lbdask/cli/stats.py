@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--top must be >= 0, got {args.top}")
     if args.window_days is not None and args.window_days < 0:
         raise ConfigError(f"--window-days must be >= 0, got {args.window_days:g}")
-    # Not checked against runtime.access_retention_days (configs/serve.yaml loads the cache
+    # Not checked against worker.access_retention_days (configs/serve.yaml loads the cache
     # modules, too slow a start for a report): a longer window counts the retained days only.
     window = load_policy().promote.window_days if args.window_days is None else args.window_days
     s = gather(args.dest, parse_storage_options(args.storage_options), args.top, time.time(), window)
