@@ -30,7 +30,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "retier", help="plan (and with --apply run) moves between storage tiers",
         description="Plan moves of archived objects by the policy (configs/retier.yaml) and the access statistics "
-                    "of the serving runtime; --apply runs them as a resumable Dask job.")
+                    "of the serving workers; --apply runs them as a resumable Dask job.")
     p.add_argument("dest", metavar="DEST", help="archive folder or s3://bucket/path")
     p.add_argument("--policy", metavar="FILE", help="policy YAML file (default: configs/retier.yaml)")
     p.add_argument("--plan-out", metavar="FILE", help="also write the plan as JSON to FILE")

@@ -6,7 +6,7 @@ model executor, so image hits are never queued behind decodes. Concurrent reads 
 share one fetch and one decode (lbdask.routing.coalesce). Decodes spill to another worker when this
 one's queue is deeper than theta (serve.spill); their results still fill this cache.
 Cached ids whose catalog row changed (lbdask retier) are dropped within `catalog_refresh_s`
-(serve.freshness); fetching is serve.archives'.
+(serve.freshness). Archives are opened and fetched by serve.archives.
 """
 from __future__ import annotations
 
