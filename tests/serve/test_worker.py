@@ -106,7 +106,7 @@ def test_ewmas_follow_measured_latencies(archive, model):
     start_fetch = rt.stats()["t_fetch_ms"]   # 140 ms from the config
     asyncio.run(rt.read(dest, ids[2]))
     t_fetch = rt.stats()["t_fetch_ms"]
-    assert t_fetch < start_fetch and rt.cache.tuner.t_fetch == pytest.approx(t_fetch)
+    assert t_fetch < start_fetch and rt.costs is rt.cache.tuner   # one set of averages: the tuner's
     assert rt.stats()["t_decode_ms"] != 40.0
     rt.close()
 
