@@ -36,7 +36,7 @@ def serve_config(path: Path) -> Path:
     cfg = yaml.safe_load((REPO / "configs" / "serve.yaml").read_text())
     cfg["cache"]["adaptive"] = False
     cfg["tuner"].update(alpha=1.0, alpha_min=0.0, alpha_max=1.0)
-    cfg["runtime"]["cache_bytes"] = 64 * 2**20
+    cfg["worker"]["cache_bytes"] = 64 * 2**20
     path.write_text(yaml.safe_dump(cfg))
     return path
 

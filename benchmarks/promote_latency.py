@@ -27,7 +27,7 @@ def settings_for(promote: str, cache_bytes: int):
 
     s = ServeSettings()
     s.cache = dataclasses.replace(s.cache, promote_after=promote if promote == "auto" else int(promote))
-    s.runtime = dataclasses.replace(s.runtime, cache_bytes=cache_bytes, spillover="off")
+    s.worker = dataclasses.replace(s.worker, cache_bytes=cache_bytes, spillover="off")
     return s
 
 
@@ -40,7 +40,7 @@ def run(promote: str, latent: str, requests: list[str], args, cache_bytes: int) 
         warm(client, latent)
         lat = np.asarray(replay(client.scheduler.address, latent, requests, args.readers))
         stats = client.run(lambda dask_worker: dask_worker.handlers["lbdask_stats"]())
-        chosen = client.run(lambda dask_worker: dask_worker.plugins["lbdask-serve"].runtime.cache.promote_after)
+        chosen = client.run(lambda dask_worker: dask_worker.plugins["lbdask-serve"].serving.cache.promote_after)
     tiers = [sum(s[k] for s in stats.values()) for k in ("image_hits", "latent_hits", "misses")]
     td = np.mean([s["t_decode_ms"] for s in stats.values()])
     tf = np.mean([s["t_fetch_ms"] for s in stats.values()])

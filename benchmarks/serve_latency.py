@@ -1,7 +1,7 @@
 """Read latency through a live serving cluster: Table-4-style comparison, spillover, hit path.
 
     python benchmarks/serve_latency.py [--requests 240] [--concurrency 4] [--zipf 1.11]
-        [--fetch-ms 100] [--bandwidth 90] [--object-scale 16] [--backend openvino --precision bf16]
+        [--fetch-ms 100] [--bandwidth 90] [--object-scale 16] [--runtime openvino --precision bf16]
 
 On one run, against local Dask clusters (worker processes, one thread each):
 1. Requests drawn Zipf(`--zipf`) over an archive of 256 px corpus images (migrated with
@@ -100,12 +100,14 @@ def zipf_ids(n_requests: int, ids: list[str], alpha: float, seed: int = 1) -> li
     return [str(by_rank[r]) for r in rng.choice(len(ids), size=n_requests, p=weights / weights.sum())]
 
 
-def store_model(args) -> dict[str, float]:
-    """The runtime's injected object-store latency: first byte + scaled bytes at the bandwidth."""
-    return {"fetch_delay_ms": args.fetch_ms, "fetch_mb_per_s": args.bandwidth / args.object_scale}
+def store_model(args):
+    """The workers' fetch hook: an object store's first byte + scaled bytes at the bandwidth."""
+    from lbdask.serve.store_latency import StoreLatency
+
+    return StoreLatency(args.fetch_ms, args.bandwidth / args.object_scale)
 
 
-def settings_for(name: str, cache_bytes: int, store: dict[str, float], **runtime):
+def settings_for(name: str, cache_bytes: int, **worker):
     from lbdask.cache.tuner import TunerConfig
     from lbdask.serve.settings import ServeSettings
 
@@ -113,8 +115,7 @@ def settings_for(name: str, cache_bytes: int, store: dict[str, float], **runtime
     static = {"decode-all": 0.0, "imgstore": 1.0, "alpha=1": 1.0, "alpha=0": 0.0}
     s.cache = dataclasses.replace(s.cache, adaptive=name not in static)
     s.tuner = TunerConfig(alpha=static.get(name, 0.5), alpha_min=0.0, alpha_max=1.0, window=25, step=0.05)
-    s.runtime = dataclasses.replace(s.runtime, cache_bytes=0 if name == "decode-all" else cache_bytes,
-                                    **store, **runtime)
+    s.worker = dataclasses.replace(s.worker, cache_bytes=0 if name == "decode-all" else cache_bytes, **worker)
     return s
 
 
@@ -177,7 +178,7 @@ def table4(args, latent: str, png: str, sources: dict[str, bytes], tmp: Path) ->
            f"(working set {wss / 1e6:.1f} MB as PNG), cache {cache_bytes / 1e6:.2f} MB per worker "
            f"({args.cache_fraction:.0%} of the working set over {args.workers} workers), "
            f"{args.concurrency} concurrent readers. Store model: {args.fetch_ms:.0f} ms first byte + stored bytes "
-           f"x {args.object_scale:g} at {args.bandwidth:g} MB/s. Decode: backend {args.backend}, "
+           f"x {args.object_scale:g} at {args.bandwidth:g} MB/s. Decode: runtime {args.runtime}, "
            f"precision {args.precision}.", "",
            "| system | mean ms | P50 | P95 | P99 | image / latent / miss | T_decode / T_fetch ms | final alpha |",
            "|---|---|---|---|---|---|---|---|"]
@@ -186,8 +187,8 @@ def table4(args, latent: str, png: str, sources: dict[str, bytes], tmp: Path) ->
     with lc, client:
         for name in ("decode-all", "imgstore", "alpha=1", "alpha=0", "adaptive"):
             dest = png if name == "imgstore" else latent
-            install(client, dest, settings_for(name, cache_bytes, store_model(args), spillover="off",
-                                               **inference(args)), "taef2", str(TAEF2))
+            install(client, dest, settings_for(name, cache_bytes, spillover="off", **inference(args)), "taef2",
+                    str(TAEF2), fetch_hook=store_model(args))
             warm(client, dest)
             if name != "decode-all" and warmup:
                 replay(client.scheduler.address, dest, warmup, args.concurrency)
@@ -224,7 +225,7 @@ def break_even(results: dict) -> list[str]:
 
 
 def inference(args) -> dict[str, str | None]:
-    return {"backend": args.backend, "precision": args.precision}
+    return {"runtime": args.runtime, "precision": args.precision}
 
 
 class Echo:
@@ -242,7 +243,7 @@ def hit_path(client, dest: str, image_id: str, args) -> list[str]:
     from lbdask.serve.client import ServingClient
     from lbdask.serve.deploy import install, warm
 
-    install(client, dest, settings_for("alpha=1", 50 * 2**20, {}, spillover="off"), "taef2", str(TAEF2))
+    install(client, dest, settings_for("alpha=1", 50 * 2**20, spillover="off"), "taef2", str(TAEF2))
     warm(client, dest)
     n = args.hit_reads
     with ServingClient(dest, client.scheduler.address) as box:
@@ -285,9 +286,9 @@ def spillover(args, latent: str, sources: dict[str, bytes]) -> list[str]:
         mine = [i for i in sorted(sources) if ring.owner(i) == hot]
         requests = [mine[k % len(mine)] for k in range(args.skew_requests)]
         for mode in ("off", "explicit", "steal"):
-            install(client, latent, settings_for("decode-all", 0, store_model(args), spillover=mode, theta=2,
-                                                    max_batch=1, **inference(args)),
-                    "taef2", str(TAEF2))
+            install(client, latent, settings_for("decode-all", 0, spillover=mode, theta=2, max_batch=1,
+                                                    **inference(args)),
+                    "taef2", str(TAEF2), fetch_hook=store_model(args))
             warm(client, latent)
             lat = replay(client.scheduler.address, latent, requests, args.concurrency * 2)
             out.append(row(mode, lat, f" {totals(client)['spillovers']} |"))
@@ -304,7 +305,7 @@ def main() -> None:
     ap.add_argument("--fetch-ms", type=float, default=100.0, help="object-store first-byte latency")
     ap.add_argument("--bandwidth", type=float, default=90.0, help="object-store MB/s per request")
     ap.add_argument("--object-scale", type=float, help="object bytes = stored bytes x this (default (1024/size)^2)")
-    ap.add_argument("--backend", choices=("torch", "openvino", "auto"), help="decode runtime of the workers")
+    ap.add_argument("--runtime", choices=("torch", "openvino", "auto"), help="decode runtime of the workers")
     ap.add_argument("--precision", choices=("fp32", "bf16", "fp16", "auto"), help="decode precision of the workers")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--crops", type=int, default=5, choices=range(6), help="crops per corpus image (+ its resize)")

@@ -4,7 +4,7 @@ Rates are requests per CPU second of this process (time.process_time), so they m
 one core even on a shared, oversubscribed machine; wall-clock rates are printed beside.
 
 Usage: python benchmarks/sim_speed.py [--requests 5000000] [--baseline-requests 200000]
-The baseline drives `lbdask.cache.DualFormatCache` (the serving runtime's class) over a
+The baseline drives `lbdask.cache.DualFormatCache` (the serving workers' class) over a
 prefix of the same trace; both use adaptive alpha, LRU tiers and a 1 % cache.
 """
 from __future__ import annotations

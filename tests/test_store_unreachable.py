@@ -18,8 +18,8 @@ from lbdask import cli
 from lbdask.access.log import load_access
 from lbdask.archive import Archive, CatalogRow
 from lbdask.errors import StoreError, UnknownImageError
-from lbdask.serve.runtime import ServeRuntime
 from lbdask.serve.settings import ServeSettings
+from lbdask.serve.worker import ServingWorker
 from lbdask.storage import canonical_url, open_location
 from tests.support.archive import new_archive, write_batch
 from tests.support.cluster import png_bytes
@@ -100,15 +100,15 @@ def test_commands_on_a_renamed_archive_say_so_in_one_line(tmp_path, capfd):
         assert err.count("\n") == 1 and err.startswith(said), (command, err)
 
 
-def kept_runtime() -> ServeRuntime:
-    """A serving runtime for kept images only (no model is ever called)."""
-    return ServeRuntime(ServeSettings(), lambda: contextlib.nullcontext(None))
+def kept_serving() -> ServingWorker:
+    """A serving worker for kept images only (no model is ever called)."""
+    return ServingWorker(ServeSettings(), lambda: contextlib.nullcontext(None))
 
 
-def test_serving_runtime_retries_an_unreachable_archive_then_says_so(tmp_path):
+def test_serving_retries_an_unreachable_archive_then_says_so(tmp_path):
     dest = str(tmp_path / "arc")
     small_archive(dest)
-    rt = kept_runtime()
+    rt = kept_serving()
     try:
         assert asyncio.run(rt.read(dest, "k.png")) == KEPT["k.png"]
         with pytest.raises(UnknownImageError):
@@ -116,7 +116,7 @@ def test_serving_runtime_retries_an_unreachable_archive_then_says_so(tmp_path):
         os.rename(dest, dest + "-moved")
         with pytest.raises(StoreError, match=UNREACHABLE):   # docs/serving.md: fetch_retries 2, 3 attempts
             asyncio.run(rt.read(dest, "k2.png"))
-        assert rt.counts["fetch_retries"] == 2
+        assert rt.stats()["fetch_retries"] == 2
         assert asyncio.run(rt.read(dest, "k.png")) == KEPT["k.png"]   # what is cached is still served
         os.rename(dest + "-moved", dest)
         assert asyncio.run(rt.read(dest, "k2.png")) == KEPT["k2.png"]
@@ -133,13 +133,13 @@ def test_one_cache_per_archive_however_its_url_is_spelt(tmp_path, monkeypatch):
     small_archive(dest)
     os.symlink(dest, tmp_path / "link")
     monkeypatch.chdir(tmp_path)
-    rt = kept_runtime()
+    rt = kept_serving()
     try:
         names = [dest, "arc", "./arc", dest + "/", "file://" + dest, "link"]
         assert [asyncio.run(rt.read(name, "k.png")) for name in names] == [KEPT["k.png"]] * len(names)
         s = rt.stats()
         assert (s["fetches"], s["misses"], s["image_hits"] + s["latent_hits"]) == (1, 1, len(names) - 1)
-        assert len(rt._archives) == len(rt.watch._known) == len(rt.access._logs) == 1
+        assert len(rt.archives._archives) == len(rt.watch._known) == len(rt.access._logs) == 1
         rt.access.flush()
         assert load_access(open_location(dest))["k.png"].count == len(names)
     finally:

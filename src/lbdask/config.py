@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import os
 import types
 import typing
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lbdask.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -140,8 +143,9 @@ def _renamed_keys(data: dict, renamed: Mapping[str, str], where: str) -> dict:
         new = renamed[key]
         if new in data:
             raise ConfigError(f"{where}: '{key}' is the old spelling of '{new}'; give only '{new}'")
-        warnings.warn(f"{where}: key '{key}' is deprecated and will be removed in the next release; use '{new}'",
-                      DeprecationWarning, stacklevel=2)
+        message = f"{where}: key '{key}' is deprecated and will be removed in the next release; use '{new}'"
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
+        log.warning("%s", message)  # also on a worker, where warnings are not shown
         data[new] = data.pop(key)
     return data
 

@@ -27,7 +27,7 @@ class StoreError(LbdaskError):
 
 
 class ServingNotInstalledError(StoreError):
-    """The cluster's workers have no lbdask serving runtime (`lbdask serve` is not running there)."""
+    """The cluster's workers run no lbdask serving (`lbdask serve` is not running there)."""
 
 
 class ArchiveFormatError(LbdaskError):

@@ -15,7 +15,7 @@ from lbdask.cli import build_parser
 from lbdask.cluster.settings import ClusterSettings, JobSettings
 from lbdask.models.cpu_memory import CpuMemorySettings
 from lbdask.models.registry import ModelSpec, WeightsSource
-from lbdask.serve.settings import HttpConfig
+from lbdask.serve.settings import HttpConfig, WorkerConfig
 from lbdask.sim.trace import TraceConfig
 from lbdask.tiering.policy import (
     ConvertPolicy,
@@ -78,7 +78,7 @@ def test_every_environment_variable_the_code_reads_is_documented():
 @pytest.mark.parametrize("config", [JobSettings, ArchiveConfig, ClusterSettings, ModelSpec, WeightsSource,
                                     CpuMemorySettings, CacheConfig, TunerConfig, TraceConfig, RetierPolicy,
                                     DemotePolicy, PromotePolicy, ConvertPolicy, SourceCleanupPolicy, PrewarmPolicy,
-                                    HttpConfig])
+                                    HttpConfig, WorkerConfig])
 def test_every_config_field_is_documented(config):
     missing = [f.name for f in dataclasses.fields(config) if f"`{f.name}`" not in DOC]
     assert missing == []

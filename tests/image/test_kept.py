@@ -197,12 +197,12 @@ def test_jxl_kept_row_reads_and_verifies_and_a_damaged_copy_is_caught(tmp_path):
 
 
 def test_serving_reads_kept_and_lossy_rows_as_the_reader_does(tmp_path):
-    """src/lbdask/serve/runtime.py and lbdask.reader share lbdask.image.kept.read_back: the same bytes."""
+    """src/lbdask/serve/archives.py and lbdask.reader share lbdask.image.kept.read_back: the same bytes."""
     import asyncio
     import contextlib
 
-    from lbdask.serve.runtime import ServeRuntime
     from lbdask.serve.settings import ServeSettings
+    from lbdask.serve.worker import ServingWorker
 
     png = SOURCES["RGBA 16-bit"]()
     obj = kept.encode_kept(png, "jxl", effort=3)
@@ -221,7 +221,7 @@ def test_serving_reads_kept_and_lossy_rows_as_the_reader_does(tmp_path):
                        lossy_distance=lossy.distance, psnr=lossy.psnr, decode_sha256=lossy.decode_sha256)]
     arc.commit("keep-0", rows)
     local = lbdask.open(dest)
-    rt = ServeRuntime(ServeSettings(), lambda: contextlib.nullcontext(None))
+    rt = ServingWorker(ServeSettings(), lambda: contextlib.nullcontext(None))
     try:
         for image_id in ("a.png", "b.png"):
             assert asyncio.run(rt.read(dest, image_id)) == local.read(image_id)

@@ -180,12 +180,12 @@ def test_worker_budget_admits_one_call_or_refuses(fp32):
 def test_cli_and_serve_choices_are_the_models_choices():
     from lbdask.cli import inference_options
     from lbdask.models import precision
-    from lbdask.serve.settings import RuntimeConfig
+    from lbdask.serve.settings import WorkerConfig
 
     assert (inference_options.PRECISIONS, inference_options.RUNTIMES) == (precision.PRECISIONS, precision.RUNTIMES)
     for value in ("auto", *precision.PRECISIONS):
-        RuntimeConfig(precision=value).validate()
+        WorkerConfig(precision=value).validate()
     for value in ("auto", *precision.RUNTIMES):
-        RuntimeConfig(backend=value).validate()
+        WorkerConfig(backend=value).validate()
     with pytest.raises(ValueError, match="precision"):
-        RuntimeConfig(precision="int8").validate()
+        WorkerConfig(precision="int8").validate()

@@ -198,13 +198,13 @@ def test_serving_reads_reencoded_rows_and_an_unloadable_model_is_a_one_line_erro
     import contextlib
 
     from lbdask.models import load_model
-    from lbdask.serve.runtime import ServeRuntime
     from lbdask.serve.settings import ServeSettings
+    from lbdask.serve.worker import ServingWorker
 
     root, dest = arc
     assert retier(dest, "--policy", reencode_policy(tmp_path, min_psnr="20"), "--apply") == 0
     taef2 = load_model("taef2", weights=TAEF2_WEIGHTS, device="cpu")
-    rt = ServeRuntime(ServeSettings(), lambda: contextlib.nullcontext(taef2))  # the archive's model is resident
+    rt = ServingWorker(ServeSettings(), lambda: contextlib.nullcontext(taef2))  # the archive's model is resident
     reads = read_all(dest)
     try:
         for image_id in ("l0.png", "crop1.png", "k0.png"):  # re-encoded rows decode with model Y

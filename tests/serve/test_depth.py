@@ -1,4 +1,4 @@
-"""The decode queue depth spillover decides on (ServeRuntime.depth) is counted from the
+"""The decode queue depth spillover decides on (ServingWorker.depth) is counted from the
 decision to decode here and returns to 0 after every decode ends, however it ends: hypothesis
 draws bursts of decodes that succeed, fail their checksum, fail in the model, or are cancelled
 (before or after reaching the model executor). That a burst whose fetches end together now
@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from lbdask.errors import IntegrityError
 from lbdask.latent.codec import LatentCodec
-from lbdask.serve.runtime import ServeRuntime
 from lbdask.serve.settings import ServeSettings
+from lbdask.serve.worker import ServingWorker
 from tests.support.serve import build_serving_archive
 from tests.support.serve import wait_for as wait_until
 
@@ -30,9 +30,9 @@ def archive(tmp_path_factory, model):
     return dest, build_serving_archive(dest, model, n=1)
 
 
-def serve_settings(**runtime) -> ServeSettings:
+def serve_settings(**worker) -> ServeSettings:
     s = ServeSettings()
-    s.runtime = dataclasses.replace(s.runtime, **runtime)
+    s.worker = dataclasses.replace(s.worker, **worker)
     return s
 
 
@@ -40,7 +40,7 @@ OUTCOMES = ("ok", "checksum", "model", "cancel")
 
 
 class Gate:
-    """The model context of the runtime below: closed, the model call waits (as behind another)."""
+    """The model context of the serving worker below: closed, the model call waits (as behind another)."""
 
     def __init__(self, model) -> None:
         self.model, self.open = model, threading.Event()
@@ -54,7 +54,7 @@ class Gate:
 @pytest.fixture(scope="module")
 def gated(model, archive):
     gate = Gate(model)
-    rt = ServeRuntime(serve_settings(max_batch=1), gate)
+    rt = ServingWorker(serve_settings(max_batch=1), gate)
     dest, ids = archive
     good = rt.fetch(dest, ids[0], None)
     bad_sum = dataclasses.replace(good, latent=dataclasses.replace(good.latent, checksum="0" * 16))

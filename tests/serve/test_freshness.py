@@ -1,7 +1,7 @@
 """A serving worker follows catalog changes (serve.freshness): a cached id whose row moved is
 dropped within `catalog_refresh_s`, and a fetch whose object was swept reads the row again.
 
-In-process runtime on a tiny archive; the move is what `lbdask retier` does to a kept PNG
+In-process serving worker on a tiny archive; the move is what `lbdask retier` does to a kept PNG
 (a new committed batch with a new object, then the old object deleted by the sweep).
 tests/system/test_retier_serving.py checks the same through real processes and real retier runs.
 """
@@ -19,8 +19,8 @@ import pytest
 from lbdask.archive import Archive
 from lbdask.archive.catalog import Catalog
 from lbdask.errors import ConfigError
-from lbdask.serve.runtime import ServeRuntime
 from lbdask.serve.settings import ServeSettings, load_serve_settings
+from lbdask.serve.worker import ServingWorker
 from tests.support.cluster import png_bytes
 from tests.support.serve import build_serving_archive
 
@@ -32,10 +32,10 @@ def dest(tmp_path, model) -> str:
     return dest
 
 
-def runtime(model, refresh_s: float) -> ServeRuntime:
+def serving(model, refresh_s: float) -> ServingWorker:
     settings = ServeSettings()
-    settings.runtime = dataclasses.replace(settings.runtime, catalog_refresh_s=refresh_s)
-    return ServeRuntime(settings, lambda: contextlib.nullcontext(model))
+    settings.worker = dataclasses.replace(settings.worker, catalog_refresh_s=refresh_s)
+    return ServingWorker(settings, lambda: contextlib.nullcontext(model))
 
 
 def move_kept(dest: str, batch: str, pixels: np.ndarray) -> tuple[bytes, str]:
@@ -52,7 +52,7 @@ def move_kept(dest: str, batch: str, pixels: np.ndarray) -> tuple[bytes, str]:
 
 
 def test_a_cached_id_follows_its_moved_row_within_the_refresh_interval(dest, model):
-    rt = runtime(model, 0.2)
+    rt = serving(model, 0.2)
     try:
         first = asyncio.run(rt.read(dest, "kept.png"))
         assert asyncio.run(rt.read(dest, "kept.png")) == first   # cached now (and served from the cache)
@@ -73,7 +73,7 @@ def test_a_cached_id_follows_its_moved_row_within_the_refresh_interval(dest, mod
 
 
 def test_a_batch_committed_and_folded_between_two_passes_is_seen(dest, model):
-    rt = runtime(model, 3600)   # passes only when the test asks
+    rt = serving(model, 3600)   # passes only when the test asks
     try:
         first = asyncio.run(rt.read(dest, "kept.png"))
         new, old_path = move_kept(dest, "b1", np.full((24, 24, 3), 5, np.uint8))
@@ -88,9 +88,9 @@ def test_a_batch_committed_and_folded_between_two_passes_is_seen(dest, model):
 
 
 def test_a_fetch_whose_object_was_swept_reads_the_row_again(dest, model, monkeypatch):
-    rt = runtime(model, 3600)   # no watch pass during the test
+    rt = serving(model, 3600)   # no watch pass during the test
     try:
-        archive = rt.archive(dest, None)
+        archive = rt.archives.open(dest, None)
         stale = archive.get_row("kept.png")
         new, old_path = move_kept(dest, "b1", np.full((24, 24, 3), 9, np.uint8))
         archive.loc.fs.rm(old_path)
@@ -108,9 +108,9 @@ def test_a_fetch_whose_object_was_swept_reads_the_row_again(dest, model, monkeyp
 
 
 def test_catalog_refresh_must_be_positive(tmp_path):
-    assert load_serve_settings().runtime.catalog_refresh_s > 0
+    assert load_serve_settings().worker.catalog_refresh_s > 0
     bad = tmp_path / "serve.yaml"
-    bad.write_text("runtime:\n  catalog_refresh_s: 0\n")
+    bad.write_text("worker:\n  catalog_refresh_s: 0\n")
     with pytest.raises(ConfigError, match="catalog_refresh_s"):
         load_serve_settings(str(bad))
 
@@ -119,7 +119,7 @@ def test_every_served_archive_is_watched_and_one_unreadable_catalog_stops_none_o
                                                                                            caplog):
     other = str(tmp_path / "other")
     build_serving_archive(other, model, n=1)
-    rt = runtime(model, 3600)
+    rt = serving(model, 3600)
     try:
         firsts = [asyncio.run(rt.read(d, "kept.png")) for d in (dest, other)]
         news = [move_kept(d, "b1", np.full((24, 24, 3), k, np.uint8))[0] for k, d in enumerate((dest, other))]
@@ -143,12 +143,12 @@ def test_every_served_archive_is_watched_and_one_unreadable_catalog_stops_none_o
 def test_a_fetch_that_overlaps_a_later_catalog_change_is_not_cached(dest, model, monkeypatch):
     """Every dropping pass counts, not only the first: a fetch that looked its id up before the
     second change serves what it read but leaves no stale copy in the cache."""
-    rt = runtime(model, 3600)
+    rt = serving(model, 3600)
     try:
         asyncio.run(rt.read(dest, "kept.png"))
         first_move, _ = move_kept(dest, "b1", np.full((24, 24, 3), 1, np.uint8))
         assert rt.watch.check() == 1
-        archive = rt.archive(dest, None)
+        archive = rt.archives.open(dest, None)
         real, later = archive.get_row, []
 
         def changing(image_id):  # the second move commits and is seen while this fetch runs
@@ -171,7 +171,7 @@ def test_the_folded_batches_are_listed_only_after_a_compaction(dest, model, monk
     listed = []
     real = Catalog.folded_names
     monkeypatch.setattr(Catalog, "folded_names", lambda self: listed.append(1) or real(self))
-    rt = runtime(model, 3600)
+    rt = serving(model, 3600)
     try:
         def check() -> tuple[int, int]:
             """(ids dropped, folded listings) of one pass."""

@@ -2,7 +2,7 @@
 plus a second `lbdask gateway` process in front of the same cluster, read with http.client.
 
 One served cluster for the module; the test that renames the archive runs after the others
-that read, the one that stops the cluster after it. The 503 test needs the runtime to report
+that read, the one that stops the cluster after it. The 503 test needs the serving workers to report
 an unreachable archive as StoreError.
 """
 from __future__ import annotations
@@ -161,7 +161,7 @@ def test_unreachable_archive_answers_503_with_retry_after(served):
 def test_healthz_answers_503_once_the_cluster_is_gone(served):
     served.serve.send_signal(signal.SIGTERM)
     assert served.serve.wait(timeout=120) == 0
-    assert "serving runtime removed" in served.serve.stdout.read()   # the gateway thread stopped first
+    assert "serving removed" in served.serve.stdout.read()   # the gateway thread stopped first
     assert fetch(served.ports[1], "/healthz")[0] == 503
     served.gateway.send_signal(signal.SIGTERM)
     assert served.gateway.wait(timeout=60) == 0   # (distributed's client logs the lost scheduler itself)

@@ -73,3 +73,24 @@ def test_bad_trace_files_are_input_errors(tmp_path):
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(InputError):
         load_trace(bad)
+
+
+def test_cache_yaml_trace_section_belongs_to_the_simulator(tmp_path):
+    """cache.yaml's `trace:` loads typed and checked on the simulator's side; the cache's own
+    settings read past it without importing the simulator."""
+    import subprocess
+    import sys
+
+    from lbdask.cache.settings import load_cache_settings
+    from lbdask.errors import ConfigError
+    from lbdask.sim.settings import load_sim_settings
+    from lbdask.sim.trace import TraceConfig
+
+    trace = load_sim_settings().trace
+    assert isinstance(trace, TraceConfig) and trace.days == load_cache_settings().trace["days"] == TraceConfig().days
+    bad = tmp_path / "cache.yaml"
+    bad.write_text("trace:\n  days: -1\n")
+    with pytest.raises(ConfigError, match="days"):
+        load_sim_settings(str(bad))
+    code = "import sys, lbdask.cache.settings; print(any(m.startswith('lbdask.sim') for m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"

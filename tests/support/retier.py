@@ -1,5 +1,5 @@
 """A small archive for the re-tiering tests: kept PNGs (the gate refused them at migration),
-latents, and access statistics written through the serving runtime's AccessLog."""
+latents, and access statistics written through the serving workers' AccessLog."""
 from __future__ import annotations
 
 import hashlib

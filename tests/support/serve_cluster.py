@@ -37,9 +37,9 @@ def cluster(taef2_dir, tmp_path_factory):
     procs.close()
 
 
-def settings(promote_after: int | str = "auto", **runtime) -> ServeSettings:
+def settings(promote_after: int | str = "auto", **worker) -> ServeSettings:
     s = ServeSettings()
-    s.runtime = dataclasses.replace(s.runtime, **runtime)
+    s.worker = dataclasses.replace(s.worker, **worker)
     s.cache = dataclasses.replace(s.cache, promote_after=promote_after)
     return s
 

@@ -53,7 +53,7 @@ def config_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("configs")
     for f in (REPO / "configs").glob("*.yaml"):
         shutil.copy(f, folder / f.name)
-    _edit(folder / "serve.yaml", lambda d: d.setdefault("runtime", {}).update(
+    _edit(folder / "serve.yaml", lambda d: d.setdefault("worker", {}).update(
         cache_bytes=CACHE_BYTES, catalog_refresh_s=REFRESH_S))
     _edit(folder / "models.yaml", lambda d: d["models"]["taef2"].update(runtime="torch"))
     return folder
@@ -95,11 +95,11 @@ def _serving(args: list[str], log: Path) -> Iterator[None]:
 
 
 def _view(cluster: DaskProcesses) -> dict:
-    """What the worker's serving runtime runs with (its stats handler, its watch, its model)."""
+    """What the worker's serving runs with (its stats handler, its watch, its model)."""
     def worker_view(dask_worker) -> dict:  # local: pickled by value, the worker has no tests/
         plugin = dask_worker.plugins[PLUGIN_NAME]
         return {"cache_bytes": dask_worker.handlers["lbdask_stats"]()["capacity_bytes"],
-                "catalog_refresh_s": plugin.runtime.watch.interval_s,
+                "catalog_refresh_s": plugin.serving.watch.interval_s,
                 "runtime": plugin.source.resident().get().inference.runtime}
 
     with Client(cluster.address, timeout="20s") as client:
@@ -116,7 +116,7 @@ def test_serve_config_dir_reaches_the_workers(cluster, archive, config_dir, taef
 def test_serve_config_file_reaches_the_workers(cluster, archive, config_dir, taef2_dir, tmp_path):
     serve_yaml = tmp_path / "my-serve.yaml"
     shutil.copy(config_dir / "serve.yaml", serve_yaml)
-    _edit(serve_yaml, lambda d: d["runtime"].update(cache_bytes=OTHER_CACHE_BYTES))
+    _edit(serve_yaml, lambda d: d["worker"].update(cache_bytes=OTHER_CACHE_BYTES))
     with _serving(["serve", archive, "--scheduler", cluster.address, "--config", str(serve_yaml),
                    "--weights", str(taef2_dir)], tmp_path / "serve.log"):
         view = _view(cluster)

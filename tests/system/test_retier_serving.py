@@ -7,7 +7,7 @@ cluster (and so cached) before the retier; two are read only after it. Run 1 pro
 (pixel tier); run 2 re-encodes every latent to model Y (l0's pixel copy is swept) and
 demotes the cold kept PNGs (their kept objects are swept). After run 2 every id read through
 the cluster (`lbdask.open(DEST, scheduler=)` and `lbdask read --scheduler`) must equal plain
-`lbdask read` within the serving runtime's `catalog_refresh_s` (serve.freshness), never a
+`lbdask read` within the serving workers' `catalog_refresh_s` (serve.freshness), never a
 read error and never the bytes of before.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ from tests.support.retier import read_all, record_reads, write_model_y_configs, 
 pytestmark = pytest.mark.slow
 
 NEVER_CACHED = ("l2.png", "k2.png")   # read through the cluster only after the retier
-REFRESH_S = 0.5                       # the serving runtime's catalog_refresh_s here
+REFRESH_S = 0.5                       # the serving workers' catalog_refresh_s here
 PROMOTE = "demote: {enabled: false}\npromote: {enabled: true, window_days: 7, min_reads: 3, cold_days: 30}\n"
 REENCODE_AND_DEMOTE = ("batch_size: 2\ndemote: {enabled: true, cold_days: 90, min_psnr: 20}\npromote: {enabled: false}\n"
                        "reencode: {enabled: true, from: taef2, to: taef2-y, min_psnr: 20}\n")
@@ -75,7 +75,7 @@ def retiered(retier_archive, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("retier-serving")
     dest = str(tmp / "arc")
     shutil.copytree(dest0, dest)
-    serve_yaml = write_policy(tmp / "serve.yaml", f"runtime:\n  catalog_refresh_s: {REFRESH_S}\n")
+    serve_yaml = write_policy(tmp / "serve.yaml", f"worker:\n  catalog_refresh_s: {REFRESH_S}\n")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LBDASK_CONFIG_DIR", str(write_model_y_configs(tmp / "configs")))  # workers load taef2-y by name
         env = subprocess_env()

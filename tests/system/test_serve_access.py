@@ -31,9 +31,9 @@ def cluster(taef2_dir):
     procs.close()
 
 
-def settings(**runtime) -> ServeSettings:
+def settings(**worker) -> ServeSettings:
     s = ServeSettings()
-    s.runtime = dataclasses.replace(s.runtime, spillover="off", **runtime)
+    s.worker = dataclasses.replace(s.worker, spillover="off", **worker)
     return s
 
 

@@ -24,6 +24,7 @@ from lbdask.routing.ring import ring_from_workers
 from lbdask.serve.client import AsyncServingClient
 from lbdask.serve.deploy import install
 from lbdask.serve.plugin import PLUGIN_NAME
+from lbdask.serve.store_latency import StoreLatency
 from tests.support.cluster import free_port, wait_port
 from tests.support.serve import build_serving_archive, wait_for
 from tests.support.serve_cluster import settings, worker_stats
@@ -67,7 +68,7 @@ def test_a_burst_whose_fetches_end_together_spills(served, archive, taef2_dir, m
     local = lbdask.open(dest, weights=taef2_dir)
     latents = [i for i in ids if i != "kept.png"]
     with Client(served.address, timeout="20s") as client:
-        install(client, dest, settings(spillover=mode, theta=0, fetch_delay_ms=400), "taef2", str(taef2_dir))
+        install(client, dest, settings(spillover=mode, theta=0), "taef2", str(taef2_dir), fetch_hook=StoreLatency(400))
         try:
             ring = ring_from_workers(sorted(client.ncores()))
             owners = [ring.owner(i) for i in latents]
@@ -76,7 +77,7 @@ def test_a_burst_whose_fetches_end_together_spills(served, archive, taef2_dir, m
             with lbdask.open(dest, scheduler=served.address) as box:
                 assert box.read_many(mine) == [local.read(i) for i in mine]
             stats = worker_stats(client)
-        finally:   # the module's other tests read through the runtime `served` installed
+        finally:   # the module's other tests read through the serving `served` installed
             install(client, dest, settings(spillover="off"), "taef2", str(taef2_dir))
     assert stats[busy]["misses"] == len(mine)
     assert stats[busy]["spillovers"] > 0, "every decision of the burst saw an empty queue"
@@ -91,7 +92,7 @@ def test_spillover_decodes_elsewhere_and_fills_the_owner(served, archive, taef2_
     its first decodes last (test_a_burst_whose_fetches_end_together_spills), and this test needs
     the owner loaded, and its peers idle, until a spilled decode has certainly started.
 
-    So: the serving runtime shares the worker's resident model (ResidentModel plugin, one model
+    So: serving shares the worker's resident model (ResidentModel plugin, one model
     call at a time), and a task on the busiest owner holds that one call. The owner's first read
     then waits in its executor (depth 1, for as long as the hold lasts); every read of its ids
     that is decided before the release sees depth 1 > theta = 0, while its peers, which own
@@ -112,7 +113,7 @@ def test_spillover_decodes_elsewhere_and_fills_the_owner(served, archive, taef2_
     local = lbdask.open(dest, weights=taef2_dir)
     latents = [i for i in ids if i != "kept.png"]
     with Client(served.address, timeout="20s") as client:
-        client.register_plugin(ResidentModel("taef2", str(taef2_dir)))   # shared by the runtime below
+        client.register_plugin(ResidentModel("taef2", str(taef2_dir)))   # shared by serving below
         install(client, dest, settings(spillover=mode, theta=0, promote_after=8),   # empty caches; keep latents
                 "taef2", str(taef2_dir))
         ring = ring_from_workers(sorted(client.ncores()))   # the ring the reading client builds
@@ -168,7 +169,7 @@ def test_cli_serve_installs_and_removes_cleanly(served, archive, taef2_dir):
         if proc.poll() is None:
             proc.kill()
     page = f"http://127.0.0.1:{served.dashboard_port}/lbdask/serving"
-    for route in (page, page + ".json"):   # the dashboard pages went with the runtime
+    for route in (page, page + ".json"):   # the dashboard pages went with serving
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(route, timeout=10)
         assert err.value.code == 404
@@ -218,14 +219,14 @@ def test_alpha_ends_within_0_1_of_the_simulators_best_static_on_the_live_workers
                 for _ in range(rounds):
                     box.read_many(ids)
             stats = worker_stats(client)
-            latent = client.run(lambda dask_worker: {i: dask_worker.plugins[PLUGIN_NAME].runtime.fetch(dest, i, None)
+            latent = client.run(lambda dask_worker: {i: dask_worker.plugins[PLUGIN_NAME].serving.fetch(dest, i, None)
                                                      .nbytes for i in ids})
         finally:
             install(client, dest, settings(spillover="off"), "taef2", str(taef2_dir))   # back for the tests below
     for worker, st in stats.items():
         if len(owned[worker]) < 2:
             continue                                     # one id: every split holds it after the miss
-        best = _swept_best(owned[worker] * rounds, png, latent[worker], s.runtime.cache_bytes, s,
+        best = _swept_best(owned[worker] * rounds, png, latent[worker], s.worker.cache_bytes, s,
                            st["t_decode_ms"], st["t_fetch_ms"])
         assert min(abs(st["alpha"] - b) for b in best) <= 0.1, (worker, st["alpha"], best)
         if worker == busiest:

@@ -92,8 +92,8 @@ def test_user_errors_are_one_warning_line_on_the_worker(served, tmp_path, model)
         assert line.startswith(f"lbdask_read {image_id!r}: {error}: "), line
 
 
-def test_no_serving_runtime_is_a_one_line_error_naming_the_fix(served, archive, taef2_dir):
-    """With the runtime gone (`lbdask serve` stopped), every read path raises
+def test_no_serving_is_a_one_line_error_naming_the_fix(served, archive, taef2_dir):
+    """With serving gone (`lbdask serve` stopped), every read path raises
     ServingNotInstalledError naming `lbdask serve`, never returns None; the CLI exits 2 with one
     line, and each worker asked logs distributed's "No handler" in one line. A reply that is not
     bytes is an error too."""
@@ -106,7 +106,7 @@ def test_no_serving_runtime_is_a_one_line_error_naming_the_fix(served, archive, 
             with lbdask.open(dest, scheduler=served.address) as box:
                 for call in (lambda: box.read(ids[0]), lambda: box.read("no/such.png"),
                              lambda: box.read_many(ids[:2]), lambda: box.prewarm(ids[:2])):
-                    with pytest.raises(ServingNotInstalledError, match="no lbdask serving runtime") as err:
+                    with pytest.raises(ServingNotInstalledError, match="no lbdask serving") as err:
                         call()
                     assert fix in str(err.value)
 
@@ -119,7 +119,7 @@ def test_no_serving_runtime_is_a_one_line_error_naming_the_fix(served, archive, 
             out = subprocess.run([sys.executable, "-m", "lbdask", "read", dest, ids[0], "--scheduler", served.address],
                                  capture_output=True, text=True, env=served.env, timeout=120)
             assert out.returncode == 2 and out.stdout == ""
-            assert out.stderr.splitlines() == [f"lbdask: error: no lbdask serving runtime on {served.address}: "
+            assert out.stderr.splitlines() == [f"lbdask: error: no lbdask serving on {served.address}: "
                                                f"start `{fix}`"]
             text = logs.new()
             assert "No handler lbdask_read found" in text and "Traceback" not in text, text
@@ -167,7 +167,7 @@ def tier_counts(samples, name: str, worker: str) -> dict[str, float]:
 
 
 def test_read_latency_series_and_serving_page(served, archive, taef2_dir):
-    """Fresh runtimes; reads go to the scraped worker only (its RPC, as the client sends it), so
+    """Fresh serving workers; reads go to the scraped worker only (its RPC, as the client sends it), so
     the other two never decode: their T_decode must show no value, not the configured 40 ms."""
     dest, ids = archive
     latent = next(i for i in ids if i != "kept.png")

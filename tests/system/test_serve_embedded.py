@@ -72,7 +72,7 @@ def test_serve_without_scheduler_starts_reads_and_stops(tmp_path, taef2_dir, das
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=120) == 0
-        assert "serving runtime removed" in proc.stdout.read()
+        assert "serving removed" in proc.stdout.read()
         text = log.read_text()
         assert "Traceback" not in text[:mark] + text[back:], text
     finally:

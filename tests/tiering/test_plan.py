@@ -146,7 +146,7 @@ def test_a_window_longer_than_the_retention_is_refused(tmp_path, capsys):
     path.write_text("promote: {window_days: 40, cold_days: 60}")
     assert cli.main(["retier", str(tmp_path / "nowhere"), "--policy", str(path)]) == 2
     err = capsys.readouterr().err
-    assert "promote.window_days (40) is longer than runtime.access_retention_days (31)" in err and err.count("\n") == 1
+    assert "promote.window_days (40) is longer than worker.access_retention_days (31)" in err and err.count("\n") == 1
     RetierPolicy(promote=PromotePolicy(enabled=False, window_days=40, cold_days=60)).check_retention(31)
     for days in (0, 0.5, 31):  # today only, part of a day, the whole retention: all within it
         RetierPolicy(promote=PromotePolicy(window_days=days, cold_days=60)).check_retention(31)

@@ -21,7 +21,7 @@ DAY = 86400.0
 #: (UTC day number, reads that day), ascending by day, no zero counts.
 Days = tuple[tuple[int, int], ...]
 #: Days of per-day buckets a folded generation keeps when nothing else is configured
-#: (`runtime.access_retention_days` of configs/serve.yaml).
+#: (`worker.access_retention_days` of configs/serve.yaml).
 DEFAULT_RETENTION_DAYS = 31
 
 
@@ -63,7 +63,7 @@ def check_window(name: str, window_days: float, retention_days: int) -> None:
     if window_days < 0:
         raise ConfigError(f"{name} must be at least 0, not {window_days}")
     if math.ceil(window_days) > retention_days:
-        raise ConfigError(f"{name} ({window_days:g}) is longer than runtime.access_retention_days ({retention_days}) "
+        raise ConfigError(f"{name} ({window_days:g}) is longer than worker.access_retention_days ({retention_days}) "
                           f"of configs/serve.yaml: reads older than that are kept as totals only")
 
 

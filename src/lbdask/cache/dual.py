@@ -10,13 +10,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from lbdask.cache.capacity import image_capacity
 from lbdask.cache.promotion import AUTO_FALLBACK, early_hit, promotion_threshold
-from lbdask.cache.settings import CacheConfig, CacheSettings
+from lbdask.cache.settings import CacheConfig
 from lbdask.cache.tiers import POLICIES, Entry, SegmentedTier, make_tier
-from lbdask.cache.tuner import MarginalHitTuner, ghost_capacity
+from lbdask.cache.tuner import MarginalHitTuner, TunerConfig, ghost_capacity
 from lbdask.errors import ConfigError
 
 #: Which tier answered a lookup ("miss": neither).
@@ -30,6 +30,13 @@ class Lookup:
     outcome: HitTier
     value: Any = None
     tail_hit: bool = False
+
+
+class CacheSections(Protocol):
+    """What `from_settings` reads: `cache:` and `tuner:` of cache.yaml, or of serve.yaml (per worker)."""
+
+    cache: CacheConfig
+    tuner: TunerConfig
 
 
 class DualFormatCache:
@@ -67,8 +74,8 @@ class DualFormatCache:
         self._size_ghosts()
 
     @classmethod
-    def from_settings(cls, capacity: int, settings: CacheSettings) -> DualFormatCache:
-        """The cache `configs/cache.yaml` describes: adaptive (own tuner) or static at tuner.alpha."""
+    def from_settings(cls, capacity: int, settings: CacheSections) -> DualFormatCache:
+        """The cache `cache:` and `tuner:` describe: adaptive (own tuner) or static at tuner.alpha."""
         if settings.cache.adaptive:
             return cls(capacity, settings.cache, tuner=MarginalHitTuner(settings.tuner))
         return cls(capacity, settings.cache, alpha=settings.tuner.alpha)

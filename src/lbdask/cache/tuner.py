@@ -152,23 +152,44 @@ class TunerConfig:
         return self.gradient == "ghost"
 
 
-class MarginalHitTuner:
+class LatencyEstimates:
+    """T_decode and T_fetch EWMAs, starting at the configured values; the first observation of
+    each replaces its start. The tuner's own (it prices ghost hits with them); a cache without a
+    tuner keeps these alone, so a serving worker has one set of averages either way."""
+
+    def __init__(self, config: TunerConfig | None = None) -> None:
+        self.config = config or TunerConfig()
+        self.t_decode = self.config.t_decode_ms
+        self.t_fetch = self.config.t_fetch_ms
+        self.decodes_seen = self.fetches_seen = 0
+
+    def observe_decode(self, ms: float) -> None:
+        """Feed one observed decode latency into the T_decode EWMA (the first replaces the start value)."""
+        w = self.config.ewma_weight if self.decodes_seen else 1.0
+        self.decodes_seen += 1
+        self.t_decode = (1 - w) * self.t_decode + w * ms
+
+    def observe_fetch(self, ms: float) -> None:
+        """Feed one observed object-store fetch latency into the T_fetch EWMA (the first replaces the start)."""
+        w = self.config.ewma_weight if self.fetches_seen else 1.0
+        self.fetches_seen += 1
+        self.t_fetch = (1 - w) * self.t_fetch + w * ms
+
+
+class MarginalHitTuner(LatencyEstimates):
     """Per-cache window counters, latency EWMAs and the alpha they imply.
 
     Not thread-safe on its own: the owning cache calls it under its lock.
     """
 
     def __init__(self, config: TunerConfig | None = None) -> None:
-        self.config = config or TunerConfig()
+        super().__init__(config)
         try:
             self.config.validate()
         except ValueError as exc:
             raise ConfigError(f"tuner: {exc}") from None
         self.alpha = self.config.alpha
-        self.t_decode = self.config.t_decode_ms
-        self.t_fetch = self.config.t_fetch_ms
         self.history: list[tuple[float, float]] = []   # (gradient, alpha after the step)
-        self.decodes_seen = self.fetches_seen = 0
         # `auto` promotion threshold the ghost lists chose (cache/promotion.py); eager while the
         # cache fills (free bytes cost nothing) until a window prices them
         self.promote = AUTO_EAGER if self.config.uses_ghosts else AUTO_FALLBACK
@@ -201,18 +222,6 @@ class MarginalHitTuner:
             self.image_ghost_latents += 1
         elif tier == "latent" and outcome == "miss":
             self.latent_ghost_misses += 1
-
-    def observe_decode(self, ms: float) -> None:
-        """Feed one observed decode latency into the T_decode EWMA (the first replaces the start value)."""
-        w = self.config.ewma_weight if self.decodes_seen else 1.0
-        self.decodes_seen += 1
-        self.t_decode = (1 - w) * self.t_decode + w * ms
-
-    def observe_fetch(self, ms: float) -> None:
-        """Feed one observed object-store fetch latency into the T_fetch EWMA (the first replaces the start)."""
-        w = self.config.ewma_weight if self.fetches_seen else 1.0
-        self.fetches_seen += 1
-        self.t_fetch = (1 - w) * self.t_fetch + w * ms
 
     def due(self) -> bool:
         """True once a full window of requests has been recorded."""

@@ -30,7 +30,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "retier", help="plan (and with --apply run) moves between storage tiers",
         description="Plan moves of archived objects by the policy (configs/retier.yaml) and the access statistics "
-                    "of the serving runtime; --apply runs them as a resumable Dask job.")
+                    "of the serving workers; --apply runs them as a resumable Dask job.")
     p.add_argument("dest", metavar="DEST", help="archive folder or s3://bucket/path")
     p.add_argument("--policy", metavar="FILE", help="policy YAML file (default: configs/retier.yaml)")
     p.add_argument("--plan-out", metavar="FILE", help="also write the plan as JSON to FILE")
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_cluster_options(args)
     policy = load_policy(args.policy)
-    policy.check_retention(load_serve_settings().runtime.access_retention_days)
+    policy.check_retention(load_serve_settings().worker.access_retention_days)
     settings = load_job_settings(lossy_fallback="off")
     load_cluster_settings()  # validated before anything runs
     options = parse_storage_options(args.storage_options)

@@ -1,8 +1,8 @@
 """`lbdask serve DEST`: serve an archive from worker-resident caches on a Dask cluster.
 
-With `--scheduler` the runtime goes onto an existing cluster's workers (and any that join
+With `--scheduler` serving goes onto an existing cluster's workers (and any that join
 later); without it an embedded local cluster is started. Runs until Ctrl-C or SIGTERM,
-then removes the runtime from every worker again.
+then removes serving from every worker again.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--http", metavar="HOST:PORT", help="also serve GET /images/{id} over HTTP here (port 0: a free port)")
     p.add_argument("--prewarm", metavar="N|FILE",
                    help="load the N hottest ids (access statistics) or FILE's ids (one a line) into the caches first")
-    add_inference_options(p)  # serve.yaml runtime.precision / runtime.backend
+    add_inference_options(p)  # serve.yaml worker.precision / worker.runtime
     return p
 
 
@@ -47,11 +47,11 @@ def run(args: argparse.Namespace) -> int:
     if args.cache_bytes is not None:
         if args.cache_bytes < 0:
             raise ConfigError(f"--cache-bytes must be >= 0, got {args.cache_bytes}")
-        settings.runtime.cache_bytes = args.cache_bytes
+        settings.worker.cache_bytes = args.cache_bytes
     if args.precision is not None:
-        settings.runtime.precision = args.precision
+        settings.worker.precision = args.precision
     if args.runtime is not None:
-        settings.runtime.backend = args.runtime
+        settings.worker.runtime = args.runtime
     if args.workers is not None and args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     if args.http:
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                 if gateway is not None:
                     gateway.stop()
                 uninstall(client)
-            print("serving runtime removed", flush=True)
+            print("serving removed", flush=True)
     finally:
         signal.signal(signal.SIGTERM, previous)
     return 0

@@ -2,7 +2,7 @@
 their reads in total and within a recent window, and the access-age histogram.
 
 Counts come from the archive's access statistics (src/lbdask/access/log.py, written by the
-serving runtime); the catalog says which objects exist, so objects never read show up as
+serving workers); the catalog says which objects exist, so objects never read show up as
 the coldest and as their own histogram bucket.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ READABLE = ("latent", "kept", "lossy")
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("stats", help="access statistics: hottest, coldest, access-age histogram",
-                              description="Show the per-object access statistics the serving runtime records.")
+                              description="Show the per-object access statistics the serving workers record.")
     p.add_argument("dest", metavar="DEST", help="archive folder or s3://bucket/path")
     p.add_argument("--top", type=int, default=10, metavar="N", help="objects in the hottest and coldest lists (default 10)")
     p.add_argument("--window-days", type=float, metavar="N",
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--top must be >= 0, got {args.top}")
     if args.window_days is not None and args.window_days < 0:
         raise ConfigError(f"--window-days must be >= 0, got {args.window_days:g}")
-    # Not checked against runtime.access_retention_days (configs/serve.yaml loads the cache
+    # Not checked against worker.access_retention_days (configs/serve.yaml loads the cache
     # modules, too slow a start for a report): a longer window counts the retained days only.
     window = load_policy().promote.window_days if args.window_days is None else args.window_days
     s = gather(args.dest, parse_storage_options(args.storage_options), args.top, time.time(), window)

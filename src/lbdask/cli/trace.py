@@ -23,11 +23,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lbdask.cache.settings import load_cache_settings  # imports numba (the tuner)
+    from lbdask.sim.settings import load_sim_settings  # imports numba (the tuner)
     from lbdask.sim.trace import generate_trace, load_trace, save_trace, trace_statistics
 
     if args.trace_command == "generate":
-        cfg = load_cache_settings(args.config).trace
+        cfg = load_sim_settings(args.config).trace
         trace = generate_trace(args.requests, cfg, seed=args.seed)
         save_trace(trace, args.out)
         print(f"wrote {len(trace):,} requests to {args.out}", file=sys.stderr)

@@ -1,7 +1,7 @@
 """The named-model registry (`configs/models.yaml`) and where each model's weights are found.
 
 Keeping names, latent geometry and weight locations in one validated file lets the CLI,
-the migration workers and the serving runtime agree on a model by name alone.
+the migration workers and the serving workers agree on a model by name alone.
 """
 from __future__ import annotations
 

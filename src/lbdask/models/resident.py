@@ -10,7 +10,9 @@ exceed the share of the worker's memory limit the model may use.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -56,6 +58,8 @@ class ResidentModel(WorkerPlugin):
         #: model calls a worker runs at once, memory permitting: one, since one call already
         #: keeps all the worker's cores (or its GPU) busy
         self.max_calls = 1
+        self._idle = threading.Event()  # cleared while a load runs: `get` waits for it
+        self._idle.set()
 
     def __getstate__(self) -> dict[str, Any]:  # ship the recipe, never a loaded model
         return {"model": self.model_name, "weights": self.weights, "precision": self.precision, "runtime": self.runtime,
@@ -64,26 +68,39 @@ class ResidentModel(WorkerPlugin):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)
 
-    def setup(self, worker: Worker) -> None:
-        """Load the model on the worker's best device; a failure is kept and raised by tasks."""
-        import torch
+    async def setup(self, worker: Worker) -> None:
+        """Load the model in a thread: the worker's event loop keeps answering the scheduler
+        (heartbeats) and other plugins' RPCs through a load that can take minutes."""
+        self._idle.clear()
+        await asyncio.to_thread(self.load, worker)
 
-        from lbdask.models.loader import load_model
-
-        adopt(self.configs)
-        if not torch.cuda.is_available():
-            self.cpu_threads = max(1, worker.state.nthreads)
+    def load(self, worker: Worker) -> None:
+        """Load the model on the worker's best device (blocking); a failure of the load itself is
+        kept and raised by tasks, one of the configuration raised here."""
         try:
-            self.model = load_model(self.model_name, weights=self.weights, precision=self.precision, runtime=self.runtime)
-            # calls admitted by their estimated peak, and only if the largest fits at all
-            limit = worker.memory_manager.memory_limit
-            check_budget(limit, self.model.spec, self.model.name)
-            self.budget = MemoryBudget(budget_bytes(limit), self.max_calls)
-        except Exception as exc:  # noqa: BLE001 - surfaced by the first task that needs the model
-            self.error = exc
+            import torch
+
+            from lbdask.models.loader import load_model
+
+            adopt(self.configs)
+            if not torch.cuda.is_available():
+                self.cpu_threads = max(1, worker.state.nthreads)
+            try:
+                self.model = load_model(self.model_name, weights=self.weights, precision=self.precision,
+                                        runtime=self.runtime)
+                # calls admitted by their estimated peak, and only if the largest fits at all
+                limit = worker.memory_manager.memory_limit
+                check_budget(limit, self.model.spec, self.model.name)
+                self.budget = MemoryBudget(budget_bytes(limit), self.max_calls)
+            except Exception as exc:  # noqa: BLE001 - surfaced by the first task that needs the model
+                self.error = exc
+        finally:
+            self._idle.set()
 
     def get(self) -> Any:
-        """The loaded model, or the loading error re-raised in the calling task."""
+        """The loaded model, or the loading error re-raised in the calling task (called from a
+        task thread while the model loads, it waits for the load)."""
+        self._idle.wait()
         if self.error is not None:
             raise self.error
         return self.model

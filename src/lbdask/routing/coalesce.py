@@ -1,6 +1,6 @@
 """Request coalescing: concurrent requests for one key share one piece of work.
 
-Clock- and transport-agnostic so the serving runtime (threads, asyncio futures) and the
+Clock- and transport-agnostic so serving (threads, asyncio futures) and the
 cluster simulator (events) use the same bookkeeping. The first caller for a key leads and
 does the work; later callers join as waiters and are handed back by `finish`.
 """

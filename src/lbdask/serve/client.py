@@ -5,7 +5,7 @@ straight to the owner worker's `lbdask_read` handler: one round trip, no schedul
 path. The ring follows the scheduler's worker list (re-read in the background every few
 seconds); a worker that fails to answer is marked dead at once and the read is retried, a
 bounded number of times, on the id's next owner (lbdask.routing.ring.live_owner). A worker without
-the handler (no serving runtime: `lbdask serve` not running) is skipped the same way until the
+the handler (no lbdask serving there: `lbdask serve` not running) is skipped the same way until the
 next ring refresh; when no worker has it, the read is a ServingNotInstalledError.
 """
 from __future__ import annotations
@@ -60,7 +60,7 @@ class _Router:
         finally:
             self._refreshing = None
         self._ring_at = time.monotonic()
-        self._bare.clear()   # a worker that just joined may have installed the runtime since
+        self._bare.clear()   # a worker that just joined may have installed serving since
         if tuple(workers) != self._ring.members:
             self._ring = ring_from_workers(workers)
             self._dead &= set(workers)   # a dead worker the scheduler dropped is simply gone
@@ -100,7 +100,7 @@ class _Router:
 
     def _not_serving(self) -> ServingNotInstalledError:
         address = self.client.scheduler.address
-        return ServingNotInstalledError(f"no lbdask serving runtime on {address}: start "
+        return ServingNotInstalledError(f"no lbdask serving on {address}: start "
                                         f"`lbdask serve {self.dest} --scheduler {address}`")
 
     async def prewarm(self, image_ids: Sequence[str]) -> int:
@@ -153,7 +153,7 @@ class ServingClient:
 
     def read(self, image_id: str) -> bytes:
         """PNG bytes of one image; UnknownImageError (a KeyError) if the archive has no such id,
-        ServingNotInstalledError if the cluster's workers run no serving runtime."""
+        ServingNotInstalledError if the cluster's workers run no lbdask serving."""
         return self._client.sync(self._router.read, image_id)
 
     def read_many(self, image_ids: Sequence[str]) -> list[bytes]:
@@ -202,7 +202,7 @@ class AsyncServingClient:
         return await self._router.prewarm(image_ids)
 
     async def ready(self, timeout: float = 5.0) -> bool:
-        """Whether the scheduler answers and a worker runs the serving runtime (answers its
+        """Whether the scheduler answers and a worker serves (answers its
         `lbdask_depth` handler): the question of a load balancer's health check."""
         try:
             workers = sorted(await asyncio.wait_for(self._client.scheduler.ncores(), timeout))
@@ -212,7 +212,7 @@ class AsyncServingClient:
             try:
                 await asyncio.wait_for(self._client.rpc(worker).lbdask_depth(), timeout)
                 return True
-            except Exception:  # noqa: BLE001 - no runtime there (unknown handler), dead, or slow
+            except Exception:  # noqa: BLE001 - no serving there (unknown handler), dead, or slow
                 continue
         return False
 

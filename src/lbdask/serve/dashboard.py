@@ -6,7 +6,7 @@ two routes the page polls: `/history.json` (serve.history, sampled every 2 s fro
 workers' heartbeats) and `/workers.json` (the same heartbeats, one row per worker). It also
 registers a collector of the heartbeats in the scheduler's Prometheus registry
 (`lbdask_cluster_serve_*`, label `worker`), so a scrape sends no message to any worker.
-`remove_pages` takes all of it out again when the serving runtime is uninstalled (Dask's
+`remove_pages` takes all of it out again when serving is uninstalled (Dask's
 plugin removal calls no hook on the plugin, and tornado has no public call to drop routes,
 so the rules added are remembered).
 """
@@ -32,11 +32,11 @@ logger = logging.getLogger(__name__)
 
 
 async def collect(scheduler: Any) -> dict[str, dict[str, Any]]:
-    """worker address -> its runtime's stats (workers without a runtime are left out)."""
+    """worker address -> its serving stats (workers that do not serve are left out)."""
     async def one(addr: str) -> dict[str, Any] | None:
         try:
             return await asyncio.wait_for(scheduler.rpc(addr).lbdask_stats(), timeout=2.0)
-        except Exception:  # noqa: BLE001 - a worker without the runtime, or one going away
+        except Exception:  # noqa: BLE001 - a worker that does not serve, or one going away
             return None
     addrs = sorted(scheduler.workers)
     answers = await asyncio.gather(*(one(a) for a in addrs))

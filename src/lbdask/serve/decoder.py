@@ -3,8 +3,8 @@
 Requests queue from any thread; the executor takes the oldest one and every other queued
 request of the same latent shape and output size (up to `max_batch`) into one model call,
 so a burst of misses on one worker costs fewer forward passes. Its `depth` (waiting plus
-running) is the executor's own; the load spillover reads is the runtime's wider count
-(serve.runtime.ServeRuntime.depth), which includes these. A request whose waiter was cancelled
+running) is the executor's own; the load spillover reads is the serving worker's wider count
+(serve.worker.ServingWorker.depth), which includes these. A request whose waiter was cancelled
 before its batch starts is dropped (concurrent.futures' set_running_or_notify_cancel).
 """
 from __future__ import annotations
@@ -73,7 +73,7 @@ class BatchingDecoder:
             self._cond.notify()
         for _, _, fut in left:
             if fut.set_running_or_notify_cancel():
-                fut.set_exception(RuntimeError("the serving runtime was removed from this worker"))
+                fut.set_exception(RuntimeError("serving was removed from this worker"))
         self._thread.join(timeout=30)
 
     def _take_batch(self) -> list[tuple[np.ndarray, tuple[int, int], Future]]:

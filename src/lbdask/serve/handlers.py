@@ -1,4 +1,4 @@
-"""Worker RPC handlers of the serving runtime: the client calls the owner worker directly.
+"""Worker RPC handlers of serving: the client calls the owner worker directly.
 
 Registered on `worker.handlers` (the same mechanism Dask's own worker-to-worker calls use),
 so a read is one message to the owner and one reply, with no scheduler in between and no
@@ -22,7 +22,7 @@ from distributed.core import error_message
 from lbdask.errors import LbdaskError
 
 if TYPE_CHECKING:
-    from lbdask.serve.runtime import ServeRuntime
+    from lbdask.serve.worker import ServingWorker
 
 HANDLERS = ("lbdask_read", "lbdask_decode", "lbdask_depth", "lbdask_stats", "lbdask_prewarm")
 
@@ -47,34 +47,34 @@ def user_errors_replied(handler: Callable[..., Awaitable[Any]], log: bool = True
 
 
 def _one_line_missing_handler(record: logging.LogRecord) -> bool:
-    """distributed's "No handler lbdask_... found" (a client of a worker whose runtime is gone)
+    """distributed's "No handler lbdask_... found" (a client of a worker whose serving is gone)
     as one line: the client raises ServingNotInstalledError, the KeyError traceback says nothing."""
     if record.msg == "No handler %s found in %s" and str(record.args[0]).startswith("lbdask_"):
         record.exc_info = record.exc_text = None
     return True
 
 
-def install(worker: Any, runtime: ServeRuntime) -> None:
-    """Register the handlers of `runtime` on `worker` (replacing an earlier runtime's)."""
+def install(worker: Any, serving: ServingWorker) -> None:
+    """Register the handlers of `serving` on `worker` (replacing earlier ones)."""
 
     @user_errors_replied
     async def lbdask_read(dest: str, image_id: str, storage_options: dict | None = None) -> bytes:
-        return await runtime.read(dest, image_id, storage_options)
+        return await serving.read(dest, image_id, storage_options)
 
     @user_errors_replied
     async def lbdask_prewarm(dest: str, image_ids: list[str], storage_options: dict | None = None) -> int:
-        return await runtime.prewarm(dest, image_ids, storage_options)
+        return await serving.prewarm(dest, image_ids, storage_options)
 
     @functools.partial(user_errors_replied, log=False)
     async def lbdask_decode(payload: bytes) -> bytes:
-        runtime.counts["spilled_in"] += 1
-        return await runtime.decode_local(pickle.loads(payload))
+        serving.counts["spilled_in"] += 1
+        return await serving.decode_local(pickle.loads(payload))
 
     def lbdask_depth() -> int:
-        return runtime.depth
+        return serving.depth
 
     def lbdask_stats() -> dict[str, Any]:
-        return runtime.stats()
+        return serving.stats()
 
     core = logging.getLogger("distributed.core")
     if _one_line_missing_handler not in core.filters:

@@ -1,6 +1,6 @@
-"""The serving runtime's recent history on the scheduler, from what the workers' heartbeats carry.
+"""Serving's recent history on the scheduler, from what the workers' heartbeats carry.
 
-Every worker's heartbeat (about once a second) carries its runtime's counters and read-latency
+Every worker's heartbeat (about once a second) carries its serving counters and read-latency
 histograms (serve.metrics.heartbeat), so the scheduler already holds them: sampling them
 every couple of seconds costs no message. Each sample adds the histogram counts the workers
 gained since the last one (a worker that restarted counts from zero again) and turns the last
@@ -31,7 +31,7 @@ class ServingHistory:
         self._marks: deque[tuple[float, dict[str, Counts]]] = deque()
 
     def views(self) -> dict[str, dict[str, Any]]:
-        """worker address -> what its last heartbeat carried (workers without a runtime left out)."""
+        """worker address -> what its last heartbeat carried (workers that do not serve left out)."""
         return {addr: ws.metrics[HEARTBEAT_KEY] for addr, ws in sorted(self.scheduler.workers.items())
                 if HEARTBEAT_KEY in ws.metrics}
 

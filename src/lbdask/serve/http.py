@@ -85,13 +85,13 @@ class ImageHandler(_Plain):
 
 
 class HealthHandler(_Plain):
-    """`GET /healthz`: 200 when the scheduler answers and a worker runs the serving runtime, else 503."""
+    """`GET /healthz`: 200 when the scheduler answers and a worker serves, else 503."""
 
     async def get(self) -> None:
         if await self.box.ready():
             self.answer(200, "ok")
         else:
-            self.answer(503, "not ready: no scheduler or no worker with the serving runtime")
+            self.answer(503, "not ready: no scheduler or no worker serving")
 
 
 def make_app(box: AsyncServingClient, config: HttpConfig) -> tornado.web.Application:

@@ -1,7 +1,7 @@
-"""Prometheus metrics of the serving runtime: a worker's own, and the cluster's on the scheduler.
+"""Prometheus metrics of serving: a worker's own, and the cluster's on the scheduler.
 
 Dask's `/metrics` pages render prometheus_client's default registry, so registering one
-collector there is all it takes. On a worker the collector reads its runtime when scraped
+collector there is all it takes. On a worker the collector reads its serving state when scraped
 and costs nothing on the read path; on the scheduler (serve.dashboard) it reads what each
 worker's heartbeat last carried (`heartbeat`), so a scrape sends no message to any worker.
 """
@@ -16,12 +16,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from lbdask.serve.latency import TIERS, cumulative
 
 if TYPE_CHECKING:
-    from lbdask.serve.runtime import ServeRuntime
+    from lbdask.serve.worker import ServingWorker
 
 PREFIX = "lbdask_serve_"
 #: the scheduler's copies of the same series (another name: a sum over both jobs must not count twice)
 CLUSTER_PREFIX = "lbdask_cluster_serve_"
-#: key of the runtime's numbers in a worker's heartbeat metrics (`Worker.metrics`)
+#: key of the serving numbers in a worker's heartbeat metrics (`Worker.metrics`)
 HEARTBEAT_KEY = "lbdask_serve"
 #: stats() key -> (metric name, help); counters get Prometheus' `_total` suffix
 COUNTERS = {
@@ -61,9 +61,9 @@ def measured(stats: Mapping[str, Any]) -> dict[str, Any]:
     return {**stats, **{k: None for k, by in MEASURED_BY.items() if not stats.get(by)}}
 
 
-def heartbeat(runtime: ServeRuntime) -> dict[str, Any]:
+def heartbeat(serving: ServingWorker) -> dict[str, Any]:
     """What a worker's heartbeat carries to the scheduler: its stats and read-latency histograms."""
-    return {**runtime.stats(), "read_seconds": runtime.latency.snapshot()}
+    return {**serving.stats(), "read_seconds": serving.latency.snapshot()}
 
 
 def families(prefix: str, views: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
@@ -99,9 +99,9 @@ class Collector:
         return families(self.prefix, self.views())
 
 
-def register(runtime: ServeRuntime) -> Collector:
-    """Expose `runtime` on this process's `/metrics`."""
-    collector = Collector(PREFIX, lambda: {runtime.address: heartbeat(runtime)})
+def register(serving: ServingWorker) -> Collector:
+    """Expose `serving` on this process's `/metrics`."""
+    collector = Collector(PREFIX, lambda: {serving.address: heartbeat(serving)})
     prometheus_client.REGISTRY.register(collector)
     return collector
 

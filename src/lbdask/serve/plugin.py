@@ -1,7 +1,7 @@
-"""The worker plugin that installs the serving runtime; workers that join later get it too.
+"""The worker plugin that installs serving on every worker; workers that join later get it too.
 
 Registering it (`lbdask serve`, or `client.register_plugin(ServePlugin(...))` on any
-cluster) builds one ServeRuntime per worker, its RPC handlers and its metrics; removing it
+cluster) builds one ServingWorker per worker, its RPC handlers and its metrics; removing it
 (`client.unregister_worker_plugin(PLUGIN_NAME)`) tears all of that down again. The plugin
 carries the settings and model configuration files the driver loaded, so a worker uses the
 driver's `--config-dir` / `--config`, never its own environment's.
@@ -22,9 +22,10 @@ from lbdask.errors import LbdaskError
 from lbdask.models.resident import PLUGIN_NAME as MODEL_PLUGIN
 from lbdask.models.resident import ResidentModel, model_configs
 from lbdask.serve import handlers, metrics
-from lbdask.serve.runtime import PLUGIN_NAME, ServeRuntime
+from lbdask.serve.archives import FetchHook
 from lbdask.serve.settings import ServeSettings
 from lbdask.serve.spill import Spillover
+from lbdask.serve.worker import PLUGIN_NAME, ServingWorker
 
 
 class ModelSource:
@@ -54,7 +55,7 @@ class ModelSource:
                     self._resident = shared
                 else:
                     own = ResidentModel(self.name, self.weights, self.precision, self.runtime, self.configs)
-                    own.setup(self.worker)
+                    own.load(self.worker)
                     self._resident = own
             return self._resident
 
@@ -72,47 +73,51 @@ class ModelSource:
 
 
 class ServePlugin(WorkerPlugin):
-    """Installs a ServeRuntime (cache, pools, model, handlers, metrics) on every worker.
+    """Installs a ServingWorker (cache, pools, model, handlers, metrics) on every worker.
 
-    `configs` default to the creating process's model configuration (`model_configs`).
+    `configs` default to the creating process's model configuration (`model_configs`);
+    `fetch_hook` runs before each archive read (benchmarks: serve.store_latency; default none).
     """
 
     name = PLUGIN_NAME
     idempotent = False
 
     def __init__(self, settings: ServeSettings, model: str | None = None, weights: str | None = None,
-                 preload: Sequence[tuple[str, dict | None]] = (), configs: dict[str, Any] | None = None) -> None:
+                 preload: Sequence[tuple[str, dict | None]] = (), configs: dict[str, Any] | None = None,
+                 fetch_hook: FetchHook | None = None) -> None:
         self.settings, self.model, self.weights, self.preload = settings, model, weights, list(preload)
         self.configs = model_configs() if configs is None else configs
+        self.fetch_hook = fetch_hook
         self.source: ModelSource | None = None
-        self.runtime: ServeRuntime | None = None
+        self.serving: ServingWorker | None = None
         self._collector: metrics.Collector | None = None
 
-    def __getstate__(self) -> dict[str, Any]:  # ship the recipe, never a runtime
+    def __getstate__(self) -> dict[str, Any]:  # ship the recipe, never a worker's state
         return {"settings": self.settings, "model": self.model, "weights": self.weights, "preload": self.preload,
-                "configs": self.configs}
+                "configs": self.configs, "fetch_hook": self.fetch_hook}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)
 
     def setup(self, worker: Worker) -> None:
         adopt(self.configs)  # also for the other models re-encoded rows need, loaded later
-        rc = self.settings.runtime
-        source = self.source = ModelSource(worker, self.model, self.weights, rc.precision, rc.backend, self.configs)
-        runtime = ServeRuntime(self.settings, source.use, address=worker.address, model_check=source.check)
-        runtime.spill = Spillover(runtime, worker)
-        handlers.install(worker, runtime)
-        self._collector = metrics.register(runtime)
-        worker.metrics[metrics.HEARTBEAT_KEY] = lambda _worker: metrics.heartbeat(runtime)   # to the scheduler
-        self.runtime = runtime
+        wc = self.settings.worker
+        source = self.source = ModelSource(worker, self.model, self.weights, wc.precision, wc.runtime, self.configs)
+        serving = ServingWorker(self.settings, source.use, address=worker.address, model_check=source.check,
+                                fetch_hook=self.fetch_hook)
+        serving.spill = Spillover(serving, worker)
+        handlers.install(worker, serving)
+        self._collector = metrics.register(serving)
+        worker.metrics[metrics.HEARTBEAT_KEY] = lambda _worker: metrics.heartbeat(serving)   # to the scheduler
+        self.serving = serving
         for dest, options in self.preload:  # open archives and load the model off the event loop
-            runtime.io.submit(runtime.archive, dest, options)
+            serving.io.submit(serving.archives.open, dest, options)
 
     def teardown(self, worker: Worker) -> None:
         handlers.remove(worker)
         worker.metrics.pop(metrics.HEARTBEAT_KEY, None)
         if self._collector is not None:
             metrics.unregister(self._collector)
-        if self.runtime is not None:
-            self.runtime.close()
-            self.runtime = None
+        if self.serving is not None:
+            self.serving.close()
+            self.serving = None

@@ -1,13 +1,26 @@
-"""Typed contents of `configs/serve.yaml`: per-worker cache, tuner, runtime and client settings."""
+"""Typed contents of `configs/serve.yaml`: per-worker cache, tuner, worker, client and HTTP settings.
+
+The `worker:` section was called `runtime:`, and its `runtime` key `backend`, until this release;
+an older file still loads, with a DeprecationWarning and one log line naming the new key and
+the file (`RENAMED_KEYS`, read by lbdask.config.build).
+"""
 from __future__ import annotations
 
+import logging
+import warnings
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from lbdask.access.days import DEFAULT_RETENTION_DAYS
 from lbdask.cache import CacheConfig
 from lbdask.cache.tuner import TunerConfig
-from lbdask.config import load_config
+from lbdask.config import build, config_path, read_yaml
+from lbdask.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: Keys of the `worker:` section no longer read: benchmarks pass lbdask.serve.store_latency.StoreLatency.
+DROPPED_KEYS = ("fetch_delay_ms", "fetch_mb_per_s")
 
 #: How a decode leaves an overloaded owner: least-loaded peer chosen by the owner
 #: (`explicit`, lbdask.routing.ring.choose_decoder), a Dask task the scheduler may steal (`steal`), or never.
@@ -15,8 +28,11 @@ SpilloverMode = Literal["explicit", "steal", "off"]
 
 
 @dataclass
-class RuntimeConfig:
-    """One worker's serving runtime: cache budget, decode pipeline, spillover and fetch retries."""
+class WorkerConfig:
+    """What each serving worker holds and does: cache budget, pools, decode batching, spillover,
+    fetch retries, the decode's precision and inference runtime, access statistics, catalog watch."""
+
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {"backend": "runtime"}
 
     cache_bytes: int = 256 * 2**20   # C per worker, shared by every archive the worker serves
     io_threads: int = 8              # archive fetches (local folder or S3): latency-bound
@@ -27,10 +43,8 @@ class RuntimeConfig:
     depth_max_age_ms: float = 100.0  # peers' queue depths are re-polled when older than this
     fetch_retries: int = 2           # extra attempts after a failed archive fetch
     retry_backoff_ms: float = 200.0  # wait before retry k: k * backoff
-    fetch_delay_ms: float = 0.0      # injected per-fetch latency (benchmarks: object-store first byte)
-    fetch_mb_per_s: float = 0.0      # injected transfer time: stored bytes / this rate (0: none; benchmarks)
     precision: str | None = None     # fp32|bf16|fp16|auto of the decode (--precision); None: configs/models.yaml
-    backend: str | None = None       # torch|openvino|auto (--backend); None: configs/models.yaml
+    runtime: str | None = None       # torch|openvino|auto (--runtime); None: configs/models.yaml
     access_flush_s: float = 60.0     # access statistics are written to the archive this often
     access_compact_every: int = 10   # fold the archive's access logs every N flushes (0: never)
     access_retention_days: int = DEFAULT_RETENTION_DAYS  # days of per-day read counts a fold keeps
@@ -43,8 +57,8 @@ class RuntimeConfig:
             raise ValueError("io_threads and cpu_threads must be >= 1, max_batch >= 0 (0: auto)")
         if self.theta < 0 or self.depth_max_age_ms < 0:
             raise ValueError("theta and depth_max_age_ms must be >= 0")
-        if min(self.fetch_retries, self.retry_backoff_ms, self.fetch_delay_ms, self.fetch_mb_per_s) < 0:
-            raise ValueError("fetch_retries, retry_backoff_ms, fetch_delay_ms and fetch_mb_per_s must be >= 0")
+        if min(self.fetch_retries, self.retry_backoff_ms) < 0:
+            raise ValueError("fetch_retries and retry_backoff_ms must be >= 0")
         # the choices of lbdask.cli.inference_options (lbdask.models.precision imports torch)
         if self.precision not in (None, "auto", "fp32", "bf16", "fp16"):
             raise ValueError(f"precision must be auto, fp32, bf16 or fp16, not {self.precision!r}")
@@ -54,13 +68,8 @@ class RuntimeConfig:
             raise ValueError(f"access_retention_days must be at least 1, not {self.access_retention_days}")
         if self.catalog_refresh_s <= 0:
             raise ValueError("catalog_refresh_s must be > 0 (cached ids follow catalog changes this late at most)")
-        if self.backend not in (None, "auto", "torch", "openvino"):
-            raise ValueError(f"backend must be auto, torch or openvino, not {self.backend!r}")
-
-    def injected_fetch_s(self, nbytes: int) -> float:
-        """The object-store latency a benchmark injects into fetching `nbytes`: first byte + transfer."""
-        transfer = nbytes / (self.fetch_mb_per_s * 1e6) if self.fetch_mb_per_s else 0.0
-        return self.fetch_delay_ms / 1000 + transfer
+        if self.runtime not in (None, "auto", "torch", "openvino"):
+            raise ValueError(f"runtime must be auto, torch or openvino, not {self.runtime!r}")
 
 
 @dataclass
@@ -93,13 +102,36 @@ class HttpConfig:
 class ServeSettings:
     """Everything in `configs/serve.yaml`."""
 
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {"runtime": "worker"}
+
     cache: CacheConfig = field(default_factory=CacheConfig)
     tuner: TunerConfig = field(default_factory=TunerConfig)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
     client: ClientConfig = field(default_factory=ClientConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
 
 
 def load_serve_settings(name: str = "serve") -> ServeSettings:
-    """Load and validate `configs/serve.yaml` (or an explicit YAML path)."""
-    return load_config(name, ServeSettings)
+    """Load and validate `configs/serve.yaml` (or an explicit YAML path), deprecated keys upgraded."""
+    where = str(config_path(name))
+    return build(ServeSettings, upgrade(read_yaml(name), where), where=where)
+
+
+def upgrade(data: Any, where: str) -> Any:
+    """`data` with the keys no longer read removed, each with a warning (renamed keys: `build`)."""
+    if not isinstance(data, dict):
+        return data  # `build` names the error
+    name = "worker" if "worker" in data else "runtime"  # `runtime:`: the section's old name
+    section = data.get(name)
+    if isinstance(section, dict):
+        for key in (k for k in DROPPED_KEYS if k in section):
+            deprecated(f"{where}: `worker.{key}` is no longer read (benchmarks pass "
+                       "lbdask.serve.store_latency.StoreLatency); remove it")
+        data = {**data, name: {k: v for k, v in section.items() if k not in DROPPED_KEYS}}
+    return data
+
+
+def deprecated(message: str) -> None:
+    """One DeprecationWarning and one log line."""
+    warnings.warn(message, DeprecationWarning, stacklevel=4)  # the caller of load_serve_settings
+    log.warning("%s", message)

@@ -1,6 +1,6 @@
 """Spillover: a decode leaves an overloaded owner, and the PNG comes back to the owner's cache.
 
-Two ways, chosen by `runtime.spillover` in configs/serve.yaml:
+Two ways, chosen by `worker.spillover` in configs/serve.yaml:
 - `explicit`: the owner polls its peers' decode queue depths (at most every
   `depth_max_age_ms`) and sends the decode to the one lbdask.routing.ring.choose_decoder picks,
   worker to worker, by RPC.
@@ -19,20 +19,21 @@ from typing import TYPE_CHECKING, Any
 from lbdask.routing.ring import choose_decoder
 
 if TYPE_CHECKING:
-    from lbdask.serve.runtime import ServeRuntime, Stored
+    from lbdask.serve.archives import Stored
+    from lbdask.serve.worker import ServingWorker
 
 log = logging.getLogger(__name__)
 PEERS_MAX_AGE_S = 2.0   # the worker list changes rarely; depths change all the time
 
 
 class Spillover:
-    """The owner-side spillover decision and transport for one worker's runtime."""
+    """The owner-side spillover decision and transport of one worker's serving state."""
 
-    def __init__(self, runtime: ServeRuntime, worker: Any) -> None:
-        self.runtime = runtime
+    def __init__(self, serving: ServingWorker, worker: Any) -> None:
+        self.serving = serving
         self.worker = worker
-        rc = runtime.settings.runtime
-        self.mode, self.theta, self.max_age = rc.spillover, rc.theta, rc.depth_max_age_ms / 1000
+        wc = serving.settings.worker
+        self.mode, self.theta, self.max_age = wc.spillover, wc.theta, wc.depth_max_age_ms / 1000
         self._depths: dict[str, float] = {}
         self._depths_at = 0.0
         self._peers: list[str] = []
@@ -40,7 +41,7 @@ class Spillover:
 
     async def maybe_spill(self, stored: Stored) -> bytes | None:
         """The PNG decoded elsewhere, or None: decode here (not overloaded, or no better peer)."""
-        if self.mode == "off" or self.runtime.depth <= self.theta:
+        if self.mode == "off" or self.serving.depth <= self.theta:
             return None
         payload = pickle.dumps(stored)
         if self.mode == "steal":
@@ -76,7 +77,7 @@ class Spillover:
             answers = await asyncio.gather(*(self._depth(p) for p in peers))
             self._depths = {p: d for p, d in zip(peers, answers) if d is not None}
             self._depths_at = now
-        return {**self._depths, self.worker.address: self.runtime.depth}
+        return {**self._depths, self.worker.address: self.serving.depth}
 
     async def _depth(self, peer: str) -> float | None:
         try:
@@ -86,11 +87,14 @@ class Spillover:
 
 
 def decode_task(payload: bytes) -> bytes:
-    """Dask task of the `steal` mode: decode on whichever worker the scheduler ran it."""
+    """Dask task of the `steal` mode: decode on whichever worker the scheduler ran it, with that
+    worker's one decode path (`decode_local`, on its event loop; this task thread waits)."""
     from distributed import get_worker
 
-    from lbdask.serve.runtime import runtime_of
+    from lbdask.serve.worker import serving_of
 
-    runtime = runtime_of(get_worker())
-    runtime.counts["spilled_in"] += 1
-    return runtime.decode_blocking(pickle.loads(payload))
+    worker = get_worker()
+    serving = serving_of(worker)
+    serving.counts["spilled_in"] += 1
+    return asyncio.run_coroutine_threadsafe(serving.decode_local(pickle.loads(payload)),
+                                            worker.loop.asyncio_loop).result()

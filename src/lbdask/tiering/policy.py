@@ -126,7 +126,7 @@ class RetierPolicy:
 
     def check_retention(self, retention_days: int) -> None:
         """ConfigError when a window of an enabled move is longer than the days of per-day
-        read counts the access statistics keep (`runtime.access_retention_days`)."""
+        read counts the access statistics keep (`worker.access_retention_days`)."""
         if self.promote.enabled:
             check_window("promote.window_days", self.promote.window_days, retention_days)
         if self.prewarm.enabled:

@@ -1,4 +1,4 @@
-"""The serving runtime in this process: read path, coalescing, batching, promotion, EWMAs, errors."""
+"""A ServingWorker in this process: read path, coalescing, batching, promotion, EWMAs, errors."""
 from __future__ import annotations
 
 import asyncio
@@ -10,8 +10,9 @@ import pytest
 
 import lbdask
 from lbdask.errors import ConfigError, IntegrityError
-from lbdask.serve.runtime import ServeRuntime
 from lbdask.serve.settings import ServeSettings, load_serve_settings
+from lbdask.serve.store_latency import StoreLatency
+from lbdask.serve.worker import ServingWorker
 from tests.support.serve import BROKEN_PNG, build_serving_archive, corrupt_latent
 
 
@@ -21,12 +22,12 @@ def archive(tmp_path_factory, model):
     return dest, build_serving_archive(dest, model, n=6)
 
 
-def runtime(model, context=None, **overrides) -> ServeRuntime:
-    """A runtime over `model`; `context` replaces its model context (ModelContext)."""
+def serving(model, context=None, fetch_hook=None, **overrides) -> ServingWorker:
+    """A serving worker over `model`; `context` replaces its model context (ModelContext)."""
     settings = ServeSettings()
-    settings.runtime = dataclasses.replace(settings.runtime, **overrides)
+    settings.worker = dataclasses.replace(settings.worker, **overrides)
     settings.cache = dataclasses.replace(settings.cache, promote_after=2)
-    return ServeRuntime(settings, context or (lambda: contextlib.nullcontext(model)))
+    return ServingWorker(settings, context or (lambda: contextlib.nullcontext(model)), fetch_hook=fetch_hook)
 
 
 def test_reads_equal_lbdask_read_and_coalesce(archive, model, taef2_dir):
@@ -40,7 +41,7 @@ def test_reads_equal_lbdask_read_and_coalesce(archive, model, taef2_dir):
         assert gate.wait(60), "the gate was never opened"
         yield model
 
-    rt = runtime(model, gated, max_batch=8)  # batching on, as on CUDA (CPU's auto is batch-of-one)
+    rt = serving(model, gated, max_batch=8)  # batching on, as on CUDA (CPU's auto is batch-of-one)
     decodes = len(ids[1:]) - 1   # kept.png needs no decode
 
     async def main():
@@ -71,7 +72,7 @@ def test_reads_equal_lbdask_read_and_coalesce(archive, model, taef2_dir):
 
 def test_auto_batch_on_cpu_is_the_canonical_batch_of_one(archive, model):
     dest, ids = archive
-    rt = runtime(model)  # max_batch 0: auto
+    rt = serving(model)  # max_batch 0: auto
 
     async def main():
         return await asyncio.gather(*(rt.read(dest, i) for i in ids))
@@ -84,7 +85,7 @@ def test_auto_batch_on_cpu_is_the_canonical_batch_of_one(archive, model):
 
 def test_latent_hits_promote_to_the_image_tier(archive, model):
     dest, ids = archive
-    rt = runtime(model)
+    rt = serving(model)
 
     async def read_n(n):
         for _ in range(n):
@@ -101,11 +102,11 @@ def test_latent_hits_promote_to_the_image_tier(archive, model):
 
 def test_ewmas_follow_measured_latencies(archive, model):
     dest, ids = archive
-    rt = runtime(model, fetch_delay_ms=60.0)
+    rt = serving(model, fetch_hook=StoreLatency(60.0))
     start_fetch = rt.stats()["t_fetch_ms"]   # 140 ms from the config
     asyncio.run(rt.read(dest, ids[2]))
     t_fetch = rt.stats()["t_fetch_ms"]
-    assert t_fetch < start_fetch and rt.cache.tuner.t_fetch == pytest.approx(t_fetch)
+    assert t_fetch < start_fetch and rt.costs is rt.cache.tuner   # one set of averages: the tuner's
     assert rt.stats()["t_decode_ms"] != 40.0
     rt.close()
 
@@ -114,7 +115,7 @@ def test_errors_name_the_id_and_spare_other_ids(tmp_path, model):
     dest = str(tmp_path / "arc")
     ids = build_serving_archive(dest, model, n=2)
     corrupt_latent(dest, ids[0], model)
-    rt = runtime(model)
+    rt = serving(model)
     with pytest.raises(KeyError) as unknown:
         asyncio.run(rt.read(dest, "no/such.png"))
     assert "no/such.png" in str(unknown.value)
@@ -128,13 +129,13 @@ def test_errors_name_the_id_and_spare_other_ids(tmp_path, model):
 def test_a_failed_input_reads_as_its_raw_bytes_as_lbdask_read_does(archive, model):
     """A failed input (not a decodable PNG) is stored raw by every migration: serving returns
     those bytes, as `lbdask read` does, not a NotFoundError."""
-    rt = runtime(model)
+    rt = serving(model)
     assert asyncio.run(rt.read(archive[0], "broken.png")) == lbdask.open(archive[0]).read("broken.png") == BROKEN_PNG
     rt.close()
 
 
 def test_shipped_serve_yaml_loads():
-    rc = load_serve_settings().runtime
+    rc = load_serve_settings().worker
     assert rc.spillover in ("explicit", "steal", "off") and rc.access_flush_s > 0
 
 
@@ -143,7 +144,7 @@ def test_shipped_serve_yaml_loads():
                                          ("access_retention_days: 0", "access_retention_days must be at least 1")])
 def test_serve_yaml_is_validated(tmp_path, line, match):
     bad = tmp_path / "serve.yaml"
-    bad.write_text(f"runtime:\n  {line}\n")
+    bad.write_text(f"worker:\n  {line}\n")
     with pytest.raises(ConfigError, match=match):
         load_serve_settings(str(bad))
 
@@ -159,20 +160,19 @@ def test_cli_serve_refuses_bad_options_in_one_line(tmp_path):
         assert len(out.stderr.strip().splitlines()) == 1
 
 
-def _promotion_run(archive, model, slow_model_s: float = 0.0, **overrides) -> dict:
-    """Two reads of one id through a runtime with `promote_after: auto`; its stats after them.
-    slow_model_s: the model is taken that much later (a slower decoder, as fetch_delay_ms
-    makes a slower store)."""
+def _promotion_run(archive, model, slow_model_s: float = 0.0, fetch_hook=None) -> dict:
+    """Two reads of one id through a serving worker with `promote_after: auto`; its stats after them.
+    slow_model_s: the model is taken that much later (a slower decoder, as a StoreLatency
+    fetch hook makes a slower store)."""
     dest, ids = archive
     settings = ServeSettings()
-    settings.runtime = dataclasses.replace(settings.runtime, **overrides)
     assert settings.cache.promote_after == "auto"            # the default
 
     @contextlib.contextmanager
     def slow():
         threading.Event().wait(slow_model_s)
         yield model
-    rt = ServeRuntime(settings, slow)
+    rt = ServingWorker(settings, slow, fetch_hook=fetch_hook)
 
     async def main():
         await rt.read(dest, ids[2])
@@ -192,7 +192,7 @@ def test_auto_promotion_admits_the_image_when_a_decode_costs_several_fetches(arc
 
 
 def test_auto_promotion_keeps_latents_when_fetches_cost_more_than_decodes(archive, model):
-    s = _promotion_run(archive, model, fetch_delay_ms=1500.0)   # an object store far slower than the decode
+    s = _promotion_run(archive, model, fetch_hook=StoreLatency(1500.0))   # an object store far slower than the decode
     # not the cost rule's 0; the ghost tuner's choice (1 while the cache fills, or 8)
     assert s["t_decode_ms"] < 3 * s["t_fetch_ms"] and s["threshold"] in (1, 8)
     assert (s["misses"], s["latent_hits"], s["image_hits"]) == (1, 1, 0)
