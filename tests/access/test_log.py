@@ -241,7 +241,7 @@ def test_format_1_objects_still_load(tmp_path):
 
 
 def test_the_serving_recorder_folds_with_its_retention(tmp_path):
-    from test_archive import new_archive
+    from tests.support.archive import new_archive
 
     from lbdask.access.recorder import AccessRecorder
 

@@ -34,7 +34,7 @@ def test_a_still_png_is_not_animated():
 
 def test_a_source_that_changes_after_the_scan_is_recorded_as_stored(tmp_path):
     """The row's sha256 is of the bytes stored, so the kept original stays readable."""
-    from test_archive import MODEL
+    from tests.support.archive import MODEL
 
     from lbdask.archive import Archive
     from lbdask.migrate.plan import plan_batches

@@ -1,7 +1,7 @@
 """Shared pieces of the real-process migration tests: Dask subprocesses, tiny PNGs, the CLI call.
 
-Used by tests/system/test_migrate_cluster.py and tests/system/test_migrate_observability.py (tests/ is not
-a package; pytest puts this folder on sys.path, so `from cluster_helpers import ...` works).
+Used by tests/system/test_migrate_cluster.py and tests/system/test_migrate_observability.py, among others
+(`from tests.support.cluster import ...`).
 """
 from __future__ import annotations
 
