@@ -2,11 +2,10 @@
 (TypeError, ValueError) propagates as itself, tried once, with its traceback."""
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 import botocore.exceptions
 import pytest
+from fsspec.exceptions import FSTimeoutError
 
 from lbdask.archive import Archive, store
 from lbdask.archive.objects import store_errors
@@ -48,16 +47,16 @@ def test_an_os_error_is_a_store_error_tried_three_times(tmp_path, monkeypatch):
 @pytest.mark.parametrize("failure", [
     OSError(5, "Input/output error"),
     ConnectionRefusedError(111, "Connection refused"),
-    asyncio.TimeoutError(),
+    FSTimeoutError(),
     botocore.exceptions.EndpointConnectionError(endpoint_url="http://127.0.0.1:9"),
     botocore.exceptions.NoCredentialsError(),
     botocore.exceptions.ClientError({"Error": {"Code": "SlowDown", "Message": "Reduce your request rate"}}, "GetObject"),
     aiohttp.ServerDisconnectedError(),
 ])
 def test_what_a_store_raises_when_it_cannot_be_used_is_one_line_store_error(failure):
-    with pytest.raises(StoreError, match=f"cannot use archive store s3://b/arc: {type(failure).__name__}") as info:
-        with store_errors("s3://b/arc"):
-            raise failure
+    said = f"cannot use archive store s3://b/arc: {type(failure).__name__}"
+    with pytest.raises(StoreError, match=said) as info, store_errors("s3://b/arc"):
+        raise failure
     assert "\n" not in str(info.value) and info.value.__suppress_context__
 
 

@@ -7,7 +7,6 @@ returned survives a power loss whole, and a torn write is never visible under th
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import os
@@ -136,16 +135,17 @@ def remove_quietly(loc: Location, paths: Iterable[str]) -> None:
 
 @functools.cache
 def store_exceptions() -> tuple[type[BaseException], ...]:
-    """What a store raises when it cannot be used: the OS's errors (a folder; also timeouts and
-    refused connections) and those of s3fs's HTTP stack, which s3fs passes on untranslated
-    after its own retries. Imported at the first failure: a local archive never loads them."""
+    """What a store raises when it cannot be used: the OS's errors (a folder; also refused
+    connections and timeouts, fsspec's FSTimeoutError included) and those of s3fs's HTTP stack,
+    which s3fs passes on untranslated after its own retries. Imported at the first failure: a
+    local archive never loads them."""
     import http.client
 
     import aiohttp
     import botocore.exceptions
     import botocore.parsers
 
-    return (OSError, asyncio.TimeoutError, http.client.HTTPException, aiohttp.ClientError,
+    return (OSError, http.client.HTTPException, aiohttp.ClientError,
             botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, botocore.parsers.ResponseParserError)
 
 
