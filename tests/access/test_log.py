@@ -241,9 +241,8 @@ def test_format_1_objects_still_load(tmp_path):
 
 
 def test_the_serving_recorder_folds_with_its_retention(tmp_path):
-    from tests.support.archive import new_archive
-
     from lbdask.access.recorder import AccessRecorder
+    from tests.support.archive import new_archive
 
     dest = str(tmp_path / "arc")
     new_archive(dest)   # a recorder writes into archives only (one renamed away gets nothing)

@@ -67,9 +67,8 @@ def test_a_second_migration_into_the_same_dest_is_refused(tmp_path, capsys):
 
 
 def test_compact_is_refused_while_another_job_holds_the_lease_and_takes_it_itself(dest, capsys, monkeypatch):
-    from tests.support.archive import new_archive, write_batch
-
     from lbdask.archive import Archive
+    from tests.support.archive import new_archive, write_batch
 
     write_batch(new_archive(dest), "b0", ["a.png"])
     loc = open_location(dest)

@@ -34,12 +34,11 @@ def test_a_still_png_is_not_animated():
 
 def test_a_source_that_changes_after_the_scan_is_recorded_as_stored(tmp_path):
     """The row's sha256 is of the bytes stored, so the kept original stays readable."""
-    from tests.support.archive import MODEL
-
     from lbdask.archive import Archive
     from lbdask.migrate.plan import plan_batches
     from lbdask.migrate.scan import scan_group
     from lbdask.migrate.tasks import read_png, write_shard
+    from tests.support.archive import MODEL
 
     src, dest = tmp_path / "src", str(tmp_path / "arc")
     src.mkdir()

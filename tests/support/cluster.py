@@ -1,7 +1,6 @@
 """Shared pieces of the real-process migration tests: Dask subprocesses, tiny PNGs, the CLI call.
 
-Used by tests/system/test_migrate_cluster.py and tests/system/test_migrate_observability.py, among others
-(`from tests.support.cluster import ...`).
+Used by the tests of tests/system/ and others (`from tests.support.cluster import ...`).
 """
 from __future__ import annotations
 
