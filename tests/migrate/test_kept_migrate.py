@@ -1,17 +1,18 @@
 """`lbdask migrate --kept-format jxl [--lossy-fallback jxl]`: the batch tasks and a real cluster run."""
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
-import subprocess
-import sys
 
 import imagecodecs
 import numpy as np
 import pytest
+from distributed.utils_test import gen_cluster
 
 import lbdask
 from lbdask.archive import Archive
+from lbdask.cli import main
 from lbdask.cluster.settings import load_job_settings
 from lbdask.image import kept, pngio, pngsamples
 from lbdask.image.quality import psnr
@@ -19,7 +20,7 @@ from lbdask.migrate import tasks
 from lbdask.migrate.plan import plan_batches
 from lbdask.migrate.scan import scan_group
 from tests.image.test_kept import SOURCES
-from tests.support.cluster import DaskProcesses, grainy, migrate_cmd, png_bytes
+from tests.support.cluster import IN_PROCESS_JOB, grainy, migrate_argv, png_bytes
 
 
 def write_source(root, names):
@@ -76,24 +77,18 @@ def test_keep_batch_with_a_forced_mismatch_keeps_the_png_and_says_why(tmp_path, 
 
 
 @pytest.mark.slow
-def test_cli_migrate_with_jxl_and_lossy_fallback_stores_every_representation(corpus_dir, taef2_dir, tmp_path, dask_env):
-    """A real scheduler and worker: latents, jxl copies and lossy JPEG XL in one archive;
-    read, verify and report handle each."""
+@gen_cluster(nthreads=[("127.0.0.1", 2)], timeout=540, clean_kwargs=IN_PROCESS_JOB)
+async def test_cli_migrate_with_jxl_and_lossy_fallback_stores_every_representation(s, a, corpus_dir, taef2_dir, tmp_path,
+                                                                                   capsys):
+    """`lbdask migrate` (in a thread) on a scheduler and worker in this process: latents, jxl copies and
+    lossy JPEG XL in one archive; read, verify and report handle each."""
     src, dest = tmp_path / "src", str(tmp_path / "arc")
     write_source(src, ["RGBA", "LA", "P+tRNS", "RGB 16-bit"])
     for i in range(2):
         (src / f"grainy{i}.png").write_bytes(png_bytes(grainy(7 + i, 64)))
-    procs = DaskProcesses(dask_env)
-    try:
-        procs.start_worker()
-        procs.wait_workers(1)
-        done = subprocess.run(migrate_cmd(str(src), dest, procs.address, "--kept-format", "jxl",
-                                          "--lossy-fallback", "jxl", "--min-psnr", "30"),
-                              env=dask_env, capture_output=True, text=True, timeout=300)
-    finally:
-        procs.close()
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "lossy JXL" in done.stdout  # the per-representation breakdown (cli/report.storage_lines)
+    argv = migrate_argv(str(src), dest, s.address, "--kept-format", "jxl", "--lossy-fallback", "jxl", "--min-psnr", "30")
+    assert await asyncio.to_thread(main, argv) == 0, capsys.readouterr().err[-3000:]
+    assert "lossy JXL" in capsys.readouterr().out  # the per-representation breakdown (cli/report.storage_lines)
     rows = {r.id: r for r in Archive.open(dest).rows()}
     assert {r.representation for r in rows.values()} >= {"jxl", "jxl-lossy"}
     box = lbdask.open(dest, weights=taef2_dir)
@@ -105,12 +100,11 @@ def test_cli_migrate_with_jxl_and_lossy_fallback_stores_every_representation(cor
         else:
             rgb, _ = pngio.decode(original, 10**8)
             assert psnr(rgb, pngio.decode(back, 10**8)[0]) >= 30
-    verify = subprocess.run([sys.executable, "-m", "lbdask", "verify", dest, "--sample", "0", "--source", str(src),
-                             "--weights", str(taef2_dir)], env=dask_env, capture_output=True, text=True, timeout=300)
-    assert verify.returncode == 0, verify.stdout + verify.stderr[-2000:]
-    report = subprocess.run([sys.executable, "-m", "lbdask", "report", dest, "--json"],
-                            env=dask_env, capture_output=True, text=True, timeout=120)
-    rep = json.loads(report.stdout)
+    verify = ["verify", dest, "--sample", "0", "--source", str(src), "--weights", str(taef2_dir)]
+    assert await asyncio.to_thread(main, verify) == 0, capsys.readouterr()
+    capsys.readouterr()
+    assert main(["report", dest, "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
     assert sum(r.get("images", 0) for r in rep["representations"].values()) == len(rows)
     assert rep["representations"]["jxl-lossy"]["images"] == rep["images_lossy"] >= 1
     assert rep["psnr_lossy"]["psnr_min"] >= 30

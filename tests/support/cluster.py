@@ -132,8 +132,19 @@ def write_grainy_source(root: Path, n: int) -> set[str]:
     return {f"img{i:03d}.png" for i in range(n)}
 
 
-def migrate_cmd(src: str, dest: str, scheduler: str | None, *extra: str) -> list[str]:
-    """`lbdask migrate` with the TAEF2 weights; no `scheduler` = the embedded local cluster."""
+#: `gen_cluster(clean_kwargs=...)` of a test that runs a job's driver in this process: zarr's I/O loop,
+#: tqdm's monitor and the thread pools of zarr and fsspec are process-wide threads started at first
+#: use and kept, not leaks of the test.
+IN_PROCESS_JOB = {"threads": False}
+
+
+def migrate_argv(src: str, dest: str, scheduler: str | None, *extra: str) -> list[str]:
+    """`lbdask migrate`'s arguments with the TAEF2 weights; no `scheduler` = the embedded local cluster."""
     target = ["--scheduler", scheduler] if scheduler else []
-    return [sys.executable, "-m", "lbdask", "migrate", src, dest, *target, "--no-progress",
-            "--weights", str(TAEF2_WEIGHTS), "--min-psnr", "20", "--max-pixels", "10000", *extra]
+    return ["migrate", src, dest, *target, "--no-progress", "--weights", str(TAEF2_WEIGHTS), "--min-psnr", "20",
+            "--max-pixels", "10000", *extra]
+
+
+def migrate_cmd(src: str, dest: str, scheduler: str | None, *extra: str) -> list[str]:
+    """`lbdask migrate` as a command line (`migrate_argv`)."""
+    return [sys.executable, "-m", "lbdask", *migrate_argv(src, dest, scheduler, *extra)]

@@ -11,6 +11,7 @@ where the archive itself is gone (`confirm`) is a StoreError. See docs/archive-f
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import threading
@@ -169,14 +170,14 @@ class Catalog:
     def retrying(self, read: Callable[[], T]) -> T:
         """Run `read` again when a compaction removed a file it listed; a file still missing
         after that was lost: IntegrityError naming it."""
-        for attempt in range(READ_ATTEMPTS):
-            try:
+        for _ in range(READ_ATTEMPTS - 1):
+            with contextlib.suppress(FileNotFoundError):
                 return read()
-            except FileNotFoundError as exc:
-                if attempt == READ_ATTEMPTS - 1:
-                    raise IntegrityError(f"catalog object {exc.filename or exc} is missing: "
-                                         f"run `lbdask repair {self.loc.url}`") from None
-        raise AssertionError("unreachable")
+        try:
+            return read()
+        except FileNotFoundError as exc:
+            raise IntegrityError(f"catalog object {exc.filename or exc} is missing: "
+                                 f"run `lbdask repair {self.loc.url}`") from None
 
     def get_row(self, image_id: str) -> CatalogRow | None:
         """The row of one id: the batch objects not yet folded, then one index partition."""

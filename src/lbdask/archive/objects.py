@@ -8,6 +8,7 @@ returned survives a power loss whole, and a torn write is never visible under th
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 import uuid
@@ -132,14 +133,33 @@ def remove_quietly(loc: Location, paths: Iterable[str]) -> None:
             loc.fs.rm_file(path)
 
 
+@functools.cache
+def store_exceptions() -> tuple[type[BaseException], ...]:
+    """What a store raises when it cannot be used: the OS's errors (a folder; also refused
+    connections and timeouts, fsspec's FSTimeoutError included) and those of s3fs's HTTP stack,
+    which s3fs passes on untranslated after its own retries. Imported at the first failure: a
+    local archive never loads them."""
+    import http.client
+
+    import aiohttp
+    import botocore.exceptions
+    import botocore.parsers
+
+    return (OSError, http.client.HTTPException, aiohttp.ClientError,
+            botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, botocore.parsers.ResponseParserError)
+
+
 @contextlib.contextmanager
 def store_errors(url: str) -> Iterator[None]:
-    """Turn failures to reach the store into a one-line StoreError."""
+    """Turn failures to reach the store into a one-line StoreError; any other exception (a bug:
+    TypeError, ValueError, ...) and FileNotFoundError, which callers handle, pass unchanged."""
     try:
         yield
     except (LbdaskError, FileNotFoundError):
         raise
-    except Exception as exc:  # noqa: BLE001 - s3fs/botocore/aiohttp raise many unrelated types
+    except Exception as exc:
+        if not isinstance(exc, store_exceptions()):
+            raise
         text = str(exc).splitlines()[0] if str(exc) else ""
         raise StoreError(f"cannot use archive store {url}: {type(exc).__name__}: {text}") from None
 
@@ -147,12 +167,14 @@ def store_errors(url: str) -> Iterator[None]:
 def store_retries(fn: Callable[[], T], url: str, attempts: int = STORE_ATTEMPTS) -> T:
     """`fn()`, tried again on StoreError up to `attempts` times in all (linear backoff): a
     store that is down for a moment is not reported, one that stays down is, as one StoreError."""
-    for attempt in range(1, attempts + 1):
+    for attempt in range(1, attempts):
         try:
             return fn()
-        except StoreError as exc:
-            if attempt == attempts:  # one attempt: the caller counts the attempts (serving)
-                raise (StoreError(f"archive {url} unreachable after {attempts} attempts: {exc}") if attempts > 1
-                       else exc) from None
+        except StoreError:
             time.sleep(attempt * STORE_BACKOFF_S)
-    raise AssertionError("unreachable")
+    try:
+        return fn()
+    except StoreError as exc:
+        if attempts == 1:  # one attempt: the caller counts the attempts (serving)
+            raise exc from None
+        raise StoreError(f"archive {url} unreachable after {attempts} attempts: {exc}") from None

@@ -6,10 +6,15 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lbdask.errors import ConfigError
 from lbdask.sim.cluster_config import ClusterConfig
 from lbdask.sim.dist import parse_dist
+
+if TYPE_CHECKING:
+    from lbdask.sim.cluster import ClusterResult
+    from lbdask.sim.workload import Workload
 
 D = ClusterConfig()
 
@@ -63,18 +68,28 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from lbdask.cache.settings import load_cache_settings  # caches, tuner, numba: not at CLI start-up
     from lbdask.sim.cluster import Workload, simulate_cluster
-    from lbdask.sim.cluster_report import (
-        latency_table,
-        node_table,
-        plot_cdf,
-        plot_scaling,
-        plot_spillover,
-        scaling_table,
-        spillover_table,
-    )
     from lbdask.sim.trace import load_trace
 
     settings = load_cache_settings(args.config)
+    base = _base_config(args)
+    configs = _configs(args, base)
+    work = Workload.from_trace(load_trace(args.trace, latent_ratio=settings.trace.latent_ratio))
+    print(f"trace: {work.requests:,} requests, {work.sizes.shape[1]:,} objects, WSS {work.wss / 1e9:.1f} GB; "
+          f"timed: the last {1 - base.warmup:.0%}", file=sys.stderr)
+    results = []
+    for c in configs:
+        r = simulate_cluster(work, c, _speedup(args, work, c), settings)
+        results.append(r)
+        _say(r, args.json)
+    tables = _tables(results)
+    if not args.json:
+        print(tables)
+    _write_outputs(args, results, tables)
+    return 0
+
+
+def _base_config(args: argparse.Namespace) -> ClusterConfig:
+    """The settings every configuration of the sweep shares, from the flags (rates checked)."""
     base = replace(D, gpus_per_node=args.gpus_per_node, decode_ms=parse_dist(args.decode_ms, "--decode-ms"),
                    fetch_ms=parse_dist(args.fetch_ms, "--fetch-ms"),
                    png_fetch_ms=parse_dist(args.png_fetch_ms, "--png-fetch-ms"),
@@ -84,30 +99,42 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None and value <= 0:
             raise ConfigError(f"--{flag.replace('_', '-')} must be > 0, got {value}")
+    return base
+
+
+def _configs(args: argparse.Namespace, base: ClusterConfig) -> list[ClusterConfig]:
+    """Every combination of --nodes, --alpha, --spillover and --coalesce, validated."""
     configs = [replace(base, nodes=n, alpha=a, spillover=s, coalesce=c,
                        cache_frac=args.cache_frac / (n if args.cache_scope == "cluster" else 1))
                for n in args.nodes for a in [v for x in args.alpha for v in x.split(",") if v]
                for s in _flags(args.spillover, "--spillover") for c in _flags(args.coalesce, "--coalesce")]
     for c in configs:
         c.validate()
-    work = Workload.from_trace(load_trace(args.trace, latent_ratio=settings.trace.latent_ratio))
-    print(f"trace: {work.requests:,} requests, {work.sizes.shape[1]:,} objects, WSS {work.wss / 1e9:.1f} GB; "
-          f"timed: the last {1 - base.warmup:.0%}", file=sys.stderr)
-    results = []
-    for c in configs:
-        if args.rate is not None or args.rate_per_node is not None:
-            speedup = work.speedup_for_rate(c.warmup, args.rate or args.rate_per_node * c.nodes)
-        else:
-            speedup = args.speedup or 1.0
-        r = simulate_cluster(work, c, speedup, settings)
-        results.append(r)
-        row = r.row()
-        print(f"  nodes={c.nodes} alpha={c.alpha} spillover={'on' if c.spillover else 'off'} "
-              f"coalesce={'on' if c.coalesce else 'off'}: mean {row['mean_ms']:.1f} ms, P99 {row['p99_ms']:.1f} ms "
-              f"({row['arrival_rate_per_s']:,.0f} req/s offered, {r.wall_s:.1f} s, "
-              f"{row['requests_per_s']:,.0f} simulated req/s)", file=sys.stderr)
-        if args.json:
-            print(json.dumps(row), flush=True)
+    return configs
+
+
+def _speedup(args: argparse.Namespace, work: Workload, c: ClusterConfig) -> float:
+    """Trace time is divided by this: --speedup, or what gives --rate (--rate-per-node) requests per second."""
+    if args.rate is not None or args.rate_per_node is not None:
+        return work.speedup_for_rate(c.warmup, args.rate or args.rate_per_node * c.nodes)
+    return args.speedup or 1.0
+
+
+def _say(r: ClusterResult, as_json: bool) -> None:
+    """One progress line per configuration on stderr; with --json its row on stdout."""
+    c, row = r.config, r.row()
+    print(f"  nodes={c.nodes} alpha={c.alpha} spillover={'on' if c.spillover else 'off'} "
+          f"coalesce={'on' if c.coalesce else 'off'}: mean {row['mean_ms']:.1f} ms, P99 {row['p99_ms']:.1f} ms "
+          f"({row['arrival_rate_per_s']:,.0f} req/s offered, {r.wall_s:.1f} s, "
+          f"{row['requests_per_s']:,.0f} simulated req/s)", file=sys.stderr)
+    if as_json:
+        print(json.dumps(row), flush=True)
+
+
+def _tables(results: list[ClusterResult]) -> str:
+    """The markdown tables: latency, and spillover or scaling where the sweep compares them."""
+    from lbdask.sim.cluster_report import latency_table, node_table, scaling_table, spillover_table
+
     tables = f"## Read latency\n\n{latency_table(results)}\n"
     if any(not r.config.spillover for r in results) and any(r.config.spillover for r in results):
         tables += f"\n## Spillover\n\n{spillover_table(results)}\n"
@@ -115,8 +142,13 @@ def run(args: argparse.Namespace) -> int:
         tables += f"\n## Scaling\n\n{scaling_table(results)}\n"
     else:
         tables += f"\n## Per node ({results[0].config.alpha}, first run)\n\n{node_table(results[0])}\n"
-    if not args.json:
-        print(tables)
+    return tables
+
+
+def _write_outputs(args: argparse.Namespace, results: list[ClusterResult], tables: str) -> None:
+    """--markdown, --plot-cdf, --plot-spillover, --plot-scaling."""
+    from lbdask.sim.cluster_report import plot_cdf, plot_scaling, plot_spillover
+
     if args.markdown:
         Path(args.markdown).write_text(tables)
     if args.plot_cdf:
@@ -124,4 +156,3 @@ def run(args: argparse.Namespace) -> int:
     for path, plot in ((args.plot_spillover, plot_spillover), (args.plot_scaling, plot_scaling)):
         if path:
             plot([r.row() for r in results], path)
-    return 0
