@@ -15,7 +15,6 @@ from lbdask.access.days import DEFAULT_RETENTION_DAYS
 from lbdask.cache import CacheConfig
 from lbdask.cache.tuner import TunerConfig
 from lbdask.config import build, config_path, read_yaml
-from lbdask.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
