@@ -82,7 +82,7 @@ def stored_copy(archive: Archive, row: CatalogRow) -> bytes | None:
         data = archive.read_original(row)
         if row.representation in ("png", "failed"):
             return data  # stored as a reader gets it: no codec imported (`lbdask read` starts fast)
-        from lbdask import kept  # numpy, libjxl: only for jxl and lossy rows
+        from lbdask.image import kept  # numpy, libjxl: only for jxl and lossy rows
 
         return kept.read_back(row, data)
     raise NotFoundError(f"image '{row.id}' was {row.status} ({row.reason}); the archive holds no copy of it")
