@@ -63,7 +63,7 @@ class Pending:
     changed: list[str]  # committed sources whose size or version changed since
 
     @property
-    def any(self) -> bool:
+    def has_work(self) -> bool:
         return bool(self.todo or self.refused)
 
 
@@ -141,12 +141,12 @@ def _migrate(req: MigrationRequest, log: Callable[[str], None]) -> dict[str, Any
         pending = pending_work(arc, req, listing, log)
         phases = {"start": time.perf_counter() - t0, "scan": 0.0, "batches": 0.0}
         budget, before = None, {}
-        if pending.any:
+        if pending.has_work:
             before = arc.bytes_on_store()
             budget = migrate_pending(session, arc, req, listing, pending, info, totals, phases)
         seconds = time.perf_counter() - t0
         record = job_header(req, info, session.client, pending, started_at)
-    if not pending.any:
+    if not pending.has_work:
         return record | totals.record(seconds, phases, {})
     record["pixels_in_flight"] = {"per_batch": budget.batch, "total": budget.total}
     arc.compact()  # fold this job's batch objects into the hash-partitioned index
