@@ -32,14 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
-from lbdask.cluster.settings import JobSettings
 from lbdask.fidelity.chooser import Option, choose
 from lbdask.image import kept, pngio, pngsamples
 from lbdask.image.quality import psnr
 from lbdask.latent.codec import LatentCodec, compressed_size
 from lbdask.latent.decode import decode_latent
-from lbdask.migrate.plan import pre_decode_outcome
-from lbdask.migrate.scan import SourceItem
+from lbdask.representation.fate import pre_decode_outcome
+from lbdask.representation.settings import JobSettings
+from lbdask.representation.sources import SourceItem
 
 FLOORS = (30.0, 38.0, 42.0)
 #: (label, kept format, lossy fallback, min PSNR)

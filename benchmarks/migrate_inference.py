@@ -27,6 +27,7 @@ from memory_by_size import CORPUS, TAEF2, run_tracked
 from PIL import Image
 
 from lbdask.archive import Archive
+from lbdask.archive.history import read_job_records
 
 
 def make_source(corpus: Path, out: Path, limit: int | None, crop: int | None) -> int:
@@ -70,7 +71,7 @@ def main() -> None:
                 if rc and len(rows) < n:  # (a loaded machine can time out closing the cluster after the last commit)
                     raise SystemExit(f"{name}: lbdask migrate exited {rc}")
                 walls[name].append(secs)
-                job = Archive.open(str(dest), mode="r").read_job_stats()[-1]
+                job = read_job_records(Archive.open(str(dest), mode="r"))[-1]
                 phases[name].append((job["phase_seconds"].get("start", 0.0), job["phase_seconds"].get("batches", 0.0),
                                      job.get("encode_seconds", 0.0)))
                 print(f"# round {r + 1} {name}: {secs:.0f} s, load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)

@@ -35,12 +35,13 @@ import torch
 from gpu_bench import sd35_architecture_vae
 from model_throughput import CORPUS, sample_images
 
-from lbdask.cluster.settings import load_cluster_settings, load_job_settings
+from lbdask.cluster.settings import load_cluster_settings
 from lbdask.image import pngio
 from lbdask.image.quality import psnr
 from lbdask.latent.codec import LatentCodec
 from lbdask.migrate.job import MigrationRequest, run_migration
 from lbdask.models import load_model
+from lbdask.representation.settings import load_job_settings
 
 TAEF2 = CORPUS.parent.parent / "models" / "taef2"
 

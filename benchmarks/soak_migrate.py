@@ -43,11 +43,12 @@ sys.path.insert(0, str(REPO))  # tests.support
 
 from lbdask.api import open as open_archive  # noqa: E402
 from lbdask.archive import Archive  # noqa: E402
+from lbdask.archive.history import read_job_records  # noqa: E402
 from lbdask.archive.summary import summarize  # noqa: E402
 from lbdask.image import pngio  # noqa: E402
 from lbdask.image.quality import psnr  # noqa: E402
 from lbdask.latent.decode import decode_sha256  # noqa: E402
-from lbdask.migrate.scan import list_source_ids  # noqa: E402
+from lbdask.representation.sources import list_source_ids  # noqa: E402
 from lbdask.storage import open_location  # noqa: E402
 from lbdask.verify import SAME_DEVICE_TOLERANCE_DB  # noqa: E402
 from tests.support.cluster import SHARED, TAEF2_WEIGHTS, DaskProcesses, subprocess_env  # noqa: E402
@@ -230,7 +231,7 @@ def main() -> int:
     log("checking every input")
     problems, checked = check_archive(dest, src, TAEF2_WEIGHTS)
     rep = summarize(Archive.open(dest))
-    jobs = Archive.open(dest).read_job_stats()
+    jobs = read_job_records(Archive.open(dest))
     lines += [
         f"Soak run on {platform.node()} ({platform.machine()}, {os.cpu_count()} cores), "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC: {total} inputs "

@@ -8,6 +8,7 @@ import zarr
 
 from lbdask.archive import Archive, CatalogRow
 from lbdask.archive.catalog import partition_of
+from lbdask.archive.history import read_job_records, write_job_record
 from lbdask.errors import ArchiveFormatError, IntegrityError, ModelMismatchError, NotFoundError, StoreError
 from lbdask.storage import open_location
 from tests.support.archive import MODEL, SHAPE, encoded, new_archive, write_batch
@@ -161,13 +162,14 @@ def test_concurrent_writers_each_own_their_shards(dest):
             np.testing.assert_array_equal(reader.read_latent(reader.get_row(image_id)).data, enc.data)
 
 
-def test_job_stats_round_trip(dest):
+def test_job_records_round_trip(dest):
     arc = new_archive(dest)
-    assert arc.read_job_stats() == []
-    job = arc.write_job_stats({"images_processed": 10, "seconds": 2.5})
-    arc.write_job_stats({"job_id": "zz-later", "images_processed": 1, "seconds": 1.0})
-    stats = Archive.open(dest).read_job_stats()
-    assert [s["job_id"] for s in stats] == [job, "zz-later"] and stats[0]["images_processed"] == 10
+    assert read_job_records(arc) == []
+    job = write_job_record(arc, {"images_processed": 10, "seconds": 2.5})
+    write_job_record(arc, {"job_id": "zz-later", "images_processed": 1, "seconds": 1.0})
+    records = read_job_records(Archive.open(dest))
+    assert [r["job_id"] for r in records] == [job, "zz-later"] and records[0]["images_processed"] == 10
+    assert arc.loc.fs.exists(arc.loc.path("jobs", "zz-later.json"))  # the stored name (docs/archive-format.md)
 
 
 def test_archive_pickles_by_reopening(dest):

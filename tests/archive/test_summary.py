@@ -66,14 +66,14 @@ def test_cluster_health_sums_losses_and_keeps_the_peak():
 
 def test_job_summary_of_a_job_that_converted_nothing_says_so():
     from lbdask.cli.migrate import format_summary
-    from lbdask.migrate.stats import JobStats
-    from lbdask.migrate.tasks import BatchResult
+    from lbdask.migrate.totals import JobTotals
+    from lbdask.representation.batch import BatchResult
 
-    stats = JobStats()
+    totals = JobTotals()
     reps = by_representation(rows_of(("kept", 6000, 6000), ("failed", 437_000, 437_000)))
-    stats.add(BatchResult("keep-1", 2, 443_000, {"kept": 1, "failed": 1}, reps, {"kept:palette": 1, "failed:bomb": 1}, []))
+    totals.add(BatchResult("keep-1", 2, 443_000, {"kept": 1, "failed": 1}, reps, {"kept:palette": 1, "failed:bomb": 1}, []))
     summary = {"src": "s", "dest": "d", "model": "taef2", "images_listed": 2, "images_already_committed": 0,
-               **stats.summary(2.0, {"start": 1.0, "scan": 0.5, "batches": 0.5},
+               **totals.record(2.0, {"start": 1.0, "scan": 0.5, "batches": 0.5},
                                {"latents": 0, "originals": 443_000, "catalog": 700},
                                {"workers_lost": 2, "tasks_retried": 3, "peak_worker_memory": 3 * 2**30,
                                 "peak_worker_memory_fraction": 0.75})}
@@ -87,17 +87,17 @@ def test_job_summary_of_a_job_that_converted_nothing_says_so():
 def test_job_summary_says_which_kept_copies_are_jpeg_xl():
     # a --kept-format jxl --lossy-fallback jxl job: the summary must not call lossless JPEG XL copies "PNG"
     from lbdask.cli.migrate import format_summary
-    from lbdask.migrate.stats import JobStats
-    from lbdask.migrate.tasks import BatchResult
+    from lbdask.migrate.totals import JobTotals
+    from lbdask.representation.batch import BatchResult
 
     rows = [SimpleNamespace(status="kept", kept_format="jxl", source_size=6000, stored_bytes=4000),
             SimpleNamespace(status="kept", kept_format="png", source_size=900, stored_bytes=900),
             SimpleNamespace(status="lossy", kept_format="jxl", source_size=8000, stored_bytes=700)]
-    stats = JobStats()
-    stats.add(BatchResult("b-1", 3, 14_900, {"kept": 2, "lossy": 1}, by_representation(rows),
+    totals = JobTotals()
+    totals.add(BatchResult("b-1", 3, 14_900, {"kept": 2, "lossy": 1}, by_representation(rows),
                           {"kept:transparency": 1, "kept:palette": 1, "lossy:fidelity": 1}, []))
     summary = {"src": "s", "dest": "d", "model": "taef2", "images_listed": 3, "images_already_committed": 0,
-               **stats.summary(2.0, {"start": 1.0, "scan": 0.5, "batches": 0.5},
+               **totals.record(2.0, {"start": 1.0, "scan": 0.5, "batches": 0.5},
                                {"latents": 0, "originals": 5600, "catalog": 100}, None)}
     text = format_summary(summary)
     assert "latent 0, 2 kept (1 PNG, 1 lossless JPEG XL), failed 0" in text

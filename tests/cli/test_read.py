@@ -5,6 +5,7 @@ import pytest
 
 from lbdask import cli
 from lbdask.archive import Archive
+from lbdask.archive.history import write_job_record
 from lbdask.image import pngio
 from tests.support.reader import build_archive
 
@@ -18,7 +19,7 @@ def only_archive_commands(monkeypatch):
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory, corpus_dir, taef2_dir):
     dest, sources, _ = build_archive(str(tmp_path_factory.mktemp("cli") / "arc"), corpus_dir, taef2_dir)
-    Archive.open(dest, mode="a").write_job_stats({"images_processed": 4, "seconds": 2.0, "bytes_source": 4_000_000})
+    write_job_record(Archive.open(dest, mode="a"), {"images_processed": 4, "seconds": 2.0, "bytes_source": 4_000_000})
     return dest, sources
 
 

@@ -12,9 +12,10 @@ from lbdask.archive import ArchiveConfig
 from lbdask.cache.settings import CacheConfig
 from lbdask.cache.tuner import TunerConfig
 from lbdask.cli import build_parser
-from lbdask.cluster.settings import ClusterSettings, JobSettings
+from lbdask.cluster.settings import ClusterSettings
 from lbdask.models.cpu_memory import CpuMemorySettings
 from lbdask.models.registry import ModelSpec, WeightsSource
+from lbdask.representation.settings import JobSettings
 from lbdask.serve.settings import HttpConfig, WorkerConfig
 from lbdask.sim.trace import TraceConfig
 from lbdask.tiering.policy import (

@@ -10,7 +10,6 @@ from distributed import Client, LocalCluster
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lbdask.cluster.settings import load_job_settings
 from lbdask.migrate.inflight import (
     BATCH_BYTES_PER_PIXEL,
     BATCH_SHARE,
@@ -21,7 +20,8 @@ from lbdask.migrate.inflight import (
     worker_pixels,
 )
 from lbdask.migrate.plan import plan_batches
-from lbdask.migrate.scan import SourceItem
+from lbdask.representation.settings import load_job_settings
+from lbdask.representation.sources import SourceItem
 
 SETTINGS = dataclasses.replace(load_job_settings(), max_pixels=80_000_000, bomb_pixels=89_000_000)
 MP = 1_000_000

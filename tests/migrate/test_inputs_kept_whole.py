@@ -4,9 +4,9 @@ import io
 import numpy as np
 from PIL import Image
 
-from lbdask.cluster.settings import load_job_settings
-from lbdask.migrate.plan import KEEP_ANIMATED, pre_decode_outcome
 from lbdask.migrate.scan import describe
+from lbdask.representation.fate import KEEP_ANIMATED, pre_decode_outcome
+from lbdask.representation.settings import load_job_settings
 
 
 def png(frames: int) -> bytes:
@@ -37,7 +37,8 @@ def test_a_source_that_changes_after_the_scan_is_recorded_as_stored(tmp_path):
     from lbdask.archive import Archive
     from lbdask.migrate.plan import plan_batches
     from lbdask.migrate.scan import scan_group
-    from lbdask.migrate.tasks import read_png, write_shard
+    from lbdask.migrate.tasks import read_png
+    from lbdask.representation.shard import write_shard
     from tests.support.archive import MODEL
 
     src, dest = tmp_path / "src", str(tmp_path / "arc")

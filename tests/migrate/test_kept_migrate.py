@@ -13,12 +13,13 @@ from distributed.utils_test import gen_cluster
 import lbdask
 from lbdask.archive import Archive
 from lbdask.cli import main
-from lbdask.cluster.settings import load_job_settings
 from lbdask.image import kept, pngio, pngsamples
 from lbdask.image.quality import psnr
 from lbdask.migrate import tasks
 from lbdask.migrate.plan import plan_batches
 from lbdask.migrate.scan import scan_group
+from lbdask.representation.settings import load_job_settings
+from lbdask.representation.shard import write_shard
 from tests.image.test_kept import SOURCES
 from tests.support.cluster import IN_PROCESS_JOB, grainy, migrate_argv, png_bytes
 
@@ -38,7 +39,7 @@ def run_keep_batch(src, dest, settings):
     assert not batch.encodes
     Archive.create(dest, {"name": "taef2", "fingerprint": "f"})
     decoded = tasks.read_png(str(src), {}, batch, settings)
-    return tasks.write_shard(dest, {}, decoded, None, settings)
+    return write_shard(dest, {}, decoded, None, settings)
 
 
 def test_keep_batch_stores_jxl_copies_that_read_back_pixel_exact(tmp_path):

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lbdask.cluster.settings import load_job_settings
 from lbdask.errors import ConfigError
-from lbdask.migrate.plan import plan_batches, post_encode_outcome, pre_decode_outcome
-from lbdask.migrate.scan import SourceItem, list_source_ids, scan_group
+from lbdask.migrate.plan import plan_batches
+from lbdask.migrate.scan import scan_group
+from lbdask.representation.fate import post_encode_outcome, pre_decode_outcome
+from lbdask.representation.settings import load_job_settings
+from lbdask.representation.sources import SourceItem, list_source_ids
 from lbdask.storage import open_location
 
 SETTINGS = dataclasses.replace(load_job_settings(), batch_size=2, min_side=32, max_pixels=100_000, bomb_pixels=1_000_000)

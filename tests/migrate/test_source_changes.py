@@ -10,11 +10,13 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from lbdask.archive import Archive
-from lbdask.cluster.settings import load_job_settings
 from lbdask.migrate.plan import batch_id_for, plan_batches
 from lbdask.migrate.preflight import changed_sources
-from lbdask.migrate.scan import list_source_ids, scan_group, with_stamps
-from lbdask.migrate.tasks import read_png, write_shard
+from lbdask.migrate.scan import scan_group
+from lbdask.migrate.tasks import read_png
+from lbdask.representation.settings import load_job_settings
+from lbdask.representation.shard import write_shard
+from lbdask.representation.sources import list_source_ids, with_stamps
 from lbdask.storage import open_location
 from tests.support.archive import MODEL
 

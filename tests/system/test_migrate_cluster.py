@@ -26,6 +26,7 @@ from PIL import Image
 
 from lbdask import cli
 from lbdask.archive import Archive
+from lbdask.archive.history import read_job_records
 from lbdask.archive.rows import load_rows
 from lbdask.image import pngio
 from lbdask.storage import open_location
@@ -279,7 +280,7 @@ def test_cli_migrates_every_kind_of_input_with_the_right_outcome(cluster, corpus
     checked = subprocess.run([sys.executable, "-m", "lbdask", "verify", dest, "--sample", "0", "--weights",
                               str(taef2_dir)], env=dask_env, capture_output=True, text=True, timeout=300)
     assert checked.returncode == 0 and f"{len(failed)} failed rows: 0 failure(s)" in checked.stdout, checked.stdout
-    stats = arc.read_job_stats()
+    stats = read_job_records(arc)
     assert stats[-1]["images_processed"] == len(expected)
     assert stats[-1]["reasons"]["kept:transparency"] == 1
     assert sum(b["count"] for b in stats[-1]["psnr_histogram"]) == sum(r.status == "latent" for r in rows.values())
@@ -295,7 +296,7 @@ def test_cli_migrates_every_kind_of_input_with_the_right_outcome(cluster, corpus
         rgb, _ = pngio.decode(out.read_bytes(), 10**8)
         assert hashlib.sha256(rgb.tobytes()).hexdigest() == row.decode_sha256, row.id
     assert_second_run_writes_nothing(migrate_cmd(str(src), dest, cluster.address), dask_env, dest)
-    assert len(arc.read_job_stats()) == len(stats)
+    assert len(read_job_records(arc)) == len(stats)
 
 
 @pytest.mark.parametrize("victim", ["worker", "driver"])
@@ -324,7 +325,7 @@ def test_kill_minus_9_mid_run_then_resume(victim, cluster, taef2_dir, tmp_path, 
     assert not committed_batches(dest), "the end of the job folds batch objects into the index"
     report = subprocess.run([sys.executable, "-m", "lbdask", "report", dest, "--json"], env=dask_env,
                             capture_output=True, text=True, timeout=60)
-    health = Archive.open(dest).read_job_stats()[-1]["cluster"]  # the job that finished
+    health = read_job_records(Archive.open(dest))[-1]["cluster"]  # the job that finished
     assert health["workers_lost"] == (1 if victim == "worker" else 0)
     assert (health["tasks_retried"] > 0) == (victim == "worker")
     assert health["peak_worker_memory"] > 100 * 2**20  # a worker holding TAEF2

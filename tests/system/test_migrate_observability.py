@@ -20,6 +20,7 @@ from distributed import Client, get_task_stream
 from prometheus_client.parser import text_string_to_metric_families
 
 from lbdask.archive import Archive
+from lbdask.archive.history import read_job_records
 from tests.support.cluster import DaskProcesses, free_port, migrate_cmd, subprocess_env, write_grainy_source
 from tests.support.dashboard import get_page, span_view
 from tests.support.malloc_probe import SIZE, has_mallinfo2, large_tensor_probe
@@ -84,7 +85,7 @@ def test_cli_without_scheduler_starts_and_removes_its_own_local_cluster(taef2_di
     rows = list(arc.rows())
     assert sorted(r.id for r in rows) == sorted(ids)
     assert all(r.status != "failed" and r.psnr is not None for r in rows)  # each one encoded by the cluster
-    job = arc.read_job_stats()[-1]
+    job = read_job_records(arc)[-1]
     assert job["workers"] == 1
     # the job's time is split into start-up, scan and batches, and the steady rate leaves out start-up
     phases = job["phase_seconds"]

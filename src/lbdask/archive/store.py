@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import json
 import threading
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -279,17 +277,7 @@ class Archive:
         with store_errors(self.url):
             return compact(self.catalog)
 
-    # job statistics ----------------------------------------------------------------
-    def write_job_stats(self, stats: dict[str, Any]) -> str:
-        """Record one migration job's statistics (JSON object); returns its job id."""
-        job_id = str(stats.get("job_id") or f"{_dt.datetime.now(_dt.timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}")
-        if not BATCH_ID.match(job_id):
-            raise InputError(f"invalid job id {job_id!r}")
-        body = json.dumps({**stats, "job_id": job_id}, indent=1, default=str).encode()
-        with store_errors(self.url):
-            put_atomic(self.loc, self.loc.path("jobs", job_id + ".json"), body)
-        return job_id
-
+    # JSON records (model table, lbdask.archive.history) -----------------------------
     def json_paths(self, folder: str) -> list[str]:
         """The `.json` objects directly under `folder`, sorted by name (none when it is absent)."""
         d = self.loc.path(folder)
@@ -299,12 +287,6 @@ class Archive:
                 return sorted(p for p in self.loc.fs.ls(d, detail=False) if p.endswith(".json"))
             except FileNotFoundError:
                 return []
-
-    def read_job_stats(self) -> list[dict[str, Any]]:
-        """All recorded job statistics, oldest job id first."""
-        paths = self.json_paths("jobs")
-        with store_errors(self.url):
-            return [json.loads(self.loc.fs.cat_file(p)) for p in paths]
 
     def bytes_on_store(self) -> dict[str, int]:
         """Actual bytes under latents/ (incl. Zarr metadata), originals/, catalog/ and pixels/ (the pixel tier)."""

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from lbdask.archive.history import read_retier_runs
+from lbdask.archive.history import read_job_records, read_retier_runs
 from lbdask.archive.rows import CatalogRow
 from lbdask.archive.store import Archive
 
@@ -174,7 +174,7 @@ def summarize(arc: Archive) -> dict[str, Any]:
     reps = by_representation(noted(arc.rows()))
     on_store = arc.bytes_on_store()
     model = arc.model_info
-    jobs = arc.read_job_stats()
+    jobs = read_job_records(arc)
     counts = {s: reps.get(s, {}).get("images", 0) for s in REPRESENTATIONS}
     bytes_ = storage(reps, on_store)
     return {

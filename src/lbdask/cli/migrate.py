@@ -55,11 +55,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lbdask.cluster.settings import load_cluster_settings, load_job_settings
+    from lbdask.cluster.settings import load_cluster_settings
     from lbdask.config import load_config
     from lbdask.migrate.job import MigrationRequest, run_migration
     from lbdask.models.cpu_memory import CpuMemorySettings
     from lbdask.models.registry import load_registry
+    from lbdask.representation.settings import load_job_settings
 
     check_cluster_options(args)
     # every configuration file the job reads is validated here, before a cluster starts

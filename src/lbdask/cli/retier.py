@@ -47,16 +47,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lbdask.access.log import load_access
-    from lbdask.archive import Archive
-    from lbdask.archive.creation import archive_meta
-    from lbdask.cluster.settings import load_cluster_settings, load_job_settings
-    from lbdask.migrate.scan import list_source_ids
-    from lbdask.retier.moves import MoveContext
-    from lbdask.retier.sources import quarantined
+    from lbdask.cluster.settings import load_cluster_settings
+    from lbdask.representation.settings import load_job_settings
+    from lbdask.retier.prepare import plan_run
     from lbdask.serve.settings import load_serve_settings
-    from lbdask.storage import open_location
-    from lbdask.tiering.plan import plan_moves
     from lbdask.tiering.policy import load_policy
 
     check_cluster_options(args)
@@ -64,57 +58,28 @@ def run(args: argparse.Namespace) -> int:
     policy.check_retention(load_serve_settings().worker.access_retention_days)
     settings = load_job_settings(lossy_fallback="off")
     load_cluster_settings()  # validated before anything runs
-    options = parse_storage_options(args.storage_options)
-    floor = settings.min_psnr if policy.demote.min_psnr is None else policy.demote.min_psnr
-    now = args.now if args.now is not None else time.time()
-    arc = Archive.open(args.dest, mode="r", storage_options=options or None)
-    created = dt.datetime.fromisoformat(archive_meta(arc.loc)["created"]).timestamp()
-    clean = policy.source_cleanup
-    sources = held = None
-    if clean.enabled:
-        sources = list_source_ids(open_location(clean.source, options or None)).sizes
-        held = quarantined(open_location(clean.quarantine, options or None))
-    rows = {r.id: r for r in arc.rows()}
-    spec = reencode_spec(arc, policy, settings.min_psnr, args.weights)
-    plan = plan_moves(args.dest, rows.values(), load_access(arc.loc), policy, now, created, floor, sources, held or (),
-                      spec.from_fingerprint if spec else None)
-    print(plan.render(args.verbose))
+    planned = plan_run(args.dest, policy, settings, parse_storage_options(args.storage_options),
+                       args.now if args.now is not None else time.time(), args.weights)
+    print(planned.plan.render(args.verbose))
     if args.plan_out:
-        try:
-            with open(args.plan_out, "w") as f:
-                json.dump(plan.to_json(), f, indent=1)
-        except OSError as exc:
-            raise LbdaskError(f"cannot write {args.plan_out}: {exc.strerror or exc}") from None
+        write_plan(planned.plan.to_json(), args.plan_out)
     if not args.apply:  # an empty plan still applies: the sweep finishes what a killed run left
         return 0
-    from lbdask.retier.apply import ApplyRequest, apply_plan
+    from lbdask.retier.apply import apply_plan
 
-    ctx = MoveContext(settings.with_overrides(min_psnr=floor), floor, policy.convert.effort, clean.source,
-                      clean.quarantine, dt.datetime.fromtimestamp(now, dt.timezone.utc).strftime("%Y%m%d"), spec)
-    req = ApplyRequest(args.dest, plan, rows, ctx, policy.batch_size, options, args.weights, args.scheduler,
-                       args.workers, progress=not args.no_progress, prewarm_scheduler=policy.prewarm.scheduler)
+    req = planned.request(args.scheduler, args.workers, args.weights, progress=not args.no_progress)
     log = (lambda msg: print(msg, file=sys.stderr)) if not args.no_progress else (lambda msg: None)
     print(format_run(apply_plan(req, log)))
     return 0
 
 
-def reencode_spec(arc: Any, policy: Any, min_psnr: float, weights: str | None) -> Any:
-    """The policy's re-encode with `from` resolved against the archive's model table and
-    local folders made absolute for the workers; None when re-encode is off."""
-    import os
-
-    from lbdask.archive.model_table import resolve_reference
-    from lbdask.retier.reencode import ReencodeSpec
-
-    re = policy.reencode
-    if not re.enabled:
-        return None
-
-    def local(path: str | None) -> str | None:
-        return os.path.abspath(path) if path and os.path.exists(path) else path
-
-    return ReencodeSpec(resolve_reference(arc, re.from_)["fingerprint"], local(re.to), local(re.weights), local(weights),
-                        re.source or policy.source_cleanup.source, re.min_psnr if re.min_psnr is not None else min_psnr)
+def write_plan(plan: dict[str, Any], path: str) -> None:
+    """`--plan-out`: the plan as JSON."""
+    try:
+        with open(path, "w") as f:
+            json.dump(plan, f, indent=1)
+    except OSError as exc:
+        raise LbdaskError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def format_run(s: dict[str, Any]) -> str:

@@ -1,15 +1,21 @@
-"""Terminal progress of a migration (tqdm): images, MB, images/s and ETA, per committed batch.
-Re-tiering (`lbdask retier --apply`) shows its chunks on the same bar."""
+"""Terminal progress of a job (tqdm): images, MB, images/s and ETA, per finished piece of work
+(a migration's committed batch, a re-tiering chunk)."""
 from __future__ import annotations
 
 import sys
+from typing import Protocol
 
 from tqdm import tqdm
 
-from lbdask.migrate.tasks import BatchResult
+
+class Done(Protocol):
+    """What the bar needs to know of a finished piece of work."""
+
+    images: int
+    source_bytes: int
 
 
-class MigrationProgress:
+class JobProgress:
     """A tqdm bar over images with MB done and MB/s in its postfix; silent when disabled."""
 
     def __init__(self, images: int, source_bytes: int, enabled: bool = True, desc: str = "migrate") -> None:
@@ -18,8 +24,8 @@ class MigrationProgress:
         self.bar = tqdm(total=images, unit="img", desc=desc, disable=not enabled, file=sys.stderr,
                         dynamic_ncols=True, smoothing=0.1)
 
-    def update(self, result: BatchResult) -> None:
-        """Advance by one committed batch."""
+    def update(self, result: Done) -> None:
+        """Advance by one finished piece of work."""
         self.done_mb += result.source_bytes / 1e6
         elapsed = self.bar.format_dict.get("elapsed") or 0.0
         rate = self.done_mb / elapsed if elapsed else 0.0

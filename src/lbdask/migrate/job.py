@@ -2,12 +2,11 @@
 
 The driver holds no pixels: it submits `read-png -> encode -> write-shard` chains for a
 bounded window of batches (memory stays flat however large the source), allocates
-shard numbers just before each submission and records the job's statistics in the archive.
+shard numbers just before each submission and records the job in the archive's history.
 """
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -16,20 +15,23 @@ from typing import Any
 from dask.base import tokenize
 from distributed import Client, span
 
-from lbdask.archive import Archive
+from lbdask.archive import Archive, CatalogRow
+from lbdask.archive.history import write_job_record
 from lbdask.archive.lease import hold
-from lbdask.cluster.connect import connect, dashboard_link, encode_resources
-from lbdask.cluster.progress import MigrationProgress
-from lbdask.cluster.settings import ClusterSettings, JobSettings
-from lbdask.cluster.watch import ClusterWatch
-from lbdask.latent.codec import SUPPORTED_BITS
+from lbdask.cluster.connect import encode_resources
+from lbdask.cluster.session import JobSession, job_session
+from lbdask.cluster.settings import ClusterSettings
 from lbdask.migrate import tasks
-from lbdask.migrate.inflight import PixelWindow, pixel_budget, run_windowed
-from lbdask.migrate.plan import Batch, plan_batches
+from lbdask.migrate.inflight import PixelBudget, PixelWindow, pixel_budget, run_windowed
+from lbdask.migrate.plan import plan_batches
 from lbdask.migrate.preflight import changed_sources, check_destination
-from lbdask.migrate.scan import SourceItem, list_source_ids, scan_group, with_stamps
-from lbdask.migrate.stats import JobStats
-from lbdask.models.resident import ResidentModel, model_info
+from lbdask.migrate.scan import scan_group
+from lbdask.migrate.totals import JobTotals
+from lbdask.representation.batch import Batch, BatchResult
+from lbdask.representation.encode import encode
+from lbdask.representation.settings import JobSettings, bits_for
+from lbdask.representation.shard import write_shard
+from lbdask.representation.sources import SourceItem, SourceListing, list_source_ids, with_stamps
 from lbdask.storage import open_location
 
 #: Key prefixes of this job's tasks (retried ones are counted by the cluster watch).
@@ -51,14 +53,23 @@ class MigrationRequest:
     remigrate_changed: bool = False  # migrate again the sources whose size or version changed since
 
 
+@dataclass
+class Pending:
+    """What the listing leaves to do: the ids to scan and the refused entries not yet recorded."""
+
+    listed: int
+    todo: list[str]
+    refused: list[SourceItem]
+    changed: list[str]  # committed sources whose size or version changed since
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.todo or self.refused)
+
+
 def _groups(ids: list[str], size: int) -> Iterator[list[str]]:
     for i in range(0, len(ids), size):
         yield ids[i : i + size]
-
-
-def _weights_path(weights: str | None) -> str | None:
-    """An existing local weights folder made absolute, so workers elsewhere find it too."""
-    return os.path.abspath(weights) if weights and os.path.exists(weights) else weights
 
 
 def scan(client: Client, req: MigrationRequest, ids: list[str]) -> list[SourceItem]:
@@ -68,11 +79,6 @@ def scan(client: Client, req: MigrationRequest, ids: list[str]) -> list[SourceIt
         for group in _groups(ids, req.settings.scan_group)
     ]
     return [item for part in client.gather(futures) for item in part]
-
-
-def bits_for(settings: JobSettings) -> tuple[int, ...]:
-    """The precisions a batch may write: one, or all candidates with `auto`."""
-    return SUPPORTED_BITS if settings.latent_bits == "auto" else (settings.latent_bits,)
 
 
 def prepare_buckets(arc: Archive, batches: list[Batch], info: dict[str, Any], settings: JobSettings) -> None:
@@ -94,13 +100,13 @@ def submit_batch(client: Client, arc: Archive, req: MigrationRequest, batch: Bat
     decoded = client.submit(tasks.read_png, req.src, req.storage_options, batch, req.settings, key=f"read-png-{token}")
     encoded = None
     if batch.encodes:
-        encoded = client.submit(tasks.encode, decoded, req.settings, key=f"encode-{token}", resources=resources)
-    return client.submit(tasks.write_shard, req.dest, req.storage_options, decoded, encoded, req.settings,
+        encoded = client.submit(encode, decoded, req.settings, key=f"encode-{token}", resources=resources)
+    return client.submit(write_shard, req.dest, req.storage_options, decoded, encoded, req.settings,
                          key=f"write-shard-{token}")
 
 
 def run_batches(client: Client, arc: Archive, req: MigrationRequest, batches: list[Batch], info: dict[str, Any],
-                on_result: Callable[[tasks.BatchResult], None], max_pixels: int | None = None) -> None:
+                on_result: Callable[[BatchResult], None], max_pixels: int | None = None) -> None:
     """Keep a bounded window of batch chains in flight until every batch is committed:
     `inflight_batches_per_thread` per worker thread and at most `max_pixels` pixels."""
     resources = encode_resources(client, req.cluster.gpu_resource)
@@ -110,7 +116,7 @@ def run_batches(client: Client, arc: Archive, req: MigrationRequest, batches: li
 
 
 def run_migration(req: MigrationRequest, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Migrate every uncommitted PNG of `req.src` into `req.dest`; returns the job statistics.
+    """Migrate every uncommitted PNG of `req.src` into `req.dest`; returns the job record.
 
     DEST is checked and its lease taken before any work: a second migration into the same
     DEST is refused, naming the running one (docs/archive-format.md, "Concurrent jobs").
@@ -124,74 +130,84 @@ def _migrate(req: MigrationRequest, log: Callable[[str], None]) -> dict[str, Any
     started_at = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     listing = list_source_ids(open_location(req.src, req.storage_options))
-    settings = req.settings
-    with connect(req.scheduler, req.cluster, req.workers) as client:
-        link = dashboard_link(client)
-        if link and req.progress:
-            log(f"dashboard: {link}")
-        client.register_plugin(ResidentModel(settings.model, _weights_path(settings.weights), settings.precision, settings.runtime))
-        info = client.submit(model_info, key=f"model-info-{tokenize(settings.model, time.time())}", pure=False).result()
+    totals = JobTotals()
+    with job_session(req.scheduler, req.cluster, req.workers, TASK_PREFIXES, req.progress, log) as session:
+        settings = req.settings
+        info = session.load_model(settings.model, settings.weights, settings.precision, settings.runtime)
         run_as = info["inference"]
         log(f"inference: {run_as['runtime']} {run_as['precision']} ({run_as['reason']}); device class {info['device_class']}")
         model_meta = {k: v for k, v in info.items() if k not in ("device_class", "inference")}
         arc = Archive.create(req.dest, model_meta, storage_options=req.storage_options or None)
-        committed = {r.id: r for r in arc.rows()}
-        changed = changed_sources(listing, committed)
-        if changed:
-            log(f"{len(changed)} source(s) changed since migration (size or version differs)"
-                + ("; migrating them again" if req.remigrate_changed else ": --remigrate-changed migrates them again"))
-            if req.remigrate_changed:
-                arc.compact()  # their old rows are folded first, so the new rows win everywhere
-                committed = {i: r for i, r in committed.items() if i not in set(changed)}
-        listed = len(listing.sizes) + len(listing.refused)
-        todo = [i for i in listing.sizes if i not in committed]
-        refused = [SourceItem(i, 0, refused=r) for i, r in listing.refused.items() if i not in committed]
-        stats = JobStats()
+        pending = pending_work(arc, req, listing, log)
         phases = {"start": time.perf_counter() - t0, "scan": 0.0, "batches": 0.0}
-        watch = ClusterWatch(client, TASK_PREFIXES)
-        if todo or refused:
+        budget, before = None, {}
+        if pending.has_work:
             before = arc.bytes_on_store()
-            with span("lbdask-migrate"), watch:
-                t_scan = time.perf_counter()
-                with span("scan"):
-                    items = with_stamps(scan(client, req, todo), listing) + refused
-                budget = pixel_budget(client.scheduler_info(n_workers=-1)["workers"].values(), settings.inflight_batches_per_thread,
-                                      settings.memory_target_bytes)
-                batches = plan_batches(items, settings, info["pad_multiple"], budget.batch)
-                prepare_buckets(arc, batches, info, settings)
-                t_batches = time.perf_counter()
-                phases["scan"] = t_batches - t_scan
-                bar = MigrationProgress(len(items), sum(i.size for i in items), enabled=req.progress)
-                try:
-                    with span("batches"):
-                        run_batches(client, arc, req, batches, info, lambda r: (stats.add(r), bar.update(r)), budget.total)
-                finally:
-                    bar.close()
-                phases["batches"] = time.perf_counter() - t_batches
+            budget = migrate_pending(session, arc, req, listing, pending, info, totals, phases)
         seconds = time.perf_counter() - t0
-        summary = {
-            "job_started": started_at.isoformat(timespec="seconds"),
-            "src": req.src,
-            "dest": req.dest,
-            "model": info["name"],
-            "model_fingerprint": info["fingerprint"],
-            "device_class": info["device_class"],
-            "inference": info["inference"],
-            "workers": len(client.nthreads()),
-            "threads": sum(client.nthreads().values()),
-            "images_listed": listed,
-            "images_already_committed": listed - len(todo) - len(refused),
-            "sources_changed": len(changed),
-            "sources_changed_remigrated": req.remigrate_changed and bool(changed),
-            "settings": asdict(settings),
-        }
-    if todo or refused:
-        summary["pixels_in_flight"] = {"per_batch": budget.batch, "total": budget.total}
-        arc.compact()  # fold this job's batch objects into the hash-partitioned index
-        after = arc.bytes_on_store()
-        added = {part: after.get(part, 0) - before.get(part, 0) for part in after}
-        summary.update(stats.summary(seconds, phases, added, watch.summary()))
-        summary["job_id"] = arc.write_job_stats(summary)
-    else:
-        summary.update(stats.summary(seconds, phases, {}))
-    return summary
+        record = job_header(req, info, session.client, pending, started_at)
+    if not pending.has_work:
+        return record | totals.record(seconds, phases, {})
+    record["pixels_in_flight"] = {"per_batch": budget.batch, "total": budget.total}
+    arc.compact()  # fold this job's batch objects into the hash-partitioned index
+    after = arc.bytes_on_store()
+    added = {part: after.get(part, 0) - before.get(part, 0) for part in after}
+    record.update(totals.record(seconds, phases, added, session.watch.summary()))
+    record["job_id"] = write_job_record(arc, record)
+    return record
+
+
+def pending_work(arc: Archive, req: MigrationRequest, listing: SourceListing, log: Callable[[str], None]) -> Pending:
+    """What is left to migrate: listed ids not committed yet (with `--remigrate-changed`, also the
+    changed sources, whose old rows are folded first so that the new rows win everywhere)."""
+    committed: dict[str, CatalogRow] = {r.id: r for r in arc.rows()}
+    changed = changed_sources(listing, committed)
+    if changed:
+        log(f"{len(changed)} source(s) changed since migration (size or version differs)"
+            + ("; migrating them again" if req.remigrate_changed else ": --remigrate-changed migrates them again"))
+        if req.remigrate_changed:
+            arc.compact()
+            committed = {i: r for i, r in committed.items() if i not in set(changed)}
+    return Pending(len(listing.sizes) + len(listing.refused), [i for i in listing.sizes if i not in committed],
+                   [SourceItem(i, 0, refused=r) for i, r in listing.refused.items() if i not in committed], changed)
+
+
+def migrate_pending(session: JobSession, arc: Archive, req: MigrationRequest, listing: SourceListing, pending: Pending,
+                    info: dict[str, Any], totals: JobTotals, phases: dict[str, float]) -> PixelBudget:
+    """Scan, plan and run the batches of `pending` (the `scan` and `batches` phases); returns the pixel budget."""
+    client, settings = session.client, req.settings
+    with session.watched("lbdask-migrate"):
+        t_scan = time.perf_counter()
+        with span("scan"):
+            items = with_stamps(scan(client, req, pending.todo), listing) + pending.refused
+        budget = pixel_budget(client.scheduler_info(n_workers=-1)["workers"].values(), settings.inflight_batches_per_thread,
+                              settings.memory_target_bytes)
+        batches = plan_batches(items, settings, info["pad_multiple"], budget.batch)
+        prepare_buckets(arc, batches, info, settings)
+        t_batches = time.perf_counter()
+        phases["scan"] = t_batches - t_scan
+        with session.progress_bar(len(items), sum(i.size for i in items), "migrate") as bar, span("batches"):
+            run_batches(client, arc, req, batches, info, lambda r: (totals.add(r), bar.update(r)), budget.total)
+        phases["batches"] = time.perf_counter() - t_batches
+    return budget
+
+
+def job_header(req: MigrationRequest, info: dict[str, Any], client: Client, pending: Pending,
+               started_at: dt.datetime) -> dict[str, Any]:
+    """The part of the job record that says what ran where, on what."""
+    return {
+        "job_started": started_at.isoformat(timespec="seconds"),
+        "src": req.src,
+        "dest": req.dest,
+        "model": info["name"],
+        "model_fingerprint": info["fingerprint"],
+        "device_class": info["device_class"],
+        "inference": info["inference"],
+        "workers": len(client.nthreads()),
+        "threads": sum(client.nthreads().values()),
+        "images_listed": pending.listed,
+        "images_already_committed": pending.listed - len(pending.todo) - len(pending.refused),
+        "sources_changed": len(pending.changed),
+        "sources_changed_remigrated": req.remigrate_changed and bool(pending.changed),
+        "settings": asdict(req.settings),
+    }

@@ -1,4 +1,5 @@
-"""Plan a migration: decide what each scanned image becomes and cut the work into batches.
+"""Plan a migration: cut the scanned images into batches, latent candidates by padded shape and
+the ones the header already decides (`lbdask.representation.fate`) apart.
 
 Batches are deterministic (ids sorted within a padded-shape bucket, fixed size, id derived
 from the member ids), so a rerun after a crash plans the same batches for the same
@@ -9,109 +10,11 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from lbdask.cluster.settings import JobSettings
-from lbdask.migrate.scan import SourceItem
-
-#: Reasons an image is kept as its original PNG (catalog `reason` of status "kept").
-KEEP_FIDELITY = "fidelity"
-KEEP_TRANSPARENCY = "transparency"
-KEEP_PALETTE = "palette"
-KEEP_GREYSCALE = "greyscale"
-KEEP_16BIT = "16-bit"
-KEEP_TOO_SMALL = "too-small"
-KEEP_TOO_LARGE = "too-large"
-KEEP_NO_SAVING = "no-saving"
-KEEP_ANIMATED = "animated"
-#: Reason of a lossy JPEG XL row whose latent met the policy but was larger.
-LOSSY_SMALLER = "lossy-smaller"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """A decision made before any pixel is decoded: keep, fail or refuse, with the reason.
-
-    Kept and failed inputs are both stored byte-identical (kept ones as their lossless jxl
-    copy with --kept-format jxl); a refused one (not a regular file inside SRC, or
-    unreadable) is never read, so the archive records only why. "lossy" (lossy JPEG XL) is
-    decided after the encode, by the representation chooser.
-    """
-
-    status: str  # "kept" | "failed" | "refused" | "lossy"
-    reason: str
-
-
-def pre_decode_outcome(item: SourceItem, settings: JobSettings) -> Outcome | None:
-    """What the header alone decides for `item`; None means "try it as a latent"."""
-    if item.refused:
-        return Outcome("refused", item.refused)
-    if item.error:
-        return Outcome("failed", item.error)
-    if item.pixels > settings.bomb_pixels:
-        return Outcome(
-            "failed",
-            f"decompression bomb guard: {item.width}x{item.height} = {item.pixels} pixels exceeds {settings.bomb_pixels}",
-        )
-    if item.animated:
-        return Outcome("kept", KEEP_ANIMATED)
-    if item.bit_depth == 16:
-        return Outcome("kept", KEEP_16BIT)
-    if item.mode == "P":
-        return Outcome("kept", KEEP_PALETTE)
-    if item.mode in ("L", "LA"):
-        return Outcome("kept", KEEP_GREYSCALE)
-    if min(item.width, item.height) < settings.min_side:
-        return Outcome("kept", KEEP_TOO_SMALL)
-    if item.pixels > settings.max_pixels:
-        return Outcome("kept", KEEP_TOO_LARGE)
-    return None
-
-
-def post_encode_outcome(psnr: float, latent_bytes: int, source_bytes: int, settings: JobSettings) -> Outcome | None:
-    """What the measured round trip decides; None means "store the latent".
-
-    A latent bigger than `max_latent_ratio` x its kept copy (`source_bytes`: the PNG, or its
-    jxl copy; line art, UI screenshots) would cost storage and fidelity at once, so the
-    copy stays; below `min_psnr` it stays too.
-    """
-    if latent_bytes > settings.max_latent_ratio * source_bytes:
-        return Outcome("kept", KEEP_NO_SAVING)
-    if psnr < settings.min_psnr:
-        return Outcome("kept", KEEP_FIDELITY)
-    return None
-
-
-@dataclass
-class Batch:
-    """Work for one batch task chain: encode candidates of one padded shape, or keep/fail only."""
-
-    batch_id: str
-    items: list[SourceItem]
-    padded: tuple[int, int] | None = None  # (H, W) shared by all items; None for a keep-only batch
-    outcomes: dict[str, Outcome] = field(default_factory=dict)  # decided before decoding
-    shards: dict[int, int] = field(default_factory=dict)  # bits -> shard number, set by the driver
-
-    @property
-    def encodes(self) -> bool:
-        return self.padded is not None
-
-    @property
-    def source_bytes(self) -> int:
-        return sum(i.size for i in self.items)
-
-    @property
-    def pixels(self) -> int:
-        """Pixels the batch may hold decoded: its padded images, or the images it keeps
-        (a kept copy may be decoded to re-encode it); never those of refused or failed ones."""
-        if self.padded is not None:
-            return len(self.items) * self.padded[0] * self.padded[1]
-        return sum(i.pixels for i in self.items if self.outcomes[i.id].status == "kept")
-
-
-def padded_shape(height: int, width: int, multiple: int) -> tuple[int, int]:
-    """Image size rounded up to the model's padding multiple."""
-    return -(-height // multiple) * multiple, -(-width // multiple) * multiple
+from lbdask.representation.batch import Batch, Outcome, padded_shape
+from lbdask.representation.fate import pre_decode_outcome
+from lbdask.representation.settings import JobSettings
+from lbdask.representation.sources import SourceItem
 
 
 def batch_id_for(kind: str, items: list[SourceItem]) -> str:

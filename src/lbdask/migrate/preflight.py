@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from lbdask.archive import CatalogRow
 from lbdask.archive.creation import archive_meta, refuse_foreign
 from lbdask.archive.objects import store_errors
-from lbdask.cluster.settings import JobSettings, check_batch_fits_shard
-from lbdask.migrate.scan import SourceListing
+from lbdask.representation.settings import JobSettings, check_batch_fits_shard
+from lbdask.representation.sources import SourceListing
 from lbdask.storage import open_location
 
 

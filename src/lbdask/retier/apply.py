@@ -1,8 +1,9 @@
 """Apply a plan as a Dask job: chunks of moves as `retier-<kind>` tasks, then the sweep.
 
-Runs on the embedded local cluster or `--scheduler ADDR`, with migration's cluster start,
-resident model plugin, progress bar and cluster watch (lbdask.migrate). The archive's lease
-is held throughout, so a migration or another run cannot write beside it. A run killed at
+Runs on the embedded local cluster or `--scheduler ADDR`, through the job session every job
+uses (lbdask.cluster.session: cluster start, resident model plugin, progress bar, cluster
+watch). The archive's lease is held throughout, so a migration or another run cannot write
+beside it. A run killed at
 any point leaves every object readable (rows move only to verified copies; the sweep,
 src/lbdask/retier/sweep.py, deletes only objects no row references) and the next run finishes
 the plan.
@@ -23,6 +24,8 @@ from lbdask.archive.lease import hold
 from lbdask.archive.model_table import bucket_for, register_model
 from lbdask.archive.summary import psnr_stats
 from lbdask.errors import ConfigError
+from lbdask.representation.batch import padded_shape
+from lbdask.representation.settings import bits_for
 from lbdask.retier.moves import MODEL_KINDS, Chunk, ChunkResult, MoveContext
 from lbdask.retier.sweep import sweep
 from lbdask.tiering.plan import KINDS, Plan
@@ -55,9 +58,6 @@ def make_chunks(arc: Archive, req: ApplyRequest, stamp: str, pad_multiple: int |
                 target: dict[str, Any] | None = None) -> list[Chunk]:
     """Cut each kind's ids into chunks; demote and reencode chunks share a padded shape and own
     fresh shards (re-encode: in the buckets of `target`, model Y's info)."""
-    from lbdask.migrate.job import bits_for
-    from lbdask.migrate.plan import padded_shape
-
     out = []
     for kind in KINDS:
         if kind == "prewarm":  # not a task of this job: a call to the serving cluster (`prewarm`)
@@ -133,52 +133,47 @@ def _run_chunks(arc: Archive, req: ApplyRequest, stamp: str, results: list[Chunk
                 log: Callable[[str], None]) -> tuple[Any, int]:
     """Every chunk of the plan as a `retier-<kind>` task on the cluster; returns the cluster watch and worker count."""
     from dask.base import tokenize
-    from distributed import as_completed, span
+    from distributed import as_completed
 
-    from lbdask.cluster.connect import connect, dashboard_link
-    from lbdask.cluster.progress import MigrationProgress
+    from lbdask.cluster.session import job_session
     from lbdask.cluster.settings import load_cluster_settings
-    from lbdask.cluster.watch import ClusterWatch
-    from lbdask.migrate.job import _weights_path  # a local weights folder made absolute for the workers
-    from lbdask.models.resident import ResidentModel, model_info
-    from lbdask.retier.reencode import target_info
     from lbdask.retier.tasks import run_chunk
 
-    with connect(req.scheduler, load_cluster_settings(), req.workers) as client:
-        link = dashboard_link(client)
-        if link and req.progress:
-            log(f"dashboard: {link}")
+    with job_session(req.scheduler, load_cluster_settings(), req.workers, ("retier-",), req.progress, log) as session:
+        client = session.client
         pad = None
         if any(req.plan.moves[k] for k in MODEL_KINDS):
             info = arc.model_info
-            client.register_plugin(ResidentModel(info["name"], _weights_path(req.weights), req.ctx.settings.precision,
-                                                 req.ctx.settings.runtime))
-            loaded = client.submit(model_info, key=f"model-info-{tokenize(info['name'], time.time())}", pure=False).result()
+            loaded = session.load_model(info["name"], req.weights, req.ctx.settings.precision, req.ctx.settings.runtime)
             arc.check_model(loaded["fingerprint"], loaded["name"])
             pad = loaded["pad_multiple"]
-        target = None
-        if req.plan.moves["reencode"]:  # model Y joins the archive's table before any latent of it is written
-            spec = req.ctx.reencode
-            target = client.submit(target_info, spec, req.ctx.settings.precision, req.ctx.settings.runtime,
-                                   key=f"reencode-model-info-{tokenize(spec, time.time())}", pure=False).result()
-            if target["fingerprint"] == spec.from_fingerprint:
-                raise ConfigError(f"reencode.to {spec.to} is the model reencode.from names ({spec.from_fingerprint[:12]})")
-            register_model(arc, target, {"model": spec.to, "weights": spec.weights})
+        target = add_target_model(client, arc, req.ctx) if req.plan.moves["reencode"] else None
         chunks = make_chunks(arc, req, stamp, pad, target)
-        bar = MigrationProgress(sum(len(c.ids) for c in chunks), 0, enabled=req.progress, desc="retier")
-        watch = ClusterWatch(client, ("retier-",))
-        try:
-            with span("lbdask-retier"), watch:
-                futures = [client.submit(run_chunk, req.dest, req.storage_options, c, req.ctx,
-                                         key=f"retier-{c.kind}-{tokenize(c.batch_id)}") for c in chunks]
-                for future in as_completed(futures):
-                    result = future.result()
-                    results.append(result)
-                    bar.update(result)
-                    future.release()
-        finally:
-            bar.close()
-        return watch, len(client.nthreads())
+        with session.progress_bar(sum(len(c.ids) for c in chunks), 0, "retier") as bar, session.watched("lbdask-retier"):
+            futures = [client.submit(run_chunk, req.dest, req.storage_options, c, req.ctx,
+                                     key=f"retier-{c.kind}-{tokenize(c.batch_id)}") for c in chunks]
+            for future in as_completed(futures):
+                result = future.result()
+                results.append(result)
+                bar.update(result)
+                future.release()
+        return session.watch, len(client.nthreads())
+
+
+def add_target_model(client: Any, arc: Archive, ctx: MoveContext) -> dict[str, Any]:
+    """Model Y's info as a worker loads it, entered in the archive's model table before any
+    latent of it is written."""
+    from dask.base import tokenize
+
+    from lbdask.retier.reencode import target_info
+
+    spec = ctx.reencode
+    target = client.submit(target_info, spec, ctx.settings.precision, ctx.settings.runtime,
+                           key=f"reencode-model-info-{tokenize(spec, time.time())}", pure=False).result()
+    if target["fingerprint"] == spec.from_fingerprint:
+        raise ConfigError(f"reencode.to {spec.to} is the model reencode.from names ({spec.from_fingerprint[:12]})")
+    register_model(arc, target, {"model": spec.to, "weights": spec.weights})
+    return target
 
 
 def summarize_run(plan: Plan, results: list[ChunkResult]) -> dict[str, Any]:

@@ -17,6 +17,11 @@ from lbdask.errors import IntegrityError
 from lbdask.image import kept, pngio, pngsamples
 from lbdask.latent.decode import row_pixels, to_png
 from lbdask.models.row_models import RowModels
+from lbdask.representation.batch import Batch, DecodedBatch
+from lbdask.representation.encode import encode
+from lbdask.representation.fate import decide_candidates, pixel_outcome
+from lbdask.representation.settings import JobSettings
+from lbdask.representation.shard import write_latents
 from lbdask.tiering.plan import demotable
 
 #: Moves that need the resident model on the worker.
@@ -38,7 +43,7 @@ class Chunk:
 class MoveContext:
     """Settings every move of one run shares."""
 
-    settings: Any  # lbdask.cluster.settings.JobSettings: the fidelity gate of demote
+    settings: JobSettings  # the fidelity gate of demote
     demote_floor: float
     convert_effort: int = 7
     source: str | None = None
@@ -64,6 +69,12 @@ class ChunkResult:
 
     def skip(self, why: str) -> None:
         self.skipped[why] = self.skipped.get(why, 0) + 1
+
+    def moved_one(self, bytes_before: int, bytes_after: int) -> None:
+        """Count one object moved from a copy of `bytes_before` to one of `bytes_after`."""
+        self.moved += 1
+        self.source_bytes += bytes_before
+        self.bytes_after += bytes_after
 
 
 def still_applies(kind: str, row: CatalogRow | None, ctx: MoveContext) -> bool:
@@ -92,48 +103,34 @@ def check_copy(arc: Archive, row: CatalogRow) -> None:
 
 
 def demote(arc: Archive, rows: list[CatalogRow], chunk: Chunk, ctx: MoveContext, res: ChunkResult) -> list[CatalogRow]:
-    """Kept copies -> latents, through migration's encode and representation chooser."""
-    from lbdask.migrate.plan import Batch
-    from lbdask.migrate.tasks import DecodedBatch, choose_representation, encode
-
+    """Kept copies -> latents, through the core's encode and representation chooser (lbdask.representation)."""
     decoded = DecodedBatch(Batch(chunk.batch_id, [], padded=chunk.padded, shards=chunk.shards), {}, {}, {})
     by_id = {}
     for row in rows:
         raw = arc.read_original(row)
         rgb, alpha = pngio.decode(kept.read_back(row, raw), ctx.settings.bomb_pixels)
-        if alpha is not None and alpha.min() < 255:
-            res.skip("transparency")
+        if (outcome := pixel_outcome(alpha)) is not None:
+            res.skip(outcome.reason)
             continue
         decoded.candidates.append(row.id)
         decoded.images.append(rgb)
         decoded.kept[row.id] = kept.KeptObject(row.kept_format or "png", raw)
         by_id[row.id] = row
     encoded = encode(decoded, ctx.settings)
-    out, latent = [], {}
-    for k, image_id in enumerate(decoded.candidates):
-        row = by_id[image_id]
-        if choose_representation(decoded, encoded, k, ctx.settings) is None:
-            latent.setdefault(encoded.latents[k].bits, []).append(k)
-        else:  # the gate keeps the copy: remember the floor, so the next run does not try again
-            res.skip("fidelity gate")
-            out.append(replace(row, demote_floor=ctx.demote_floor, psnr=encoded.psnr[k]))
-    for bits, members in sorted(latent.items()):
-        bucket = arc.bucket_name(bits, *encoded.latents[members[0]].data.shape)
-        indices = arc.write_shard(bucket, chunk.shards[bits], [encoded.latents[k] for k in members])
-        for k, index in zip(members, indices):
-            row, enc = by_id[decoded.candidates[k]], encoded.latents[k]
-            new = replace(row, status="latent", reason=None, bucket=bucket, index=index, psnr=encoded.psnr[k],
-                          psnr_initial=encoded.psnr_initial[k], refine_steps=encoded.refine_steps[k],
-                          model_fingerprint=encoded.fingerprint, bits=enc.bits, lo=enc.lo, hi=enc.hi,
-                          checksum=enc.checksum, stored_bytes=encoded.stored_bytes[k],
-                          decode_sha256=encoded.decode_sha256[k], device_class=encoded.device_class, original=None,
-                          kept_format=None, kept_note=None, stored_sha256=None, demote_floor=None)
-            arc.read_latent(new)  # the shard as stored: checksum verified before the row points at it
-            res.moved += 1
-            res.source_bytes += row.stored_bytes
-            res.bytes_after += new.stored_bytes
-            res.psnr.append(float(encoded.psnr[k]))
-            out.append(new)
+    fates = decide_candidates(decoded, encoded, ctx.settings)
+    out = []
+    for image_id in fates.outcomes:  # the gate keeps the copy: remember the floor, so the next run does not try again
+        res.skip("fidelity gate")
+        psnr = encoded.psnr[decoded.candidates.index(image_id)]
+        out.append(replace(by_id[image_id], demote_floor=ctx.demote_floor, psnr=psnr))
+    for k, bucket, index in write_latents(arc, encoded, fates.latents, chunk.shards, arc.bucket_name):
+        row = by_id[decoded.candidates[k]]
+        new = replace(row, status="latent", reason=None, bucket=bucket, index=index, **encoded.row_fields(k),
+                      original=None, kept_format=None, kept_note=None, stored_sha256=None, demote_floor=None)
+        arc.read_latent(new)  # the shard as stored: checksum verified before the row points at it
+        res.moved_one(row.stored_bytes, new.stored_bytes)
+        res.psnr.append(float(encoded.psnr[k]))
+        out.append(new)
     return out
 
 
@@ -160,9 +157,7 @@ def convert(arc: Archive, rows: list[CatalogRow], chunk: Chunk, ctx: MoveContext
             why = kept.mismatch(pngsamples.samples(sources[row.id]), back)
             if why is not None:
                 raise IntegrityError(f"jxl copy of {row.id!r} as stored is not pixel-exact: {why}")
-            res.moved += 1
-            res.source_bytes += row.stored_bytes
-            res.bytes_after += new.stored_bytes
+            res.moved_one(row.stored_bytes, new.stored_bytes)
             out.append(new)
     return out
 

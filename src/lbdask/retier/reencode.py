@@ -29,6 +29,10 @@ from lbdask.archive.model_table import bucket_for
 from lbdask.image import pngio
 from lbdask.latent.decode import row_pixels
 from lbdask.models.row_models import RowModels, load_entry
+from lbdask.representation.batch import Batch, DecodedBatch
+from lbdask.representation.encode import encode_with
+from lbdask.representation.fate import decide_candidates, psnr_floor
+from lbdask.representation.shard import write_latents
 from lbdask.retier.moves import Chunk, ChunkResult, MoveContext
 from lbdask.storage import open_location
 
@@ -98,9 +102,6 @@ def best_copy(arc: Archive, row: CatalogRow, spec: ReencodeSpec, models: RowMode
 
 def reencode(arc: Archive, rows: list[CatalogRow], chunk: Chunk, ctx: MoveContext, res: ChunkResult) -> list[CatalogRow]:
     """Latents of model X -> latents of model Y, each checked as stored before its row moves."""
-    from lbdask.migrate.plan import Batch
-    from lbdask.migrate.tasks import DecodedBatch, encode_with
-
     spec: ReencodeSpec = ctx.reencode
     settings = ctx.settings.with_overrides(min_psnr=spec.min_psnr)
     options = arc.storage_options
@@ -115,30 +116,19 @@ def reencode(arc: Archive, rows: list[CatalogRow], chunk: Chunk, ctx: MoveContex
             decoded.images.append(rgb)
             by_id[row.id] = row
         encoded = encode_with(model, decoded, settings)
-    groups: dict[int, list[int]] = {}
-    for k in range(len(decoded.candidates)):
-        if encoded.psnr[k] < settings.min_psnr:  # the gate keeps the old latent
-            res.skip("fidelity gate")
-        else:
-            groups.setdefault(encoded.latents[k].bits, []).append(k)
+    fates = decide_candidates(decoded, encoded, settings, gate=psnr_floor)
+    for _ in fates.outcomes:  # the gate keeps the old latent
+        res.skip("fidelity gate")
     out = []
-    for bits, members in sorted(groups.items()):
-        bucket = bucket_for(arc, encoded.fingerprint, bits, *encoded.latents[members[0]].data.shape)
-        indices = arc.write_shard(bucket, chunk.shards[bits], [encoded.latents[k] for k in members])
-        for k, index in zip(members, indices):
-            row, enc = by_id[decoded.candidates[k]], encoded.latents[k]
-            new = replace(row, bucket=bucket, index=index, psnr=encoded.psnr[k], psnr_initial=encoded.psnr_initial[k],
-                          refine_steps=encoded.refine_steps[k], model_fingerprint=encoded.fingerprint, bits=enc.bits,
-                          lo=enc.lo, hi=enc.hi, checksum=enc.checksum, stored_bytes=encoded.stored_bytes[k],
-                          decode_sha256=encoded.decode_sha256[k], device_class=encoded.device_class,
-                          pixel=None, pixel_sha256=None,
-                          reencoded={"from": row.model_fingerprint, "psnr_before": row.psnr,
-                                     "psnr_after": encoded.psnr[k], "copy": copies[row.id]})
-            arc.read_latent(new)  # the shard as stored: checksum verified before the row points at it
-            res.moved += 1
-            res.source_bytes += row.stored_bytes
-            res.bytes_after += new.stored_bytes
-            res.fidelity.append((row.psnr, float(encoded.psnr[k]), copies[row.id]))
-            out.append(new)
+    for k, bucket, index in write_latents(arc, encoded, fates.latents, chunk.shards,
+                                          lambda *shape: bucket_for(arc, encoded.fingerprint, *shape)):  # Y's own buckets
+        row = by_id[decoded.candidates[k]]
+        new = replace(row, bucket=bucket, index=index, **encoded.row_fields(k), pixel=None, pixel_sha256=None,
+                      reencoded={"from": row.model_fingerprint, "psnr_before": row.psnr,
+                                 "psnr_after": encoded.psnr[k], "copy": copies[row.id]})
+        arc.read_latent(new)  # the shard as stored: checksum verified before the row points at it
+        res.moved_one(row.stored_bytes, new.stored_bytes)
+        res.fidelity.append((row.psnr, float(encoded.psnr[k]), copies[row.id]))
+        out.append(new)
     return out
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lbdask.representation.shard import open_archive
 from lbdask.retier.moves import Chunk, ChunkResult, MoveContext, convert, demote, promote, still_applies, unpromote
 from lbdask.retier.reencode import reencode
 from lbdask.retier.sources import purge, quarantine
@@ -17,8 +18,6 @@ CATALOG_MOVES = {"demote": demote, "convert": convert, "promote": promote, "unpr
 
 def run_chunk(dest: str, storage_options: dict[str, Any], chunk: Chunk, ctx: MoveContext) -> ChunkResult:
     """Apply one chunk; returns what it moved and what it skipped (and why)."""
-    from lbdask.migrate.tasks import open_archive
-
     arc = open_archive(dest, storage_options)
     res = ChunkResult(chunk.kind, chunk.batch_id, len(chunk.ids))
     if chunk.kind == "quarantine":

@@ -1,4 +1,5 @@
-"""Aggregate batch results into the job statistics stored in the archive and printed at the end."""
+"""Running totals over a migration's committed batches, and the job record made of them (stored in the
+archive by `lbdask.archive.history.write_job_record`, printed at the end, shown by `lbdask report`)."""
 from __future__ import annotations
 
 from collections import Counter
@@ -6,11 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lbdask.archive.summary import merge_representations, psnr_histogram, psnr_stats, storage
-from lbdask.migrate.tasks import BatchResult
+from lbdask.representation.batch import BatchResult
 
 
 @dataclass
-class JobStats:
+class JobTotals:
     """Running totals over the batches of one job."""
 
     images: int = 0
@@ -40,9 +41,9 @@ class JobStats:
         self.refine_seconds += result.refine_seconds
         self.batches_already_committed += int(result.already_committed)
 
-    def summary(self, seconds: float, phases: dict[str, float], stored_parts: dict[str, int],
+    def record(self, seconds: float, phases: dict[str, float], stored_parts: dict[str, int],
                 cluster: dict[str, Any] | None = None) -> dict[str, Any]:
-        """JSON-ready statistics of this job (the part `lbdask report` shows per job).
+        """The JSON-ready job record of these totals (the part `lbdask report` shows per job).
 
         `phases` splits `seconds` into start-up (cluster, model), scan and batches, so that the
         steady rate of the pipeline is seen apart from the job's fixed costs. `stored_parts` is
