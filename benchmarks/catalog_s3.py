@@ -4,7 +4,8 @@
 writes, as the tests run it) on a free loopback port, sets the AWS_* variables lbdask and
 s3fs read, and creates a bucket. `count_requests` wraps an s3fs filesystem's one call
 into the S3 client, so every request it sends (each page of a LIST too) is counted by
-operation name.
+operation name; `logged_requests` counts them from the server's request log instead
+(for clients that are not s3fs).
 """
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ SERVER = Path(__file__).resolve().parents[1] / "tests" / "support" / "s3_server.
 class S3Server:
     """`with S3Server() as bucket:` a moto server on loopback with an empty bucket."""
 
-    def __init__(self, python: str = sys.executable, bucket: str = "bench") -> None:
-        self.python, self.bucket = python, bucket
+    def __init__(self, python: str = sys.executable, bucket: str = "bench", log: str | None = None) -> None:
+        self.python, self.bucket, self.log = python, bucket, log
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -34,8 +35,8 @@ class S3Server:
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> str:
-        self.proc = subprocess.Popen([self.python, str(SERVER), str(self.port)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        err = open(self.log, "w") if self.log else subprocess.DEVNULL
+        self.proc = subprocess.Popen([self.python, str(SERVER), str(self.port)], stdout=subprocess.DEVNULL, stderr=err)
         os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                            "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
                            "AWS_ENDPOINT_URL": self.endpoint, "AWS_ALLOW_HTTP": "true"})
@@ -47,10 +48,17 @@ class S3Server:
                 time.sleep(0.1)
         raise RuntimeError("the local S3 server did not start")
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.proc is not None:
             self.proc.terminate()
             self.proc.wait()
+
+
+def logged_requests(log: str) -> int:
+    """Requests the server has answered so far: werkzeug logs one line per request to stderr."""
+    time.sleep(0.2)  # the line is written after the response went out
+    with open(log) as f:
+        return sum(1 for line in f if '" 2' in line or '" 3' in line or '" 4' in line or '" 5' in line)
 
 
 def count_requests(fs: Any) -> collections.Counter:

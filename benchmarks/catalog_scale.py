@@ -65,7 +65,7 @@ def commit_job(arc: Archive, lo: int, hi: int, job: str, batch_rows: int, sample
 
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
 def peak_rss_mb(pid: int, peak: list[float], done: threading.Event) -> None:
@@ -89,9 +89,8 @@ def child(args: list[str]) -> tuple[float, float, float]:
     peak, done = [0.0], threading.Event()
     watcher = threading.Thread(target=peak_rss_mb, args=(proc.pid, peak, done))
     watcher.start()
-    first, lines = None, 0
-    for _ in proc.stdout:
-        lines += 1
+    first = None
+    for lines, _ in enumerate(proc.stdout, 1):
         if first is None and lines == 2:  # `ls` writes its header first
             first = time.perf_counter() - t0
     status = proc.wait()
@@ -122,7 +121,7 @@ def lookup_times(arc: Archive, ids: list[str], counted: collections.Counter | No
 def written_bytes(arc: Archive, old: Manifest, new: Manifest, batches: list[str]) -> tuple[int, int]:
     """(bytes a compaction wrote: new partition files, folded copies, manifest; index bytes after it)."""
     fs = arc.loc.fs
-    size = lambda key: fs.size(arc.loc.path(key))  # noqa: E731
+    size = lambda key: fs.size(arc.loc.path(key))
     fresh = [k for p, k in new.files.items() if old.files.get(p) != k]
     wrote = sum(map(size, fresh)) + sum(fs.size(arc.catalog.folded_path(b)) for b in batches)
     wrote += fs.size(arc.catalog.manifests.path(new.generation))
@@ -239,7 +238,7 @@ def main() -> None:
     if args.save_chunks:
         save_chunks(args.save_chunks, sample)
     sizes = sorted(sum((len(d) for _, d in c), 0) for c in sample)
-    print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu_model()}, {os.cpu_count()} cores, "
+    print(f"# {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {cpu_model()}, {os.cpu_count()} cores, "
           f"load {os.getloadavg()[0]:.1f}, Python {platform.python_version()}; corpus chunk bytes per image: "
           f"median {sizes[len(sizes) // 2]:,}, max {sizes[-1]:,} ({len(sample)} images)", flush=True)
     all_results = {}
