@@ -45,7 +45,7 @@ class Delta(Engine):
         write_deltalake(path, pa.table({"id": [k for k, _ in pairs], "row": [v for _, v in pairs]}), mode="append",
                         storage_options=self.options)
 
-    def compact(self, path: str) -> None:
+    def compact(self, path: str, timeout: float) -> None:
         from deltalake import DeltaTable
 
         dt = DeltaTable(path, storage_options=self.options)
@@ -81,7 +81,7 @@ class Lance(Engine):
             mode = "create"
         lance.write_dataset(table, path, mode=mode, storage_options=self.options)
 
-    def compact(self, path: str) -> None:
+    def compact(self, path: str, timeout: float) -> None:
         import lance
 
         ds = lance.dataset(path, storage_options=self.options)
@@ -147,7 +147,7 @@ class Slate(Engine):
 
         self._run(self._writer(path).flush_with_options(FlushOptions(flush_type=FlushType.MEM_TABLE)))
 
-    def compact(self, path: str, timeout: float = 600.0) -> None:
+    def compact(self, path: str, timeout: float) -> None:
         """Submit one tiered compaction of every L0 table and sorted run into a new sorted run
         (the scheduler leaves a few L0 tables alone), and wait until the writer's compactor
         committed it."""
