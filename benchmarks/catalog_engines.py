@@ -207,7 +207,7 @@ def main() -> None:
                 results["s3"] = run_all(args, sample, options, f"s3://{bucket}", args.s3_sizes)
     for where, found, sizes in (("folder", results, args.sizes), ("S3 (moto)", results.get("s3"), args.s3_sizes)):
         for n in sizes if found else []:
-            print(f"\n{n:,} rows on {where} | " + " | ".join(f"{e} {found[e]['version']}" for e in args.engines))
+            print(f"\n| {n:,} rows on {where} | " + " | ".join(f"{e} {found[e]['version']}" for e in args.engines))
             print("|---|" + "---:|" * len(args.engines))
             for key, label, fmt in FIGURES:
                 if key in found[args.engines[0]][n]:
