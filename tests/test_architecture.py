@@ -3,6 +3,7 @@ entry point, each package imports only what its row of the layer table allows, a
 module imports itself back through others. Every import counts, also one inside a function."""
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -93,3 +94,10 @@ def test_the_checker_sees_an_import_inside_a_function(tmp_path):
     assert len(wrong) == 2 and all("core_a" in w.split(" imports ")[0] for w in wrong), wrong
     assert [sorted(c) for c in cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}})] == [["a", "b"]]
 
+
+
+def test_every_file_docs_architecture_md_names_exists():
+    """The concept table names files by path: a module moved or renamed without the doc fails here."""
+    named = set(re.findall(r"`((?:src|tests|benchmarks)/[\w/]+\.py)`", DOC.read_text()))
+    assert named, "the doc names no file: the pattern is wrong"
+    assert sorted(p for p in named if not (REPO / p).is_file()) == []
