@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lbdask.access import log as access_stats
+from lbdask.access import log as access_log
 from lbdask.access.days import DAY
 from lbdask.access.log import Access, AccessLog, compact_access, generations, load_access, log_names
 from lbdask.errors import InputError, IntegrityError
@@ -88,7 +88,7 @@ def scenario(loc, acked):
             writers[who].add(i, float(len(acked) + 1))
         scenario.inflight = {i: Access.read_at(float(len(acked) + 1)) for i in ids}
         writers[who].flush()
-        access_stats.merge_into(acked, scenario.inflight)
+        access_log.merge_into(acked, scenario.inflight)
         scenario.inflight = {}
 
 
@@ -110,7 +110,7 @@ def test_a_crash_between_any_two_writes_never_corrupts_the_counts(dest, monkeypa
             crashed = True
         monkeypatch.undo()
         with_inflight = dict(acked)
-        access_stats.merge_into(with_inflight, scenario.inflight)
+        access_log.merge_into(with_inflight, scenario.inflight)
         assert load_access(loc) in (acked, with_inflight), f"after write {k}: {done}"
         after_crash = load_access(loc)
         assert compact_access(loc)["stepped_back"] == 0  # the next compaction recovers
@@ -127,13 +127,13 @@ def test_a_compactor_overtaken_twice_does_not_delete_logs_it_committed_under_a_s
     new log L is flushed; A's exclusive create of 1 then succeeds, but 2 is the current one."""
     loc = open_location(str(tmp_path / "arc"))
     log = AccessLog(loc, "w")
-    real = access_stats.log_names
+    real = access_log.log_names
     calls = []
 
     def overtaken(loc_):
         if not calls:
             calls.append(1)
-            monkeypatch.setattr(access_stats, "log_names", real)
+            monkeypatch.setattr(access_log, "log_names", real)
             for i in ("x", "y"):
                 log.add(i, 1.0)
                 log.flush()
@@ -143,7 +143,7 @@ def test_a_compactor_overtaken_twice_does_not_delete_logs_it_committed_under_a_s
             log.flush()
         return real(loc_)
 
-    monkeypatch.setattr(access_stats, "log_names", overtaken)
+    monkeypatch.setattr(access_log, "log_names", overtaken)
     compact_access(loc)
     assert load_access(loc) == {"x": Access.read_at(1.0), "y": Access.read_at(1.0), "late": Access.read_at(2.0)}
 
@@ -154,14 +154,14 @@ def test_a_read_overtaken_by_a_compaction_starts_over(tmp_path, monkeypatch):
     log = AccessLog(loc, "w")
     log.add("x", 1.0)
     log.flush()
-    real = access_stats.log_names
+    real = access_log.log_names
 
     def overtaken(loc_):
-        monkeypatch.setattr(access_stats, "log_names", real)
+        monkeypatch.setattr(access_log, "log_names", real)
         compact_access(loc)
         return real(loc_)
 
-    monkeypatch.setattr(access_stats, "log_names", overtaken)
+    monkeypatch.setattr(access_log, "log_names", overtaken)
     assert load_access(loc) == {"x": Access.read_at(1.0)}
 
 

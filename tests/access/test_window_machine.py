@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from lbdask.access import log as access_stats
+from lbdask.access import log as access_log
 from lbdask.access.days import DAY
 from lbdask.access.log import AccessLog, compact_access, generations, load_access
 from lbdask.storage import open_location
@@ -88,7 +88,7 @@ class AccessMachine(RuleBasedStateMachine):
     @rule(who=st.integers(0, 1))
     def another_compactor_commits_first(self, who):
         """A compactor that read the generation is overtaken (after a flush) before it commits."""
-        real = access_stats.put_exclusive
+        real = access_log.put_exclusive
         state = {"raced": False}
 
         def racing(loc, path, data):
@@ -96,12 +96,12 @@ class AccessMachine(RuleBasedStateMachine):
                 state["raced"] = True
                 self.flush(who)
                 with pytest.MonkeyPatch.context() as inner:
-                    inner.setattr(access_stats, "put_exclusive", real)
+                    inner.setattr(access_log, "put_exclusive", real)
                     self.compact_now()
             return real(loc, path, data)
 
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(access_stats, "put_exclusive", racing)
+            mp.setattr(access_log, "put_exclusive", racing)
             assert self.compact_now()["stepped_back"] == 0
 
     @invariant()
@@ -116,7 +116,7 @@ class AccessMachine(RuleBasedStateMachine):
     @invariant()
     def generations_keep_the_retention_only(self):
         gens = generations(self.loc)
-        counts = access_stats._read_snapshot(self.loc, gens).counts if gens else {}
+        counts = access_log._read_snapshot(self.loc, gens).counts if gens else {}
         newest = max((math.floor(a.last_access / DAY) for a in counts.values()), default=0)
         assert all(d >= newest - RETENTION for a in counts.values() for d, _ in a.days)
         assert all(sum(n for _, n in a.days) <= a.count for a in counts.values())

@@ -20,8 +20,8 @@ from lbdask.migrate.plan import plan_batches
 from lbdask.migrate.scan import scan_group
 from lbdask.representation.settings import load_job_settings
 from lbdask.representation.shard import write_shard
-from tests.image.test_kept import SOURCES
 from tests.support.cluster import IN_PROCESS_JOB, grainy, migrate_argv, png_bytes
+from tests.support.modes import SOURCES
 
 
 def write_source(root, names):

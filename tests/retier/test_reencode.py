@@ -19,10 +19,9 @@ from lbdask.image import pngio
 from lbdask.image.quality import psnr
 from lbdask.latent.decode import decode_sha256
 from tests.support.cluster import TAEF2_WEIGHTS
-from tests.support.retier import old_shards, read_all, record_reads, retier, write_policy
+from tests.support.retier import LATENT_IDS, old_shards, read_all, record_reads, retier, write_policy
 
 pytestmark = pytest.mark.slow
-LATENT_IDS = ("crop1.png", "l0.png", "l1.png", "l2.png")
 
 
 @pytest.fixture

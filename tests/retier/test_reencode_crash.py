@@ -12,9 +12,8 @@ from lbdask.archive import Archive
 from lbdask.archive.model_table import model_table
 from lbdask.retier import apply as retier_apply
 from lbdask.retier import sweep as retier_sweep
-from tests.retier.test_reencode import LATENT_IDS
 from tests.support.cluster import TAEF2_WEIGHTS
-from tests.support.retier import crash_after_each_write, old_shards, read_all, write_policy
+from tests.support.retier import LATENT_IDS, crash_after_each_write, old_shards, read_all, write_policy
 
 pytestmark = pytest.mark.slow
 

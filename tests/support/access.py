@@ -1,5 +1,5 @@
 """Crash injection into the access statistics' store writes (shared by its tests)."""
-from lbdask.access import log as access_stats
+from lbdask.access import log as access_log
 
 WRITES = ("put_atomic", "put_exclusive", "remove_quietly")
 
@@ -24,5 +24,5 @@ def crashing_at(monkeypatch, k):
         return wrapper
 
     for name in WRITES:
-        monkeypatch.setattr(access_stats, name, wrap(name, getattr(access_stats, name)))
+        monkeypatch.setattr(access_log, name, wrap(name, getattr(access_log, name)))
     return done

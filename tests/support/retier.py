@@ -16,6 +16,9 @@ from lbdask import cli
 from lbdask.archive import Archive
 from tests.support.cluster import TAEF2_WEIGHTS, grainy, png_bytes
 
+#: the ids of the re-tiering archive that are stored as latents
+LATENT_IDS = ("crop1.png", "l0.png", "l1.png", "l2.png")
+
 DAY = 86400.0
 
 

@@ -18,9 +18,16 @@ from lbdask.archive import Archive
 from lbdask.archive.model_table import model_table
 from lbdask.retier import apply as retier_apply
 from lbdask.retier import sweep as retier_sweep
-from tests.retier.test_reencode import LATENT_IDS
 from tests.support.cluster import TAEF2_WEIGHTS, DaskProcesses
-from tests.support.retier import DAY, crash_after_each_write, old_shards, read_all, record_reads, write_policy
+from tests.support.retier import (
+    DAY,
+    LATENT_IDS,
+    crash_after_each_write,
+    old_shards,
+    read_all,
+    record_reads,
+    write_policy,
+)
 
 pytestmark = pytest.mark.slow
 LATER = 100
