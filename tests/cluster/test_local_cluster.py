@@ -1,6 +1,7 @@
 """The embedded local cluster: sized as configs/cluster.yaml documents, quiet about task errors."""
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
@@ -17,7 +18,10 @@ pytestmark = pytest.mark.slow
 def test_null_n_workers_gives_one_worker_per_two_cores_and_task_errors_are_not_logged(monkeypatch, capfd):
     monkeypatch.setattr(cluster_module, "_cuda_devices", lambda: 0)
     monkeypatch.setattr(cluster_module.os, "cpu_count", lambda: 4)
+    before = dict(os.environ)
     with cluster_module.connect(None, ClusterSettings(dashboard_address=None)) as client:
+        assert dict(os.environ) == before  # the workers' malloc / OpenMP settings stay theirs
+        assert set(client.run(lambda: os.environ.get("MALLOC_ARENA_MAX")).values()) == {"1"}  # ... theirs
         assert sorted(client.nthreads().values()) == [2, 2]
         capfd.readouterr()
         with pytest.raises(InputError):

@@ -186,6 +186,6 @@ def test_cli_and_serve_choices_are_the_models_choices():
     for value in ("auto", *precision.PRECISIONS):
         WorkerConfig(precision=value).validate()
     for value in ("auto", *precision.RUNTIMES):
-        WorkerConfig(backend=value).validate()
+        WorkerConfig(runtime=value).validate()
     with pytest.raises(ValueError, match="precision"):
         WorkerConfig(precision="int8").validate()

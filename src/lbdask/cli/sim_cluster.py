@@ -66,11 +66,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lbdask.cache.settings import load_cache_settings  # caches, tuner, numba: not at CLI start-up
     from lbdask.sim.cluster import Workload, simulate_cluster
+    from lbdask.sim.settings import load_sim_settings  # caches, tuner, numba: not at CLI start-up
     from lbdask.sim.trace import load_trace
 
-    settings = load_cache_settings(args.config)
+    settings = load_sim_settings(args.config)
     base = _base_config(args)
     configs = _configs(args, base)
     work = Workload.from_trace(load_trace(args.trace, latent_ratio=settings.trace.latent_ratio))

@@ -41,13 +41,16 @@ def local_cluster(settings: ClusterSettings, n_workers: int | None = None) -> Lo
     """A LocalCluster sized to this machine (overridable in configs/cluster.yaml or `--workers`).
 
     With CUDA devices, worker i sees device i mod devices only (CUDA_VISIBLE_DEVICES), so
-    each loads its resident model on its own GPU.
+    each loads its resident model on its own GPU. Dask's nanny sets the workers' environment
+    (`worker_environ`) in this process's `os.environ` before it spawns them; it is put back
+    afterwards, so the driver's later subprocesses keep the user's environment.
     """
     gpus = _cuda_devices()
     cores = os.cpu_count() or 1
     workers = n_workers or settings.n_workers or default_workers(gpus, cores)
     threads = settings.threads_per_worker or max(1, cores // workers)
     resources = {settings.gpu_resource: 1} if gpus else None
+    environ = dict(os.environ)
     with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ(threads, cpu_model=not gpus)}):
         cluster = LocalCluster(
             n_workers=0,
@@ -66,6 +69,9 @@ def local_cluster(settings: ClusterSettings, n_workers: int | None = None) -> Lo
         except BaseException:
             cluster.close()
             raise
+        finally:
+            os.environ.clear()
+            os.environ.update(environ)
     return cluster
 
 

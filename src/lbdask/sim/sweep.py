@@ -10,10 +10,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lbdask.cache.settings import CacheSettings, load_cache_settings
 from lbdask.errors import ConfigError
 from lbdask.sim.replay import PreparedTrace, SimResult, effective_window, prepare, simulate
 from lbdask.sim.report import comparison_table, detail_table, latency_table, window_table
+from lbdask.sim.settings import SimSettings, load_sim_settings
 from lbdask.sim.trace import load_trace
 
 #: Overridable settings: keyword -> (section of configs/cache.yaml, field).
@@ -22,9 +22,9 @@ OVERRIDES = {"step": ("tuner", "step"), "t_decode_ms": ("tuner", "t_decode_ms"),
              "promote_after": ("cache", "promote_after")}
 
 
-def sweep_settings(config: str = "cache", **overrides: Any) -> CacheSettings:
+def sweep_settings(config: str = "cache", **overrides: Any) -> SimSettings:
     """`configs/<config>.yaml` (or a YAML path) with the non-None `overrides` applied, validated."""
-    settings = load_cache_settings(config)
+    settings = load_sim_settings(config)
     for key, value in overrides.items():
         if value is not None:
             section, name = OVERRIDES[key]
@@ -42,7 +42,7 @@ class Sweep:
     """The runs of one sweep and what its tables need."""
 
     prep: PreparedTrace
-    settings: CacheSettings
+    settings: SimSettings
     nodes: int
     window: int | None
     compare: str | None                      # the static alpha compared window by window, as labelled
@@ -66,7 +66,7 @@ class Sweep:
         return text
 
 
-def run_sweep(trace_path: str, settings: CacheSettings, fracs: Sequence[float], policies: Sequence[str],
+def run_sweep(trace_path: str, settings: SimSettings, fracs: Sequence[float], policies: Sequence[str],
               alphas: Sequence[tuple[float | None, str | None]], nodes: int = 1, window: int | None = None,
               lcs_columns: dict[str, int] | None = None, compare_static: float | None = None,
               on_trace: Callable[[PreparedTrace], None] | None = None,
