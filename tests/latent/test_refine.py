@@ -113,3 +113,23 @@ def test_choose_bits_decodes_are_the_canonical_pixels_of_the_chosen_latent(model
             codec = LatentCodec(b)
             canonical = decode_latent(model, codec.decode(codec.encode(z0[i])), crops[i].shape[:2])
             np.testing.assert_array_equal(px, canonical)
+
+
+def test_qat_improves_the_stored_psnr_over_float_refinement_on_taef2_made_crops(model, crops):
+    """Crops the decoder made itself, refined from the latent that made them (the archive holds
+    the generating VAE): there the 6-bit quantiser, not the decoder, limits the stored PSNR, and
+    optimising through it gains ~1 dB per image over refining the float latent (measured:
+    58.1 / 51.5 against 56.6 / 50.5 dB). Small steps (lr 0.002): the start is near the optimum."""
+    z0 = model.encode(crops)
+    made = model.decode(z0, size=crops.shape[1:3])
+    codec = LatentCodec(6)
+    qat = refine_latents(model, codec, made, z0, steps=4, lr=0.002, mode="qat")
+    plain = refine_latents(model, codec, made, z0, steps=4, lr=0.002, mode="float")
+    for i, image in enumerate(made):
+        assert qat.psnr_final[i] == pytest.approx(stored_psnr(model, 6, image, qat.z[i]), abs=0.01)
+        assert qat.psnr_final[i] > plain.psnr_final[i] + 0.3
+
+
+def test_unknown_refine_mode_is_refused(model, crops):
+    with pytest.raises(ValueError, match="refine mode"):
+        refine_latents(model, LatentCodec(8), crops, model.encode(crops), steps=1, mode="exact")

@@ -37,6 +37,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="a latent above R x its PNG's bytes is kept as PNG (reason no-saving; default 1.0)")
     p.add_argument("--refine-steps", type=int, metavar="N", help="gradient steps on each latent (0 = off)")
     p.add_argument("--target-psnr", type=float, metavar="DB", help="stop refining an image at this PSNR")
+    p.add_argument("--refine-mode", choices=("qat", "float"),
+                   help="qat: refine the stored (quantised) latent, float: the float latent (default qat)")
     p.add_argument("--max-pixels", type=int, metavar="N", help="larger images are kept as PNG (reason too-large)")
     p.add_argument("--min-side", type=int, metavar="PX", help="images with a shorter side are kept as PNG (too-small)")
     p.add_argument("--remigrate-changed", action="store_true",
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model, weights=args.weights, precision=args.precision, runtime=args.runtime,
         batch_size=args.batch_size, latent_bits=args.latent_bits,
         min_psnr=args.min_psnr, max_latent_ratio=args.max_latent_ratio, refine_steps=args.refine_steps, target_psnr=args.target_psnr,
-        max_pixels=args.max_pixels, min_side=args.min_side, kept_format=args.kept_format,
+        refine_mode=args.refine_mode, max_pixels=args.max_pixels, min_side=args.min_side, kept_format=args.kept_format,
         lossy_fallback=args.lossy_fallback)
     req = MigrationRequest(
         src=args.src, dest=args.dest, settings=settings, cluster=load_cluster_settings(), scheduler=args.scheduler,

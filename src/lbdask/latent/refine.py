@@ -23,6 +23,9 @@ from lbdask.latent.codec import LatentCodec
 
 #: Precision used when no candidate meets the minimum PSNR.
 FALLBACK_BITS = 16
+#: What each step decodes: "qat" the stored (quantised) latent with a straight-through
+#: gradient, "float" the float latent (quantised only once refinement is over).
+REFINE_MODES = ("qat", "float")
 #: Early stop needs the target plus this margin in the training forward pass: the final,
 #: authoritative check decodes in other batch compositions, and on CPU/GPU kernels a
 #: different batch size can flip the 8-bit rounding of a few pixels (~1e-3 dB).
@@ -157,15 +160,17 @@ def fake_quantise(z: torch.Tensor, codec: LatentCodec) -> torch.Tensor:
 
 def refine_latents(model, codec: LatentCodec, images_uint8, z0: np.ndarray, steps: int,
                    target_psnr: float | None = None, lr: float = 0.02, seed: int = 0,
-                   checkpoints: Sequence[int] = (), on_step: Callable[[], None] | None = None) -> RefineResult:
+                   checkpoints: Sequence[int] = (), on_step: Callable[[], None] | None = None,
+                   mode: str = "qat") -> RefineResult:
     """Optimise each latent so that its *quantised* decode matches the image (Adam, squared pixel error).
 
     Images in a batch share one padded shape (z0 is (N,C,h,w)); each image stops as soon as
     its quantised decode reaches `target_psnr` (frozen while the rest keep going). The
     decoder is never updated. `checkpoints` lists step counts at which to also keep a copy
     of all latents (used by the rate-distortion report; early-stopped images are kept as
-    they stopped). `on_step` is called after each gradient step (progress bars).
-    Deterministic for a fixed seed and device.
+    they stopped). `on_step` is called after each gradient step (progress bars). `mode`
+    "float" optimises the unquantised latent instead (the baseline QAT is measured against;
+    its early stop then looks at the float latent's decode, its reported PSNR at the stored one). Deterministic for a fixed seed and device.
     """
     images = as_image_list(images_uint8)
     z0 = np.asarray(z0, dtype=np.float32)
@@ -173,6 +178,8 @@ def refine_latents(model, codec: LatentCodec, images_uint8, z0: np.ndarray, step
         raise ValueError(f"z0 must be (N, C, h, w) for {len(images)} images, got {z0.shape}")
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
+    if mode not in REFINE_MODES:
+        raise ValueError(f"refine mode must be one of {REFINE_MODES}, got {mode!r}")
     device = torch.device(model.device)
     started = time.perf_counter()
     psnr_initial = quantised_psnr(model, codec, images, z0)
@@ -191,8 +198,7 @@ def refine_latents(model, codec: LatentCodec, images_uint8, z0: np.ndarray, step
             if active.numel() == 0:
                 break
             z_active = z[active]
-            straight_through = z_active + (fake_quantise(z_active.detach(), codec) - z_active).detach()
-            decoded = model.decode_tensor(straight_through.to(model.dtype)).float()
+            decoded = model.decode_tensor(_seen(z_active, codec, mode).to(model.dtype)).float()
             if target_psnr is not None and step > 0:
                 score = _rounded_psnr(decoded.detach(), target[active], mask[active], pixels[active])
                 done[active.cpu().numpy()[score >= target_psnr + STOP_MARGIN_DB]] = True
@@ -222,6 +228,13 @@ def refine_latents(model, codec: LatentCodec, images_uint8, z0: np.ndarray, step
         torch.cuda.synchronize(device)
     return RefineResult(z=z_final, psnr_initial=psnr_initial, psnr_final=psnr_final,
                         steps_taken=steps_taken, seconds=time.perf_counter() - started, checkpoints=kept)
+
+
+def _seen(z: torch.Tensor, codec: LatentCodec, mode: str) -> torch.Tensor:
+    """The latent a step decodes: the stored one with a straight-through gradient (qat), or z."""
+    if mode == "float":
+        return z
+    return z + (fake_quantise(z.detach(), codec) - z).detach()
 
 
 def _rounded_psnr(decoded: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, pixels: torch.Tensor) -> np.ndarray:

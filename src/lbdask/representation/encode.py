@@ -73,7 +73,7 @@ def _refine(model: Any, images: list[np.ndarray], z: Any, fixed_bits: int | None
         return z, [None] * n, [0] * n, 0.0
     with context_meter.meter("refine"):
         result = refine_latents(model, LatentCodec(fixed_bits or AUTO_REFINE_BITS), images, z,
-                                settings.refine_steps, settings.target_psnr)
+                                settings.refine_steps, settings.target_psnr, mode=settings.refine_mode)
     return (result.z, [float(p) for p in result.psnr_initial], [int(s) for s in result.steps_taken],
             result.seconds)
 

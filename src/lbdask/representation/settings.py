@@ -18,6 +18,7 @@ from lbdask.errors import ConfigError
 LatentBits = Literal[16, 8, 6, "auto"]
 KeptFormat = Literal["png", "jxl"]
 LossyFallback = Literal["off", "jxl"]
+RefineMode = Literal["qat", "float"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class JobSettings:
     max_latent_ratio: float = 1.0
     refine_steps: int = 0
     target_psnr: float | None = None
+    refine_mode: RefineMode = "qat"        # qat: optimise the stored (quantised) latent; float: the float one
     min_side: int = 32
     max_pixels: int = 16_777_216
     bomb_pixels: int = 89_478_485
@@ -56,6 +58,8 @@ class JobSettings:
             raise ValueError(f"max_latent_ratio must be > 0, not {self.max_latent_ratio}")
         if self.refine_steps < 0:
             raise ValueError(f"refine_steps must be >= 0, not {self.refine_steps}")
+        if self.refine_mode not in ("qat", "float"):
+            raise ValueError(f"refine_mode must be qat or float, not {self.refine_mode!r}")
         if self.kept_format not in ("png", "jxl"):
             raise ValueError(f"kept_format must be png or jxl, not {self.kept_format!r}")
         if self.lossy_fallback not in ("off", "jxl"):

@@ -1,0 +1,187 @@
+"""Rate of latents where they win: one-shot, float-refined and quantisation-aware (QAT) latents
+at 8 and 6 bits on matching-VAE crops (corpus crops decoded by TAEF2), against AVIF (8 and 10
+bit) and lossy JPEG XL at equal or better PSNR, image by image (issue 27, docs/fidelity.md).
+
+    python benchmarks/latent_rate.py --crop 512 --limit 4 --steps 30 --out /tmp/latent_rate
+
+Writes latent_rate.json and latent_rate.md into --out and the plot to --plot.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import imagecodecs
+import numpy as np
+
+from lbdask.fidelity.rate_distortion import generate_sources, latent_bytes, load_sources
+from lbdask.image.kept import search_lossy
+from lbdask.image.quality import psnr
+from lbdask.latent.codec import LatentCodec
+from lbdask.latent.refine import quantised_psnr, refine_latents
+from lbdask.models import load_model
+
+SWEEP_AVIF = (50, 60, 70, 80, 85, 90, 94, 97, 100)
+SWEEP_JXL = (3.0, 2.0, 1.5, 1.0, 0.7, 0.5, 0.35, 0.25, 0.15, 0.1)
+
+
+def avif_roundtrip(rgb: np.ndarray, level: int, bits: int) -> tuple[int, float]:
+    """Bytes and PSNR (on 8-bit pixels) of libavif at `level` (0-100) and 8 or 10 bits per sample."""
+    if bits == 8:
+        data = imagecodecs.avif_encode(rgb, level=level)
+        back = imagecodecs.avif_decode(data)[..., :3]
+    else:
+        data = imagecodecs.avif_encode(np.round(rgb.astype(np.float64) * 1023 / 255).astype(np.uint16),
+                                       level=level, bitspersample=10)
+        back = np.round(imagecodecs.avif_decode(data)[..., :3].astype(np.float64) * 255 / 1023).astype(np.uint8)
+    return len(data), psnr(rgb, back)
+
+
+def avif_search(rgb: np.ndarray, floor: float, bits: int) -> int | None:
+    """Fewest bytes of an AVIF whose PSNR meets `floor` (bisection on the level; None: not even at 100)."""
+    lo, hi = 0, 100
+    size, score = avif_roundtrip(rgb, hi, bits)
+    if score < floor:
+        return None
+    best = size
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        size, score = avif_roundtrip(rgb, mid, bits)
+        if score >= floor:
+            hi, best = mid, min(best, size)
+        else:
+            lo = mid
+    return best
+
+
+def best_conventional(rgb: np.ndarray, floor: float) -> dict:
+    """Bytes of AVIF 8/10 bit and lossy JPEG XL (the migration's search) at >= `floor` dB."""
+    jxl = search_lossy(rgb, floor)
+    return {"avif8": avif_search(rgb, floor, 8), "avif10": avif_search(rgb, floor, 10),
+            "jxl": None if jxl is None else len(jxl.data)}
+
+
+def latent_variants(model, images: np.ndarray, steps: int) -> tuple[dict, dict]:
+    """Each variant's (bits, z) and the refinement seconds of each run."""
+    z0 = model.encode(images)
+    runs = {"float": (8, "float"), "qat8": (8, "qat"), "qat6": (6, "qat")}
+    refined, seconds = {}, {}
+    for name, (bits, mode) in runs.items():
+        res = refine_latents(model, LatentCodec(bits), images, z0, steps=steps, mode=mode)
+        refined[name], seconds[name] = res.z, res.seconds
+        print(f"{name}: {res.seconds:.0f} s, stored PSNR {np.round(res.psnr_final, 2)}", flush=True)
+    variants = {"one-shot 8": (8, z0), "one-shot 6": (6, z0),
+                f"float {steps} steps 8": (8, refined["float"]), f"float {steps} steps 6": (6, refined["float"]),
+                f"qat {steps} steps 8": (8, refined["qat8"]), f"qat {steps} steps 6": (6, refined["qat6"])}
+    return variants, seconds
+
+
+def measure(model, images: np.ndarray, names: list[str], steps: int) -> dict:
+    """Per image and variant: latent bytes, PSNR, and the conventional codecs' bytes at that PSNR."""
+    variants, seconds = latent_variants(model, images, steps)
+    megapixels = images.shape[1] * images.shape[2] / 1e6
+    rows = []
+    for variant, (bits, z) in variants.items():
+        codec = LatentCodec(bits)
+        scores = quantised_psnr(model, codec, images, z)
+        for i, name in enumerate(names):
+            conv = best_conventional(images[i], float(scores[i]))
+            rows.append({"variant": variant, "image": name, "bytes": latent_bytes(codec, z[i]),
+                         "psnr": float(scores[i]), **conv})
+    sweeps = {"avif8": [[avif_roundtrip(im, q, 8) for q in SWEEP_AVIF] for im in images],
+              "avif10": [[avif_roundtrip(im, q, 10) for q in SWEEP_AVIF] for im in images],
+              "jxl": [[jxl_roundtrip(im, d) for d in SWEEP_JXL] for im in images]}
+    per_mp = {k: v / (len(names) * megapixels) for k, v in seconds.items()}
+    return {"megapixels_per_image": megapixels, "rows": rows, "sweeps": sweeps,
+            "refine_seconds_per_megapixel": per_mp, "steps": steps}
+
+
+def jxl_roundtrip(rgb: np.ndarray, distance: float) -> tuple[int, float]:
+    """Bytes and PSNR of lossy JPEG XL at `distance` (effort 3, as the migration's search)."""
+    data = imagecodecs.jpegxl_encode(rgb, distance=distance, effort=3)
+    return len(data), psnr(rgb, np.asarray(imagecodecs.jpegxl_decode(data))[..., :3])
+
+
+def summary(result: dict) -> list[dict]:
+    """Per variant: mean KB/MP, mean PSNR, and the latent's bytes over the best conventional's (mean, max)."""
+    mp = result["megapixels_per_image"]
+    out = []
+    for variant in dict.fromkeys(r["variant"] for r in result["rows"]):
+        rows = [r for r in result["rows"] if r["variant"] == variant]
+        ratios = [r["bytes"] / min(b for b in (r["avif8"], r["avif10"], r["jxl"]) if b is not None)
+                  if any(r[k] is not None for k in ("avif8", "avif10", "jxl")) else 0.0 for r in rows]
+        out.append({"variant": variant, "kb_per_mp": np.mean([r["bytes"] for r in rows]) / 1000 / mp,
+                    "psnr": float(np.mean([r["psnr"] for r in rows])), "psnr_min": min(r["psnr"] for r in rows),
+                    "ratio_mean": float(np.mean(ratios)), "ratio_max": float(np.max(ratios)),
+                    "unreached": sum(all(r[k] is None for k in ("avif8", "avif10", "jxl")) for r in rows)})
+    return out
+
+
+def markdown(result: dict) -> str:
+    """The summary table and the per-image table, as in docs/fidelity.md."""
+    mp = result["megapixels_per_image"]
+    lines = ["| latent | KB/MP | PSNR mean (dB) | PSNR min (dB) | bytes / best conventional, mean | max | images no conventional reaches |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {s['variant']} | {s['kb_per_mp']:.0f} | {s['psnr']:.2f} | {s['psnr_min']:.2f} | "
+              f"{s['ratio_mean']:.2f} | {s['ratio_max']:.2f} | {s['unreached']} |" for s in summary(result)]
+    lines += ["", "| latent | image | KB/MP | PSNR | AVIF 8 KB/MP | AVIF 10 KB/MP | JXL KB/MP |", "|---|---|---:|---:|---:|---:|---:|"]
+    kb = lambda b: "none" if b is None else f"{b / 1000 / mp:.0f}"
+    lines += [f"| {r['variant']} | {r['image']} | {kb(r['bytes'])} | {r['psnr']:.2f} | {kb(r['avif8'])} | "
+              f"{kb(r['avif10'])} | {kb(r['jxl'])} |" for r in result["rows"]]
+    secs = ", ".join(f"{k} {v:.0f} s/MP" for k, v in result["refine_seconds_per_megapixel"].items())
+    return "\n".join(lines + ["", f"Refinement ({result['steps']} steps) CPU seconds per megapixel: {secs}"]) + "\n"
+
+
+def plot(result: dict, path: Path, title: str) -> None:
+    """Bytes per megapixel against PSNR: latent variants (means) over the codecs' mean sweeps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mp = result["megapixels_per_image"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, label in (("avif8", "AVIF 8-bit"), ("avif10", "AVIF 10-bit"), ("jxl", "JPEG XL lossy")):
+        pts = np.array(result["sweeps"][name], dtype=np.float64)  # (images, settings, 2)
+        ax.plot(pts[..., 0].mean(axis=0) / 1000 / mp, pts[..., 1].mean(axis=0), "-o", ms=3, label=label)
+    for s in summary(result):
+        marker = "s" if s["variant"].startswith("qat") else ("^" if s["variant"].startswith("float") else "x")
+        ax.plot(s["kb_per_mp"], s["psnr"], marker, ms=8, label=f"latent {s['variant']}")
+    ax.axvline(200, color="grey", ls=":", lw=1)
+    ax.axhline(45, color="grey", ls=":", lw=1)
+    ax.set_xlabel("KB per megapixel")
+    ax.set_ylabel("PSNR (dB), mean over crops")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--src", default="../shared/corpus/ai-png")
+    p.add_argument("--weights", default="../shared/models/taef2")
+    p.add_argument("--crop", type=int, default=512)
+    p.add_argument("--limit", type=int, default=4)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--out", default="/tmp/latent_rate")
+    p.add_argument("--plot", default="docs/img/latent-rate.png")
+    args = p.parse_args()
+    model = load_model("taef2", weights=args.weights, device="cpu")
+    sources = generate_sources(model, load_sources(args.src, args.crop, args.limit))
+    started = time.perf_counter()
+    result = measure(model, np.stack([s.rgb for s in sources]), [s.name for s in sources], args.steps)
+    result["wall_seconds"] = time.perf_counter() - started
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latent_rate.json").write_text(json.dumps(result, indent=1))
+    (out / "latent_rate.md").write_text(markdown(result))
+    plot(result, Path(args.plot), f"TAEF2-generated {args.crop} px crops ({len(sources)}), {args.steps} refinement steps, CPU")
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
