@@ -17,7 +17,9 @@ from lbdask.errors import ConfigError
 
 LatentBits = Literal[16, 8, 6, "auto"]
 KeptFormat = Literal["png", "jxl"]
-LossyFallback = Literal["off", "jxl"]
+LossyFallback = Literal["off", "jxl", "avif", "best"]
+#: Its values, in the order the docs and the CLI list them.
+LOSSY_FALLBACKS = ("off", "jxl", "avif", "best")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class JobSettings:
     lossy_fallback: LossyFallback = "off"
     jxl_effort: int = 7
     lossy_jxl_effort: int = 3
+    lossy_avif_speed: int = 8
 
     def validate(self) -> None:
         """Reject values that would make the job meaningless."""
@@ -58,8 +61,10 @@ class JobSettings:
             raise ValueError(f"refine_steps must be >= 0, not {self.refine_steps}")
         if self.kept_format not in ("png", "jxl"):
             raise ValueError(f"kept_format must be png or jxl, not {self.kept_format!r}")
-        if self.lossy_fallback not in ("off", "jxl"):
-            raise ValueError(f"lossy_fallback must be off or jxl, not {self.lossy_fallback!r}")
+        if self.lossy_fallback not in LOSSY_FALLBACKS:
+            raise ValueError(f"lossy_fallback must be off, jxl, avif or best, not {self.lossy_fallback!r}")
+        if not 0 <= self.lossy_avif_speed <= 10:
+            raise ValueError(f"lossy_avif_speed must be 0 ... 10 (libavif speed), not {self.lossy_avif_speed}")
         for name in ("jxl_effort", "lossy_jxl_effort"):
             if not 1 <= getattr(self, name) <= 9:
                 raise ValueError(f"{name} must be 1 ... 9 (libjxl effort), not {getattr(self, name)}")
