@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from lbdask.archive.store import ArchiveConfig
 from lbdask.cluster.settings import parse_size
@@ -17,9 +17,7 @@ from lbdask.errors import ConfigError
 
 LatentBits = Literal[16, 8, 6, "auto"]
 KeptFormat = Literal["png", "jxl"]
-LossyFallback = Literal["off", "jxl", "avif", "best"]
-#: Its values, in the order the docs and the CLI list them.
-LOSSY_FALLBACKS = ("off", "jxl", "avif", "best")
+LossyFallback = Literal["off", "jxl", "avif", "best"]  # the searches of each: lbdask.image.kept.LOSSY_POLICIES
 
 
 @dataclass(frozen=True)
@@ -61,7 +59,7 @@ class JobSettings:
             raise ValueError(f"refine_steps must be >= 0, not {self.refine_steps}")
         if self.kept_format not in ("png", "jxl"):
             raise ValueError(f"kept_format must be png or jxl, not {self.kept_format!r}")
-        if self.lossy_fallback not in LOSSY_FALLBACKS:
+        if self.lossy_fallback not in get_args(LossyFallback):
             raise ValueError(f"lossy_fallback must be off, jxl, avif or best, not {self.lossy_fallback!r}")
         if not 0 <= self.lossy_avif_speed <= 10:
             raise ValueError(f"lossy_avif_speed must be 0 ... 10 (libavif speed), not {self.lossy_avif_speed}")
