@@ -55,7 +55,7 @@ class VerifyReport:
     damaged: list[str] = field(default_factory=list)  # catalog objects that could not be read
 
     def summary(self) -> str:
-        lossy = f", {self.lossy_checked} lossy JPEG XL" if self.lossy_checked else ""
+        lossy = f", {self.lossy_checked} lossy" if self.lossy_checked else ""
         undecoded = f" ({self.checksum_only} latent(s) checksum only, not decoded)" if self.checksum_only else ""
         return (f"verified {self.latent_checked} latent, {self.kept_checked} kept and {self.failed_checked} failed rows"
                 f"{lossy}{undecoded}: "
@@ -141,18 +141,19 @@ def verify_kept(arc: Archive, row: CatalogRow, source: Location | None = None) -
 
 
 def verify_lossy(arc: Archive, row: CatalogRow, source: Location | None, tolerance: float) -> list[str]:
-    """Failures for one lossy JPEG XL row: recorded decode hash, and PSNR against the source."""
-    rgb = kept.lossy_decode(arc.read_original(row))
+    """Failures for one lossy row (JPEG XL or AVIF): recorded decode hash, and PSNR against the source."""
+    rgb = kept.lossy_decode(arc.read_original(row), row.kept_format)
+    what = f"lossy {row.representation.removesuffix('-lossy')}"
     failures = []
     if row.decode_sha256 and kept.samples_sha256(rgb) != row.decode_sha256:
-        failures.append(f"{row.id}: lossy JPEG XL decode differs from the recorded one")
+        failures.append(f"{row.id}: {what} decode differs from the recorded one")
     if source is not None:
         source_png = _source_bytes(source, row)
         if source_png is None:
             return failures + [f"{row.id}: source file changed since migration (sha256 differs)"]
         now = psnr(decode_png(source_png, max_pixels=row.width * row.height)[0], rgb)
         if row.psnr is None or not abs(now - row.psnr) <= tolerance:
-            failures.append(f"{row.id}: PSNR {now:.3f} dB vs recorded {row.psnr} dB (lossy JPEG XL)")
+            failures.append(f"{row.id}: PSNR {now:.3f} dB vs recorded {row.psnr} dB ({what})")
     return failures
 
 

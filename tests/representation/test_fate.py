@@ -44,3 +44,13 @@ def test_the_psnr_floor_keeps_only_what_passes_however_large():
     decoded, encoded = batch({"ok": (8, 5000, 31.0, None), "low": (8, 10, 29.9, None)})
     fates = decide_candidates(decoded, encoded, SETTINGS, gate=psnr_floor)
     assert fates.latents == {8: [0]} and fates.outcomes == {"low": Outcome("kept", KEEP_FIDELITY)}
+
+
+def test_a_lossy_avif_copy_is_weighed_like_lossy_jpeg_xl():
+    """The chooser sees an AVIF candidate as `avif-lossy`: smaller than a passing latent, it wins;
+    larger, the latent stays."""
+    decoded, encoded = batch({"small": (8, 600, 38.0, None), "large": (8, 600, 38.0, None)})
+    decoded.lossy["small"] = LossyObject(b"a" * 300, None, 35.0, "", "avif", 40, 10)
+    decoded.lossy["large"] = LossyObject(b"a" * 700, None, 35.0, "", "avif", 60, 8)
+    fates = decide_candidates(decoded, encoded, SETTINGS)
+    assert fates.latents == {8: [1]} and fates.outcomes == {"small": Outcome("lossy", LOSSY_SMALLER)}

@@ -16,8 +16,8 @@ from typing import Any, Literal
 Status = Literal["latent", "kept", "failed", "refused", "lossy"]
 #: latent: a pcodec latent; kept: the source PNG, or its pixels as lossless JPEG XL
 #: (kept_format); failed: the raw bytes of an input that is no decodable PNG; refused: not
-#: read at all (not a regular file inside SRC, unreadable); lossy: lossy JPEG XL that met
-#: min_psnr and was smaller than the latent.
+#: read at all (not a regular file inside SRC, unreadable); lossy: lossy JPEG XL or AVIF
+#: (kept_format) that met min_psnr and was smaller than the latent.
 STATUSES: tuple[str, ...] = ("latent", "kept", "failed", "refused", "lossy")
 
 
@@ -55,17 +55,19 @@ class CatalogRow:
     lo: list[float] | None = None
     hi: list[float] | None = None
     checksum: str | None = None
-    stored_bytes: int = 0  # latent: pcodec bytes; kept: the png / jxl object; failed: raw source bytes; lossy: jxl; refused: 0
+    stored_bytes: int = 0  # latent: pcodec bytes; kept: the png / jxl object; failed: raw source bytes; lossy: jxl / avif; refused: 0
     chunks: list[tuple[str, bytes]] = field(default_factory=list)  # ancillary PNG chunks (type, raw data)
     original: OriginalRef | None = None  # the stored copy of a kept, lossy or failed row (stored name)
     device_class: str | None = None
     decode_sha256: str | None = None  # latent rows: sha256 of the decoded RGB bytes (lbdask verify)
     batch_id: str | None = None
     # kept formats (lbdask.image.kept); rows written before them have None and hold the PNG itself
-    kept_format: str | None = None  # kept rows: "png" | "jxl"; lossy rows: "jxl"
+    kept_format: str | None = None  # kept rows: "png" | "jxl"; lossy rows: "jxl" | "avif" (None: jxl)
     kept_note: str | None = None  # why a requested jxl copy was not used (the PNG was kept)
     stored_sha256: str | None = None  # sha256 of the stored object when it is not the source's bytes
-    lossy_distance: float | None = None  # lossy rows: the JPEG XL distance the search settled on
+    lossy_distance: float | None = None  # lossy jxl rows: the JPEG XL distance the search settled on
+    lossy_quality: int | None = None  # lossy avif rows: the AVIF quality level (0-100) the search settled on
+    lossy_bits: int | None = None  # lossy avif rows: bits per sample of the AVIF (8 or 10)
     # re-tiering (lbdask.retier); rows written before it have None
     pixel: OriginalRef | None = None  # a decoded PNG in the pixel tier (`pixels/`): reads return it as it is
     pixel_sha256: str | None = None  # sha256 of that PNG
@@ -75,7 +77,7 @@ class CatalogRow:
 
     @property
     def representation(self) -> str:
-        """"latent", "png", "jxl", "jxl-lossy", "failed" or "refused": what a reader gets back from
+        """"latent", "png", "jxl", "jxl-lossy", "avif-lossy", "failed" or "refused": what a reader gets back from
         (the keys of the report's per-representation breakdown, `archive.summary`)."""
         if self.status == "kept":
             return self.kept_format or "png"

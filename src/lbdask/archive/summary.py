@@ -22,8 +22,10 @@ from lbdask.archive.rows import CatalogRow
 from lbdask.archive.store import Archive
 
 #: Representations of an input in the archive (CatalogRow.representation), in the order
-#: reports list them: kept rows split by kept_format (png / jxl), lossy rows are jxl-lossy.
-REPRESENTATIONS = ("latent", "png", "jxl", "jxl-lossy", "failed", "refused")
+#: reports list them: kept rows split by kept_format (png / jxl), lossy rows by it too
+#: (jxl-lossy / avif-lossy).
+REPRESENTATIONS = ("latent", "png", "jxl", "jxl-lossy", "avif-lossy", "failed", "refused")
+LOSSY_REPRESENTATIONS = ("jxl-lossy", "avif-lossy")
 #: Store parts (Archive.bytes_on_store) that no single representation accounts for.
 SHARED_PARTS = ("catalog",)
 
@@ -59,8 +61,8 @@ def representation_of(row: Any) -> str:
 
 def by_representation(rows: Iterable[Any]) -> dict[str, dict[str, int]]:
     """representation -> images, bytes of their inputs and bytes stored for them (latent:
-    pcodec payload; png and failed: the raw source bytes; jxl, jxl-lossy: the JPEG XL
-    object; refused: nothing)."""
+    pcodec payload; png and failed: the raw source bytes; jxl, jxl-lossy, avif-lossy: the
+    JPEG XL or AVIF object; refused: nothing)."""
     out: dict[str, dict[str, int]] = {}
     for r in rows:
         part = out.setdefault(representation_of(r), {"images": 0, "bytes_source": 0, "bytes_stored": 0})
@@ -93,7 +95,7 @@ def storage(reps: dict[str, dict[str, int]], parts: dict[str, int]) -> dict[str,
     breakdown["pixels"] = {"bytes_stored": parts.get("pixels", 0)}  # the pixel tier: decoded copies of hot objects
     accounted = sum(part["bytes_stored"] for part in breakdown.values())
     breakdown["overhead"] = {"bytes_stored": stored - accounted}
-    converted = any(breakdown[s]["images"] for s in ("latent", "jxl", "jxl-lossy")) and source > 0
+    converted = any(breakdown[s]["images"] for s in ("latent", "jxl", *LOSSY_REPRESENTATIONS)) and source > 0
     return {"bytes_source": source, "bytes_stored": stored,
             "drr": 1.0 - stored / source if converted else None, "representations": breakdown}
 
@@ -183,7 +185,7 @@ def summarize(arc: Archive) -> dict[str, Any]:
         "images_kept_png": counts["png"] + counts["jxl"],  # every exact kept copy
         "images_failed": counts["failed"],
         "images_refused": counts["refused"],
-        "images_lossy": counts["jxl-lossy"],
+        "images_lossy": sum(counts[s] for s in LOSSY_REPRESENTATIONS),
         **bytes_,
         **psnr_stats(psnrs),
         "model": model.get("name"),

@@ -7,7 +7,7 @@ from typing import Any
 
 from lbdask.cli.inference_options import add_inference_options
 from lbdask.cli.options import check_cluster_options
-from lbdask.cli.report import cluster_text, drr_text, kept_text, storage_lines
+from lbdask.cli.report import cluster_text, drr_text, kept_text, lossy_counts, storage_lines
 from lbdask.storage import parse_storage_options
 
 
@@ -47,9 +47,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--kept-format", choices=("png", "jxl"),
                    help="images that are not latents: png = the source file byte for byte, "
                         "jxl = its pixels as lossless JPEG XL (~33%% fewer bytes; docs/migration.md)")
-    p.add_argument("--lossy-fallback", choices=("off", "jxl"),
-                   help="jxl: also try lossy JPEG XL at the largest distance that meets --min-psnr; "
-                        "the smallest passing representation wins (default off)")
+    p.add_argument("--lossy-fallback", metavar="off|jxl|avif|best",
+                   help="also try a lossy copy that meets --min-psnr: jxl = lossy JPEG XL, avif = AVIF "
+                        "(8 and 10 bit), best = all of them; the smallest passing representation wins "
+                        "(default off; docs/migration.md)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--storage-options", metavar="JSON", help="fsspec/s3fs options for SRC and DEST, e.g. an endpoint_url")
     add_inference_options(p)
@@ -98,7 +99,7 @@ def format_summary(s: dict[str, Any]) -> str:
         f"batches {s['phase_seconds']['batches']:.1f} s = {s['batch_images_per_s']:.2f} images/s while processing",
         f"  latent {s['images_latent']}, {kept_text(s)}, failed {s['images_failed']} "
         f"(raw bytes kept), refused {s['images_refused']}"
-        + (f", lossy JPEG XL {s['images_lossy']}" if s.get("images_lossy") else ""),
+        + "".join(f", lossy {codec} {n}" for codec, n in lossy_counts(s)),
     ]
     lines += [f"    {reason}: {n}" for reason, n in s["reasons"].items()]
     if changed:
@@ -116,7 +117,7 @@ def format_summary(s: dict[str, Any]) -> str:
         lines.append(f"  PSNR of latents: mean {s['psnr_mean']:.2f} dB, p05 {s['psnr_p05']:.2f}, min {s['psnr_min']:.2f}")
     if s.get("psnr_lossy"):
         p = s["psnr_lossy"]
-        lines.append(f"  PSNR of lossy JPEG XL: mean {p['psnr_mean']:.2f} dB, p05 {p['psnr_p05']:.2f}, min {p['psnr_min']:.2f}")
+        lines.append(f"  PSNR of lossy copies: mean {p['psnr_mean']:.2f} dB, p05 {p['psnr_p05']:.2f}, min {p['psnr_min']:.2f}")
     run_as = s.get("inference") or {}
     if run_as:
         lines.append(f"  inference: {run_as['runtime']} {run_as['precision']} ({run_as['reason']}), device class {s['device_class']}")

@@ -21,10 +21,12 @@ def _db(x: float | None) -> str:
 
 
 #: Labels of the per-representation lines (report and job summary).
-LABELS = {"latent": "latent", "png": "kept PNG", "jxl": "kept JXL", "jxl-lossy": "lossy JXL",
+LABELS = {"latent": "latent", "png": "kept PNG", "jxl": "kept JXL", "jxl-lossy": "lossy JXL", "avif-lossy": "lossy AVIF",
           "failed": "failed (raw)", "catalog": "catalog", "pixels": "pixel tier", "overhead": "overhead"}
 #: Shown only when the archive holds any (kept formats, docs/migration.md).
-OPTIONAL = ("jxl", "jxl-lossy")
+OPTIONAL = ("jxl", "jxl-lossy", "avif-lossy")
+#: The codec of each lossy representation, as the headline counts name it.
+LOSSY_CODECS = {"jxl-lossy": "JPEG XL", "avif-lossy": "AVIF"}
 
 
 def drr_text(s: dict[str, Any]) -> str:
@@ -64,6 +66,12 @@ def kept_text(rep: dict[str, Any]) -> str:
     return f"{rep['images_kept_png']} kept ({rep['images_kept_png'] - jxl} PNG, {jxl} lossless JPEG XL)"
 
 
+def lossy_counts(rep: dict[str, Any]) -> list[tuple[str, int]]:
+    """(codec, images) of each lossy representation the report or job summary holds."""
+    reps = rep.get("representations", {})
+    return [(codec, reps[key]["images"]) for key, codec in LOSSY_CODECS.items() if reps.get(key, {}).get("images")]
+
+
 def render(rep: dict[str, Any]) -> str:
     """The report as readable text."""
     lines = [
@@ -71,7 +79,7 @@ def render(rep: dict[str, Any]) -> str:
         f"images          {rep['images_total']}: {rep['images_latent']} latent, "
         f"{kept_text(rep)}, {rep['images_failed']} failed (raw bytes kept), "
         f"{rep['images_refused']} refused"
-        + (f", {rep['images_lossy']} lossy JPEG XL" if rep.get("images_lossy") else ""),
+        + "".join(f", {n} lossy {codec}" for codec, n in lossy_counts(rep)),
         f"bytes source    {rep['bytes_source']:,}",
         f"bytes stored    {rep['bytes_stored']:,} (measured on the store)",
         *storage_lines(rep),
@@ -83,7 +91,7 @@ def render(rep: dict[str, Any]) -> str:
             lines.append(f"{status:<15} {n} x {reason}")
     if rep.get("psnr_lossy"):
         p = rep["psnr_lossy"]
-        lines.append(f"PSNR jxl-lossy  mean {_db(p['psnr_mean'])}, p05 {_db(p['psnr_p05'])}, min {_db(p['psnr_min'])}")
+        lines.append(f"PSNR lossy      mean {_db(p['psnr_mean'])}, p05 {_db(p['psnr_p05'])}, min {_db(p['psnr_min'])}")
     bins = [b for b in rep["psnr_histogram"] if b["count"]]
     if bins:
         lines.append("PSNR histogram")

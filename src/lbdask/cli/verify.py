@@ -5,8 +5,8 @@ runtime and precision, e.g. `cpu-x86_64-openvino2026.4-fp32-avx2-t2`), or the re
 against the source (`--source SRC`) within `--tolerance` dB in another class.
 Kept rows: a PNG's sha256 must equal the source's, a jxl copy must decode to the recorded
 samples (and, with `--source`, to the source's); failed rows (the raw bytes of an input that
-is no decodable PNG): the stored bytes' sha256 must equal the source's; lossy JPEG XL rows:
-like latents, recorded decode hash and PSNR. One line per failure, then a summary; exit 0
+is no decodable PNG): the stored bytes' sha256 must equal the source's; lossy rows (JPEG XL or
+AVIF): like latents, recorded decode hash and PSNR. One line per failure, then a summary; exit 0
 when all pass, 2 when an object is lost or corrupt, 1 for other failures. `--all` reads every
 object (each row's stored bytes, every catalog object, the access statistics) and decodes
 every latent, or `--sample N` of them.

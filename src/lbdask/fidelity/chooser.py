@@ -2,7 +2,7 @@
 
 The migration and `lbdask fidelity` both ask this one function, so the report of where
 each representation wins is the rule the migration applies. Exact representations (the
-kept PNG, lossless JPEG XL) always meet the policy; a lossy one (latent, lossy JPEG XL)
+kept PNG, lossless JPEG XL) always meet the policy; a lossy one (latent, lossy JPEG XL or AVIF)
 must reach `min_psnr` on its real decode, and a latent must also be at most
 `max_latent_ratio` x the exact copy (the `no-saving` rule). Ties go to the exact copy,
 then to the latent.
@@ -14,8 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 #: Representation names, in tie-break order (exact first).
-REPRESENTATIONS = ("png", "jxl", "latent", "jxl-lossy")
+REPRESENTATIONS = ("png", "jxl", "latent", "jxl-lossy", "avif-lossy")
 EXACT = frozenset({"png", "jxl"})
+#: Lossy copies (status "lossy"): `<kept_format>-lossy`.
+LOSSY = frozenset({"jxl-lossy", "avif-lossy"})
 
 
 @dataclass(frozen=True)

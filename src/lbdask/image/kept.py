@@ -7,8 +7,10 @@
   text, ICC, ... in order). Reading gives a PNG with the source's samples, mode, bit depth
   and chunks; only the deflate stream differs. Every object is decoded and compared with
   the source before it is used; anything else keeps the PNG and says why.
-- `jxl-lossy` (status "lossy"): 8-bit RGB as lossy JPEG XL at the largest distance found
-  whose decode still meets the PSNR floor; read like a latent (RGB, chunks from the row).
+- `jxl-lossy`, `avif-lossy` (status "lossy", `kept_format` jxl / avif): 8-bit RGB as lossy
+  JPEG XL at the largest distance, or as 8- or 10-bit AVIF (`lbdask.image.avif`) at the lowest
+  quality level, found whose decode still meets the PSNR floor; read like a latent (RGB,
+  chunks from the row).
 """
 from __future__ import annotations
 
@@ -21,11 +23,14 @@ import imagecodecs
 import numpy as np
 
 from lbdask.errors import InputError, IntegrityError
-from lbdask.image import pngio, pngsamples
+from lbdask.image import avif, pngio, pngsamples
+from lbdask.image.avif import AVIF_BITS, AVIF_LEVELS
 from lbdask.image.quality import psnr
 
 KEPT_FORMATS = ("png", "jxl")
-LOSSY_FORMATS = ("jxl",)
+LOSSY_FORMATS = ("jxl", "avif")
+#: `--lossy-fallback` policies: the lossy candidates each one searches ("best": all of them).
+LOSSY_POLICIES = {"off": (), "jxl": ("jxl",), "avif": ("avif",), "best": ("jxl", "avif")}
 #: First bytes of a `jxl` kept object; then a big-endian u32 skeleton length, the skeleton, the codestream.
 JXL_MAGIC = b"LBDKJXL1"
 #: Distances the lossy search may use (libjxl accepts 0.1 ... 25) and the bisection steps.
@@ -45,12 +50,15 @@ class KeptObject:
 
 @dataclass(frozen=True)
 class LossyObject:
-    """A lossy JPEG XL encode that meets the PSNR floor, with its measured fidelity."""
+    """A lossy encode (JPEG XL or AVIF) that meets the PSNR floor, with its measured fidelity."""
 
     data: bytes
-    distance: float
+    distance: float | None  # jxl: the JPEG XL distance; avif: None
     psnr: float
     decode_sha256: str  # `samples_sha256` of the decoded RGB (checked by `lbdask verify`)
+    format: str = "jxl"  # one of LOSSY_FORMATS: the row's `kept_format`
+    quality: int | None = None  # avif: the quality level
+    bits: int = 8  # avif: bits per sample (8 or 10)
 
 
 def samples_sha256(pixels: np.ndarray) -> str:
@@ -143,9 +151,13 @@ def to_png(data: bytes, fmt: str | None) -> bytes:
     raise IntegrityError(f"unknown kept format {fmt!r} (written by a newer lbdask?)")
 
 
-# lossy JPEG XL ---------------------------------------------------------------------------
-def lossy_decode(data: bytes) -> np.ndarray:
-    """uint8 RGB (h, w, 3) of a lossy JPEG XL object."""
+# lossy JPEG XL and AVIF ------------------------------------------------------------------
+def lossy_decode(data: bytes, fmt: str | None = "jxl") -> np.ndarray:
+    """uint8 RGB (h, w, 3) of a lossy object of format `fmt` (None: jxl, as rows before AVIF)."""
+    if fmt == "avif":
+        return avif.decode(data)
+    if fmt not in (None, "jxl"):
+        raise IntegrityError(f"unknown lossy format {fmt!r} (written by a newer lbdask?)")
     try:
         return np.ascontiguousarray(np.asarray(imagecodecs.jpegxl_decode(data))[..., :3], dtype=np.uint8)
     except Exception as exc:  # noqa: BLE001
@@ -158,7 +170,7 @@ def _lossy_try(rgb: np.ndarray, distance: float, effort: int) -> tuple[bytes, fl
 
 
 def search_lossy(rgb: np.ndarray, min_psnr: float, effort: int = 3, steps: int = LOSSY_STEPS) -> LossyObject | None:
-    """The smallest lossy encode found whose decode meets `min_psnr` (None: not even at 0.1).
+    """The smallest lossy JPEG XL found whose decode meets `min_psnr` (None: not even at 0.1).
 
     Bisection on log(distance) between LOSSY_DISTANCES: PSNR falls as distance grows, so
     the search closes in on the largest distance that still meets the floor. Every
@@ -185,9 +197,47 @@ def search_lossy(rgb: np.ndarray, min_psnr: float, effort: int = 3, steps: int =
     return LossyObject(data, round(distance, 4), score, samples_sha256(lossy_decode(data)))
 
 
-def lossy_to_png(data: bytes, alpha: bool, chunks: list[tuple[str, bytes]]) -> bytes:
+def search_avif(rgb: np.ndarray, min_psnr: float, bits: int = 8, speed: int = 8) -> LossyObject | None:
+    """The smallest AVIF found whose decode meets `min_psnr` (None: not even at level 99).
+
+    Bisection on the integer quality level between AVIF_LEVELS: PSNR rises with the level,
+    so the search closes in on the lowest level that still meets the floor; as for JPEG XL,
+    each candidate counts only by the PSNR of its real decode.
+    """
+    found: dict[int, tuple[bytes, float]] = {}
+
+    def passes(level: int) -> bool:
+        data = avif.encode(rgb, level, bits, speed)
+        found[level] = (data, float(psnr(rgb, avif.decode(data))))
+        return found[level][1] >= min_psnr
+
+    lo, hi = AVIF_LEVELS
+    if not passes(hi):
+        return None
+    if not passes(lo):
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if passes(mid) else (mid, hi)
+    level, (data, score) = min(((k, v) for k, v in found.items() if v[1] >= min_psnr), key=lambda kv: len(kv[1][0]))
+    return LossyObject(data, None, score, samples_sha256(avif.decode(data)), "avif", level, bits)
+
+
+def search_fallback(rgb: np.ndarray, policy: str, min_psnr: float, jxl_effort: int = 3,
+                    avif_speed: int = 8) -> LossyObject | None:
+    """The smallest passing lossy candidate of `policy` (LOSSY_POLICIES): lossy JPEG XL,
+    AVIF at 8 and 10 bits, or all of them; None when none meets `min_psnr`."""
+    found: list[LossyObject | None] = []
+    if "jxl" in LOSSY_POLICIES[policy]:
+        found.append(search_lossy(rgb, min_psnr, jxl_effort))
+    if "avif" in LOSSY_POLICIES[policy]:
+        found += [search_avif(rgb, min_psnr, bits, avif_speed) for bits in AVIF_BITS]
+    passing = [f for f in found if f is not None]
+    return min(passing, key=lambda f: len(f.data)) if passing else None
+
+
+def lossy_to_png(data: bytes, alpha: bool, chunks: list[tuple[str, bytes]], fmt: str | None = "jxl") -> bytes:
     """PNG of a lossy object: RGB (+ opaque alpha for RGBA/LA sources) with the row's chunks."""
-    rgb = lossy_decode(data)
+    rgb = lossy_decode(data, fmt)
     return pngio.encode(rgb, np.full(rgb.shape[:2], 255, np.uint8) if alpha else None, chunks)
 
 
@@ -197,11 +247,11 @@ def read_back(row: Any, data: bytes) -> bytes:
     the one implementation `lbdask read` (`lbdask.reader`) and serving (`lbdask.serve`) share.
 
     kept: the PNG (`png`: the object itself; `jxl`: rebuilt with the source's samples and
-    chunks); lossy: the JPEG XL decode as a PNG of the source's mode family with its chunks;
-    failed: the raw source bytes as they are.
+    chunks); lossy: the JPEG XL or AVIF decode (`kept_format`) as a PNG of the source's mode
+    family with its chunks; failed: the raw source bytes as they are.
     """
     if row.status == "kept":
         return to_png(data, row.kept_format)
     if row.status == "lossy":
-        return lossy_to_png(data, row.mode in pngio.ALPHA_MODES, row.chunks)
+        return lossy_to_png(data, row.mode in pngio.ALPHA_MODES, row.chunks, row.kept_format)
     return data

@@ -14,7 +14,7 @@ from distributed.metrics import context_meter
 
 from lbdask.errors import InputError
 from lbdask.image import pngio
-from lbdask.image.kept import encode_kept, search_lossy
+from lbdask.image.kept import encode_kept, search_fallback
 from lbdask.representation.batch import Batch, DecodedBatch
 from lbdask.representation.fate import pixel_outcome, undecodable, unreadable
 from lbdask.representation.settings import JobSettings
@@ -69,9 +69,10 @@ def add_kept_copies(decoded: DecodedBatch, settings: JobSettings) -> None:
             outcome = decoded.outcomes.get(image_id)
             if outcome is None or outcome.status != "failed":
                 decoded.kept[image_id] = encode_kept(data, settings.kept_format, settings.jxl_effort, settings.max_pixels)
-    if settings.lossy_fallback == "jxl":
+    if settings.lossy_fallback != "off":
         with context_meter.meter("lossy-search"):
             for image_id, rgb in zip(decoded.candidates, decoded.images):
-                found = search_lossy(rgb, settings.min_psnr, settings.lossy_jxl_effort)
+                found = search_fallback(rgb, settings.lossy_fallback, settings.min_psnr, settings.lossy_jxl_effort,
+                                        settings.lossy_avif_speed)
                 if found is not None:
                     decoded.lossy[image_id] = found

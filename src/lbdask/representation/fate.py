@@ -1,4 +1,4 @@
-"""An image's fate, decided here and nowhere else: latent, kept copy, lossy JPEG XL, failed or refused.
+"""An image's fate, decided here and nowhere else: latent, kept copy, lossy copy, failed or refused.
 
 Decisions come in the order the pipeline learns things: the header (`pre_decode_outcome`,
 when planning), reading and decoding the file (`unreadable`, `undecodable`,
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lbdask.fidelity.chooser import Option, choose
+from lbdask.fidelity.chooser import LOSSY, Option, choose
 from lbdask.representation.batch import DecodedBatch, EncodedBatch, Outcome
 from lbdask.representation.settings import JobSettings
 from lbdask.representation.sources import SourceItem
@@ -30,7 +30,7 @@ KEEP_TOO_SMALL = "too-small"
 KEEP_TOO_LARGE = "too-large"
 KEEP_NO_SAVING = "no-saving"
 KEEP_ANIMATED = "animated"
-#: Reason of a lossy JPEG XL row whose latent met the policy but was larger.
+#: Reason of a lossy row (JPEG XL or AVIF) whose latent met the policy but was larger.
 LOSSY_SMALLER = "lossy-smaller"
 
 
@@ -98,12 +98,12 @@ def choose_representation(decoded: DecodedBatch, encoded: EncodedBatch, k: int, 
     options = [Option(copy.format, len(copy.data)), Option("latent", encoded.stored_bytes[k], encoded.psnr[k])]
     lossy = decoded.lossy.get(image_id)
     if lossy is not None:
-        options.append(Option("jxl-lossy", len(lossy.data), lossy.psnr))
+        options.append(Option(f"{lossy.format}-lossy", len(lossy.data), lossy.psnr))
     winner = choose(options, settings.min_psnr, settings.max_latent_ratio)
     if winner.representation == "latent":
         return None
     why = post_encode_outcome(encoded.psnr[k], encoded.stored_bytes[k], len(copy.data), settings)
-    if winner.representation == "jxl-lossy":
+    if winner.representation in LOSSY:
         return Outcome("lossy", why.reason if why else LOSSY_SMALLER)
     return Outcome("kept", why.reason if why else KEEP_NO_SAVING)
 

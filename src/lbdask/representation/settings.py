@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from lbdask.archive.store import ArchiveConfig
 from lbdask.cluster.settings import parse_size
@@ -17,7 +17,7 @@ from lbdask.errors import ConfigError
 
 LatentBits = Literal[16, 8, 6, "auto"]
 KeptFormat = Literal["png", "jxl"]
-LossyFallback = Literal["off", "jxl"]
+LossyFallback = Literal["off", "jxl", "avif", "best"]  # the searches of each: lbdask.image.kept.LOSSY_POLICIES
 RefineMode = Literal["qat", "float"]
 
 
@@ -46,6 +46,7 @@ class JobSettings:
     lossy_fallback: LossyFallback = "off"
     jxl_effort: int = 7
     lossy_jxl_effort: int = 3
+    lossy_avif_speed: int = 8
 
     def validate(self) -> None:
         """Reject values that would make the job meaningless."""
@@ -62,8 +63,10 @@ class JobSettings:
             raise ValueError(f"refine_mode must be qat or float, not {self.refine_mode!r}")
         if self.kept_format not in ("png", "jxl"):
             raise ValueError(f"kept_format must be png or jxl, not {self.kept_format!r}")
-        if self.lossy_fallback not in ("off", "jxl"):
-            raise ValueError(f"lossy_fallback must be off or jxl, not {self.lossy_fallback!r}")
+        if self.lossy_fallback not in get_args(LossyFallback):
+            raise ValueError(f"lossy_fallback must be off, jxl, avif or best, not {self.lossy_fallback!r}")
+        if not 0 <= self.lossy_avif_speed <= 10:
+            raise ValueError(f"lossy_avif_speed must be 0 ... 10 (libavif speed), not {self.lossy_avif_speed}")
         for name in ("jxl_effort", "lossy_jxl_effort"):
             if not 1 <= getattr(self, name) <= 9:
                 raise ValueError(f"{name} must be 1 ... 9 (libjxl effort), not {getattr(self, name)}")

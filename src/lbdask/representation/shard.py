@@ -68,7 +68,7 @@ def write_latents(arc: Archive, encoded: EncodedBatch, latents: dict[int, list[i
 
 def stored_copies(decoded: DecodedBatch, outcomes: dict[str, Outcome]) -> dict[str, bytes]:
     """The bytes stored for images that are not latents: kept copies (the PNG itself, or its
-    lossless jxl), lossy JPEG XL, and the raw bytes of failed inputs (byte-identical, checked
+    lossless jxl), lossy JPEG XL or AVIF, and the raw bytes of failed inputs (byte-identical, checked
     against source_sha256 on read)."""
     stored = {i: decoded.kept[i].data for i, o in outcomes.items() if o.status == "kept"}
     stored.update({i: decoded.lossy[i].data for i, o in outcomes.items() if o.status == "lossy"})
@@ -105,7 +105,9 @@ def _copy_fields(image_id: str, outcome: Outcome, decoded: DecodedBatch, encoded
             extra.update(psnr=encoded.psnr[k], psnr_initial=encoded.psnr_initial[k], refine_steps=encoded.refine_steps[k])
     elif outcome.status == "lossy":
         lossy = decoded.lossy[image_id]
-        extra.update(kept_format="jxl", lossy_distance=lossy.distance, psnr=lossy.psnr, decode_sha256=lossy.decode_sha256)
+        extra.update(kept_format=lossy.format, lossy_distance=lossy.distance, psnr=lossy.psnr, decode_sha256=lossy.decode_sha256)
+        if lossy.format == "avif":
+            extra.update(lossy_quality=lossy.quality, lossy_bits=lossy.bits)
     return extra
 
 
