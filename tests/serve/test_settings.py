@@ -23,7 +23,8 @@ def test_the_old_section_name_loads_with_a_warning_naming_the_new_key_and_the_fi
         assert load_serve_settings(str(old)) == expected
     for said in ([str(w.message) for w in caught if w.category is DeprecationWarning],
                  [r.getMessage() for r in caplog.records]):
-        assert any(f"{old}: key 'runtime' is deprecated" in line and "use 'worker'" in line for line in said), said
+        assert any(line.startswith(f"{old}: key 'runtime' is deprecated") and line.endswith("use 'worker'")
+                   for line in said), said
         assert any("`worker.fetch_delay_ms` is no longer read" in line for line in said), said
 
 
