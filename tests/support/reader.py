@@ -9,6 +9,7 @@ from lbdask.archive import Archive, CatalogRow
 from lbdask.image import pngio
 from lbdask.image.quality import psnr
 from lbdask.latent.codec import LatentCodec, compressed_size
+from tests.support.serve import kept_and_failed_rows
 
 SOURCE_IMAGE = "flux_girl_in_field.png"
 
@@ -60,13 +61,7 @@ def build_archive(dest, corpus_dir, taef2_dir):
     transparent[10:30, 10:30] = (200, 30, 30, 128)
     kept = png_bytes(transparent, "RGBA", {"prompt": "a red square"})
     broken = pngio.PNG_SIGNATURE + b"\0\0\0\rIHDR but then nothing a decoder could use"
-    refs = arc.put_originals("b0", {"kept.png": kept, "broken.png": broken})
-    rows.append(CatalogRow(id="kept.png", status="kept", reason="alpha", source_size=len(kept),
-                           source_sha256=hashlib.sha256(kept).hexdigest(), width=40, height=40, mode="RGBA",
-                           stored_bytes=len(kept), original=refs["kept.png"]))
-    rows.append(CatalogRow(id="broken.png", status="failed", reason="corrupt PNG", source_size=len(broken),
-                           source_sha256=hashlib.sha256(broken).hexdigest(), stored_bytes=len(broken),
-                           original=refs["broken.png"]))
+    rows += kept_and_failed_rows(arc, kept, (40, 40), broken)
     arc.commit("b0", rows)
     sources = {k: v[0] for k, v in sources.items()} | {"kept.png": kept, "broken.png": broken}
     return dest, sources, model

@@ -32,6 +32,18 @@ def latent_row(arc: Archive, model, image_id: str, data: bytes, rgb: np.ndarray,
                       chunks=list(pngio.probe(data).chunks))
 
 
+def kept_and_failed_rows(arc: Archive, kept: bytes, size: tuple[int, int], broken: bytes) -> list[CatalogRow]:
+    """A kept RGBA PNG (`size` = width, height) and a failed input with its raw bytes, both stored
+    in the originals object of batch b0 as a migration writes them (rows not committed)."""
+    refs = arc.put_originals("b0", {"kept.png": kept, "broken.png": broken})
+    return [CatalogRow(id="kept.png", status="kept", reason="alpha", source_size=len(kept),
+                       source_sha256=hashlib.sha256(kept).hexdigest(), width=size[0], height=size[1], mode="RGBA",
+                       stored_bytes=len(kept), original=refs["kept.png"]),
+            CatalogRow(id="broken.png", status="failed", reason="corrupt PNG", source_size=len(broken),
+                       source_sha256=hashlib.sha256(broken).hexdigest(), stored_bytes=len(broken),
+                       original=refs["broken.png"])]
+
+
 def build_serving_archive(dest: str, model, n: int = 12, size: int = 32) -> list[str]:
     """An archive of `n` grainy latents (size x size, RGB), one RGBA latent with a text chunk,
     one kept PNG and one failed row (with its raw bytes, as `migrate` writes it); returns the ids
@@ -45,13 +57,7 @@ def build_serving_archive(dest: str, model, n: int = 12, size: int = 32) -> list
     rows.append(latent_row(arc, model, "rgba.png", png_bytes(rgba, pnginfo=_text("a prompt")), rgba[..., :3],
                            "RGBA", 16))
     kept = png_bytes(np.zeros((24, 24, 4), np.uint8), pnginfo=_text("kept"))
-    refs = arc.put_originals("b0", {"kept.png": kept, "broken.png": BROKEN_PNG})
-    rows.append(CatalogRow(id="kept.png", status="kept", reason="alpha", source_size=len(kept),
-                           source_sha256=hashlib.sha256(kept).hexdigest(), width=24, height=24, mode="RGBA",
-                           stored_bytes=len(kept), original=refs["kept.png"]))
-    rows.append(CatalogRow(id="broken.png", status="failed", reason="corrupt PNG", source_size=len(BROKEN_PNG),
-                           source_sha256=hashlib.sha256(BROKEN_PNG).hexdigest(), stored_bytes=len(BROKEN_PNG),
-                           original=refs["broken.png"]))
+    rows += kept_and_failed_rows(arc, kept, (24, 24), BROKEN_PNG)
     arc.commit("b0", rows)
     return [r.id for r in rows if r.status != "failed"]
 
