@@ -143,11 +143,16 @@ def _renamed_keys(data: dict, renamed: Mapping[str, str], where: str) -> dict:
         new = renamed[key]
         if new in data:
             raise ConfigError(f"{where}: '{key}' is the old spelling of '{new}'; give only '{new}'")
-        message = f"{where}: key '{key}' is deprecated and will be removed in the next release; use '{new}'"
-        warnings.warn(message, DeprecationWarning, stacklevel=2)
-        log.warning("%s", message)  # also on a worker, where warnings are not shown
+        deprecated(f"{where}: key '{key}' is deprecated and will be removed in the next release; use '{new}'")
         data[new] = data.pop(key)
     return data
+
+
+def deprecated(message: str, stacklevel: int = 3) -> None:
+    """One DeprecationWarning and the same line in the log (also on a worker, where warnings
+    are not shown)."""
+    warnings.warn(message, DeprecationWarning, stacklevel=stacklevel)
+    log.warning("%s", message)
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:

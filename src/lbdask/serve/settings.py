@@ -6,17 +6,13 @@ the file (`RENAMED_KEYS`, read by lbdask.config.build).
 """
 from __future__ import annotations
 
-import logging
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from lbdask.access.days import DEFAULT_RETENTION_DAYS
 from lbdask.cache import CacheConfig
 from lbdask.cache.tuner import TunerConfig
-from lbdask.config import build, config_path, read_yaml
-
-log = logging.getLogger(__name__)
+from lbdask.config import build, config_path, deprecated, read_yaml
 
 #: Keys of the `worker:` section no longer read: benchmarks pass lbdask.serve.store_latency.StoreLatency.
 DROPPED_KEYS = ("fetch_delay_ms", "fetch_mb_per_s")
@@ -125,12 +121,7 @@ def upgrade(data: Any, where: str) -> Any:
     if isinstance(section, dict):
         for key in (k for k in DROPPED_KEYS if k in section):
             deprecated(f"{where}: `worker.{key}` is no longer read (benchmarks pass "
-                       "lbdask.serve.store_latency.StoreLatency); remove it")
+                       "lbdask.serve.store_latency.StoreLatency); remove it", stacklevel=4)
         data = {**data, name: {k: v for k, v in section.items() if k not in DROPPED_KEYS}}
     return data
 
-
-def deprecated(message: str) -> None:
-    """One DeprecationWarning and one log line."""
-    warnings.warn(message, DeprecationWarning, stacklevel=4)  # the caller of load_serve_settings
-    log.warning("%s", message)
