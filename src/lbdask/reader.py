@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 from lbdask.archive import Archive, CatalogRow
+from lbdask.archive.meta import with_chunks
 from lbdask.archive.objects import store_retries
 from lbdask.errors import NotFoundError, UnknownImageError
 from lbdask.models.row_models import RowModels
@@ -64,9 +65,10 @@ class ArchiveReader:
         return self.decode_png(row) if data is None else data
 
     def decode_png(self, row: CatalogRow) -> bytes:
-        """Decode a latent row to the PNG a reader gets (the canonical decode)."""
+        """Decode a latent row to the PNG a reader gets (the canonical decode), its chunks restored."""
         from lbdask.latent.decode import row_pixels, to_png  # numpy, numcodecs: only when a latent is read
 
+        row = with_chunks(self.archive, row)  # read first: a damaged object fails before the decode
         return to_png(row_pixels(self.archive, self.models.for_row(row), row), row)
 
 
@@ -85,5 +87,6 @@ def stored_copy(archive: Archive, row: CatalogRow) -> bytes | None:
             return data  # stored as a reader gets it: no codec imported (`lbdask read` starts fast)
         from lbdask.image import kept  # numpy, libjxl: only for jxl and lossy rows
 
-        return kept.read_back(row, data)
+        # a lossy copy is rebuilt with the row's chunks (a jxl kept copy holds its own)
+        return kept.read_back(with_chunks(archive, row) if row.status == "lossy" else row, data)
     raise NotFoundError(f"image '{row.id}' was {row.status} ({row.reason}); the archive holds no copy of it")

@@ -7,7 +7,8 @@ the same device class (hardware, runtime and precision), or the recorded PSNR ag
 a jxl copy must decode to the recorded samples (and, with the source, to the source's).
 Failed rows: the raw bytes' sha256 must equal the source's. Lossy JPEG XL rows: like
 latents, recorded decode hash and PSNR against the source. `lbdask verify` (src/lbdask/cli/verify.py) prints the report; repair and serving
-call the same functions. `--all` (`verify(all_objects=True)`) reads every row's stored object
+call the same functions. Every checked row's PNG metadata object (`meta/`) is read and
+checked against its sha256. `--all` (`verify(all_objects=True)`) reads every row's stored object
 with its checksum, decodes all latents or a sample of them, and reads every catalog object
 (batches, manifest, partitions, folded copies) and the access statistics.
 """
@@ -23,6 +24,7 @@ import numpy as np
 from lbdask.access.log import load_access
 from lbdask.archive import Archive, CatalogRow
 from lbdask.archive.catalog import parse_rows
+from lbdask.archive.meta import row_chunks
 from lbdask.errors import IntegrityError, LbdaskError, NotFoundError
 from lbdask.image import kept, pngsamples
 from lbdask.image.pngio import decode as decode_png
@@ -171,6 +173,7 @@ def verify_archive(arc: Archive, model, rows: Iterable[CatalogRow], source: Loca
         try:
             if row.pixel is not None:  # a pixel-tier copy (lbdask retier promote): what reads return
                 arc.read_pixels(row)
+            row_chunks(arc, row)  # PNG metadata read back into every PNG (its object, sha256 checked)
             if row.status == "latent" and decode is not None and not decode(row):
                 report.latent_checked += 1
                 report.checksum_only += 1

@@ -1,7 +1,10 @@
 """Small archives made through the Archive API, with random latents of a made-up model (no weights)."""
+import gzip
+
 import numpy as np
 
 from lbdask.archive import Archive, CatalogRow
+from lbdask.archive.rows import dump_rows
 from lbdask.latent.codec import LatentCodec
 
 MODEL = {"name": "tiny", "fingerprint": "f" * 64, "latent_channels": 4, "downsample": 8, "config": {}}
@@ -32,3 +35,8 @@ def new_archive(dest, shard_size=4):
     arc = Archive.create(dest, MODEL, shard_size=shard_size)
     arc.ensure_bucket(arc.bucket_name(8, *SHAPE), 8, *SHAPE)
     return arc
+
+
+def line_size(row) -> int:
+    """Bytes of `row` in a batch or index object, before gzip (its JSON line as `dump_rows` writes it)."""
+    return len(gzip.decompress(dump_rows([row])))

@@ -1,7 +1,8 @@
 """Catalog rows and how a batch of them is serialised into one object.
 
 A batch object is gzip-compressed JSON lines, one row per line, so that it is written in
-one PUT and read back without any other file. Raw PNG chunk bytes are base64-encoded.
+one PUT and read back without any other file. Raw PNG chunk bytes are base64-encoded; large
+ones live beside the rows (`chunks_ref`, lbdask.archive.meta) so that index reads stay small.
 """
 from __future__ import annotations
 
@@ -32,6 +33,16 @@ class OriginalRef:
     size: int
 
 
+@dataclass(frozen=True)
+class ChunksRef(OriginalRef):
+    """Where a row's ancillary PNG chunks lie in its batch's PNG metadata object
+    (`meta/<batch_id>.bin`, lbdask.archive.meta): the chunks as the PNG file frames them,
+    their sha256, and their types (for `lbdask ls` without a read)."""
+
+    sha256: str = ""
+    types: tuple[str, ...] = ()
+
+
 @dataclass
 class CatalogRow:
     """Everything the archive knows about one source image."""
@@ -57,6 +68,7 @@ class CatalogRow:
     checksum: str | None = None
     stored_bytes: int = 0  # latent: pcodec bytes; kept: the png / jxl object; failed: raw source bytes; lossy: jxl / avif; refused: 0
     chunks: list[tuple[str, bytes]] = field(default_factory=list)  # ancillary PNG chunks (type, raw data)
+    chunks_ref: ChunksRef | None = None  # the chunks when large, in `meta/` (then `chunks` is empty)
     original: OriginalRef | None = None  # the stored copy of a kept, lossy or failed row (stored name)
     device_class: str | None = None
     decode_sha256: str | None = None  # latent rows: sha256 of the decoded RGB bytes (lbdask verify)
@@ -85,6 +97,17 @@ class CatalogRow:
             return f"{self.kept_format or 'jxl'}-lossy"
         return self.status
 
+    @property
+    def chunk_types(self) -> list[str]:
+        """The types of the row's ancillary chunks, in file order, wherever they are stored."""
+        return list(self.chunks_ref.types) if self.chunks_ref is not None else [t for t, _ in self.chunks]
+
+    def object_refs(self) -> list[tuple[str, OriginalRef]]:
+        """(what, byte range) of every data object the row references besides a latent shard:
+        its stored copy, pixel copy and PNG metadata (what `repair` and the retier sweep check)."""
+        refs = (("stored copy", self.original), ("pixel copy", self.pixel), ("PNG metadata", self.chunks_ref))
+        return [(what, ref) for what, ref in refs if ref is not None]
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready mapping (bytes as base64)."""
         out = dataclasses.asdict(self)
@@ -100,6 +123,8 @@ class CatalogRow:
         for ref in ("original", "pixel"):
             if values.get(ref) is not None:
                 values[ref] = OriginalRef(**values[ref])
+        if values.get("chunks_ref") is not None:
+            values["chunks_ref"] = ChunksRef(**{**values["chunks_ref"], "types": tuple(values["chunks_ref"]["types"])})
         return cls(**values)
 
 

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from lbdask.archive.catalog import BATCH_ID, Catalog
 from lbdask.archive.compaction import compact
 from lbdask.archive.creation import ATTR, archive_meta, refuse_foreign, require_archive, require_root, root_attributes
+from lbdask.archive.meta import FOLDER as META_FOLDER
+from lbdask.archive.meta import offload
 from lbdask.archive.objects import STORE_ATTEMPTS, put_atomic, store_errors, store_retries
 from lbdask.archive.rows import CatalogRow, OriginalRef
 from lbdask.archive.snapshot import CatalogSnapshot
@@ -200,9 +202,7 @@ class Archive:
         """Store a batch's stored copies (kept and lossy copies, raw bytes of failed inputs)
         byte-identical in one object; returns where each lies. (`folder` "pixels": the pixel
         copies of the pixel tier, lbdask.retier.)"""
-        if not BATCH_ID.match(batch_id):
-            raise InputError(f"invalid batch id {batch_id!r}")
-        key = f"{folder}/{batch_id}.bin"
+        key = self.batch_object(folder, batch_id)
         refs, offset = {}, 0
         for image_id, data in originals.items():
             refs[image_id] = OriginalRef(key, offset, len(data))
@@ -210,6 +210,13 @@ class Archive:
         with store_errors(self.url):
             put_atomic(self.loc, self.loc.path(key), b"".join(originals.values()))
         return refs
+
+    @staticmethod
+    def batch_object(folder: str, batch_id: str) -> str:
+        """`<folder>/<batch_id>.bin`, the one object of a batch in `folder` (InputError for a bad id)."""
+        if not BATCH_ID.match(batch_id):
+            raise InputError(f"invalid batch id {batch_id!r}: use letters, digits, '.', '_' and '-'")
+        return f"{folder}/{batch_id}.bin"
 
     def read_original(self, row: CatalogRow) -> bytes:
         """The bytes of a row's stored copy (the source PNG, a JPEG XL kept or lossy copy, or a
@@ -237,12 +244,14 @@ class Archive:
         if len(data) != ref.size:
             raise IntegrityError(f"{what} of {image_id!r}: object {ref.key} in {self.url} is truncated")
         if expected and hashlib.sha256(data).hexdigest() != expected:
-            raise IntegrityError(f"{what} of {image_id!r} in {self.url} does not match its sha256")
+            raise IntegrityError(f"{what} of {image_id!r}: object {ref.key} in {self.url} does not match its sha256")
         return data
 
     # catalog -----------------------------------------------------------------------
     def commit(self, batch_id: str, rows: Sequence[CatalogRow]) -> bool:
-        """Make a batch visible atomically; False (and nothing written) if already committed."""
+        """Make a batch visible atomically; False (and the catalog unchanged) if already committed.
+        The rows' large PNG metadata goes first into `meta/<batch_id>.bin` (lbdask.archive.meta)."""
+        rows = offload(self, self.batch_object(META_FOLDER, batch_id), rows)
         with store_errors(self.url):
             return self.catalog.commit(batch_id, rows)
 
@@ -289,10 +298,11 @@ class Archive:
                 return []
 
     def bytes_on_store(self) -> dict[str, int]:
-        """Actual bytes under latents/ (incl. Zarr metadata), originals/, catalog/ and pixels/ (the pixel tier)."""
+        """Actual bytes under latents/ (incl. Zarr metadata), originals/, catalog/, meta/ (PNG metadata)
+        and pixels/ (the pixel tier)."""
         out = {}
         with store_errors(self.url):
-            for part in ("latents", "originals", "catalog", "pixels"):
+            for part in ("latents", "originals", "catalog", META_FOLDER, "pixels"):
                 d = self.loc.path(part)
                 self.loc.fs.invalidate_cache(d)
                 try:

@@ -27,7 +27,7 @@ from lbdask.archive.store import Archive
 REPRESENTATIONS = ("latent", "png", "jxl", "jxl-lossy", "avif-lossy", "failed", "refused")
 LOSSY_REPRESENTATIONS = ("jxl-lossy", "avif-lossy")
 #: Store parts (Archive.bytes_on_store) that no single representation accounts for.
-SHARED_PARTS = ("catalog",)
+SHARED_PARTS = ("catalog", "meta")  # meta: the rows' PNG metadata (lbdask.archive.meta)
 
 #: PSNR histogram bin edges in dB; values below the first or above the last get open bins.
 PSNR_EDGES = tuple(float(x) for x in range(20, 52, 2))

@@ -22,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def row_summary(row: CatalogRow) -> dict:
     """A row as JSON without the raw ancillary chunk bytes (only their types)."""
     out = row.to_json()
-    out["chunks"] = [t for t, _ in row.chunks]
+    out["chunks"] = row.chunk_types
     return out
 
 

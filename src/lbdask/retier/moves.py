@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lbdask.archive import Archive, CatalogRow
+from lbdask.archive.meta import with_chunks
 from lbdask.errors import IntegrityError
 from lbdask.image import kept, pngio, pngsamples
 from lbdask.latent.decode import row_pixels, to_png
@@ -174,10 +175,10 @@ def promote(arc: Archive, rows: list[CatalogRow], chunk: Chunk, ctx: MoveContext
             # re-encoded rows decode with their own model (loaded from the archive's model table)
             models = RowModels(arc, lambda: model, precision=ctx.settings.precision, runtime=ctx.settings.runtime)
             for row in latent:
-                pngs[row.id] = to_png(row_pixels(arc, models.for_row(row), row), row)
+                pngs[row.id] = to_png(row_pixels(arc, models.for_row(row), row), with_chunks(arc, row))
     for row in rows:
         if row.status != "latent":
-            pngs[row.id] = kept.read_back(row, arc.read_original(row))
+            pngs[row.id] = kept.read_back(with_chunks(arc, row), arc.read_original(row))
     refs = arc.put_originals(chunk.batch_id, pngs, folder="pixels")
     out = []
     for row in rows:

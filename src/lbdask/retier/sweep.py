@@ -3,7 +3,7 @@ catalog row references any more.
 
 A move never deletes the old copy when it commits: the new row just points elsewhere (a
 re-encoded row at model Y's shard, a demoted one at a latent instead of its kept PNG). The
-sweep deletes what was left behind - kept-original and pixel-tier objects, and latent shard
+sweep deletes what was left behind - kept-original, pixel-tier and PNG metadata objects, and latent shard
 objects of any bucket and model - but only objects of committed batches: an object no
 committed batch names may belong to a writer that has not committed yet, which the store
 cannot tell from a killed writer's orphan, so both stay. A latent shard holds up to
@@ -15,6 +15,7 @@ apply (which always sweeps) finishes it.
 from __future__ import annotations
 
 from lbdask.archive import Archive
+from lbdask.archive.meta import FOLDER as META_FOLDER
 from lbdask.archive.objects import remove_quietly
 
 
@@ -29,7 +30,7 @@ def sweep(arc: Archive) -> dict[str, int]:
     referenced: set[str] = set()
     live: set[tuple[str, int]] = set()
     for row in arc.rows():
-        referenced.update(ref.key for ref in (row.original, row.pixel) if ref is not None)
+        referenced.update(ref.key for _what, ref in row.object_refs())
         if row.bucket is not None and row.index is not None:
             live.add((row.bucket, row.index))
     objects = sweep_objects(arc, referenced)
@@ -48,10 +49,10 @@ def committed_latents(arc: Archive) -> dict[tuple[str, int], dict[int, int]]:
 
 
 def sweep_objects(arc: Archive, referenced: set[str]) -> dict[str, int]:
-    """Delete kept-original and pixel-tier objects of committed batches whose keys are not in `referenced`."""
+    """Delete kept-original, pixel-tier and PNG metadata objects of committed batches whose keys are not in `referenced`."""
     committed = set(arc.catalog.batch_names()) | set(arc.catalog.folded_names())
     doomed, freed = [], 0
-    for folder in ("originals", "pixels"):
+    for folder in ("originals", "pixels", META_FOLDER):
         d = arc.loc.path(folder)
         arc.loc.fs.invalidate_cache(d)
         try:

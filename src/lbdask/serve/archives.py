@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from lbdask.archive import Archive, CatalogRow
+from lbdask.archive.meta import with_chunks
 from lbdask.errors import IntegrityError, StoreError, UnknownImageError
 from lbdask.latent.codec import EncodedLatent
 from lbdask.models.row_models import RowModels
@@ -119,7 +120,8 @@ class ServedArchives:
             return Stored(row, original=copy)
         with self._lock:
             models = self._row_models.setdefault(archive.url, RowModels(archive, lambda: None))
-        return Stored(row, latent=archive.read_latent(row), model=models.for_row(row))  # loaded once
+        # the row's PNG metadata inline: the worker's decode rebuilds the PNG with it
+        return Stored(with_chunks(archive, row), latent=archive.read_latent(row), model=models.for_row(row))
 
     def with_retries(self, fn: Callable[[], T], dest: str) -> T:
         """Run `fn`; retry StoreError `fetch_retries` times with linear backoff, then give up."""
