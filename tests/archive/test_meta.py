@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -72,9 +73,9 @@ def test_a_missing_or_damaged_metadata_object_is_an_integrity_error_naming_it(ar
     if damage == "missing":
         os.remove(path)
     else:
-        data = bytearray(open(path, "rb").read())
+        data = bytearray(Path(path).read_bytes())
         data[100] ^= 1
-        open(path, "wb").write(data if damage == "changed" else data[:-10])
+        Path(path).write_bytes(data if damage == "changed" else data[:-10])
     with pytest.raises(IntegrityError, match=r"PNG metadata of 'big.png': object meta/b1.bin .*(missing|truncated|sha256)"):
         row_chunks(arc, stored)
 

@@ -1,14 +1,15 @@
 """A real AI image's prompt and workflow (5.7 KB of tEXt) after a migration (scan, plan, read,
 TAEF2 encode, write, in this process): not in the catalog row but in the batch's PNG metadata
-object, and back byte for byte and in order from `lbdask read`, a serving worker and the
-in-process reader, on the kept path and the latent path. Damage names the object (exit 2); a
-row written before, with its chunks inline, still reads."""
+object, and back byte for byte and in order from `lbdask read`, a serving worker, the
+in-process reader and a retier promote, on the kept, latent and lossy paths. Damage names the
+object (exit 2); a row written before, with its chunks inline, still reads."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -29,6 +30,7 @@ from lbdask.representation.shard import write_shard
 from lbdask.serve.settings import ServeSettings
 from lbdask.serve.worker import ServingWorker
 from tests.support.archive import line_size
+from tests.support.cluster import grainy
 
 NAME = "sdturbo_sdxlturbo_example.png"  # 512x512, two tEXt chunks: 1,048 and 4,710 bytes
 
@@ -141,3 +143,29 @@ def test_a_missing_or_damaged_metadata_object_is_one_line_naming_it(latent_arc, 
     assert err.count("\n") == 1 and f"PNG metadata of '{NAME}': object {key} in {dest} does not match its sha256" in err
     assert main(["verify", dest, "--weights", str(taef2_dir)]) == 2
     assert key in capfd.readouterr().out
+
+
+def test_a_promote_writes_the_pixel_copy_with_every_chunk(latent_arc, sources, model, tmp_path, monkeypatch):
+    from lbdask.models import resident
+    from lbdask.retier.moves import Chunk, ChunkResult, MoveContext, promote
+
+    monkeypatch.setattr(resident, "resident_model", lambda: SimpleNamespace(use=lambda: contextlib.nullcontext(model)))
+    dest = str(tmp_path / "arc")
+    shutil.copytree(latent_arc.url, dest)
+    arc = Archive.open(dest, mode="a")
+    row = arc.get_row(NAME)
+    (new,) = promote(arc, [row], Chunk("promote", "rt1-promote", [NAME]), MoveContext(load_job_settings(), 0.0),
+                     ChunkResult("promote", "rt1-promote", 1))
+    assert new.chunks_ref == row.chunks_ref and new.chunks == []  # the row still points at the migration's object
+    assert text_chunks(arc.read_pixels(new)) == text_chunks((sources / "latent" / NAME).read_bytes())
+
+
+def test_a_lossy_copy_reads_back_with_every_chunk(sources, model, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    chunks = pngio.probe((sources / "kept" / NAME).read_bytes()).chunks
+    (src / NAME).write_bytes(pngio.encode(grainy(1, 96), None, chunks))  # grain the latent misses, AVIF keeps
+    arc = migrate(src, tmp_path / "arc", model, lossy_fallback="avif", min_psnr=36.0)
+    row = arc.get_row(NAME)
+    assert row.status == "lossy" and row.chunks == [] and row.chunks_ref is not None
+    assert text_chunks(lbdask.open(arc.url).read(NAME)) == text_chunks((src / NAME).read_bytes())

@@ -190,3 +190,21 @@ def test_a_released_pixel_copy_of_a_latent_goes_without_any_kept_original(tmp_pa
     assert swept["objects"] == 1 and swept["bytes"] == len(b"decoded png")
     assert arc.loc.fs.ls(arc.loc.path("pixels")) == [] and shards_on_store(arc, OLD) == {0}
     all_read(Archive.open(dest))
+
+
+def test_png_metadata_objects_go_when_no_row_references_them(tmp_path):
+    """A moved row keeps its reference into the migration batch's `meta/` object, which stays while
+    any current row references it (here after b0 was migrated again) and goes once none does."""
+    arc = new_archive(str(tmp_path / "arc"))
+    big = [("tEXt", b"workflow\x00" + b"{}" * 400)]
+    m1 = [dataclasses.replace(r, chunks=big) for r in put(arc, OLD, ["a0", "b0"], None, 0)]
+    assert arc.commit("m1", m1)
+    moved = arc.get_row("a0")                                  # a retier move: a new row, the same metadata
+    assert arc.commit("rt1", [dataclasses.replace(moved, stored_bytes=1)])
+    assert arc.commit("m2", [dataclasses.replace(m1[1], chunks=big + big)])  # b0 migrated again
+    swept = sweep(Archive.open(str(tmp_path / "arc")))
+    assert sorted(arc.loc.fs.ls(arc.loc.path("meta"), detail=False)) == [arc.loc.path("meta/m1.bin"), arc.loc.path("meta/m2.bin")]
+    assert swept["objects"] == 0
+    arc.commit("rt2", [dataclasses.replace(arc.get_row("a0"), chunks_ref=None)])  # a0 loses its metadata
+    assert sweep(Archive.open(str(tmp_path / "arc")))["objects"] == 1
+    assert arc.loc.fs.ls(arc.loc.path("meta"), detail=False) == [arc.loc.path("meta/m2.bin")]

@@ -1,5 +1,6 @@
 """Writing a decided batch: its latents into fresh shards, its copies into one originals
-object, then its rows in one commit (migration's `write-shard` task).
+object, then its rows in one commit (migration's `write-shard` task; the commit first moves
+their large PNG metadata into one `meta/` object, lbdask.archive.meta).
 
 What each image becomes is decided in `fate`; this module does the I/O. Re-tiering's moves
 write their latents through `write_latents` too, and open the archive on a worker through
