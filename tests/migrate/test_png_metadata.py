@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import shutil
 from types import SimpleNamespace
 
@@ -87,7 +88,7 @@ def check_moved_out(arc: Archive, source: bytes):
     return row
 
 
-def test_the_kept_path_moves_the_text_out_of_the_row(kept_arc, sources, tmp_path):
+def test_the_kept_path_moves_the_text_out_of_the_row(kept_arc, sources, tmp_path, capsys):
     source = (sources / "kept" / NAME).read_bytes()
     row = check_moved_out(kept_arc, source)
     assert row.status == "kept" and line_size(row) < 1024  # the row alone, in the index
@@ -95,6 +96,8 @@ def test_the_kept_path_moves_the_text_out_of_the_row(kept_arc, sources, tmp_path
     assert kept_arc.loc.fs.cat_file(kept_arc.loc.path(ref.key), start=ref.offset, end=ref.offset + ref.size) in source
     out = tmp_path / "out.png"
     assert main(["read", kept_arc.url, NAME, "-o", str(out)]) == 0 and out.read_bytes() == source
+    assert main(["ls", kept_arc.url, "--json"]) == 0  # the chunk types, from the row itself
+    assert json.loads(capsys.readouterr().out)["chunks"] == ["tEXt", "tEXt"]
 
 
 def test_the_latent_path_reads_back_every_chunk_in_order(latent_arc, sources, model, taef2_dir, tmp_path):
