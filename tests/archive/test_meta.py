@@ -43,7 +43,8 @@ def test_frame_is_the_png_chunk_layout_and_unframe_names_damage():
             unframe(bad, "meta/b1.bin")
 
 
-def test_a_commit_moves_large_chunks_into_one_object_and_reads_restore_them_in_order(arc):
+def test_a_commit_moves_large_chunks_into_one_object_and_reads_restore_them_in_order(dest):
+    arc = new_archive(dest)  # a folder and the local S3 server
     small = [("tEXt", b"Software\x00lbdask"), ("tEXt", b"Title\x00" + b"t" * (INLINE_MAX - 30))]
     assert arc.commit("b1", [row("big.png", CHUNKS), row("small.png", small), row("two.png", [WORKFLOW, PROMPT])])
     big, kept_small, two = (arc.get_row(i) for i in ("big.png", "small.png", "two.png"))
@@ -54,8 +55,8 @@ def test_a_commit_moves_large_chunks_into_one_object_and_reads_restore_them_in_o
         assert row_chunks(arc, stored) == chunks
         assert with_chunks(arc, stored).chunks == chunks and with_chunks(arc, stored).chunks_ref is None
     assert two.chunks_ref.offset == big.chunks_ref.size  # one object for the batch, one range per row
-    assert os.path.getsize(arc.loc.path("meta/b1.bin")) == big.chunks_ref.size + two.chunks_ref.size
-    assert arc.bytes_on_store()["meta"] == os.path.getsize(arc.loc.path("meta/b1.bin"))
+    assert arc.loc.fs.size(arc.loc.path("meta/b1.bin")) == big.chunks_ref.size + two.chunks_ref.size
+    assert arc.bytes_on_store()["meta"] == big.chunks_ref.size + two.chunks_ref.size
     # the serialized row is small: the 6.7 KB of chunks are not in it, base64 or otherwise
     assert line_size(big) < 1024 < line_size(row("big.png", CHUNKS)) - 8000
 
