@@ -16,8 +16,8 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable, Iterable
-from typing import TypeVar
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 

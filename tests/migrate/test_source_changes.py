@@ -10,8 +10,8 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from lbdask.archive import Archive
-from lbdask.migrate.plan import batch_id_for, plan_batches
 from lbdask.migrate.job import pending_work
+from lbdask.migrate.plan import batch_id_for, plan_batches
 from lbdask.migrate.preflight import source_changed
 from lbdask.migrate.scan import scan_group
 from lbdask.migrate.tasks import read_png

@@ -15,8 +15,8 @@ PROMPT = b"parameters\x00" + b"a photo of a cat on a mat, 35mm, golden hour, " *
 def synthetic_row(n: int) -> CatalogRow:
     """Row `n`: three in four latent, the rest kept PNGs; ids not in commit order."""
     image_id = f"dir{n % 97:02d}/img-{(n * 7919) % 1_000_003:07d}-{n}.png"
-    common = dict(id=image_id, source_size=50_000 + n % 1000, source_sha256=f"{n:064x}", width=512, height=512,
-                  mode="RGB", chunks=[("tEXt", PROMPT)], stored_bytes=9_000 + n % 500)
+    common = {"id": image_id, "source_size": 50_000 + n % 1000, "source_sha256": f"{n:064x}", "width": 512,
+              "height": 512, "mode": "RGB", "chunks": [("tEXt", PROMPT)], "stored_bytes": 9_000 + n % 500}
     if n % 4 == 3:
         return CatalogRow(status="kept", reason="fidelity", **common)
     return CatalogRow(status="latent", bucket="b8-c4-64x64", index=n, bits=8, lo=[-1.0] * 4, hi=[1.0] * 4,

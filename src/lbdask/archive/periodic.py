@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from types import TracebackType
+from typing import Self
 
 from lbdask.archive.store import Archive
 
@@ -48,7 +49,7 @@ class PeriodicCompactor:
         if self._thread is not None:
             self._thread.join()
 
-    def __enter__(self) -> PeriodicCompactor:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:

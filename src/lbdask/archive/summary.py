@@ -11,8 +11,8 @@ nothing was converted, and there is no ratio to give (`drr` is None).
 from __future__ import annotations
 
 import math
-from collections import Counter
 from array import array
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
