@@ -17,14 +17,25 @@ from lbdask.archive import Archive
 from lbdask.archive.summary import summarize
 from lbdask.cli import main
 from lbdask.cli.stats import gather
+from lbdask.migrate.job import pending_work
 from lbdask.representation.settings import JobSettings
+from lbdask.representation.sources import SourceListing
 from lbdask.retier.prepare import plan_run
 from lbdask.serve.prewarm import hottest_ids
 from lbdask.tiering.policy import RetierPolicy
 from lbdask.verify import sample_rows
-from tests.support.catalog import peak_bytes, synthetic_archive
+from tests.support.catalog import peak_bytes, synthetic_archive, synthetic_row
 
 SIZES = (500, 3_000)
+
+
+#: dest -> a source listing of exactly the ids its catalog holds (a rerun with nothing to do)
+LISTINGS: dict[str, SourceListing] = {}
+
+
+def rerun_check(dest: str) -> None:
+    """What `lbdask migrate` checks before it starts a cluster, on a complete archive."""
+    assert not pending_work(Archive.open(dest), LISTINGS[dest], False, print).has_work
 
 
 def quiet_cli(*argv: str) -> None:
@@ -40,6 +51,7 @@ COMMANDS = {
     "verify --sample": lambda dest: sample_rows(Archive.open(dest).rows(), 50, seed=1),
     "retier (plan)": lambda dest: plan_run(dest, RetierPolicy(), JobSettings(), {}, time.time(), None),
     "serve --prewarm N": lambda dest: hottest_ids(dest, 10),
+    "migrate (rerun check)": rerun_check,
 }
 
 
@@ -47,7 +59,10 @@ COMMANDS = {
 def catalogs() -> Iterator[dict[int, str]]:
     """The two catalogs, in memory where the machine has /dev/shm (their fsyncs are not what is measured)."""
     with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as root:
-        yield {n: synthetic_archive(f"{root}/arc{n}", n).url for n in SIZES}
+        found = {n: synthetic_archive(f"{root}/arc{n}", n).url for n in SIZES}
+        for n, dest in found.items():
+            LISTINGS[dest] = SourceListing({r.id: r.source_size for r in map(synthetic_row, range(n))})
+        yield found
 
 
 def growth(catalogs: dict[int, str], run) -> int:
