@@ -18,6 +18,7 @@ import hashlib
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -40,6 +41,8 @@ from lbdask.storage import Location, open_location
 SAME_DEVICE_TOLERANCE_DB = 0.01
 #: Default drift allowed across device classes (fp16 GPU kernels vs fp32 CPU, ...).
 CROSS_DEVICE_TOLERANCE_DB = 0.5
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -71,12 +74,32 @@ class VerifyReport:
         return 2 if self.damaged or self.corrupt else 1 if self.failures else 0
 
 
-def sample_rows(rows: Iterable[CatalogRow], n: int, seed: int = 0) -> list[CatalogRow]:
-    """Up to `n` rows with stored bytes (0 = all), chosen reproducibly, in id order."""
-    candidates = sorted((r for r in rows if r.status in ("latent", "kept", "failed", "lossy")), key=lambda r: r.id)
-    if 0 < n < len(candidates):
-        candidates = sorted(random.Random(seed).sample(candidates, n), key=lambda r: r.id)
-    return candidates
+#: Row statuses with a stored object that verification reads.
+STORED = ("latent", "kept", "failed", "lossy")
+
+
+def reservoir(items: Iterable[T], n: int, seed: int = 0) -> list[T]:
+    """A uniform sample of `n` of `items` (all when fewer) in one pass holding `n` of them:
+    reservoir sampling (Algorithm R), reproducible for a seed and the order of `items`."""
+    rng = random.Random(seed)
+    kept: list[T] = []
+    for seen, item in enumerate(items):
+        if seen < n:
+            kept.append(item)
+        else:
+            slot = rng.randrange(seen + 1)
+            if slot < n:
+                kept[slot] = item
+    return kept
+
+
+def sample_rows(rows: Iterable[CatalogRow], n: int, seed: int = 0) -> Iterable[CatalogRow]:
+    """Rows with stored bytes: with `n` > 0 a reproducible uniform sample of up to `n` of them,
+    in id order (`n` rows held); with 0 every one, streamed in the order `rows` gives them."""
+    stored = (r for r in rows if r.status in STORED)
+    if n <= 0:
+        return stored
+    return sorted(reservoir(stored, n, seed), key=lambda r: r.id)
 
 
 def verify_latent(arc: Archive, model, row: CatalogRow, source: Location | None, tolerance: float) -> tuple[list[str], bool]:
@@ -254,10 +277,11 @@ def verify(dest: str, sample: int = 50, seed: int = 0, source: str | None = None
     if not all_objects:
         report = verify_archive(arc, decoder, sample_rows(arc.rows(damaged), sample, seed), src, tolerance, models=models)
     else:
-        rows = sample_rows(arc.rows(damaged), 0)
-        chosen = {r.id for r in sample_rows((r for r in rows if r.status == "latent"), sample, seed)}
-        report = verify_archive(arc, decoder, rows, src, tolerance, decode=lambda row: row.id in chosen,
-                                models=models)
+        # two passes over the catalog, never all rows at once: the latents to decode, then every row
+        chosen = None if sample <= 0 else {r.id for r in reservoir(
+            (r for r in arc.rows([]) if r.status == "latent"), sample, seed)}
+        report = verify_archive(arc, decoder, sample_rows(arc.rows(damaged), 0), src, tolerance,
+                                decode=None if chosen is None else lambda row: row.id in chosen, models=models)
         damaged += catalog_damage(arc)
     report.damaged = damaged
     return report

@@ -24,12 +24,10 @@ def test_psnr_stats_mean_p05_min():
 
 
 def test_refinement_reports_before_after_and_time():
-    rows = [SimpleNamespace(refine_steps=10, psnr_initial=30.0, psnr=36.0),
-            SimpleNamespace(refine_steps=30, psnr_initial=32.0, psnr=40.0)]
-    rep = refinement(rows, [{"refine_seconds": 2.5}, {"refine_seconds": 1.5}, {}])
+    rep = refinement([10, 30], [30.0, 32.0], [36.0, 40.0], [{"refine_seconds": 2.5}, {"refine_seconds": 1.5}, {}])
     assert rep["images"] == 2 and rep["steps_mean"] == 20.0 and rep["seconds"] == 4.0
     assert rep["before"]["psnr_mean"] == 31.0 and rep["after"]["psnr_mean"] == 38.0
-    assert refinement([], []) is None
+    assert refinement([], [], [], []) is None
 
 
 def rows_of(*specs):

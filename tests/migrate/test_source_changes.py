@@ -10,8 +10,9 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from lbdask.archive import Archive
+from lbdask.migrate.job import pending_work
 from lbdask.migrate.plan import batch_id_for, plan_batches
-from lbdask.migrate.preflight import changed_sources
+from lbdask.migrate.preflight import source_changed
 from lbdask.migrate.scan import scan_group
 from lbdask.migrate.tasks import read_png
 from lbdask.representation.settings import load_job_settings
@@ -41,13 +42,8 @@ def migrate(src: str, dest: str, remigrate: bool = False) -> list[str]:
     """One rerun of the driver's steps; returns the changed ids it found."""
     settings = load_job_settings()
     listing = list_source_ids(open_location(src))
-    arc = Archive.create(dest, MODEL)
-    committed = {r.id: r for r in arc.rows()}
-    changed = changed_sources(listing, committed)
-    if remigrate:
-        arc.compact()
-        committed = {i: r for i, r in committed.items() if i not in changed}
-    todo = [i for i in listing.sizes if i not in committed]
+    pending = pending_work(Archive.create(dest, MODEL), listing, remigrate, lambda _: None)
+    todo, changed = pending.todo, pending.changed
     for batch in plan_batches(with_stamps(scan_group(src, {}, todo), listing), settings, 16) if todo else []:
         write_shard(dest, {}, read_png(src, {}, batch, settings), None, settings)
     return changed
@@ -85,9 +81,9 @@ def test_rows_without_a_stamp_are_compared_by_size_only(tmp_path):
     listing = list_source_ids(open_location(src))
     row = Archive.open(dest).get_row("a.png")
     row.source_stamp = None
-    assert changed_sources(listing, {"a.png": row}) == []
+    assert not source_changed(listing, row)
     row.source_size += 1
-    assert changed_sources(listing, {"a.png": row}) == ["a.png"]
+    assert source_changed(listing, row)
 
 
 def test_a_touched_file_gets_a_new_batch_so_its_new_stamp_is_recorded(tmp_path):

@@ -15,6 +15,7 @@ See docs/archive-format.md ("Access statistics") for the argument in full.
 from __future__ import annotations
 
 import gzip
+import heapq
 import json
 import random
 import re
@@ -282,31 +283,28 @@ def _attempt(loc: Location, retention_days: int) -> dict[str, int] | None:
 
 def hottest(stats: Mapping[str, Access], n: int) -> list[tuple[str, Access]]:
     """The `n` most read ids, most recent first among equal counts."""
-    return sorted(stats.items(), key=lambda kv: (-kv[1].count, -kv[1].last_access, kv[0]))[:n]
+    return heapq.nsmallest(n, stats.items(), key=lambda kv: (-kv[1].count, -kv[1].last_access, kv[0]))
 
 
 def coldest(stats: Mapping[str, Access], ids: Iterable[str], n: int) -> list[tuple[str, Access | None]]:
-    """The `n` coldest of `ids`: never read first, then the longest since the last read."""
-    rows = [(i, stats.get(i)) for i in ids]
-    rows.sort(key=lambda kv: (kv[1] is not None, kv[1].last_access if kv[1] else 0.0, kv[1].count if kv[1] else 0, kv[0]))
-    return rows[:n]
+    """The `n` coldest of `ids`: never read first, then the longest since the last read
+    (one pass over `ids`, holding `n` of them)."""
+    return heapq.nsmallest(n, ((i, stats.get(i)) for i in ids),
+                           key=lambda kv: (kv[1] is not None, kv[1].last_access if kv[1] else 0.0,
+                                           kv[1].count if kv[1] else 0, kv[0]))
 
 
-#: Access-age buckets of `age_histogram`: (label, upper bound in seconds since the last read).
+#: Access-age buckets of `lbdask stats`' histogram: (label, upper bound in seconds since the last read).
 AGE_BUCKETS: tuple[tuple[str, float], ...] = (("< 1 h", 3600.0), ("1 h - 1 d", 86400.0), ("1 - 7 d", 7 * 86400.0),
                                               ("7 - 30 d", 30 * 86400.0), ("30 - 90 d", 90 * 86400.0),
                                               (">= 90 d", float("inf")))
 NEVER = "never"
 
 
-def age_histogram(stats: Mapping[str, Access], ids: Iterable[str], now: float) -> list[tuple[str, int]]:
-    """How many of `ids` were last read in each AGE_BUCKETS age range, then how many never."""
-    counts = dict.fromkeys([label for label, _ in AGE_BUCKETS] + [NEVER], 0)
-    for image_id in ids:
-        access = stats.get(image_id)
-        if access is None:
-            counts[NEVER] += 1
-            continue
-        age = max(0.0, now - access.last_access)
-        counts[next(label for label, bound in AGE_BUCKETS if age < bound)] += 1
-    return list(counts.items())
+def age_bucket(access: Access | None, now: float) -> str:
+    """The AGE_BUCKETS label of an object's last read, or NEVER."""
+    if access is None:
+        return NEVER
+    age = max(0.0, now - access.last_access)
+    return next(label for label, bound in AGE_BUCKETS if age < bound)
+

@@ -11,8 +11,9 @@ nothing was converted, and there is no ratio to give (`drr` is None).
 from __future__ import annotations
 
 import math
+from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,7 @@ SHARED_PARTS = ("catalog", "meta")  # meta: the rows' PNG metadata (lbdask.archi
 PSNR_EDGES = tuple(float(x) for x in range(20, 52, 2))
 
 
-def psnr_histogram(values: list[float]) -> list[dict[str, Any]]:
+def psnr_histogram(values: Sequence[float]) -> list[dict[str, Any]]:
     """Counts per PSNR bin; `lo`/`hi` of None mark the open-ended bins."""
     edges = [-math.inf, *PSNR_EDGES, math.inf]
     counts, _ = np.histogram(np.asarray(values, dtype=np.float64), bins=edges)
@@ -41,7 +42,7 @@ def psnr_histogram(values: list[float]) -> list[dict[str, Any]]:
             for lo, hi, n in zip(edges[:-1], edges[1:], counts)]
 
 
-def psnr_stats(values: list[float]) -> dict[str, float | None]:
+def psnr_stats(values: Sequence[float]) -> dict[str, float | None]:
     """Mean, 5th percentile and minimum PSNR (the report contract's keys); None when empty."""
     if not values:
         return {"psnr_mean": None, "psnr_p05": None, "psnr_min": None}
@@ -112,15 +113,17 @@ def cluster_health(jobs: list[dict[str, Any]]) -> dict[str, Any] | None:
             "peak_worker_memory": max(peaks) if peaks else None}
 
 
-def refinement(rows: list[Any], jobs: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """PSNR before and after latent refinement, steps taken, and the compute time it cost."""
-    if not rows:
+def refinement(steps: Sequence[float], before: Sequence[float], after: Sequence[float],
+               jobs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """PSNR before and after latent refinement of the refined latents (their steps taken,
+    PSNR before, PSNR after: one value each), and the compute time it cost."""
+    if not steps:
         return None
     return {
-        "images": len(rows),
-        "steps_mean": float(np.mean([r.refine_steps for r in rows])),
-        "before": psnr_stats([r.psnr_initial for r in rows]),
-        "after": psnr_stats([r.psnr for r in rows]),
+        "images": len(steps),
+        "steps_mean": float(np.mean(steps)),
+        "before": psnr_stats(before),
+        "after": psnr_stats(after),
         "seconds": sum(float(j.get("refine_seconds") or 0.0) for j in jobs),
     }
 
@@ -155,9 +158,9 @@ def summarize(arc: Archive) -> dict[str, Any]:
     reasons: dict[str, Counter[str]] = {"kept": Counter(), "failed": Counter(), "refused": Counter(),
                                         "lossy": Counter()}
     bits: Counter[str] = Counter()
-    psnrs: list[float] = []
-    lossy_psnrs: list[float] = []
-    refined = []
+    # one float per latent (8 bytes in an array, not a Python object): the report's percentiles need them all
+    psnrs, lossy_psnrs = array("d"), array("d")
+    steps, before, after = array("d"), array("d"), array("d")
 
     def noted(rows: Iterable[CatalogRow]) -> Iterator[CatalogRow]:  # one pass: rows are not held
         for row in rows:
@@ -170,7 +173,9 @@ def summarize(arc: Archive) -> dict[str, Any]:
                 if row.psnr is not None and math.isfinite(row.psnr):
                     psnrs.append(float(row.psnr))
                 if row.refine_steps and row.psnr_initial is not None and row.psnr is not None:
-                    refined.append(row)
+                    steps.append(row.refine_steps)
+                    before.append(row.psnr_initial)
+                    after.append(row.psnr)
             yield row
 
     reps = by_representation(noted(arc.rows()))
@@ -199,7 +204,7 @@ def summarize(arc: Archive) -> dict[str, Any]:
         "lossy_reasons": dict(reasons["lossy"]),
         "psnr_lossy": psnr_stats(lossy_psnrs) if lossy_psnrs else None,
         "psnr_histogram": psnr_histogram(psnrs),
-        "refinement": refinement(refined, jobs),
+        "refinement": refinement(steps, before, after, jobs),
         "throughput": throughput(jobs),
         "cluster": cluster_health(jobs),
         "retier": retier_runs(read_retier_runs(arc)),

@@ -1,4 +1,8 @@
-"""`lbdask ls DEST [--status S] [--json]`: list an archive's catalog rows."""
+"""`lbdask ls DEST [--status S] [--json]`: list an archive's catalog rows.
+
+Rows are printed as `Archive.rows()` yields them (ascending id order), one line at a time:
+the first line comes at once and memory does not grow with the archive.
+"""
 from __future__ import annotations
 
 import argparse
@@ -38,11 +42,12 @@ def run(args: argparse.Namespace) -> int:
     arc = Archive.open(args.dest, storage_options=parse_storage_options(args.storage_options))
     wanted = set(list_values(args.status or STATUSES, choice(STATUSES), "--status", " or ".join(STATUSES)))
     problems: list[str] = []
-    rows = sorted((r for r in arc.rows(problems) if r.status in wanted), key=lambda r: r.id)
     out = sys.stdout
     if not args.json:
         out.write("id\tstatus\treason\tsize\tsource_bytes\tstored_bytes\tpsnr\n")
-    for row in rows:
+    for row in arc.rows(problems):
+        if row.status not in wanted:
+            continue
         out.write((json.dumps(row_summary(row)) if args.json else row_line(row)) + "\n")
     for problem in problems:  # the readable rows were listed; say what could not be read
         print(f"lbdask: error: {problem}", file=sys.stderr)

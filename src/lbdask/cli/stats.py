@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 
 from lbdask.errors import ConfigError
@@ -45,16 +46,28 @@ def _age(seconds: float) -> str:
 
 def gather(dest: str, storage_options: dict, top: int, now: float, window_days: float) -> dict:
     """Everything `lbdask stats` shows, as one JSON-ready dict; reads within `window_days`
-    count the UTC days that overlap the window (src/lbdask/access/days.py)."""
-    from lbdask.access.log import age_histogram, coldest, hottest, load_access
+    count the UTC days that overlap the window (src/lbdask/access/days.py). One pass over the
+    catalog: memory follows the access statistics and `top`, not the number of objects."""
+    from lbdask.access.log import AGE_BUCKETS, NEVER, age_bucket, coldest, hottest, load_access
     from lbdask.archive import Archive  # zarr
     from lbdask.archive.objects import store_errors
 
     arc = Archive.open(dest, storage_options=storage_options)
-    ids = sorted({r.id for r in arc.rows() if r.status in READABLE})
     with store_errors(dest):
         stats = load_access(open_location(dest, storage_options))
-    known = {i: stats[i] for i in ids if i in stats}
+    known: dict = {}  # the counted objects the catalog holds
+    ages = dict.fromkeys([label for label, _ in AGE_BUCKETS] + [NEVER], 0)
+
+    def readable() -> Iterator[str]:
+        for row in arc.rows():
+            if row.status in READABLE:
+                access = stats.get(row.id)
+                if access is not None:
+                    known[row.id] = access
+                ages[age_bucket(access, now)] += 1
+                yield row.id
+
+    cold = coldest(stats, readable(), top)
 
     def entry(image_id, access):
         return {"id": image_id, "count": access.count if access else 0,
@@ -62,13 +75,13 @@ def gather(dest: str, storage_options: dict, top: int, now: float, window_days: 
                 "last_access": _when(access.last_access) if access else None,
                 "age_s": round(now - access.last_access, 1) if access else None}
 
-    return {"dest": dest, "now": _when(now), "objects": len(ids), "accessed": len(known),
+    return {"dest": dest, "now": _when(now), "objects": sum(ages.values()), "accessed": len(known),
             "reads": sum(a.count for a in known.values()), "window_days": window_days,
             "window_reads": sum(a.reads_within(now, window_days) for a in known.values()),
-            "not_in_catalog": len(set(stats) - set(ids)),
+            "not_in_catalog": len(stats) - len(known),
             "hottest": [entry(i, a) for i, a in hottest(known, top)],
-            "coldest": [entry(i, a) for i, a in coldest(known, ids, top)],
-            "age_histogram": [{"age": label, "objects": n} for label, n in age_histogram(known, ids, now)]}
+            "coldest": [entry(i, a) for i, a in cold],
+            "age_histogram": [{"age": label, "objects": n} for label, n in ages.items()]}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,16 +15,19 @@ from typing import Any
 from dask.base import tokenize
 from distributed import Client, span
 
-from lbdask.archive import Archive, CatalogRow
+from lbdask.archive import Archive
+from lbdask.archive.creation import archive_meta
 from lbdask.archive.history import write_job_record
 from lbdask.archive.lease import hold
+from lbdask.archive.objects import store_errors
+from lbdask.archive.periodic import PeriodicCompactor
 from lbdask.cluster.connect import encode_resources
 from lbdask.cluster.session import JobSession, job_session
 from lbdask.cluster.settings import ClusterSettings
 from lbdask.migrate import tasks
 from lbdask.migrate.inflight import PixelBudget, PixelWindow, pixel_budget, run_windowed
 from lbdask.migrate.plan import plan_batches
-from lbdask.migrate.preflight import changed_sources, check_destination
+from lbdask.migrate.preflight import check_destination, source_changed
 from lbdask.migrate.scan import scan_group
 from lbdask.migrate.totals import JobTotals
 from lbdask.representation.batch import Batch, BatchResult
@@ -130,6 +133,10 @@ def _migrate(req: MigrationRequest, log: Callable[[str], None]) -> dict[str, Any
     started_at = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     listing = list_source_ids(open_location(req.src, req.storage_options))
+    existing = existing_archive(req)
+    pending = pending_work(existing, listing, req.remigrate_changed, log)
+    if existing is not None and not pending.has_work and existing.model_info.get("name") == req.settings.model:
+        return nothing_to_do(req, existing, pending, started_at, t0)  # no cluster, no model
     totals = JobTotals()
     with job_session(req.scheduler, req.cluster, req.workers, TASK_PREFIXES, req.progress, log) as session:
         settings = req.settings
@@ -138,18 +145,18 @@ def _migrate(req: MigrationRequest, log: Callable[[str], None]) -> dict[str, Any
         log(f"inference: {run_as['runtime']} {run_as['precision']} ({run_as['reason']}); device class {info['device_class']}")
         model_meta = {k: v for k, v in info.items() if k not in ("device_class", "inference")}
         arc = Archive.create(req.dest, model_meta, storage_options=req.storage_options or None)
-        pending = pending_work(arc, req, listing, log)
         phases = {"start": time.perf_counter() - t0, "scan": 0.0, "batches": 0.0}
         budget, before = None, {}
         if pending.has_work:
             before = arc.bytes_on_store()
-            budget = migrate_pending(session, arc, req, listing, pending, info, totals, phases)
+            budget = migrate_pending(session, arc, req, listing, pending, info, totals, phases, log)
         seconds = time.perf_counter() - t0
-        record = job_header(req, info, session.client, pending, started_at)
+        record = job_header(req, info, len(session.client.nthreads()), sum(session.client.nthreads().values()),
+                            pending, started_at)
     if not pending.has_work:
         return record | totals.record(seconds, phases, {})
     record["pixels_in_flight"] = {"per_batch": budget.batch, "total": budget.total}
-    arc.compact()  # fold this job's batch objects into the hash-partitioned index
+    arc.compact()  # fold what is left of this job's batch objects into the index
     after = arc.bytes_on_store()
     added = {part: after.get(part, 0) - before.get(part, 0) for part in after}
     record.update(totals.record(seconds, phases, added, session.watch.summary()))
@@ -157,24 +164,55 @@ def _migrate(req: MigrationRequest, log: Callable[[str], None]) -> dict[str, Any
     return record
 
 
-def pending_work(arc: Archive, req: MigrationRequest, listing: SourceListing, log: Callable[[str], None]) -> Pending:
-    """What is left to migrate: listed ids not committed yet (with `--remigrate-changed`, also the
-    changed sources, whose old rows are folded first so that the new rows win everywhere)."""
-    committed: dict[str, CatalogRow] = {r.id: r for r in arc.rows()}
-    changed = changed_sources(listing, committed)
+def existing_archive(req: MigrationRequest) -> Archive | None:
+    """DEST's archive, or None before the first job created it."""
+    with store_errors(req.dest):
+        if archive_meta(open_location(req.dest, req.storage_options or None)) is None:
+            return None
+    return Archive.open(req.dest, mode="a", storage_options=req.storage_options or None)
+
+
+def nothing_to_do(req: MigrationRequest, arc: Archive, pending: Pending, started_at: dt.datetime,
+                  t0: float) -> dict[str, Any]:
+    """The record of a rerun that finds every listed source committed, decided before any
+    cluster starts or model loads: the archive's model, no workers, nothing processed."""
+    model = arc.model_info
+    info = {"name": model.get("name"), "fingerprint": model.get("fingerprint"), "device_class": None, "inference": None}
+    seconds = time.perf_counter() - t0
+    return job_header(req, info, 0, 0, pending, started_at) | JobTotals().record(
+        seconds, {"start": seconds, "scan": 0.0, "batches": 0.0}, {})
+
+
+def pending_work(arc: Archive | None, listing: SourceListing, remigrate_changed: bool,
+                 log: Callable[[str], None]) -> Pending:
+    """What is left to migrate: listed ids not committed yet (with `remigrate_changed`, also the
+    changed sources, whose old rows are folded first so that the new rows win everywhere).
+
+    One pass over the catalog that holds no row: the set of listed ids not seen yet shrinks as
+    the committed rows stream by (memory of the listing's order, not of the catalog's)."""
+    unseen = set(listing.sizes) | set(listing.refused)
+    changed = []
+    for row in arc.rows() if arc is not None else ():
+        if row.id in unseen:
+            unseen.discard(row.id)
+            if source_changed(listing, row):
+                changed.append(row.id)
+    changed.sort()
     if changed:
         log(f"{len(changed)} source(s) changed since migration (size or version differs)"
-            + ("; migrating them again" if req.remigrate_changed else ": --remigrate-changed migrates them again"))
-        if req.remigrate_changed:
+            + ("; migrating them again" if remigrate_changed else ": --remigrate-changed migrates them again"))
+        if remigrate_changed:
             arc.compact()
-            committed = {i: r for i, r in committed.items() if i not in set(changed)}
-    return Pending(len(listing.sizes) + len(listing.refused), [i for i in listing.sizes if i not in committed],
-                   [SourceItem(i, 0, refused=r) for i, r in listing.refused.items() if i not in committed], changed)
+            unseen.update(changed)
+    return Pending(len(listing.sizes) + len(listing.refused), [i for i in listing.sizes if i in unseen],
+                   [SourceItem(i, 0, refused=r) for i, r in listing.refused.items() if i in unseen], changed)
 
 
 def migrate_pending(session: JobSession, arc: Archive, req: MigrationRequest, listing: SourceListing, pending: Pending,
-                    info: dict[str, Any], totals: JobTotals, phases: dict[str, float]) -> PixelBudget:
-    """Scan, plan and run the batches of `pending` (the `scan` and `batches` phases); returns the pixel budget."""
+                    info: dict[str, Any], totals: JobTotals, phases: dict[str, float],
+                    log: Callable[[str], None]) -> PixelBudget:
+    """Scan, plan and run the batches of `pending` (the `scan` and `batches` phases), compacting
+    the catalog every `compact_every_batches` committed batches meanwhile; returns the pixel budget."""
     client, settings = session.client, req.settings
     with session.watched("lbdask-migrate"):
         t_scan = time.perf_counter()
@@ -186,13 +224,16 @@ def migrate_pending(session: JobSession, arc: Archive, req: MigrationRequest, li
         prepare_buckets(arc, batches, info, settings)
         t_batches = time.perf_counter()
         phases["scan"] = t_batches - t_scan
-        with session.progress_bar(len(items), sum(i.size for i in items), "migrate") as bar, span("batches"):
-            run_batches(client, arc, req, batches, info, lambda r: (totals.add(r), bar.update(r)), budget.total)
+        with (session.progress_bar(len(items), sum(i.size for i in items), "migrate") as bar, span("batches"),
+              PeriodicCompactor(arc, settings.compact_every_batches, log) as compactor):
+            run_batches(client, arc, req, batches, info,
+                        lambda r: (totals.add(r), bar.update(r), compactor.committed(int(not r.already_committed))),
+                        budget.total)
         phases["batches"] = time.perf_counter() - t_batches
     return budget
 
 
-def job_header(req: MigrationRequest, info: dict[str, Any], client: Client, pending: Pending,
+def job_header(req: MigrationRequest, info: dict[str, Any], workers: int, threads: int, pending: Pending,
                started_at: dt.datetime) -> dict[str, Any]:
     """The part of the job record that says what ran where, on what."""
     return {
@@ -203,8 +244,8 @@ def job_header(req: MigrationRequest, info: dict[str, Any], client: Client, pend
         "model_fingerprint": info["fingerprint"],
         "device_class": info["device_class"],
         "inference": info["inference"],
-        "workers": len(client.nthreads()),
-        "threads": sum(client.nthreads().values()),
+        "workers": workers,
+        "threads": threads,
         "images_listed": pending.listed,
         "images_already_committed": pending.listed - len(pending.todo) - len(pending.refused),
         "sources_changed": len(pending.changed),

@@ -6,8 +6,6 @@ encoded, not after. A DEST that is neither an archive nor empty is refused too.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from lbdask.archive import CatalogRow
 from lbdask.archive.creation import archive_meta, refuse_foreign
 from lbdask.archive.objects import store_errors
@@ -27,16 +25,13 @@ def check_destination(dest: str, storage_options: dict, settings: JobSettings) -
     check_batch_fits_shard(settings.batch_size, int(meta.get("shard_size", 0)), f"archive {dest}")
 
 
-def changed_sources(listing: SourceListing, committed: Mapping[str, CatalogRow]) -> list[str]:
-    """Committed ids whose source now differs from the one migrated: another size, or another
-    version stamp (modification time on a folder, ETag on S3) when the row recorded one
-    (rows written before stamps existed are compared by size only)."""
-    changed = []
-    for image_id, size in listing.sizes.items():
-        row = committed.get(image_id)
-        if row is None:
-            continue
-        stamp = listing.stamps.get(image_id)
-        if row.source_size != size or (row.source_stamp is not None and stamp is not None and row.source_stamp != stamp):
-            changed.append(image_id)
-    return sorted(changed)
+def source_changed(listing: SourceListing, row: CatalogRow) -> bool:
+    """Whether the listed source of a committed row differs from the one migrated: another
+    size, or another version stamp (modification time on a folder, ETag on S3) when the row
+    recorded one (rows written before stamps existed are compared by size only). False for
+    an id the listing does not hold."""
+    size = listing.sizes.get(row.id)
+    if size is None:
+        return False
+    stamp = listing.stamps.get(row.id)
+    return row.source_size != size or (row.source_stamp is not None and stamp is not None and row.source_stamp != stamp)

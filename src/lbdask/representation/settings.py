@@ -47,6 +47,7 @@ class JobSettings:
     jxl_effort: int = 7
     lossy_jxl_effort: int = 3
     lossy_avif_speed: int = 8
+    compact_every_batches: int = 64        # catalog compaction during the job (0: only at its end)
 
     def validate(self) -> None:
         """Reject values that would make the job meaningless."""
@@ -55,6 +56,8 @@ class JobSettings:
         for name in ("batch_size", "min_side", "max_pixels", "bomb_pixels", "scan_group", "inflight_batches_per_thread"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.compact_every_batches < 0:
+            raise ValueError(f"compact_every_batches must be >= 0 (0: compact only at the end), not {self.compact_every_batches}")
         if self.max_latent_ratio <= 0:
             raise ValueError(f"max_latent_ratio must be > 0, not {self.max_latent_ratio}")
         if self.refine_steps < 0:

@@ -22,6 +22,7 @@ from lbdask.archive import Archive, CatalogRow
 from lbdask.archive.history import write_retier_run
 from lbdask.archive.lease import hold
 from lbdask.archive.model_table import bucket_for, register_model
+from lbdask.archive.periodic import PeriodicCompactor
 from lbdask.archive.summary import psnr_stats
 from lbdask.errors import ConfigError
 from lbdask.representation.batch import padded_shape
@@ -37,7 +38,7 @@ class ApplyRequest:
 
     dest: str
     plan: Plan
-    rows: dict[str, CatalogRow]
+    rows: dict[str, CatalogRow]  # the current rows of the ids the plan moves
     ctx: MoveContext
     batch_size: int
     storage_options: dict[str, Any] = field(default_factory=dict)
@@ -149,13 +150,15 @@ def _run_chunks(arc: Archive, req: ApplyRequest, stamp: str, results: list[Chunk
             pad = loaded["pad_multiple"]
         target = add_target_model(client, arc, req.ctx) if req.plan.moves["reencode"] else None
         chunks = make_chunks(arc, req, stamp, pad, target)
-        with session.progress_bar(sum(len(c.ids) for c in chunks), 0, "retier") as bar, session.watched("lbdask-retier"):
+        with (session.progress_bar(sum(len(c.ids) for c in chunks), 0, "retier") as bar, session.watched("lbdask-retier"),
+              PeriodicCompactor(arc, req.ctx.settings.compact_every_batches, log) as compactor):
             futures = [client.submit(run_chunk, req.dest, req.storage_options, c, req.ctx,
                                      key=f"retier-{c.kind}-{tokenize(c.batch_id)}") for c in chunks]
             for future in as_completed(futures):
                 result = future.result()
                 results.append(result)
                 bar.update(result)
+                compactor.committed(int(not result.already_committed))  # the catalog stays folded during a long run
                 future.release()
         return session.watch, len(client.nthreads())
 

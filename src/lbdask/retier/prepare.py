@@ -38,9 +38,15 @@ class PlannedRun:
     settings: JobSettings
     floor: float  # the demote PSNR floor
     now: float
-    rows: dict[str, CatalogRow]
     spec: ReencodeSpec | None
     plan: Plan
+
+    def moved_rows(self) -> dict[str, CatalogRow]:
+        """The current rows of the ids the plan moves (a second pass over the catalog, holding
+        only those: applying sizes each chunk by its rows)."""
+        ids = {i for kind, moved in self.plan.moves.items() if kind not in ("prewarm", "purge") for i in moved}
+        arc = Archive.open(self.dest, mode="r", storage_options=self.options or None)
+        return {r.id: r for r in arc.rows() if r.id in ids}
 
     def request(self, scheduler: str | None, workers: int | None, weights: str | None, progress: bool) -> ApplyRequest:
         """The request that applies this plan (`lbdask.retier.apply.apply_plan`)."""
@@ -50,7 +56,7 @@ class PlannedRun:
         ctx = MoveContext(self.settings.with_overrides(min_psnr=self.floor), self.floor, self.policy.convert.effort,
                           clean.source, clean.quarantine,
                           dt.datetime.fromtimestamp(self.now, dt.UTC).strftime("%Y%m%d"), self.spec)
-        return ApplyRequest(self.dest, self.plan, self.rows, ctx, self.policy.batch_size, self.options, weights, scheduler,
+        return ApplyRequest(self.dest, self.plan, self.moved_rows(), ctx, self.policy.batch_size, self.options, weights, scheduler,
                             workers, progress=progress, prewarm_scheduler=self.policy.prewarm.scheduler)
 
 
@@ -65,11 +71,10 @@ def plan_run(dest: str, policy: RetierPolicy, settings: JobSettings, options: di
     if clean.enabled:
         sources = list_source_ids(open_location(clean.source, options or None)).sizes
         held = quarantined(open_location(clean.quarantine, options or None))
-    rows = {r.id: r for r in arc.rows()}
     spec = reencode_spec(arc, policy, settings.min_psnr, weights)
-    plan = plan_moves(dest, rows.values(), load_access(arc.loc), policy, now, created, floor, sources, held or (),
+    plan = plan_moves(dest, arc.rows(), load_access(arc.loc), policy, now, created, floor, sources, held or (),
                       spec.from_fingerprint if spec else None)
-    return PlannedRun(dest, options, policy, settings, floor, now, rows, spec, plan)
+    return PlannedRun(dest, options, policy, settings, floor, now, spec, plan)
 
 
 def reencode_spec(arc: Archive, policy: RetierPolicy, min_psnr: float, weights: str | None) -> ReencodeSpec | None:

@@ -14,6 +14,8 @@ apply (which always sweeps) finishes it.
 """
 from __future__ import annotations
 
+from array import array
+
 from lbdask.archive import Archive
 from lbdask.archive.meta import FOLDER as META_FOLDER
 from lbdask.archive.objects import remove_quietly
@@ -24,27 +26,33 @@ def sweep(arc: Archive) -> dict[str, int]:
     `pinned_*` the shards kept for live latents and the payload of released latents in them.
 
     Every row ever committed is read first (which shards belong to committed batches), then
-    the current rows (what is live): a batch committing in between only adds live rows.
+    the current rows (what is live): a batch committing in between only adds live rows. Both
+    are kept per shard (a slot array, a bit mask), not per latent: memory grows by the shard.
     """
     written = committed_latents(arc)
-    referenced: set[str] = set()
-    live: set[tuple[str, int]] = set()
+    referenced: set[str] = set()  # one key per batch object, not per row
+    live: dict[tuple[str, int], int] = {}  # (bucket, shard) -> bit mask of its live latent slots
     for row in arc.rows():
         referenced.update(ref.key for _what, ref in row.object_refs())
         if row.bucket is not None and row.index is not None:
-            live.add((row.bucket, row.index))
+            key = (row.bucket, row.index // arc.shard_size)
+            live[key] = live.get(key, 0) | 1 << row.index % arc.shard_size
     objects = sweep_objects(arc, referenced)
     latents = sweep_latents(arc, written, live)
     return {"objects": objects["objects"] + latents["latent_shards"], "bytes": objects["bytes"] + latents["latent_bytes"],
             **latents}
 
 
-def committed_latents(arc: Archive) -> dict[tuple[str, int], dict[int, int]]:
-    """(bucket, shard) -> {index: stored_bytes} of every latent a committed batch wrote or named."""
-    written: dict[tuple[str, int], dict[int, int]] = {}
+def committed_latents(arc: Archive) -> dict[tuple[str, int], array]:
+    """(bucket, shard) -> the stored bytes of each latent slot a committed batch wrote or named
+    (-1: none), for every shard a committed row names."""
+    written: dict[tuple[str, int], array] = {}
     for row in arc.committed_rows():
         if row.bucket is not None and row.index is not None:
-            written.setdefault((row.bucket, row.index // arc.shard_size), {})[row.index] = row.stored_bytes
+            key = (row.bucket, row.index // arc.shard_size)
+            if key not in written:
+                written[key] = array("q", [-1]) * arc.shard_size
+            written[key][row.index % arc.shard_size] = row.stored_bytes
     return written
 
 
@@ -68,22 +76,22 @@ def sweep_objects(arc: Archive, referenced: set[str]) -> dict[str, int]:
     return {"objects": len(doomed), "bytes": freed}
 
 
-def sweep_latents(arc: Archive, written: dict[tuple[str, int], dict[int, int]], live: set[tuple[str, int]]) -> dict[str, int]:
+def sweep_latents(arc: Archive, written: dict[tuple[str, int], array], live: dict[tuple[str, int], int]) -> dict[str, int]:
     """Delete the shard objects of `written` (committed_latents) holding no latent of `live`
-    (bucket, index of the current rows), one object at a time.
+    (bit masks of the live slots of each shard), one object at a time.
 
     A shard number is never handed out twice (`LatentBuckets.allocate`), so a shard a
     committed row named cannot be in flight for another writer. Buckets left empty keep
     their `zarr.json`: its `next_shard` is what keeps numbers from being handed out again.
     """
-    live_shards = {(bucket, index // arc.shard_size) for bucket, index in live}
     out = {k: 0 for k in ("latent_shards", "latent_bytes", "pinned_shards", "pinned_bytes")}
-    for (bucket, shard), latents in written.items():
-        released = [n for index, n in latents.items() if (bucket, index) not in live]
-        if released and (bucket, shard) in live_shards:
+    for key, slots in written.items():
+        mask = live.get(key, 0)
+        released = [n for slot, n in enumerate(slots) if n >= 0 and not mask >> slot & 1]
+        if released and mask:
             out["pinned_shards"] += 1
             out["pinned_bytes"] += sum(released)
-    doomed = {key for key in written if key not in live_shards}
+    doomed = {key for key in written if key not in live}
     for bucket in sorted({bucket for bucket, _ in doomed}):
         for path, nbytes in _shard_objects(arc, bucket, {shard for b, shard in doomed if b == bucket}):
             remove_quietly(arc.loc, [path])

@@ -30,12 +30,12 @@ def prewarm_ids(dest: str, spec: str, storage_options: dict | None = None) -> li
 
 
 def hottest_ids(dest: str, n: int, storage_options: dict | None = None) -> list[str]:
-    """The `n` readable ids with the most recent reads (retier's prewarm ranking, its window)."""
+    """The `n` readable ids with the most recent reads (retier's prewarm ranking, its window),
+    in one pass over the catalog holding `n` rows."""
     policy = load_policy(None)
     policy = dataclasses.replace(policy, prewarm=dataclasses.replace(policy.prewarm, top=n))
     arc = Archive.open(dest, mode="r", storage_options=storage_options)
-    rows = {r.id: r for r in arc.rows()}
-    return [row.id for row, _ in predicted_hot(rows, load_access(arc.loc), policy, time.time())]
+    return [row.id for row, _ in predicted_hot(arc.rows(), load_access(arc.loc), policy, time.time())]
 
 
 def prewarm(dest: str, scheduler: str, ids: list[str], config: ClientConfig,

@@ -8,7 +8,9 @@ applied before a crash, is finished and never done twice.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+import heapq
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,7 +84,8 @@ def demotable(row: CatalogRow, floor: float) -> bool:
 def plan_moves(dest: str, rows: Iterable[CatalogRow], usage: Mapping[str, Access], policy: RetierPolicy, now: float,
                created: float, demote_floor: float, sources: Mapping[str, int] | None = None,
                quarantined: Iterable[tuple[str, float]] = (), reencode_from: str | None = None) -> Plan:
-    """The moves `policy` asks for at time `now` (seconds since the epoch).
+    """The moves `policy` asks for at time `now` (seconds since the epoch), in one pass over
+    `rows` (each id once, as `Archive.rows()` yields them): memory follows the moves, not the rows.
 
     `reencode_from`: the fingerprint of model X whose latents a re-encode moves to model Y
     (policy `reencode.from`, resolved against the archive's model table), or None.
@@ -91,33 +94,20 @@ def plan_moves(dest: str, rows: Iterable[CatalogRow], usage: Mapping[str, Access
     `quarantined`: (path, quarantined-at) of files in the quarantine prefix.
     """
     plan = Plan(dest, now, dataclasses.asdict(policy) | {"demote_floor": demote_floor})
-    pro = policy.promote
-    rows_by_id = {r.id: r for r in rows}
-    for row in sorted(rows_by_id.values(), key=lambda r: r.id):
-        use = usage.get(row.id)
-        age = age_days(use, now, created, policy.unseen_is_cold)
-        if policy.demote.enabled and age >= policy.demote.cold_days and demotable(row, demote_floor):
-            plan.add("demote", row.id, row.stored_bytes)
-        elif (policy.convert.enabled and row.status == "kept" and row.kept_format in (None, "png")
-              and row.kept_note is None and row.original is not None):
-            plan.add("convert", row.id, row.stored_bytes)
-        if reencode_from is not None and row.status == "latent" and row.model_fingerprint == reencode_from:
-            plan.add("reencode", row.id, row.stored_bytes)  # its pixel copy goes with its old latent
-        elif pro.enabled and row.status in ("latent", "lossy"):
-            # Hot: min_reads within the window, and not cold by unpromote's measure (a window
-            # counts whole UTC days, so its oldest read may be a day older than window_days).
-            recent = use.reads_within(now, pro.window_days) if use is not None else 0
-            if row.pixel is None and recent >= pro.min_reads and age < pro.cold_days:
-                plan.add("promote", row.id, row.stored_bytes, recent)
-            elif row.pixel is not None and age >= pro.cold_days:
-                plan.add("unpromote", row.id, row.pixel.size)
-        clean = policy.source_cleanup
-        if (clean.enabled and sources is not None and row.id in sources and age >= clean.cold_days
-                and row.status in ("latent", "kept", "lossy", "failed") and sources[row.id] == row.source_size):
-            plan.add("quarantine", row.id, row.source_size)
-    if policy.prewarm.enabled:
-        for row, recent in predicted_hot(rows_by_id, usage, policy, now):
+
+    def planned(rows: Iterable[CatalogRow]) -> Iterator[CatalogRow]:
+        for row in rows:
+            age = age_days(usage.get(row.id), now, created, policy.unseen_is_cold)
+            plan_row(plan, row, usage.get(row.id), age, policy, demote_floor, reencode_from)
+            if sources is not None and quarantinable(row, age, policy, sources):
+                plan.add("quarantine", row.id, row.source_size)
+            yield row
+
+    if policy.prewarm.enabled:  # the ranking takes the same single pass
+        for row, recent in predicted_hot(planned(rows), usage, policy, now):
             plan.add("prewarm", row.id, row.stored_bytes, recent)
+    else:
+        deque(planned(rows), maxlen=0)
     clean = policy.source_cleanup
     for path, since in quarantined:
         if (now - since) / DAY >= clean.retention_days:
@@ -126,14 +116,51 @@ def plan_moves(dest: str, rows: Iterable[CatalogRow], usage: Mapping[str, Access
             else:
                 plan.notes["quarantined past retention, kept (delete_after_retention: false)"] = \
                     plan.notes.get("quarantined past retention, kept (delete_after_retention: false)", 0) + 1
+    for kind in KINDS:
+        if kind != "prewarm":  # prewarm keeps its ranking, hottest first
+            plan.moves[kind].sort()
     return plan
 
 
-def predicted_hot(rows: Mapping[str, CatalogRow], usage: Mapping[str, Access], policy: RetierPolicy,
+def plan_row(plan: Plan, row: CatalogRow, use: Access | None, age: float, policy: RetierPolicy, demote_floor: float,
+             reencode_from: str | None) -> None:
+    """The demote, convert, re-encode, promote and unpromote moves of one row."""
+    pro = policy.promote
+    if policy.demote.enabled and age >= policy.demote.cold_days and demotable(row, demote_floor):
+        plan.add("demote", row.id, row.stored_bytes)
+    elif (policy.convert.enabled and row.status == "kept" and row.kept_format in (None, "png")
+          and row.kept_note is None and row.original is not None):
+        plan.add("convert", row.id, row.stored_bytes)
+    if reencode_from is not None and row.status == "latent" and row.model_fingerprint == reencode_from:
+        plan.add("reencode", row.id, row.stored_bytes)  # its pixel copy goes with its old latent
+    elif pro.enabled and row.status in ("latent", "lossy"):
+        # Hot: min_reads within the window, and not cold by unpromote's measure (a window
+        # counts whole UTC days, so its oldest read may be a day older than window_days).
+        recent = use.reads_within(plan.now, pro.window_days) if use is not None else 0
+        if row.pixel is None and recent >= pro.min_reads and age < pro.cold_days:
+            plan.add("promote", row.id, row.stored_bytes, recent)
+        elif row.pixel is not None and age >= pro.cold_days:
+            plan.add("unpromote", row.id, row.pixel.size)
+
+
+def quarantinable(row: CatalogRow, age: float, policy: RetierPolicy, sources: Mapping[str, int]) -> bool:
+    """Whether the source file of `row` is cold enough, stored and unchanged, so that it may move to quarantine."""
+    clean = policy.source_cleanup
+    return (clean.enabled and row.id in sources and age >= clean.cold_days
+            and row.status in ("latent", "kept", "lossy", "failed") and sources[row.id] == row.source_size)
+
+
+def predicted_hot(rows: Iterable[CatalogRow], usage: Mapping[str, Access], policy: RetierPolicy,
                   now: float) -> list[tuple[CatalogRow, int]]:
-    """The `prewarm.top` readable objects with the most reads within `prewarm.window_days`
-    (recent and frequent: what the next day most likely reads), with those reads."""
+    """The `prewarm.top` readable objects among `rows` with the most reads within
+    `prewarm.window_days` (recent and frequent: what the next day most likely reads), with
+    those reads; one pass over `rows`, holding `prewarm.top` of them."""
     days = policy.prewarm.window_days
-    recent = [(n, u.last_access, i) for i, u in usage.items()
-              if i in rows and rows[i].status in ("latent", "kept", "lossy") and (n := u.reads_within(now, days)) > 0]
-    return [(rows[i], n) for n, _, i in sorted(recent, key=lambda t: (-t[0], -t[1], t[2]))[:policy.prewarm.top]]
+
+    def candidates() -> Iterator[tuple[tuple[int, float, str], CatalogRow, int]]:
+        for row in rows:
+            use = usage.get(row.id)
+            if use is not None and row.status in ("latent", "kept", "lossy") and (n := use.reads_within(now, days)) > 0:
+                yield (-n, -use.last_access, row.id), row, n
+
+    return [(row, n) for _, row, n in heapq.nsmallest(policy.prewarm.top, candidates(), key=lambda c: c[0])]
