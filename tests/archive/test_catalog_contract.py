@@ -27,8 +27,12 @@ def test_the_partition_function_is_part_of_the_format():
 
 
 def test_manifest_round_trip_records_the_folded_batches(cat):
-    m = Manifest(3, 8, {1: "catalog/index/g000003-x/p00001.jsonl.gz"}, ["b1", "b2"])
+    m = Manifest(3, 8, {1: "catalog/index/g000003-x/p00001.jsonl.gz"}, ["b1", "b2"], version=1, log_next=5)
     assert Manifest.from_json(m.to_json()) == m
+    old = b'{"generation": 2, "partitions": 8, "files": {"1": "k"}, "folded": ["a"]}'  # written by lbdask before v2
+    assert Manifest.from_json(old) == Manifest(2, 8, {1: "k"}, ["a"], version=1, log_next=0)
+    v2 = Manifest(4, folded=["b3"], log_next=9)
+    assert Manifest.from_json(v2.to_json()) == v2 and b'"version": 2' in v2.to_json()
     cat.commit("b1", rows_for("b1", ["x"]))
     cat.commit("b2", rows_for("b2", ["y"]))
     compact(cat)
@@ -84,8 +88,9 @@ def test_batch_objects_are_read_once_per_catalog(cat, monkeypatch):
     real = cat.loc.fs.cat_file
     monkeypatch.setattr(cat.loc.fs, "cat_file", lambda path, *a, **k: (reads.append(path), real(path, *a, **k))[1])
     assert cat.get_row("x").id == "x" and cat.get_row("y").id == "y" and cat.get_row("z") is None
+    assert reads.count(cat.batch_path("b1")) == 1 and not [r for r in reads if "/catalog/batches/" in r and "b1" not in r]
     legacy = cat.loc.path("catalog", "index", "manifest.json")  # probed once: archives from before generations
-    assert reads in ([cat.batch_path("b1")], [cat.batch_path("b1"), legacy], [legacy, cat.batch_path("b1")])
+    assert reads.count(legacy) <= 1
 
 
 def test_the_partition_cache_keeps_the_most_recently_used(tmp_path):
@@ -171,10 +176,11 @@ def test_an_unreadable_manifest_is_named(cat):
     cat.commit("b1", rows_for("b1", ["x"]))
     compact(cat)
     path = cat.manifests.path(1)
+    cat.loc.fs.rm_file(cat.manifests.hint_path())  # the hint is a good copy: readers would not read the manifest
     cat.loc.fs.pipe_file(path, b"{not json")
     with pytest.raises(IntegrityError, match=r"catalog manifest .*0000000001.json is unreadable \(JSONDecodeError\): run `lbdask repair"):
         Catalog(cat.loc).get_row("x")
-    cat.loc.fs.pipe_file(path, Manifest(7, 8).to_json())
+    cat.loc.fs.pipe_file(path, Manifest(7, 8, version=1).to_json())
     with pytest.raises(IntegrityError, match=r"0000000001.json says generation 7"):
         Catalog(cat.loc).get_row("x")
 

@@ -36,7 +36,10 @@ def test_compacting_twice_into_the_same_partition_keeps_the_older_rows(dest):
     loc = cat.loc
     index = loc.fs.find(loc.path("catalog", "index"))
     assert len(index) == 1 and "/g000002-" in index[0]  # the superseded partition file is gone
-    assert [p.rsplit("/", 1)[-1] for p in loc.fs.ls(loc.path("catalog", "manifests"))] == ["0000000002.json"]
+    assert sorted(p.rsplit("/", 1)[-1] for p in loc.fs.ls(loc.path("catalog", "manifests"))) == [
+        "0000000002.json", "latest.json"]
+    assert cat.manifests.discover().generation == 2 and cat.manifest().log_next == 4
+    assert [p.rsplit("/", 1)[-1] for p in loc.fs.ls(loc.path("catalog", "log"))] == ["000000000003.json"]  # gen 2's fence
     assert not loc.fs.exists(loc.path("catalog", "batches", "a.jsonl.gz"))
     assert cat.is_committed("a") and cat.is_committed("b") and not cat.is_committed("c")
 
@@ -131,8 +134,10 @@ def test_a_crash_after_any_step_of_a_compaction_loses_nothing(dest, monkeypatch)
         with monkeypatch.context() as m:
             m.setattr(compaction, "put_atomic", counting(compaction.put_atomic))
             m.setattr(compaction, "remove_quietly", counting(compaction.remove_quietly))
+            m.setattr(compaction, "claim_slot", counting(compaction.claim_slot))
             m.setattr(cat.manifests, "create", counting(cat.manifests.create))
             m.setattr(cat.manifests, "prune", counting(cat.manifests.prune))
+            m.setattr(cat.manifests, "write_hint", counting(cat.manifests.write_hint))
             try:
                 compact(Catalog(cat.loc, partitions=2) if k % 2 else cat)
                 finished = True
@@ -147,4 +152,5 @@ def test_a_crash_after_any_step_of_a_compaction_loses_nothing(dest, monkeypatch)
         if finished:
             break
         k += 1
-    assert k >= 6  # partitions, manifest, folded copies, batch deletion, superseded files, pruning
+    # fence, partitions, manifest, folded copies, batch deletion, slot deletion, superseded files, pruning, hint
+    assert k >= 9

@@ -16,6 +16,8 @@ import time
 import uuid
 
 from lbdask.archive.catalog import BATCH_SUFFIX, Catalog, parse_rows, partition_of
+from lbdask.archive.commit_log import Slot, first_absent, slot_path
+from lbdask.archive.commit_log import claim as claim_slot
 from lbdask.archive.manifest import Manifest
 from lbdask.archive.objects import put_atomic, remove_quietly
 from lbdask.archive.rows import CatalogRow, dump_rows
@@ -45,10 +47,12 @@ def compact(catalog: Catalog, attempts: int = COMPACT_ATTEMPTS) -> dict[str, int
 def _attempt(catalog: Catalog) -> dict[str, int] | None:
     """One compaction attempt; None when another compactor committed first."""
     loc = catalog.loc
-    names = catalog.batch_names()  # listed before the manifest, as lookups do
-    old = catalog.manifest()  # refuses to build on a catalog whose manifest was lost
-    if not names:
+    old = catalog.refresh().manifest  # refuses to build on a catalog whose manifest was lost
+    end = first_absent(loc, old.log_next)
+    if end == old.log_next and not catalog.batch_names():
         return {"batches": 0, "rows": 0, "generation": old.generation, "stepped_back": 0}
+    fence, _ = claim_slot(loc, end, Slot(0, fence=old.generation + 1))  # slots below it: folded here
+    names = catalog.batch_names()  # listed after the fence: every batch announced below it is listed
     blobs = {name: loc.fs.cat_file(catalog.batch_path(name)) for name in names}
     by_part: dict[int, dict[str, CatalogRow]] = {}
     n_rows = 0
@@ -56,7 +60,8 @@ def _attempt(catalog: Catalog) -> dict[str, int] | None:
         for row in parse_rows(catalog.batch_path(name), blobs[name]):
             by_part.setdefault(partition_of(row.id, old.partitions), {})[row.id] = row
             n_rows += 1
-    new = Manifest(old.generation + 1, old.partitions, dict(old.files), names)
+    new = Manifest(old.generation + 1, old.partitions, dict(old.files), names, version=1,
+                   log_next=fence + 1)
     folder = f"catalog/index/g{new.generation:06d}-{uuid.uuid4().hex[:12]}"
     written = []
     for part, fresh in sorted(by_part.items()):
@@ -67,7 +72,7 @@ def _attempt(catalog: Catalog) -> dict[str, int] | None:
         written.append(loc.path(key))
         new.files[part] = key
     if not catalog.manifests.create(new):
-        remove_quietly(loc, written)  # nobody can reference an attempt that did not commit
+        remove_quietly(loc, written)  # nobody can reference an attempt that did not commit (its fence stays: harmless)
         return None
     if catalog.manifests.generations()[-1] != new.generation:
         # A newer generation exists already: ours was either built upon or a stale number
@@ -76,7 +81,16 @@ def _attempt(catalog: Catalog) -> dict[str, int] | None:
     for name in names:
         put_atomic(loc, catalog.folded_path(name), blobs[name])
     remove_quietly(loc, [catalog.batch_path(n) for n in names])
+    _drop_slots(catalog, old.log_next - 1, new.log_next - 1)
     remove_quietly(loc, [loc.path(old.files[p]) for p in by_part if p in old.files])
     catalog.manifests.prune(below=new.generation)
+    catalog.manifests.write_hint(new)
     catalog.forget(names)
     return {"batches": len(names), "rows": n_rows, "generation": new.generation, "stepped_back": 0}
+
+
+def _drop_slots(catalog: Catalog, start: int, stop: int) -> None:
+    """Delete log slots [start, stop) oldest first (readers tell a compaction by a missing
+    predecessor of the slot they probe: see catalog_view.py)."""
+    for seq in range(max(start, 0), stop):
+        remove_quietly(catalog.loc, [slot_path(catalog.loc, seq)])

@@ -21,6 +21,7 @@ from lbdask.archive.rows import CatalogRow, dump_rows
 from lbdask.archive.store import Archive
 from lbdask.errors import IntegrityError
 
+SLOT_FILE = re.compile(r"/log/(\d{12})\.json$")
 PARTITION_FILE = re.compile(r"/index/g(\d+)(?:-[0-9a-f]+)?/p(\d+)\.jsonl\.gz$")
 
 
@@ -122,19 +123,32 @@ def _missing_data(arc: Archive, rows: list[CatalogRow]) -> list[str]:
     return out
 
 
+def _first_slot(cat: Catalog) -> int:
+    """Where readers start in the commit log when the manifest that said so is lost: the
+    oldest slot present (one LIST; slots below a log_next are deleted oldest first)."""
+    try:
+        names = cat.loc.fs.ls(cat.loc.path("catalog", "log"), detail=False)
+    except FileNotFoundError:
+        return 0
+    seqs = [int(m.group(1)) for n in names if (m := SLOT_FILE.search(n))]
+    return min(seqs, default=0)
+
+
 def rebuild(arc: Archive, diag: Diagnosis) -> Manifest:
     """Write every recoverable row into a new index generation and commit it (CAS)."""
     cat, loc = arc.catalog, arc.loc
-    partitions = cat.default_partitions
+    partitions, log_next = cat.default_partitions, None
     try:
         current = cat.manifests.latest()
-        partitions = current.partitions if current is not None else partitions
+        if current is not None:
+            partitions, log_next = current.partitions, current.log_next
     except (IntegrityError, FileNotFoundError):
         pass
     by_part: dict[int, dict[str, CatalogRow]] = {}
     for row in diag.rows.values():
         by_part.setdefault(partition_of(row.id, partitions), {})[row.id] = row
-    new = Manifest(diag.generation + 1, partitions, {}, [])
+    new = Manifest(diag.generation + 1, partitions, {}, [], version=1,
+                   log_next=_first_slot(cat) if log_next is None else log_next)
     folder = f"catalog/index/g{new.generation:06d}-{uuid.uuid4().hex[:12]}"
     for part, rows in sorted(by_part.items()):
         key = f"{folder}/p{part:05d}{BATCH_SUFFIX}"
@@ -143,6 +157,7 @@ def rebuild(arc: Archive, diag: Diagnosis) -> Manifest:
     if not cat.manifests.create(new):
         raise IntegrityError(f"another process committed catalog generation {new.generation} meanwhile: run repair again")
     cat.manifests.prune(below=new.generation)
+    cat.manifests.write_hint(new)
     mine = {loc.path(k) for k in new.files.values()}
     remove_quietly(loc, [p for _g, p in _partition_files(cat) if p not in mine])  # the new index holds their rows
     return new
