@@ -113,6 +113,21 @@ def test_write_run_rejects_unsorted_or_duplicate_ids_and_leaves_no_object(loc, i
     assert os.listdir(loc.path("catalog/runs/x")) == []  # no object, no temporary file
 
 
+def test_the_object_appears_only_when_it_is_complete(loc):
+    key = new_key()
+    path = loc.path(key)
+
+    def rows():
+        for i in range(300):
+            assert not os.path.exists(path)
+            yield row(f"img{i:03d}")
+
+    with mock.patch.object(runs, "BLOCK_ROWS", 8):
+        info = write_run(loc, key, rows(), level=0)
+    assert os.listdir(os.path.dirname(path)) == [os.path.basename(path)]
+    assert info.rows == 300
+
+
 def written(loc, n=40, block_rows=4):
     with mock.patch.object(runs, "BLOCK_ROWS", block_rows):
         return write_run(loc, new_key(), iter(rows_of(f"img{i:03d}" for i in range(n))), level=0)
@@ -165,6 +180,8 @@ def test_get_reads_the_footer_once_and_at_most_one_block_per_call(loc):
     info = written(loc, n=400, block_rows=8)  # 50 blocks
     fs, counted = counting(loc)
     reader = RunReader(counted, block_cache=64)
+    assert reader.get(info, "img") is None and reader.get(info, "img400") is None
+    assert fs.reads == 0  # outside the run's id range: not even the footer is read
     assert reader.get(info, "img000").index == 0 and fs.reads == 2  # footer + block
     for i in range(8, 400, 8):  # the first id of each further block
         before = fs.reads
