@@ -131,7 +131,10 @@ def _bloom(hashes: BinaryIO, count: int) -> BloomFilter:
 
 
 @dataclass(frozen=True)
-class _Footer:
+class Footer:
+    """A run's parsed footer: the first id, offset, size and row count of each block, and the
+    Bloom filter of its ids."""
+
     first_ids: list[str]
     blocks: list[tuple[int, int, int]]  # offset, size, n_rows
     bloom: BloomFilter
@@ -145,14 +148,14 @@ def _unreadable(path: str, what: str, exc: BaseException) -> IntegrityError:
     return IntegrityError(f"catalog object {path} is unreadable ({what}: {type(exc).__name__})")
 
 
-def _parse_footer(path: str, blob: bytes) -> _Footer:
+def _parse_footer(path: str, blob: bytes) -> Footer:
     try:
         data = json.loads(gzip.decompress(blob))
         blocks = [(str(first), int(off), int(size), int(n)) for first, off, size, n in data["blocks"]]
         bloom = BloomFilter.from_json(data["bloom"])
     except _DAMAGE as exc:
         raise _unreadable(path, "footer", exc) from None
-    return _Footer([b[0] for b in blocks], [b[1:] for b in blocks], bloom)
+    return Footer([b[0] for b in blocks], [b[1:] for b in blocks], bloom)
 
 
 class RunReader:
@@ -164,7 +167,7 @@ class RunReader:
     def __init__(self, loc: Location, block_cache: int = 256) -> None:
         self.loc = loc
         self.block_cache = block_cache
-        self._footers: OrderedDict[str, _Footer] = OrderedDict()
+        self._footers: OrderedDict[str, Footer] = OrderedDict()
         self._blocks: OrderedDict[tuple[str, int], list[CatalogRow]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -175,7 +178,7 @@ class RunReader:
                                  f"at offset {start})")
         return blob
 
-    def footer(self, run: RunInfo) -> _Footer:
+    def footer(self, run: RunInfo) -> Footer:
         """The run's parsed footer (block index and Bloom filter), read once per run."""
         with self._lock:
             footer = self._footers.get(run.key)
@@ -190,7 +193,7 @@ class RunReader:
                 self._footers.popitem(last=False)
         return footer
 
-    def _parse_block(self, run: RunInfo, footer: _Footer, i: int, blob: bytes) -> list[CatalogRow]:
+    def _parse_block(self, run: RunInfo, footer: Footer, i: int, blob: bytes) -> list[CatalogRow]:
         path = self.loc.path(run.key)
         try:
             rows = load_rows(blob)
@@ -200,7 +203,7 @@ class RunReader:
             raise IntegrityError(f"catalog object {path} is unreadable (block {i} does not match its footer)")
         return rows
 
-    def _block(self, run: RunInfo, footer: _Footer, i: int) -> list[CatalogRow]:
+    def _block(self, run: RunInfo, footer: Footer, i: int) -> list[CatalogRow]:
         with self._lock:
             rows = self._blocks.get((run.key, i))
             if rows is not None:
