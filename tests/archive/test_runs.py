@@ -1,11 +1,13 @@
 """Sorted runs (`lbdask.archive.runs`, catalog v2): get/scan against a dict, the newest-first
 merge, the Bloom filter, atomic streaming writes, damage, bounded reads and bounded memory."""
+import base64
 import os
 import threading
 import tracemalloc
 import uuid
 from unittest import mock
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -98,6 +100,24 @@ def test_bloom_filter_has_no_false_negatives_and_few_false_positives():
     false_positives = sum(f"d{i % 7}/absent{i}.png" in again for i in range(20_000))
     assert false_positives / 20_000 < 0.03
     assert "d0/absent0.png" not in BloomFilter.for_ids(10)  # an empty filter holds nothing
+
+
+def test_a_bloom_filter_holds_ceil_bits_over_8_bytes_and_is_checked_when_read_back():
+    assert len(base64.b64decode(BloomFilter(16, 7).to_json()["data"])) == 2
+    assert len(base64.b64decode(BloomFilter(17, 7).to_json()["data"])) == 3
+    assert BloomFilter.for_ids(1).bits == 64 and BloomFilter.for_ids(7).bits == 70
+    for bits, k in ((0, 7), (8, 0), (1, 1)):
+        if (bits, k) == (1, 1):
+            assert BloomFilter(bits, k).data.shape == (1,)
+        else:
+            with pytest.raises(ValueError, match="bits >= 1 and k >= 1"):
+                BloomFilter(bits, k)
+    with pytest.raises(ValueError, match="holds 2 bytes"):
+        BloomFilter(16, 7, np.zeros(3, dtype=np.uint8))
+    with pytest.raises(ValueError, match="holds 2 bytes"):
+        BloomFilter(16, 7, np.zeros(2, dtype=np.uint16))
+    with pytest.raises(ValueError):
+        BloomFilter.from_json({"bits": 16, "k": 7, "data": "AA!A"})
 
 
 def test_write_run_of_nothing_writes_nothing(loc):
