@@ -8,6 +8,7 @@ import tempfile
 import pytest
 from botocore.exceptions import ClientError
 
+from lbdask.archive import objects
 from lbdask.archive.objects import PRECONDITION_FAILED, _status, put_atomic, put_exclusive, put_streamed, remove_quietly
 from lbdask.storage import open_location
 
@@ -106,3 +107,21 @@ def test_put_streamed_uploads_the_whole_spool_or_nothing(loc, monkeypatch):
     loc.fs.invalidate_cache()
     assert not loc.fs.exists(loc.path("r", "broken"))
     assert len(spools) == 2 and not any(os.path.exists(path) for _, path in spools)  # spool files removed
+
+
+def test_put_streamed_uploads_a_large_spool_in_parts(loc, monkeypatch):
+    monkeypatch.setattr(objects, "UPLOAD_PART_BYTES", 5 << 20)  # S3's smallest part
+    calls = []
+    real_call = loc.fs._call_s3
+
+    async def recording_call(method, *args, **kwargs):
+        calls.append(method)
+        return await real_call(method, *args, **kwargs)
+
+    monkeypatch.setattr(loc.fs, "_call_s3", recording_call)
+    data = os.urandom(1 << 20) * 11
+    with put_streamed(loc, loc.path("r", "large")) as f:
+        f.write(data)
+    assert calls.count("upload_part") == 3 and "complete_multipart_upload" in calls
+    monkeypatch.undo()
+    assert read(loc, "r/large") == data

@@ -26,6 +26,9 @@ STORE_ATTEMPTS = 3
 STORE_BACKOFF_S = 0.1
 #: HTTP status S3 answers a conditional PUT whose condition failed (the object exists).
 PRECONDITION_FAILED = 412
+#: `put_streamed` on S3 uploads a spool file larger than twice this in parts of this size
+#: (s3fs reads one part, or a smaller file whole, into memory).
+UPLOAD_PART_BYTES = 8 << 20
 
 
 def _fsync_dir(path: str) -> None:
@@ -106,7 +109,7 @@ def put_streamed(loc: Location, path: str) -> Iterator[BinaryIO]:
             if not loc.is_remote:  # S3: the upload is durable when it returns
                 os.fsync(f.fileno())
         if loc.is_remote:
-            loc.fs.put_file(tmp, path)
+            loc.fs.put_file(tmp, path, chunksize=UPLOAD_PART_BYTES)
         else:
             os.replace(tmp, path)
             _fsync_dir(os.path.dirname(path))
