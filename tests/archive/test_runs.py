@@ -1,6 +1,9 @@
 """Sorted runs (`lbdask.archive.runs`, catalog v2): get/scan against a dict, the newest-first
 merge, the Bloom filter, atomic streaming writes, damage, bounded reads and bounded memory."""
 import base64
+import dataclasses
+import gzip
+import json
 import os
 import threading
 import tracemalloc
@@ -177,6 +180,29 @@ def test_a_damaged_footer_is_an_integrity_error_naming_the_object(loc, where):
     info = written(loc)
     damage(loc, info.key, info.footer_offset if where == "first byte" else info.size - 1)
     with pytest.raises(IntegrityError, match=f"{info.key}.*footer"):
+        RunReader(loc).get(info, "img001")
+
+
+def with_footer(loc, info, edit):
+    """`info`'s run with its footer JSON passed through `edit` (a footer that parses but lies)."""
+    with open(loc.path(info.key), "rb") as f:
+        blob = f.read()
+    footer = json.loads(gzip.decompress(blob[info.footer_offset:]))
+    new = gzip.compress(json.dumps(edit(footer)).encode())
+    with open(loc.path(info.key), "wb") as f:
+        f.write(blob[: info.footer_offset] + new)
+    return dataclasses.replace(info, footer_size=len(new), size=info.footer_offset + len(new))
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda f: {**f, "blocks": []}, "footer: ValueError"),
+    (lambda f: {**f, "blocks": [[b[0], b[1], b[2], b[3] + 1] for b in f["blocks"]]}, "block 0 does not match"),
+    (lambda f: {**f, "blocks": [["img000x", *f["blocks"][0][1:]], *f["blocks"][1:]]}, "block 0 does not match"),
+    (lambda f: {**f, "bloom": {**f["bloom"], "bits": f["bloom"]["bits"] * 2}}, "footer: ValueError"),
+], ids=["no blocks", "row count", "first id", "bloom size"])
+def test_a_footer_that_does_not_match_the_object_is_an_integrity_error(loc, edit, message):
+    info = with_footer(loc, written(loc), edit)
+    with pytest.raises(IntegrityError, match=f"{info.key}.*{message}"):
         RunReader(loc).get(info, "img001")
 
 

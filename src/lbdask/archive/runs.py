@@ -55,10 +55,12 @@ class RunInfo:
     max_id: str
 
     def to_json(self) -> dict[str, Any]:
+        """The manifest's entry for the run."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunInfo:
+        """Inverse of `to_json` (KeyError when a field is missing)."""
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
 
 
@@ -152,6 +154,8 @@ def _parse_footer(path: str, blob: bytes) -> Footer:
     try:
         data = json.loads(gzip.decompress(blob))
         blocks = [(str(first), int(off), int(size), int(n)) for first, off, size, n in data["blocks"]]
+        if not blocks:
+            raise ValueError("no blocks")
         bloom = BloomFilter.from_json(data["bloom"])
     except _DAMAGE as exc:
         raise _unreadable(path, "footer", exc) from None
@@ -199,7 +203,7 @@ class RunReader:
             rows = load_rows(blob)
         except _DAMAGE as exc:
             raise _unreadable(path, f"block {i}", exc) from None
-        if len(rows) != footer.blocks[i][2] or rows[0].id != footer.first_ids[i]:
+        if not rows or len(rows) != footer.blocks[i][2] or rows[0].id != footer.first_ids[i]:
             raise IntegrityError(f"catalog object {path} is unreadable (block {i} does not match its footer)")
         return rows
 
