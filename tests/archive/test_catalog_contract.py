@@ -9,6 +9,7 @@ from lbdask.archive.objects import remove_quietly
 from lbdask.archive.rows import CatalogRow
 from lbdask.errors import IntegrityError
 from lbdask.storage import open_location
+from tests.support.v1_catalog import write_v1_catalog
 
 
 def rows_for(batch, ids):
@@ -65,6 +66,8 @@ def test_a_file_vanishing_under_a_compaction_makes_it_start_over(cat, monkeypatc
 
 @pytest.mark.parametrize("misses,ok", [(1, True), (2, True), (3, False)])
 def test_reads_retry_when_a_file_vanishes_and_name_it_when_it_stays_missing(cat, monkeypatch, misses, ok):
+    cat.commit("b0", rows_for("b0", ["w"]))
+    compact(cat)  # lookups now find b1 through its log slot only
     cat.commit("b1", rows_for("b1", ["x"]))
     real, left = cat.batch_rows, [misses]
 
@@ -93,12 +96,11 @@ def test_batch_objects_are_read_once_per_catalog(cat, monkeypatch):
     assert reads.count(legacy) <= 1
 
 
-def test_the_partition_cache_keeps_the_most_recently_used(tmp_path):
-    cat = Catalog(open_location(str(tmp_path / "arc")), partitions=64)
+def test_the_partition_cache_of_a_v1_catalog_keeps_the_most_recently_used(tmp_path):
+    loc = open_location(str(tmp_path / "arc"))
     ids = [f"img{i}.png" for i in range(400)]
-    cat.commit("b", rows_for("b", ids))
-    compact(cat)
-    reader = Catalog(cat.loc, partitions=64)
+    write_v1_catalog(loc, {"b": rows_for("b", ids)}, partitions=64)
+    reader = Catalog(loc, partitions=64)
     order = []
     for i in ids:
         part = partition_of(i, 64)
@@ -124,9 +126,9 @@ def test_unreadable_catalog_objects_are_named(cat):
     assert len(problems) == 1 and "b2.jsonl.gz is unreadable" in problems[0]
     with pytest.raises(IntegrityError, match=r"b2.jsonl.gz is unreadable"):
         compact(Catalog(cat.loc))
-    part = cat.loc.path(cat.manifest().files[partition_of("x", 8)])
-    cat.loc.fs.rm_file(part)
-    with pytest.raises(IntegrityError, match=r"b2.jsonl.gz is unreadable \(BadGzipFile\); index partition \d+: .*is missing"):
+    run = cat.loc.path(cat.manifest().runs[0].key)
+    cat.loc.fs.rm_file(run)
+    with pytest.raises(IntegrityError, match=r"b2.jsonl.gz is unreadable \(BadGzipFile\); catalog object .*\.run is missing"):
         list(Catalog(cat.loc).rows())
 
 
@@ -187,15 +189,29 @@ def test_an_unreadable_manifest_is_named(cat):
 
 def test_an_archive_from_before_manifest_generations_reads_and_compacts_on(cat):
     # Archives written before compare-and-swap compaction kept one mutable catalog/index/manifest.json
-    cat.commit("b1", rows_for("b1", ["x", "y"]))
-    compact(cat)
-    gen = cat.manifests.generations()[-1]
-    legacy = cat.loc.path("catalog", "index", "manifest.json")
-    cat.loc.fs.mv(cat.manifests.path(gen), legacy)
+    write_v1_catalog(cat.loc, {"b1": rows_for("b1", ["x", "y"])}, legacy=True)
     old = Catalog(cat.loc)
     assert old.get_row("x").reason == "b1" and sorted(r.id for r in old.rows()) == ["x", "y"]
     old.commit("b2", rows_for("b2", ["z"]))
-    compact(old)  # builds generation gen+1 on the legacy one: its partitions are kept
+    compact(old)  # builds generation 2 on the legacy one: its partitions go into the run
     fresh = Catalog(cat.loc)
-    assert fresh.manifests.generations() == [gen + 1]
-    assert sorted(r.id for r in fresh.rows()) == ["x", "y", "z"] and fresh.get_row("y").reason == "b1"
+    assert fresh.manifests.generations() == [2] and fresh.manifest().version == 2
+    assert [r.id for r in fresh.rows()] == ["x", "y", "z"] and fresh.get_row("y").reason == "b1"
+
+
+def test_a_v1_catalog_reads_lists_and_converts_on_its_first_compaction_losing_nothing(cat):
+    folded = {f"f{b}": rows_for(f"f{b}", [f"img{b * 30 + j:03d}" for j in range(30)]) for b in range(3)}
+    unfolded = {"u0": rows_for("u0", ["img005", "new"])}  # written by lbdask before the commit log
+    expected = write_v1_catalog(cat.loc, folded, unfolded)
+    old = Catalog(cat.loc)
+    assert old.manifest().version == 1 and old.get_row("img005").reason == "u0" and old.get_row("img031").reason == "f1"
+    assert [(r.id, r.reason) for r in old.rows()] == [(i, expected[i].reason) for i in sorted(expected)]
+    old.commit("n1", rows_for("n1", ["img090", "img000"]))
+    expected.update({r.id: r for r in rows_for("n1", ["img090", "img000"])})
+    assert compact(old)["batches"] == 2  # u0 (listed) and n1 (announced)
+    new = Catalog(cat.loc)
+    manifest = new.manifest()
+    assert manifest.version == 2 and manifest.files == {} and [r.rows for r in manifest.runs] == [len(expected)]
+    assert [(r.id, r.reason) for r in new.rows()] == [(i, expected[i].reason) for i in sorted(expected)]
+    assert all(new.get_row(i).reason == row.reason for i, row in expected.items())
+    assert not cat.loc.fs.exists(cat.loc.path("catalog", "index")) or not cat.loc.fs.find(cat.loc.path("catalog", "index"))

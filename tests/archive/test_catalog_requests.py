@@ -16,14 +16,13 @@ def rows_for(batch, ids, tag=""):
 
 
 def build(dest, n, batches, recent=3):
-    """A catalog of `n` compacted rows in `batches` batches (compacted every 5) and `recent`
-    uncompacted one-row batches."""
+    """A catalog of `n` compacted rows in `batches` batches, each folded into its own run,
+    and `recent` uncompacted one-row batches."""
     cat = Catalog(open_location(dest), partitions=8)
     per = n // batches
     for b in range(batches):
-        cat.commit(f"b{b}", rows_for(f"b{b}", [f"img{b * per + j:06d}" for j in range(per)]))
-        if b % 5 == 4 or b == batches - 1:
-            compact(cat)
+        cat.commit(f"b{b}", rows_for(f"b{b}", [f"img{(j * batches + b) * 7 % n:06d}" for j in range(per)]))
+        compact(cat)
     for r in range(recent):
         cat.commit(f"r{r}", rows_for(f"r{r}", [f"new{r}"]))
     return cat
@@ -33,8 +32,8 @@ def lookup_costs(dest, n, batches):
     build(dest, n, batches)
     reader = Catalog(open_location(dest), partitions=8)
     costs = []
-    with counting(reader.loc) as seen:
-        for image_id, expected in (("img000007", "b0"), ("new1", "r1"), ("img000100", "b"), ("absent", None)):
+    with counting(reader.loc) as seen:  # the first (cold) lookup reads every run's footer
+        for image_id, expected in (("img000050-absent", None), ("img000007", "b"), ("new1", "r1"), ("img000100", "b")):
             seen.reset()
             row = reader.get_row(image_id)
             assert (row is None) if expected is None else row.reason.startswith(expected)
@@ -43,12 +42,14 @@ def lookup_costs(dest, n, batches):
 
 
 def test_a_lookup_costs_the_same_requests_at_two_sizes_and_never_lists(dest):
-    small, large = lookup_costs(dest + "/small", 200, 4), lookup_costs(dest + "/large", 5000, 20)
+    small, large = lookup_costs(dest + "/small", 200, 4), lookup_costs(dest + "/large", 5000, 4)
     assert small == large
     assert all(lists == 0 for _total, lists in small)
     cold, *warm = [total for total, _lists in small]
-    assert cold <= 12  # hint, generation probe, its check, 3 recent batches and their slots, a partition
-    assert all(total <= 3 for total in warm)  # the next slot, its predecessor, at most one index read
+    # hint, generation probe and its check; 3 slots, the absent one and its predecessor; 3 batches;
+    # 4 footers (a Bloom false positive may add a block)
+    assert cold <= 3 + 5 + 3 + 4 + 1
+    assert all(total <= 3 for total in warm)  # the next slot, its predecessor, at most one block
 
 
 def test_a_warm_lookup_of_a_recent_commit_costs_two_probes(dest):
@@ -73,6 +74,7 @@ def test_a_commit_asks_is_committed_once_and_costs_at_most_five_requests(dest):
 def test_a_crash_between_the_batch_object_and_its_slot_shows_the_batch_after_the_next_compaction(dest, monkeypatch):
     cat = Catalog(open_location(dest), partitions=8)
     cat.commit("a", rows_for("a", ["x"]))
+    compact(cat)  # before the first compaction lookups list the batch objects (writers before the log)
 
     def crash(*_args):
         raise RuntimeError("killed before the announcement")
@@ -84,7 +86,7 @@ def test_a_crash_between_the_batch_object_and_its_slot_shows_the_batch_after_the
     fresh = Catalog(cat.loc, partitions=8)
     assert fresh.get_row("x").reason == "a" and fresh.get_row("y") is None  # unannounced: not found by lookups
     assert fresh.is_committed("b")  # a retried task does not write it twice
-    assert compact(fresh)["batches"] == 2  # compaction lists batches/: it folds the unannounced one too
+    assert compact(fresh)["batches"] == 1  # compaction lists batches/: it folds the unannounced one
     assert Catalog(cat.loc, partitions=8).get_row("y").reason == "b"
     assert fresh.get_row("y").reason == "b"
 

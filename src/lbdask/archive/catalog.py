@@ -13,20 +13,21 @@ where the archive itself is gone (`confirm`) is a StoreError. See docs/archive-f
 """
 from __future__ import annotations
 
+import errno
 import hashlib
-import heapq
 import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
-from lbdask.archive.catalog_view import View, advance, fresh
+from lbdask.archive.catalog_view import Tracker, View
 from lbdask.archive.commit_log import Slot, claim, slot_path
 from lbdask.archive.manifest import Manifest, Manifests
 from lbdask.archive.objects import put_atomic, remove_quietly
 from lbdask.archive.reads import present, read_object
 from lbdask.archive.rows import CatalogRow, dump_rows, load_rows
+from lbdask.archive.runs import RunInfo, RunReader, merge_newest_first
 from lbdask.errors import InputError, IntegrityError
 from lbdask.storage import Location
 
@@ -68,6 +69,8 @@ class Catalog:
         self._known: int | None = None  # newest generation this handle has seen
         self._cursor: int | None = None  # the next log slot this handle's commits try
         self._absent: set[str] = set()  # batches is_committed found uncommitted: commit does not ask again
+        self.runs = RunReader(loc)  # caches the footers and recently used blocks of v2 runs
+        self._tracker = Tracker(loc, self._discover, self.announced_rows, self._unannounced)
 
     # paths -------------------------------------------------------------------------
     def _p(self, *parts: str) -> str:
@@ -177,15 +180,15 @@ class Catalog:
                                      f"empty but batches were compacted): run `lbdask repair {self.loc.url}`")
         if known is None:
             self.confirm()
-        return Manifest(partitions=self.default_partitions, version=1)
+        return Manifest(partitions=self.default_partitions)
 
     def view(self) -> View:
         """The latest manifest and the rows announced after it (see catalog_view.py)."""
         with self._view_lock:
             if self._view is None:
-                self._view = fresh(self.loc, self._discover, self.announced_rows, self._known)
+                self._view = self._tracker.fresh(self._known)
             else:
-                self._view = advance(self.loc, self._discover, self.announced_rows, self._view)
+                self._view = self._tracker.advance(self._view)
             self._known = self._view.manifest.generation
             return self._view
 
@@ -275,33 +278,96 @@ class Catalog:
                 return row
             if view.damage:
                 raise IntegrityError("; ".join(view.damage))
-            manifest = view.manifest
-            key = manifest.files.get(partition_of(image_id, manifest.partitions))
-            return None if key is None else self.partition_rows(key).get(image_id)
+            return self.indexed(view.manifest, image_id)
 
         return self.retrying(read)
 
+    def indexed(self, manifest: Manifest, image_id: str) -> CatalogRow | None:
+        """The index's row of one id: the runs newest first (a footer each, read once per
+        handle, and at most one block), or the one v1 partition that can hold it."""
+        if manifest.version == 1:
+            key = manifest.files.get(partition_of(image_id, manifest.partitions))
+            return None if key is None else self.partition_rows(key).get(image_id)
+        for run in manifest.runs:
+            try:
+                row = self.runs.get(run, image_id)
+            except FileNotFoundError:  # merged away meanwhile, or lost: name the object
+                raise FileNotFoundError(errno.ENOENT, "No such object", self.loc.path(run.key)) from None
+            if row is not None:
+                return row
+        return None
+
     def rows(self, problems: list[str] | None = None) -> Iterator[CatalogRow]:
-        """Every readable row once, in ascending id order: the recent commits merged with the index.
+        """Every readable row once, in ascending id order: the recent commits (sorted in
+        memory) merged with a scan of every run (v1: every partition); one block per run
+        in memory. When a compaction replaces a run meanwhile the listing goes on after the
+        last id it gave, from the newer manifest.
 
         A missing or unreadable manifest, batch or index object does not hide the other rows:
         each is described in `problems` (when given) or raised as one IntegrityError at the end.
         """
         found: list[str] = []
-        try:
-            view = self.retrying(self.view)
-        except IntegrityError as exc:  # a lost manifest: list what the batch objects hold
-            found.append(str(exc))
-            view = View(Manifest(version=1), 0, self._listed_recent(found))
-        found.extend(view.damage)
-        recent = sorted(view.recent.values(), key=_id)
-        files = dict(view.manifest.files)  # updated when a compaction replaces a partition meanwhile
-        streams = [iter(recent)] + [self._partition_stream(part, files, found) for part in sorted(files)]
-        yield from merge_newest_first(streams)
+        last = None
+        while True:
+            try:
+                for row in self._listing(last, found):
+                    last = row.id
+                    yield row
+                break
+            except _Superseded:
+                with self._view_lock:
+                    self._view = None
         if problems is not None:
             problems.extend(found)
         elif found:
             raise IntegrityError("; ".join(found))
+
+    def _listing(self, after: str | None, found: list[str]) -> Iterator[CatalogRow]:
+        try:
+            view = self.retrying(self.view)
+        except IntegrityError as exc:  # a lost manifest: list what the batch objects hold
+            if after is None:
+                found.append(str(exc))
+            view = View(Manifest(), 0, self._listed_recent(found if after is None else None))
+        if after is None:
+            found.extend(view.damage)
+        recent = sorted((r for r in view.recent.values() if after is None or r.id > after), key=_id)
+        manifest = view.manifest
+        if manifest.version == 1:
+            files = dict(manifest.files)  # updated when a compaction replaces a partition meanwhile
+            index = [self._partition_stream(part, files, found, after) for part in sorted(files)]
+        else:
+            index = [self._run_stream(manifest, run, found, after) for run in manifest.runs]
+        yield from merge_newest_first([iter(recent), *index])
+
+    def _run_stream(self, manifest: Manifest, run: RunInfo, found: list[str], after: str | None) -> Iterator[CatalogRow]:
+        """A run's rows after `after`; `_Superseded` when it is gone because a newer manifest
+        replaced it, a problem in `found` when it is lost or unreadable."""
+        try:
+            yield from (r for r in self.runs.scan(run, after) if after is None or r.id > after)
+        except FileNotFoundError:
+            if self.manifests.discover(manifest.generation).generation != manifest.generation:
+                raise _Superseded from None
+            found.append(f"catalog object {self.loc.path(run.key)} is missing: run `lbdask repair {self.loc.url}`")
+        except IntegrityError as exc:
+            found.append(str(exc))
+
+    def _partition_stream(self, part: int, files: dict[int, str], found: list[str],
+                          after: str | None) -> Iterator[CatalogRow]:
+        """A v1 partition's rows after `after`, sorted (read when the merge first needs it)."""
+        try:
+            rows = self.retrying(lambda: self._current_partition(part, files))
+        except IntegrityError as exc:
+            found.append(f"index partition {part}: {exc}")
+            return
+        yield from sorted((r for r in rows.values() if after is None or r.id > after), key=_id)
+
+    def _unannounced(self) -> tuple[dict[str, CatalogRow], list[str]]:
+        """Rows of batch objects found by a LIST, and the unreadable ones: what a catalog
+        without a manifest yet or still in the v1 layout may hold from writers that did not
+        announce their commits (lbdask before the commit log)."""
+        damage: list[str] = []
+        return self._listed_recent(damage), damage
 
     def _listed_recent(self, found: list[str] | None) -> dict[str, CatalogRow]:
         """Rows of every batch object on the store (one LIST): what a damaged catalog, whose
@@ -314,14 +380,6 @@ class Catalog:
                 if found is not None:
                     found.append(str(exc))
         return recent
-
-    def _partition_stream(self, part: int, files: dict[int, str], found: list[str]) -> Iterator[CatalogRow]:
-        try:
-            rows = self.retrying(lambda: self._current_partition(part, files))
-        except IntegrityError as exc:
-            found.append(f"index partition {part}: {exc}")
-            return
-        yield from sorted(rows.values(), key=_id)
 
     def committed_rows(self) -> Iterator[CatalogRow]:
         """Every row of every committed batch, superseded ones included: the batch objects,
@@ -360,10 +418,5 @@ def _id(row: CatalogRow) -> str:
     return row.id
 
 
-def merge_newest_first(streams: list[Iterator[CatalogRow]]) -> Iterator[CatalogRow]:
-    """Ascending streams merged, each id once: from the first stream that has it."""
-    last = None
-    for row in heapq.merge(*[((r.id, k, r) for r in s) for k, s in enumerate(streams)], key=lambda t: t[:2]):
-        if row[0] != last:
-            last = row[0]
-            yield row[2]
+class _Superseded(Exception):
+    """A run a listing was reading was replaced by a newer manifest: go on from there."""

@@ -35,43 +35,58 @@ class View:
 BatchReader = Callable[[str], dict[str, CatalogRow]]
 #: Finds the latest manifest given the newest generation known (None: none known yet).
 Discover = Callable[[int | None], Manifest]
+#: Lists the batch objects (one LIST): their rows and the unreadable ones.
+Unannounced = Callable[[], tuple[dict[str, CatalogRow], list[str]]]
 
 
-def fresh(loc: Location, discover: Discover, read_batch: BatchReader, known: int | None) -> View:
-    """A view of the latest manifest and every slot after it."""
-    manifest = discover(known)
-    return advance(loc, discover, read_batch, View(manifest, manifest.log_next))
+@dataclass(frozen=True)
+class Tracker:
+    """Builds and advances views for one catalog handle."""
 
+    loc: Location
+    discover: Discover
+    read_batch: BatchReader
+    unannounced: Unannounced
 
-def advance(loc: Location, discover: Discover, read_batch: BatchReader, view: View) -> View:
-    """`view` with the slots announced since; rebuilt when a compaction committed meanwhile."""
-    recent, batches, damage, end = None, list(view.batches), list(view.damage), view.end
-    while (slot := read_slot(loc, end)) is not None:
-        if slot.fence is not None:
-            newer = _newer(loc, discover, read_batch, view) if slot.fence > view.manifest.generation else None
-            if newer is not None:  # a compaction folded what this view holds (else: one that crashed)
+    def fresh(self, known: int | None, manifest: Manifest | None = None) -> View:
+        """A view of the latest manifest (or `manifest`) and every slot after it. Before the
+        first compaction and on a v1 catalog the batch objects are listed too: writers
+        before the commit log did not announce theirs."""
+        manifest = self.discover(known) if manifest is None else manifest
+        view = View(manifest, manifest.log_next)
+        if manifest.version == 1 or manifest.generation == 0:
+            rows, damage = self.unannounced()
+            view = View(manifest, manifest.log_next, rows, (), tuple(damage))
+        return self.advance(view)
+
+    def advance(self, view: View) -> View:
+        """`view` with the slots announced since; rebuilt when a compaction committed meanwhile."""
+        recent, batches, damage, end = None, list(view.batches), list(view.damage), view.end
+        while (slot := read_slot(self.loc, end)) is not None:
+            if slot.fence is not None:
+                newer = self._newer(view) if slot.fence > view.manifest.generation else None
+                if newer is not None:  # a compaction folded what this view holds (else: one that crashed)
+                    return newer
+            elif slot.batch is not None:
+                recent = dict(view.recent) if recent is None else recent  # readers keep using the old dict
+                try:
+                    recent.update(self.read_batch(slot.batch))
+                    batches.append(slot.batch)
+                except IntegrityError as exc:
+                    damage.append(str(exc))
+            end += 1
+        if not (end > 0 and present(self.loc, slot_path(self.loc, end - 1))):  # gone: folded by a compaction?
+            newer = self._newer(view)
+            if newer is not None:
                 return newer
-        elif slot.batch is not None:
-            recent = dict(view.recent) if recent is None else recent  # readers keep using the old dict
-            try:
-                recent.update(read_batch(slot.batch))
-                batches.append(slot.batch)
-            except IntegrityError as exc:
-                damage.append(str(exc))
-        end += 1
-    if not (end > 0 and present(loc, slot_path(loc, end - 1))):  # gone: folded by a compaction?
-        newer = _newer(loc, discover, read_batch, view)
-        if newer is not None:
-            return newer
-    if recent is None and end == view.end and len(damage) == len(view.damage):
-        return view
-    return View(view.manifest, end, view.recent if recent is None else recent, tuple(batches), tuple(damage))
+        if recent is None and end == view.end and len(damage) == len(view.damage):
+            return view
+        return View(view.manifest, end, view.recent if recent is None else recent, tuple(batches), tuple(damage))
 
-
-def _newer(loc: Location, discover: Discover, read_batch: BatchReader, view: View) -> View | None:
-    """A view of a generation newer than `view`'s, None when there is none (then the slot
-    checked was lost some other way, e.g. a fence a repair dropped, and `view` stays right)."""
-    newest = discover(view.manifest.generation)
-    if newest.generation == view.manifest.generation:
-        return None
-    return advance(loc, discover, read_batch, View(newest, newest.log_next))
+    def _newer(self, view: View) -> View | None:
+        """A view of a generation newer than `view`'s, None when there is none (then the slot
+        checked was lost some other way, e.g. a fence a repair dropped, and `view` stays right)."""
+        newest = self.discover(view.manifest.generation)
+        if newest.generation == view.manifest.generation:
+            return None
+        return self.fresh(None, newest)

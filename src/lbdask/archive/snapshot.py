@@ -1,7 +1,8 @@
 """A catalog snapshot for serving: lookups pinned to one generation, no store request when warm.
 
 A snapshot pins one catalog view (`catalog_view.py`): a manifest and the rows of the log
-slots after it. Index objects are read once on first use and kept (they are immutable).
+slots after it. Index objects are read once on first use and kept (they are immutable:
+run footers and recently used blocks in the catalog's run reader, v1 partitions here).
 `refresh()` advances the view by probing the next log slot and its predecessor (no LIST)
 and pins a new one only when something changed; lookups call it themselves once `max_age`
 seconds have passed, so a reader sees new commits at most that late. Safe to share
@@ -73,6 +74,8 @@ class CatalogSnapshot:
         if row is not None:
             return row
         manifest = pinned.view.manifest
+        if manifest.version == 2:  # the catalog's run reader keeps footers and recent blocks
+            return self.catalog.indexed(manifest, image_id)
         key = manifest.files.get(partition_of(image_id, manifest.partitions))
         if key is None:
             return None
