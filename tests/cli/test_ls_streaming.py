@@ -1,6 +1,5 @@
 """`lbdask ls` prints the rows as the catalog streams them: in ascending id order, each line as
 soon as its row is read (nothing collected or sorted first)."""
-import pytest
 
 from lbdask.archive import Archive, CatalogRow
 from lbdask.cli import main
@@ -11,8 +10,6 @@ def listed_ids(out: str) -> list[str]:
     return [line.split("\t", 1)[0] for line in out.splitlines()[1:]]
 
 
-@pytest.mark.xfail(strict=True, reason="Archive.rows() yields ascending ids once catalog v2 (issue 25, helper "
-                                       "`catalog`) is merged: remove this marker then")
 def test_ls_lists_ids_in_ascending_order_folded_or_not(tmp_path, capsys):
     dest = str(tmp_path / "arc")
     arc = Archive.create(dest, MODEL)
