@@ -172,13 +172,13 @@ class Catalog:
         manifest = self.manifests.discover(known)
         if manifest is not None:
             return manifest
-        if known != 0 and self.folded_names():  # never looked, or the manifest seen before is gone
-            manifest = self.manifests.latest()
-            if manifest is not None:
-                return manifest
-            raise IntegrityError(f"the catalog manifest of {self.loc.url} is missing (catalog/manifests/ is "
+        if known != 0:  # never looked, or the manifest seen before is gone
+            if self.folded_names():
+                manifest = self.manifests.latest()
+                if manifest is not None:
+                    return manifest
+                raise IntegrityError(f"the catalog manifest of {self.loc.url} is missing (catalog/manifests/ is "
                                      f"empty but batches were compacted): run `lbdask repair {self.loc.url}`")
-        if known is None:
             self.confirm()
         return Manifest(partitions=self.default_partitions)
 
