@@ -7,7 +7,8 @@ batches into the index and commits a new manifest generation by exclusive create
 (compare-and-swap); the folded batch keeps a copy of its rows under `catalog/folded/`, so a
 lost manifest or index object can be rebuilt (`repair.py`). A lookup never LISTs: it finds
 the manifest from the hint (`manifest.py`), the recent commits by probing log slots
-(`catalog_view.py`) and reads the index (v1 hash partitions of older archives). Anything
+(`catalog_view.py`) and reads the index: sorted runs (`runs.py`), or the hash partitions of
+a v1 catalog until its first compaction converts it. Anything
 missing or unreadable is an IntegrityError naming the object; a catalog that lists nothing
 where the archive itself is gone (`confirm`) is a StoreError. See docs/archive-format.md.
 """

@@ -262,7 +262,7 @@ class Archive:
             return self.catalog.is_committed(batch_id)
 
     def get_row(self, image_id: str) -> CatalogRow | None:
-        """One id's row, reading one index partition and the not-yet-compacted batches."""
+        """One id's row: the recent commits (log slots), then the catalog's sorted runs; no LIST."""
         with store_errors(self.url):
             return self.catalog.get_row(image_id)
 

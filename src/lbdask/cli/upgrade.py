@@ -11,17 +11,12 @@ from __future__ import annotations
 import argparse
 
 from lbdask.archive import FORMAT_VERSION, Archive
-from lbdask.archive.lease import hold
-from lbdask.archive.objects import store_errors
+from lbdask.cli.compact import compact_held, dest_parser
 from lbdask.storage import parse_storage_options
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("upgrade", help="convert an archive of an older format to the current one",
-                              description=__doc__.split("\n\n")[0])
-    p.add_argument("dest", metavar="DEST", help="archive folder or s3://bucket/path")
-    p.add_argument("--storage-options", metavar="JSON", help="fsspec/s3fs options as a JSON object")
-    return p
+    return dest_parser(subparsers, "upgrade", "convert an archive of an older format to the current one", __doc__)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,8 +25,7 @@ def run(args: argparse.Namespace) -> int:
     if before == FORMAT_VERSION and arc.catalog.manifest().version == 2:
         print(f"{args.dest} is already archive format version {FORMAT_VERSION}")
         return 0
-    with store_errors(args.dest), hold(arc.loc, "lbdask upgrade"):
-        done = arc.compact()
+    done = compact_held(arc, "lbdask upgrade")
     print(f"upgraded {args.dest} from archive format version {before} to {FORMAT_VERSION}: catalog generation "
           f"{done['generation']} holds its rows in sorted runs ({done['batches']} batch(es) folded on the way)")
     return 0
