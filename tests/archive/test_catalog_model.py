@@ -24,7 +24,7 @@ class Crash(Exception):
 def crashing_after(k):
     """Patch the compaction's store mutations so that the k-th one raises Crash; returns an undo."""
     calls = [0]
-    originals = {name: getattr(compaction, name) for name in ("put_atomic", "remove_quietly")}
+    originals = {name: getattr(compaction, name) for name in ("put_atomic", "remove_quietly", "claim_slot", "write_run")}
 
     def wrap(real):
         def wrapper(*args, **kwargs):

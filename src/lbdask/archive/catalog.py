@@ -7,7 +7,8 @@ batches into the index and commits a new manifest generation by exclusive create
 (compare-and-swap); the folded batch keeps a copy of its rows under `catalog/folded/`, so a
 lost manifest or index object can be rebuilt (`repair.py`). A lookup never LISTs: it finds
 the manifest from the hint (`manifest.py`), the recent commits by probing log slots
-(`catalog_view.py`) and reads the index (v1 hash partitions of older archives). Anything
+(`catalog_view.py`) and reads the index: sorted runs (`runs.py`), or the hash partitions of
+a v1 catalog until its first compaction converts it. Anything
 missing or unreadable is an IntegrityError naming the object; a catalog that lists nothing
 where the archive itself is gone (`confirm`) is a StoreError. See docs/archive-format.md.
 """
@@ -21,13 +22,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
+from lbdask.archive import listing
 from lbdask.archive.catalog_view import Tracker, View
 from lbdask.archive.commit_log import Slot, claim, slot_path
 from lbdask.archive.manifest import Manifest, Manifests
 from lbdask.archive.objects import put_atomic, remove_quietly
 from lbdask.archive.reads import present, read_object
 from lbdask.archive.rows import CatalogRow, dump_rows, load_rows
-from lbdask.archive.runs import RunInfo, RunReader, merge_newest_first
+from lbdask.archive.runs import RunReader
 from lbdask.errors import InputError, IntegrityError
 from lbdask.storage import Location
 
@@ -172,13 +174,13 @@ class Catalog:
         manifest = self.manifests.discover(known)
         if manifest is not None:
             return manifest
-        if known != 0 and self.folded_names():  # never looked, or the manifest seen before is gone
-            manifest = self.manifests.latest()
-            if manifest is not None:
-                return manifest
-            raise IntegrityError(f"the catalog manifest of {self.loc.url} is missing (catalog/manifests/ is "
+        if known != 0:  # never looked, or the manifest seen before is gone
+            if self.folded_names():
+                manifest = self.manifests.latest()
+                if manifest is not None:
+                    return manifest
+                raise IntegrityError(f"the catalog manifest of {self.loc.url} is missing (catalog/manifests/ is "
                                      f"empty but batches were compacted): run `lbdask repair {self.loc.url}`")
-        if known is None:
             self.confirm()
         return Manifest(partitions=self.default_partitions)
 
@@ -246,6 +248,11 @@ class Catalog:
             for name in batch_ids:
                 self._batches.pop(name, None)
 
+    def forget_view(self) -> None:
+        """Find the manifest again at the next read (a file the view named is gone)."""
+        with self._view_lock:
+            self._view = None
+
     def retrying(self, read: Callable[[], T]) -> T:
         """Run `read` again, on a newly found manifest, when a compaction removed a file it
         was about to read; a file still missing after that was lost: IntegrityError naming it."""
@@ -253,8 +260,7 @@ class Catalog:
             try:
                 return read()
             except FileNotFoundError:
-                with self._view_lock:
-                    self._view = None
+                self.forget_view()
         try:
             return read()
         except FileNotFoundError as exc:
@@ -269,7 +275,7 @@ class Catalog:
             try:
                 view = self.view()
             except IntegrityError:  # a lost manifest: the batch objects still answer for their ids
-                row = self._listed_recent(None).get(image_id)
+                row = self.listed_rows(None).get(image_id)
                 if row is not None:
                     return row
                 raise
@@ -298,78 +304,17 @@ class Catalog:
         return None
 
     def rows(self, problems: list[str] | None = None) -> Iterator[CatalogRow]:
-        """Every readable row once, in ascending id order: the recent commits (sorted in
-        memory) merged with a scan of every run (v1: every partition); one block per run
-        in memory. When a compaction replaces a run meanwhile the listing goes on after the
-        last id it gave, from the newer manifest.
-
-        A missing or unreadable manifest, batch or index object does not hide the other rows:
-        each is described in `problems` (when given) or raised as one IntegrityError at the end.
-        """
-        found: list[str] = []
-        last = None
-        while True:
-            try:
-                for row in self._listing(last, found):
-                    last = row.id
-                    yield row
-                break
-            except _Superseded:
-                with self._view_lock:
-                    self._view = None
-        if problems is not None:
-            problems.extend(found)
-        elif found:
-            raise IntegrityError("; ".join(found))
-
-    def _listing(self, after: str | None, found: list[str]) -> Iterator[CatalogRow]:
-        try:
-            view = self.retrying(self.view)
-        except IntegrityError as exc:  # a lost manifest: list what the batch objects hold
-            if after is None:
-                found.append(str(exc))
-            view = View(Manifest(), 0, self._listed_recent(found if after is None else None))
-        if after is None:
-            found.extend(view.damage)
-        recent = sorted((r for r in view.recent.values() if after is None or r.id > after), key=_id)
-        manifest = view.manifest
-        if manifest.version == 1:
-            files = dict(manifest.files)  # updated when a compaction replaces a partition meanwhile
-            index = [self._partition_stream(part, files, found, after) for part in sorted(files)]
-        else:
-            index = [self._run_stream(manifest, run, found, after) for run in manifest.runs]
-        yield from merge_newest_first([iter(recent), *index])
-
-    def _run_stream(self, manifest: Manifest, run: RunInfo, found: list[str], after: str | None) -> Iterator[CatalogRow]:
-        """A run's rows after `after`; `_Superseded` when it is gone because a newer manifest
-        replaced it, a problem in `found` when it is lost or unreadable."""
-        try:
-            yield from (r for r in self.runs.scan(run, after) if after is None or r.id > after)
-        except FileNotFoundError:
-            if self.manifests.discover(manifest.generation).generation != manifest.generation:
-                raise _Superseded from None
-            found.append(f"catalog object {self.loc.path(run.key)} is missing: run `lbdask repair {self.loc.url}`")
-        except IntegrityError as exc:
-            found.append(str(exc))
-
-    def _partition_stream(self, part: int, files: dict[int, str], found: list[str],
-                          after: str | None) -> Iterator[CatalogRow]:
-        """A v1 partition's rows after `after`, sorted (read when the merge first needs it)."""
-        try:
-            rows = self.retrying(lambda: self._current_partition(part, files))
-        except IntegrityError as exc:
-            found.append(f"index partition {part}: {exc}")
-            return
-        yield from sorted((r for r in rows.values() if after is None or r.id > after), key=_id)
+        """Every readable row once, in ascending id order (`listing.rows`)."""
+        return listing.rows(self, problems)
 
     def _unannounced(self) -> tuple[dict[str, CatalogRow], list[str]]:
         """Rows of batch objects found by a LIST, and the unreadable ones: what a catalog
         without a manifest yet or still in the v1 layout may hold from writers that did not
         announce their commits (lbdask before the commit log)."""
         damage: list[str] = []
-        return self._listed_recent(damage), damage
+        return self.listed_rows(damage), damage
 
-    def _listed_recent(self, found: list[str] | None) -> dict[str, CatalogRow]:
+    def listed_rows(self, found: list[str] | None) -> dict[str, CatalogRow]:
         """Rows of every batch object on the store (one LIST): what a damaged catalog, whose
         manifest and so whose log position are lost, still knows."""
         recent: dict[str, CatalogRow] = {}
@@ -401,22 +346,3 @@ class Catalog:
                 yield from parse_rows(path, read_object(self.loc, path))
             except (FileNotFoundError, IntegrityError):
                 continue
-
-    def _current_partition(self, part: int, files: dict[int, str]) -> dict[str, CatalogRow]:
-        """Partition `part` as listed in `files`; when its file is gone because a compaction
-        replaced it, `files` is pointed at the newer file before the caller retries."""
-        try:
-            return self.partition_rows(files[part])
-        except FileNotFoundError:
-            newer = self.manifests.discover(self._known)
-            if newer is not None and newer.files.get(part) not in (None, files[part]):
-                files[part] = newer.files[part]
-            raise
-
-
-def _id(row: CatalogRow) -> str:
-    return row.id
-
-
-class _Superseded(Exception):
-    """A run a listing was reading was replaced by a newer manifest: go on from there."""

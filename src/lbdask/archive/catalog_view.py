@@ -19,6 +19,10 @@ from lbdask.archive.rows import CatalogRow
 from lbdask.errors import IntegrityError
 from lbdask.storage import Location
 
+#: Newer generations one advance follows before it settles for the one it holds (a later
+#: lookup goes on; a file removed meanwhile makes the catalog start over).
+FOLLOW = 16
+
 
 @dataclass(frozen=True)
 class View:
@@ -48,7 +52,7 @@ class Tracker:
     read_batch: BatchReader
     unannounced: Unannounced
 
-    def fresh(self, known: int | None, manifest: Manifest | None = None) -> View:
+    def fresh(self, known: int | None, manifest: Manifest | None = None, depth: int = 0) -> View:
         """A view of the latest manifest (or `manifest`) and every slot after it. Before the
         first compaction and on a v1 catalog the batch objects are listed too: writers
         before the commit log did not announce theirs."""
@@ -57,14 +61,14 @@ class Tracker:
         if manifest.version == 1 or manifest.generation == 0:
             rows, damage = self.unannounced()
             view = View(manifest, manifest.log_next, rows, (), tuple(damage))
-        return self.advance(view)
+        return self.advance(view, depth)
 
-    def advance(self, view: View) -> View:
+    def advance(self, view: View, depth: int = 0) -> View:
         """`view` with the slots announced since; rebuilt when a compaction committed meanwhile."""
         recent, batches, damage, end = None, list(view.batches), list(view.damage), view.end
         while (slot := read_slot(self.loc, end)) is not None:
             if slot.fence is not None:
-                newer = self._newer(view) if slot.fence > view.manifest.generation else None
+                newer = self._newer(view, depth) if slot.fence > view.manifest.generation else None
                 if newer is not None:  # a compaction folded what this view holds (else: one that crashed)
                     return newer
             elif slot.batch is not None:
@@ -76,17 +80,18 @@ class Tracker:
                     damage.append(str(exc))
             end += 1
         if not (end > 0 and present(self.loc, slot_path(self.loc, end - 1))):  # gone: folded by a compaction?
-            newer = self._newer(view)
+            newer = self._newer(view, depth)
             if newer is not None:
                 return newer
         if recent is None and end == view.end and len(damage) == len(view.damage):
             return view
         return View(view.manifest, end, view.recent if recent is None else recent, tuple(batches), tuple(damage))
 
-    def _newer(self, view: View) -> View | None:
+    def _newer(self, view: View, depth: int) -> View | None:
         """A view of a generation newer than `view`'s, None when there is none (then the slot
-        checked was lost some other way, e.g. a fence a repair dropped, and `view` stays right)."""
+        checked was lost some other way, e.g. a fence a repair dropped, and `view` stays right).
+        Compactions committing all the while make it follow them only so far."""
         newest = self.discover(view.manifest.generation)
-        if newest.generation == view.manifest.generation:
+        if newest.generation == view.manifest.generation or depth >= FOLLOW:
             return None
-        return self.fresh(None, newest)
+        return self.fresh(None, newest, depth + 1)

@@ -11,12 +11,17 @@ free slot at or after its cursor, and only a compaction deletes slots, all below
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from lbdask.archive.objects import put_exclusive
 from lbdask.archive.reads import present, read_object
 from lbdask.errors import IntegrityError
 from lbdask.storage import Location
+
+
+#: A slot object's name (its number) at the end of a listed path.
+SLOT_NAME = re.compile(r"/log/(\d{12})\.json$")
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Iterator
 
 from lbdask.archive.catalog import Catalog, parse_rows
-from lbdask.archive.commit_log import Slot, first_absent, read_slot, slot_path
+from lbdask.archive.commit_log import SLOT_NAME, Slot, first_absent, read_slot, slot_path
 from lbdask.archive.commit_log import claim as claim_slot
 from lbdask.archive.levels import merged_level, plan_merge
 from lbdask.archive.manifest import Manifest
@@ -83,7 +83,7 @@ def _attempt(catalog: Catalog) -> dict[str, int] | None:
     for name in names:
         put_atomic(loc, catalog.folded_path(name), blobs[name])
     remove_quietly(loc, [catalog.batch_path(n) for n in names])
-    _drop_slots(catalog, old.log_next - 1, new.log_next - 1)
+    _drop_slots(catalog, new.log_next - 1)
     remove_quietly(loc, [loc.path(key) for key in old.files.values()])  # v1 partitions, now in the run
     _published(catalog, new)
     catalog.forget(names)
@@ -156,11 +156,17 @@ def _published(catalog: Catalog, new: Manifest) -> None:
     catalog.manifests.write_hint(new)
 
 
-def _drop_slots(catalog: Catalog, start: int, stop: int) -> None:
-    """Delete log slots [start, stop) oldest first (readers tell a compaction by a missing
-    predecessor of the slot they probe: see catalog_view.py)."""
-    for seq in range(max(start, 0), stop):
-        remove_quietly(catalog.loc, [slot_path(catalog.loc, seq)])
+def _drop_slots(catalog: Catalog, below: int) -> None:
+    """Delete the log slots below `below` (one LIST: slots a crashed compaction left are
+    deleted too), oldest first: a reader or writer tells that a compaction passed the slot
+    it probes by the slot before it being gone (catalog_view.py, Catalog._announce)."""
+    try:
+        names = catalog.loc.fs.ls(catalog.loc.path("catalog", "log"), detail=False)
+    except FileNotFoundError:
+        return
+    for seq in sorted(int(m.group(1)) for n in names if (m := SLOT_NAME.search(n))):
+        if seq < below:
+            remove_quietly(catalog.loc, [slot_path(catalog.loc, seq)])
 
 
 def merge_runs(catalog: Catalog, attempts: int = COMPACT_ATTEMPTS) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from lbdask.archive.objects import put_atomic
 from lbdask.errors import InputError, StoreError
 from lbdask.storage import Location
 
@@ -33,6 +34,14 @@ def root_attributes(loc: Location) -> dict[str, Any] | None:
     except (ValueError, AttributeError):
         return {}
     return attributes if isinstance(attributes, dict) else {}
+
+
+def set_format_version(loc: Location, version: int) -> None:
+    """Rewrite the lbdask attribute's `format_version` in DEST's root zarr.json (one atomic
+    write; the rest of the object is kept as it is)."""
+    doc = json.loads(loc.fs.cat_file(loc.path("zarr.json")))
+    doc["attributes"][ATTR]["format_version"] = version
+    put_atomic(loc, loc.path("zarr.json"), json.dumps(doc, indent=2).encode())
 
 
 def archive_meta(loc: Location) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 
 from lbdask.archive.catalog import Catalog, parse_rows
+from lbdask.archive.commit_log import SLOT_NAME
 from lbdask.archive.compaction import announce_generation, level_for, run_key
 from lbdask.archive.manifest import Manifest
 from lbdask.archive.objects import remove_quietly
@@ -24,7 +25,6 @@ from lbdask.archive.runs import RunInfo, write_run
 from lbdask.archive.store import Archive
 from lbdask.errors import IntegrityError
 
-SLOT_FILE = re.compile(r"/log/(\d{12})\.json$")
 PARTITION_FILE = re.compile(r"/index/g(\d+)(?:-[0-9a-f]+)?/p(\d+)\.jsonl\.gz$")
 RUN_FILE = re.compile(r"/runs/(\d+)-[0-9a-f]+/r\d+\.run$")
 
@@ -155,7 +155,7 @@ def _first_slot(cat: Catalog) -> int:
         names = cat.loc.fs.ls(cat.loc.path("catalog", "log"), detail=False)
     except FileNotFoundError:
         return 0
-    seqs = [int(m.group(1)) for n in names if (m := SLOT_FILE.search(n))]
+    seqs = [int(m.group(1)) for n in names if (m := SLOT_NAME.search(n))]
     return min(seqs, default=0)
 
 

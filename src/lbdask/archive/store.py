@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 from lbdask.archive.catalog import BATCH_ID, Catalog
 from lbdask.archive.compaction import compact
-from lbdask.archive.creation import ATTR, archive_meta, refuse_foreign, require_archive, require_root, root_attributes
+from lbdask.archive.creation import (
+    ATTR,
+    archive_meta,
+    refuse_foreign,
+    require_archive,
+    require_root,
+    root_attributes,
+    set_format_version,
+)
 from lbdask.archive.meta import FOLDER as META_FOLDER
 from lbdask.archive.meta import offload
 from lbdask.archive.objects import STORE_ATTEMPTS, put_atomic, store_errors, store_retries
@@ -29,8 +37,11 @@ if TYPE_CHECKING:
     from lbdask.archive.latents import LatentBuckets
     from lbdask.latent.codec import EncodedLatent
 
-#: On-store format version; archives written with another one are refused.
-FORMAT_VERSION = 1
+#: On-store format version of new archives: 2 since the catalog keeps sorted runs and a
+#: commit log (issue 25). Version 1 archives (hash-partitioned catalog) still open; their
+#: first compaction, or `lbdask upgrade`, makes them version 2. Any other is refused.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 @dataclass
@@ -131,9 +142,9 @@ class Archive:
         if not isinstance(meta, dict):
             raise NotFoundError(f"{dest} is a Zarr group but not an lbdask archive")
         version = meta.get("format_version")
-        if version != FORMAT_VERSION:
-            raise ArchiveFormatError(
-                f"{dest} uses archive format version {version}; this lbdask reads version {FORMAT_VERSION}")
+        if version not in READABLE_VERSIONS:
+            raise ArchiveFormatError(f"{dest} uses archive format version {version}; this lbdask reads versions "
+                                     f"{' and '.join(map(str, READABLE_VERSIONS))}")
         return cls(loc, meta, mode, storage_options)
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -260,7 +271,7 @@ class Archive:
             return self.catalog.is_committed(batch_id)
 
     def get_row(self, image_id: str) -> CatalogRow | None:
-        """One id's row, reading one index partition and the not-yet-compacted batches."""
+        """One id's row: the recent commits (log slots), then the catalog's sorted runs; no LIST."""
         with store_errors(self.url):
             return self.catalog.get_row(image_id)
 
@@ -282,8 +293,13 @@ class Archive:
         return {r.id for r in self.rows()}
 
     def compact(self) -> dict[str, int]:
-        """Fold committed batch objects into the hashed index (safe beside other compactors)."""
+        """Fold committed batches into the catalog's sorted runs (safe beside other compactors).
+        A version 1 archive becomes version 2 first: its catalog is converted by this fold,
+        and lbdask versions that read only version 1 must not open it after that."""
         with store_errors(self.url):
+            if self.format_version < FORMAT_VERSION:
+                set_format_version(self.loc, FORMAT_VERSION)
+                self._meta["format_version"] = FORMAT_VERSION
             return compact(self.catalog)
 
     # JSON records (model table, lbdask.archive.history) -----------------------------

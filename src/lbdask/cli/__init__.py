@@ -19,7 +19,7 @@ from lbdask.config import CONFIG_DIR_ENV
 from lbdask.errors import LbdaskError
 
 #: Subcommand modules under `lbdask.cli`, in the order `lbdask --help` lists them.
-SUBCOMMANDS = ["migrate", "read", "ls", "report", "stats", "verify", "fidelity", "trace", "sim", "sim_cluster", "compact", "repair", "serve", "gateway", "retier"]
+SUBCOMMANDS = ["migrate", "read", "ls", "report", "stats", "verify", "fidelity", "trace", "sim", "sim_cluster", "compact", "upgrade", "repair", "serve", "gateway", "retier"]
 
 
 def add_global_options(parser: argparse.ArgumentParser, top: bool) -> None:

@@ -15,18 +15,27 @@ from lbdask.archive.objects import store_errors
 from lbdask.storage import parse_storage_options
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("compact", help="fold committed batches into the catalog index",
-                              description=__doc__.split("\n\n")[0])
+def dest_parser(subparsers: argparse._SubParsersAction, name: str, summary: str, doc: str) -> argparse.ArgumentParser:
+    """A subcommand of DEST and `--storage-options` alone (compact, upgrade)."""
+    p = subparsers.add_parser(name, help=summary, description=doc.split("\n\n")[0])
     p.add_argument("dest", metavar="DEST", help="archive folder or s3://bucket/path")
     p.add_argument("--storage-options", metavar="JSON", help="fsspec/s3fs options as a JSON object")
     return p
 
 
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    return dest_parser(subparsers, "compact", "fold committed batches into the catalog index", __doc__)
+
+
+def compact_held(arc: Archive, command: str) -> dict[str, int]:
+    """`arc.compact()` under the archive's lease, held as `command`."""
+    with store_errors(arc.url), hold(arc.loc, command):
+        return arc.compact()
+
+
 def run(args: argparse.Namespace) -> int:
     arc = Archive.open(args.dest, mode="a", storage_options=parse_storage_options(args.storage_options))
-    with store_errors(args.dest), hold(arc.loc, "lbdask compact"):
-        done = arc.compact()
+    done = compact_held(arc, "lbdask compact")
     if done.get("stepped_back"):
         print(f"other compactions kept committing first; stepped back at generation {done['generation']} "
               f"(nothing lost: run it again later)")
