@@ -269,12 +269,14 @@ def test_scan_reads_many_blocks_per_request(loc):
     assert fs.reads == 2 + 51  # a block larger than the span is read alone
 
 
-@pytest.mark.parametrize("limit", [1, 2_000, 5_000, 1 << 20])
+@pytest.mark.parametrize("limit", [1, 2_000, 5_000, 1 << 20, "two blocks exactly"])
 def test_scan_reads_whole_blocks_in_spans_as_long_as_the_limit_allows(loc, limit):
     info = written(loc, n=400, block_rows=8)
     fs, counted = counting(loc)
     reader = RunReader(counted)
     blocks = reader.footer(info).blocks
+    if limit == "two blocks exactly":
+        limit = blocks[0][1] + blocks[1][1]
     fs.ranges.clear()
     with mock.patch.object(runs, "SCAN_READ_BYTES", limit):
         assert len(list(reader.scan(info))) == 400
@@ -332,8 +334,10 @@ def test_large_rows_make_blocks_of_about_block_bytes(loc):
     rows = [CatalogRow(id=f"img{i:03d}", status="kept", chunks=[("tEXt", b"x" * size)]) for i, size in enumerate(sizes)]
     info = write_run(loc, new_key(), iter(rows), level=0)
     lengths = [len(json.dumps(r.to_json(), separators=(",", ":"))) + 1 for r in rows]
+    blocks = RunReader(loc).footer(info).blocks
+    assert len(blocks) >= 6  # ~530 KB of JSON
     first = 0
-    for _, _, count in RunReader(loc).footer(info).blocks[:-1]:
+    for _, _, count in blocks[:-1]:
         block = lengths[first: first + count]
         assert sum(block) >= runs.BLOCK_BYTES * 0.95  # full
         assert sum(block[:-1]) < runs.BLOCK_BYTES * 1.05  # closed by its last row
