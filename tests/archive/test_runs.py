@@ -325,7 +325,7 @@ def test_scan_leaves_the_partition_and_block_caches_alone(loc):
 
 
 def test_the_block_cache_holds_block_cache_blocks(loc):
-    assert RunReader(loc).block_cache == 256
+    assert RunReader(loc).block_cache == 256 and RunReader(loc).partition_cache == 256
     info = written(loc, n=16, block_rows=8)  # blocks: img000.., img008..
     fs, counted = counting(loc)
     for size, reads in ((1, 6), (2, 0)):
@@ -405,6 +405,19 @@ def test_blocks_are_kept_in_a_least_recently_used_cache(loc):
     reader.get(info, "img002"), reader.get(info, "img017")
     assert fs.reads == before
     reader.get(info, "img009")
+    assert fs.reads == before + 1
+
+
+def test_partitions_are_kept_in_a_least_recently_used_cache(loc):
+    info = written(loc, n=24, block_rows=8, partition_blocks=1)  # partitions: img000.., img008.., img016..
+    fs, counted = counting(loc)
+    reader = RunReader(counted, block_cache=0, partition_cache=2)
+    for p in (0, 1, 0, 2):  # 2 evicts 1, the least recently used
+        reader.partition(info, p)
+    before = fs.reads
+    reader.partition(info, 0), reader.partition(info, 2)
+    assert fs.reads == before
+    reader.partition(info, 1)
     assert fs.reads == before + 1
 
 

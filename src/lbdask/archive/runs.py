@@ -226,6 +226,7 @@ class RunReader:
     def __init__(self, loc: Location, block_cache: int = 256, partition_cache: int = 256) -> None:
         self.loc = loc
         self.block_cache = block_cache
+        self.partition_cache = partition_cache
         self._footers: LRU[str, Footer] = LRU(FOOTER_CACHE)
         self._partitions: LRU[tuple[str, int], Partition] = LRU(partition_cache)
         self._blocks: LRU[tuple[str, int], list[CatalogRow]] = LRU(block_cache)
