@@ -23,8 +23,8 @@ from lbdask.errors import IntegrityError
 from lbdask.storage import Location, open_location
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-#: ids with unicode, '/', ids that are prefixes of others ("a", "a/", "a/b") and very long ids
-IDS = st.one_of(st.text(min_size=1, max_size=12), st.text(alphabet="a/é\u4e2d", min_size=1, max_size=5),
+#: ids with unicode, '/', the empty id, ids that are prefixes of others ("a", "a/", "a/b") and very long ids
+IDS = st.one_of(st.just(""), st.text(min_size=1, max_size=12), st.text(alphabet="a/é\u4e2d", min_size=1, max_size=5),
                 st.text(alphabet="xy", min_size=300, max_size=1200))
 
 
@@ -51,9 +51,11 @@ class CountingFS:
     def __init__(self, fs):
         self.fs = fs
         self.reads = 0
+        self.ranges = []
 
     def cat_file(self, path, start=None, end=None):
         self.reads += 1
+        self.ranges.append((start, end))
         return self.fs.cat_file(path, start=start, end=end)
 
 
@@ -64,11 +66,12 @@ def counting(loc):
 
 @FAST
 @given(ids=st.sets(IDS, min_size=1, max_size=80), absent=st.lists(IDS, max_size=10),
-       block_rows=st.sampled_from([1, 3, 128]), starts=st.lists(IDS, max_size=2))
-def test_get_and_scan_match_a_dict(loc, ids, absent, block_rows, starts):
+       block_rows=st.sampled_from([1, 3, 128]), partition_blocks=st.sampled_from([1, 2, 64]),
+       starts=st.lists(IDS, max_size=2))
+def test_get_and_scan_match_a_dict(loc, ids, absent, block_rows, partition_blocks, starts):
     want = {r.id: r for r in rows_of(ids)}
     key = new_key()
-    with mock.patch.object(runs, "BLOCK_ROWS", block_rows):
+    with mock.patch.object(runs, "BLOCK_ROWS", block_rows), mock.patch.object(runs, "PARTITION_BLOCKS", partition_blocks):
         info = write_run(loc, key, iter(want.values()), level=2)
     assert (info.key, info.level, info.rows, info.min_id, info.max_id) == (key, 2, len(ids), min(ids), max(ids))
     assert info.size == os.path.getsize(loc.path(key)) == info.footer_offset + info.footer_size
@@ -84,7 +87,7 @@ def test_get_and_scan_match_a_dict(loc, ids, absent, block_rows, starts):
 
 
 @FAST
-@given(versions=st.lists(st.sets(st.text(alphabet="abc/", min_size=1, max_size=4), max_size=30), max_size=5))
+@given(versions=st.lists(st.sets(st.text(alphabet="abc/", max_size=4), max_size=30), max_size=5))
 def test_merge_newest_first_yields_each_id_once_from_the_newest_stream(versions):
     reference = {}
     for n, ids in reversed(list(enumerate(versions))):  # oldest first: newer versions overwrite
@@ -151,9 +154,14 @@ def test_the_object_appears_only_when_it_is_complete(loc):
     assert info.rows == 300
 
 
-def written(loc, n=40, block_rows=4):
-    with mock.patch.object(runs, "BLOCK_ROWS", block_rows):
+def written(loc, n=40, block_rows=4, partition_blocks=64):
+    with mock.patch.object(runs, "BLOCK_ROWS", block_rows), mock.patch.object(runs, "PARTITION_BLOCKS", partition_blocks):
         return write_run(loc, new_key(), iter(rows_of(f"img{i:03d}" for i in range(n))), level=0)
+
+
+def blocks_of(reader, info):
+    """Every block's (offset, size, n_rows), partition by partition."""
+    return [b for p in range(len(reader.footer(info).partitions)) for b in reader.partition(info, p).blocks]
 
 
 def damage(loc, key, offset):
@@ -169,7 +177,7 @@ def test_a_damaged_block_is_an_integrity_error_naming_the_object(loc):
     damage(loc, info.key, 20)  # inside block 0
     reader = RunReader(loc)
     assert reader.get(info, "img010").id == "img010"  # other blocks still read
-    with pytest.raises(IntegrityError, match=f"{info.key}.*block 0"):
+    with pytest.raises(IntegrityError, match=rf"{info.key} is unreadable \(partition 0 block 0: (BadGzipFile|error)\)"):
         reader.get(info, "img001")
     with pytest.raises(IntegrityError, match=info.key):
         list(reader.scan(info))
@@ -195,15 +203,55 @@ def with_footer(loc, info, edit):
 
 
 @pytest.mark.parametrize(("edit", "message"), [
-    (lambda f: {**f, "blocks": []}, "footer: ValueError"),
-    (lambda f: {**f, "blocks": [[b[0], b[1], b[2], b[3] + 1] for b in f["blocks"]]}, "block 0 does not match"),
-    (lambda f: {**f, "blocks": [["img000x", *f["blocks"][0][1:]], *f["blocks"][1:]]}, "block 0 does not match"),
-    (lambda f: {**f, "bloom": {**f["bloom"], "bits": f["bloom"]["bits"] * 2}}, "footer: ValueError"),
-], ids=["no blocks", "row count", "first id", "bloom size"])
+    (lambda f: {"partitions": []}, "footer: ValueError"),
+    (lambda f: {"partitions": [["img000x", *f["partitions"][0][1:]]]}, "partition 0 does not match its footer"),
+    (lambda f: {"partitions": [[*f["partitions"][0][:2], f["partitions"][0][2] - 1]]}, r"partition 0: (BadGzipFile|EOFError)"),
+], ids=["no partitions", "first id", "partition size"])
 def test_a_footer_that_does_not_match_the_object_is_an_integrity_error(loc, edit, message):
     info = with_footer(loc, written(loc), edit)
     with pytest.raises(IntegrityError, match=f"{info.key}.*{message}"):
         RunReader(loc).get(info, "img001")
+
+
+def with_partition(loc, info, edit):
+    """`info`'s run (one partition) with its partition JSON passed through `edit`."""
+    footer = RunReader(loc).footer(info)
+    (offset, size), = footer.partitions
+    with open(loc.path(info.key), "rb") as f:
+        blob = f.read()
+    new = gzip.compress(json.dumps(edit(json.loads(gzip.decompress(blob[offset: offset + size])))).encode())
+    tail = gzip.compress(json.dumps({"partitions": [[footer.first_ids[0], offset, len(new)]]}).encode())
+    with open(loc.path(info.key), "wb") as f:
+        f.write(blob[:offset] + new + tail)
+    return dataclasses.replace(info, footer_offset=offset + len(new), footer_size=len(tail),
+                               size=offset + len(new) + len(tail))
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda f: {**f, "blocks": []}, "partition 0: ValueError"),
+    (lambda f: {**f, "blocks": [[b[0], b[1], b[2], b[3] + 1] for b in f["blocks"]]}, "partition 0 block 1 does not match"),
+    (lambda f: {**f, "blocks": [f["blocks"][0], ["img004x", *f["blocks"][1][1:]], *f["blocks"][2:]]},
+     "partition 0 block 1 does not match its partition"),
+    (lambda f: {**f, "blocks": [["img000x", *f["blocks"][0][1:]], *f["blocks"][1:]]}, "partition 0 does not match its footer"),
+    (lambda f: {**f, "bloom": {**f["bloom"], "bits": f["bloom"]["bits"] * 2}}, "partition 0: ValueError"),
+    (lambda f: {**f, "bloom": None}, "partition 0: TypeError"),
+], ids=["no blocks", "row count", "block first id", "partition first id", "bloom size", "no bloom"])
+def test_a_partition_that_does_not_match_the_object_is_an_integrity_error(loc, edit, message):
+    info = with_partition(loc, written(loc), edit)
+    with pytest.raises(IntegrityError, match=f"{info.key}.*{message}"):
+        RunReader(loc).get(info, "img005")
+
+
+def test_a_damaged_partition_is_an_integrity_error_and_other_partitions_still_read(loc):
+    info = written(loc, n=40, block_rows=4, partition_blocks=2)  # partitions: img000.., img008.., ...
+    offset, size = RunReader(loc).footer(info).partitions[1]
+    damage(loc, info.key, offset + size // 2)
+    reader = RunReader(loc)
+    assert reader.get(info, "img001").id == "img001" and reader.get(info, "img016").id == "img016"
+    with pytest.raises(IntegrityError, match=rf"{info.key} is unreadable \(partition 1: "):
+        reader.get(info, "img009")
+    with pytest.raises(IntegrityError, match=info.key):
+        list(reader.scan(info))
 
 
 def test_a_truncated_object_is_an_integrity_error_naming_it(loc):
@@ -222,29 +270,62 @@ def test_a_missing_object_raises_file_not_found(loc):
         list(RunReader(loc).scan(info))
 
 
-def test_get_reads_the_footer_once_and_at_most_one_block_per_call(loc):
-    info = written(loc, n=400, block_rows=8)  # 50 blocks
+def test_get_reads_the_footer_once_each_partition_once_and_at_most_one_block_per_call(loc):
+    info = written(loc, n=400, block_rows=8, partition_blocks=5)  # 50 blocks in 10 partitions of 40 rows
     fs, counted = counting(loc)
     reader = RunReader(counted, block_cache=64)
     assert reader.get(info, "img") is None and reader.get(info, "img400") is None
     assert fs.reads == 0  # outside the run's id range: not even the footer is read
-    assert reader.get(info, "img000").index == 0 and fs.reads == 2  # footer + block
+    assert reader.get(info, "img000").index == 0 and fs.reads == 3  # footer + partition + block
     for i in range(8, 400, 8):  # the first id of each further block
         before = fs.reads
         assert reader.get(info, f"img{i:03d}").id == f"img{i:03d}"
-        assert fs.reads == before + 1
+        assert fs.reads == before + (2 if i % 40 == 0 else 1)  # + the partition when it is a new one
     before = fs.reads
     assert all(reader.get(info, f"img{i:03d}") is not None for i in range(400))  # all cached now
     assert fs.reads == before
     absent = [f"img{i:03d}x" for i in range(300)]  # inside the run's id range
     fresh = RunReader(counted, block_cache=64)
-    fresh.footer(info)
+    for p in range(10):
+        fresh.partition(info, p)
     before = fs.reads
     assert all(fresh.get(info, i) is None for i in absent)
     assert fs.reads - before <= 15  # the Bloom filter spares the block read for most absent ids
 
 
+def cold_get(loc, n, image_id):
+    """(footer bytes, [bytes of each read]) of one get of `image_id` on a fresh handle, in a run
+    of `n` rows cut into partitions of 4 blocks of 8 rows."""
+    with mock.patch.object(runs, "BLOCK_ROWS", 8), mock.patch.object(runs, "PARTITION_BLOCKS", 4):
+        info = write_run(loc, new_key(), iter(rows_of(f"img{i:05d}" for i in range(n))), level=0)
+    fs, counted = counting(loc)
+    assert RunReader(counted).get(info, image_id).id == image_id
+    return info.footer_size, [end - start for start, end in fs.ranges]
+
+
+def test_a_cold_get_reads_the_footer_one_partition_and_one_block_whatever_the_run_size(loc):
+    small_footer, small = cold_get(loc, 1_000, "img00500")
+    large_footer, large = cold_get(loc, 16_000, "img00500")
+    assert len(small) == len(large) == 3
+    assert large[1:] == small[1:]  # the same partition and block, whatever N
+    # the footer holds one ~20-byte entry per partition (32 rows) and nothing per row:
+    # a single-level index (block entries + 10 Bloom bits per row) would be > 1.25 bytes per row
+    assert large_footer - small_footer < (16_000 - 1_000) / 32 * 24
+    assert large_footer < 16_000 * 0.75 and large[1] < 32 * 20 + 300
+
+
+def test_scan_leaves_the_partition_and_block_caches_alone(loc):
+    info = written(loc, n=400, block_rows=8, partition_blocks=5)
+    fs, counted = counting(loc)
+    reader = RunReader(counted)
+    assert len(list(reader.scan(info))) == 400
+    before = fs.reads
+    assert reader.get(info, "img200").id == "img200"
+    assert fs.reads == before + 2  # the partition and the block: only the footer is cached
+
+
 def test_the_block_cache_holds_block_cache_blocks(loc):
+    assert RunReader(loc).block_cache == 256 and RunReader(loc).partition_cache == 256
     info = written(loc, n=16, block_rows=8)  # blocks: img000.., img008..
     fs, counted = counting(loc)
     for size, reads in ((1, 6), (2, 0)):
@@ -260,10 +341,99 @@ def test_scan_reads_many_blocks_per_request(loc):
     info = written(loc, n=400, block_rows=8)
     fs, counted = counting(loc)
     assert len(list(RunReader(counted).scan(info))) == 400
-    assert fs.reads == 2  # footer, then all 50 small blocks in one range read
+    assert fs.reads == 3  # footer, partition, then all 50 small blocks in one range read
     with mock.patch.object(runs, "SCAN_READ_BYTES", 1):
         assert len(list(RunReader(counted).scan(info))) == 400
-    assert fs.reads == 2 + 51  # a block larger than the span is read alone
+    assert fs.reads == 3 + 52  # a block larger than the span is read alone
+
+
+@pytest.mark.parametrize("limit", [1, 2_000, 5_000, 1 << 20, "two blocks exactly"])
+def test_scan_reads_whole_blocks_in_spans_as_long_as_the_limit_allows(loc, limit):
+    info = written(loc, n=400, block_rows=8)
+    fs, counted = counting(loc)
+    reader = RunReader(counted)
+    blocks = reader.partition(info, 0).blocks
+    end_of_blocks = reader.footer(info).partitions[0][0]
+    if limit == "two blocks exactly":
+        limit = blocks[0][1] + blocks[1][1]
+    fs.ranges.clear()
+    with mock.patch.object(runs, "SCAN_READ_BYTES", limit):
+        assert len(list(reader.scan(info))) == 400
+    starts = {offset: size for offset, size, _ in blocks}
+    assert [start for start, _ in fs.ranges] == sorted(start for start, _ in fs.ranges)
+    assert fs.ranges[0][0] == 0 and fs.ranges[-1][1] == end_of_blocks
+    for (start, end), (following, _) in zip(fs.ranges, [*fs.ranges[1:], (end_of_blocks, None)]):
+        assert start in starts and end == following  # whole blocks, none skipped
+        assert end - start <= limit or end - start == starts[start]  # a larger block alone
+        if following < end_of_blocks:
+            assert end + starts[following] - start > limit  # the next block did not fit
+
+
+def test_an_absent_id_that_passes_the_bloom_filter_is_none_after_one_block(loc):
+    info = written(loc, n=40, block_rows=8)
+    fs, counted = counting(loc)
+    reader = RunReader(counted)
+    reader.partition(info, 0)
+    with mock.patch.object(BloomFilter, "__contains__", return_value=True):
+        for absent in ("img007x", "img008x", "img039x", "img00"):  # last of a block, first, last row, before
+            before = fs.reads
+            assert reader.get(info, absent) is None
+            assert fs.reads - before <= 1
+
+
+def test_footers_are_kept_in_a_least_recently_used_cache(loc):
+    a, b, c = (written(loc, n=8) for _ in range(3))
+    fs, counted = counting(loc)
+    with mock.patch.object(runs, "FOOTER_CACHE", 2):
+        reader = RunReader(counted, block_cache=0)
+        for info in (a, b, a, c):  # c evicts b, the least recently used
+            reader.footer(info)
+        before = fs.reads
+        reader.footer(a), reader.footer(c)
+        assert fs.reads == before
+        reader.footer(b)
+        assert fs.reads == before + 1
+
+
+def test_blocks_are_kept_in_a_least_recently_used_cache(loc):
+    info = written(loc, n=24, block_rows=8)  # blocks: img000.., img008.., img016..
+    fs, counted = counting(loc)
+    reader = RunReader(counted, block_cache=2)
+    for image_id in ("img000", "img008", "img001", "img016"):  # img016 evicts the block of img008
+        reader.get(info, image_id)
+    before = fs.reads
+    reader.get(info, "img002"), reader.get(info, "img017")
+    assert fs.reads == before
+    reader.get(info, "img009")
+    assert fs.reads == before + 1
+
+
+def test_partitions_are_kept_in_a_least_recently_used_cache(loc):
+    info = written(loc, n=24, block_rows=8, partition_blocks=1)  # partitions: img000.., img008.., img016..
+    fs, counted = counting(loc)
+    reader = RunReader(counted, block_cache=0, partition_cache=2)
+    for p in (0, 1, 0, 2):  # 2 evicts 1, the least recently used
+        reader.partition(info, p)
+    before = fs.reads
+    reader.partition(info, 0), reader.partition(info, 2)
+    assert fs.reads == before
+    reader.partition(info, 1)
+    assert fs.reads == before + 1
+
+
+def test_large_rows_make_blocks_of_about_block_bytes(loc):
+    sizes = [1_000, 30_000, 500, 12_000, 20_000, 7_000, 25_000, 3_000] * 4
+    rows = [CatalogRow(id=f"img{i:03d}", status="kept", chunks=[("tEXt", b"x" * size)]) for i, size in enumerate(sizes)]
+    info = write_run(loc, new_key(), iter(rows), level=0)
+    lengths = [len(json.dumps(r.to_json(), separators=(",", ":"))) + 1 for r in rows]
+    blocks = blocks_of(RunReader(loc), info)
+    assert len(blocks) >= 6  # ~530 KB of JSON
+    first = 0
+    for _, _, count in blocks[:-1]:
+        block = lengths[first: first + count]
+        assert sum(block) >= runs.BLOCK_BYTES * 0.95  # full
+        assert sum(block[:-1]) < runs.BLOCK_BYTES * 1.05  # closed by its last row
+        first += count
 
 
 def test_a_reader_is_safe_to_share_between_threads(loc):

@@ -1,10 +1,12 @@
 """Sorted runs: the immutable index objects of catalog v2 (docs/archive-format.md, "Sorted runs").
 
-A run holds rows in ascending id order, each id once: `[block 0][block 1]...[footer]`. Each
-block is `dump_rows` of up to BLOCK_ROWS rows (fewer when they are large); the footer is gzip
-JSON `{"blocks": [[first_id, offset, size, n_rows], ...], "bloom": {...}}`. The manifest records
-where the footer is (`RunInfo`), so a lookup reads the footer once per run and then, when the
-Bloom filter does not rule the id out, one block: a bounded number of small reads whatever N.
+A run holds rows in ascending id order, each id once, with a two-level index:
+`[blocks of partition 0][partition 0][blocks of partition 1][partition 1]...[footer]`. A block
+is `dump_rows` of up to BLOCK_ROWS rows (fewer when they are large); a partition is gzip JSON
+`{"blocks": [[first_id, offset, size, n_rows], ...], "bloom": {...}}` of up to PARTITION_BLOCKS
+blocks; the footer is gzip JSON `{"partitions": [[first_id, offset, size], ...]}`. The manifest
+records where the footer is (`RunInfo`), so a cold lookup reads the footer, one partition and at
+most one block: three small reads whatever N, and each handle caches footers and partitions.
 """
 from __future__ import annotations
 
@@ -13,17 +15,15 @@ import dataclasses
 import gzip
 import heapq
 import json
-import tempfile
-import threading
 import zlib
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
 from lbdask.archive.bloom import BloomFilter, id_hashes
+from lbdask.archive.lru import LRU
 from lbdask.archive.objects import put_streamed
 from lbdask.archive.rows import CatalogRow, dump_rows, load_rows
 from lbdask.errors import IntegrityError
@@ -33,12 +33,15 @@ from lbdask.storage import Location
 #: BLOCK_BYTES: a point lookup reads and parses one block.
 BLOCK_ROWS = 128
 BLOCK_BYTES = 64 * 1024
+#: Blocks per index partition, so at most 64 x 128 = 8,192 rows: a partition is ~13 KB (its
+#: Bloom filter 10 KB, its block entries ~3 KB), one small read, and the footer holds one
+#: ~50-byte entry per 8,192 rows (~20 KB gzipped at 10M rows).
+PARTITION_BLOCKS = 64
 #: `scan` reads consecutive blocks in range reads of about this many bytes (fewer requests).
 SCAN_READ_BYTES = 1 << 20
 #: Footers kept per RunReader (LRU): a manifest lists O(log N) runs, but a long-lived
 #: handle sees runs come and go as compactions replace them.
 FOOTER_CACHE = 32
-_HASHES_PER_READ = 1 << 10  # id hashes (16 bytes each) read back per step when the Bloom filter is built
 
 
 @dataclass(frozen=True)
@@ -88,11 +91,16 @@ def _blocks(rows: Iterable[CatalogRow]) -> Iterator[list[CatalogRow]]:
         yield block
 
 
+def _gzip_json(data: Any) -> bytes:
+    return gzip.compress(json.dumps(data, separators=(",", ":")).encode("utf-8"), mtime=0)
+
+
 def write_run(loc: Location, key: str, rows: Iterable[CatalogRow], level: int) -> RunInfo | None:
     """Write `rows` (ascending by id, unique: ValueError otherwise) as one run object at `key`
     (relative to the archive root); None and no object when there are no rows. Streams: it
-    holds one block, and at the end the Bloom filter (the ids' hashes wait in a temporary
-    file until the row count sizes it). The object appears atomically (`put_streamed`)."""
+    holds one block and one partition's entries and id hashes (at most PARTITION_BLOCKS x
+    BLOCK_ROWS ids), plus the footer's one entry per partition. The object appears
+    atomically (`put_streamed`)."""
     try:
         return _write(loc, key, rows, level)
     except _NoRows:
@@ -103,39 +111,69 @@ class _NoRows(Exception):
     """Raised inside `put_streamed` so that an empty run leaves no object behind."""
 
 
+class _Partition:
+    """The block entries and id hashes of the partition being written."""
+
+    def __init__(self) -> None:
+        self.blocks: list[list[Any]] = []
+        self.hashes: list[np.ndarray] = []
+
+    def add(self, block: list[CatalogRow], offset: int, size: int) -> None:
+        self.blocks.append([block[0].id, offset, size, len(block)])
+        self.hashes.append(id_hashes([r.id for r in block]))
+
+    def dump(self) -> bytes:
+        """The partition's bytes: its block entries and the Bloom filter of its ids."""
+        bloom = BloomFilter.for_ids(sum(b[3] for b in self.blocks))
+        bloom.add_hashes(np.concatenate(self.hashes))
+        return _gzip_json({"blocks": self.blocks, "bloom": bloom.to_json()})
+
+
 def _write(loc: Location, key: str, rows: Iterable[CatalogRow], level: int) -> RunInfo:
-    index: list[list[Any]] = []
-    offset = 0
-    with tempfile.TemporaryFile() as hashes, put_streamed(loc, loc.path(key)) as out:
+    partitions: list[list[Any]] = []
+    part = _Partition()
+    offset = count = 0
+    max_id = ""
+    with put_streamed(loc, loc.path(key)) as out:
         for block in _blocks(rows):
             blob = dump_rows(block)
             out.write(blob)
-            hashes.write(id_hashes([r.id for r in block]).tobytes())
-            index.append([block[0].id, offset, len(blob), len(block)])
+            part.add(block, offset, len(blob))
             offset += len(blob)
+            count += len(block)
             max_id = block[-1].id
-        if not index:
+            if len(part.blocks) >= PARTITION_BLOCKS:
+                offset += _close(out, part, partitions, offset)
+                part = _Partition()
+        if part.blocks:
+            offset += _close(out, part, partitions, offset)
+        if not partitions:
             raise _NoRows
-        count = sum(entry[3] for entry in index)
-        footer = gzip.compress(json.dumps({"blocks": index, "bloom": _bloom(hashes, count).to_json()},
-                                          separators=(",", ":")).encode("utf-8"), mtime=0)
+        footer = _gzip_json({"partitions": partitions})
         out.write(footer)
-    return RunInfo(key, level, count, offset + len(footer), offset, len(footer), index[0][0], max_id)
+    return RunInfo(key, level, count, offset + len(footer), offset, len(footer), partitions[0][0], max_id)
 
 
-def _bloom(hashes: BinaryIO, count: int) -> BloomFilter:
-    """The filter of `count` ids whose `id_hashes` were written to `hashes`, read back in steps."""
-    bloom = BloomFilter.for_ids(count)
-    hashes.seek(0)
-    while chunk := hashes.read(16 * _HASHES_PER_READ):
-        bloom.add_hashes(np.frombuffer(chunk, dtype=np.uint64).reshape(-1, 2))
-    return bloom
+def _close(out: Any, part: _Partition, partitions: list[list[Any]], offset: int) -> int:
+    """Write `part` at `offset`, add its footer entry; its size."""
+    blob = part.dump()
+    out.write(blob)
+    partitions.append([part.blocks[0][0], offset, len(blob)])
+    return len(blob)
 
 
 @dataclass(frozen=True)
 class Footer:
-    """A run's parsed footer: the first id, offset, size and row count of each block, and the
-    Bloom filter of its ids."""
+    """A run's parsed footer: the first id, offset and size of each index partition."""
+
+    first_ids: list[str]
+    partitions: list[tuple[int, int]]  # offset, size
+
+
+@dataclass(frozen=True)
+class Partition:
+    """A parsed index partition: the first id, offset, size and row count of each of its
+    blocks, and the Bloom filter of their ids."""
 
     first_ids: list[str]
     blocks: list[tuple[int, int, int]]  # offset, size, n_rows
@@ -150,7 +188,21 @@ def _unreadable(path: str, what: str, exc: BaseException) -> IntegrityError:
     return IntegrityError(f"catalog object {path} is unreadable ({what}: {type(exc).__name__})")
 
 
+def _mismatch(path: str, what: str, index: str) -> IntegrityError:
+    return IntegrityError(f"catalog object {path} is unreadable ({what} does not match its {index})")
+
+
 def _parse_footer(path: str, blob: bytes) -> Footer:
+    try:
+        parts = [(str(first), int(off), int(size)) for first, off, size in json.loads(gzip.decompress(blob))["partitions"]]
+        if not parts:
+            raise ValueError("no partitions")
+    except _DAMAGE as exc:
+        raise _unreadable(path, "footer", exc) from None
+    return Footer([p[0] for p in parts], [p[1:] for p in parts])
+
+
+def _parse_partition(path: str, footer: Footer, p: int, blob: bytes) -> Partition:
     try:
         data = json.loads(gzip.decompress(blob))
         blocks = [(str(first), int(off), int(size), int(n)) for first, off, size, n in data["blocks"]]
@@ -158,22 +210,26 @@ def _parse_footer(path: str, blob: bytes) -> Footer:
             raise ValueError("no blocks")
         bloom = BloomFilter.from_json(data["bloom"])
     except _DAMAGE as exc:
-        raise _unreadable(path, "footer", exc) from None
-    return Footer([b[0] for b in blocks], [b[1:] for b in blocks], bloom)
+        raise _unreadable(path, f"partition {p}", exc) from None
+    if blocks[0][0] != footer.first_ids[p]:
+        raise _mismatch(path, f"partition {p}", "footer")
+    return Partition([b[0] for b in blocks], [b[1:] for b in blocks], bloom)
 
 
 class RunReader:
-    """Reads runs for one Catalog handle; safe to share between threads. Footers are cached
-    (runs are immutable), parsed blocks in an LRU of `block_cache` blocks. A missing object
-    raises FileNotFoundError (the caller retries with a newer manifest); bytes that are not
-    what was written raise IntegrityError naming the object."""
+    """Reads runs for one Catalog handle; safe to share between threads. Footers (an LRU of
+    FOOTER_CACHE), index partitions (an LRU of `partition_cache`) and parsed blocks (an LRU of
+    `block_cache`) are cached: runs are immutable. A missing object raises FileNotFoundError
+    (the caller retries with a newer manifest); bytes that are not what was written raise
+    IntegrityError naming the object."""
 
-    def __init__(self, loc: Location, block_cache: int = 256) -> None:
+    def __init__(self, loc: Location, block_cache: int = 256, partition_cache: int = 256) -> None:
         self.loc = loc
         self.block_cache = block_cache
-        self._footers: OrderedDict[str, Footer] = OrderedDict()
-        self._blocks: OrderedDict[tuple[str, int], list[CatalogRow]] = OrderedDict()
-        self._lock = threading.Lock()
+        self.partition_cache = partition_cache
+        self._footers: LRU[str, Footer] = LRU(FOOTER_CACHE)
+        self._partitions: LRU[tuple[str, int], Partition] = LRU(partition_cache)
+        self._blocks: LRU[tuple[str, int], list[CatalogRow]] = LRU(block_cache)
 
     def _read(self, path: str, start: int, size: int) -> bytes:
         blob = self.loc.fs.cat_file(path, start=start, end=start + size)
@@ -183,71 +239,68 @@ class RunReader:
         return blob
 
     def footer(self, run: RunInfo) -> Footer:
-        """The run's parsed footer (block index and Bloom filter), read once per run."""
-        with self._lock:
-            footer = self._footers.get(run.key)
-            if footer is not None:
-                self._footers.move_to_end(run.key)
-                return footer
+        """The run's parsed footer (where its index partitions are), read once per run."""
         path = self.loc.path(run.key)
-        footer = _parse_footer(path, self._read(path, run.footer_offset, run.footer_size))
-        with self._lock:
-            self._footers[run.key] = footer
-            while len(self._footers) > FOOTER_CACHE:
-                self._footers.popitem(last=False)
-        return footer
+        return self._footers.load(run.key, lambda: _parse_footer(path, self._read(path, run.footer_offset,
+                                                                                  run.footer_size)))
 
-    def _parse_block(self, run: RunInfo, footer: Footer, i: int, blob: bytes) -> list[CatalogRow]:
+    def partition(self, run: RunInfo, p: int, keep: bool = True) -> Partition:
+        """The run's index partition `p` (its blocks and Bloom filter), cached unless `keep` is false."""
+        footer = self.footer(run)
+        path = self.loc.path(run.key)
+        return self._partitions.load((run.key, p), lambda: _parse_partition(
+            path, footer, p, self._read(path, *footer.partitions[p])), keep)
+
+    def _parse_block(self, run: RunInfo, p: int, part: Partition, i: int, blob: bytes) -> list[CatalogRow]:
         path = self.loc.path(run.key)
         try:
             rows = load_rows(blob)
         except _DAMAGE as exc:
-            raise _unreadable(path, f"block {i}", exc) from None
-        if not rows or len(rows) != footer.blocks[i][2] or rows[0].id != footer.first_ids[i]:
-            raise IntegrityError(f"catalog object {path} is unreadable (block {i} does not match its footer)")
+            raise _unreadable(path, f"partition {p} block {i}", exc) from None
+        if not rows or len(rows) != part.blocks[i][2] or rows[0].id != part.first_ids[i]:
+            raise _mismatch(path, f"partition {p} block {i}", "partition")
         return rows
 
-    def _block(self, run: RunInfo, footer: Footer, i: int) -> list[CatalogRow]:
-        with self._lock:
-            rows = self._blocks.get((run.key, i))
-            if rows is not None:
-                self._blocks.move_to_end((run.key, i))
-                return rows
-        offset, size, _ = footer.blocks[i]
-        rows = self._parse_block(run, footer, i, self._read(self.loc.path(run.key), offset, size))
-        with self._lock:
-            self._blocks[(run.key, i)] = rows
-            while len(self._blocks) > self.block_cache:
-                self._blocks.popitem(last=False)
-        return rows
+    def _block(self, run: RunInfo, p: int, part: Partition, i: int) -> list[CatalogRow]:
+        offset, size, _ = part.blocks[i]
+        return self._blocks.load((run.key, offset), lambda: self._parse_block(
+            run, p, part, i, self._read(self.loc.path(run.key), offset, size)))
 
     def get(self, run: RunInfo, image_id: str) -> CatalogRow | None:
-        """The run's row of `image_id`, or None: the id range and the Bloom filter first
-        (in memory), then at most one block read."""
+        """The run's row of `image_id`, or None: the id range first, then the footer, the id's
+        partition (its Bloom filter) and at most one block, each read once and cached."""
         if not run.min_id <= image_id <= run.max_id:
             return None
-        footer = self.footer(run)
-        if image_id not in footer.bloom:
+        p = bisect.bisect_right(self.footer(run).first_ids, image_id) - 1
+        part = self.partition(run, p)
+        if image_id not in part.bloom:
             return None
-        rows = self._block(run, footer, bisect.bisect_right(footer.first_ids, image_id) - 1)
+        rows = self._block(run, p, part, bisect.bisect_right(part.first_ids, image_id) - 1)
         i = bisect.bisect_left(rows, image_id, key=lambda r: r.id)
         return rows[i] if i < len(rows) and rows[i].id == image_id else None
 
     def scan(self, run: RunInfo, start: str | None = None) -> Iterator[CatalogRow]:
         """The run's rows in ascending id order, from the first id >= `start` (all when None).
-        Consecutive blocks are fetched in range reads of about SCAN_READ_BYTES and parsed one
-        at a time; the block cache is neither used nor filled (a scan would flush it)."""
+        Per partition, consecutive blocks are fetched in range reads of about SCAN_READ_BYTES
+        and parsed one at a time; the partition and block caches are not filled (a scan
+        would flush them)."""
         footer = self.footer(run)
-        path = self.loc.path(run.key)
-        first = 0 if start is None else max(0, bisect.bisect_right(footer.first_ids, start) - 1)
-        for i, j in _read_spans(footer.blocks, first):
-            base = footer.blocks[i][0]
-            end = footer.blocks[j - 1][0] + footer.blocks[j - 1][1]
-            blob = self._read(path, base, end - base)
-            for b in range(i, j):
-                offset, size, _ = footer.blocks[b]
-                rows = self._parse_block(run, footer, b, blob[offset - base: offset - base + size])
+        first_p = 0 if start is None else max(0, bisect.bisect_right(footer.first_ids, start) - 1)
+        for p in range(first_p, len(footer.partitions)):
+            part = self.partition(run, p, keep=False)
+            first = 0 if start is None or p > first_p else max(0, bisect.bisect_right(part.first_ids, start) - 1)
+            for b, rows in self._scan_blocks(run, p, part, first):
                 yield from (r for r in rows if r.id >= start) if start is not None and b == first else rows
+
+    def _scan_blocks(self, run: RunInfo, p: int, part: Partition, first: int) -> Iterator[tuple[int, list[CatalogRow]]]:
+        """Partition `p`'s blocks from `first` on (index, rows), read in spans."""
+        path = self.loc.path(run.key)
+        for i, j in _read_spans(part.blocks, first):
+            base = part.blocks[i][0]
+            blob = self._read(path, base, part.blocks[j - 1][0] + part.blocks[j - 1][1] - base)
+            for b in range(i, j):
+                offset, size, _ = part.blocks[b]
+                yield b, self._parse_block(run, p, part, b, blob[offset - base: offset - base + size])
 
 
 def _read_spans(blocks: list[tuple[int, int, int]], first: int) -> Iterator[tuple[int, int]]:
