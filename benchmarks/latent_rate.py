@@ -43,26 +43,28 @@ def best_conventional(rgb: np.ndarray, floor: float) -> dict:
     return {k: None if v is None else len(v.data) for k, v in found.items()}
 
 
-def latent_variants(model, images: np.ndarray, steps: int) -> tuple[dict, dict]:
+#: Refinement runs: name -> (bits it is quantisation-aware for, mode, precisions its latent is stored at).
+RUNS = {"qat8": (8, "qat", (8,)), "qat6": (6, "qat", (6,)), "float": (8, "float", (8, 6))}
+
+
+def latent_variants(model, images: np.ndarray, steps: int, runs: list[str]) -> tuple[dict, dict]:
     """Each variant's (bits, z) and the refinement seconds of each run."""
     z0 = model.encode(images)
-    runs = {"float": (8, "float"), "qat8": (8, "qat"), "qat6": (6, "qat")}
-    refined, seconds = {}, {}
-    for name, (bits, mode) in runs.items():
+    variants, seconds = {"one-shot 8": (8, z0), "one-shot 6": (6, z0)}, {}
+    for name in runs:
+        bits, mode, stored = RUNS[name]
         res = refine_latents(model, LatentCodec(bits), images, z0, steps=steps, mode=mode)
-        refined[name], seconds[name] = res.z, res.seconds
+        seconds[name] = res.seconds
+        variants.update({f"{mode} {steps} steps {b}": (b, res.z) for b in stored})
         print(f"{name}: {res.seconds:.0f} s, stored PSNR {np.round(res.psnr_final, 2)}", flush=True)
-    variants = {"one-shot 8": (8, z0), "one-shot 6": (6, z0),
-                f"float {steps} steps 8": (8, refined["float"]), f"float {steps} steps 6": (6, refined["float"]),
-                f"qat {steps} steps 8": (8, refined["qat8"]), f"qat {steps} steps 6": (6, refined["qat6"])}
     return variants, seconds
 
 
-def measure(model, images: np.ndarray, names: list[str], steps: int, out: Path) -> dict:
+def measure(model, images: np.ndarray, names: list[str], steps: int, out: Path, runs: list[str]) -> dict:
     """Per image and variant: latent bytes, PSNR, and the conventional codecs' bytes at that PSNR.
 
     The variants' float latents go to `out`/latents.npz (with the crops) for later analysis."""
-    variants, seconds = latent_variants(model, images, steps)
+    variants, seconds = latent_variants(model, images, steps, runs)
     np.savez_compressed(out / "latents.npz", images=images, names=np.array(names),
                         **{v.replace(" ", "_"): z for v, (_bits, z) in variants.items()})
     megapixels = images.shape[1] * images.shape[2] / 1e6
@@ -152,6 +154,7 @@ def main() -> None:
     p.add_argument("--crop", type=int, default=512)
     p.add_argument("--limit", type=int, default=4)
     p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS), help="refinement runs (default all)")
     p.add_argument("--out", default="/tmp/latent_rate")
     p.add_argument("--plot", default="docs/img/latent-rate.png")
     args = p.parse_args()
@@ -160,7 +163,7 @@ def main() -> None:
     started = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = measure(model, np.stack([s.rgb for s in sources]), [s.name for s in sources], args.steps, out)
+    result = measure(model, np.stack([s.rgb for s in sources]), [s.name for s in sources], args.steps, out, args.runs)
     result["wall_seconds"] = time.perf_counter() - started
     (out / "latent_rate.json").write_text(json.dumps(result, indent=1))
     (out / "latent_rate.md").write_text(markdown(result))
