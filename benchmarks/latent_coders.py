@@ -29,7 +29,7 @@ import constriction
 import numpy as np
 
 from lbdask.fidelity.rate_distortion import load_sources
-from lbdask.latent.codec import LatentCodec, compressed_size
+from lbdask.latent.codec import LatentCodec, compressed_size, pcodec
 
 #: Fixed-point fraction bits of the prediction coefficients: integer predictions are exact,
 #: so encoder and decoder compute the same model whatever the summation order.
@@ -40,8 +40,6 @@ _MODELS = constriction.stream.model
 
 def pcodec_coder(q: np.ndarray, bits: int) -> tuple[int, int, np.ndarray]:
     """(payload bytes, side bytes, decoded) of the store's pcodec."""
-    from lbdask.latent.codec import pcodec
-
     data = pcodec().encode(np.ascontiguousarray(q.astype(np.uint16)))
     assert len(data) == compressed_size(q.astype(np.uint16))
     return len(data), 0, np.asarray(pcodec().decode(data)).reshape(q.shape)
