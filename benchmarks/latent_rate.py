@@ -17,70 +17,56 @@ import imagecodecs
 import numpy as np
 
 from lbdask.fidelity.rate_distortion import generate_sources, latent_bytes, load_sources
-from lbdask.image.kept import search_lossy
+from lbdask.image import avif
+from lbdask.image.kept import lossy_decode, search_avif, search_lossy
 from lbdask.image.quality import psnr
 from lbdask.latent.codec import LatentCodec
 from lbdask.latent.refine import quantised_psnr, refine_latents
 from lbdask.models import load_model
 
-SWEEP_AVIF = (50, 60, 70, 80, 85, 90, 94, 97, 100)
+SWEEP_AVIF = (50, 60, 70, 80, 85, 90, 94, 97, 99)
+#: libavif speed of the migration's lossy search (`lossy_avif_speed`).
+AVIF_SPEED = 8
 SWEEP_JXL = (3.0, 2.0, 1.5, 1.0, 0.7, 0.5, 0.35, 0.25, 0.15, 0.1)
 
 
 def avif_roundtrip(rgb: np.ndarray, level: int, bits: int) -> tuple[int, float]:
-    """Bytes and PSNR (on 8-bit pixels) of libavif at `level` (0-100) and 8 or 10 bits per sample."""
-    if bits == 8:
-        data = imagecodecs.avif_encode(rgb, level=level)
-        back = imagecodecs.avif_decode(data)[..., :3]
-    else:
-        data = imagecodecs.avif_encode(np.round(rgb.astype(np.float64) * 1023 / 255).astype(np.uint16),
-                                       level=level, bitspersample=10)
-        back = np.round(imagecodecs.avif_decode(data)[..., :3].astype(np.float64) * 255 / 1023).astype(np.uint8)
-    return len(data), psnr(rgb, back)
-
-
-def avif_search(rgb: np.ndarray, floor: float, bits: int) -> int | None:
-    """Fewest bytes of an AVIF whose PSNR meets `floor` (bisection on the level; None: not even at 100)."""
-    lo, hi = 0, 100
-    size, score = avif_roundtrip(rgb, hi, bits)
-    if score < floor:
-        return None
-    best = size
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        size, score = avif_roundtrip(rgb, mid, bits)
-        if score >= floor:
-            hi, best = mid, min(best, size)
-        else:
-            lo = mid
-    return best
+    """Bytes and PSNR (on 8-bit pixels) of AVIF at `level` and 8 or 10 bits, as the migration writes it."""
+    data = avif.encode(rgb, level, bits, AVIF_SPEED)
+    return len(data), psnr(rgb, avif.decode(data))
 
 
 def best_conventional(rgb: np.ndarray, floor: float) -> dict:
-    """Bytes of AVIF 8/10 bit and lossy JPEG XL (the migration's search) at >= `floor` dB."""
-    jxl = search_lossy(rgb, floor)
-    return {"avif8": avif_search(rgb, floor, 8), "avif10": avif_search(rgb, floor, 10),
-            "jxl": None if jxl is None else len(jxl.data)}
+    """Bytes of AVIF 8/10 bit and lossy JPEG XL found by the migration's searches at >= `floor` dB."""
+    found = {"avif8": search_avif(rgb, floor, 8, AVIF_SPEED), "avif10": search_avif(rgb, floor, 10, AVIF_SPEED),
+             "jxl": search_lossy(rgb, floor)}
+    return {k: None if v is None else len(v.data) for k, v in found.items()}
 
 
-def latent_variants(model, images: np.ndarray, steps: int) -> tuple[dict, dict]:
+#: Refinement runs: name -> (bits it is quantisation-aware for, mode, precisions its latent is stored at).
+RUNS = {"qat8": (8, "qat", (8,)), "qat6": (6, "qat", (6,)), "float": (8, "float", (8, 6))}
+
+
+def latent_variants(model, images: np.ndarray, steps: int, runs: list[str]) -> tuple[dict, dict]:
     """Each variant's (bits, z) and the refinement seconds of each run."""
     z0 = model.encode(images)
-    runs = {"float": (8, "float"), "qat8": (8, "qat"), "qat6": (6, "qat")}
-    refined, seconds = {}, {}
-    for name, (bits, mode) in runs.items():
+    variants, seconds = {"one-shot 8": (8, z0), "one-shot 6": (6, z0)}, {}
+    for name in runs:
+        bits, mode, stored = RUNS[name]
         res = refine_latents(model, LatentCodec(bits), images, z0, steps=steps, mode=mode)
-        refined[name], seconds[name] = res.z, res.seconds
+        seconds[name] = res.seconds
+        variants.update({f"{mode} {steps} steps {b}": (b, res.z) for b in stored})
         print(f"{name}: {res.seconds:.0f} s, stored PSNR {np.round(res.psnr_final, 2)}", flush=True)
-    variants = {"one-shot 8": (8, z0), "one-shot 6": (6, z0),
-                f"float {steps} steps 8": (8, refined["float"]), f"float {steps} steps 6": (6, refined["float"]),
-                f"qat {steps} steps 8": (8, refined["qat8"]), f"qat {steps} steps 6": (6, refined["qat6"])}
     return variants, seconds
 
 
-def measure(model, images: np.ndarray, names: list[str], steps: int) -> dict:
-    """Per image and variant: latent bytes, PSNR, and the conventional codecs' bytes at that PSNR."""
-    variants, seconds = latent_variants(model, images, steps)
+def measure(model, images: np.ndarray, names: list[str], steps: int, out: Path, runs: list[str]) -> dict:
+    """Per image and variant: latent bytes, PSNR, and the conventional codecs' bytes at that PSNR.
+
+    The variants' float latents go to `out`/latents.npz (with the crops) for later analysis."""
+    variants, seconds = latent_variants(model, images, steps, runs)
+    np.savez_compressed(out / "latents.npz", images=images, names=np.array(names),
+                        **{v.replace(" ", "_"): z for v, (_bits, z) in variants.items()})
     megapixels = images.shape[1] * images.shape[2] / 1e6
     rows = []
     for variant, (bits, z) in variants.items():
@@ -90,6 +76,7 @@ def measure(model, images: np.ndarray, names: list[str], steps: int) -> dict:
             conv = best_conventional(images[i], float(scores[i]))
             rows.append({"variant": variant, "image": name, "bytes": latent_bytes(codec, z[i]),
                          "psnr": float(scores[i]), **conv})
+        print(f"{variant}: PSNR {np.round(scores, 2)}, conventional searched", flush=True)
     sweeps = {"avif8": [[avif_roundtrip(im, q, 8) for q in SWEEP_AVIF] for im in images],
               "avif10": [[avif_roundtrip(im, q, 10) for q in SWEEP_AVIF] for im in images],
               "jxl": [[jxl_roundtrip(im, d) for d in SWEEP_JXL] for im in images]}
@@ -101,7 +88,7 @@ def measure(model, images: np.ndarray, names: list[str], steps: int) -> dict:
 def jxl_roundtrip(rgb: np.ndarray, distance: float) -> tuple[int, float]:
     """Bytes and PSNR of lossy JPEG XL at `distance` (effort 3, as the migration's search)."""
     data = imagecodecs.jpegxl_encode(rgb, distance=distance, effort=3)
-    return len(data), psnr(rgb, np.asarray(imagecodecs.jpegxl_decode(data))[..., :3])
+    return len(data), psnr(rgb, lossy_decode(data))
 
 
 def summary(result: dict) -> list[dict]:
@@ -111,7 +98,7 @@ def summary(result: dict) -> list[dict]:
     for variant in dict.fromkeys(r["variant"] for r in result["rows"]):
         rows = [r for r in result["rows"] if r["variant"] == variant]
         ratios = [r["bytes"] / min(b for b in (r["avif8"], r["avif10"], r["jxl"]) if b is not None)
-                  if any(r[k] is not None for k in ("avif8", "avif10", "jxl")) else 0.0 for r in rows]
+                  for r in rows if any(r[k] is not None for k in ("avif8", "avif10", "jxl"))] or [float("nan")]
         out.append({"variant": variant, "kb_per_mp": np.mean([r["bytes"] for r in rows]) / 1000 / mp,
                     "psnr": float(np.mean([r["psnr"] for r in rows])), "psnr_min": min(r["psnr"] for r in rows),
                     "ratio_mean": float(np.mean(ratios)), "ratio_max": float(np.max(ratios)),
@@ -167,16 +154,17 @@ def main() -> None:
     p.add_argument("--crop", type=int, default=512)
     p.add_argument("--limit", type=int, default=4)
     p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS), help="refinement runs (default all)")
     p.add_argument("--out", default="/tmp/latent_rate")
     p.add_argument("--plot", default="docs/img/latent-rate.png")
     args = p.parse_args()
     model = load_model("taef2", weights=args.weights, device="cpu")
     sources = generate_sources(model, load_sources(args.src, args.crop, args.limit))
     started = time.perf_counter()
-    result = measure(model, np.stack([s.rgb for s in sources]), [s.name for s in sources], args.steps)
-    result["wall_seconds"] = time.perf_counter() - started
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    result = measure(model, np.stack([s.rgb for s in sources]), [s.name for s in sources], args.steps, out, args.runs)
+    result["wall_seconds"] = time.perf_counter() - started
     (out / "latent_rate.json").write_text(json.dumps(result, indent=1))
     (out / "latent_rate.md").write_text(markdown(result))
     plot(result, Path(args.plot), f"TAEF2-generated {args.crop} px crops ({len(sources)}), {args.steps} refinement steps, CPU")

@@ -11,11 +11,14 @@ from lbdask.cli import main
 from lbdask.errors import InputError
 from lbdask.fidelity.rate_distortion import (
     CONVENTIONAL,
+    Measurement,
     Source,
     load_sources,
     measure_conventional,
+    measure_lossy_search,
     rate_distortion_report,
 )
+from lbdask.fidelity.wins import where_each_wins, wins_table
 from lbdask.image.quality import ssim
 from lbdask.models import load_model
 
@@ -58,6 +61,22 @@ def test_conventional_codecs_lossless_ones_are_exact(photo):
     assert rows["webp q95"].psnr > rows["webp q90"].psnr > 25
 
 
+def test_lossy_fallback_best_searches_avif_and_jpegxl_and_the_chooser_takes_the_smaller(photo):
+    rows = measure_lossy_search([Source("x.png", photo)], [35.0], "best")
+    by = {r.method: r for r in rows}
+    assert set(by) == {"jpegxl searched >= 35 dB", "avif searched >= 35 dB"}
+    assert by["avif searched >= 35 dB"].family == "avif" and all(r.psnr >= 35.0 for r in rows)
+    assert by["avif searched >= 35 dB"].bytes != by["jpegxl searched >= 35 dB"].bytes
+    exact = [Measurement("png max", "png", "x.png", 10**6, float("inf"), 1.0),
+             Measurement("jpegxl lossless", "jpegxl", "x.png", 10**6, float("inf"), 1.0),
+             Measurement("latent 8-bit, 0 steps", "latent", "x.png", 10, 20.0, 0.5)]   # below the floor
+    [wins] = where_each_wins(rows + exact, [35.0], ["latent 8-bit, 0 steps"])
+    smaller = min(rows, key=lambda r: r.bytes)
+    assert wins["winners"] == {"x.png": "avif-lossy" if smaller.family == "avif" else "jxl-lossy"}
+    assert wins["lossy"] == ["avif-lossy", "jxl-lossy"] and "avif-lossy" in wins_table([wins])
+    assert {r.method for r in measure_lossy_search([Source("x.png", photo)], [35.0], "avif")} == {"avif searched >= 35 dB"}
+
+
 def test_report_and_cli_write_table_json_and_plot(corpus_dir, taef2_dir, tmp_path):
     model = load_model("taef2", weights=taef2_dir, device="cpu")
     sources = load_sources(corpus_dir, crop=64, limit=1)
@@ -73,9 +92,11 @@ def test_report_and_cli_write_table_json_and_plot(corpus_dir, taef2_dir, tmp_pat
 
     out = tmp_path / "gen"
     code = main(["fidelity", str(corpus_dir), "--weights", str(taef2_dir), "--crop", "64", "--limit", "1",
-                 "--bits", "8", "--steps", "0,2", "--generated", "--out", str(out)])
+                 "--bits", "8", "--steps", "0,2", "--generated", "--lossy-fallback", "avif", "--out", str(out)])
     assert code == 0
     data = json.loads((out / "fidelity.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
+    searched = {t["method"] for t in data["summary"] if "searched" in t["method"]}
+    assert data["lossy_fallback"] == "avif" and searched and all(m.startswith("avif searched") for m in searched)
     assert next(t for t in data["summary"] if t["method"] == "png max")["psnr_mean"] is None   # lossless
     generated = list((out / "generated-src").rglob("*.png"))
     assert len(generated) == 1 and data["images"] == [generated[0].relative_to(out / "generated-src").as_posix()]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lbdask.cli.options import add_list_option, list_values
 from lbdask.errors import ConfigError
-from lbdask.fidelity.grid import DEFAULT_BITS, DEFAULT_FLOORS, DEFAULT_STEPS, REFINE_BITS
+from lbdask.fidelity.grid import DEFAULT_BITS, DEFAULT_FLOORS, DEFAULT_STEPS, LOSSY_FALLBACKS, REFINE_BITS
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -29,8 +29,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--refine-bits", type=int, default=REFINE_BITS, choices=(16, 8, 6),
                    help="precision the refinement run is quantisation-aware for (default %(default)s)")
     add_list_option(p, "--min-psnr", default=[f"{f:g}" for f in DEFAULT_FLOORS], metavar="DB",
-                    help="PSNR floors at which lossy JPEG XL is searched and the migration's representation "
+                    help="PSNR floors at which the lossy fallback is searched and the migration's representation "
                          f"chooser is applied (default {','.join(f'{f:g}' for f in DEFAULT_FLOORS)})")
+    p.add_argument("--lossy-fallback", choices=LOSSY_FALLBACKS, default="jxl",
+                   help="lossy formats searched at each --min-psnr floor and offered to the chooser, as the "
+                        "migration's option: jxl, avif (8 and 10 bit) or best (both) (default jxl)")
     p.add_argument("--generated", action="store_true", help="use the model's own decodes of the crops as sources")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", default="fidelity-report", metavar="DIR", help="output folder (default ./fidelity-report)")
@@ -63,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
               disable=args.no_progress) as bar:
         report = rate_distortion_report(model, sources, args.out, title, bits, steps, args.refine_bits,
                                          on_step=bar.update,
-                                         floors=tuple(list_values(args.min_psnr, float, "--min-psnr", "numbers")))
+                                         floors=tuple(list_values(args.min_psnr, float, "--min-psnr", "numbers")),
+                                         lossy_fallback=args.lossy_fallback)
     print(markdown_table(report["summary"]))
     print(wins_table(report["where_each_wins"]))
     print(f"wrote {Path(args.out) / 'fidelity.md'}, fidelity.json, fidelity.png")

@@ -12,3 +12,5 @@ DEFAULT_BITS = (16, 8, 6)
 REFINE_BITS = 8
 #: PSNR floors (the migration's --min-psnr) at which lossy JPEG XL is searched and the chooser applied.
 DEFAULT_FLOORS = (30.0, 38.0, 42.0)
+#: `--lossy-fallback` values: the lossy formats searched per floor (`lbdask.image.kept.LOSSY_POLICIES` less "off").
+LOSSY_FALLBACKS = ("jxl", "avif", "best")

@@ -2,8 +2,9 @@
 
 Migrating a PNG archive to latents is lossy; this module measures what each storage
 choice costs and keeps, on the same center crops: latents at each precision and number
-of refinement steps (quantisation-aware, see `lbdask.latent.refine`), WebP, JPEG XL and PNG, and
-per PSNR floor which representation the migration's chooser would store (`where_each_wins`).
+of refinement steps (quantisation-aware, see `lbdask.latent.refine`), WebP, JPEG XL and PNG, the
+lossy fallback's searched JPEG XL and/or AVIF, and per PSNR floor which representation the
+migration's chooser would store (`where_each_wins`).
 The "generated" variant decodes the model's own latents of the crops and uses those
 decodes as sources: the case of an archive whose images the matching VAE produced.
 """
@@ -21,9 +22,9 @@ from PIL import Image
 
 from lbdask.errors import InputError, NotFoundError
 from lbdask.fidelity.grid import DEFAULT_BITS, DEFAULT_FLOORS, DEFAULT_STEPS, REFINE_BITS
-from lbdask.fidelity.wins import lossy_method, where_each_wins, wins_table
+from lbdask.fidelity.wins import LOSSY_ROWS, lossy_method, where_each_wins, wins_table
 from lbdask.image import pngio
-from lbdask.image.kept import lossy_decode, search_lossy
+from lbdask.image.kept import LOSSY_POLICIES, lossy_decode, search_fallback
 from lbdask.image.quality import psnr, ssim
 from lbdask.latent.codec import LatentCodec, compressed_size
 
@@ -41,7 +42,7 @@ class Measurement:
     """One method on one image: stored bytes and fidelity of what a reader gets back."""
 
     method: str
-    family: str          # "latent" | "webp" | "jpegxl" | "png"
+    family: str          # "latent" | "webp" | "jpegxl" | "avif" | "png"
     image: str
     bytes: int
     psnr: float
@@ -133,15 +134,18 @@ def measure_conventional(sources: Sequence[Source]) -> list[Measurement]:
     return rows
 
 
-def measure_lossy_search(sources: Sequence[Source], floors: Sequence[float]) -> list[Measurement]:
-    """Lossy JPEG XL at the distance the migration's search finds for each floor (where one meets it)."""
+def measure_lossy_search(sources: Sequence[Source], floors: Sequence[float], policy: str = "jxl") -> list[Measurement]:
+    """Each lossy format of `policy` (jxl, avif: 8 or 10 bit, best: both) as the migration's search
+    finds it for each floor, where one meets the floor."""
     rows = []
-    for floor in floors:
-        for s in sources:
-            found = search_lossy(s.rgb, floor)
-            if found is not None:
-                back = lossy_decode(found.data)
-                rows.append(Measurement(lossy_method(floor), "jpegxl", s.name, len(found.data), found.psnr, ssim(s.rgb, back)))
+    for fmt in LOSSY_POLICIES[policy]:
+        for floor in floors:
+            for s in sources:
+                found = search_fallback(s.rgb, fmt, floor)
+                if found is not None:
+                    back = lossy_decode(found.data, found.format)
+                    rows.append(Measurement(lossy_method(floor, fmt), LOSSY_ROWS[fmt][0], s.name, len(found.data),
+                                            found.psnr, ssim(s.rgb, back)))
     return rows
 
 
@@ -267,14 +271,18 @@ def _json_safe(value):
 def rate_distortion_report(model, sources: Sequence[Source], out_dir: str | Path, title: str,
                            bits_list: Sequence[int] = DEFAULT_BITS,
                            steps_list: Sequence[int] = DEFAULT_STEPS, refine_bits: int = REFINE_BITS,
-                           on_step: Callable[[], None] | None = None, floors: Sequence[float] = DEFAULT_FLOORS) -> dict:
+                           on_step: Callable[[], None] | None = None, floors: Sequence[float] = DEFAULT_FLOORS,
+                           lossy_fallback: str = "jxl") -> dict:
     """Measure everything on `sources`, write fidelity.json / fidelity.md / fidelity.png to `out_dir`.
+
+    `lossy_fallback` (jxl, avif or best, as the migration's option) picks the lossy formats
+    searched at each floor and offered to the chooser.
 
     `on_step` is called after each refinement step, the long part (progress bars)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     latent_rows, timing = measure_latents(model, sources, bits_list, steps_list, refine_bits, on_step=on_step)
-    rows = latent_rows + measure_conventional(sources) + measure_lossy_search(sources, floors)
+    rows = latent_rows + measure_conventional(sources) + measure_lossy_search(sources, floors, lossy_fallback)
     h, w = sources[0].rgb.shape[:2]
     table = summarise(rows, h * w)
     variants = [f"latent {refine_bits}-bit, {s} steps" for s in sorted({min(steps_list), max(steps_list)})]
@@ -287,6 +295,7 @@ def rate_distortion_report(model, sources: Sequence[Source], out_dir: str | Path
         "images": [s.name for s in sources],
         "crop": [h, w],
         "timing": timing,
+        "lossy_fallback": lossy_fallback,
         "summary": table,
         "where_each_wins": wins,
         "per_image": [asdict(r) for r in rows],
