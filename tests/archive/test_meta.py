@@ -13,6 +13,7 @@ import pytest
 
 from lbdask.archive import CatalogRow
 from lbdask.archive.meta import INLINE_MAX, frame, row_chunks, unframe, with_chunks
+from lbdask.archive.repair import diagnose
 from lbdask.archive.rows import ChunksRef, OriginalRef
 from lbdask.errors import IntegrityError
 from tests.support.archive import line_size, new_archive
@@ -96,3 +97,15 @@ def test_a_reference_survives_json_and_rows_list_every_object_they_reference():
     assert CatalogRow.from_json(json.loads(json.dumps(r.to_json()))) == r
     assert r.object_refs() == [("stored copy", original), ("pixel copy", pixel), ("PNG metadata", ref)]
     assert row("b.png", CHUNKS).object_refs() == []
+
+
+def test_repair_names_rows_whose_metadata_object_is_missing_or_short(arc):
+    assert arc.commit("b1", [row("big.png", CHUNKS), row("two.png", [WORKFLOW])])
+    arc.compact()
+    assert diagnose(arc).data == []
+    path = arc.loc.path("meta/b1.bin")
+    blob = arc.loc.fs.cat_file(path)
+    arc.loc.fs.pipe_file(path, blob[: arc.get_row("two.png").chunks_ref.offset + 1])  # the second range cut short
+    assert diagnose(arc).data == ["two.png: PNG metadata object meta/b1.bin is missing or truncated"]
+    arc.loc.fs.rm_file(path)
+    assert [line.split(":")[0] for line in diagnose(arc).data] == ["big.png", "two.png"]

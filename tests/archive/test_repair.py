@@ -130,7 +130,7 @@ def test_unreadable_run_and_missing_original_are_integrity_errors(dest, capsys):
     with pytest.raises(IntegrityError, match="k1.png.*originals/bk.bin.*missing"):
         fresh.read_original(fresh.get_row("k1.png"))
     code, out, _ = cli(capsys, "repair", dest)
-    assert code == 2 and "k1.png: kept original object originals/bk.bin" in out and "k2.png" in out
+    assert code == 2 and "k1.png: stored copy object originals/bk.bin" in out and "k2.png" in out
     assert "img" not in out
 
 

@@ -125,7 +125,8 @@ def diagnose(arc: Archive) -> Diagnosis:
 
 
 def _missing_data(arc: Archive, rows: list[CatalogRow]) -> list[str]:
-    """One line per row whose latent shard or stored-copy object is not on the store."""
+    """One line per row whose latent shard, stored copy, pixel copy or PNG metadata object is
+    missing or too short on the store."""
     fs, listed, out = arc.loc.fs, {}, []
 
     def present(folder: str) -> dict[str, int]:
@@ -141,10 +142,11 @@ def _missing_data(arc: Archive, rows: list[CatalogRow]) -> list[str]:
             key = arc.shard_key(row.bucket, row.index // arc.shard_size)
             if arc.loc.path(key) not in present(arc.loc.path(arc.shards_folder(row.bucket))):
                 out.append(f"{row.id}: latent shard {key} is missing")
-        elif row.original is not None and row.original.size:
-            size = present(arc.loc.path("originals")).get(arc.loc.path(row.original.key))
-            if size is None or size < row.original.offset + row.original.size:
-                out.append(f"{row.id}: kept original object {row.original.key} is missing or truncated")
+        for what, ref in row.object_refs():
+            if ref.size:
+                size = present(arc.loc.path(ref.key.split("/", 1)[0])).get(arc.loc.path(ref.key))
+                if size is None or size < ref.offset + ref.size:
+                    out.append(f"{row.id}: {what} object {ref.key} is missing or truncated")
     return out
 
 
