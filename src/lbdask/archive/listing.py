@@ -8,17 +8,33 @@ newer manifest. See docs/archive-format.md "Catalog (LSM layout)".
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import Protocol, TypeVar
 
 from lbdask.archive.catalog_view import View
-from lbdask.archive.manifest import Manifest
+from lbdask.archive.manifest import Manifest, Manifests
 from lbdask.archive.rows import CatalogRow
-from lbdask.archive.runs import RunInfo, merge_newest_first
+from lbdask.archive.runs import RunInfo, RunReader, merge_newest_first
 from lbdask.errors import IntegrityError
+from lbdask.storage import Location
 
-if TYPE_CHECKING:
-    from lbdask.archive.catalog import Catalog
+T = TypeVar("T")
+
+
+class Catalog(Protocol):
+    """What a listing uses of `lbdask.archive.catalog.Catalog` (named here, not imported:
+    the catalog imports this module)."""
+
+    loc: Location
+    manifests: Manifests
+    runs: RunReader
+
+    def view(self) -> View: ...
+    def forget_view(self) -> None: ...
+    def retrying(self, read: Callable[[], T]) -> T: ...
+    def listed_rows(self, found: list[str] | None) -> dict[str, CatalogRow]: ...
+    def partition_rows(self, key: str) -> dict[str, CatalogRow]: ...
+
 
 def rows(cat: Catalog, problems: list[str] | None = None) -> Iterator[CatalogRow]:
     """Every readable row once, in ascending id order: the recent commits (sorted in

@@ -18,9 +18,7 @@ import json
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from lbdask.archive.bloom import BloomFilter, id_hashes
 from lbdask.archive.lru import LRU
@@ -28,6 +26,9 @@ from lbdask.archive.objects import put_streamed
 from lbdask.archive.rows import CatalogRow, dump_rows, load_rows
 from lbdask.errors import IntegrityError
 from lbdask.storage import Location
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: At most this many rows per block, and a block closes once its rows' estimated JSON reaches
 #: BLOCK_BYTES: a point lookup reads and parses one block.
@@ -124,6 +125,8 @@ class _Partition:
 
     def dump(self) -> bytes:
         """The partition's bytes: its block entries and the Bloom filter of its ids."""
+        import numpy as np  # writing only: a lookup never imports numpy (tests/cli/test_startup.py)
+
         bloom = BloomFilter.for_ids(sum(b[3] for b in self.blocks))
         bloom.add_hashes(np.concatenate(self.hashes))
         return _gzip_json({"blocks": self.blocks, "bloom": bloom.to_json()})
