@@ -42,11 +42,11 @@ def test_an_oversized_level_merges_with_the_next_level_only():
     assert plan_merge([]) is None
 
 
-def test_the_default_policy_is_four_level_zero_runs_fanout_eight_and_twenty_thousand_rows():
+def test_the_default_policy_is_four_level_zero_runs_fanout_eight_and_two_thousand_rows():
     zeros = [run(f"z{i}", 0, 1) for i in range(5)]
     assert plan_merge(zeros[:4]) is None
     assert plan_merge(zeros) == zeros
-    for level, limit in ((1, 160_000), (2, 1_280_000)):
+    for level, limit in ((1, 16_000), (2, 128_000)):
         assert plan_merge([run("r", level, limit)]) is None
         assert plan_merge([run("r", level, limit + 1)]) == [run("r", level, limit + 1)]
 

@@ -5,6 +5,10 @@ pile up to `l0_runs`; then they and the level-1 run merge into a new level-1 run
 i >= 1 holds one run of at most `base_rows * fanout**i` rows; a larger one merges with the
 level-(i+1) run into a new level-(i+1) run. Only neighbours in the list are merged together,
 so a merged run replaces them in place and the newer of two rows of an id still wins.
+`base_rows` is small (2,000): a level-0 merge rewrites the level-1 run, so a level-1 run much
+larger than the folds feeding it (a migration folds every `compact_every_batches` batches,
+hundreds to a few thousand rows) made building 100k rows write 21x the index (20,000: 160k-row
+level-1 runs rewritten every fourth fold); docs/benchmarks.md "Catalog at scale".
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from lbdask.archive.runs import RunInfo
 
 
 def plan_merge(runs: Sequence[RunInfo], l0_runs: int = 4, fanout: int = 8,
-               base_rows: int = 20_000) -> list[RunInfo] | None:
+               base_rows: int = 2_000) -> list[RunInfo] | None:
     """The contiguous runs (a slice of the newest-first `runs`) to merge next, or None when
     no merge is due. The merged run's level is `merged_level(group)`."""
     zeros = 0
