@@ -26,16 +26,14 @@ import json
 import os
 import platform
 import random
-import re
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from catalog_rows import Chunks, image_id, row_dict, save_chunks
 from catalog_s3 import S3Server, count_requests
+from proc_stats import child
 from sim_speed import cpu_model  # benchmarks/ is on the path when a script here runs
 
 from lbdask.archive import Archive, CatalogRow
@@ -66,40 +64,6 @@ def commit_job(arc: Archive, lo: int, hi: int, job: str, batch_rows: int, sample
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, round(q * (len(values) - 1)))]
-
-
-def peak_rss_mb(pid: int, peak: list[float], done: threading.Event) -> None:
-    """Poll the child's VmHWM (its own peak: ru_maxrss of a child counts the parent's pages
-    it was forked with) until it exits; the largest value seen goes to peak[0]."""
-    while not done.is_set():
-        try:
-            text = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            return
-        found = re.search(r"VmHWM:\s+(\d+) kB", text)
-        if found:
-            peak[0] = max(peak[0], int(found.group(1)) / 1024)
-        done.wait(0.02)
-
-
-def child(args: list[str]) -> tuple[float, float, float]:
-    """Run a child process: (seconds to its first row line, total seconds, peak RSS MB)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-    peak, done = [0.0], threading.Event()
-    watcher = threading.Thread(target=peak_rss_mb, args=(proc.pid, peak, done))
-    watcher.start()
-    first = None
-    for lines, _ in enumerate(proc.stdout, 1):
-        if first is None and lines == 2:  # `ls` writes its header first
-            first = time.perf_counter() - t0
-    status = proc.wait()
-    total = time.perf_counter() - t0
-    done.set()
-    watcher.join()
-    if status:
-        raise RuntimeError(f"{args} exited {status}")
-    return first or total, total, peak[0]
 
 
 def lookup_times(arc: Archive, ids: list[str], counted: collections.Counter | None) -> tuple[list[float], list[int], float]:
@@ -142,7 +106,7 @@ def measure(url: str, n: int, args: argparse.Namespace, sample: list[Chunks]) ->
     out["absent_uncompacted_s"] = time.perf_counter() - t0
     if counted is not None:
         out["absent_uncompacted_requests"] = sum(counted.values()) - before
-    _, out["compact_job_s"], out["compact_job_rss_mb"] = child([sys.executable, __file__, "--compact-child", url])
+    _, out["compact_job_s"], out["compact_job_rss_mb"], _ = child([sys.executable, __file__, "--compact-child", url])
     rng = random.Random(n)
     cold, requests, out["warm_ms"] = lookup_times(arc, [image_id(rng.randrange(n)) for _ in range(args.lookups)], counted)
     out["cold_p50_ms"], out["cold_p99_ms"] = pct(cold, 0.5) * 1e3, pct(cold, 0.99) * 1e3
@@ -155,7 +119,7 @@ def measure(url: str, n: int, args: argparse.Namespace, sample: list[Chunks]) ->
         before_one = collections.Counter(counted)
         Catalog(arc.loc).get_row(image_id(0))
         out["kinds_per_lookup"] = dict(counted - before_one)  # type: ignore[assignment]  # for the record
-    out["ls_first_s"], out["ls_total_s"], out["ls_rss_mb"] = child([sys.executable, "-m", "lbdask", "ls", url])
+    out["ls_first_s"], out["ls_total_s"], out["ls_rss_mb"], _ = child([sys.executable, "-m", "lbdask", "ls", url])
     old = arc.catalog.manifest()
     batches = [f"keep-b-{k:07d}" for k in range(commit_job(arc, n, n + 64, "b", 8, sample))]
     t0 = time.perf_counter()
