@@ -7,7 +7,6 @@ import pytest
 import zarr
 
 from lbdask.archive import Archive, CatalogRow
-from lbdask.archive.catalog import partition_of
 from lbdask.archive.history import read_job_records, write_job_record
 from lbdask.errors import ArchiveFormatError, IntegrityError, ModelMismatchError, NotFoundError, StoreError
 from lbdask.storage import open_location
@@ -97,7 +96,7 @@ def test_commit_is_atomic_object_and_idempotent(dest):
     assert not [p for p in loc.fs.find(loc.path("catalog")) if ".tmp-" in p]
 
 
-def test_compaction_folds_batches_into_hashed_partitions(dest):
+def test_compaction_folds_batches_into_sorted_runs(dest):
     arc = new_archive(dest)
     ids = [f"img{i:03d}.png" for i in range(12)]
     for b in range(3):
@@ -110,15 +109,12 @@ def test_compaction_folds_batches_into_hashed_partitions(dest):
     assert Archive.open(dest).committed_ids() == set(ids) | {"late.png"}
     arc.compact()
 
-    # a lookup needs only its own partition: delete every other one and look again
+    # a lookup needs only the run that holds its id: delete the other one and look again
     loc = open_location(dest)
     manifest = Archive.open(dest).catalog.manifest()
-    assert manifest.generation == 2
+    assert manifest.generation == 2 and [r.rows for r in manifest.runs] == [1, 12]
     target = "img005.png"
-    keep = manifest.files[partition_of(target, manifest.partitions)]
-    for part, key in manifest.files.items():
-        if key != keep:
-            loc.fs.rm(loc.path(key))
+    loc.fs.rm(loc.path(manifest.runs[0].key))
     fresh = Archive.open(dest)
     row = fresh.get_row(target)
     assert row is not None and row.id == target and row.batch_id == "b1"

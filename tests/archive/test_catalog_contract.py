@@ -9,6 +9,7 @@ from lbdask.archive.objects import remove_quietly
 from lbdask.archive.rows import CatalogRow
 from lbdask.errors import IntegrityError
 from lbdask.storage import open_location
+from tests.support.v1_catalog import write_v1_catalog
 
 
 def rows_for(batch, ids):
@@ -27,8 +28,12 @@ def test_the_partition_function_is_part_of_the_format():
 
 
 def test_manifest_round_trip_records_the_folded_batches(cat):
-    m = Manifest(3, 8, {1: "catalog/index/g000003-x/p00001.jsonl.gz"}, ["b1", "b2"])
+    m = Manifest(3, 8, {1: "catalog/index/g000003-x/p00001.jsonl.gz"}, ["b1", "b2"], version=1, log_next=5)
     assert Manifest.from_json(m.to_json()) == m
+    old = b'{"generation": 2, "partitions": 8, "files": {"1": "k"}, "folded": ["a"]}'  # written by lbdask before v2
+    assert Manifest.from_json(old) == Manifest(2, 8, {1: "k"}, ["a"], version=1, log_next=0)
+    v2 = Manifest(4, folded=["b3"], log_next=9)
+    assert Manifest.from_json(v2.to_json()) == v2 and b'"version": 2' in v2.to_json()
     cat.commit("b1", rows_for("b1", ["x"]))
     cat.commit("b2", rows_for("b2", ["y"]))
     compact(cat)
@@ -61,6 +66,8 @@ def test_a_file_vanishing_under_a_compaction_makes_it_start_over(cat, monkeypatc
 
 @pytest.mark.parametrize("misses,ok", [(1, True), (2, True), (3, False)])
 def test_reads_retry_when_a_file_vanishes_and_name_it_when_it_stays_missing(cat, monkeypatch, misses, ok):
+    cat.commit("b0", rows_for("b0", ["w"]))
+    compact(cat)  # lookups now find b1 through its log slot only
     cat.commit("b1", rows_for("b1", ["x"]))
     real, left = cat.batch_rows, [misses]
 
@@ -84,16 +91,16 @@ def test_batch_objects_are_read_once_per_catalog(cat, monkeypatch):
     real = cat.loc.fs.cat_file
     monkeypatch.setattr(cat.loc.fs, "cat_file", lambda path, *a, **k: (reads.append(path), real(path, *a, **k))[1])
     assert cat.get_row("x").id == "x" and cat.get_row("y").id == "y" and cat.get_row("z") is None
+    assert reads.count(cat.batch_path("b1")) == 1 and not [r for r in reads if "/catalog/batches/" in r and "b1" not in r]
     legacy = cat.loc.path("catalog", "index", "manifest.json")  # probed once: archives from before generations
-    assert reads in ([cat.batch_path("b1")], [cat.batch_path("b1"), legacy], [legacy, cat.batch_path("b1")])
+    assert reads.count(legacy) <= 1
 
 
-def test_the_partition_cache_keeps_the_most_recently_used(tmp_path):
-    cat = Catalog(open_location(str(tmp_path / "arc")), partitions=64)
+def test_the_partition_cache_of_a_v1_catalog_keeps_the_most_recently_used(tmp_path):
+    loc = open_location(str(tmp_path / "arc"))
     ids = [f"img{i}.png" for i in range(400)]
-    cat.commit("b", rows_for("b", ids))
-    compact(cat)
-    reader = Catalog(cat.loc, partitions=64)
+    write_v1_catalog(loc, {"b": rows_for("b", ids)}, partitions=64)
+    reader = Catalog(loc, partitions=64)
     order = []
     for i in ids:
         part = partition_of(i, 64)
@@ -119,9 +126,9 @@ def test_unreadable_catalog_objects_are_named(cat):
     assert len(problems) == 1 and "b2.jsonl.gz is unreadable" in problems[0]
     with pytest.raises(IntegrityError, match=r"b2.jsonl.gz is unreadable"):
         compact(Catalog(cat.loc))
-    part = cat.loc.path(cat.manifest().files[partition_of("x", 8)])
-    cat.loc.fs.rm_file(part)
-    with pytest.raises(IntegrityError, match=r"b2.jsonl.gz is unreadable \(BadGzipFile\); index partition \d+: .*is missing"):
+    run = cat.loc.path(cat.manifest().runs[0].key)
+    cat.loc.fs.rm_file(run)
+    with pytest.raises(IntegrityError, match=r"b2.jsonl.gz is unreadable \(BadGzipFile\); catalog object .*\.run is missing"):
         list(Catalog(cat.loc).rows())
 
 
@@ -171,25 +178,40 @@ def test_an_unreadable_manifest_is_named(cat):
     cat.commit("b1", rows_for("b1", ["x"]))
     compact(cat)
     path = cat.manifests.path(1)
+    cat.loc.fs.rm_file(cat.manifests.hint_path())  # the hint is a good copy: readers would not read the manifest
     cat.loc.fs.pipe_file(path, b"{not json")
     with pytest.raises(IntegrityError, match=r"catalog manifest .*0000000001.json is unreadable \(JSONDecodeError\): run `lbdask repair"):
         Catalog(cat.loc).get_row("x")
-    cat.loc.fs.pipe_file(path, Manifest(7, 8).to_json())
+    cat.loc.fs.pipe_file(path, Manifest(7, 8, version=1).to_json())
     with pytest.raises(IntegrityError, match=r"0000000001.json says generation 7"):
         Catalog(cat.loc).get_row("x")
 
 
 def test_an_archive_from_before_manifest_generations_reads_and_compacts_on(cat):
     # Archives written before compare-and-swap compaction kept one mutable catalog/index/manifest.json
-    cat.commit("b1", rows_for("b1", ["x", "y"]))
-    compact(cat)
-    gen = cat.manifests.generations()[-1]
-    legacy = cat.loc.path("catalog", "index", "manifest.json")
-    cat.loc.fs.mv(cat.manifests.path(gen), legacy)
+    write_v1_catalog(cat.loc, {"b1": rows_for("b1", ["x", "y"])}, legacy=True)
     old = Catalog(cat.loc)
     assert old.get_row("x").reason == "b1" and sorted(r.id for r in old.rows()) == ["x", "y"]
     old.commit("b2", rows_for("b2", ["z"]))
-    compact(old)  # builds generation gen+1 on the legacy one: its partitions are kept
+    compact(old)  # builds generation 2 on the legacy one: its partitions go into the run
     fresh = Catalog(cat.loc)
-    assert fresh.manifests.generations() == [gen + 1]
-    assert sorted(r.id for r in fresh.rows()) == ["x", "y", "z"] and fresh.get_row("y").reason == "b1"
+    assert fresh.manifests.generations() == [2] and fresh.manifest().version == 2
+    assert [r.id for r in fresh.rows()] == ["x", "y", "z"] and fresh.get_row("y").reason == "b1"
+
+
+def test_a_v1_catalog_reads_lists_and_converts_on_its_first_compaction_losing_nothing(cat):
+    folded = {f"f{b}": rows_for(f"f{b}", [f"img{b * 30 + j:03d}" for j in range(30)]) for b in range(3)}
+    unfolded = {"u0": rows_for("u0", ["img005", "new"])}  # written by lbdask before the commit log
+    expected = write_v1_catalog(cat.loc, folded, unfolded)
+    old = Catalog(cat.loc)
+    assert old.manifest().version == 1 and old.get_row("img005").reason == "u0" and old.get_row("img031").reason == "f1"
+    assert [(r.id, r.reason) for r in old.rows()] == [(i, expected[i].reason) for i in sorted(expected)]
+    old.commit("n1", rows_for("n1", ["img090", "img000"]))
+    expected.update({r.id: r for r in rows_for("n1", ["img090", "img000"])})
+    assert compact(old)["batches"] == 2  # u0 (listed) and n1 (announced)
+    new = Catalog(cat.loc)
+    manifest = new.manifest()
+    assert manifest.version == 2 and manifest.files == {} and [r.rows for r in manifest.runs] == [len(expected)]
+    assert [(r.id, r.reason) for r in new.rows()] == [(i, expected[i].reason) for i in sorted(expected)]
+    assert all(new.get_row(i).reason == row.reason for i, row in expected.items())
+    assert not cat.loc.fs.exists(cat.loc.path("catalog", "index")) or not cat.loc.fs.find(cat.loc.path("catalog", "index"))

@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 from lbdask.archive import compaction
-from lbdask.archive.catalog import Catalog, partition_of
+from lbdask.archive.catalog import Catalog
 from lbdask.archive.compaction import compact
 from lbdask.archive.rows import CatalogRow
 from lbdask.storage import open_location
@@ -26,7 +26,7 @@ def assert_each_row_once(cat, expected):
         assert fresh.get_row(image_id).reason == reason
 
 
-def test_compacting_twice_into_the_same_partition_keeps_the_older_rows(dest):
+def test_each_fold_adds_a_level_0_run_in_front_and_keeps_the_older_rows(dest):
     cat = Catalog(open_location(dest), partitions=1)
     cat.commit("a", rows_for("a", 3))
     assert compact(cat) == {"batches": 1, "rows": 3, "generation": 1, "stepped_back": 0}
@@ -34,20 +34,65 @@ def test_compacting_twice_into_the_same_partition_keeps_the_older_rows(dest):
     assert compact(cat)["generation"] == 2
     assert sorted(r.id for r in Catalog(cat.loc, partitions=1).rows()) == ["a/0", "a/1", "a/2", "b/0", "b/1"]
     loc = cat.loc
-    index = loc.fs.find(loc.path("catalog", "index"))
-    assert len(index) == 1 and "/g000002-" in index[0]  # the superseded partition file is gone
-    assert [p.rsplit("/", 1)[-1] for p in loc.fs.ls(loc.path("catalog", "manifests"))] == ["0000000002.json"]
+    runs = cat.manifest().runs
+    assert [(r.level, r.rows, r.min_id, r.max_id) for r in runs] == [(0, 2, "b/0", "b/1"), (0, 3, "a/0", "a/2")]
+    assert runs[0].key.startswith("catalog/runs/0000000002-") and runs[1].key.startswith("catalog/runs/0000000001-")
+    assert sorted(loc.fs.find(loc.path("catalog", "runs"))) == sorted(loc.path(r.key) for r in runs)
+    assert sorted(p.rsplit("/", 1)[-1] for p in loc.fs.ls(loc.path("catalog", "manifests"))) == [
+        "0000000002.json", "latest.json"]
+    assert cat.manifests.discover().generation == 2 and cat.manifest().log_next == 4
+    assert [p.rsplit("/", 1)[-1] for p in loc.fs.ls(loc.path("catalog", "log"))] == ["000000000003.json"]  # gen 2's fence
     assert not loc.fs.exists(loc.path("catalog", "batches", "a.jsonl.gz"))
     assert cat.is_committed("a") and cat.is_committed("b") and not cat.is_committed("c")
 
 
-def test_rows_land_in_their_hash_partition(tmp_path):
-    cat = Catalog(open_location(str(tmp_path / "arc")), partitions=16)
-    cat.commit("a", rows_for("a", 40))
+def test_merges_keep_the_newest_row_of_each_id_and_bound_the_runs(tmp_path, monkeypatch):
+    from lbdask.archive import levels
+
+    real = levels.plan_merge
+    monkeypatch.setattr(compaction, "plan_merge", lambda runs: real(runs, l0_runs=2, fanout=2, base_rows=4))
+    cat = Catalog(open_location(str(tmp_path / "arc")))
+    expected = {}
+    for b in range(12):
+        ids = [f"i{(b * 3 + j) % 10}" for j in range(3)]  # ids come back in later batches
+        cat.commit(f"b{b:02d}", [CatalogRow(id=i, status="failed", reason=f"b{b}") for i in ids])
+        expected.update({i: f"b{b}" for i in ids})
+        compact(cat)
+        runs = cat.manifest().runs
+        assert sum(r.level == 0 for r in runs) <= 2 and [r.level for r in runs] == sorted(r.level for r in runs)
+    assert max(r.level for r in runs) >= 2  # merged more than once
+    assert_each_row_once(cat, expected)
+    assert sorted(cat.loc.fs.find(cat.loc.path("catalog", "runs"))) == sorted(cat.loc.path(r.key) for r in runs)
+
+
+def test_a_merge_that_loses_the_race_rebases_when_its_group_is_still_there(tmp_path, monkeypatch):
+    """A rival folds a new batch between the merge's write and its commit: the merged run goes
+    into the rival's manifest in place of the same group, without merging again."""
+    from lbdask.archive import levels
+
+    real = levels.plan_merge
+    monkeypatch.setattr(compaction, "plan_merge", lambda runs: real(runs, l0_runs=2))
+    cat = Catalog(open_location(str(tmp_path / "arc")))
+    for b in range(2):
+        cat.commit(f"b{b}", rows_for(f"b{b}", 2))
+        compact(cat)
+    cat.commit("b2", rows_for("b2", 2))
+    real_create, rival, written = cat.manifests.create, Catalog(cat.loc), []
+
+    def create_after_rival(manifest):
+        if manifest.folded == [] and not written:  # the merge's commit: a rival folds first
+            written.append(manifest.runs[0].key)
+            rival.commit("r", rows_for("r", 1))
+            monkeypatch.setattr(compaction, "plan_merge", lambda runs: None)
+            compaction._attempt(rival)
+            monkeypatch.setattr(compaction, "plan_merge", lambda runs: real(runs, l0_runs=2))
+        return real_create(manifest)
+
+    monkeypatch.setattr(cat.manifests, "create", create_after_rival)
     compact(cat)
-    manifest = cat.manifest()
-    for part, key in manifest.files.items():
-        assert {partition_of(r, 16) for r in cat.partition_rows(key)} == {part}
+    runs = Catalog(cat.loc).manifest().runs
+    assert [r.level for r in runs] == [0, 1] and runs[1].key == written[0]  # rebased, not redone
+    assert_each_row_once(cat, {**{f"b{b}/{j}": f"b{b}" for b in range(3) for j in range(2)}, "r/0": "r"})
 
 
 def test_two_compactors_in_separate_processes_never_lose_a_row(dest):
@@ -99,8 +144,8 @@ def test_a_compactor_that_loses_the_race_retries_and_removes_its_attempt(tmp_pat
     monkeypatch.setattr(cat.manifests, "create", create_after_rival)
     assert compact(cat) == {"batches": 1, "rows": 1, "generation": 2, "stepped_back": 0}
     assert_each_row_once(cat, {**{f"a/{j}": "a" for j in range(3)}, **{f"r/{j}": "r" for j in range(2)}, "s/0": "s"})
-    live = {cat.loc.path(k) for k in cat.manifest().files.values()}
-    assert set(cat.loc.fs.find(cat.loc.path("catalog", "index"))) == live  # the lost attempt left nothing
+    live = {cat.loc.path(r.key) for r in cat.manifest().runs}
+    assert set(cat.loc.fs.find(cat.loc.path("catalog", "runs"))) == live  # the lost attempt left nothing
 
 
 class Crash(Exception):
@@ -131,8 +176,11 @@ def test_a_crash_after_any_step_of_a_compaction_loses_nothing(dest, monkeypatch)
         with monkeypatch.context() as m:
             m.setattr(compaction, "put_atomic", counting(compaction.put_atomic))
             m.setattr(compaction, "remove_quietly", counting(compaction.remove_quietly))
+            m.setattr(compaction, "claim_slot", counting(compaction.claim_slot))
+            m.setattr(compaction, "write_run", counting(compaction.write_run))
             m.setattr(cat.manifests, "create", counting(cat.manifests.create))
             m.setattr(cat.manifests, "prune", counting(cat.manifests.prune))
+            m.setattr(cat.manifests, "write_hint", counting(cat.manifests.write_hint))
             try:
                 compact(Catalog(cat.loc, partitions=2) if k % 2 else cat)
                 finished = True
@@ -147,4 +195,5 @@ def test_a_crash_after_any_step_of_a_compaction_loses_nothing(dest, monkeypatch)
         if finished:
             break
         k += 1
-    assert k >= 6  # partitions, manifest, folded copies, batch deletion, superseded files, pruning
+    # fence, run, manifest, folded copies, batch deletion, slot deletion, pruning, hint
+    assert k >= 9

@@ -9,6 +9,7 @@ from lbdask.archive.snapshot import CatalogSnapshot
 from lbdask.errors import InputError, IntegrityError
 from lbdask.storage import open_location
 from tests.support.archive import MODEL, new_archive, write_batch
+from tests.support.store_requests import counting
 
 
 def test_a_non_empty_folder_that_is_not_an_archive_is_refused(dest):
@@ -53,38 +54,21 @@ def test_listing_survives_a_compaction_that_replaces_a_partition(dest):
     assert sorted([first.id] + [r.id for r in rows]) == ["a.png", "b.png", "c.png"]
 
 
-class CountingFs:
-    """Counts the store requests made through a filesystem."""
-
-    def __init__(self, fs):
-        self.fs, self.calls = fs, 0
-
-    def __getattr__(self, name):
-        attr = getattr(self.fs, name)
-        if name in ("cat_file", "ls", "exists", "info", "find", "cat", "open"):
-            def counted(*args, **kwargs):
-                self.calls += 1
-                return attr(*args, **kwargs)
-            return counted
-        return attr
-
-
 def test_a_warm_snapshot_lookup_costs_no_store_request(dest):
     arc = new_archive(dest)
     write_batch(arc, "b0", ["a.png", "b.png"])
     arc.compact()
     write_batch(arc, "b1", ["c.png"], seed=1)
     cat = Archive.open(dest).catalog
-    counting = CountingFs(cat.loc.fs)
-    object.__setattr__(cat.loc, "fs", counting)
     snap = CatalogSnapshot(cat, max_age=3600)
     assert Archive.open(dest).snapshot(max_age=5).get_row("c.png").id == "c.png"
-    assert snap.get_row("a.png").id == "a.png" and snap.get_row("c.png").batch_id == "b1"
-    cold = counting.calls
-    assert cold > 0
-    for _ in range(3):
-        assert snap.get_row("a.png").id == "a.png" and snap.get_row("c.png").id == "c.png"
-    assert counting.calls == cold
+    with counting(cat.loc) as seen:
+        assert snap.get_row("a.png").id == "a.png" and snap.get_row("c.png").batch_id == "b1"
+        cold = seen.total
+        assert cold > 0
+        for _ in range(3):
+            assert snap.get_row("a.png").id == "a.png" and snap.get_row("c.png").id == "c.png"
+        assert seen.total == cold
     with ThreadPoolExecutor(8) as pool:
         assert set(pool.map(lambda i: snap.get_row(i).id, ["a.png", "b.png", "c.png"] * 20)) == {"a.png", "b.png", "c.png"}
     writer = Archive.open(dest, mode="a")

@@ -2,10 +2,14 @@
 whole-object writes, the conditional create the catalog's compare-and-swap stands on, the
 HTTP status found through s3fs's error wrapping, and removal. Written to kill the mutants
 of these paths (docs/testing.md, "S3-only paths")."""
+import os
+import tempfile
+
 import pytest
 from botocore.exceptions import ClientError
 
-from lbdask.archive.objects import PRECONDITION_FAILED, _status, put_atomic, put_exclusive, remove_quietly
+from lbdask.archive import objects
+from lbdask.archive.objects import PRECONDITION_FAILED, _status, put_atomic, put_exclusive, put_streamed, remove_quietly
 from lbdask.storage import open_location
 
 
@@ -82,3 +86,42 @@ def test_remove_quietly_removes_every_object_and_tolerates_missing_ones(loc):
     remove_quietly(loc, [])
     remove_quietly(loc, [loc.path("d", "gone")])
     assert read(loc, "d/c") == b"c"
+
+
+def test_put_streamed_uploads_the_whole_spool_or_nothing(loc, monkeypatch):
+    spools = []
+    real_mkstemp = tempfile.mkstemp
+
+    def recording_mkstemp(*args, **kwargs):
+        spools.append(real_mkstemp(*args, **kwargs))
+        return spools[-1]
+
+    monkeypatch.setattr(tempfile, "mkstemp", recording_mkstemp)
+    with put_streamed(loc, loc.path("r", "run")) as f:
+        f.write(b"part one, ")
+        f.write(b"part two")
+    assert read(loc, "r/run") == b"part one, part two"
+    with pytest.raises(RuntimeError), put_streamed(loc, loc.path("r", "broken")) as f:
+        f.write(b"half")
+        raise RuntimeError
+    loc.fs.invalidate_cache()
+    assert not loc.fs.exists(loc.path("r", "broken"))
+    assert len(spools) == 2 and not any(os.path.exists(path) for _, path in spools)  # spool files removed
+
+
+def test_put_streamed_uploads_a_large_spool_in_parts(loc, monkeypatch):
+    monkeypatch.setattr(objects, "UPLOAD_PART_BYTES", 5 << 20)  # S3's smallest part
+    calls = []
+    real_call = loc.fs._call_s3
+
+    async def recording_call(method, *args, **kwargs):
+        calls.append(method)
+        return await real_call(method, *args, **kwargs)
+
+    monkeypatch.setattr(loc.fs, "_call_s3", recording_call)
+    data = os.urandom(1 << 20) * 11
+    with put_streamed(loc, loc.path("r", "large")) as f:
+        f.write(data)
+    assert calls.count("upload_part") == 3 and "complete_multipart_upload" in calls
+    monkeypatch.undo()
+    assert read(loc, "r/large") == data

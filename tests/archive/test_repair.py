@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from lbdask.archive import Archive, CatalogRow
-from lbdask.archive.catalog import partition_of
 from lbdask.cli import main
 from lbdask.errors import IntegrityError
 from lbdask.storage import open_location
@@ -17,9 +16,11 @@ KEPT = {"k1.png": os.urandom(300), "k2.png": os.urandom(40)}
 
 
 def migrated(dest):
-    """Two compacted latent batches, a compacted kept batch and one batch not yet compacted."""
+    """Two compacted latent batches and a compacted kept batch (in two runs: b0, then b1 and
+    bk) and one batch not yet compacted."""
     arc = new_archive(dest)
     write_batch(arc, "b0", FOLDED[:4], seed=0)
+    arc.compact()
     write_batch(arc, "b1", FOLDED[4:], seed=1)
     refs = arc.put_originals("bk", KEPT)
     arc.commit("bk", [CatalogRow(id=i, status="kept", reason="alpha", original=refs[i], source_size=len(d),
@@ -93,37 +94,34 @@ def content_or_error(dest):
         return "error"
 
 
-def test_lost_partition_is_named_other_ids_stay_readable_and_repair_restores_it(dest, capsys):
+def test_lost_run_is_named_other_ids_stay_readable_and_repair_restores_it(dest, capsys):
     migrated(dest)
     arc = Archive.open(dest)
     manifest = arc.catalog.manifest()
-    victim = partition_of("img02.png", manifest.partitions)
+    victim = next(r for r in manifest.runs if r.min_id <= "img02.png" <= r.max_id)
     loc = open_location(dest)
-    loc.fs.rm_file(loc.path(manifest.files[victim]))
-    lost = {i for i in [*FOLDED, *KEPT] if partition_of(i, manifest.partitions) == victim}
-    survivors = set(FOLDED) | set(KEPT) | {"late.png"}
-    survivors -= lost
+    loc.fs.rm_file(loc.path(victim.key))
+    survivors = set(FOLDED[4:]) | set(KEPT) | {"late.png"}
     problems = []
     assert {r.id for r in Archive.open(dest).rows(problems)} == survivors
-    assert len(problems) == 1 and f"partition {victim}" in problems[0] and manifest.files[victim] in problems[0]
-    with pytest.raises(IntegrityError, match="missing"):
+    assert len(problems) == 1 and victim.key in problems[0] and "missing" in problems[0]
+    with pytest.raises(IntegrityError, match=f"{victim.key} is missing"):
         Archive.open(dest).get_row("img02.png")
-    other = sorted(survivors - {"late.png"})[0]
-    assert Archive.open(dest).get_row(other).id == other
+    assert Archive.open(dest).get_row("img05.png").id == "img05.png"
     code, out, _ = cli(capsys, "repair", dest)
     assert code == 1 and "missing" in out
     assert cli(capsys, "repair", dest, "--apply")[0] == 0
     assert content(dest) == expected_content()
 
 
-def test_unreadable_partition_and_missing_original_are_integrity_errors(dest, capsys):
+def test_unreadable_run_and_missing_original_are_integrity_errors(dest, capsys):
     migrated(dest)
     arc = Archive.open(dest)
-    manifest = arc.catalog.manifest()
+    run = arc.catalog.manifest().runs[0]  # b1 and bk
     loc = open_location(dest)
-    part = partition_of("img05.png", manifest.partitions)
-    loc.fs.pipe_file(loc.path(manifest.files[part]), b"not gzip")
-    with pytest.raises(IntegrityError, match="unreadable"):
+    blob = loc.fs.cat_file(loc.path(run.key))
+    loc.fs.pipe_file(loc.path(run.key), b"x" * run.footer_offset + blob[run.footer_offset:])  # blocks damaged
+    with pytest.raises(IntegrityError, match=f"{run.key} is unreadable"):
         Archive.open(dest).get_row("img05.png")
     assert cli(capsys, "repair", dest, "--apply")[0] == 0
     assert content(dest) == expected_content()

@@ -1,17 +1,19 @@
-"""The catalog: image id -> CatalogRow, as an LSM of batch objects and a hashed index.
+"""The catalog: image id -> CatalogRow, as an LSM of batch objects, a commit log and an index.
 
 Writers commit one gzip JSON-lines object per batch (`catalog/batches/<batch>.jsonl.gz`,
-one PUT or rename: visible all at once or not at all). `compaction.compact` folds those
-objects into hash-partitioned index files and commits a new manifest generation by
-exclusive create (compare-and-swap); the folded batch keeps a copy of its rows under
-`catalog/folded/`, so a lost manifest or partition can be rebuilt (`repair.py`). A lookup
-reads the latest manifest, one partition and the batch objects not yet folded. Anything
+one PUT or rename: visible all at once or not at all), then announce it in the next free
+slot of the commit log (`commit_log.py`). `compaction.compact` folds announced and listed
+batches into the index and commits a new manifest generation by exclusive create
+(compare-and-swap); the folded batch keeps a copy of its rows under `catalog/folded/`, so a
+lost manifest or index object can be rebuilt (`repair.py`). A lookup never LISTs: it finds
+the manifest from the hint (`manifest.py`), the recent commits by probing log slots
+(`catalog_view.py`) and reads the index (v1 hash partitions of older archives). Anything
 missing or unreadable is an IntegrityError naming the object; a catalog that lists nothing
 where the archive itself is gone (`confirm`) is a StoreError. See docs/archive-format.md.
 """
 from __future__ import annotations
 
-import contextlib
+import errno
 import hashlib
 import re
 import threading
@@ -19,9 +21,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
+from lbdask.archive.catalog_view import Tracker, View
+from lbdask.archive.commit_log import Slot, claim, slot_path
 from lbdask.archive.manifest import Manifest, Manifests
-from lbdask.archive.objects import put_atomic
+from lbdask.archive.objects import put_atomic, remove_quietly
+from lbdask.archive.reads import present, read_object
 from lbdask.archive.rows import CatalogRow, dump_rows, load_rows
+from lbdask.archive.runs import RunInfo, RunReader, merge_newest_first
 from lbdask.errors import InputError, IntegrityError
 from lbdask.storage import Location
 
@@ -57,7 +63,14 @@ class Catalog:
         self.manifests = Manifests(loc)
         self._batches: dict[str, dict[str, CatalogRow]] = {}  # committed batch objects are immutable
         self._parts: OrderedDict[str, dict[str, CatalogRow]] = OrderedDict()
-        self._lock = threading.Lock()  # guards both caches: one Catalog serves many threads
+        self._lock = threading.Lock()  # guards the caches: one Catalog serves many threads
+        self._view_lock = threading.Lock()  # one thread advances the view, the others wait for it
+        self._view: View | None = None
+        self._known: int | None = None  # newest generation this handle has seen
+        self._cursor: int | None = None  # the next log slot this handle's commits try
+        self._absent: set[str] = set()  # batches is_committed found uncommitted: commit does not ask again
+        self.runs = RunReader(loc)  # caches the footers and recently used blocks of v2 runs
+        self._tracker = Tracker(loc, self._discover, self.announced_rows, self._unannounced)
 
     # paths -------------------------------------------------------------------------
     def _p(self, *parts: str) -> str:
@@ -72,15 +85,16 @@ class Catalog:
         """Where a compacted batch's rows are kept (the copy repair rebuilds the index from)."""
         return self._p("folded", batch_id + BATCH_SUFFIX)
 
-    def _exists(self, path: str) -> bool:
-        self.loc.fs.invalidate_cache(path)
-        return self.loc.fs.exists(path)
-
     # writing -----------------------------------------------------------------------
     def commit(self, batch_id: str, rows: Iterable[CatalogRow]) -> bool:
-        """Make a batch's rows visible in one atomic write; False if it was already committed."""
+        """Make a batch's rows visible in one atomic write and announce it in the commit log;
+        False if it was already committed (asked once per batch: not again right after
+        `is_committed` said no)."""
         path = self.batch_path(batch_id)
-        if self.is_committed(batch_id):
+        with self._lock:
+            checked = batch_id in self._absent
+            self._absent.discard(batch_id)
+        if not checked and self._committed(batch_id):
             return False
         rows = list(rows)
         ids = [r.id for r in rows]
@@ -89,17 +103,46 @@ class Catalog:
         for r in rows:
             r.batch_id = batch_id
         put_atomic(self.loc, path, dump_rows(rows))
+        self._announce(batch_id)
         return True
 
+    def _announce(self, batch_id: str) -> None:
+        """Claim the next free log slot for a committed batch. A first try that wins at a cursor
+        learned earlier may sit below a compaction's `log_next` (the slots there were folded
+        and deleted): when the slot before it is gone too, ask the manifest, and announce again
+        after `log_next` (removing the stale slot) if so."""
+        entry = Slot(0, batch=batch_id)
+        cursor = self._cursor
+        if cursor is None:
+            cursor = self._view.end if self._view is not None else self._discover(self._known).log_next
+        while True:
+            seq, first = claim(self.loc, cursor, entry)
+            self._cursor = seq + 1
+            if not first or (seq > 0 and present(self.loc, slot_path(self.loc, seq - 1))):
+                return
+            log_next = self._discover(self._known).log_next
+            if seq >= log_next:
+                return
+            remove_quietly(self.loc, [slot_path(self.loc, seq)])
+            cursor = log_next
+
     def is_committed(self, batch_id: str) -> bool:
-        """True once the batch object exists (or its rows were folded into the index).
+        """True once the batch object exists (or its rows were folded into the index): one
+        HEAD, two when it is absent, never a LIST.
 
         The batch object is checked first: compaction writes the folded copy before it
         deletes the batch object, so one of the two is always there.
         """
-        return self._exists(self.batch_path(batch_id)) or self._exists(self.folded_path(batch_id))
+        committed = self._committed(batch_id)
+        if not committed:
+            with self._lock:
+                self._absent.add(batch_id)
+        return committed
 
-    # reading -----------------------------------------------------------------------
+    def _committed(self, batch_id: str) -> bool:
+        return present(self.loc, self.batch_path(batch_id)) or present(self.loc, self.folded_path(batch_id))
+
+    # the manifest and the recent commits --------------------------------------------
     def _names(self, folder: str) -> list[str]:
         d = self._p(folder)
         self.loc.fs.invalidate_cache(d)
@@ -110,51 +153,87 @@ class Catalog:
         return sorted(n[: -len(BATCH_SUFFIX)] for n in names if n.endswith(BATCH_SUFFIX))
 
     def batch_names(self) -> list[str]:
-        """Committed batches not yet folded into the index (one LIST)."""
+        """Committed batches not yet folded into the index (one LIST: compaction and repair)."""
         return self._names("batches")
 
     def folded_names(self) -> list[str]:
         """Batches folded into the index (one LIST of their folded copies)."""
         return self._names("folded")
 
-    def manifest(self) -> Manifest:
-        """The latest manifest; an empty generation 0 before the first compaction, once
-        `confirm` said the archive is still there (a renamed archive lists nothing either).
+    def _discover(self, known: int | None) -> Manifest:
+        """The latest manifest (`Manifests.discover`); an empty generation 0 before the first
+        compaction, once `confirm` said the archive is still there.
 
         With no manifest but folded batches present, a manifest was lost: IntegrityError,
         not an empty catalog. A compactor creates its manifest before it folds anything, so
         the manifests are listed again after the folded copies were seen: a first compaction
         that committed between the two listings is not mistaken for a loss.
         """
-        manifest = self.manifests.latest()
+        manifest = self.manifests.discover(known)
         if manifest is not None:
             return manifest
-        if self.folded_names():
+        if known != 0 and self.folded_names():  # never looked, or the manifest seen before is gone
             manifest = self.manifests.latest()
             if manifest is not None:
                 return manifest
-            raise IntegrityError(f"the catalog manifest of {self.loc.url} is missing (catalog/manifests/ is empty "
-                                 f"but batches were compacted): run `lbdask repair {self.loc.url}`")
-        self.confirm()
+            raise IntegrityError(f"the catalog manifest of {self.loc.url} is missing (catalog/manifests/ is "
+                                     f"empty but batches were compacted): run `lbdask repair {self.loc.url}`")
+        if known is None:
+            self.confirm()
         return Manifest(partitions=self.default_partitions)
+
+    def view(self) -> View:
+        """The latest manifest and the rows announced after it (see catalog_view.py)."""
+        with self._view_lock:
+            if self._view is None:
+                self._view = self._tracker.fresh(self._known)
+            else:
+                self._view = self._tracker.advance(self._view)
+            self._known = self._view.manifest.generation
+            return self._view
+
+    def manifest(self) -> Manifest:
+        """The latest manifest (an empty generation 0 before the first compaction)."""
+        return self.view().manifest
+
+    def refresh(self) -> View:
+        """A view built afresh from the hint (or one LIST): the manifest found again and checked
+        to be still there (compaction builds on it; a warm view only checks the log)."""
+        with self._view_lock:
+            self._view, self._known = None, None
+        return self.view()
+
+    def announced_rows(self, batch_id: str) -> dict[str, CatalogRow]:
+        """The rows of a batch a log slot announced: its object, or its folded copy when a
+        compaction folded it meanwhile."""
+        try:
+            return self.batch_rows(batch_id)
+        except FileNotFoundError:
+            path = self.folded_path(batch_id)
+            try:
+                return {r.id: r for r in parse_rows(path, read_object(self.loc, path))}
+            except FileNotFoundError:
+                pass
+            raise
 
     def batch_rows(self, batch_id: str) -> dict[str, CatalogRow]:
         with self._lock:
             cached = self._batches.get(batch_id)
         if cached is None:
             path = self.batch_path(batch_id)
-            cached = {r.id: r for r in parse_rows(path, self.loc.fs.cat_file(path))}
+            cached = {r.id: r for r in parse_rows(path, read_object(self.loc, path))}
             with self._lock:
                 self._batches[batch_id] = cached
         return cached
 
     def partition_rows(self, key: str) -> dict[str, CatalogRow]:
+        """A v1 index partition by id (parsed whole; the most recently used are kept)."""
         with self._lock:
             if key in self._parts:
                 self._parts.move_to_end(key)
                 return self._parts[key]
         path = self.loc.path(key)
-        rows = {r.id: r for r in parse_rows(path, self.loc.fs.cat_file(path))}
+        rows = {r.id: r for r in parse_rows(path, read_object(self.loc, path))}
         with self._lock:
             self._parts[key] = rows
             while len(self._parts) > PARTITION_CACHE:
@@ -168,66 +247,139 @@ class Catalog:
                 self._batches.pop(name, None)
 
     def retrying(self, read: Callable[[], T]) -> T:
-        """Run `read` again when a compaction removed a file it listed; a file still missing
-        after that was lost: IntegrityError naming it."""
+        """Run `read` again, on a newly found manifest, when a compaction removed a file it
+        was about to read; a file still missing after that was lost: IntegrityError naming it."""
         for _ in range(READ_ATTEMPTS - 1):
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 return read()
+            except FileNotFoundError:
+                with self._view_lock:
+                    self._view = None
         try:
             return read()
         except FileNotFoundError as exc:
             raise IntegrityError(f"catalog object {exc.filename or exc} is missing: "
                                  f"run `lbdask repair {self.loc.url}`") from None
 
+    # reading -----------------------------------------------------------------------
     def get_row(self, image_id: str) -> CatalogRow | None:
-        """The row of one id: the batch objects not yet folded, then one index partition."""
+        """The row of one id: the recent commits (newest wins), then the index; no LIST."""
 
         def read() -> CatalogRow | None:
-            for name in reversed(self.batch_names()):  # listed before the manifest: see docs/archive-format.md
-                row = self.batch_rows(name).get(image_id)
+            try:
+                view = self.view()
+            except IntegrityError:  # a lost manifest: the batch objects still answer for their ids
+                row = self._listed_recent(None).get(image_id)
                 if row is not None:
                     return row
-            manifest = self.manifest()
-            key = manifest.files.get(partition_of(image_id, manifest.partitions))
-            return None if key is None else self.partition_rows(key).get(image_id)
+                raise
+            row = view.recent.get(image_id)
+            if row is not None:
+                return row
+            if view.damage:
+                raise IntegrityError("; ".join(view.damage))
+            return self.indexed(view.manifest, image_id)
 
         return self.retrying(read)
 
-    def rows(self, problems: list[str] | None = None) -> Iterator[CatalogRow]:
-        """Every readable row once: unfolded batches first (newest wins), then the index.
+    def indexed(self, manifest: Manifest, image_id: str) -> CatalogRow | None:
+        """The index's row of one id: the runs newest first (a footer each, read once per
+        handle, and at most one block), or the one v1 partition that can hold it."""
+        if manifest.version == 1:
+            key = manifest.files.get(partition_of(image_id, manifest.partitions))
+            return None if key is None else self.partition_rows(key).get(image_id)
+        for run in manifest.runs:
+            try:
+                row = self.runs.get(run, image_id)
+            except FileNotFoundError:  # merged away meanwhile, or lost: name the object
+                raise FileNotFoundError(errno.ENOENT, "No such object", self.loc.path(run.key)) from None
+            if row is not None:
+                return row
+        return None
 
-        A missing or unreadable manifest or partition does not hide the other rows: each is
-        described in `problems` (when given) or raised as one IntegrityError at the end.
+    def rows(self, problems: list[str] | None = None) -> Iterator[CatalogRow]:
+        """Every readable row once, in ascending id order: the recent commits (sorted in
+        memory) merged with a scan of every run (v1: every partition); one block per run
+        in memory. When a compaction replaces a run meanwhile the listing goes on after the
+        last id it gave, from the newer manifest.
+
+        A missing or unreadable manifest, batch or index object does not hide the other rows:
+        each is described in `problems` (when given) or raised as one IntegrityError at the end.
         """
         found: list[str] = []
-
-        def snapshot() -> tuple[dict[str, CatalogRow], Manifest]:
-            recent: dict[str, CatalogRow] = {}
-            for name in self.batch_names():
-                try:
-                    recent.update(self.batch_rows(name))
-                except IntegrityError as exc:
-                    found.append(str(exc))
+        last = None
+        while True:
             try:
-                return recent, self.manifest()
-            except IntegrityError as exc:
-                found.append(str(exc))
-                return recent, Manifest()
-
-        recent, manifest = self.retrying(snapshot)
-        yield from recent.values()
-        files = dict(manifest.files)  # updated when a compaction replaces a partition meanwhile
-        for part in sorted(files):
-            try:
-                rows = self.retrying(lambda: self._current_partition(part, files))
-            except IntegrityError as exc:
-                found.append(f"index partition {part}: {exc}")
-                continue
-            yield from (row for row in rows.values() if row.id not in recent)
+                for row in self._listing(last, found):
+                    last = row.id
+                    yield row
+                break
+            except _Superseded:
+                with self._view_lock:
+                    self._view = None
         if problems is not None:
             problems.extend(found)
         elif found:
             raise IntegrityError("; ".join(found))
+
+    def _listing(self, after: str | None, found: list[str]) -> Iterator[CatalogRow]:
+        try:
+            view = self.retrying(self.view)
+        except IntegrityError as exc:  # a lost manifest: list what the batch objects hold
+            if after is None:
+                found.append(str(exc))
+            view = View(Manifest(), 0, self._listed_recent(found if after is None else None))
+        if after is None:
+            found.extend(view.damage)
+        recent = sorted((r for r in view.recent.values() if after is None or r.id > after), key=_id)
+        manifest = view.manifest
+        if manifest.version == 1:
+            files = dict(manifest.files)  # updated when a compaction replaces a partition meanwhile
+            index = [self._partition_stream(part, files, found, after) for part in sorted(files)]
+        else:
+            index = [self._run_stream(manifest, run, found, after) for run in manifest.runs]
+        yield from merge_newest_first([iter(recent), *index])
+
+    def _run_stream(self, manifest: Manifest, run: RunInfo, found: list[str], after: str | None) -> Iterator[CatalogRow]:
+        """A run's rows after `after`; `_Superseded` when it is gone because a newer manifest
+        replaced it, a problem in `found` when it is lost or unreadable."""
+        try:
+            yield from (r for r in self.runs.scan(run, after) if after is None or r.id > after)
+        except FileNotFoundError:
+            if self.manifests.discover(manifest.generation).generation != manifest.generation:
+                raise _Superseded from None
+            found.append(f"catalog object {self.loc.path(run.key)} is missing: run `lbdask repair {self.loc.url}`")
+        except IntegrityError as exc:
+            found.append(str(exc))
+
+    def _partition_stream(self, part: int, files: dict[int, str], found: list[str],
+                          after: str | None) -> Iterator[CatalogRow]:
+        """A v1 partition's rows after `after`, sorted (read when the merge first needs it)."""
+        try:
+            rows = self.retrying(lambda: self._current_partition(part, files))
+        except IntegrityError as exc:
+            found.append(f"index partition {part}: {exc}")
+            return
+        yield from sorted((r for r in rows.values() if after is None or r.id > after), key=_id)
+
+    def _unannounced(self) -> tuple[dict[str, CatalogRow], list[str]]:
+        """Rows of batch objects found by a LIST, and the unreadable ones: what a catalog
+        without a manifest yet or still in the v1 layout may hold from writers that did not
+        announce their commits (lbdask before the commit log)."""
+        damage: list[str] = []
+        return self._listed_recent(damage), damage
+
+    def _listed_recent(self, found: list[str] | None) -> dict[str, CatalogRow]:
+        """Rows of every batch object on the store (one LIST): what a damaged catalog, whose
+        manifest and so whose log position are lost, still knows."""
+        recent: dict[str, CatalogRow] = {}
+        for name in self.batch_names():
+            try:
+                recent.update(self.batch_rows(name))
+            except (IntegrityError, FileNotFoundError) as exc:
+                if found is not None:
+                    found.append(str(exc))
+        return recent
 
     def committed_rows(self) -> Iterator[CatalogRow]:
         """Every row of every committed batch, superseded ones included: the batch objects,
@@ -246,7 +398,7 @@ class Catalog:
         for name in sorted(set(folded)):
             path = self.folded_path(name)
             try:
-                yield from parse_rows(path, self.loc.fs.cat_file(path))
+                yield from parse_rows(path, read_object(self.loc, path))
             except (FileNotFoundError, IntegrityError):
                 continue
 
@@ -256,7 +408,15 @@ class Catalog:
         try:
             return self.partition_rows(files[part])
         except FileNotFoundError:
-            newer = self.manifests.latest()
+            newer = self.manifests.discover(self._known)
             if newer is not None and newer.files.get(part) not in (None, files[part]):
                 files[part] = newer.files[part]
             raise
+
+
+def _id(row: CatalogRow) -> str:
+    return row.id
+
+
+class _Superseded(Exception):
+    """A run a listing was reading was replaced by a newer manifest: go on from there."""

@@ -10,10 +10,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 from lbdask.errors import LbdaskError, StoreError
 from lbdask.storage import Location
@@ -25,6 +26,9 @@ STORE_ATTEMPTS = 3
 STORE_BACKOFF_S = 0.1
 #: HTTP status S3 answers a conditional PUT whose condition failed (the object exists).
 PRECONDITION_FAILED = 412
+#: `put_streamed` on S3 uploads a spool file larger than twice this in parts of this size
+#: (s3fs reads one part, or a smaller file whole, into memory).
+UPLOAD_PART_BYTES = 8 << 20
 
 
 def _fsync_dir(path: str) -> None:
@@ -84,6 +88,34 @@ def put_atomic(loc: Location, path: str, data: bytes) -> None:
         loc.fs.pipe_file(path, data)
     else:
         replace_durably(path, data)
+
+
+@contextlib.contextmanager
+def put_streamed(loc: Location, path: str) -> Iterator[BinaryIO]:
+    """`put_atomic` for an object too large to hold in memory: the caller writes its bytes
+    into the yielded file; when the block ends without an exception the object appears under
+    `path` whole and durably (a folder: fsync, rename, fsync of the directory; S3: the spooled
+    file uploaded in one PUT, or a multipart upload completed in one step), else never."""
+    if loc.is_remote:
+        fd, tmp = tempfile.mkstemp(prefix="lbdask-put-")
+    else:
+        _make_dirs(os.path.dirname(path))
+        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with open(fd, "wb") as f:
+            yield f
+            f.flush()
+            if not loc.is_remote:  # S3: the upload is durable when it returns
+                os.fsync(f.fileno())
+        if loc.is_remote:
+            loc.fs.put_file(tmp, path, chunksize=UPLOAD_PART_BYTES)
+        else:
+            os.replace(tmp, path)
+            _fsync_dir(os.path.dirname(path))
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 def put_exclusive(loc: Location, path: str, data: bytes) -> bool:

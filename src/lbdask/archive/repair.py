@@ -1,27 +1,32 @@
 """Find what an archive lost and rebuild its catalog index from what is still on the store.
 
-Sources of rows, in the order a later one wins: every index partition file on the store
-(older generations and attempts that never committed included), then the folded copy of
-every compacted batch (`catalog/folded/`). Batch objects not yet folded stay as they are. A
-rebuild writes every partition afresh and commits it as a new manifest generation with
-the same compare-and-swap as compaction, so it is idempotent and safe to kill and rerun.
+Sources of rows, in the order a later one wins: every v1 index partition file on the store
+(older generations and attempts that never committed included), every sorted run a manifest
+still on the store names (a run's footer is found through its manifest entry), then the
+folded copy of every compacted batch (`catalog/folded/`), which holds every row any run
+does. Batch objects not yet folded stay as they are. A rebuild writes one run afresh and
+commits it as a new manifest generation with the same compare-and-swap as compaction, so it
+is idempotent and safe to kill and rerun.
 Latent shards and stored copies cannot be rebuilt: rows pointing at a missing one are
 reported by id. See docs/archive-format.md for what is recoverable.
 """
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass, field
 
-from lbdask.archive.catalog import BATCH_SUFFIX, Catalog, parse_rows, partition_of
+from lbdask.archive.catalog import Catalog, parse_rows
+from lbdask.archive.compaction import announce_generation, level_for, run_key
 from lbdask.archive.manifest import Manifest
-from lbdask.archive.objects import put_atomic, remove_quietly
-from lbdask.archive.rows import CatalogRow, dump_rows
+from lbdask.archive.objects import remove_quietly
+from lbdask.archive.rows import CatalogRow
+from lbdask.archive.runs import RunInfo, write_run
 from lbdask.archive.store import Archive
 from lbdask.errors import IntegrityError
 
+SLOT_FILE = re.compile(r"/log/(\d{12})\.json$")
 PARTITION_FILE = re.compile(r"/index/g(\d+)(?:-[0-9a-f]+)?/p(\d+)\.jsonl\.gz$")
+RUN_FILE = re.compile(r"/runs/(\d+)-[0-9a-f]+/r\d+\.run$")
 
 
 @dataclass
@@ -33,21 +38,39 @@ class Diagnosis:
     rows: dict[str, CatalogRow] = field(default_factory=dict)  # every recoverable folded row
     indexed: int = 0  # rows the current index serves
     generation: int = 0  # highest generation seen anywhere on the store
-    unreferenced: list[str] = field(default_factory=list)  # partition files no manifest names
+    unreferenced: list[str] = field(default_factory=list)  # partition and run files the manifest does not name
 
     @property
     def needs_rebuild(self) -> bool:
         return bool(self.catalog) or self.indexed < len(self.rows)
 
 
-def _partition_files(cat: Catalog) -> list[tuple[int, str]]:
-    """(generation, path) of every partition file on the store, oldest first."""
+def _index_files(cat: Catalog, folder: str, pattern: re.Pattern[str]) -> list[tuple[int, str]]:
+    """(generation, path) of every v1 partition file or run object on the store, oldest first."""
     try:
-        found = cat.loc.fs.find(cat.loc.path("catalog", "index"))
+        found = cat.loc.fs.find(cat.loc.path("catalog", folder))
     except FileNotFoundError:
         return []
-    out = [(int(m.group(1)), p) for p in found if (m := PARTITION_FILE.search(p))]
-    return sorted(out)
+    return sorted((int(m.group(1)), p) for p in found if (m := pattern.search(p)))
+
+
+def _runs_named(cat: Catalog, gens: list[int]) -> list[RunInfo]:
+    """The runs the manifests still on the store name, oldest manifest first (readable ones)."""
+    runs: dict[str, RunInfo] = {}
+    for g in gens:
+        try:
+            runs.update((r.key, r) for r in reversed(cat.manifests.read(g).runs))
+        except (FileNotFoundError, IntegrityError):
+            continue
+    return list(runs.values())
+
+
+def _scan(cat: Catalog, run: RunInfo, problems: list[str]) -> list[CatalogRow]:
+    try:
+        return list(cat.runs.scan(run))
+    except (FileNotFoundError, IntegrityError) as exc:
+        problems.append(f"{cat.loc.path(run.key)}: {'missing' if isinstance(exc, FileNotFoundError) else 'unreadable'}")
+        return []
 
 
 def _read(cat: Catalog, path: str, problems: list[str]) -> list[CatalogRow]:
@@ -74,23 +97,26 @@ def diagnose(arc: Archive) -> Diagnosis:
         diag.catalog.append("the catalog manifest is missing (catalog/manifests/ is empty)")
     referenced = set()
     if manifest is not None:
-        for part, key in sorted(manifest.files.items()):
+        for key in manifest.files.values():
             referenced.add(cat.loc.path(key))
-            for row in _read(cat, cat.loc.path(key), diag.catalog):
-                index[row.id] = row
-    files = _partition_files(cat)
+            index.update((row.id, row) for row in _read(cat, cat.loc.path(key), diag.catalog))
+        for run in reversed(manifest.runs):  # oldest first: newer rows win
+            referenced.add(cat.loc.path(run.key))
+            index.update((row.id, row) for row in _scan(cat, run, diag.catalog))
+    files = _index_files(cat, "index", PARTITION_FILE)
+    run_files = _index_files(cat, "runs", RUN_FILE)
     ignored: list[str] = []
     for _gen, path in files:
-        for row in _read(cat, path, ignored):
-            diag.rows[row.id] = row
+        diag.rows.update((row.id, row) for row in _read(cat, path, ignored))
+    for run in _runs_named(cat, gens):
+        diag.rows.update((row.id, row) for row in _scan(cat, run, ignored))
     for name in folded:
-        for row in _read(cat, cat.folded_path(name), diag.catalog):
-            diag.rows[row.id] = row
+        diag.rows.update((row.id, row) for row in _read(cat, cat.folded_path(name), diag.catalog))
     diag.indexed = sum(1 for i in diag.rows if i in index)
     if diag.indexed < len(diag.rows):
         diag.catalog.append(f"{len(diag.rows) - diag.indexed} compacted row(s) are not in the current index")
-    diag.generation = max([*gens, *(g for g, _ in files), 0])
-    diag.unreferenced = [p for _g, p in files if p not in referenced]
+    diag.generation = max([*gens, *(g for g, _ in files), *(g for g, _ in run_files), 0])
+    diag.unreferenced = [p for _g, p in [*files, *run_files] if p not in referenced]
     recent: dict[str, CatalogRow] = {}
     for name in cat.batch_names():
         recent.update({r.id: r for r in _read(cat, cat.batch_path(name), diag.catalog)})
@@ -122,27 +148,37 @@ def _missing_data(arc: Archive, rows: list[CatalogRow]) -> list[str]:
     return out
 
 
+def _first_slot(cat: Catalog) -> int:
+    """Where readers start in the commit log when the manifest that said so is lost: the
+    oldest slot present (one LIST; slots below a log_next are deleted oldest first)."""
+    try:
+        names = cat.loc.fs.ls(cat.loc.path("catalog", "log"), detail=False)
+    except FileNotFoundError:
+        return 0
+    seqs = [int(m.group(1)) for n in names if (m := SLOT_FILE.search(n))]
+    return min(seqs, default=0)
+
+
 def rebuild(arc: Archive, diag: Diagnosis) -> Manifest:
     """Write every recoverable row into a new index generation and commit it (CAS)."""
     cat, loc = arc.catalog, arc.loc
-    partitions = cat.default_partitions
+    log_next = None
     try:
         current = cat.manifests.latest()
-        partitions = current.partitions if current is not None else partitions
+        log_next = current.log_next if current is not None else None
     except (IntegrityError, FileNotFoundError):
         pass
-    by_part: dict[int, dict[str, CatalogRow]] = {}
-    for row in diag.rows.values():
-        by_part.setdefault(partition_of(row.id, partitions), {})[row.id] = row
-    new = Manifest(diag.generation + 1, partitions, {}, [])
-    folder = f"catalog/index/g{new.generation:06d}-{uuid.uuid4().hex[:12]}"
-    for part, rows in sorted(by_part.items()):
-        key = f"{folder}/p{part:05d}{BATCH_SUFFIX}"
-        put_atomic(loc, loc.path(key), dump_rows(rows[i] for i in sorted(rows)))
-        new.files[part] = key
+    generation = diag.generation + 1
+    rows = [diag.rows[i] for i in sorted(diag.rows)]
+    run = write_run(loc, run_key(generation), iter(rows), level=level_for(len(rows)))
+    new = Manifest(generation, version=2, runs=[run] if run is not None else [],
+                   log_next=_first_slot(cat) if log_next is None else log_next)
+    announce_generation(cat, new)
     if not cat.manifests.create(new):
         raise IntegrityError(f"another process committed catalog generation {new.generation} meanwhile: run repair again")
     cat.manifests.prune(below=new.generation)
-    mine = {loc.path(k) for k in new.files.values()}
-    remove_quietly(loc, [p for _g, p in _partition_files(cat) if p not in mine])  # the new index holds their rows
+    cat.manifests.write_hint(new)
+    mine = {loc.path(r.key) for r in new.runs}
+    old = [p for _g, p in [*_index_files(cat, "index", PARTITION_FILE), *_index_files(cat, "runs", RUN_FILE)]]
+    remove_quietly(loc, [p for p in old if p not in mine])  # the new index holds their rows
     return new

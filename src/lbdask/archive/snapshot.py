@@ -1,11 +1,12 @@
 """A catalog snapshot for serving: lookups pinned to one generation, no store request when warm.
 
-A snapshot holds the manifest of one generation and the rows of the batch objects that were
-not yet folded when it was taken. Partitions are read once on first use and kept (they are
-immutable). `refresh()` takes a new snapshot when the generation or the set of unfolded
-batches changed (one LIST of each); lookups call it themselves once `max_age` seconds
-have passed, so a reader sees new commits at most that late. Safe to share between threads:
-the pinned state is swapped in one assignment and the partition cache is locked.
+A snapshot pins one catalog view (`catalog_view.py`): a manifest and the rows of the log
+slots after it. Index objects are read once on first use and kept (they are immutable:
+run footers and recently used blocks in the catalog's run reader, v1 partitions here).
+`refresh()` advances the view by probing the next log slot and its predecessor (no LIST)
+and pins a new one only when something changed; lookups call it themselves once `max_age`
+seconds have passed, so a reader sees new commits at most that late. Safe to share
+between threads: the pinned state is swapped in one assignment and the cache is locked.
 """
 from __future__ import annotations
 
@@ -14,15 +15,13 @@ import time
 from dataclasses import dataclass, field
 
 from lbdask.archive.catalog import Catalog, partition_of
-from lbdask.archive.manifest import Manifest
+from lbdask.archive.catalog_view import View
 from lbdask.archive.rows import CatalogRow
 
 
 @dataclass(frozen=True)
 class _Pinned:
-    manifest: Manifest
-    batches: tuple[str, ...]
-    recent: dict[str, CatalogRow]  # rows of the unfolded batches, newest batch winning
+    view: View
     taken: float
     partitions: dict[str, dict[str, CatalogRow]] = field(default_factory=dict)
 
@@ -38,28 +37,16 @@ class CatalogSnapshot:
 
     @property
     def generation(self) -> int:
-        return self._current().manifest.generation
-
-    def _take(self) -> _Pinned:
-        def read() -> _Pinned:
-            names = self.catalog.batch_names()  # before the manifest, as Catalog.get_row
-            recent: dict[str, CatalogRow] = {}
-            for name in names:
-                recent.update(self.catalog.batch_rows(name))
-            return _Pinned(self.catalog.manifest(), tuple(names), recent, time.monotonic())
-
-        return self.catalog.retrying(read)
+        return self._current().view.manifest.generation
 
     def refresh(self) -> bool:
-        """Pin the latest generation and unfolded batches; True if anything changed."""
+        """Pin the latest generation and recent commits; True if anything changed."""
         pinned = self._pinned
-        if pinned is not None:
-            gens = self.catalog.manifests.generations()
-            if gens[-1:] == [pinned.manifest.generation] and tuple(self.catalog.batch_names()) == pinned.batches:
-                self._pinned = _Pinned(pinned.manifest, pinned.batches, pinned.recent, time.monotonic(),
-                                       pinned.partitions)
-                return False
-        self._pinned = self._take()
+        view = self.catalog.retrying(self.catalog.view)
+        if pinned is not None and view is pinned.view:
+            self._pinned = _Pinned(view, time.monotonic(), pinned.partitions)
+            return False
+        self._pinned = _Pinned(view, time.monotonic())
         return True
 
     def _current(self) -> _Pinned:
@@ -76,16 +63,20 @@ class CatalogSnapshot:
         """The row of `image_id` as of the pinned generation (a newer one if that was removed)."""
         try:
             return self._get_row(self._current(), image_id)
-        except FileNotFoundError:  # a compaction replaced the pinned partition: pin the new generation
+        except FileNotFoundError:  # a compaction replaced the pinned index: pin the new generation
             with self._lock:
+                self.catalog.retrying(self.catalog.refresh)
                 self.refresh()
             return self.catalog.retrying(lambda: self._get_row(self._current(), image_id))
 
     def _get_row(self, pinned: _Pinned, image_id: str) -> CatalogRow | None:
-        row = pinned.recent.get(image_id)
+        row = pinned.view.recent.get(image_id)
         if row is not None:
             return row
-        key = pinned.manifest.files.get(partition_of(image_id, pinned.manifest.partitions))
+        manifest = pinned.view.manifest
+        if manifest.version == 2:  # the catalog's run reader keeps footers and recent blocks
+            return self.catalog.indexed(manifest, image_id)
+        key = manifest.files.get(partition_of(image_id, manifest.partitions))
         if key is None:
             return None
         rows = pinned.partitions.get(key)

@@ -1,0 +1,137 @@
+"""What a lookup, a commit and a listing cost in store requests (counted, not timed), and the
+commit log's crash and staleness cases."""
+import pytest
+
+from lbdask.archive import catalog as catalog_module
+from lbdask.archive.catalog import Catalog
+from lbdask.archive.commit_log import slot_path
+from lbdask.archive.compaction import compact
+from lbdask.archive.rows import CatalogRow
+from lbdask.storage import open_location
+from tests.support.store_requests import counting
+
+
+def rows_for(batch, ids, tag=""):
+    return [CatalogRow(id=i, status="failed", reason=f"{batch}{tag}") for i in ids]
+
+
+def build(dest, n, batches, recent=3):
+    """A catalog of `n` compacted rows in `batches` batches, each folded into its own run,
+    and `recent` uncompacted one-row batches."""
+    cat = Catalog(open_location(dest), partitions=8)
+    per = n // batches
+    for b in range(batches):
+        cat.commit(f"b{b}", rows_for(f"b{b}", [f"img{(j * batches + b) * 7 % n:06d}" for j in range(per)]))
+        compact(cat)
+    for r in range(recent):
+        cat.commit(f"r{r}", rows_for(f"r{r}", [f"new{r}"]))
+    return cat
+
+
+def lookup_costs(dest, n, batches):
+    build(dest, n, batches)
+    reader = Catalog(open_location(dest), partitions=8)
+    costs = []
+    with counting(reader.loc) as seen:  # the first (cold) lookup reads every run's footer
+        for image_id, expected in (("img000050-absent", None), ("img000007", "b"), ("new1", "r1"), ("img000100", "b")):
+            seen.reset()
+            row = reader.get_row(image_id)
+            assert (row is None) if expected is None else row.reason.startswith(expected)
+            costs.append((seen.total, seen.lists))
+    return costs
+
+
+def test_a_lookup_costs_the_same_requests_at_two_sizes_and_never_lists(dest):
+    small, large = lookup_costs(dest + "/small", 200, 4), lookup_costs(dest + "/large", 5000, 4)
+    assert small == large
+    assert all(lists == 0 for _total, lists in small)
+    cold, *warm = [total for total, _lists in small]
+    # hint, generation probe and its check; 3 slots, the absent one and its predecessor; 3 batches;
+    # 4 footers (a Bloom false positive may add a block)
+    assert cold <= 3 + 5 + 3 + 4 + 1
+    assert all(total <= 3 for total in warm)  # the next slot, its predecessor, at most one block
+
+
+def test_a_warm_lookup_of_a_recent_commit_costs_two_probes(dest):
+    cat = build(dest, 40, 2)
+    assert cat.get_row("new0").reason == "r0"
+    with counting(cat.loc) as seen:
+        assert cat.get_row("new2").reason == "r2"
+    assert seen.total <= 2 and seen.lists == 0
+
+
+def test_a_commit_asks_is_committed_once_and_costs_at_most_five_requests(dest):
+    cat = Catalog(open_location(dest), partitions=8)
+    cat.commit("first", rows_for("first", ["a"]))  # a fresh handle finds its log position once
+    with counting(cat.loc) as seen:
+        assert not cat.is_committed("second")
+        assert cat.commit("second", rows_for("second", ["b"]))
+    assert seen.lists == 0 and seen.total <= 5
+    assert seen.calls["head_object" if cat.loc.is_remote else "exists"] <= 3  # 2 in is_committed, 1 after the claim
+    assert not cat.commit("second", rows_for("second", ["b"]))  # asked again: it is committed now
+
+
+def test_a_crash_between_the_batch_object_and_its_slot_shows_the_batch_after_the_next_compaction(dest, monkeypatch):
+    cat = Catalog(open_location(dest), partitions=8)
+    cat.commit("a", rows_for("a", ["x"]))
+    compact(cat)  # before the first compaction lookups list the batch objects (writers before the log)
+
+    def crash(*_args):
+        raise RuntimeError("killed before the announcement")
+
+    with monkeypatch.context() as m:
+        m.setattr(catalog_module, "claim", crash)
+        with pytest.raises(RuntimeError):
+            cat.commit("b", rows_for("b", ["y"]))
+    fresh = Catalog(cat.loc, partitions=8)
+    assert fresh.get_row("x").reason == "a" and fresh.get_row("y") is None  # unannounced: not found by lookups
+    assert fresh.is_committed("b")  # a retried task does not write it twice
+    assert compact(fresh)["batches"] == 1  # compaction lists batches/: it folds the unannounced one
+    assert Catalog(cat.loc, partitions=8).get_row("y").reason == "b"
+    assert fresh.get_row("y").reason == "b"
+
+
+def test_a_writer_whose_cursor_a_compaction_passed_announces_after_it(dest):
+    loc = open_location(dest)
+    writer, other = Catalog(loc, partitions=8), Catalog(loc, partitions=8)
+    writer.commit("a", rows_for("a", ["x"]))  # slot 0; the writer's next try is slot 1
+    other.commit("b", rows_for("b", ["y"]))  # slot 1
+    other.commit("c", rows_for("c", ["z"]))  # slot 2
+    compact(other)  # folds slots 0-2 (fence at 3) and deletes them
+    writer.commit("d", rows_for("d", ["w"]))  # slot 1 is free again, but below log_next
+    assert not loc.fs.exists(slot_path(loc, 1)) and loc.fs.exists(slot_path(loc, 4))
+    assert Catalog(loc, partitions=8).get_row("w").reason == "d"
+
+
+def test_a_warm_handle_sees_a_commit_that_was_folded_since_its_last_lookup(dest):
+    loc = open_location(dest)
+    reader, writer = Catalog(loc, partitions=8), Catalog(loc, partitions=8)
+    writer.commit("a", rows_for("a", ["x"]))
+    assert reader.get_row("x").reason == "a" and reader.get_row("y") is None
+    writer.commit("b", rows_for("b", ["y"]))
+    compact(writer)  # y's slot is folded and deleted before the reader probes it
+    writer.commit("c", rows_for("c", ["x"], "-new"))
+    assert reader.get_row("y").reason == "b" and reader.get_row("x").reason == "c-new"
+
+
+def test_a_stale_hint_is_not_trusted(dest):
+    cat = Catalog(open_location(dest), partitions=8)
+    cat.commit("a", rows_for("a", ["x"]))
+    compact(cat)
+    stale = cat.loc.fs.cat_file(cat.manifests.hint_path())
+    for name in ("b", "c"):
+        cat.commit(name, rows_for(name, [name]))
+        compact(cat)
+    cat.loc.fs.pipe_file(cat.manifests.hint_path(), stale)  # a compactor that wrote its hint late
+    fresh = Catalog(cat.loc, partitions=8)
+    assert fresh.manifest().generation == 3 and fresh.get_row("c").reason == "c"
+
+
+def test_rows_come_in_ascending_id_order_once_each_newest_winning(dest):
+    cat = Catalog(open_location(dest), partitions=8)
+    cat.commit("a", rows_for("a", [f"i{j:02d}" for j in range(0, 40, 2)]))
+    compact(cat)
+    cat.commit("b", rows_for("b", [f"i{j:02d}" for j in range(0, 40, 3)]))
+    listed = list(Catalog(cat.loc, partitions=8).rows())
+    assert [r.id for r in listed] == sorted({f"i{j:02d}" for j in range(0, 40, 2)} | {f"i{j:02d}" for j in range(0, 40, 3)})
+    assert {r.id: r.reason for r in listed}["i06"] == "b" and {r.id: r.reason for r in listed}["i02"] == "a"
