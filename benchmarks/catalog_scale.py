@@ -154,6 +154,7 @@ def measure(url: str, n: int, args: argparse.Namespace, sample: list[Chunks]) ->
     runs = new.runs
     out["build_compactions"] = len(written) - 1
     out["runs"], out["index_mb"] = len(runs), sum(r.size for r in runs) / 2**20
+    out["footers_kb"] = sum(r.footer_size for r in runs) / 1024  # what a fresh handle reads before a block
     out["build_written_mb"] = sum(written) / 2**20
     out["write_amplification"] = sum(written) / max(1, sum(r.size for r in runs))
     lookup_figures(arc, n, args, out)
@@ -178,6 +179,7 @@ FIGURES = [  # key, label, format
     ("compact_job_rss_mb", "  its RSS, MB", "{:.0f}"),
     ("runs", "runs after it", "{:.0f}"),
     ("index_mb", "index size (runs), MB", "{:.1f}"),
+    ("footers_kb", "  footers of the runs (read by a cold lookup), KB", "{:.0f}"),
     ("cold_p50_ms", "cold lookup (fresh Catalog) of a random id p50, ms", "{:.2f}"),
     ("cold_p99_ms", "cold lookup p99, ms", "{:.2f}"),
     ("absent_p50_ms", "cold lookup of an absent id p50, ms", "{:.2f}"),
