@@ -1,15 +1,13 @@
-"""The local S3 server for the catalog benchmarks, and a store-request counter (stdlib only).
+"""The local S3 server for the catalog benchmarks, and a request count from its log (stdlib only).
 
 `S3Server` runs tests/support/s3_server.py (moto's server app with atomic conditional
 writes, as the tests run it) on a free loopback port, sets the AWS_* variables lbdask and
-s3fs read, and creates a bucket. `count_requests` wraps an s3fs filesystem's one call
-into the S3 client, so every request it sends (each page of a LIST too) is counted by
-operation name; `logged_requests` counts them from the server's request log instead
-(for clients that are not s3fs).
+s3fs read, and creates a bucket. `logged_requests` counts the requests from the server's
+request log (for clients that are not s3fs; lbdask's own are counted by
+tests/support/store_requests.py, as `catalog_scale.py` does).
 """
 from __future__ import annotations
 
-import collections
 import os
 import socket
 import subprocess
@@ -18,7 +16,6 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 SERVER = Path(__file__).resolve().parents[1] / "tests" / "support" / "s3_server.py"
 
@@ -59,16 +56,3 @@ def logged_requests(log: str) -> int:
     time.sleep(0.2)  # the line is written after the response went out
     with open(log) as f:
         return sum(1 for line in f if '" 2' in line or '" 3' in line or '" 4' in line or '" 5' in line)
-
-
-def count_requests(fs: Any) -> collections.Counter:
-    """Count the S3 requests an s3fs filesystem sends from now on (by operation name)."""
-    counts: collections.Counter = collections.Counter()
-    call = fs._call_s3
-
-    async def counted(method: str, *args: Any, **kwargs: Any) -> Any:
-        counts[method] += 1
-        return await call(method, *args, **kwargs)
-
-    fs._call_s3 = counted
-    return counts

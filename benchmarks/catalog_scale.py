@@ -1,46 +1,47 @@
 """Catalog at scale (issue 25): what a lookup, `ls` and a compaction cost as the catalog grows.
 
 Builds catalogs of N kept rows straight through the catalog API (`Archive.create`, one
-`Archive.commit` per batch of `--batch-rows`, as a migration commits them, then one
-whole-job compaction), rows shaped like real ones (`catalog_rows.py`: the text chunks of
-the shared corpus's AI PNGs, measured with `lbdask.image.pngio.probe`), on a folder and,
-with `--s3`, on the local S3 server (moto, run as tests/support/s3_server.py runs it).
-Per size: an absent id looked up before the compaction (every batch object is scanned),
-the whole-job compaction (child process: time, RSS), cold lookups (a new `Catalog` per
-lookup: empty process caches; OS page cache warm) of random present ids and of absent ids,
-warm lookups (the same id again on the same `Catalog`), `lbdask ls` (child process: first
-row, total, RSS), compaction of 64 new rows (8 batches of 8: time, bytes written) and, on
-S3, store requests per lookup (counted by wrapping the s3fs client call). Every size is
+`Archive.commit` per batch of `--batch-rows`, as a migration commits them, with a
+compaction after every `--compact-every` batches as the v2 driver folds during a job, then
+a final compaction), rows shaped like real ones (`catalog_rows.py`: the text chunks of the
+shared corpus's AI PNGs, measured with `lbdask.image.pngio.probe`), on a folder and, with
+`--s3`, on the local S3 server (moto, run as tests/support/s3_server.py runs it). Per size:
+the bytes the build's compactions wrote (against the final index: write amplification), an
+absent id looked up before the final compaction, the final compaction (child process:
+time, RSS), cold lookups (a new `Catalog` per lookup: empty process caches; OS page cache
+warm) of random present ids and of absent ids, warm lookups (the same id again on the same
+`Catalog`), store requests per lookup (tests/support/store_requests.py: fsspec calls on a
+folder, HTTP requests on S3; LISTs apart), `lbdask ls` (child process: first row, total,
+RSS) and compaction of 64 new rows (8 batches of 8: time, bytes written). Every size is
 compared with the smallest (growth factor).
 
 Usage: python benchmarks/catalog_scale.py [--sizes 1000 10000 100000] [--s3] [--s3-sizes 1000 10000]
        [--big] (sizes over 100k) [--quick] [--json OUT] [--save-chunks FILE]
+       [--batch-rows 8] [--compact-every 64]
 """
 from __future__ import annotations
 
 import argparse
-import collections
 import datetime
 import glob
 import json
 import os
 import platform
 import random
-import re
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from catalog_rows import Chunks, image_id, row_dict, save_chunks
-from catalog_s3 import S3Server, count_requests
+from catalog_s3 import S3Server
+from proc_stats import child
 from sim_speed import cpu_model  # benchmarks/ is on the path when a script here runs
 
 from lbdask.archive import Archive, CatalogRow
 from lbdask.archive.catalog import Catalog
 from lbdask.archive.manifest import Manifest
+from tests.support.store_requests import counting
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus" / "ai-png"
@@ -54,12 +55,20 @@ def corpus_sample(folder: Path) -> list[Chunks]:
     return [[(c.type, c.data) for c in probe(Path(p).read_bytes()).chunks] for p in sorted(glob.glob(f"{folder}/*.png"))]
 
 
-def commit_job(arc: Archive, lo: int, hi: int, job: str, batch_rows: int, sample: list[Chunks]) -> int:
-    """Commit rows lo..hi-1 in batches of `batch_rows`; returns the number of batches."""
+def commit_job(arc: Archive, lo: int, hi: int, job: str, batch_rows: int, sample: list[Chunks],
+               compact_every: int = 0, written: list[int] | None = None) -> int:
+    """Commit rows lo..hi-1 in batches of `batch_rows`, compacting after every `compact_every`
+    batches (0: never; as the migration driver does during a job), adding the bytes each
+    compaction wrote to `written`; returns the number of batches."""
     k = 0
     for k, start in enumerate(range(lo, hi, batch_rows)):
         batch = f"keep-{job}-{k:07d}"
         arc.commit(batch, [CatalogRow.from_json(row_dict(i, sample, batch)) for i in range(start, min(start + batch_rows, hi))])
+        if compact_every and (k + 1) % compact_every == 0:
+            old = arc.catalog.refresh().manifest
+            arc.compact()
+            if written is not None:
+                written.append(bytes_written(arc, old, arc.catalog.refresh().manifest)[0])
     return k + 1
 
 
@@ -68,126 +77,126 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
-def peak_rss_mb(pid: int, peak: list[float], done: threading.Event) -> None:
-    """Poll the child's VmHWM (its own peak: ru_maxrss of a child counts the parent's pages
-    it was forked with) until it exits; the largest value seen goes to peak[0]."""
-    while not done.is_set():
-        try:
-            text = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            return
-        found = re.search(r"VmHWM:\s+(\d+) kB", text)
-        if found:
-            peak[0] = max(peak[0], int(found.group(1)) / 1024)
-        done.wait(0.02)
-
-
-def child(args: list[str]) -> tuple[float, float, float]:
-    """Run a child process: (seconds to its first row line, total seconds, peak RSS MB)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-    peak, done = [0.0], threading.Event()
-    watcher = threading.Thread(target=peak_rss_mb, args=(proc.pid, peak, done))
-    watcher.start()
-    first = None
-    for lines, _ in enumerate(proc.stdout, 1):
-        if first is None and lines == 2:  # `ls` writes its header first
-            first = time.perf_counter() - t0
-    status = proc.wait()
-    total = time.perf_counter() - t0
-    done.set()
-    watcher.join()
-    if status:
-        raise RuntimeError(f"{args} exited {status}")
-    return first or total, total, peak[0]
-
-
-def lookup_times(arc: Archive, ids: list[str], counted: collections.Counter | None) -> tuple[list[float], list[int], float]:
-    """(cold seconds per id, store requests per cold lookup, warm seconds median) over `ids`."""
-    cold, requests, warm = [], [], []
+def lookup_times(arc: Archive, ids: list[str]) -> tuple[list[float], list[float]]:
+    """(cold seconds per id: a fresh `Catalog` each, warm seconds: the same id again on it)."""
+    cold, warm = [], []
     for image_id_ in ids:
-        cat = Catalog(arc.loc, partitions=arc.catalog.default_partitions)
-        before = sum(counted.values()) if counted is not None else 0
+        cat = Catalog(arc.loc)
         t0 = time.perf_counter()
         cat.get_row(image_id_)
         cold.append(time.perf_counter() - t0)
-        requests.append(sum(counted.values()) - before if counted is not None else 0)
         t0 = time.perf_counter()
         cat.get_row(image_id_)
         warm.append(time.perf_counter() - t0)
-    return cold, requests, pct(warm, 0.5)
+    return cold, warm
 
 
-def written_bytes(arc: Archive, old: Manifest, new: Manifest, batches: list[str]) -> tuple[int, int]:
-    """(bytes a compaction wrote: new partition files, folded copies, manifest; index bytes after it)."""
+def lookup_requests(arc: Archive, ids: list[str]) -> tuple[list[int], list[int], list[int]]:
+    """Store requests per cold lookup, LISTs among them, and requests of the warm repeat (counted
+    by tests/support/store_requests.py: fsspec calls and durable writes on a folder, HTTP
+    requests on S3)."""
+    cold, lists, warm = [], [], []
+    with counting(arc.loc) as seen:
+        for image_id_ in ids:
+            cat = Catalog(arc.loc)
+            seen.reset()
+            cat.get_row(image_id_)
+            cold.append(seen.total)
+            lists.append(seen.lists)
+            seen.reset()
+            cat.get_row(image_id_)
+            warm.append(seen.total)
+    return cold, lists, warm
+
+
+def bytes_written(arc: Archive, old: Manifest, new: Manifest) -> tuple[int, int]:
+    """(bytes a compaction wrote: new runs, folded copies, manifest and hint; index bytes after it)."""
     fs = arc.loc.fs
-    size = lambda key: fs.size(arc.loc.path(key))
-    fresh = [k for p, k in new.files.items() if old.files.get(p) != k]
-    wrote = sum(map(size, fresh)) + sum(fs.size(arc.catalog.folded_path(b)) for b in batches)
-    wrote += fs.size(arc.catalog.manifests.path(new.generation))
-    return wrote, sum(map(size, new.files.values()))
+    known = {r.key for r in old.runs}
+    wrote = sum(r.size for r in new.runs if r.key not in known)
+    wrote += sum(fs.size(arc.catalog.folded_path(b)) for b in new.folded)
+    wrote += 2 * fs.size(arc.catalog.manifests.path(new.generation))  # the generation and latest.json
+    return wrote, sum(r.size for r in new.runs)
+
+
+def lookup_figures(arc: Archive, n: int, args: argparse.Namespace, out: dict[str, float]) -> None:
+    """Cold and warm lookups of random present ids and of absent ids: times and requests."""
+    rng = random.Random(n)
+    present = [image_id(rng.randrange(n)) for _ in range(args.lookups)]
+    absent = [f"absent/{i}.png" for i in range(args.lookups // 4)]
+    cold, warm = lookup_times(arc, present)
+    out["cold_p50_ms"], out["cold_p99_ms"] = pct(cold, 0.5) * 1e3, pct(cold, 0.99) * 1e3
+    out["warm_p50_ms"], out["warm_p99_ms"] = pct(warm, 0.5) * 1e3, pct(warm, 0.99) * 1e3
+    cold, _ = lookup_times(arc, absent)
+    out["absent_p50_ms"], out["absent_p99_ms"] = pct(cold, 0.5) * 1e3, pct(cold, 0.99) * 1e3
+    requests, lists, warm_requests = lookup_requests(arc, present[:40])
+    out["requests_per_lookup"], out["requests_max"] = pct(requests, 0.5), max(requests)
+    out["lists_per_lookup"], out["requests_warm"] = max(lists), max(warm_requests)
+    requests, lists, _ = lookup_requests(arc, absent[:20])
+    out["requests_per_absent"], out["lists_per_absent"] = max(requests), max(lists)
 
 
 def measure(url: str, n: int, args: argparse.Namespace, sample: list[Chunks]) -> dict[str, float]:
     """Every figure for one catalog of n rows at `url` (created here)."""
     out: dict[str, float] = {}
     arc = Archive.create(url, MODEL)
-    counted = count_requests(arc.loc.fs) if arc.loc.is_remote else None
+    written: list[int] = []
     t0 = time.perf_counter()
-    out["batches"] = commit_job(arc, 0, n, "a", args.batch_rows, sample)
+    out["batches"] = commit_job(arc, 0, n, "a", args.batch_rows, sample, args.compact_every, written)
     out["commit_s"] = time.perf_counter() - t0
-    before = sum(counted.values()) if counted is not None else 0
     t0 = time.perf_counter()
     Catalog(arc.loc).get_row("absent/before-compaction.png")
     out["absent_uncompacted_s"] = time.perf_counter() - t0
-    if counted is not None:
-        out["absent_uncompacted_requests"] = sum(counted.values()) - before
-    _, out["compact_job_s"], out["compact_job_rss_mb"] = child([sys.executable, __file__, "--compact-child", url])
-    rng = random.Random(n)
-    cold, requests, out["warm_ms"] = lookup_times(arc, [image_id(rng.randrange(n)) for _ in range(args.lookups)], counted)
-    out["cold_p50_ms"], out["cold_p99_ms"] = pct(cold, 0.5) * 1e3, pct(cold, 0.99) * 1e3
-    out["warm_ms"] *= 1e3
-    absent, absent_requests, _ = lookup_times(arc, [f"absent/{i}.png" for i in range(args.lookups // 4)], counted)
-    out["absent_p50_ms"], out["absent_p99_ms"] = pct(absent, 0.5) * 1e3, pct(absent, 0.99) * 1e3
-    if counted is not None:
-        out["requests_per_lookup"] = pct(requests, 0.5)
-        out["requests_per_absent"] = pct(absent_requests, 0.5)
-        before_one = collections.Counter(counted)
-        Catalog(arc.loc).get_row(image_id(0))
-        out["kinds_per_lookup"] = dict(counted - before_one)  # type: ignore[assignment]  # for the record
-    out["ls_first_s"], out["ls_total_s"], out["ls_rss_mb"] = child([sys.executable, "-m", "lbdask", "ls", url])
-    old = arc.catalog.manifest()
-    batches = [f"keep-b-{k:07d}" for k in range(commit_job(arc, n, n + 64, "b", 8, sample))]
+    old = arc.catalog.refresh().manifest
+    _, out["compact_job_s"], out["compact_job_rss_mb"], _ = child([sys.executable, __file__, "--compact-child", url])
+    new = arc.catalog.refresh().manifest
+    written.append(bytes_written(arc, old, new)[0])
+    runs = new.runs
+    out["build_compactions"] = len(written) - 1
+    out["runs"], out["index_mb"] = len(runs), sum(r.size for r in runs) / 2**20
+    out["footers_kb"] = sum(r.footer_size for r in runs) / 1024  # what a fresh handle reads before a block
+    out["build_written_mb"] = sum(written) / 2**20
+    out["write_amplification"] = sum(written) / max(1, sum(r.size for r in runs))
+    lookup_figures(arc, n, args, out)
+    out["ls_first_s"], out["ls_total_s"], out["ls_rss_mb"], _ = child([sys.executable, "-m", "lbdask", "ls", url])
+    old = arc.catalog.refresh().manifest
+    commit_job(arc, n, n + 64, "b", 8, sample)
     t0 = time.perf_counter()
     arc.compact()
     out["compact64_s"] = time.perf_counter() - t0
-    new = arc.catalog.manifest()
-    out["compact64_written_kb"], index_bytes = (b / 1024 for b in written_bytes(arc, old, new, batches))
-    out["index_mb"] = index_bytes / 1024
-    out["partitions_rewritten"] = sum(1 for p, k in new.files.items() if old.files.get(p) != k)
+    wrote, _ = bytes_written(arc, old, arc.catalog.refresh().manifest)
+    out["compact64_written_kb"] = wrote / 1024
     return out
 
 
 FIGURES = [  # key, label, format
-    ("commit_s", "commit N rows (batches of --batch-rows), s", "{:.1f}"),
-    ("absent_uncompacted_s", "absent id before compaction (all batches scanned), s", "{:.2f}"),
-    ("absent_uncompacted_requests", "  store requests of that lookup", "{:.0f}"),
-    ("compact_job_s", "compaction of the whole job, s", "{:.1f}"),
-    ("compact_job_rss_mb", "  its RSS (child process), MB", "{:.0f}"),
-    ("cold_p50_ms", "cold lookup of a random id p50, ms", "{:.2f}"),
+    ("commit_s", "build: commit N rows (batches of --batch-rows, compaction every --compact-every), s", "{:.1f}"),
+    ("build_compactions", "  compactions during the build (the final one apart)", "{:.0f}"),
+    ("build_written_mb", "  bytes all compactions wrote (runs, folded copies, manifests), MB", "{:.1f}"),
+    ("write_amplification", "  written / final index size", "{:.1f}"),
+    ("absent_uncompacted_s", "absent id before the final compaction, s", "{:.3f}"),
+    ("compact_job_s", "final compaction (child process), s", "{:.1f}"),
+    ("compact_job_rss_mb", "  its RSS, MB", "{:.0f}"),
+    ("runs", "runs after it", "{:.0f}"),
+    ("index_mb", "index size (runs), MB", "{:.1f}"),
+    ("footers_kb", "  footers of the runs (read by a cold lookup), KB", "{:.0f}"),
+    ("cold_p50_ms", "cold lookup (fresh Catalog) of a random id p50, ms", "{:.2f}"),
     ("cold_p99_ms", "cold lookup p99, ms", "{:.2f}"),
     ("absent_p50_ms", "cold lookup of an absent id p50, ms", "{:.2f}"),
     ("absent_p99_ms", "  absent p99, ms", "{:.2f}"),
-    ("warm_ms", "warm lookup (same id, same Catalog) p50, ms", "{:.2f}"),
+    ("warm_p50_ms", "warm lookup (same id, same Catalog) p50, ms", "{:.3f}"),
+    ("warm_p99_ms", "warm lookup p99, ms", "{:.3f}"),
     ("requests_per_lookup", "store requests per cold lookup (p50)", "{:.0f}"),
-    ("requests_per_absent", "store requests per absent lookup (p50)", "{:.0f}"),
+    ("requests_max", "  max", "{:.0f}"),
+    ("lists_per_lookup", "  LISTs among them (max)", "{:.0f}"),
+    ("requests_warm", "store requests per warm lookup (max)", "{:.0f}"),
+    ("requests_per_absent", "store requests per cold absent lookup (max)", "{:.0f}"),
+    ("lists_per_absent", "  LISTs among them (max)", "{:.0f}"),
     ("ls_first_s", "`lbdask ls`: first row, s", "{:.2f}"),
     ("ls_total_s", "`lbdask ls`: total, s", "{:.2f}"),
     ("ls_rss_mb", "`lbdask ls`: RSS, MB", "{:.0f}"),
-    ("compact64_s", "compaction of 64 new rows, s", "{:.2f}"),
+    ("compact64_s", "compaction of 64 new rows (8 batches of 8), s", "{:.2f}"),
     ("compact64_written_kb", "  bytes it wrote, KB", "{:.0f}"),
-    ("partitions_rewritten", "  partitions it rewrote (of 256)", "{:.0f}"),
-    ("index_mb", "index size after it, MB", "{:.1f}"),
 ]
 
 
@@ -221,6 +230,7 @@ def main() -> None:
     ap.add_argument("--s3-sizes", type=int, nargs="+", default=[1_000, 10_000])
     ap.add_argument("--big", action="store_true", help="allow sizes over 100,000 (1M: ~1 h, ~10 GB of disk)")
     ap.add_argument("--batch-rows", type=int, default=8, help="rows per committed batch (jobs.yaml batch_size: 8)")
+    ap.add_argument("--compact-every", type=int, default=64, help="compact after every N batches (0: only at the end)")
     ap.add_argument("--lookups", type=int, default=200)
     ap.add_argument("--quick", action="store_true", help="sizes 200 and 1000, 40 lookups (a smoke run)")
     ap.add_argument("--json", help="write the results here")

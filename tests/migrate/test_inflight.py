@@ -15,6 +15,7 @@ from lbdask.migrate.inflight import (
     BATCH_SHARE,
     PixelBudget,
     PixelWindow,
+    cluster_budget,
     pixel_budget,
     run_windowed,
     worker_pixels,
@@ -85,6 +86,24 @@ def test_budget_from_a_real_clusters_workers(dask_client):
     assert budget.total == per_worker
     assert budget.batch == per_worker // (6 * 2)
     assert pixel_budget([{"memory_limit": 0, "nthreads": 2}], 2).total is None
+
+
+class FiveByDefault:
+    """A client as the distributed releases of 2025 to mid-2026 answer: `scheduler_info()`
+    reports at most five workers unless asked for all with `n_workers=-1`."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = {f"tcp://10.0.0.{i}:1": {"memory_limit": LIMIT, "nthreads": 2} for i in range(workers)}
+
+    def scheduler_info(self, n_workers: int = 5) -> dict:
+        return {"workers": dict(list(self.workers.items())[:None if n_workers == -1 else n_workers])}
+
+
+def test_a_cluster_of_64_workers_is_planned_as_64_on_releases_that_report_five_by_default():
+    budget = cluster_budget(FiveByDefault(64), 2)
+    assert budget.total == 64 * worker_pixels(LIMIT)
+    assert budget.batch == worker_pixels(LIMIT) // (2 * 2)
+    assert cluster_budget(FiveByDefault(64), 2, target=LIMIT // 2).total == 64 * worker_pixels(LIMIT // 2)
 
 
 @settings(max_examples=100, deadline=None)

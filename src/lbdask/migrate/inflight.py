@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from distributed import Future, as_completed
+from distributed import Client, Future, as_completed
 
 from lbdask.models.memory_budget import admits
 
@@ -52,10 +52,9 @@ def worker_pixels(memory_limit: int | None, target: int | None = None) -> int | 
 
 def pixel_budget(workers: Iterable[Mapping[str, Any]], batches_per_thread: int,
                  target: int | None = None) -> PixelBudget:
-    """The budget of a cluster from its workers' `memory_limit` and `nthreads`
-    (`Client.scheduler_info(n_workers=-1)["workers"].values()`: without `n_workers=-1` the
-    distributed releases of 2025 to mid-2026 return at most five) and the job's memory
-    `target` per worker.
+    """The budget of a cluster from its workers' `memory_limit` and `nthreads` (the values of
+    `Client.scheduler_info(n_workers=-1)["workers"]`, see `cluster_budget`) and the job's
+    memory `target` per worker.
 
     In flight: the sum of the workers' shares. Per batch: the smallest worker's share
     divided by the batches it may hold at once (its threads x `batches_per_thread`), so a
@@ -66,6 +65,13 @@ def pixel_budget(workers: Iterable[Mapping[str, Any]], batches_per_thread: int,
     if not shares or any(pixels is None for pixels, _ in shares):
         return PixelBudget(None, None)
     return PixelBudget(max(1, min(pixels // n for pixels, n in shares)), sum(pixels for pixels, _ in shares))
+
+
+def cluster_budget(client: Client, batches_per_thread: int, target: int | None = None) -> PixelBudget:
+    """`pixel_budget` of every worker of `client`'s cluster: `n_workers=-1` asks for all of
+    them (the distributed releases of 2025 to mid-2026 return five by default, so a large
+    cluster would be planned as five workers)."""
+    return pixel_budget(client.scheduler_info(n_workers=-1)["workers"].values(), batches_per_thread, target)
 
 
 class PixelWindow:

@@ -25,7 +25,7 @@ from lbdask.cluster.connect import encode_resources
 from lbdask.cluster.session import JobSession, job_session
 from lbdask.cluster.settings import ClusterSettings
 from lbdask.migrate import tasks
-from lbdask.migrate.inflight import PixelBudget, PixelWindow, pixel_budget, run_windowed
+from lbdask.migrate.inflight import PixelBudget, PixelWindow, cluster_budget, run_windowed
 from lbdask.migrate.plan import plan_batches
 from lbdask.migrate.preflight import check_destination, source_changed
 from lbdask.migrate.scan import scan_group
@@ -218,8 +218,7 @@ def migrate_pending(session: JobSession, arc: Archive, req: MigrationRequest, li
         t_scan = time.perf_counter()
         with span("scan"):
             items = with_stamps(scan(client, req, pending.todo), listing) + pending.refused
-        budget = pixel_budget(client.scheduler_info(n_workers=-1)["workers"].values(), settings.inflight_batches_per_thread,
-                              settings.memory_target_bytes)
+        budget = cluster_budget(client, settings.inflight_batches_per_thread, settings.memory_target_bytes)
         batches = plan_batches(items, settings, info["pad_multiple"], budget.batch)
         prepare_buckets(arc, batches, info, settings)
         t_batches = time.perf_counter()
