@@ -15,7 +15,7 @@ from lbdask.archive import CatalogRow
 from lbdask.archive.meta import INLINE_MAX, frame, row_chunks, unframe, with_chunks
 from lbdask.archive.repair import diagnose
 from lbdask.archive.rows import ChunksRef, OriginalRef
-from lbdask.errors import IntegrityError
+from lbdask.errors import IntegrityError, StoreError
 from tests.support.archive import line_size, new_archive
 
 WORKFLOW = ("tEXt", b"workflow\x00" + b'{"nodes": [1, 2, 3]} ' * 300)  # ~6.3 KB, as a ComfyUI workflow
@@ -109,3 +109,11 @@ def test_repair_names_rows_whose_metadata_object_is_missing_or_short(arc):
     assert diagnose(arc).data == ["two.png: PNG metadata object meta/b1.bin is missing or truncated"]
     arc.loc.fs.rm_file(path)
     assert [line.split(":")[0] for line in diagnose(arc).data] == ["big.png", "two.png"]
+
+
+def test_metadata_of_an_archive_that_is_gone_is_a_store_error_not_a_missing_object(arc):
+    assert arc.commit("b1", [row("big.png", CHUNKS)])
+    stored = arc.get_row("big.png")
+    os.rename(arc.loc.path(""), arc.loc.path("").rstrip("/") + ".moved")
+    with pytest.raises(StoreError, match="zarr.json is gone"):
+        row_chunks(arc, stored)

@@ -59,7 +59,7 @@ class ArchiveConfig:
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 class Archive:
@@ -206,7 +206,14 @@ class Archive:
         """The stored latent of a latent row, checksum verified (IntegrityError)."""
         if row.status != "latent" or row.bucket is None or row.index is None or row.bits is None:
             raise NotFoundError(f"image {row.id!r} has no latent in archive {self.url} (status {row.status})")
-        return self._latents.read(row.id, row.bucket, row.index, row.bits, row.lo, row.hi, row.checksum or "")
+        try:
+            return self._latents.read(row.id, row.bucket, row.index, row.bits, row.lo, row.hi, row.checksum or "")
+        except IntegrityError:
+            # A missing shard reads as Zarr's fill value: with the whole archive gone (renamed,
+            # unmounted) that is a StoreError, not damage; a warm catalog lookup no longer
+            # touches the store first to notice it.
+            require_archive(self.loc)
+            raise
 
     # stored copies (`originals/`, docs/glossary.md) ----------------------------------
     def put_originals(self, batch_id: str, originals: dict[str, bytes], folder: str = "originals") -> dict[str, OriginalRef]:
@@ -251,6 +258,7 @@ class Archive:
                 try:
                     data = self.loc.fs.cat_file(self.loc.path(ref.key), start=ref.offset, end=ref.offset + ref.size)
                 except FileNotFoundError:
+                    require_archive(self.loc)  # the whole archive gone (renamed, unmounted): StoreError
                     raise IntegrityError(f"{what} of {image_id!r}: object {ref.key} is missing from {self.url}") from None
         if len(data) != ref.size:
             raise IntegrityError(f"{what} of {image_id!r}: object {ref.key} in {self.url} is truncated")
