@@ -20,13 +20,13 @@ saved (refined ones) instead of one-shot encodes of the crops.
 """
 from __future__ import annotations
 
-import argparse
 import platform
 import time
 from collections.abc import Callable
 
 import constriction
 import numpy as np
+from corpus_crops import crop_parser  # benchmarks/ is on the path when a script here runs
 
 from lbdask.fidelity.rate_distortion import load_sources
 from lbdask.latent.codec import LatentCodec, compressed_size, pcodec
@@ -184,11 +184,7 @@ def markdown(rows: list[dict], megapixels: float) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--src", default="../shared/corpus/ai-png")
-    p.add_argument("--weights", default="../shared/models/taef2")
-    p.add_argument("--crop", type=int, default=512)
-    p.add_argument("--limit", type=int, default=8)
+    p = crop_parser(__doc__, limit=8)
     p.add_argument("--bits", type=int, nargs="+", default=[8, 6])
     p.add_argument("--latents", help="an .npz of benchmarks/latent_rate.py and the key of its latents, NPZ:KEY")
     args = p.parse_args()

@@ -12,9 +12,8 @@ lo/hi) per range.
 """
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
+from corpus_crops import crop_parser  # benchmarks/ is on the path when a script here runs
 
 from lbdask.fidelity.rate_distortion import load_sources
 from lbdask.image.quality import psnr
@@ -47,11 +46,7 @@ def quantise(z: np.ndarray, bits: int, mode: str) -> tuple[np.ndarray, int]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--src", default="../shared/corpus/ai-png")
-    p.add_argument("--weights", default="../shared/models/taef2")
-    p.add_argument("--crop", type=int, default=512)
-    p.add_argument("--limit", type=int, default=4)
+    p = crop_parser(__doc__, limit=4)
     p.add_argument("--bits", type=int, nargs="+", default=[8, 6, 5, 4])
     args = p.parse_args()
     model = load_model("taef2", weights=args.weights, device="cpu")

@@ -8,13 +8,13 @@ Writes latent_rate.json and latent_rate.md into --out and the plot to --plot.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
 import imagecodecs
 import numpy as np
+from corpus_crops import crop_parser  # benchmarks/ is on the path when a script here runs
 
 from lbdask.fidelity.rate_distortion import generate_sources, latent_bytes, load_sources
 from lbdask.image import avif
@@ -148,11 +148,7 @@ def plot(result: dict, path: Path, title: str) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--src", default="../shared/corpus/ai-png")
-    p.add_argument("--weights", default="../shared/models/taef2")
-    p.add_argument("--crop", type=int, default=512)
-    p.add_argument("--limit", type=int, default=4)
+    p = crop_parser(__doc__, limit=4)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS), help="refinement runs (default all)")
     p.add_argument("--out", default="/tmp/latent_rate")
