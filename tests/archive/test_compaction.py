@@ -1,4 +1,5 @@
 """Compaction is a compare-and-swap: concurrent compactors and crashes never lose a committed row."""
+import os
 import subprocess
 import sys
 import time
@@ -63,6 +64,7 @@ def test_merges_keep_the_newest_row_of_each_id_and_bound_the_runs(tmp_path, monk
     assert max(r.level for r in runs) >= 2  # merged more than once
     assert_each_row_once(cat, expected)
     assert sorted(cat.loc.fs.find(cat.loc.path("catalog", "runs"))) == sorted(cat.loc.path(r.key) for r in runs)
+    assert sorted(os.listdir(cat.loc.path("catalog", "runs"))) == sorted(r.key.rsplit("/", 1)[-1] for r in runs)
 
 
 def test_a_merge_that_loses_the_race_rebases_when_its_group_is_still_there(tmp_path, monkeypatch):

@@ -56,9 +56,10 @@ def compact(catalog: Catalog, attempts: int = COMPACT_ATTEMPTS) -> dict[str, int
     return {"batches": 0, "rows": 0, "generation": catalog.manifest().generation, "stepped_back": 1}
 
 
-def run_key(generation: int, n: int = 0) -> str:
-    """A new run's key: unique to the attempt that writes it."""
-    return f"catalog/runs/{generation:010d}-{uuid.uuid4().hex[:12]}/r{n}.run"
+def run_key(generation: int) -> str:
+    """A new run's key, unique to the attempt that writes it. One flat folder: it holds only
+    the live runs (O(log N)) and those not yet deleted, never an empty folder per compaction."""
+    return f"catalog/runs/{generation:010d}-{uuid.uuid4().hex[:12]}.run"
 
 
 def _attempt(catalog: Catalog) -> dict[str, int] | None:

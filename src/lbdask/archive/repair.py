@@ -26,7 +26,7 @@ from lbdask.archive.store import Archive
 from lbdask.errors import IntegrityError
 
 PARTITION_FILE = re.compile(r"/index/g(\d+)(?:-[0-9a-f]+)?/p(\d+)\.jsonl\.gz$")
-RUN_FILE = re.compile(r"/runs/(\d+)-[0-9a-f]+/r\d+\.run$")
+RUN_FILE = re.compile(r"/runs/(\d+)-[0-9a-f]+\.run$")
 
 
 @dataclass
