@@ -8,13 +8,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lbdask.archive import Archive
 from lbdask.errors import ConfigError
+from lbdask.migrate.job import prepare_buckets
 from lbdask.migrate.plan import plan_batches
 from lbdask.migrate.scan import scan_group
 from lbdask.representation.fate import post_encode_outcome, pre_decode_outcome
 from lbdask.representation.settings import load_job_settings
 from lbdask.representation.sources import SourceItem, list_source_ids
 from lbdask.storage import open_location
+from tests.support.archive import MODEL
 
 SETTINGS = dataclasses.replace(load_job_settings(), batch_size=2, min_side=32, max_pixels=100_000, bomb_pixels=1_000_000)
 
@@ -126,3 +129,33 @@ def test_listing_refuses_what_is_not_a_regular_file_inside_src(tmp_path):
     # refused entries are never opened: a scan of them would block on the fifo
     outcome = pre_decode_outcome(SourceItem("pipe.png", 0, refused=listing.refused["pipe.png"]), SETTINGS)
     assert (outcome.status, outcome.reason) == ("refused", "not a regular file: a fifo")
+
+
+def test_small_images_batch_up_to_the_shard_size_while_their_pixels_fit():
+    small = [item(f"s{i:03d}", 64, 64) for i in range(100)]
+    large = [item(f"l{i}", 256, 256) for i in range(5)]
+    settings = dataclasses.replace(SETTINGS, batch_size=2, batch_pixels=2 * 256 * 256)
+    sizes = {b.padded: [len(x.items) for x in plan_batches(small + large, settings, 8, shard_size=16)
+                        if x.padded == b.padded] for b in plan_batches(small + large, settings, 8, shard_size=16)}
+    assert sizes == {(64, 64): [16] * 6 + [4], (256, 256): [2, 2, 1]}  # 16 = the shard size; 2 = batch_size
+    assert [len(b.items) for b in plan_batches(small, settings, 8, max_batch_pixels=5 * 64 * 64, shard_size=16)] \
+        == [5] * 20  # the workers' memory bound still cuts them
+    off = dataclasses.replace(settings, batch_pixels=0)
+    assert {len(b.items) for b in plan_batches(small, off, 8, shard_size=16)} == {2}
+    assert [len(b.items) for b in plan_batches(small, settings, 8)] == [2] * 50  # no shard size given: batch_size
+
+
+def test_the_driver_allocates_the_plans_shards_once_per_bucket_and_a_rerun_never_reuses_them(tmp_path):
+    arc = Archive.create(str(tmp_path / "arc"), MODEL)
+    settings = dataclasses.replace(SETTINGS, latent_bits="auto")  # three precisions: three buckets per shape
+    plan = plan_batches([item(f"s{i:03d}", 64, 64) for i in range(9)] + [item("w", 128, 64)], settings, 8)
+    calls = []
+    allocate = arc.allocate_shards
+    arc.allocate_shards = lambda bucket, n: calls.append((bucket, n)) or allocate(bucket, n)
+    prepare_buckets(arc, plan, {**MODEL, "pad_multiple": 8}, settings)
+    assert sorted(n for _, n in calls) == [1, 1, 1, 5, 5, 5]  # one call per bucket, not one per batch
+    taken = [(b.padded, bits, shard) for b in plan for bits, shard in b.shards.items()]
+    assert len(taken) == 6 * 3 and len(set(taken)) == len(taken)
+    again = plan_batches([item(f"s{i:03d}", 64, 64) for i in range(9)], settings, 8)
+    prepare_buckets(Archive.open(str(tmp_path / "arc"), mode="a"), again, {**MODEL, "pad_multiple": 8}, settings)
+    assert not {(b.padded, bits, shard) for b in again for bits, shard in b.shards.items()} & set(taken)

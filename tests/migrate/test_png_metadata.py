@@ -26,7 +26,7 @@ from lbdask.migrate.job import prepare_buckets
 from lbdask.migrate.plan import plan_batches
 from lbdask.migrate.scan import scan_group
 from lbdask.representation.encode import encode_with
-from lbdask.representation.settings import bits_for, load_job_settings
+from lbdask.representation.settings import load_job_settings
 from lbdask.representation.shard import write_shard
 from lbdask.serve.settings import ServeSettings
 from lbdask.serve.worker import ServingWorker
@@ -47,11 +47,7 @@ def migrate(src, dest, model=None, **settings):
     (batch,) = plan_batches(scan_group(str(src), {}, sorted(p.name for p in src.iterdir())), job, 16)
     arc = Archive.create(str(dest), model.model_info if model else {"name": "taef2", "fingerprint": "f"})
     if batch.encodes:  # the driver's part (lbdask.migrate.job): buckets and fresh shards
-        info = model.model_info
-        prepare_buckets(arc, [batch], info, job)
-        h, w = (side // info["downsample"] for side in batch.padded)
-        batch.shards = {bits: arc.allocate_shards(arc.bucket_name(bits, info["latent_channels"], h, w), 1)
-                        for bits in bits_for(job)}
+        prepare_buckets(arc, [batch], model.model_info, job)
     decoded = tasks.read_png(str(src), {}, batch, job)
     write_shard(str(dest), {}, decoded, encode_with(model, decoded, job) if batch.encodes else None, job)
     return Archive.open(str(dest))

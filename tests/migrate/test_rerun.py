@@ -88,7 +88,7 @@ async def test_a_migration_compacts_while_it_commits(s, a, tmp_path):
     src.mkdir()
     for i in range(40):
         (src / f"img{i:02d}.png").write_bytes(palette_png(i))
-    settings = load_job_settings(batch_size=2, compact_every_batches=2, weights=str(TAEF2_WEIGHTS))
+    settings = load_job_settings(batch_size=2, batch_pixels=0, compact_every_batches=2, weights=str(TAEF2_WEIGHTS))
     req = job.MigrationRequest(str(src), dest, settings, load_cluster_settings(), scheduler=s.address, progress=False)
     lines = []
     record = await asyncio.to_thread(job.run_migration, req, lines.append)

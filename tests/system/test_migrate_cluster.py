@@ -305,7 +305,7 @@ def test_kill_minus_9_mid_run_then_resume(victim, cluster, taef2_dir, tmp_path, 
     ids = write_grainy_source(tmp_path / "src", 16)
     dest = str(tmp_path / "archive")
     # refinement steps make each batch slow enough to kill the job between commits
-    cmd = migrate_cmd(str(tmp_path / "src"), dest, cluster.address, "--batch-size", "2", "--refine-steps", "25")
+    cmd = migrate_cmd(str(tmp_path / "src"), dest, cluster.address, "--batch-size", "2", "--batch-pixels", "0", "--refine-steps", "25")
     with migration_after_first_commit(cmd, dask_env, dest) as (driver, first, payload):
         if victim == "worker":
             os.kill(cluster.workers[-1].pid, signal.SIGKILL)
@@ -344,7 +344,7 @@ def test_kill_driver_with_s3_destination_then_resume(s3_bucket, cluster, taef2_d
     assert dask_env["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1")
     ids = write_grainy_source(tmp_path / "src", 10)
     dest = f"{s3_bucket}/archive"
-    cmd = migrate_cmd(str(tmp_path / "src"), dest, cluster.address, "--batch-size", "2", "--refine-steps", "25")
+    cmd = migrate_cmd(str(tmp_path / "src"), dest, cluster.address, "--batch-size", "2", "--batch-pixels", "0", "--refine-steps", "25")
     with migration_after_first_commit(cmd, dask_env, dest) as (driver, first, payload):
         driver.send_signal(signal.SIGKILL)
         driver.wait(timeout=30)

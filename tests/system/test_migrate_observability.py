@@ -135,7 +135,8 @@ def observed_run(tmp_path_factory, taef2_dir):
             assert len(gpu) == 1 and len(workers) == 2
             with get_task_stream(client) as stream:
                 done = subprocess.run(
-                    migrate_cmd(str(root / "src"), str(root / "archive"), procs.address, "--batch-size", str(batch_size)),
+                    migrate_cmd(str(root / "src"), str(root / "archive"), procs.address, "--batch-size", str(batch_size),
+                            "--batch-pixels", "0"),
                     env=env, capture_output=True, text=True, timeout=180)
             assert done.returncode == 0, done.stderr[-3000:]
             _wait_for_metrics(client, "vae-encode")

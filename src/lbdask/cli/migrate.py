@@ -31,6 +31,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--scheduler", metavar="ADDR", help="address of a running Dask scheduler (default: local cluster)")
     p.add_argument("--workers", type=int, metavar="N", help="worker processes of the local cluster")
     p.add_argument("--batch-size", type=int, metavar="N", help="images per batch task")
+    p.add_argument("--batch-pixels", type=int, metavar="N",
+                   help="smaller images batch more than --batch-size while their pixels fit, up to the shard size (0: off)")
     p.add_argument("--latent-bits", type=_bits, metavar="16|8|6|auto", help="stored latent precision")
     p.add_argument("--min-psnr", type=float, metavar="DB", help="below this a latent is kept as PNG (reason fidelity)")
     p.add_argument("--max-latent-ratio", type=float, metavar="R",
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     load_config("cpu_memory", CpuMemorySettings)
     settings = load_job_settings(
         model=args.model, weights=args.weights, precision=args.precision, runtime=args.runtime,
-        batch_size=args.batch_size, latent_bits=args.latent_bits,
+        batch_size=args.batch_size, batch_pixels=args.batch_pixels, latent_bits=args.latent_bits,
         min_psnr=args.min_psnr, max_latent_ratio=args.max_latent_ratio, refine_steps=args.refine_steps, target_psnr=args.target_psnr,
         refine_mode=args.refine_mode, max_pixels=args.max_pixels, min_side=args.min_side, kept_format=args.kept_format,
         lossy_fallback=args.lossy_fallback)

@@ -1,13 +1,15 @@
 """The migration driver: list, skip committed, scan, plan and run the batch tasks on Dask.
 
 The driver holds no pixels: it submits `read-png -> encode -> write-shard` chains for a
-bounded window of batches (memory stays flat however large the source), allocates
-shard numbers just before each submission and records the job in the archive's history.
+bounded window of batches (memory stays flat however large the source), allocates the
+plan's shard numbers once per bucket before the first submission and records the job in the
+archive's history.
 """
 from __future__ import annotations
 
 import datetime as dt
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -85,20 +87,26 @@ def scan(client: Client, req: MigrationRequest, ids: list[str]) -> list[SourceIt
 
 
 def prepare_buckets(arc: Archive, batches: list[Batch], info: dict[str, Any], settings: JobSettings) -> None:
-    """Create every bucket the planned batches can write into (driver only)."""
+    """Create every bucket the planned batches can write into and hand each encoding batch its
+    shards, one per precision (driver only): one allocation per bucket for the whole plan, so a
+    batch's submission costs no store request. Numbers a killed job never wrote stay unused."""
     ds, c = info["downsample"], info["latent_channels"]
-    for shape in sorted({b.padded for b in batches if b.encodes}):
+    by_shape: dict[tuple[int, int], list[Batch]] = defaultdict(list)
+    for batch in batches:
+        if batch.encodes:
+            by_shape[batch.padded].append(batch)
+    for shape, group in sorted(by_shape.items()):
+        h, w = shape[0] // ds, shape[1] // ds
         for bits in bits_for(settings):
-            arc.ensure_bucket(arc.bucket_name(bits, c, shape[0] // ds, shape[1] // ds), bits, c, shape[0] // ds, shape[1] // ds)
+            name = arc.bucket_name(bits, c, h, w)
+            arc.ensure_bucket(name, bits, c, h, w)
+            first = arc.allocate_shards(name, len(group))
+            for k, batch in enumerate(group):
+                batch.shards[bits] = first + k
 
 
-def submit_batch(client: Client, arc: Archive, req: MigrationRequest, batch: Batch, info: dict[str, Any],
-                 resources: dict[str, float] | None):
-    """Allocate the batch's shards and submit its read-png -> encode -> write-shard chain."""
-    if batch.encodes:
-        ds, c = info["downsample"], info["latent_channels"]
-        h, w = batch.padded[0] // ds, batch.padded[1] // ds
-        batch.shards = {bits: arc.allocate_shards(arc.bucket_name(bits, c, h, w), 1) for bits in bits_for(req.settings)}
+def submit_batch(client: Client, req: MigrationRequest, batch: Batch, resources: dict[str, float] | None):
+    """Submit the batch's read-png -> encode -> write-shard chain (its shards are allocated)."""
     token = tokenize(req.src, req.dest, req.settings, batch.batch_id)
     decoded = client.submit(tasks.read_png, req.src, req.storage_options, batch, req.settings, key=f"read-png-{token}")
     encoded = None
@@ -108,14 +116,14 @@ def submit_batch(client: Client, arc: Archive, req: MigrationRequest, batch: Bat
                          key=f"write-shard-{token}")
 
 
-def run_batches(client: Client, arc: Archive, req: MigrationRequest, batches: list[Batch], info: dict[str, Any],
-                on_result: Callable[[BatchResult], None], max_pixels: int | None = None) -> None:
+def run_batches(client: Client, req: MigrationRequest, batches: list[Batch], on_result: Callable[[BatchResult], None],
+                max_pixels: int | None = None) -> None:
     """Keep a bounded window of batch chains in flight until every batch is committed:
     `inflight_batches_per_thread` per worker thread and at most `max_pixels` pixels."""
     resources = encode_resources(client, req.cluster.gpu_resource)
     threads = sum(client.nthreads().values()) or 1
     window = PixelWindow(max(2, threads * req.settings.inflight_batches_per_thread), max_pixels)
-    run_windowed(batches, lambda b: b.pixels, lambda b: submit_batch(client, arc, req, b, info, resources), on_result, window)
+    run_windowed(batches, lambda b: b.pixels, lambda b: submit_batch(client, req, b, resources), on_result, window)
 
 
 def run_migration(req: MigrationRequest, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -219,13 +227,13 @@ def migrate_pending(session: JobSession, arc: Archive, req: MigrationRequest, li
         with span("scan"):
             items = with_stamps(scan(client, req, pending.todo), listing) + pending.refused
         budget = cluster_budget(client, settings.inflight_batches_per_thread, settings.memory_target_bytes)
-        batches = plan_batches(items, settings, info["pad_multiple"], budget.batch)
+        batches = plan_batches(items, settings, info["pad_multiple"], budget.batch, arc.shard_size)
         prepare_buckets(arc, batches, info, settings)
         t_batches = time.perf_counter()
         phases["scan"] = t_batches - t_scan
         with (session.progress_bar(len(items), sum(i.size for i in items), "migrate") as bar, span("batches"),
               PeriodicCompactor(arc, settings.compact_every_batches, log) as compactor):
-            run_batches(client, arc, req, batches, info,
+            run_batches(client, req, batches,
                         lambda r: (totals.add(r), bar.update(r), compactor.committed(int(not r.already_committed))),
                         budget.total)
         phases["batches"] = time.perf_counter() - t_batches

@@ -30,6 +30,7 @@ class JobSettings:
     precision: str | None = None           # fp32|bf16|fp16|auto; None: the model's (configs/models.yaml)
     runtime: str | None = None             # torch|openvino|auto; None: the model's
     batch_size: int = 8
+    batch_pixels: int = 8_388_608          # smaller images batch more, up to the shard size (0: off)
     latent_bits: LatentBits = 8
     min_psnr: float = 30.0
     max_latent_ratio: float = 1.0
@@ -56,6 +57,8 @@ class JobSettings:
         for name in ("batch_size", "min_side", "max_pixels", "bomb_pixels", "scan_group", "inflight_batches_per_thread"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.batch_pixels < 0:
+            raise ValueError(f"batch_pixels must be >= 0 (0: batches of exactly batch_size), not {self.batch_pixels}")
         if self.compact_every_batches < 0:
             raise ValueError(f"compact_every_batches must be >= 0 (0: compact only at the end), not {self.compact_every_batches}")
         if self.max_latent_ratio <= 0:
