@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lbdask.archive import CatalogRow
+from lbdask.archive import Archive, CatalogRow
 from lbdask.archive.meta import INLINE_MAX, frame, row_chunks, unframe, with_chunks
 from lbdask.archive.repair import diagnose
 from lbdask.archive.rows import ChunksRef, OriginalRef
@@ -22,6 +22,7 @@ WORKFLOW = ("tEXt", b"workflow\x00" + b'{"nodes": [1, 2, 3]} ' * 300)  # ~6.3 KB
 ICC = ("iCCP", b"sRGB\x00\x00" + bytes(range(256)) * 2)
 PROMPT = ("iTXt", b"prompt\x00\x00\x00\x00\x00a girl in a field")
 CHUNKS = [PROMPT, WORKFLOW, ICC, ("zTXt", b"comment\x00\x00x\x9c\x03\x00\x00\x00\x00\x01")]
+B1 = Archive.batch_object("meta", "b1")  # the PNG metadata object of batch b1
 
 
 def row(image_id: str, chunks) -> CatalogRow:
@@ -51,12 +52,12 @@ def test_a_commit_moves_large_chunks_into_one_object_and_reads_restore_them_in_o
     big, kept_small, two = (arc.get_row(i) for i in ("big.png", "small.png", "two.png"))
     assert kept_small.chunks == small and kept_small.chunks_ref is None  # tiny chunks stay inline
     for stored, chunks in ((big, CHUNKS), (two, [WORKFLOW, PROMPT])):
-        assert stored.chunks == [] and stored.chunks_ref.key == "meta/b1.bin"
+        assert stored.chunks == [] and stored.chunks_ref.key == B1 and B1.startswith("meta/") and B1.endswith("/b1.bin")
         assert stored.chunk_types == [t for t, _ in chunks]
         assert row_chunks(arc, stored) == chunks
         assert with_chunks(arc, stored).chunks == chunks and with_chunks(arc, stored).chunks_ref is None
     assert two.chunks_ref.offset == big.chunks_ref.size  # one object for the batch, one range per row
-    assert arc.loc.fs.size(arc.loc.path("meta/b1.bin")) == big.chunks_ref.size + two.chunks_ref.size
+    assert arc.loc.fs.size(arc.loc.path(B1)) == big.chunks_ref.size + two.chunks_ref.size
     assert arc.bytes_on_store()["meta"] == big.chunks_ref.size + two.chunks_ref.size
     # the serialized row is small: the 6.7 KB of chunks are not in it, base64 or otherwise
     assert line_size(big) < 1024 < line_size(row("big.png", CHUNKS)) - 8000
@@ -71,14 +72,14 @@ def test_a_batch_without_large_chunks_writes_no_metadata_object(arc):
 @pytest.mark.parametrize("damage", ["missing", "changed", "short"])
 def test_a_missing_or_damaged_metadata_object_is_an_integrity_error_naming_it(arc, damage):
     arc.commit("b1", [row("big.png", CHUNKS)])
-    stored, path = arc.get_row("big.png"), arc.loc.path("meta/b1.bin")
+    stored, path = arc.get_row("big.png"), arc.loc.path(B1)
     if damage == "missing":
         os.remove(path)
     else:
         data = bytearray(Path(path).read_bytes())
         data[100] ^= 1
         Path(path).write_bytes(data if damage == "changed" else data[:-10])
-    with pytest.raises(IntegrityError, match=r"PNG metadata of 'big.png': object meta/b1.bin .*(missing|truncated|sha256)"):
+    with pytest.raises(IntegrityError, match=rf"PNG metadata of 'big.png': object {B1} .*(missing|truncated|sha256)"):
         row_chunks(arc, stored)
 
 
@@ -103,10 +104,10 @@ def test_repair_names_rows_whose_metadata_object_is_missing_or_short(arc):
     assert arc.commit("b1", [row("big.png", CHUNKS), row("two.png", [WORKFLOW])])
     arc.compact()
     assert diagnose(arc).data == []
-    path = arc.loc.path("meta/b1.bin")
+    path = arc.loc.path(B1)
     blob = arc.loc.fs.cat_file(path)
     arc.loc.fs.pipe_file(path, blob[: arc.get_row("two.png").chunks_ref.offset + 1])  # the second range cut short
-    assert diagnose(arc).data == ["two.png: PNG metadata object meta/b1.bin is missing or truncated"]
+    assert diagnose(arc).data == [f"two.png: PNG metadata object {B1} is missing or truncated"]
     arc.loc.fs.rm_file(path)
     assert [line.split(":")[0] for line in diagnose(arc).data] == ["big.png", "two.png"]
 

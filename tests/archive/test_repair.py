@@ -125,12 +125,13 @@ def test_unreadable_run_and_missing_original_are_integrity_errors(dest, capsys):
         Archive.open(dest).get_row("img05.png")
     assert cli(capsys, "repair", dest, "--apply")[0] == 0
     assert content(dest) == expected_content()
-    loc.fs.rm_file(loc.path("originals", "bk.bin"))
+    bk = Archive.batch_object("originals", "bk")
+    loc.fs.rm_file(loc.path(bk))
     fresh = Archive.open(dest)
-    with pytest.raises(IntegrityError, match="k1.png.*originals/bk.bin.*missing"):
+    with pytest.raises(IntegrityError, match=f"k1.png.*{bk}.*missing"):
         fresh.read_original(fresh.get_row("k1.png"))
     code, out, _ = cli(capsys, "repair", dest)
-    assert code == 2 and "k1.png: stored copy object originals/bk.bin" in out and "k2.png" in out
+    assert code == 2 and f"k1.png: stored copy object {bk}" in out and "k2.png" in out
     assert "img" not in out
 
 

@@ -78,7 +78,7 @@ def latent_arc(sources, model):
 
 def check_moved_out(arc: Archive, source: bytes):
     row = arc.get_row(NAME)
-    assert row.chunks == [] and row.chunks_ref.key == f"meta/{row.batch_id}.bin"
+    assert row.chunks == [] and row.chunks_ref.key == Archive.batch_object("meta", row.batch_id)
     assert row_chunks(arc, row) == text_chunks(source)
     assert pngio.probe(source).chunks and row.chunk_types == ["tEXt", "tEXt"]
     return row

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 #: first compaction, or `lbdask upgrade`, makes them version 2. Any other is refused.
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
+#: Hex digits of the fan-out subfolder of per-batch objects (`originals/`, `meta/`, `pixels/`).
+FAN_DIGITS = 2
 
 
 @dataclass
@@ -231,10 +233,12 @@ class Archive:
 
     @staticmethod
     def batch_object(folder: str, batch_id: str) -> str:
-        """`<folder>/<batch_id>.bin`, the one object of a batch in `folder` (InputError for a bad id)."""
+        """`<folder>/<fan>/<batch_id>.bin`, the one object of a batch in `folder` (InputError for a
+        bad id): `fan`, two hex digits of the id's sha256, spreads a job's objects over 256
+        subfolders. Readers take the key from the row (archives written before it: `<folder>/<id>.bin`)."""
         if not BATCH_ID.match(batch_id):
             raise InputError(f"invalid batch id {batch_id!r}: use letters, digits, '.', '_' and '-'")
-        return f"{folder}/{batch_id}.bin"
+        return f"{folder}/{hashlib.sha256(batch_id.encode()).hexdigest()[:FAN_DIGITS]}/{batch_id}.bin"
 
     def read_original(self, row: CatalogRow) -> bytes:
         """The bytes of a row's stored copy (the source PNG, a JPEG XL kept or lossy copy, or a

@@ -57,20 +57,23 @@ def committed_latents(arc: Archive) -> dict[tuple[str, int], array]:
 
 
 def sweep_objects(arc: Archive, referenced: set[str]) -> dict[str, int]:
-    """Delete kept-original, pixel-tier and PNG metadata objects of committed batches whose keys are not in `referenced`."""
+    """Delete kept-original, pixel-tier and PNG metadata objects of committed batches whose keys
+    are not in `referenced` (in their fan-out subfolders, `Archive.batch_object`, or directly in
+    the folder as archives written before them hold them)."""
     committed = set(arc.catalog.batch_names()) | set(arc.catalog.folded_names())
     doomed, freed = [], 0
     for folder in ("originals", "pixels", META_FOLDER):
         d = arc.loc.path(folder)
         arc.loc.fs.invalidate_cache(d)
         try:
-            listing = arc.loc.fs.ls(d, detail=True)
+            listing = arc.loc.fs.find(d, detail=True)
         except FileNotFoundError:
             continue
-        for info in listing:
-            name = info["name"].rstrip("/").rsplit("/", 1)[-1]
-            if name.endswith(".bin") and name[:-4] in committed and f"{folder}/{name}" not in referenced:
-                doomed.append(info["name"])
+        for path, info in listing.items():
+            key = f"{folder}/{path.rsplit(f'/{folder}/', 1)[-1]}"  # relative to the root, as rows name it
+            name = key.rsplit("/", 1)[-1]
+            if name.endswith(".bin") and name[:-4] in committed and key not in referenced:
+                doomed.append(path)
                 freed += int(info.get("size") or 0)
     remove_quietly(arc.loc, doomed)
     return {"objects": len(doomed), "bytes": freed}
