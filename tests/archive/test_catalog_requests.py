@@ -4,7 +4,7 @@ import pytest
 
 from lbdask.archive import catalog as catalog_module
 from lbdask.archive.catalog import Catalog
-from lbdask.archive.commit_log import slot_path
+from lbdask.archive.commit_log import read_slot
 from lbdask.archive.compaction import compact
 from lbdask.archive.rows import CatalogRow
 from lbdask.storage import open_location
@@ -61,14 +61,15 @@ def test_a_warm_lookup_of_a_recent_commit_costs_two_probes(dest):
     assert seen.total <= 2 and seen.lists == 0
 
 
-def test_a_commit_asks_is_committed_once_and_costs_at_most_five_requests(dest):
+def test_a_commit_asks_is_committed_once_and_costs_at_most_four_requests(dest):
     cat = Catalog(open_location(dest), partitions=8)
     cat.commit("first", rows_for("first", ["a"]))  # a fresh handle finds its log position once
     with counting(cat.loc) as seen:
         assert not cat.is_committed("second")
         assert cat.commit("second", rows_for("second", ["b"]))
-    assert seen.lists == 0 and seen.total <= 5
-    assert seen.calls["head_object" if cat.loc.is_remote else "exists"] <= 3  # 2 in is_committed, 1 after the claim
+    # two HEADs in is_committed (batch object, folded copy), the batch object and its slot
+    assert seen.lists == 0 and seen.total <= 4
+    assert seen.calls["head_object" if cat.loc.is_remote else "exists"] <= 2
     assert not cat.commit("second", rows_for("second", ["b"]))  # asked again: it is committed now
 
 
@@ -98,9 +99,10 @@ def test_a_writer_whose_cursor_a_compaction_passed_announces_after_it(dest):
     writer.commit("a", rows_for("a", ["x"]))  # slot 0; the writer's next try is slot 1
     other.commit("b", rows_for("b", ["y"]))  # slot 1
     other.commit("c", rows_for("c", ["z"]))  # slot 2
-    compact(other)  # folds slots 0-2 (fence at 3) and deletes them
-    writer.commit("d", rows_for("d", ["w"]))  # slot 1 is free again, but below log_next
-    assert not loc.fs.exists(slot_path(loc, 1)) and loc.fs.exists(slot_path(loc, 4))
+    compact(other)  # folds slots 0-2 (fence at 3); slots are never deleted
+    writer.commit("d", rows_for("d", ["w"]))  # slot 1 is taken: the writer moves on to the end
+    assert read_slot(loc, 1).batch == "b" and read_slot(loc, 4).batch == "d"
+    assert other.manifest().log_next == 4
     assert Catalog(loc, partitions=8).get_row("w").reason == "d"
 
 
@@ -136,3 +138,4 @@ def test_rows_come_in_ascending_id_order_once_each_newest_winning(dest):
     listed = list(Catalog(cat.loc, partitions=8).rows())
     assert [r.id for r in listed] == sorted({f"i{j:02d}" for j in range(0, 40, 2)} | {f"i{j:02d}" for j in range(0, 40, 3)})
     assert {r.id: r.reason for r in listed}["i06"] == "b" and {r.id: r.reason for r in listed}["i02"] == "a"
+
