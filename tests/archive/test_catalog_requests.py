@@ -8,6 +8,7 @@ from lbdask.archive.commit_log import read_slot
 from lbdask.archive.compaction import compact
 from lbdask.archive.rows import CatalogRow
 from lbdask.storage import open_location
+from tests.support.archive import new_archive
 from tests.support.store_requests import counting
 
 
@@ -139,3 +140,20 @@ def test_rows_come_in_ascending_id_order_once_each_newest_winning(dest):
     assert [r.id for r in listed] == sorted({f"i{j:02d}" for j in range(0, 40, 2)} | {f"i{j:02d}" for j in range(0, 40, 3)})
     assert {r.id: r.reason for r in listed}["i06"] == "b" and {r.id: r.reason for r in listed}["i02"] == "a"
 
+
+#: Operations that change the store (a folder's and S3's).
+WRITES = frozenset({"put_atomic", "put_exclusive", "pipe_file", "put_file", "rm", "rm_file", "mv",
+                    "put_object", "delete_object", "delete_objects", "post"})
+
+
+def test_committing_a_committed_batch_again_writes_nothing(dest):
+    arc = new_archive(dest)
+    big = CatalogRow(id="big.png", status="kept", chunks=[("tEXt", b"workflow\x00" + b"{}" * 400)])
+    assert not arc.is_committed("b1") and arc.commit("b1", [big])  # asked once: two HEADs
+    assert arc.loc.fs.exists(arc.loc.path("meta", "b1.bin"))
+    compact(arc.catalog)
+    for _ in ("unfolded", "folded"):
+        with counting(arc.loc) as seen:
+            assert not arc.commit("b1", [big])  # neither the batch object nor its PNG metadata again
+        assert sum(n for op, n in seen.calls.items() if op in WRITES) == 0 and seen.total <= 2
+        compact(arc.catalog)

@@ -130,6 +130,12 @@ class Catalog:
                 self._absent.add(batch_id)
         return committed
 
+    def known_absent(self, batch_id: str) -> bool:
+        """Whether `is_committed` found the batch uncommitted and `commit` has not run since (then
+        `commit` does not ask again)."""
+        with self._lock:
+            return batch_id in self._absent
+
     def _committed(self, batch_id: str) -> bool:
         return present(self.loc, self.batch_path(batch_id)) or present(self.loc, self.folded_path(batch_id))
 
