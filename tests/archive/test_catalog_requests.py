@@ -3,6 +3,7 @@ commit log's crash and staleness cases."""
 import pytest
 
 from lbdask.archive import catalog as catalog_module
+from lbdask.archive import runs as runs_module
 from lbdask.archive.catalog import Catalog
 from lbdask.archive.commit_log import read_slot
 from lbdask.archive.compaction import compact
@@ -47,11 +48,34 @@ def test_a_lookup_costs_the_same_requests_at_two_sizes_and_never_lists(dest):
     assert small == large
     assert all(lists == 0 for _total, lists in small)
     cold, *warm = [total for total, _lists in small]
-    # hint, generation probe and its check; 3 slots, the absent one and its predecessor; 3 batches;
-    # 4 runs: each its footer and the index partition covering the id (whose Bloom filter
-    # answers); a Bloom false positive may add a block
-    assert cold <= 3 + 5 + 3 + 4 * 2 + 1
-    assert all(total <= 3 for total in warm)  # the next slot, its predecessor, at most one block
+    # hint, generation probe and its check; 3 slots, their batches and the absent one; 4 runs:
+    # each its footer and the index partition covering the id (whose Bloom filter answers);
+    # a Bloom false positive may add a block
+    assert cold <= 3 + 7 + 4 * 2 + 1
+    assert all(total <= 2 for total in warm)  # the next slot, at most one block
+
+
+def test_an_open_handle_looks_up_an_id_in_at_most_three_requests_at_two_sizes(dest, monkeypatch):
+    """Runs of many index partitions (on a folder more than the 256 a handle kept before): once
+    an open handle holds the index, a lookup whose block it does not hold is the slot probe and
+    the block, at 300 as at 1,200 rows (on S3, where each read is slower, 40 and 160)."""
+    monkeypatch.setattr(runs_module, "BLOCK_ROWS", 2)
+    monkeypatch.setattr(runs_module, "PARTITION_BLOCKS", 1)  # 2 rows a partition: 600 at 1,200 rows
+    costs = []
+    for n in ((40, 160) if dest.startswith("s3://") else (300, 1200)):
+        build(f"{dest}/{n}", n, 2, recent=1)
+        reader = Catalog(open_location(f"{dest}/{n}"), partitions=8)
+        manifest = reader.manifest()
+        for run in manifest.runs:  # what a serving handle holds after a while: every index partition
+            for first in reader.runs.footer(run).first_ids:
+                reader.runs.index(run, first)
+        with counting(reader.loc) as seen:
+            for image_id in ("img000011", "img000039", "img000023-absent", "img000030"):
+                seen.reset()
+                assert (reader.get_row(image_id) is None) == image_id.endswith("absent")
+                costs.append((n, seen.total, seen.lists))
+    assert [c[1:] for c in costs[:4]] == [c[1:] for c in costs[4:]]
+    assert all(total <= 3 and lists == 0 for _n, total, lists in costs)
 
 
 def test_a_warm_lookup_of_a_recent_commit_costs_two_probes(dest):

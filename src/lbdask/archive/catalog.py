@@ -27,6 +27,7 @@ from lbdask.archive.catalog_view import Tracker, View
 from lbdask.archive.commit_log import Slot, claim
 from lbdask.archive.manifest import Manifest, Manifests
 from lbdask.archive.objects import put_atomic
+from lbdask.archive.prefetch import prefetch
 from lbdask.archive.reads import present, read_object
 from lbdask.archive.rows import CatalogRow, dump_rows, load_rows
 from lbdask.archive.runs import RunReader
@@ -284,11 +285,13 @@ class Catalog:
         return self.retrying(read)
 
     def indexed(self, manifest: Manifest, image_id: str) -> CatalogRow | None:
-        """The index's row of one id: the runs newest first (a footer each, read once per
-        handle, and at most one block), or the one v1 partition that can hold it."""
+        """The index's row of one id: the runs newest first (a footer and an index partition
+        each, read once per handle and all at once when cold, then at most one block), or the
+        one v1 partition that can hold it."""
         if manifest.version == 1:
             key = manifest.files.get(partition_of(image_id, manifest.partitions))
             return None if key is None else self.partition_rows(key).get(image_id)
+        prefetch(self.runs, manifest.runs, image_id)
         for run in manifest.runs:
             try:
                 row = self.runs.get(run, image_id)
