@@ -83,8 +83,8 @@ class Tracker:
         return View(view.manifest, end, view.recent if recent is None else recent, tuple(batches), tuple(damage))
 
     def _newer(self, view: View, depth: int) -> View | None:
-        """A view of a generation newer than `view`'s, None when there is none (then the slot
-        checked was lost some other way, e.g. a fence a repair dropped, and `view` stays right).
+        """A view of a generation newer than `view`'s, None when there is none (the fence was
+        claimed by a compaction that crashed or has not committed yet: `view` stays right).
         Compactions committing all the while make it follow them only so far."""
         newest = self.discover(view.manifest.generation)
         if newest.generation == view.manifest.generation or depth >= FOLLOW:

@@ -22,7 +22,6 @@ from lbdask.archive.reads import present, read_object
 from lbdask.errors import IntegrityError
 from lbdask.storage import Location
 
-
 #: A slot object's name (its number) at the end of a listed path.
 SLOT_NAME = re.compile(r"/log/(\d{12})\.json$")
 
