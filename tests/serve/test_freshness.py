@@ -23,8 +23,8 @@ from lbdask.errors import ConfigError
 from lbdask.serve.freshness import CatalogWatch
 from lbdask.serve.settings import ServeSettings, load_serve_settings
 from lbdask.serve.worker import ServingWorker
-from tests.support.cluster import png_bytes
 from tests.support.archive import new_archive
+from tests.support.cluster import png_bytes
 from tests.support.serve import build_serving_archive
 from tests.support.store_requests import counting
 
