@@ -216,7 +216,7 @@ def test_scan_leaves_the_partition_and_block_caches_alone(loc):
 
 
 def test_the_block_cache_holds_block_cache_blocks(loc):
-    assert RunReader(loc).block_cache == 256 and RunReader(loc).partition_cache == 256
+    assert RunReader(loc).block_cache == 256 and RunReader(loc).partition_cache == 2048
     info = written(loc, n=16, block_rows=8)  # blocks: img000.., img008..
     fs, counted = counting(loc)
     for size, reads in ((1, 6), (2, 0)):

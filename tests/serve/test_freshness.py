@@ -17,12 +17,16 @@ import numpy as np
 import pytest
 
 from lbdask.archive import Archive
-from lbdask.archive.catalog import Catalog
+from lbdask.archive.commit_log import slot_path
+from lbdask.archive.rows import CatalogRow
 from lbdask.errors import ConfigError
+from lbdask.serve.freshness import CatalogWatch
 from lbdask.serve.settings import ServeSettings, load_serve_settings
 from lbdask.serve.worker import ServingWorker
+from tests.support.archive import new_archive
 from tests.support.cluster import png_bytes
 from tests.support.serve import build_serving_archive
+from tests.support.store_requests import counting
 
 
 @pytest.fixture
@@ -127,9 +131,10 @@ def test_every_served_archive_is_watched_and_one_unreadable_catalog_stops_none_o
         assert rt.watch.check() == 2   # one id of each archive
         assert [asyncio.run(rt.read(d, "kept.png")) for d in (dest, other)] == news
         # a batch object of `dest` that does not parse: a warning naming both; `other` still followed
+        move_kept(dest, "b2", np.full((24, 24, 3), 4, np.uint8))
         arc = Archive.open(dest)
         bad = arc.catalog.batch_path("b2")
-        arc.loc.fs.pipe_file(bad, b"not a catalog object")
+        arc.loc.fs.pipe_file(bad, b"not a catalog object")  # announced, then damaged
         newer, _ = move_kept(other, "b2", np.full((24, 24, 3), 3, np.uint8))
         with caplog.at_level("WARNING", logger="lbdask.serve.freshness"):
             assert rt.watch.check() == 1
@@ -165,26 +170,73 @@ def test_a_fetch_that_overlaps_a_later_catalog_change_is_not_cached(dest, model,
         rt.close()
 
 
-def test_the_folded_batches_are_listed_only_after_a_compaction(dest, model, monkeypatch):
-    """A pass lists `catalog/batches/` and the manifests; `catalog/folded/` (a name per batch
-    ever committed) only when a compaction made a new generation since the last pass."""
-    listed = []
-    real = Catalog.folded_names
-    monkeypatch.setattr(Catalog, "folded_names", lambda self: listed.append(1) or real(self))
-    rt = serving(model, 3600)
-    try:
-        def check() -> tuple[int, int]:
-            """(ids dropped, folded listings) of one pass."""
-            listed.clear()
-            return rt.watch.check(), len(listed)
+@pytest.fixture(params=["folder", "s3"])
+def plain(request, tmp_path) -> str:
+    """A new archive without a model's weights (catalog rows only), on a folder and on S3."""
+    dest = str(tmp_path / "plain") if request.param == "folder" else request.getfixturevalue("s3_bucket") + "/plain"
+    new_archive(dest)
+    return dest
 
-        asyncio.run(rt.read(dest, "kept.png"))
-        # the watch's first listing of the archive, and the catalog's one look for a lost manifest
-        # (a never compacted archive has none to find: docs/archive-format.md "Catalog (LSM layout)")
-        assert len(listed) == 2
-        move_kept(dest, "b1", np.full((24, 24, 3), 1, np.uint8))
-        assert [check(), check()] == [(1, 0), (0, 0)]
-        Archive.open(dest, mode="a").compact()
-        assert [check(), check()] == [(0, 1), (0, 0)]
+
+def commit(dest: str, batch: str, ids: list[str]) -> None:
+    assert Archive.open(dest, mode="a").commit(batch, [CatalogRow(id=i, status="failed", reason=batch) for i in ids])
+
+
+def watching(dest: str) -> tuple[CatalogWatch, Archive, list[set[str]]]:
+    """A watch (passes only when the test asks) of `dest`, its archive and the id sets it drops."""
+    arc, dropped = Archive.open(dest), []
+    watch = CatalogWatch(3600, lambda _dest, ids: dropped.append(set(ids)))
+    watch.add(dest, dest, arc)
+    return watch, arc, dropped
+
+
+def test_a_pass_reads_the_commit_log_and_costs_two_requests_when_nothing_changed(plain):
+    commit(plain, "b0", ["x"])
+    watch, arc, dropped = watching(plain)
+    try:
+        with counting(arc.loc) as seen:
+            assert watch.check() == 0
+        assert seen.total <= 2 and seen.lists == 0  # the next slot (absent) and the one before it
+        commit(plain, "b1", ["y", "z"])
+        Archive.open(plain, mode="a").compact()  # b1 folded before the watch read its slot; a fence
+        with counting(arc.loc) as seen:
+            assert watch.check() == 2 and dropped == [{"y", "z"}]
+        assert seen.lists == 0
+        with counting(arc.loc) as seen:
+            assert watch.check() == 0
+        assert seen.total <= 2 and seen.lists == 0
     finally:
-        rt.close()
+        watch.close()
+
+
+def drop_slots(arc: Archive, below: int) -> None:
+    """What an older lbdask's compaction did after its commit: delete the log slots below its fence."""
+    for seq in range(below):
+        arc.loc.fs.rm(slot_path(arc.loc, seq))
+
+
+def test_a_watch_that_fell_behind_a_compaction_that_deleted_its_slots_drops_what_it_folded(plain):
+    commit(plain, "b0", ["x"])
+    watch, arc, dropped = watching(plain)  # reads on from slot 1
+    try:
+        commit(plain, "b1", ["y"])  # slot 1
+        Archive.open(plain, mode="a").compact()  # folds b0 and b1, fence at slot 2
+        drop_slots(arc, 2)
+        commit(plain, "b2", ["z"])  # slot 3
+        assert watch.check() == 3 and set().union(*dropped) == {"x", "y", "z"}
+        assert watch.check() == 0
+    finally:
+        watch.close()
+
+
+def test_a_watch_that_fell_behind_two_pruned_generations_drops_every_id(plain):
+    watch, arc, dropped = watching(plain)
+    try:
+        for n in range(2):
+            commit(plain, f"b{n}", [f"i{n}"])
+            Archive.open(plain, mode="a").compact()  # generation 2 prunes generation 1 and its folded list
+        drop_slots(arc, 3)  # the second fence (slot 3) stays
+        assert watch.check() == 2 and set().union(*dropped) == {"i0", "i1"}
+        assert watch.check() == 0
+    finally:
+        watch.close()

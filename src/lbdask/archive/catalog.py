@@ -24,9 +24,10 @@ from typing import TypeVar
 
 from lbdask.archive import listing
 from lbdask.archive.catalog_view import Tracker, View
-from lbdask.archive.commit_log import Slot, claim, slot_path
+from lbdask.archive.commit_log import Slot, claim
 from lbdask.archive.manifest import Manifest, Manifests
-from lbdask.archive.objects import put_atomic, remove_quietly
+from lbdask.archive.objects import put_atomic
+from lbdask.archive.prefetch import prefetch
 from lbdask.archive.reads import present, read_object
 from lbdask.archive.rows import CatalogRow, dump_rows, load_rows
 from lbdask.archive.runs import RunReader
@@ -109,24 +110,13 @@ class Catalog:
         return True
 
     def _announce(self, batch_id: str) -> None:
-        """Claim the next free log slot for a committed batch. A first try that wins at a cursor
-        learned earlier may sit below a compaction's `log_next` (the slots there were folded
-        and deleted): when the slot before it is gone too, ask the manifest, and announce again
-        after `log_next` (removing the stale slot) if so."""
-        entry = Slot(0, batch=batch_id)
+        """Claim the next free log slot for a committed batch: one exclusive create when no other
+        writer took the handle's cursor. Slots are never deleted, so a free slot is the end of the
+        log, never a hole a compaction left below its `log_next` (commit_log.py)."""
         cursor = self._cursor
         if cursor is None:
             cursor = self._view.end if self._view is not None else self._discover(self._known).log_next
-        while True:
-            seq, first = claim(self.loc, cursor, entry)
-            self._cursor = seq + 1
-            if not first or (seq > 0 and present(self.loc, slot_path(self.loc, seq - 1))):
-                return
-            log_next = self._discover(self._known).log_next
-            if seq >= log_next:
-                return
-            remove_quietly(self.loc, [slot_path(self.loc, seq)])
-            cursor = log_next
+        self._cursor = claim(self.loc, cursor, Slot(0, batch=batch_id)) + 1
 
     def is_committed(self, batch_id: str) -> bool:
         """True once the batch object exists (or its rows were folded into the index): one
@@ -140,6 +130,12 @@ class Catalog:
             with self._lock:
                 self._absent.add(batch_id)
         return committed
+
+    def known_absent(self, batch_id: str) -> bool:
+        """Whether `is_committed` found the batch uncommitted and `commit` has not run since (then
+        `commit` does not ask again)."""
+        with self._lock:
+            return batch_id in self._absent
 
     def _committed(self, batch_id: str) -> bool:
         return present(self.loc, self.batch_path(batch_id)) or present(self.loc, self.folded_path(batch_id))
@@ -289,11 +285,13 @@ class Catalog:
         return self.retrying(read)
 
     def indexed(self, manifest: Manifest, image_id: str) -> CatalogRow | None:
-        """The index's row of one id: the runs newest first (a footer each, read once per
-        handle, and at most one block), or the one v1 partition that can hold it."""
+        """The index's row of one id: the runs newest first (a footer and an index partition
+        each, read once per handle and all at once when cold, then at most one block), or the
+        one v1 partition that can hold it."""
         if manifest.version == 1:
             key = manifest.files.get(partition_of(image_id, manifest.partitions))
             return None if key is None else self.partition_rows(key).get(image_id)
+        prefetch(self.runs, manifest.runs, image_id)
         for run in manifest.runs:
             try:
                 row = self.runs.get(run, image_id)

@@ -2,19 +2,18 @@
 after it, kept up to date by probing instead of listing.
 
 A view is advanced by reading slots from where it stopped to the first absent one (one GET
-that 404s when nothing is new), then checking that the slot before that is still there
-(one HEAD): compactions delete folded slots oldest first, so a missing predecessor means a
-compaction committed meanwhile, and the view is rebuilt from the newer manifest. A fence
-slot newer than the view's manifest says the same. See docs/archive-format.md.
+that 404s when nothing is new). Slots are never deleted and every compaction, merge and
+repair claims a fence slot after the slots it folds (commit_log.py), so a view that reads on
+meets the fence of the first generation newer than its own, and is rebuilt from the newer
+manifest. See docs/archive-format.md.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from lbdask.archive.commit_log import read_slot, slot_path
+from lbdask.archive.commit_log import read_slot
 from lbdask.archive.manifest import Manifest
-from lbdask.archive.reads import present
 from lbdask.archive.rows import CatalogRow
 from lbdask.errors import IntegrityError
 from lbdask.storage import Location
@@ -79,17 +78,13 @@ class Tracker:
                 except IntegrityError as exc:
                     damage.append(str(exc))
             end += 1
-        if not (end > 0 and present(self.loc, slot_path(self.loc, end - 1))):  # gone: folded by a compaction?
-            newer = self._newer(view, depth)
-            if newer is not None:
-                return newer
         if recent is None and end == view.end and len(damage) == len(view.damage):
             return view
         return View(view.manifest, end, view.recent if recent is None else recent, tuple(batches), tuple(damage))
 
     def _newer(self, view: View, depth: int) -> View | None:
-        """A view of a generation newer than `view`'s, None when there is none (then the slot
-        checked was lost some other way, e.g. a fence a repair dropped, and `view` stays right).
+        """A view of a generation newer than `view`'s, None when there is none (the fence was
+        claimed by a compaction that crashed or has not committed yet: `view` stays right).
         Compactions committing all the while make it follow them only so far."""
         newest = self.discover(view.manifest.generation)
         if newest.generation == view.manifest.generation or depth >= FOLLOW:

@@ -3,10 +3,13 @@ readers find recent commits by probing the next slot instead of listing `catalog
 
 Slot `n` is `catalog/log/<n, 12 digits>.json`, created exclusively (`put_exclusive`), holding
 `{"batch": id}` (a commit) or `{"fence": G}` (compaction G's mark: every slot below it was
-folded into generation G, whose `log_next` is the fence's slot + 1). The slots from a
-manifest's `log_next` up to the first absent one are contiguous: a writer claims the first
-free slot at or after its cursor, and only a compaction deletes slots, all below its
-`log_next`, in ascending order. See docs/archive-format.md "Catalog (LSM layout)".
+folded into generation G, whose `log_next` is the fence's slot + 1). Slots are never
+deleted (one ~20-byte object per batch, like its folded copy), so the slots present are
+0 up to the first absent one, contiguous: a writer claims the first free slot at or after
+its cursor, and a free slot is always the end of the log. A writer whose cursor a
+compaction passed therefore fails its first try and moves on, without asking whether it
+was stale; a reader meets the fence of every compaction after its view. See
+docs/archive-format.md "Catalog (LSM layout)".
 """
 from __future__ import annotations
 
@@ -18,7 +21,6 @@ from lbdask.archive.objects import put_exclusive
 from lbdask.archive.reads import present, read_object
 from lbdask.errors import IntegrityError
 from lbdask.storage import Location
-
 
 #: A slot object's name (its number) at the end of a listed path.
 SLOT_NAME = re.compile(r"/log/(\d{12})\.json$")
@@ -70,10 +72,10 @@ def first_absent(loc: Location, start: int) -> int:
     return hi
 
 
-def claim(loc: Location, cursor: int, entry: Slot) -> tuple[int, bool]:
-    """Create `entry` at the first free slot at or after `cursor`; returns (slot, whether the
-    first try at `cursor` won: then the cursor may have been stale, see `Catalog._announce`)."""
+def claim(loc: Location, cursor: int, entry: Slot) -> int:
+    """Create `entry` at the first free slot at or after `cursor` (one exclusive create when
+    `cursor` is free); returns that slot."""
     seq = cursor
     while not put_exclusive(loc, slot_path(loc, seq), entry.to_json()):
         seq = first_absent(loc, seq + 1)
-    return seq, seq == cursor
+    return seq

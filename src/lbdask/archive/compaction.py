@@ -5,8 +5,8 @@ that slot as this attempt's fence, LIST `catalog/batches/` (every batch announce
 fence is there, or already folded), write their rows as one level-0 run (newer commits
 winning) under a name unique to the attempt, then commit by creating manifest G+1
 exclusively with the run prepended and `log_next` = fence + 1. Only after that: keep a copy
-of each folded batch under `catalog/folded/`, delete the batch objects and the folded log
-slots (oldest first), prune older manifests and write the hint. A catalog still in the v1
+of each folded batch under `catalog/folded/`, delete the batch objects, prune older
+manifests and write the hint (log slots stay: commit_log.py). A catalog still in the v1
 layout (hash partitions) is converted by its first fold: the partitions and the new rows
 become one run (`convert`). An attempt that loses the race removes its run and starts
 over; nothing another compactor wrote is deleted before it is superseded.
@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Iterator
 
 from lbdask.archive.catalog import Catalog, parse_rows
-from lbdask.archive.commit_log import SLOT_NAME, Slot, first_absent, read_slot, slot_path
+from lbdask.archive.commit_log import Slot, first_absent, read_slot
 from lbdask.archive.commit_log import claim as claim_slot
 from lbdask.archive.levels import merged_level, plan_merge
 from lbdask.archive.manifest import Manifest
@@ -69,7 +69,7 @@ def _attempt(catalog: Catalog) -> dict[str, int] | None:
     end = first_absent(loc, old.log_next)
     if end == old.log_next and not catalog.batch_names() and old.version == 2:
         return {"batches": 0, "rows": 0, "generation": old.generation, "stepped_back": 0}
-    fence, _ = claim_slot(loc, end, Slot(0, fence=old.generation + 1))  # slots below it: folded here
+    fence = claim_slot(loc, end, Slot(0, fence=old.generation + 1))  # slots below it: folded here
     names = _fold_order(catalog, old.log_next, fence, catalog.batch_names())  # listed after the fence
     blobs = {name: _batch_blob(catalog, name) for name in names}
     fresh: dict[str, CatalogRow] = {}
@@ -84,7 +84,6 @@ def _attempt(catalog: Catalog) -> dict[str, int] | None:
     for name in names:
         put_atomic(loc, catalog.folded_path(name), blobs[name])
     remove_quietly(loc, [catalog.batch_path(n) for n in names])
-    _drop_slots(catalog, new.log_next - 1)
     remove_quietly(loc, [loc.path(key) for key in old.files.values()])  # v1 partitions, now in the run
     _published(catalog, new)
     catalog.forget(names)
@@ -155,19 +154,6 @@ def _published(catalog: Catalog, new: Manifest) -> None:
     """After a commit: prune older manifests, then point the hint at `new`."""
     catalog.manifests.prune(below=new.generation)
     catalog.manifests.write_hint(new)
-
-
-def _drop_slots(catalog: Catalog, below: int) -> None:
-    """Delete the log slots below `below` (one LIST: slots a crashed compaction left are
-    deleted too), oldest first: a reader or writer tells that a compaction passed the slot
-    it probes by the slot before it being gone (catalog_view.py, Catalog._announce)."""
-    try:
-        names = catalog.loc.fs.ls(catalog.loc.path("catalog", "log"), detail=False)
-    except FileNotFoundError:
-        return
-    for seq in sorted(int(m.group(1)) for n in names if (m := SLOT_NAME.search(n))):
-        if seq < below:
-            remove_quietly(catalog.loc, [slot_path(catalog.loc, seq)])
 
 
 def merge_runs(catalog: Catalog, attempts: int = COMPACT_ATTEMPTS) -> int:

@@ -25,6 +25,10 @@ class LRU(Generic[K, V]):
                 self._items.move_to_end(key)
             return value
 
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._items
+
     def load(self, key: K, read: Callable[[], V], keep: bool = True) -> V:
         """The cached value of `key`, else `read()` (kept in the cache unless `keep` is false)."""
         value = self.get(key)

@@ -43,6 +43,9 @@ SCAN_READ_BYTES = 1 << 20
 #: Footers kept per RunReader (LRU): a manifest lists O(log N) runs, but a long-lived
 #: handle sees runs come and go as compactions replace them.
 FOOTER_CACHE = 32
+#: Index partitions kept per RunReader (LRU; ~20 KB each parsed, so at most ~40 MB): every
+#: partition of a 16M-row catalog, so an open handle reads at most one block per lookup.
+PARTITION_CACHE = 2048
 
 
 @dataclass(frozen=True)
@@ -226,7 +229,7 @@ class RunReader:
     (the caller retries with a newer manifest); bytes that are not what was written raise
     IntegrityError naming the object."""
 
-    def __init__(self, loc: Location, block_cache: int = 256, partition_cache: int = 256) -> None:
+    def __init__(self, loc: Location, block_cache: int = 256, partition_cache: int = PARTITION_CACHE) -> None:
         self.loc = loc
         self.block_cache = block_cache
         self.partition_cache = partition_cache
@@ -269,15 +272,26 @@ class RunReader:
         return self._blocks.load((run.key, offset), lambda: self._parse_block(
             run, p, part, i, self._read(self.loc.path(run.key), offset, size)))
 
-    def get(self, run: RunInfo, image_id: str) -> CatalogRow | None:
-        """The run's row of `image_id`, or None: the id range first, then the footer, the id's
-        partition (its Bloom filter) and at most one block, each read once and cached."""
+    def index(self, run: RunInfo, image_id: str) -> tuple[int, Partition] | None:
+        """The number and contents of the index partition that may hold `image_id` (footer and
+        partition read once and cached); None when the id is outside the run's range."""
         if not run.min_id <= image_id <= run.max_id:
             return None
         p = bisect.bisect_right(self.footer(run).first_ids, image_id) - 1
-        part = self.partition(run, p)
-        if image_id not in part.bloom:
+        return p, self.partition(run, p)
+
+    def indexed(self, run: RunInfo, image_id: str) -> bool:
+        """Whether `get` needs no read but the block: the footer and the partition are cached."""
+        footer = self._footers.get(run.key)
+        return footer is not None and (run.key, bisect.bisect_right(footer.first_ids, image_id) - 1) in self._partitions
+
+    def get(self, run: RunInfo, image_id: str) -> CatalogRow | None:
+        """The run's row of `image_id`, or None: the id range first, then the footer, the id's
+        partition (its Bloom filter) and at most one block, each read once and cached."""
+        found = self.index(run, image_id)
+        if found is None or image_id not in found[1].bloom:
             return None
+        p, part = found
         rows = self._block(run, p, part, bisect.bisect_right(part.first_ids, image_id) - 1)
         i = bisect.bisect_left(rows, image_id, key=lambda r: r.id)
         return rows[i] if i < len(rows) and rows[i].id == image_id else None

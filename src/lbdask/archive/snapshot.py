@@ -3,7 +3,7 @@
 A snapshot pins one catalog view (`catalog_view.py`): a manifest and the rows of the log
 slots after it. Index objects are read once on first use and kept (they are immutable:
 run footers and recently used blocks in the catalog's run reader, v1 partitions here).
-`refresh()` advances the view by probing the next log slot and its predecessor (no LIST)
+`refresh()` advances the view by probing the next log slot (no LIST)
 and pins a new one only when something changed; lookups call it themselves once `max_age`
 seconds have passed, so a reader sees new commits at most that late. Safe to share
 between threads: the pinned state is swapped in one assignment and the cache is locked.
