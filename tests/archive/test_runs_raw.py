@@ -59,7 +59,7 @@ def test_a_raw_scan_yields_the_stored_lines_and_their_ids(loc):
     rows = [full_row(f'd/"{i}"\\é.png', i) for i in range(10)]
     info = write_run(loc, "catalog/runs/r.run", iter(rows), 0)
     assert list(RunReader(loc).scan(info, raw=True)) == [RawRow(r.id, row_line(r)) for r in rows]
-    assert list(RunReader(loc).scan(info, start=rows[4].id, raw=True))[0].id == rows[4].id
+    assert next(RunReader(loc).scan(info, start=rows[4].id, raw=True)).id == rows[4].id
 
 
 @pytest.mark.parametrize("line, image_id", [
