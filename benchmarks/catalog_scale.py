@@ -18,6 +18,10 @@ compared with the smallest (growth factor).
 Usage: python benchmarks/catalog_scale.py [--sizes 1000 10000 100000] [--s3] [--s3-sizes 1000 10000]
        [--big] (sizes over 100k) [--quick] [--json OUT] [--save-chunks FILE]
        [--batch-rows 8] [--compact-every 64]
+       1M / 10M (docs/benchmarks.md "Catalog v2 at 1 M and 10 M"): --big --shared-meta (rows reference
+       chunks written once, catalog_build.py) --keep DIR --phase build|measure (keep the catalog, measure
+       it later; catalog_direct.py writes the same runs faster), --no-ls (catalog_commands.py runs it),
+       --s3 --s3-sizes N --s3-from (upload the kept catalog to the S3 server and measure there).
 """
 from __future__ import annotations
 
@@ -163,7 +167,7 @@ def lookup_figures(arc: Archive, n: int, args: argparse.Namespace, out: dict[str
     """Cold and warm lookups of random present ids and of absent ids: times and requests."""
     rng = random.Random(n)
     present = [image_id(rng.randrange(n)) for _ in range(args.lookups)]
-    absent = [f"absent/{i}.png" for i in range(args.lookups // 4)]
+    absent = [f"d{i % 997:03d}/absent{i:06d}.png" for i in range(args.lookups // 4)]  # inside the runs' id ranges
     cold, warm, cpu = lookup_times(arc, present)
     out["cold_cpu_p50_ms"], out["cold_cpu_p99_ms"] = pct(cpu, 0.5) * 1e3, pct(cpu, 0.99) * 1e3
     wall, cpu, requests = open_handle_times(arc, present)
