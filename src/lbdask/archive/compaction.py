@@ -176,7 +176,7 @@ def _merge(catalog: Catalog, manifest: Manifest, group: list[RunInfo], attempts:
     newer manifest after a lost race; returns the manifest it committed (or `manifest`
     unchanged when the group is gone or the attempts ran out)."""
     loc = catalog.loc
-    rows = merge_newest_first([catalog.runs.scan(r) for r in group])
+    rows = merge_newest_first([catalog.runs.scan(r, raw=True) for r in group])  # copied, not parsed
     run = write_run(loc, run_key(manifest.generation + 1), rows, level=merged_level(group))
     keys = [r.key for r in group]
     base = manifest

@@ -2,7 +2,7 @@
 
 A run holds rows in ascending id order, each id once, with a two-level index:
 `[blocks of partition 0][partition 0][blocks of partition 1][partition 1]...[footer]`. A block
-is `dump_rows` of up to BLOCK_ROWS rows (fewer when they are large); a partition is gzip JSON
+is `dump_rows` of up to BLOCK_ROWS rows (fewer when their JSON is large); a partition is gzip JSON
 `{"blocks": [[first_id, offset, size, n_rows], ...], "bloom": {...}}` of up to PARTITION_BLOCKS
 blocks; the footer is gzip JSON `{"partitions": [[first_id, offset, size], ...]}`. The manifest
 records where the footer is (`RunInfo`), so a cold lookup reads the footer, one partition and at
@@ -18,12 +18,12 @@ import json
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from lbdask.archive.bloom import BloomFilter, id_hashes
 from lbdask.archive.lru import LRU
 from lbdask.archive.objects import put_streamed
-from lbdask.archive.rows import CatalogRow, dump_rows, load_rows
+from lbdask.archive.rows import CatalogRow, dump_lines, line_id, load_lines, load_rows, row_line
 from lbdask.errors import IntegrityError
 from lbdask.storage import Location
 
@@ -71,23 +71,31 @@ class RunInfo:
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
 
 
-def _size_hint(row: CatalogRow) -> int:
-    """About the length of the row's JSON line without serialising it: the fixed fields,
-    the id, and the base64 of the PNG chunks that rows written before issue 25 carry."""
-    return 700 + len(row.id) + sum(4 * len(data) // 3 + len(kind) + 8 for kind, data in row.chunks)
+class RawRow(NamedTuple):
+    """A row as a run stores it, unparsed: its id and its JSON line (`rows.row_line`). A merge
+    copies rows this way: parsing every row into a CatalogRow and serialising it again at
+    every level was most of a compaction's CPU."""
+
+    id: str
+    line: str
 
 
-def _blocks(rows: Iterable[CatalogRow]) -> Iterator[list[CatalogRow]]:
-    """`rows` cut into blocks; ValueError unless the ids ascend strictly."""
-    block: list[CatalogRow] = []
+def _raw(row: CatalogRow | RawRow) -> RawRow:
+    return row if isinstance(row, RawRow) else RawRow(row.id, row_line(row))
+
+
+def _blocks(rows: Iterable[CatalogRow | RawRow]) -> Iterator[list[RawRow]]:
+    """`rows` serialised and cut into blocks of at most BLOCK_ROWS rows, closed once their
+    JSON reaches BLOCK_BYTES; ValueError unless the ids ascend strictly."""
+    block: list[RawRow] = []
     size = 0
     last: str | None = None
-    for row in rows:
+    for row in map(_raw, rows):
         if last is not None and row.id <= last:
             raise ValueError(f"run rows must ascend by id, each id once: {row.id!r} follows {last!r}")
         last = row.id
         block.append(row)
-        size += _size_hint(row)
+        size += len(row.line) + 1
         if len(block) >= BLOCK_ROWS or size >= BLOCK_BYTES:
             yield block
             block, size = [], 0
@@ -99,8 +107,9 @@ def _gzip_json(data: Any) -> bytes:
     return gzip.compress(json.dumps(data, separators=(",", ":")).encode("utf-8"), mtime=0)
 
 
-def write_run(loc: Location, key: str, rows: Iterable[CatalogRow], level: int) -> RunInfo | None:
-    """Write `rows` (ascending by id, unique: ValueError otherwise) as one run object at `key`
+def write_run(loc: Location, key: str, rows: Iterable[CatalogRow | RawRow], level: int) -> RunInfo | None:
+    """Write `rows` (ascending by id, unique: ValueError otherwise; parsed or as `scan(raw=True)`
+    yields them: the same bytes either way) as one run object at `key`
     (relative to the archive root); None and no object when there are no rows. Streams: it
     holds one block and one partition's entries and id hashes (at most PARTITION_BLOCKS x
     BLOCK_ROWS ids), plus the footer's one entry per partition. The object appears
@@ -122,7 +131,7 @@ class _Partition:
         self.blocks: list[list[Any]] = []
         self.hashes: list[np.ndarray] = []
 
-    def add(self, block: list[CatalogRow], offset: int, size: int) -> None:
+    def add(self, block: list[RawRow], offset: int, size: int) -> None:
         self.blocks.append([block[0].id, offset, size, len(block)])
         self.hashes.append(id_hashes([r.id for r in block]))
 
@@ -135,14 +144,14 @@ class _Partition:
         return _gzip_json({"blocks": self.blocks, "bloom": bloom.to_json()})
 
 
-def _write(loc: Location, key: str, rows: Iterable[CatalogRow], level: int) -> RunInfo:
+def _write(loc: Location, key: str, rows: Iterable[CatalogRow | RawRow], level: int) -> RunInfo:
     partitions: list[list[Any]] = []
     part = _Partition()
     offset = count = 0
     max_id = ""
     with put_streamed(loc, loc.path(key)) as out:
         for block in _blocks(rows):
-            blob = dump_rows(block)
+            blob = dump_lines(r.line for r in block)
             out.write(blob)
             part.add(block, offset, len(blob))
             offset += len(blob)
@@ -257,10 +266,12 @@ class RunReader:
         return self._partitions.load((run.key, p), lambda: _parse_partition(
             path, footer, p, self._read(path, *footer.partitions[p])), keep)
 
-    def _parse_block(self, run: RunInfo, p: int, part: Partition, i: int, blob: bytes) -> list[CatalogRow]:
+    def _parse_block(self, run: RunInfo, p: int, part: Partition, i: int, blob: bytes,
+                     raw: bool = False) -> list[CatalogRow] | list[RawRow]:
+        """Block i of partition p: rows, or `RawRow`s (only each line's id parsed) when `raw`."""
         path = self.loc.path(run.key)
         try:
-            rows = load_rows(blob)
+            rows: list[Any] = [RawRow(line_id(x), x) for x in load_lines(blob)] if raw else load_rows(blob)
         except _DAMAGE as exc:
             raise _unreadable(path, f"partition {p} block {i}", exc) from None
         if not rows or len(rows) != part.blocks[i][2] or rows[0].id != part.first_ids[i]:
@@ -296,8 +307,9 @@ class RunReader:
         i = bisect.bisect_left(rows, image_id, key=lambda r: r.id)
         return rows[i] if i < len(rows) and rows[i].id == image_id else None
 
-    def scan(self, run: RunInfo, start: str | None = None) -> Iterator[CatalogRow]:
-        """The run's rows in ascending id order, from the first id >= `start` (all when None).
+    def scan(self, run: RunInfo, start: str | None = None, raw: bool = False) -> Iterator[Any]:
+        """The run's rows in ascending id order, from the first id >= `start` (all when None);
+        as `RawRow`s when `raw` (what a merge copies into a new run without parsing).
         Per partition, consecutive blocks are fetched in range reads of about SCAN_READ_BYTES
         and parsed one at a time; the partition and block caches are not filled (a scan
         would flush them)."""
@@ -306,10 +318,11 @@ class RunReader:
         for p in range(first_p, len(footer.partitions)):
             part = self.partition(run, p, keep=False)
             first = 0 if start is None or p > first_p else max(0, bisect.bisect_right(part.first_ids, start) - 1)
-            for b, rows in self._scan_blocks(run, p, part, first):
+            for b, rows in self._scan_blocks(run, p, part, first, raw):
                 yield from (r for r in rows if r.id >= start) if start is not None and b == first else rows
 
-    def _scan_blocks(self, run: RunInfo, p: int, part: Partition, first: int) -> Iterator[tuple[int, list[CatalogRow]]]:
+    def _scan_blocks(self, run: RunInfo, p: int, part: Partition, first: int,
+                     raw: bool) -> Iterator[tuple[int, list[Any]]]:
         """Partition `p`'s blocks from `first` on (index, rows), read in spans."""
         path = self.loc.path(run.key)
         for i, j in _read_spans(part.blocks, first):
@@ -317,7 +330,7 @@ class RunReader:
             blob = self._read(path, base, part.blocks[j - 1][0] + part.blocks[j - 1][1] - base)
             for b in range(i, j):
                 offset, size, _ = part.blocks[b]
-                yield b, self._parse_block(run, p, part, b, blob[offset - base: offset - base + size])
+                yield b, self._parse_block(run, p, part, b, blob[offset - base: offset - base + size], raw)
 
 
 def _read_spans(blocks: list[tuple[int, int, int]], first: int) -> Iterator[tuple[int, int]]:
@@ -332,10 +345,13 @@ def _read_spans(blocks: list[tuple[int, int, int]], first: int) -> Iterator[tupl
         i = j
 
 
-def merge_newest_first(streams: Sequence[Iterator[CatalogRow]]) -> Iterator[CatalogRow]:
-    """K-way merge of streams ascending by id, the newest stream first: each id once, from
-    the newest stream that holds it, in ascending order."""
-    heap: list[tuple[str, int, CatalogRow]] = []
+R = TypeVar("R", CatalogRow, RawRow)
+
+
+def merge_newest_first(streams: Sequence[Iterator[R]]) -> Iterator[R]:
+    """K-way merge of streams ascending by id (rows or `RawRow`s), the newest stream first:
+    each id once, from the newest stream that holds it, in ascending order."""
+    heap: list[tuple[str, int, R]] = []
     iters = [iter(s) for s in streams]
     for n, it in enumerate(iters):
         row = next(it, None)
