@@ -1,18 +1,27 @@
 """One small adapter per catalog engine for catalog_engines.py: write, compact, open, get.
 
-Each stores (id, value) pairs: SlateDB as keys and values of its LSM tree, Lance and Delta
-Lake as a table of two columns (`id` string, `row` binary), looked up with a filter on
-`id` (Lance through a BTREE scalar index, Delta through file statistics of files sorted
-by id: z-order on `id`).
+Each is given catalog rows (`catalog_rows.row_dict`, text chunks inline). The libraries store
+(id, value) pairs, the value being the row as catalog v2 indexes it (`moved_out`: the chunks
+replaced by a reference, one JSON line; each engine compresses it its own way: SlateDB zlib
+blocks, Lance and Delta their default column encodings): SlateDB as keys and values of its
+LSM tree, Lance and Delta Lake as a table of two columns (`id` string, `row` binary), looked
+up with a filter on `id` (Lance through a BTREE scalar index, Delta through file statistics
+of files sorted by id: z-order on `id`). lbdask's own catalog (v2, from this tree) commits
+the rows through `Archive.commit`, which moves the chunks into `meta/` itself.
 """
 from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
+from catalog_rows import moved_out, row_bytes
+
 Pairs = list[tuple[str, bytes]]
+Rows = list[dict[str, Any]]
 
 
 class Engine:
@@ -20,9 +29,17 @@ class Engine:
 
     dist = ""
     needs: tuple[str, ...] = ()
+    side: tuple[str, ...] = ()  # top-level folders not counted as the catalog's bytes
 
     def __init__(self, options: dict[str, str] | None = None) -> None:
         self.options = options or None
+
+    def write(self, path: str, rows: Rows) -> None:
+        """Commit `rows` at once (the libraries: as v2 index values)."""
+        self.put(path, [(r["id"], row_bytes(moved_out(r))) for r in rows])
+
+    def put(self, path: str, pairs: Pairs) -> None:
+        raise NotImplementedError
 
     def finish_load(self, path: str) -> None:
         pass
@@ -38,7 +55,7 @@ class Delta(Engine):
     dist = "deltalake"
     needs = ("pyarrow",)  # an optional dependency of deltalake 1.x that the lookups use
 
-    def write(self, path: str, pairs: Pairs) -> None:
+    def put(self, path: str, pairs: Pairs) -> None:
         import pyarrow as pa
         from deltalake import write_deltalake
 
@@ -69,7 +86,7 @@ class Delta(Engine):
 class Lance(Engine):
     dist = "pylance"
 
-    def write(self, path: str, pairs: Pairs) -> None:
+    def put(self, path: str, pairs: Pairs) -> None:
         import lance
         import pyarrow as pa
 
@@ -126,12 +143,14 @@ class Slate(Engine):
                 self.name = path.lstrip("/")  # the database's path inside the store
             settings = Settings.default()
             settings.set("compactor_options.poll_interval", '"100ms"')
+            settings.set("compression_codec", '"Zlib"')
+            settings.set("compactor_options.worker.compression_codec", '"Zlib"')
             builder = DbBuilder(self.name, self.store)
             builder.with_settings(settings)
             self.db = self._run(builder.build())
         return self.db
 
-    def write(self, path: str, pairs: Pairs) -> None:
+    def put(self, path: str, pairs: Pairs) -> None:
         from slatedb.uniffi import FlushOptions, FlushType, WriteBatch
 
         batch = WriteBatch()
@@ -182,4 +201,48 @@ class Slate(Engine):
             self.db = None
 
 
-ENGINES = {"slatedb": Slate, "lance": Lance, "delta": Delta}
+class Lbdask(Engine):
+    """Catalog v2 of this tree: one `Archive.commit` per write (its commit-log slot, the chunks
+    into `meta/<batch>.bin`), `Archive.compact` every `compact_every_batches` commits as the
+    migration driver folds during a job; a handle is a `Catalog` (its own caches)."""
+
+    side = ("meta",)  # the PNG metadata objects: the engines are given no chunks at all
+
+    def __init__(self, options: dict[str, str] | None = None) -> None:
+        super().__init__(options)  # on S3, s3fs reads AWS_ENDPOINT_URL from the environment (not `options`)
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+        from lbdask.representation.settings import JobSettings
+
+        self.every = JobSettings.compact_every_batches
+        self.arc: Any = None
+        self.commits = 0
+
+    def write(self, path: str, rows: Rows) -> None:
+        from lbdask.archive import Archive, CatalogRow
+
+        if self.arc is None:
+            self.arc = Archive.create(path, {"name": "bench", "fingerprint": "b" * 64, "latent_channels": 4,
+                                             "downsample": 8, "config": {}})
+        batch = rows[0]["batch_id"]
+        self.arc.commit(batch, [CatalogRow.from_json(r) for r in rows])
+        self.commits += 1
+        if self.every and self.commits % self.every == 0:
+            self.arc.compact()
+
+    def compact(self, path: str, timeout: float) -> None:
+        self.arc.compact()
+
+    def open(self, path: str) -> Any:
+        from lbdask.archive.catalog import Catalog
+        from lbdask.storage import open_location
+
+        return Catalog(open_location(path))
+
+    def get(self, handle: Any, key: str) -> Any:
+        return handle.get_row(key)
+
+    def done(self, path: str) -> None:
+        self.arc, self.commits = None, 0
+
+
+ENGINES = {"lbdask": Lbdask, "slatedb": Slate, "lance": Lance, "delta": Delta}

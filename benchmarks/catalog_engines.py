@@ -1,18 +1,21 @@
-"""Catalog engines compared (issue 25): SlateDB, Lance and Delta Lake holding id -> row bytes.
+"""Catalog engines compared (issue 25): lbdask's catalog v2, SlateDB, Lance and Delta Lake.
 
 Each engine stores the same rows as `catalog_scale.py` builds (`catalog_rows.py`, the text
-chunks of the shared corpus), as key `id` and value the row's JSON line compressed with
-zlib (level 6, one row per value: engines compress per block or page, lbdask per
-partition object), on a local folder. Per engine and size: load N rows in commits of
-`--load-rows`, compaction (Delta `optimize.compact`, Lance `optimize.compact_files` with
-its BTREE index on `id` rebuilt, SlateDB: memtable flush, then the wait until the
-background compactor left no L0 table), one commit of 64 rows (seconds, bytes added on
-disk), cold lookups (a new handle per lookup: open + get) of random and absent ids p50/p99,
-warm lookups (the same id again on that handle), lookups of other ids through one open
-handle, with `--s3` the same on the local S3 server with its requests per lookup (counted
-from the server's request log), and the install size (the files of the
-package and of every package it requires, from their RECORD). Runs in a separate venv:
-    python3 -m venv /tmp/engines && /tmp/engines/bin/pip install slatedb pylance deltalake pyarrow numpy
+chunks of the shared corpus), as catalog v2 indexes them: the chunks outside the row
+(lbdask writes them to `meta/`, not counted as catalog bytes; the libraries are given the
+row with its `chunks_ref` only), key `id`, value the row's JSON line, compressed the
+engine's own way (catalog_engine_adapters.py), on a local folder. Per engine and size: load
+N rows in commits of `--load-rows` (lbdask also compacts every `compact_every_batches`
+commits, as a migration does), compaction (lbdask `Archive.compact`, Delta
+`optimize.z_order` on `id`, Lance `optimize.compact_files` with its BTREE index on `id`
+rebuilt, SlateDB: memtable flush, then one submitted compaction waited for), one commit
+of 64 rows (seconds, bytes added on disk), cold lookups (a new handle per lookup: open +
+get) of random and absent ids p50/p99, warm lookups (the same id again on that handle),
+lookups of other ids through one open handle, with `--s3` the same on the local S3 server
+with its requests per lookup (counted from the server's request log), and the install size
+(the files of the package and of every package it requires, from their RECORD). Runs in a
+separate venv that also holds fsspec, s3fs, PyYAML, zarr and pcodec (what `lbdask.archive` imports):
+    python3 -m venv /tmp/engines && /tmp/engines/bin/pip install slatedb pylance deltalake pyarrow numpy fsspec s3fs pyyaml zarr pcodec
     /tmp/engines/bin/python benchmarks/catalog_engines.py --chunks CHUNKS.json [--sizes 10000 100000] [--quick]
 (CHUNKS.json: `python benchmarks/catalog_scale.py --save-chunks CHUNKS.json` in lbdask's venv.)
 """
@@ -29,17 +32,16 @@ import re
 import shutil
 import tempfile
 import time
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 from catalog_engine_adapters import ENGINES
-from catalog_rows import Chunks, image_id, load_chunks, row_bytes, row_dict
+from catalog_rows import Chunks, image_id, load_chunks, row_dict
 from catalog_s3 import S3Server, logged_requests
 
 
-def rows(lo: int, hi: int, sample: list[Chunks], batch: str) -> list[tuple[str, bytes]]:
-    return [(image_id(i), zlib.compress(row_bytes(row_dict(i, sample, batch)), 6)) for i in range(lo, hi)]
+def rows(lo: int, hi: int, sample: list[Chunks], batch: str) -> list[dict]:
+    return [row_dict(i, sample, batch) for i in range(lo, hi)]
 
 
 def chunks_of(n: int, size: int) -> Iterator[tuple[int, int]]:
@@ -47,10 +49,12 @@ def chunks_of(n: int, size: int) -> Iterator[tuple[int, int]]:
         yield lo, min(n, lo + size)
 
 
-def du(path: str) -> float:
+def du(path: str, skip: tuple[str, ...] = ()) -> float:
+    """Bytes of the files under `path`, but those under its top-level folders `skip`."""
     if path.startswith("s3://"):
         return float("nan")  # bytes are compared on the folder
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+    return sum(f.stat().st_size for f in Path(path).rglob("*")
+               if f.is_file() and f.relative_to(path).parts[0] not in skip)
 
 
 def install_mb(dist: str, seen: set[str] | None = None) -> float:
@@ -116,15 +120,15 @@ def measure(engine, path: str, n: int, args: argparse.Namespace, sample: list[Ch
         out["compact_s"] = time.perf_counter() - t0
     except TimeoutError:  # recorded as not done; the lookups still run (on the uncompacted tables)
         out["compact_s"] = float("nan")
-    out["disk_mb"] = du(path) / 2**20
-    before = du(path)
+    out["disk_mb"] = du(path, engine.side) / 2**20
+    before = du(path, engine.side)
     new = rows(n, n + 64, sample, "keep-b-0000000")
     t0 = time.perf_counter()
     engine.write(path, new)
     out["commit64_s"] = time.perf_counter() - t0
-    out["commit64_kb"] = (du(path) - before) / 1024
+    out["commit64_kb"] = (du(path, engine.side) - before) / 1024
     rng = random.Random(n)
-    assert engine.get(engine.open(path), new[0][0]) == new[0][1], "the 64 new rows are not readable"
+    assert engine.get(engine.open(path), new[0]["id"]) is not None, "the 64 new rows are not readable"
     cold, warm = lookups(engine, path, [image_id(rng.randrange(n)) for _ in range(args.lookups)])
     out["cold_p50_ms"], out["cold_p99_ms"], out["warm_ms"] = pct(cold, .5) * 1e3, pct(cold, .99) * 1e3, pct(warm, .5) * 1e3
     out["handle_p50_ms"] = pct(open_handle(engine, path, [image_id(rng.randrange(n)) for _ in range(args.lookups)]), .5) * 1e3
@@ -164,8 +168,8 @@ def run_all(args: argparse.Namespace, sample: list[Chunks], options: dict[str, s
     for name in args.engines:
         engine = ENGINES[name](options)
         seen: set[str] = set()
-        size = sum(install_mb(dist, seen) for dist in (engine.dist, *engine.needs))
-        results[name] = {"version": md.version(engine.dist), "install_mb": size}
+        size = sum(install_mb(dist, seen) for dist in (engine.dist, *engine.needs) if dist)
+        results[name] = {"version": md.version(engine.dist) if engine.dist else "v2", "install_mb": size}
         for n in sizes:
             root = f"{prefix}/{name}-{n}" if prefix else tempfile.mkdtemp(prefix=f"engine-{name}-")
             try:
@@ -207,7 +211,7 @@ def main() -> None:
                 results["s3"] = run_all(args, sample, options, f"s3://{bucket}", args.s3_sizes)
     for where, found, sizes in (("folder", results, args.sizes), ("S3 (moto)", results.get("s3"), args.s3_sizes)):
         for n in sizes if found else []:
-            print(f"\n| {n:,} rows on {where} | " + " | ".join(f"{e} {found[e]['version']}" for e in args.engines))
+            print(f"\n| {n:,} rows on {where} | " + " | ".join(f"{e} {found[e]['version']}" for e in args.engines) + " |")
             print("|---|" + "---:|" * len(args.engines))
             for key, label, fmt in FIGURES:
                 if key in found[args.engines[0]][n]:

@@ -5,7 +5,8 @@
 (which runs in a venv without lbdask's dependencies) build rows from that sample here, so
 every engine stores the same rows. A row is a kept PNG (`--min-side 65`: the catalog
 dominates) carrying the text chunks of one corpus image drawn at random, so the chunk
-sizes follow the corpus's distribution (median 6.8 KB per image).
+sizes follow the corpus's distribution (median 6.8 KB per image). `moved_out` gives a row as
+catalog v2 indexes it: the chunks replaced by a reference into the batch's `meta/` object.
 """
 from __future__ import annotations
 
@@ -50,9 +51,21 @@ def row_dict(i: int, sample: list[Chunks], batch: str) -> dict[str, Any]:
         "chunks": [[t, base64.b64encode(d).decode("ascii")] for t, d in chunks],
         "original": {"key": f"originals/{batch}.bin", "offset": rng.randrange(0, 300_000), "size": size},
         "device_class": None, "decode_sha256": None, "batch_id": batch, "kept_format": "png", "kept_note": None,
-        "stored_sha256": None, "lossy_distance": None, "pixel": None, "pixel_sha256": None, "demote_floor": None,
+        "stored_sha256": None, "lossy_distance": None,
+        "lossy_quality": None, "lossy_bits": None, "pixel": None, "pixel_sha256": None, "demote_floor": None,
         "reencoded": None,
     }
+
+
+def moved_out(row: dict[str, Any]) -> dict[str, Any]:
+    """`row` as catalog v2 indexes it (`lbdask.archive.meta.offload`): no inline chunks, a
+    `chunks_ref` (key, offset, size of the chunks as a PNG frames them, their sha256, types)."""
+    chunks = [(t, base64.b64decode(d)) for t, d in row["chunks"]]
+    framed = sum(12 + len(d) for _, d in chunks)
+    digest = hashlib.sha256(b"".join(d for _, d in chunks)).hexdigest()
+    ref = {"key": f"meta/{row['batch_id']}.bin", "offset": row["original"]["offset"], "size": framed,
+           "sha256": digest, "types": [t for t, _ in chunks]}
+    return {**row, "chunks": [], "chunks_ref": ref}
 
 
 def row_bytes(row: dict[str, Any]) -> bytes:

@@ -1,4 +1,5 @@
-"""`ls`, `report`, `--help` and reading a kept image start without torch, dask, numba, zarr or numpy.
+"""`ls`, `report`, `--help` and reading a kept image start without torch, dask, numba, zarr or numpy;
+a no-op `migrate` rerun without torch.
 
 Each command runs in a fresh interpreter (a subprocess), which then reports which heavy
 packages it imported; the start-up times are in benchmarks/cli_startup.py.
@@ -34,8 +35,13 @@ def imported_by(*argv: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def dest(tmp_path_factory, corpus_dir, taef2_dir):
-    return build_archive(str(tmp_path_factory.mktemp("startup") / "arc"), corpus_dir, taef2_dir)[0]
+def built(tmp_path_factory, corpus_dir, taef2_dir):
+    return build_archive(str(tmp_path_factory.mktemp("startup") / "arc"), corpus_dir, taef2_dir)
+
+
+@pytest.fixture(scope="module")
+def dest(built):
+    return built[0]
 
 
 @pytest.mark.parametrize("argv", [["ls", "{dest}"], ["ls", "{dest}", "--json"], ["report", "{dest}"],
@@ -52,3 +58,13 @@ def test_reading_a_latent_does_import_torch(dest, taef2_dir, tmp_path):
     # the probe sees imports: decoding a latent needs the model
     got = imported_by("read", dest, "opaque.png", "-o", str(tmp_path / "o.png"), "--weights", str(taef2_dir))
     assert got["code"] == 0 and {"torch", "zarr", "numpy"} <= set(got["heavy"])
+
+
+def test_a_no_op_migrate_rerun_imports_no_torch(built, taef2_dir, tmp_path):
+    # every source is committed: the rerun says so before a cluster starts or torch is imported
+    dest, sources, _ = built
+    for image_id, data in sources.items():
+        (tmp_path / image_id).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / image_id).write_bytes(data)
+    got = imported_by("migrate", str(tmp_path), dest, "--no-progress", "--batch-size", "4", "--weights", str(taef2_dir))
+    assert got["code"] == 0 and "torch" not in got["heavy"]

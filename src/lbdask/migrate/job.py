@@ -33,7 +33,6 @@ from lbdask.migrate.preflight import check_destination, source_changed
 from lbdask.migrate.scan import scan_group
 from lbdask.migrate.totals import JobTotals
 from lbdask.representation.batch import Batch, BatchResult
-from lbdask.representation.encode import encode
 from lbdask.representation.settings import JobSettings, bits_for
 from lbdask.representation.shard import write_shard
 from lbdask.representation.sources import SourceItem, SourceListing, list_source_ids, with_stamps
@@ -111,6 +110,8 @@ def submit_batch(client: Client, req: MigrationRequest, batch: Batch, resources:
     decoded = client.submit(tasks.read_png, req.src, req.storage_options, batch, req.settings, key=f"read-png-{token}")
     encoded = None
     if batch.encodes:
+        from lbdask.representation.encode import encode  # torch: not imported by a no-op rerun
+
         encoded = client.submit(encode, decoded, req.settings, key=f"encode-{token}", resources=resources)
     return client.submit(write_shard, req.dest, req.storage_options, decoded, encoded, req.settings,
                          key=f"write-shard-{token}")
