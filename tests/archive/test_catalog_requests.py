@@ -174,7 +174,7 @@ def test_committing_a_committed_batch_again_writes_nothing(dest):
     arc = new_archive(dest)
     big = CatalogRow(id="big.png", status="kept", chunks=[("tEXt", b"workflow\x00" + b"{}" * 400)])
     assert not arc.is_committed("b1") and arc.commit("b1", [big])  # asked once: two HEADs
-    assert arc.loc.fs.exists(arc.loc.path("meta", "b1.bin"))
+    assert arc.loc.fs.exists(arc.loc.path(arc.batch_object("meta", "b1")))
     compact(arc.catalog)
     for _ in ("unfolded", "folded"):
         with counting(arc.loc) as seen:

@@ -244,7 +244,7 @@ class RunReader:
         self.partition_cache = partition_cache
         self._footers: LRU[str, Footer] = LRU(FOOTER_CACHE)
         self._partitions: LRU[tuple[str, int], Partition] = LRU(partition_cache)
-        self._blocks: LRU[tuple[str, int], list[CatalogRow]] = LRU(block_cache)
+        self._blocks: LRU[tuple[str, int], list[RawRow]] = LRU(block_cache)
 
     def _read(self, path: str, start: int, size: int) -> bytes:
         blob = self.loc.fs.cat_file(path, start=start, end=start + size)
@@ -278,10 +278,12 @@ class RunReader:
             raise _mismatch(path, f"partition {p} block {i}", "partition")
         return rows
 
-    def _block(self, run: RunInfo, p: int, part: Partition, i: int) -> list[CatalogRow]:
+    def _block(self, run: RunInfo, p: int, part: Partition, i: int) -> list[RawRow]:
+        """Block i of partition p as unparsed lines (cached): a lookup parses only its own row,
+        not the ~90 others of the block (that was most of a lookup's CPU)."""
         offset, size, _ = part.blocks[i]
         return self._blocks.load((run.key, offset), lambda: self._parse_block(
-            run, p, part, i, self._read(self.loc.path(run.key), offset, size)))
+            run, p, part, i, self._read(self.loc.path(run.key), offset, size), raw=True))
 
     def index(self, run: RunInfo, image_id: str) -> tuple[int, Partition] | None:
         """The number and contents of the index partition that may hold `image_id` (footer and
@@ -303,9 +305,15 @@ class RunReader:
         if found is None or image_id not in found[1].bloom:
             return None
         p, part = found
-        rows = self._block(run, p, part, bisect.bisect_right(part.first_ids, image_id) - 1)
+        b = bisect.bisect_right(part.first_ids, image_id) - 1
+        rows = self._block(run, p, part, b)
         i = bisect.bisect_left(rows, image_id, key=lambda r: r.id)
-        return rows[i] if i < len(rows) and rows[i].id == image_id else None
+        if i == len(rows) or rows[i].id != image_id:
+            return None
+        try:
+            return CatalogRow.from_json(json.loads(rows[i].line))
+        except _DAMAGE as exc:
+            raise _unreadable(self.loc.path(run.key), f"partition {p} block {b}", exc) from None
 
     def scan(self, run: RunInfo, start: str | None = None, raw: bool = False) -> Iterator[Any]:
         """The run's rows in ascending id order, from the first id >= `start` (all when None);
