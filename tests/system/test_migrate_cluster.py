@@ -32,10 +32,10 @@ from lbdask.archive.rows import load_rows
 from lbdask.image import pngio
 from lbdask.storage import open_location
 from tests.support.cluster import (
-    DaskProcesses,
     grainy,
     migrate_argv,
     migrate_cmd,
+    one_worker_cluster,
     png_bytes,
     smooth,
     subprocess_env,
@@ -51,11 +51,8 @@ CORPUS_CROPS = ["flux_girl_in_field.png", "sd3_sd3_simple_example.png"]
 def cluster(s3_server):
     """One scheduler and worker for the module (a test that kills the worker starts another),
     started after the S3 server: they inherit its AWS_* environment."""
-    procs = DaskProcesses(subprocess_env())
-    procs.start_worker()
-    procs.wait_workers(1)
-    yield procs
-    procs.close()
+    with one_worker_cluster(subprocess_env()) as procs:
+        yield procs
 
 
 def lbdask_out(argv: list[str]) -> str:
