@@ -72,12 +72,17 @@ def test_reading_with_another_model_is_refused(archive, tmp_path, taef2_dir):
         box.read("opaque.png")
 
 
-def test_unknown_id_is_a_key_error_and_a_dead_scheduler_one_line(archive):
+def test_unknown_id_is_a_key_error_and_a_dead_scheduler_one_line(archive, monkeypatch):
+    from distributed import Client
+
+    from lbdask.serve import client
     from tests.support.cluster import free_port
 
     with pytest.raises(KeyError) as err:
         lbdask.open(archive[0]).read("not/there.png")
     assert "not/there.png" in str(err.value)
+    # the client's own 20 s of connection attempts shortened: the error, not the wait, is tested here
+    monkeypatch.setattr(client, "Client", lambda *a, **kw: Client(*a, **{**kw, "timeout": "1s"}))
     with pytest.raises(StoreError, match="cannot reach Dask scheduler"):
         lbdask.open(archive[0], scheduler=f"tcp://127.0.0.1:{free_port()}")
 

@@ -4,12 +4,14 @@ Used by the tests of tests/system/ and others (`from tests.support.cluster impor
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +85,19 @@ class DaskProcesses:
             if proc.poll() is None:
                 proc.kill()
             proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def one_worker_cluster(env: dict[str, str]) -> Iterator[DaskProcesses]:
+    """A scheduler and one worker with environment `env`, closed on exit (a module fixture's
+    cluster: a test that kills the worker starts a replacement with `start_worker`)."""
+    procs = DaskProcesses(env)
+    try:
+        procs.start_worker()
+        procs.wait_workers(1)
+        yield procs
+    finally:
+        procs.close()
 
 
 class LogsSince:

@@ -26,7 +26,7 @@ from distributed import Client
 
 from lbdask.config import CONFIG_DIR_ENV
 from lbdask.serve.plugin import PLUGIN_NAME
-from tests.support.cluster import REPO, DaskProcesses, subprocess_env
+from tests.support.cluster import REPO, DaskProcesses, one_worker_cluster, subprocess_env
 from tests.support.serve import build_serving_archive
 
 pytestmark = pytest.mark.slow
@@ -61,13 +61,8 @@ def config_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[DaskProcesses]:
-    procs = DaskProcesses(_env())
-    try:
-        procs.start_worker()
-        procs.wait_workers(1)
+    with one_worker_cluster(_env()) as procs:
         yield procs
-    finally:
-        procs.close()
 
 
 @pytest.fixture(scope="module")

@@ -31,20 +31,37 @@ from lbdask.archive.meta import row_chunks
 from lbdask.archive.rows import load_rows
 from lbdask.image import pngio
 from lbdask.storage import open_location
-from tests.support.cluster import DaskProcesses, grainy, migrate_cmd, png_bytes, smooth, write_grainy_source
+from tests.support.cluster import (
+    grainy,
+    migrate_argv,
+    migrate_cmd,
+    one_worker_cluster,
+    png_bytes,
+    smooth,
+    subprocess_env,
+    write_grainy_source,
+)
 
 pytestmark = pytest.mark.slow
 
 CORPUS_CROPS = ["flux_girl_in_field.png", "sd3_sd3_simple_example.png"]
 
 
-@pytest.fixture
-def cluster(dask_env):
-    procs = DaskProcesses(dask_env)
-    procs.start_worker()
-    procs.wait_workers(1)
-    yield procs
-    procs.close()
+@pytest.fixture(scope="module")
+def cluster(s3_server):
+    """One scheduler and worker for the module (a test that kills the worker starts another),
+    started after the S3 server: they inherit its AWS_* environment."""
+    with one_worker_cluster(subprocess_env()) as procs:
+        yield procs
+
+
+def lbdask_out(argv: list[str]) -> str:
+    """What `lbdask ARGV` run in this process prints (exit 0): for the commands whose output is
+    checked here, not their start as a program (each has a real-process test)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(argv) == 0
+    return out.getvalue()
 
 
 def _bomb(side: int = 9500) -> bytes:
@@ -110,11 +127,9 @@ def make_mixed_source(root: Path, corpus: Path) -> dict[str, tuple[str, str | No
     return expected
 
 
-def assert_drr_from_file_sizes(dest: str, src: Path, expected: dict[str, tuple[str, str | None]],
-                               env: dict[str, str]) -> None:
+def assert_drr_from_file_sizes(dest: str, src: Path, expected: dict[str, tuple[str, str | None]]) -> None:
     """`report --json`: DRR over every stored input, from the sizes of the files themselves."""
-    rep = json.loads(subprocess.run([sys.executable, "-m", "lbdask", "report", dest, "--json"], env=env,
-                                    capture_output=True, text=True, timeout=60).stdout)
+    rep = json.loads(lbdask_out(["report", dest, "--json"]))
     stored_ids = [i for i, (status, _) in expected.items() if status != "refused"]
     source = sum((src / i).stat().st_size for i in stored_ids)
     on_disk = sum(f.stat().st_size for part in ("latents", "originals", "catalog", "meta")
@@ -185,7 +200,9 @@ def catalog_by_batch(dest: str) -> dict[str, list[dict]]:
     return {k: sorted(v, key=lambda r: r["id"]) for k, v in out.items()}
 
 
-def wait_for_commits(dest: str, n: int, proc: subprocess.Popen, timeout: float = 120) -> dict:
+def wait_for_commits(dest: str, n: int, proc: subprocess.Popen, timeout: float = 300) -> dict:
+    """The batch objects once `n` are committed; a bound for a hung job only (a driver's start
+    alone took 75 s on the shared machine at load 40)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         batches = committed_batches(dest)
@@ -227,12 +244,11 @@ def migration_after_first_commit(cmd: list[str], env: dict[str, str], dest: str)
             driver.wait()
 
 
-def assert_second_run_writes_nothing(cmd: list[str], env: dict[str, str], dest: str) -> None:
-    """A complete archive: running the same command again says so and leaves every object untouched."""
+def assert_second_run_writes_nothing(argv: list[str], dest: str) -> None:
+    """A complete archive: running the same `lbdask` arguments again (in this process) says so
+    and leaves every object untouched."""
     before = stored_objects(dest)
-    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert "nothing to do" in again.stdout
+    assert "nothing to do" in lbdask_out(argv)
     assert stored_objects(dest) == before
 
 
@@ -269,11 +285,10 @@ def test_cli_migrates_every_kind_of_input_with_the_right_outcome(cluster, corpus
     for image_id in failed:  # raw bytes kept byte-identical: the archive can replace its source
         assert arc.read_original(rows[image_id]) == (src / image_id).read_bytes()
         assert rows[image_id].stored_bytes == (src / image_id).stat().st_size
-    assert_drr_from_file_sizes(dest, src, expected, dask_env)
+    assert_drr_from_file_sizes(dest, src, expected)
     assert "DRR" in done.stdout and "refused 1" in done.stdout
-    listed = subprocess.run([sys.executable, "-m", "lbdask", "ls", dest, "--status", "failed"], env=dask_env,
-                            capture_output=True, text=True, timeout=60)
-    assert sorted(line.split("\t")[0] for line in listed.stdout.splitlines()[1:]) == failed
+    listed = lbdask_out(["ls", dest, "--status", "failed"])
+    assert sorted(line.split("\t")[0] for line in listed.splitlines()[1:]) == failed
     raw = subprocess.run([sys.executable, "-m", "lbdask", "read", dest, "truncated.png"], env=dask_env,
                          capture_output=True, timeout=60)
     assert raw.returncode == 0 and raw.stdout == (src / "truncated.png").read_bytes()
@@ -296,16 +311,17 @@ def test_cli_migrates_every_kind_of_input_with_the_right_outcome(cluster, corpus
         assert cli.main(["read", dest, row.id, "-o", str(out), "--weights", str(taef2_dir)]) == 0
         rgb, _ = pngio.decode(out.read_bytes(), 10**8)
         assert hashlib.sha256(rgb.tobytes()).hexdigest() == row.decode_sha256, row.id
-    assert_second_run_writes_nothing(migrate_cmd(str(src), dest, cluster.address), dask_env, dest)
+    assert_second_run_writes_nothing(migrate_argv(str(src), dest, cluster.address), dest)
     assert len(read_job_records(arc)) == len(stats)
 
 
 @pytest.mark.parametrize("victim", ["worker", "driver"])
 def test_kill_minus_9_mid_run_then_resume(victim, cluster, taef2_dir, tmp_path, dask_env):
-    ids = write_grainy_source(tmp_path / "src", 16)
+    ids = write_grainy_source(tmp_path / "src", 10)
     dest = str(tmp_path / "archive")
     # refinement steps make each batch slow enough to kill the job between commits
-    cmd = migrate_cmd(str(tmp_path / "src"), dest, cluster.address, "--batch-size", "2", "--batch-pixels", "0", "--refine-steps", "25")
+    argv = migrate_argv(str(tmp_path / "src"), dest, cluster.address, "--batch-size", "2", "--batch-pixels", "0", "--refine-steps", "25")
+    cmd = [sys.executable, "-m", "lbdask", *argv]
     with migration_after_first_commit(cmd, dask_env, dest) as (driver, first, payload):
         if victim == "worker":
             os.kill(cluster.workers[-1].pid, signal.SIGKILL)
@@ -324,27 +340,26 @@ def test_kill_minus_9_mid_run_then_resume(victim, cluster, taef2_dir, tmp_path, 
     assert {r.status for r in rows} == {"latent"}
     assert all(r.refine_steps > 0 and r.psnr_initial is not None and r.decode_sha256 for r in rows)
     assert not committed_batches(dest), "the end of the job folds batch objects into the index"
-    report = subprocess.run([sys.executable, "-m", "lbdask", "report", dest, "--json"], env=dask_env,
-                            capture_output=True, text=True, timeout=60)
+    report = json.loads(lbdask_out(["report", dest, "--json"]))
     health = read_job_records(Archive.open(dest))[-1]["cluster"]  # the job that finished
     assert health["workers_lost"] == (1 if victim == "worker" else 0)
     assert (health["tasks_retried"] > 0) == (victim == "worker")
     assert health["peak_worker_memory"] > 100 * 2**20  # a worker holding TAEF2
-    assert json.loads(report.stdout)["cluster"]["workers_lost"] == health["workers_lost"]
+    assert report["cluster"]["workers_lost"] == health["workers_lost"]
     if victim == "worker":
         assert "1 worker(s) lost or restarted" in driver_out
-    refinement = json.loads(report.stdout)["refinement"]
+    refinement = report["refinement"]
     assert refinement["images"] == len(ids) and refinement["seconds"] > 0
     assert refinement["after"]["psnr_mean"] > refinement["before"]["psnr_mean"]
-    assert_second_run_writes_nothing(cmd, dask_env, dest)
+    assert_second_run_writes_nothing(argv, dest)
 
 
 def test_kill_driver_with_s3_destination_then_resume(s3_bucket, cluster, taef2_dir, tmp_path, dask_env):
-    # s3_bucket comes first: the scheduler, worker and driver inherit the S3 server's AWS_* environment
     assert dask_env["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1")
     ids = write_grainy_source(tmp_path / "src", 10)
     dest = f"{s3_bucket}/archive"
-    cmd = migrate_cmd(str(tmp_path / "src"), dest, cluster.address, "--batch-size", "2", "--batch-pixels", "0", "--refine-steps", "25")
+    argv = migrate_argv(str(tmp_path / "src"), dest, cluster.address, "--batch-size", "2", "--batch-pixels", "0", "--refine-steps", "25")
+    cmd = [sys.executable, "-m", "lbdask", *argv]
     with migration_after_first_commit(cmd, dask_env, dest) as (driver, first, payload):
         driver.send_signal(signal.SIGKILL)
         driver.wait(timeout=30)
@@ -352,4 +367,4 @@ def test_kill_driver_with_s3_destination_then_resume(s3_bucket, cluster, taef2_d
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert_exactly_once(dest, ids)
     assert_untouched_after_kill(dest, first, payload)  # same ETags: nothing written again
-    assert_second_run_writes_nothing(cmd, dask_env, dest)
+    assert_second_run_writes_nothing(argv, dest)
