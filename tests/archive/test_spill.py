@@ -1,5 +1,6 @@
 """`repair` and the v1 conversion sort through a spill: the same answer as in memory, and the
 index is never collected in memory (issue 25: memory independent of N)."""
+import os
 import random
 import weakref
 
@@ -42,6 +43,14 @@ def test_sorted_rows_keep_the_last_row_of_each_id_in_id_order(tmp_path, monkeypa
     assert len(out.files) <= spill.FANIN and max(chunks) == 3 and len(chunks) > 4  # spilled, merged in rounds
     assert [(r.id, r.reason) for r in out] == sorted(expected.items())  # read again: the same
     assert list(SortedRows(str(tmp_path))) == []
+    assert {os.path.dirname(f) for f in out.files} == {str(tmp_path)}  # removed with the caller's folder
+
+
+def test_as_many_files_as_merged_at_once_are_read_without_a_merge_round(tmp_path, monkeypatch):
+    tiny(monkeypatch)
+    out = SortedRows(str(tmp_path), [CatalogRow(id=f"i{n}", status="failed") for n in range(6)])
+    files = out.seal().files[:]
+    assert len(files) == spill.FANIN and len(list(out)) == 6 and out.files == files
 
 
 def damaged(dest):
@@ -57,8 +66,10 @@ def damaged(dest):
 
 def answer(arc):
     with diagnose(arc) as diag:
-        return (diag.catalog, diag.data, diag.recovered, diag.indexed, diag.generation, diag.unreferenced,
-                [(r.id, r.batch_id, r.index) for r in diag.rows])
+        out = (diag.catalog, diag.data, diag.recovered, diag.indexed, diag.generation, diag.unreferenced,
+               [(r.id, r.batch_id, r.index) for r in diag.rows])
+    assert not os.path.exists(diag.folder)  # the spill goes with the diagnosis
+    return out
 
 
 def test_a_tiny_chunk_gives_the_in_memory_answer(dest, monkeypatch):
