@@ -154,6 +154,18 @@ class Crash(Exception):
     pass
 
 
+def crash_at(real, calls, k):
+    """`real`, counting its calls in `calls` (shared by every wrapped step): the call made
+    when `k` steps have run raises Crash instead."""
+    def wrapper(*args, **kwargs):
+        if len(calls) == k:
+            raise Crash
+        calls.append(real.__name__)
+        return real(*args, **kwargs)
+    wrapper.__name__ = real.__name__
+    return wrapper
+
+
 def test_a_crash_after_any_step_of_a_compaction_loses_nothing(dest, monkeypatch):
     """Crash after the k-th store mutation of a compaction, for every k, then compact again."""
     k = 0
@@ -165,24 +177,14 @@ def test_a_crash_after_any_step_of_a_compaction_loses_nothing(dest, monkeypatch)
         cat.commit("b", rows_for("b", 3, "-b"))
         cat.commit("c", rows_for("c", 2))
         calls = []
-
-        def counting(real):
-            def wrapper(*args, **kwargs):
-                if len(calls) == k:
-                    raise Crash
-                calls.append(real.__name__)
-                return real(*args, **kwargs)
-            wrapper.__name__ = real.__name__
-            return wrapper
-
         with monkeypatch.context() as m:
-            m.setattr(compaction, "put_atomic", counting(compaction.put_atomic))
-            m.setattr(compaction, "remove_quietly", counting(compaction.remove_quietly))
-            m.setattr(compaction, "claim_slot", counting(compaction.claim_slot))
-            m.setattr(compaction, "write_run", counting(compaction.write_run))
-            m.setattr(cat.manifests, "create", counting(cat.manifests.create))
-            m.setattr(cat.manifests, "prune", counting(cat.manifests.prune))
-            m.setattr(cat.manifests, "write_hint", counting(cat.manifests.write_hint))
+            m.setattr(compaction, "put_atomic", crash_at(compaction.put_atomic, calls, k))
+            m.setattr(compaction, "remove_quietly", crash_at(compaction.remove_quietly, calls, k))
+            m.setattr(compaction, "claim_slot", crash_at(compaction.claim_slot, calls, k))
+            m.setattr(compaction, "write_run", crash_at(compaction.write_run, calls, k))
+            m.setattr(cat.manifests, "create", crash_at(cat.manifests.create, calls, k))
+            m.setattr(cat.manifests, "prune", crash_at(cat.manifests.prune, calls, k))
+            m.setattr(cat.manifests, "write_hint", crash_at(cat.manifests.write_hint, calls, k))
             try:
                 compact(Catalog(cat.loc, partitions=2) if k % 2 else cat)
                 finished = True

@@ -19,6 +19,7 @@ any point leaves at worst unreferenced objects and batches the next compaction f
 from __future__ import annotations
 
 import random
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,8 +30,10 @@ from lbdask.archive.commit_log import claim as claim_slot
 from lbdask.archive.levels import merged_level, plan_merge
 from lbdask.archive.manifest import Manifest
 from lbdask.archive.objects import put_atomic, remove_quietly
+from lbdask.archive.reads import read_object
 from lbdask.archive.rows import CatalogRow
 from lbdask.archive.runs import RunInfo, merge_newest_first, write_run
+from lbdask.archive.spill import SortedRows
 
 #: Attempts before a compactor that keeps losing the race steps back (its batches stay
 #: visible as batch objects; the next compaction folds them).
@@ -118,11 +121,18 @@ def _fold_run(catalog: Catalog, old: Manifest, fresh: dict[str, CatalogRow], gen
 
 def convert(catalog: Catalog, old: Manifest, newer: Iterator[CatalogRow], generation: int) -> RunInfo | None:
     """One run of a v1 catalog's hash partitions merged with `newer` rows (which win), at the
-    level that holds its size: what a v1 catalog becomes."""
-    parts = [sorted(catalog.partition_rows(key).values(), key=lambda r: r.id) for _part, key in sorted(old.files.items())]
+    level that holds its size: what a v1 catalog becomes. The partitions are read one at a
+    time and sorted through a local spill (`spill.SortedRows`): memory is a chunk, not the index."""
     newer = list(newer)
-    level = level_for(len(newer) + sum(map(len, parts)))
-    return write_run(catalog.loc, run_key(generation), merge_newest_first([iter(newer), *map(iter, parts)]), level=level)
+    count = len(newer)
+    with tempfile.TemporaryDirectory(prefix="lbdask-convert-") as folder:
+        parts = SortedRows(folder)
+        for _part, key in sorted(old.files.items()):
+            rows = parse_rows(catalog.loc.path(key), read_object(catalog.loc, catalog.loc.path(key)))
+            count += len({r.id for r in rows})  # as the partition's dict held them
+            parts.add(rows)
+        rows = merge_newest_first([iter(newer), iter(parts.seal())])
+        return write_run(catalog.loc, run_key(generation), rows, level=level_for(count))
 
 
 def level_for(rows: int) -> int:

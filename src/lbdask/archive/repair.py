@@ -12,8 +12,15 @@ reported by id. See docs/archive-format.md for what is recoverable.
 """
 from __future__ import annotations
 
+import heapq
+import itertools
 import re
+import shutil
+import tempfile
+import weakref
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Self
 
 from lbdask.archive.catalog import Catalog, parse_rows
 from lbdask.archive.commit_log import SLOT_NAME, read_slot
@@ -21,7 +28,8 @@ from lbdask.archive.compaction import announce_generation, level_for, run_key
 from lbdask.archive.manifest import Manifest
 from lbdask.archive.objects import remove_quietly
 from lbdask.archive.rows import CatalogRow
-from lbdask.archive.runs import RunInfo, write_run
+from lbdask.archive.runs import RunInfo, merge_newest_first, write_run
+from lbdask.archive.spill import SortedRows
 from lbdask.archive.store import Archive
 from lbdask.errors import IntegrityError
 
@@ -31,18 +39,32 @@ RUN_FILE = re.compile(r"/runs/(\d+)-[0-9a-f]+\.run$")
 
 @dataclass
 class Diagnosis:
-    """What is wrong with an archive and what a rebuild would restore."""
+    """What is wrong with an archive and what a rebuild would restore. The recoverable rows
+    are spilled to a private temporary folder (`spill.SortedRows`), not held: `close()`
+    removes it (or the garbage collector, for a Diagnosis only looked at)."""
 
     catalog: list[str] = field(default_factory=list)  # missing/unreadable catalog objects
     data: list[str] = field(default_factory=list)  # rows whose latent shard or stored copy is gone
-    rows: dict[str, CatalogRow] = field(default_factory=dict)  # every recoverable folded row
-    indexed: int = 0  # rows the current index serves
+    recovered: int = 0  # every recoverable folded row
+    indexed: int = 0  # recoverable rows the current index serves
     generation: int = 0  # highest generation seen anywhere on the store
     unreferenced: list[str] = field(default_factory=list)  # partition and run files the manifest does not name
+    folder: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="lbdask-repair-"))
+    rows: SortedRows = field(init=False)  # the recoverable rows, ascending by id
+
+    def __post_init__(self) -> None:
+        self.rows = SortedRows(self.folder)
+        self.close = weakref.finalize(self, shutil.rmtree, self.folder, True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def needs_rebuild(self) -> bool:
-        return bool(self.catalog) or self.indexed < len(self.rows)
+        return bool(self.catalog) or self.indexed < self.recovered
 
 
 def _index_files(cat: Catalog, folder: str, pattern: re.Pattern[str]) -> list[tuple[int, str]]:
@@ -65,12 +87,37 @@ def _runs_named(cat: Catalog, gens: list[int]) -> list[RunInfo]:
     return list(runs.values())
 
 
-def _scan(cat: Catalog, run: RunInfo, problems: list[str]) -> list[CatalogRow]:
-    try:
-        return list(cat.runs.scan(run))
-    except (FileNotFoundError, IntegrityError) as exc:
-        problems.append(f"{cat.loc.path(run.key)}: {'missing' if isinstance(exc, FileNotFoundError) else 'unreadable'}")
-        return []
+class _Runs:
+    """Which runs read whole: a run is used all or not at all (as when its rows were
+    collected in a dict), so each is scanned once up front and its damage remembered."""
+
+    def __init__(self, cat: Catalog) -> None:
+        self.cat = cat
+        self.damage: dict[str, str | None] = {}
+
+    def readable(self, runs: list[RunInfo], problems: list[str]) -> list[RunInfo]:
+        """`runs` that scan whole; a problem line for each of the others."""
+        out = []
+        for run in runs:
+            if run.key not in self.damage:
+                self.damage[run.key] = self._check(run)
+            if self.damage[run.key] is None:
+                out.append(run)
+            else:
+                problems.append(self.damage[run.key])
+        return out
+
+    def _check(self, run: RunInfo) -> str | None:
+        try:
+            for _row in self.cat.runs.scan(run):
+                pass
+        except (FileNotFoundError, IntegrityError) as exc:
+            return f"{self.cat.loc.path(run.key)}: {'missing' if isinstance(exc, FileNotFoundError) else 'unreadable'}"
+        return None
+
+    def rows(self, runs: list[RunInfo]) -> list[Iterator[CatalogRow]]:
+        """Scans of `runs` (oldest first), newest first: for `merge_newest_first`."""
+        return [self.cat.runs.scan(r) for r in reversed(runs)]
 
 
 def _read(cat: Catalog, path: str, problems: list[str]) -> list[CatalogRow]:
@@ -81,10 +128,16 @@ def _read(cat: Catalog, path: str, problems: list[str]) -> list[CatalogRow]:
         return []
 
 
-def diagnose(arc: Archive) -> Diagnosis:
-    """Check the manifest, every partition it names, every folded copy and every data object."""
-    cat, diag = arc.catalog, Diagnosis()
-    index: dict[str, CatalogRow] = {}
+def _spilled(diag: Diagnosis, cat: Catalog, paths: Iterable[str], problems: list[str]) -> SortedRows:
+    """The rows of the catalog objects at `paths` (a later one wins), sorted by id, spilled."""
+    out = SortedRows(diag.folder)
+    for path in paths:
+        out.add(_read(cat, path, problems))
+    return out.seal()
+
+
+def _manifest(cat: Catalog, diag: Diagnosis, folded: bool) -> tuple[list[int], Manifest | None]:
+    """The generations on the store and the latest manifest (None: lost or unreadable)."""
     gens = cat.manifests.generations()
     manifest = None
     if gens:
@@ -92,41 +145,73 @@ def diagnose(arc: Archive) -> Diagnosis:
             manifest = cat.manifests.read(gens[-1])
         except IntegrityError as exc:
             diag.catalog.append(str(exc))
-    folded = cat.folded_names()
     if manifest is None and folded and not diag.catalog:
         diag.catalog.append("the catalog manifest is missing (catalog/manifests/ is empty)")
-    referenced = set()
-    if manifest is not None:
-        for key in manifest.files.values():
-            referenced.add(cat.loc.path(key))
-            index.update((row.id, row) for row in _read(cat, cat.loc.path(key), diag.catalog))
-        for run in reversed(manifest.runs):  # oldest first: newer rows win
-            referenced.add(cat.loc.path(run.key))
-            index.update((row.id, row) for row in _scan(cat, run, diag.catalog))
-    files = _index_files(cat, "index", PARTITION_FILE)
+    return gens, manifest
+
+
+def diagnose(arc: Archive) -> Diagnosis:
+    """Check the manifest, every partition it names, every folded copy and every data object.
+    Streams: every source is sorted by id (spilled) or is a run, and one merge of them in id
+    order counts, checks the data objects and spills the recoverable rows (memory: a chunk)."""
+    cat, diag, runs = arc.catalog, Diagnosis(), _Runs(arc.catalog)
+    folded_names = cat.folded_names()
+    gens, manifest = _manifest(cat, diag, bool(folded_names))
+    files = list(manifest.files.values()) if manifest is not None else []
+    current = list(reversed(manifest.runs)) if manifest is not None else []  # oldest first: newer rows win
+    v1_index = _spilled(diag, cat, map(cat.loc.path, files), diag.catalog)
+    index = merge_newest_first([*runs.rows(runs.readable(current, diag.catalog)), iter(v1_index)])
+    referenced = {cat.loc.path(key) for key in [*files, *(r.key for r in current)]}
+    partitions = _index_files(cat, "index", PARTITION_FILE)
     run_files = _index_files(cat, "runs", RUN_FILE)
     ignored: list[str] = []
-    for _gen, path in files:
-        diag.rows.update((row.id, row) for row in _read(cat, path, ignored))
-    for run in _runs_named(cat, gens):
-        diag.rows.update((row.id, row) for row in _scan(cat, run, ignored))
-    for name in folded:
-        diag.rows.update((row.id, row) for row in _read(cat, cat.folded_path(name), diag.catalog))
-    diag.indexed = sum(1 for i in diag.rows if i in index)
-    if diag.indexed < len(diag.rows):
-        diag.catalog.append(f"{len(diag.rows) - diag.indexed} compacted row(s) are not in the current index")
-    diag.generation = max([*gens, *(g for g, _ in files), *(g for g, _ in run_files), 0])
-    diag.unreferenced = [p for _g, p in [*files, *run_files] if p not in referenced]
-    recent: dict[str, CatalogRow] = {}
-    for name in cat.batch_names():
-        recent.update({r.id: r for r in _read(cat, cat.batch_path(name), diag.catalog)})
-    diag.data = _missing_data(arc, [*{**diag.rows, **index, **recent}.values()])
+    older = _spilled(diag, cat, (p for _g, p in partitions), ignored)
+    named = runs.readable(_runs_named(cat, gens), ignored)
+    folded = _spilled(diag, cat, map(cat.folded_path, folded_names), diag.catalog)
+    recoverable = merge_newest_first([iter(folded), *runs.rows(named), iter(older)])
+    late: list[str] = []
+    recent = _spilled(diag, cat, map(cat.batch_path, cat.batch_names()), late)
+    diag.data = _missing_data(arc, _tally(diag, recoverable, index, iter(recent)))
+    if diag.indexed < diag.recovered:
+        diag.catalog.append(f"{diag.recovered - diag.indexed} compacted row(s) are not in the current index")
+    diag.catalog += late
+    diag.generation = max([*gens, *(g for g, _ in partitions), *(g for g, _ in run_files), 0])
+    diag.unreferenced = [p for _g, p in [*partitions, *run_files] if p not in referenced]
     return diag
 
 
-def _missing_data(arc: Archive, rows: list[CatalogRow]) -> list[str]:
-    """One line per row whose latent shard, stored copy, pixel copy or PNG metadata object is
-    missing or too short on the store."""
+def _tally(diag: Diagnosis, recoverable: Iterator[CatalogRow], index: Iterator[CatalogRow],
+           recent: Iterator[CatalogRow]) -> Iterator[CatalogRow]:
+    """Each id once, ascending: its row as readers see it (a recent commit, else the index,
+    else the recoverable row); on the way, counts the recoverable and indexed rows and spills
+    the recoverable ones into `diag.rows`."""
+    for row, indexed, newest in _aligned([recoverable, index, recent]):
+        if row is not None:
+            diag.recovered += 1
+            diag.indexed += indexed is not None
+            diag.rows.add([row])
+        yield next(r for r in (newest, indexed, row) if r is not None)
+    diag.rows.seal()
+
+
+def _aligned(streams: list[Iterator[CatalogRow]]) -> Iterator[list[CatalogRow | None]]:
+    """The ids of ascending `streams` (each id once per stream) in order: per id, each
+    stream's row of it or None."""
+    merged = heapq.merge(*(_tagged(n, s) for n, s in enumerate(streams)))
+    for _id, group in itertools.groupby(merged, key=lambda t: t[0]):
+        out: list[CatalogRow | None] = [None] * len(streams)
+        for _, n, row in group:
+            out[n] = row
+        yield out
+
+
+def _tagged(n: int, rows: Iterator[CatalogRow]) -> Iterator[tuple[str, int, CatalogRow]]:
+    return ((row.id, n, row) for row in rows)
+
+
+def _missing_data(arc: Archive, rows: Iterable[CatalogRow]) -> list[str]:
+    """One line per row (ascending by id) whose latent shard, stored copy, pixel copy or PNG
+    metadata object is missing or too short on the store."""
     fs, listed, out = arc.loc.fs, {}, []
 
     def present(folder: str) -> dict[str, int]:
@@ -137,7 +222,7 @@ def _missing_data(arc: Archive, rows: list[CatalogRow]) -> list[str]:
                 listed[folder] = {}
         return listed[folder]
 
-    for row in sorted(rows, key=lambda r: r.id):
+    for row in rows:
         if row.status == "latent" and row.bucket is not None and row.index is not None:
             key = arc.shard_key(row.bucket, row.index // arc.shard_size)
             if arc.loc.path(key) not in present(arc.loc.path(arc.shards_folder(row.bucket))):
@@ -178,8 +263,7 @@ def rebuild(arc: Archive, diag: Diagnosis) -> Manifest:
     except (IntegrityError, FileNotFoundError):
         pass
     generation = diag.generation + 1
-    rows = [diag.rows[i] for i in sorted(diag.rows)]
-    run = write_run(loc, run_key(generation), iter(rows), level=level_for(len(rows)))
+    run = write_run(loc, run_key(generation), iter(diag.rows), level=level_for(diag.recovered))
     new = Manifest(generation, version=2, runs=[run] if run is not None else [],
                    log_next=_first_slot(cat) if log_next is None else log_next)
     announce_generation(cat, new)

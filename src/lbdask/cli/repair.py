@@ -14,7 +14,7 @@ import argparse
 from lbdask.archive import Archive
 from lbdask.archive.lease import hold
 from lbdask.archive.objects import store_errors
-from lbdask.archive.repair import diagnose, rebuild
+from lbdask.archive.repair import Diagnosis, diagnose, rebuild
 from lbdask.storage import parse_storage_options
 
 
@@ -31,6 +31,12 @@ def run(args: argparse.Namespace) -> int:
     arc = Archive.open(args.dest, mode="a" if args.apply else "r", storage_options=parse_storage_options(args.storage_options))
     with store_errors(args.dest):
         diag = diagnose(arc)
+    with diag:
+        return _report(args, arc, diag)
+
+
+def _report(args: argparse.Namespace, arc: Archive, diag: Diagnosis) -> int:
+    """Print what `diag` found, rebuild with --apply; the exit status."""
     for line in diag.catalog:
         print(f"catalog: {line}")
     for line in diag.data:
@@ -39,12 +45,12 @@ def run(args: argparse.Namespace) -> int:
         if args.apply:
             with store_errors(args.dest), hold(arc.loc, "lbdask repair"):
                 new = rebuild(arc, diag)
-            print(f"rebuilt the catalog index: {len(diag.rows)} compacted row(s) in generation {new.generation}")
+            print(f"rebuilt the catalog index: {diag.recovered} compacted row(s) in generation {new.generation}")
         else:
-            print(f"a rebuild restores {len(diag.rows)} compacted row(s) ({diag.indexed} indexed now): "
+            print(f"a rebuild restores {diag.recovered} compacted row(s) ({diag.indexed} indexed now): "
                   f"run `lbdask repair {args.dest} --apply`")
     elif not diag.data:
-        print(f"nothing to repair: {len(diag.rows)} compacted row(s) indexed, all data objects present")
+        print(f"nothing to repair: {diag.recovered} compacted row(s) indexed, all data objects present")
     if diag.data:
         return 2
     return 1 if diag.needs_rebuild and not args.apply else 0
