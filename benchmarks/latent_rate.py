@@ -4,7 +4,9 @@ bit) and lossy JPEG XL at equal or better PSNR, image by image (issue 27, docs/f
 
     python benchmarks/latent_rate.py --crop 512 --limit 4 --steps 30 --out /tmp/latent_rate
 
-Writes latent_rate.json and latent_rate.md into --out and the plot to --plot.
+Writes latent_rate.json and latent_rate.md into --out and the plot to --plot. With
+`--cost-steps 0 10 30 --cost-bits 8 6` it only times what each setting costs per megapixel
+(encode, refinement through the quantiser, the stored latent's decode) and prints that table.
 """
 from __future__ import annotations
 
@@ -85,6 +87,34 @@ def measure(model, images: np.ndarray, names: list[str], steps: int, out: Path, 
             "refine_seconds_per_megapixel": per_mp, "steps": steps}
 
 
+def cost_table(model, images: np.ndarray, steps_list: list[int], bits_list: list[int]) -> str:
+    """Wall and process-CPU seconds per megapixel of encode + refinement + verify decode, per setting."""
+    megapixels = images.shape[0] * images.shape[1] * images.shape[2] / 1e6
+    lines = ["| bits | steps | encode s/MP | refine s/MP | decode s/MP | total s/MP (wall) | total CPU s/MP | stored PSNR mean |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for bits in bits_list:
+        for steps in steps_list:
+            (z0, enc_wall), enc_cpu = _timed(model.encode, images)
+            (z, ref_wall), ref_cpu = (z0, 0.0), 0.0
+            if steps:
+                (res, ref_wall), ref_cpu = _timed(refine_latents, model, LatentCodec(bits), images, z0, steps)
+                z = res.z
+            (scores, dec_wall), dec_cpu = _timed(quantised_psnr, model, LatentCodec(bits), images, z)
+            walls = [t / megapixels for t in (enc_wall, ref_wall, dec_wall)]
+            cpu = (enc_cpu + ref_cpu + dec_cpu) / megapixels
+            lines.append(f"| {bits} | {steps} | {walls[0]:.1f} | {walls[1]:.1f} | {walls[2]:.1f} | {sum(walls):.1f} | "
+                         f"{cpu:.1f} | {np.mean(scores):.2f} |")
+            print(lines[-1], flush=True)
+    return "\n".join(lines) + "\n"
+
+
+def _timed(fn, *args):
+    """fn(*args), its wall seconds, and the process CPU seconds (all threads) it took."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    out = fn(*args)
+    return (out, time.perf_counter() - wall), time.process_time() - cpu
+
+
 def jxl_roundtrip(rgb: np.ndarray, distance: float) -> tuple[int, float]:
     """Bytes and PSNR of lossy JPEG XL at `distance` (effort 3, as the migration's search)."""
     data = imagecodecs.jpegxl_encode(rgb, distance=distance, effort=3)
@@ -153,9 +183,14 @@ def main() -> None:
     p.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS), help="refinement runs (default all)")
     p.add_argument("--out", default="/tmp/latent_rate")
     p.add_argument("--plot", default="docs/img/latent-rate.png")
+    p.add_argument("--cost-steps", nargs="+", type=int, help="only time these step counts per megapixel")
+    p.add_argument("--cost-bits", nargs="+", type=int, default=[8, 6], help="precisions for --cost-steps")
     args = p.parse_args()
     model = load_model("taef2", weights=args.weights, device="cpu")
     sources = generate_sources(model, load_sources(args.src, args.crop, args.limit))
+    if args.cost_steps:
+        print(cost_table(model, np.stack([s.rgb for s in sources]), args.cost_steps, args.cost_bits))
+        return
     started = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -133,3 +133,25 @@ def test_qat_improves_the_stored_psnr_over_float_refinement_on_taef2_made_crops(
 def test_unknown_refine_mode_is_refused(model, crops):
     with pytest.raises(ValueError, match="refine mode"):
         refine_latents(model, LatentCodec(8), crops, model.encode(crops), steps=1, mode="exact")
+
+
+def test_auto_bits_are_chosen_after_refining_at_each_precision(model, crops):
+    """`latent_bits: auto` with refinement (the migrate encode step) on a TAEF2-made crop,
+    re-encoded as a migration does: refined through the 6-bit quantiser it meets a floor in
+    6 bits that the latent refined at 8 bits (the choice before issue 27) misses in 6 bits."""
+    from lbdask.representation.batch import Batch, DecodedBatch
+    from lbdask.representation.encode import encode_with
+    from lbdask.representation.settings import JobSettings
+
+    made = model.decode(model.encode(crops[:1]), size=crops.shape[1:3])
+    z0 = model.encode(made)
+    before = refine_latents(model, LatentCodec(8), made, z0, steps=2)
+    floor = stored_psnr(model, 6, made[0], before.z[0]) + 0.05   # measured gap ~0.25 dB
+    assert choose_bits(model, made, before.z, floor) != [6]
+    settings = JobSettings(latent_bits="auto", refine_steps=2, min_psnr=floor)
+    decoded = DecodedBatch(Batch("b", [], padded=made.shape[1:3]), {}, {}, {}, ["a"], [made[0]])
+    after = encode_with(model, decoded, settings)
+    assert after.latents[0].bits == 6
+    assert after.psnr[0] >= floor
+    assert after.psnr[0] == pytest.approx(stored_psnr(model, 6, made[0], LatentCodec(6).decode(after.latents[0])), abs=1e-9)
+    assert after.refine_steps == [2]

@@ -13,15 +13,13 @@ import numpy as np
 from distributed.metrics import context_meter
 
 from lbdask.image.quality import psnr
+from lbdask.latent.auto_bits import refine_fewest_bits
 from lbdask.latent.codec import LatentCodec, compressed_size
 from lbdask.latent.decode import decode_latent, decode_sha256
 from lbdask.latent.refine import choose_bits_decoded, refine_latents
 from lbdask.models.resident import resident_model
 from lbdask.representation.batch import DecodedBatch, EncodedBatch
 from lbdask.representation.settings import JobSettings
-
-#: Precision the refinement optimises for when `latent_bits` is auto (then chosen per image).
-AUTO_REFINE_BITS = 8
 
 
 def _pad(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -45,9 +43,11 @@ def encode_with(model: Any, decoded: DecodedBatch, settings: JobSettings) -> Enc
     started = time.perf_counter()
     with context_meter.meter("vae-encode"):
         z = model.encode(np.stack([_pad(im, decoded.batch.padded) for im in images]))
-    fixed_bits = settings.latent_bits if settings.latent_bits != "auto" else None
-    z, psnr_initial, steps, refine_seconds = _refine(model, images, z, fixed_bits, settings)
-    bits, measured = _choose_bits(model, images, z, fixed_bits, settings)
+    if settings.latent_bits == "auto":
+        z, bits, measured, psnr_initial, steps, refine_seconds = _auto_bits(model, images, z, settings)
+    else:
+        z, psnr_initial, steps, refine_seconds = _refine(model, images, z, settings.latent_bits, settings)
+        bits, measured = [settings.latent_bits] * len(images), [None] * len(images)
     with context_meter.meter("quantise"):
         latents = [LatentCodec(b).encode(z[i]) for i, b in enumerate(bits)]
         stored = np.stack([LatentCodec(enc.bits).decode(enc) for enc in latents])
@@ -65,27 +65,34 @@ def encode_with(model: Any, decoded: DecodedBatch, settings: JobSettings) -> Enc
                         model.device_class, model.fingerprint, seconds, refine_seconds)
 
 
-def _refine(model: Any, images: list[np.ndarray], z: Any, fixed_bits: int | None,
+def _refine(model: Any, images: list[np.ndarray], z: Any, bits: int,
             settings: JobSettings) -> tuple[Any, list[float | None], list[int], float]:
     """Gradient steps on the latents (`refine_steps`): the refined z, PSNR before, steps, seconds."""
     n = len(images)
     if settings.refine_steps <= 0:
         return z, [None] * n, [0] * n, 0.0
     with context_meter.meter("refine"):
-        result = refine_latents(model, LatentCodec(fixed_bits or AUTO_REFINE_BITS), images, z,
-                                settings.refine_steps, settings.target_psnr, mode=settings.refine_mode)
+        result = refine_latents(model, LatentCodec(bits), images, z, settings.refine_steps,
+                                settings.target_psnr, mode=settings.refine_mode)
     return (result.z, [float(p) for p in result.psnr_initial], [int(s) for s in result.steps_taken],
             result.seconds)
 
 
-def _choose_bits(model: Any, images: list[np.ndarray], z: Any, fixed_bits: int | None,
-                 settings: JobSettings) -> tuple[list[int], list[np.ndarray | None]]:
-    """Each latent's precision, and the pixels a canonical (batch-of-one) decode already measured."""
+def _auto_bits(model: Any, images: list[np.ndarray], z: Any, settings: JobSettings) -> tuple[
+        Any, list[int], list[np.ndarray | None], list[float | None], list[int], float]:
+    """`latent_bits: auto`: each image's fewest bits meeting `min_psnr`, chosen after refining
+    at each candidate precision (lbdask.latent.auto_bits); z, bits, pixels, PSNR before, steps, seconds."""
     n = len(images)
-    if fixed_bits is not None:
-        return [fixed_bits] * n, [None] * n
-    with context_meter.meter("choose-bits"):
-        bits, measured = choose_bits_decoded(model, images, z, settings.min_psnr)
+    if settings.refine_steps <= 0:
+        with context_meter.meter("choose-bits"):
+            bits, measured = choose_bits_decoded(model, images, z, settings.min_psnr)
+        initial, steps, seconds = [None] * n, [0] * n, 0.0
+    else:
+        with context_meter.meter("refine"):
+            res = refine_fewest_bits(model, images, z, settings.refine_steps, settings.min_psnr,
+                                     settings.target_psnr, mode=settings.refine_mode)
+        z, bits, measured, seconds = res.z, res.bits, res.pixels, res.seconds
+        initial, steps = [float(p) for p in res.psnr_initial], [int(s) for s in res.steps_taken]
     if model.micro_batch != 1:  # decoded in batches: not the canonical batch-of-one pixels
         measured = [None] * n
-    return bits, measured
+    return z, bits, measured, initial, steps, seconds
