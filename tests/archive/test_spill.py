@@ -60,7 +60,7 @@ def damaged(dest):
     run = arc.catalog.manifest().runs[-1]
     blob = loc.fs.cat_file(loc.path(run.key))
     loc.fs.pipe_file(loc.path(run.key), b"x" * run.footer_offset + blob[run.footer_offset:])
-    loc.fs.rm_file(loc.path("originals", "bk.bin"))
+    loc.fs.rm_file(loc.path(arc.batch_object("originals", "bk")))
     return Archive.open(dest, mode="a")
 
 
