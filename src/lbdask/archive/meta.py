@@ -3,7 +3,8 @@
 Prompts and ComfyUI workflows in PNG text chunks (median 6.8 KB per real AI image) would
 otherwise travel base64 inside every catalog row: in the commit object, the folded copy and
 every index read. `Archive.commit` moves the chunks of each row holding more than
-`INLINE_MAX` bytes of them into one object per batch, `meta/<batch_id>.bin`, written durably
+`INLINE_MAX` bytes of them into one object per batch, `meta/<fan>/<batch_id>.bin`
+(`Archive.batch_object`), written durably
 before the commit that names it (like `originals/`); the row keeps a `ChunksRef` and no
 inline chunks. What rebuilds a PNG fetches them with `row_chunks` / `with_chunks`: one range
 read, checked against the recorded sha256. Rows written before keep their inline chunks.

@@ -38,7 +38,7 @@ class OriginalRef:
 @dataclass(frozen=True)
 class ChunksRef(OriginalRef):
     """Where a row's ancillary PNG chunks lie in its batch's PNG metadata object
-    (`meta/<batch_id>.bin`, lbdask.archive.meta): the chunks as the PNG file frames them,
+    (`meta/<fan>/<batch_id>.bin`, lbdask.archive.meta): the chunks as the PNG file frames them,
     their sha256, and their types (for `lbdask ls` without a read)."""
 
     sha256: str = ""

@@ -273,7 +273,7 @@ class Archive:
     # catalog -----------------------------------------------------------------------
     def commit(self, batch_id: str, rows: Sequence[CatalogRow]) -> bool:
         """Make a batch visible atomically; False (and nothing written) if already committed.
-        The rows' large PNG metadata goes first into `meta/<batch_id>.bin` (lbdask.archive.meta),
+        The rows' large PNG metadata goes first into `meta/<fan>/<batch_id>.bin` (lbdask.archive.meta),
         after the committed check (asked here unless `is_committed` just said no)."""
         with store_errors(self.url):
             if not self.catalog.known_absent(batch_id) and self.catalog.is_committed(batch_id):
