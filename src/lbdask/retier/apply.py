@@ -63,27 +63,35 @@ def make_chunks(arc: Archive, req: ApplyRequest, stamp: str, pad_multiple: int |
     for kind in KINDS:
         if kind == "prewarm":  # not a task of this job: a call to the serving cluster (`prewarm`)
             continue
-        ids = req.plan.moves[kind]
+        pad = {"demote": pad_multiple, "reencode": target and target["pad_multiple"]}.get(kind)
         groups: dict[Any, list[str]] = {}
-        for image_id in ids:
+        for image_id in req.plan.moves[kind]:
             row = req.rows.get(image_id)
-            pad = {"demote": pad_multiple, "reencode": target and target["pad_multiple"]}.get(kind)
-            shape = padded_shape(row.height, row.width, pad) if pad else None
-            groups.setdefault(shape, []).append(image_id)
+            groups.setdefault(padded_shape(row.height, row.width, pad) if pad else None, []).append(image_id)
         for shape, members in sorted(groups.items(), key=lambda g: str(g[0])):
-            for i in range(0, len(members), req.batch_size):
-                part = members[i:i + req.batch_size]
-                chunk = Chunk(kind, batch_id(stamp, kind, part), part, padded=shape)
-                if shape is not None:
-                    info = target if kind == "reencode" else arc.model_info
-                    ds, c = info["downsample"], info["latent_channels"]
-                    h, w = shape[0] // ds, shape[1] // ds
-                    for bits in bits_for(req.ctx.settings):
-                        name = bucket_for(arc, info["fingerprint"], bits, c, h, w)
-                        arc.ensure_bucket(name, bits, c, h, w)
-                        chunk.shards[bits] = arc.allocate_shards(name, 1)
-                out.append(chunk)
+            out += [Chunk(kind, batch_id(stamp, kind, part), part, padded=shape)
+                    for part in (members[i:i + req.batch_size] for i in range(0, len(members), req.batch_size))]
+    allocate_chunk_shards(arc, [c for c in out if c.padded is not None], req.ctx.settings, target)
     return out
+
+
+def allocate_chunk_shards(arc: Archive, chunks: list[Chunk], settings: Any, target: dict[str, Any] | None) -> None:
+    """Hand each latent-writing chunk one fresh shard per precision: one allocation per bucket for
+    the whole run (as migrate's `prepare_buckets`), not one store request per chunk."""
+    by_bucket: dict[str, list[tuple[Chunk, int]]] = {}
+    for chunk in chunks:
+        info = target if chunk.kind == "reencode" else arc.model_info
+        ds, c = info["downsample"], info["latent_channels"]
+        h, w = chunk.padded[0] // ds, chunk.padded[1] // ds
+        for bits in bits_for(settings):
+            name = bucket_for(arc, info["fingerprint"], bits, c, h, w)
+            if name not in by_bucket:
+                arc.ensure_bucket(name, bits, c, h, w)
+            by_bucket.setdefault(name, []).append((chunk, bits))
+    for name, wants in by_bucket.items():
+        first = arc.allocate_shards(name, len(wants))
+        for k, (chunk, bits) in enumerate(wants):
+            chunk.shards[bits] = first + k
 
 
 def apply_plan(req: ApplyRequest, log: Callable[[str], None] = print) -> dict[str, Any]:
