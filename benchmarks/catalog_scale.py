@@ -101,20 +101,22 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
-def lookup_times(arc: Archive, ids: list[str]) -> tuple[list[float], list[float], list[float]]:
+def lookup_times(arc: Archive, ids: list[str]) -> tuple[list[float], list[float], list[float], list[float]]:
     """(cold seconds per id: a fresh `Catalog` each, warm seconds: the same id again on it,
-    CPU seconds of each cold lookup: on a loaded machine the wall time also waits for a core)."""
-    cold, warm, cpu = [], [], []
+    CPU seconds of each cold lookup and of each warm one: on a loaded machine the wall time
+    also waits for a core)."""
+    cold, warm, cpu, warm_cpu = [], [], [], []
     for image_id_ in ids:
         cat = Catalog(arc.loc)
         t0, c0 = time.perf_counter(), time.process_time()
         cat.get_row(image_id_)
         cold.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         cat.get_row(image_id_)
         warm.append(time.perf_counter() - t0)
-    return cold, warm, cpu
+        warm_cpu.append(time.process_time() - c0)
+    return cold, warm, cpu, warm_cpu
 
 
 def open_handle_times(arc: Archive, ids: list[str]) -> tuple[list[float], list[float], list[int]]:
@@ -168,15 +170,16 @@ def lookup_figures(arc: Archive, n: int, args: argparse.Namespace, out: dict[str
     rng = random.Random(n)
     present = [image_id(rng.randrange(n)) for _ in range(args.lookups)]
     absent = [f"d{i % 997:03d}/absent{i:06d}.png" for i in range(args.lookups // 4)]  # inside the runs' id ranges
-    cold, warm, cpu = lookup_times(arc, present)
+    cold, warm, cpu, warm_cpu = lookup_times(arc, present)
     out["cold_cpu_p50_ms"], out["cold_cpu_p99_ms"] = pct(cpu, 0.5) * 1e3, pct(cpu, 0.99) * 1e3
+    out["warm_cpu_p50_ms"], out["warm_cpu_p99_ms"] = pct(warm_cpu, 0.5) * 1e3, pct(warm_cpu, 0.99) * 1e3
     wall, cpu, requests = open_handle_times(arc, present)
     out["open_p50_ms"], out["open_p99_ms"] = pct(wall, 0.5) * 1e3, pct(wall, 0.99) * 1e3
     out["open_cpu_p50_ms"], out["open_cpu_p99_ms"] = pct(cpu, 0.5) * 1e3, pct(cpu, 0.99) * 1e3
     out["requests_open"], out["requests_open_max"] = pct(requests, 0.5), max(requests)
     out["cold_p50_ms"], out["cold_p99_ms"] = pct(cold, 0.5) * 1e3, pct(cold, 0.99) * 1e3
     out["warm_p50_ms"], out["warm_p99_ms"] = pct(warm, 0.5) * 1e3, pct(warm, 0.99) * 1e3
-    cold, _, _ = lookup_times(arc, absent)
+    cold, _, _, _ = lookup_times(arc, absent)
     out["absent_p50_ms"], out["absent_p99_ms"] = pct(cold, 0.5) * 1e3, pct(cold, 0.99) * 1e3
     requests, lists, warm_requests = lookup_requests(arc, present[:40])
     out["requests_per_lookup"], out["requests_max"] = pct(requests, 0.5), max(requests)

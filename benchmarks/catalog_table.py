@@ -26,6 +26,8 @@ FIGURES = [  # key, label, format
     ("absent_p99_ms", "  absent p99, ms", "{:.2f}"),
     ("warm_p50_ms", "warm lookup (same id, same Catalog) p50, ms", "{:.3f}"),
     ("warm_p99_ms", "warm lookup p99, ms", "{:.3f}"),
+    ("warm_cpu_p50_ms", "  its CPU time p50, ms", "{:.3f}"),
+    ("warm_cpu_p99_ms", "  its CPU time p99, ms", "{:.3f}"),
     ("requests_per_lookup", "store requests per cold lookup (p50)", "{:.0f}"),
     ("requests_max", "  max", "{:.0f}"),
     ("lists_per_lookup", "  LISTs among them (max)", "{:.0f}"),

@@ -28,12 +28,16 @@ def test_the_partition_function_is_part_of_the_format():
 
 
 def test_manifest_round_trip_records_the_folded_batches(cat):
-    m = Manifest(3, 8, {1: "catalog/index/g000003-x/p00001.jsonl.gz"}, ["b1", "b2"], version=1, log_next=5)
+    # v1 layouts never say whether their writer kept log slots (lookups list batches there anyway)
+    m = Manifest(3, 8, {1: "catalog/index/g000003-x/p00001.jsonl.gz"}, ["b1", "b2"], version=1, log_next=5,
+                 slots_kept=False)
     assert Manifest.from_json(m.to_json()) == m
     old = b'{"generation": 2, "partitions": 8, "files": {"1": "k"}, "folded": ["a"]}'  # written by lbdask before v2
-    assert Manifest.from_json(old) == Manifest(2, 8, {1: "k"}, ["a"], version=1, log_next=0)
+    assert Manifest.from_json(old) == Manifest(2, 8, {1: "k"}, ["a"], version=1, log_next=0, slots_kept=False)
     v2 = Manifest(4, folded=["b3"], log_next=9)
-    assert Manifest.from_json(v2.to_json()) == v2 and b'"version": 2' in v2.to_json()
+    assert Manifest.from_json(v2.to_json()) == v2 and b'"version": 2' in v2.to_json() and v2.slots_kept
+    before = v2.to_json().replace(b'"slots_kept": true', b'"x": 1')  # a v2 manifest written before the field
+    assert not Manifest.from_json(before).slots_kept
     cat.commit("b1", rows_for("b1", ["x"]))
     cat.commit("b2", rows_for("b2", ["y"]))
     compact(cat)

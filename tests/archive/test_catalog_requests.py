@@ -1,5 +1,7 @@
 """What a lookup, a commit and a listing cost in store requests (counted, not timed), and the
 commit log's crash and staleness cases."""
+import json
+
 import pytest
 
 from lbdask.archive import catalog as catalog_module
@@ -34,8 +36,8 @@ def lookup_costs(dest, n, batches):
     build(dest, n, batches)
     reader = Catalog(open_location(dest), partitions=8)
     costs = []
-    with counting(reader.loc) as seen:  # the first (cold) lookup reads every run's footer and partition
-        for image_id, expected in (("img000050-absent", None), ("img000007", "b"), ("new1", "r1"), ("img000100", "b")):
+    with counting(reader.loc) as seen:  # the first (cold) lookup reads the footer and index of every run it needs
+        for image_id, expected in (("img000007", "b"), ("img000050-absent", None), ("new1", "r1"), ("img000100", "b")):
             seen.reset()
             row = reader.get_row(image_id)
             assert (row is None) if expected is None else row.reason.startswith(expected)
@@ -47,35 +49,65 @@ def test_a_lookup_costs_the_same_requests_at_two_sizes_and_never_lists(dest):
     small, large = lookup_costs(dest + "/small", 200, 4), lookup_costs(dest + "/large", 5000, 4)
     assert small == large
     assert all(lists == 0 for _total, lists in small)
-    cold, *warm = [total for total, _lists in small]
-    # hint, generation probe and its check; 3 slots, their batches and the absent one; 4 runs:
-    # each its footer and the index partition covering the id (whose Bloom filter answers);
-    # a Bloom false positive may add a block
-    assert cold <= 3 + 7 + 4 * 2 + 1
+    cold, absent, *warm = [total for total, _lists in small]
+    # the hint (its generation keeps its slots: no generation probe, no check that it is still
+    # there, the log walk would meet a newer one's fence); 3 slots, their batches and the absent one; 4 runs:
+    # each its footer and the index partition covering the id, read with its blocks (whose
+    # Bloom filter answers, and which hold the id's block: no block read after them); on a
+    # folder the first lookup stops at the run that holds the id, so the absent id (the next
+    # slot) reads the index of the runs after it
+    assert cold + absent <= 1 + 7 + 4 * 2 + 1
     assert all(total <= 2 for total in warm)  # the next slot, at most one block
 
 
-def test_an_open_handle_looks_up_an_id_in_at_most_three_requests_at_two_sizes(dest, monkeypatch):
+def many_partitions(monkeypatch):
+    monkeypatch.setattr(runs_module, "BLOCK_ROWS", 2)
+    monkeypatch.setattr(runs_module, "PARTITION_BLOCKS", 1)  # 2 rows a partition: 600 at 1,200 rows
+
+
+def test_an_open_handle_looks_up_an_id_in_at_most_two_requests_once_it_holds_the_index(dest, monkeypatch):
     """Runs of many index partitions (on a folder more than the 256 a handle kept before): once
     an open handle holds the index, a lookup whose block it does not hold is the slot probe and
     the block, at 300 as at 1,200 rows (on S3, where each read is slower, 40 and 160)."""
-    monkeypatch.setattr(runs_module, "BLOCK_ROWS", 2)
-    monkeypatch.setattr(runs_module, "PARTITION_BLOCKS", 1)  # 2 rows a partition: 600 at 1,200 rows
+    many_partitions(monkeypatch)
     costs = []
     for n in ((40, 160) if dest.startswith("s3://") else (300, 1200)):
         build(f"{dest}/{n}", n, 2, recent=1)
         reader = Catalog(open_location(f"{dest}/{n}"), partitions=8)
         manifest = reader.manifest()
         for run in manifest.runs:  # what a serving handle holds after a while: every index partition
-            for first in reader.runs.footer(run).first_ids:
-                reader.runs.index(run, first)
+            for p in range(len(reader.runs.footer(run))):
+                reader.runs.partition(run, p)
         with counting(reader.loc) as seen:
             for image_id in ("img000011", "img000039", "img000023-absent", "img000030"):
                 seen.reset()
                 assert (reader.get_row(image_id) is None) == image_id.endswith("absent")
                 costs.append((n, seen.total, seen.lists))
     assert [c[1:] for c in costs[:4]] == [c[1:] for c in costs[4:]]
-    assert all(total <= 3 and lists == 0 for _n, total, lists in costs)
+    assert all(total <= 2 and lists == 0 for _n, total, lists in costs)
+
+
+def test_an_open_handle_reads_an_index_partition_and_the_block_in_one_request(dest, monkeypatch):
+    """An open handle that has not read the index partitions an id needs, in two runs, the id in
+    the older one: the slot probe and, per run, one read of the partition with its blocks (the
+    newer run's Bloom filter says no, the older one's block came with its partition): 3, where
+    a partition and then a block were 4, at two sizes."""
+    monkeypatch.setattr(runs_module, "BLOCK_ROWS", 2)
+    monkeypatch.setattr(runs_module, "PARTITION_BLOCKS", 4)  # 8 rows a partition
+    costs = []
+    for n in ((40, 160) if dest.startswith("s3://") else (300, 1200)):
+        build(f"{dest}/{n}", n, 2, recent=1)
+        reader = Catalog(open_location(f"{dest}/{n}"), partitions=8)
+        for run in reader.manifest().runs:  # opened: manifest, slots and footers known, no index partition
+            reader.runs.footer(run)
+        older = sorted(f"img{(j * 2) * 7 % n:06d}" for j in range(n // 2))  # batch b0's ids: the older run
+        with counting(reader.loc) as seen:
+            for image_id in (older[0], older[len(older) // 2], older[-1]):  # three partitions apart
+                seen.reset()
+                assert reader.get_row(image_id).reason == "b0"
+                costs.append((seen.total, seen.lists))
+    assert costs[:3] == costs[3:]
+    assert all(total <= 3 and lists == 0 for total, lists in costs)
 
 
 def test_a_warm_lookup_of_a_recent_commit_costs_two_probes(dest):
@@ -140,6 +172,25 @@ def test_a_warm_handle_sees_a_commit_that_was_folded_since_its_last_lookup(dest)
     compact(writer)  # y's slot is folded and deleted before the reader probes it
     writer.commit("c", rows_for("c", ["x"], "-new"))
     assert reader.get_row("y").reason == "b" and reader.get_row("x").reason == "c-new"
+
+
+def test_a_manifest_of_a_writer_that_deleted_log_slots_is_probed_for_newer_ones(dest):
+    """A hint without `slots_kept` (written before compactions kept log slots: a newer
+    generation's fence may be gone) costs the generation probe and the check, as before."""
+    build(dest, 40, 2, recent=0)
+    loc = open_location(dest)
+    costs = []
+    for strip in (True, False):
+        with counting(loc) as seen:
+            assert Catalog(loc, partitions=8).get_row("img000007") is not None
+        costs.append(seen.total)
+        if strip:
+            hint = Catalog(loc, partitions=8).manifests.hint_path()
+            data = json.loads(loc.fs.cat_file(hint))
+            del data["slots_kept"]
+            loc.fs.pipe_file(hint, json.dumps(data).encode())
+    assert costs[1] == costs[0] + 2
+    assert Catalog(loc, partitions=8).manifest().slots_kept is False  # read from the hint as written
 
 
 def test_a_stale_hint_is_not_trusted(dest):

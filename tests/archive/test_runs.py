@@ -167,11 +167,11 @@ def test_get_reads_the_footer_once_each_partition_once_and_at_most_one_block_per
     reader = RunReader(counted, block_cache=64)
     assert reader.get(info, "img") is None and reader.get(info, "img400") is None
     assert fs.reads == 0  # outside the run's id range: not even the footer is read
-    assert reader.get(info, "img000").index == 0 and fs.reads == 3  # footer + partition + block
+    assert reader.get(info, "img000").index == 0 and fs.reads == 2  # footer + partition with its blocks
     for i in range(8, 400, 8):  # the first id of each further block
         before = fs.reads
         assert reader.get(info, f"img{i:03d}").id == f"img{i:03d}"
-        assert fs.reads == before + (2 if i % 40 == 0 else 1)  # + the partition when it is a new one
+        assert fs.reads == before + 1  # the block, or a new partition with its blocks
     before = fs.reads
     assert all(reader.get(info, f"img{i:03d}") is not None for i in range(400))  # all cached now
     assert fs.reads == before
@@ -182,6 +182,9 @@ def test_get_reads_the_footer_once_each_partition_once_and_at_most_one_block_per
     before = fs.reads
     assert all(fresh.get(info, i) is None for i in absent)
     assert fs.reads - before <= 15  # the Bloom filter spares the block read for most absent ids
+    with mock.patch.object(runs, "SPAN_BYTES", 100):  # blocks too large to come with their partition
+        before = fs.reads
+        assert RunReader(counted).get(info, "img000").index == 0 and fs.reads == before + 3  # footer, partition, block
 
 
 def cold_get(loc, n, image_id):
@@ -197,12 +200,12 @@ def cold_get(loc, n, image_id):
 def test_a_cold_get_reads_the_footer_one_partition_and_one_block_whatever_the_run_size(loc):
     small_footer, small = cold_get(loc, 1_000, "img00500")
     large_footer, large = cold_get(loc, 16_000, "img00500")
-    assert len(small) == len(large) == 3
-    assert large[1:] == small[1:]  # the same partition and block, whatever N
+    assert len(small) == len(large) == 2  # the footer, then the partition with its blocks
+    assert large[1:] == small[1:]  # the same partition and blocks, whatever N
     # the footer holds one ~20-byte entry per partition (32 rows) and nothing per row:
     # a single-level index (block entries + 10 Bloom bits per row) would be > 1.25 bytes per row
     assert large_footer - small_footer < (16_000 - 1_000) / 32 * 24
-    assert large_footer < 16_000 * 0.75 and large[1] < 32 * 20 + 300
+    assert large_footer < 16_000 * 0.75 and large[1] < 32 * 60 + 300
 
 
 def test_scan_leaves_the_partition_and_block_caches_alone(loc):
@@ -212,7 +215,7 @@ def test_scan_leaves_the_partition_and_block_caches_alone(loc):
     assert len(list(reader.scan(info))) == 400
     before = fs.reads
     assert reader.get(info, "img200").id == "img200"
-    assert fs.reads == before + 2  # the partition and the block: only the footer is cached
+    assert fs.reads == before + 1  # the partition with its blocks: only the footer is cached
 
 
 def test_the_block_cache_holds_block_cache_blocks(loc):

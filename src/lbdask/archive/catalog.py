@@ -73,7 +73,6 @@ class Catalog:
         self._cursor: int | None = None  # the next log slot this handle's commits try
         self._absent: set[str] = set()  # batches is_committed found uncommitted: commit does not ask again
         self.runs = RunReader(loc)  # caches the footers and recently used blocks of v2 runs
-        self._tracker = Tracker(loc, self._discover, self.announced_rows, self._unannounced)
 
     # paths -------------------------------------------------------------------------
     def _p(self, *parts: str) -> str:
@@ -167,7 +166,7 @@ class Catalog:
         the manifests are listed again after the folded copies were seen: a first compaction
         that committed between the two listings is not mistaken for a loss.
         """
-        manifest = self.manifests.discover(known)
+        manifest = self.manifests.discover(known, walks_log=True)  # the view reads the log from log_next
         if manifest is not None:
             return manifest
         if known != 0:  # never looked, or the manifest seen before is gone
@@ -180,13 +179,19 @@ class Catalog:
             self.confirm()
         return Manifest(partitions=self.default_partitions)
 
+    def _tracker(self) -> Tracker:
+        """Made per use, not kept: a kept one's bound methods would make every handle a reference
+        cycle, freed only by a full garbage collection (tens of ms at once, once many cold
+        handles with their parsed footers had piled up: most of the cold-lookup p99 at 10 M)."""
+        return Tracker(self.loc, self._discover, self.announced_rows, self._unannounced)
+
     def view(self) -> View:
         """The latest manifest and the rows announced after it (see catalog_view.py)."""
         with self._view_lock:
             if self._view is None:
-                self._view = self._tracker.fresh(self._known)
+                self._view = self._tracker().fresh(self._known)
             else:
-                self._view = self._tracker.advance(self._view)
+                self._view = self._tracker().advance(self._view)
             self._known = self._view.manifest.generation
             return self._view
 

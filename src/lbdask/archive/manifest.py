@@ -44,6 +44,10 @@ class Manifest:
     version: int = 2  # 1 when read from a manifest without "version"
     runs: list[RunInfo] = field(default_factory=list)  # newest first
     log_next: int = 0  # every log slot below it is folded
+    #: Written by a compactor that keeps log slots (2026-12-07 on): every newer generation has
+    #: a fence slot at or after `log_next`, so a reader walking the log from there meets it;
+    #: False when read from a manifest without it (older writers deleted slots below their fence).
+    slots_kept: bool = True
 
     def to_json(self) -> bytes:
         if self.version == 1:  # a v1 catalog keeps its layout until converted (log_next: ignored by old readers)
@@ -51,7 +55,8 @@ class Manifest:
             return json.dumps({"generation": self.generation, "partitions": self.partitions, "files": files,
                                "folded": self.folded, "log_next": self.log_next}, indent=1).encode()
         return json.dumps({"version": 2, "generation": self.generation, "runs": [r.to_json() for r in self.runs],
-                           "log_next": self.log_next, "folded": self.folded}, indent=1).encode()
+                           "log_next": self.log_next, "folded": self.folded, "slots_kept": self.slots_kept},
+                          indent=1).encode()
 
     @classmethod
     def from_json(cls, blob: bytes) -> Manifest:
@@ -59,11 +64,13 @@ class Manifest:
         folded = [str(b) for b in data.get("folded", [])]
         if "version" not in data:
             return cls(int(data["generation"]), int(data["partitions"]),
-                       {int(k): str(v) for k, v in data["files"].items()}, folded, 1, [], int(data.get("log_next", 0)))
+                       {int(k): str(v) for k, v in data["files"].items()}, folded, 1, [], int(data.get("log_next", 0)),
+                       False)
         if data["version"] != 2:
             raise ValueError(f"manifest version {data['version']}")
         runs = [_run_info(r) for r in data["runs"]]
-        return cls(int(data["generation"]), folded=folded, version=2, runs=runs, log_next=int(data["log_next"]))
+        return cls(int(data["generation"]), folded=folded, version=2, runs=runs, log_next=int(data["log_next"]),
+                   slots_kept=data.get("slots_kept") is True)
 
 
 def _run_info(data: dict[str, Any]) -> RunInfo:
@@ -119,11 +126,16 @@ class Manifests:
         gens = self.generations()
         return self.read(gens[-1]) if gens else self.legacy()
 
-    def discover(self, known: int | None = None) -> Manifest | None:
+    def discover(self, known: int | None = None, walks_log: bool = False) -> Manifest | None:
         """The latest generation, without a LIST where possible: probe the generations after
         `known` (the caller's newest) or after the hint's until one is absent. Generations
         are deleted oldest first, so `known` or the hint's still being there proves nothing
-        newer was pruned; when it is gone, and when there is no hint, one LIST."""
+        newer was pruned; when it is gone, and when there is no hint, one LIST.
+
+        `walks_log`: the caller reads the log from the manifest's `log_next` on and follows
+        the fences it meets (`catalog_view.Tracker`); then a hint whose generation keeps its
+        slots is taken as it is, without probing (2 requests fewer): every newer generation,
+        a pruned hint's included, has a fence there."""
         if known is not None:
             newest = self._probe_after(known)
             if newest is not None:
@@ -133,6 +145,8 @@ class Manifests:
         hint = self._hint()
         if hint is None:
             return None if known == 0 else self.latest()
+        if walks_log and known is None and hint.version == 2 and hint.slots_kept:
+            return self._remember(hint.generation, hint)
         newest = self._probe_after(hint.generation)
         if newest is not None:
             return newest

@@ -5,8 +5,9 @@ A run holds rows in ascending id order, each id once, with a two-level index:
 is `dump_rows` of up to BLOCK_ROWS rows (fewer when their JSON is large); a partition is gzip JSON
 `{"blocks": [[first_id, offset, size, n_rows], ...], "bloom": {...}}` of up to PARTITION_BLOCKS
 blocks; the footer is gzip JSON `{"partitions": [[first_id, offset, size], ...]}`. The manifest
-records where the footer is (`RunInfo`), so a cold lookup reads the footer, one partition and at
-most one block: three small reads whatever N, and each handle caches footers and partitions.
+records where the footer is (`RunInfo`), so a cold lookup reads the footer, then one partition
+together with the blocks before it (the id's block among them): two reads whatever N, and each
+handle caches footers and partitions (then a lookup reads one block).
 """
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import dataclasses
 import gzip
 import heapq
 import json
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -24,6 +24,7 @@ from lbdask.archive.bloom import BloomFilter, id_hashes
 from lbdask.archive.lru import LRU
 from lbdask.archive.objects import put_streamed
 from lbdask.archive.rows import CatalogRow, dump_lines, line_id, load_lines, load_rows, row_line
+from lbdask.archive.run_index import DAMAGE, Footer, Partition, mismatch, parse_footer, parse_partition, unreadable
 from lbdask.errors import IntegrityError
 from lbdask.storage import Location
 
@@ -43,6 +44,12 @@ SCAN_READ_BYTES = 1 << 20
 #: Footers kept per RunReader (LRU): a manifest lists O(log N) runs, but a long-lived
 #: handle sees runs come and go as compactions replace them.
 FOOTER_CACHE = 32
+#: A lookup whose index partition is not cached reads it together with the blocks before it
+#: (its blocks: 64 of ~8 KB in the 10 M benchmark's runs, ~500 KB) in one request when they
+#: span at most this many bytes, so the partition and the id's block cost one request, not
+#: two: on S3 a round trip saved for ~0.5 MB more transferred (a few ms), until the handle
+#: holds the partition. Rows with inline PNG chunks make larger spans: partition, then block.
+SPAN_BYTES = 1 << 20
 #: Index partitions kept per RunReader (LRU; ~20 KB each parsed, so at most ~40 MB): every
 #: partition of a 16M-row catalog, so an open handle reads at most one block per lookup.
 PARTITION_CACHE = 2048
@@ -177,60 +184,6 @@ def _close(out: Any, part: _Partition, partitions: list[list[Any]], offset: int)
     return len(blob)
 
 
-@dataclass(frozen=True)
-class Footer:
-    """A run's parsed footer: the first id, offset and size of each index partition."""
-
-    first_ids: list[str]
-    partitions: list[tuple[int, int]]  # offset, size
-
-
-@dataclass(frozen=True)
-class Partition:
-    """A parsed index partition: the first id, offset, size and row count of each of its
-    blocks, and the Bloom filter of their ids."""
-
-    first_ids: list[str]
-    blocks: list[tuple[int, int, int]]  # offset, size, n_rows
-    bloom: BloomFilter
-
-
-#: What parsing bytes that are not what was written raises (gzip, zlib, JSON, shapes).
-_DAMAGE = (OSError, EOFError, zlib.error, ValueError, KeyError, TypeError)
-
-
-def _unreadable(path: str, what: str, exc: BaseException) -> IntegrityError:
-    return IntegrityError(f"catalog object {path} is unreadable ({what}: {type(exc).__name__})")
-
-
-def _mismatch(path: str, what: str, index: str) -> IntegrityError:
-    return IntegrityError(f"catalog object {path} is unreadable ({what} does not match its {index})")
-
-
-def _parse_footer(path: str, blob: bytes) -> Footer:
-    try:
-        parts = [(str(first), int(off), int(size)) for first, off, size in json.loads(gzip.decompress(blob))["partitions"]]
-        if not parts:
-            raise ValueError("no partitions")
-    except _DAMAGE as exc:
-        raise _unreadable(path, "footer", exc) from None
-    return Footer([p[0] for p in parts], [p[1:] for p in parts])
-
-
-def _parse_partition(path: str, footer: Footer, p: int, blob: bytes) -> Partition:
-    try:
-        data = json.loads(gzip.decompress(blob))
-        blocks = [(str(first), int(off), int(size), int(n)) for first, off, size, n in data["blocks"]]
-        if not blocks:
-            raise ValueError("no blocks")
-        bloom = BloomFilter.from_json(data["bloom"])
-    except _DAMAGE as exc:
-        raise _unreadable(path, f"partition {p}", exc) from None
-    if blocks[0][0] != footer.first_ids[p]:
-        raise _mismatch(path, f"partition {p}", "footer")
-    return Partition([b[0] for b in blocks], [b[1:] for b in blocks], bloom)
-
-
 class RunReader:
     """Reads runs for one Catalog handle; safe to share between threads. Footers (an LRU of
     FOOTER_CACHE), index partitions (an LRU of `partition_cache`) and parsed blocks (an LRU of
@@ -256,15 +209,15 @@ class RunReader:
     def footer(self, run: RunInfo) -> Footer:
         """The run's parsed footer (where its index partitions are), read once per run."""
         path = self.loc.path(run.key)
-        return self._footers.load(run.key, lambda: _parse_footer(path, self._read(path, run.footer_offset,
-                                                                                  run.footer_size)))
+        return self._footers.load(run.key, lambda: parse_footer(path, self._read(path, run.footer_offset,
+                                                                                 run.footer_size)))
 
     def partition(self, run: RunInfo, p: int, keep: bool = True) -> Partition:
         """The run's index partition `p` (its blocks and Bloom filter), cached unless `keep` is false."""
         footer = self.footer(run)
         path = self.loc.path(run.key)
-        return self._partitions.load((run.key, p), lambda: _parse_partition(
-            path, footer, p, self._read(path, *footer.partitions[p])), keep)
+        return self._partitions.load((run.key, p), lambda: parse_partition(
+            path, footer, p, self._read(path, *footer.entry(p))), keep)
 
     def _parse_block(self, run: RunInfo, p: int, part: Partition, i: int, blob: bytes,
                      raw: bool = False) -> list[CatalogRow] | list[RawRow]:
@@ -272,10 +225,10 @@ class RunReader:
         path = self.loc.path(run.key)
         try:
             rows: list[Any] = [RawRow(line_id(x), x) for x in load_lines(blob)] if raw else load_rows(blob)
-        except _DAMAGE as exc:
-            raise _unreadable(path, f"partition {p} block {i}", exc) from None
+        except DAMAGE as exc:
+            raise unreadable(path, f"partition {p} block {i}", exc) from None
         if not rows or len(rows) != part.blocks[i][2] or rows[0].id != part.first_ids[i]:
-            raise _mismatch(path, f"partition {p} block {i}", "partition")
+            raise mismatch(path, f"partition {p} block {i}", "partition")
         return rows
 
     def _block(self, run: RunInfo, p: int, part: Partition, i: int) -> list[RawRow]:
@@ -287,11 +240,36 @@ class RunReader:
 
     def index(self, run: RunInfo, image_id: str) -> tuple[int, Partition] | None:
         """The number and contents of the index partition that may hold `image_id` (footer and
-        partition read once and cached); None when the id is outside the run's range."""
+        partition read once and cached); None when the id is outside the run's range. A partition
+        not cached yet is read with its blocks (`_spanned`)."""
         if not run.min_id <= image_id <= run.max_id:
             return None
-        p = bisect.bisect_right(self.footer(run).first_ids, image_id) - 1
-        return p, self.partition(run, p)
+        footer = self.footer(run)
+        p = bisect.bisect_right(footer.first_ids, image_id) - 1
+        part = self._partitions.get((run.key, p))
+        if part is None:
+            part = self._spanned(run, footer, p, image_id)
+        return p, part
+
+    def _spanned(self, run: RunInfo, footer: Footer, p: int, image_id: str) -> Partition:
+        """Partition p read in one request with the blocks before it (they end where it starts)
+        when they span at most SPAN_BYTES; the block that may hold `image_id` is parsed from the
+        same bytes and cached, so `get` reads nothing more. Larger spans (rows with inline PNG
+        chunks): the partition alone."""
+        start = footer.blocks_start(p)
+        offset, size = footer.entry(p)
+        if not 0 <= offset - start <= SPAN_BYTES:
+            return self.partition(run, p)
+        path = self.loc.path(run.key)
+        blob = self._read(path, start, offset + size - start)
+        part = self._partitions.load((run.key, p), lambda: parse_partition(path, footer, p, blob[offset - start:]))
+        if image_id in part.bloom:
+            b = bisect.bisect_right(part.first_ids, image_id) - 1
+            at, length, _ = part.blocks[b]
+            if start <= at and at + length <= offset:  # else `get` reads it, and names a damaged entry
+                self._blocks.load((run.key, at), lambda: self._parse_block(
+                    run, p, part, b, blob[at - start: at - start + length], raw=True))
+        return part
 
     def indexed(self, run: RunInfo, image_id: str) -> bool:
         """Whether `get` needs no read but the block: the footer and the partition are cached."""
@@ -312,8 +290,8 @@ class RunReader:
             return None
         try:
             return CatalogRow.from_json(json.loads(rows[i].line))
-        except _DAMAGE as exc:
-            raise _unreadable(self.loc.path(run.key), f"partition {p} block {b}", exc) from None
+        except DAMAGE as exc:
+            raise unreadable(self.loc.path(run.key), f"partition {p} block {b}", exc) from None
 
     def scan(self, run: RunInfo, start: str | None = None, raw: bool = False) -> Iterator[Any]:
         """The run's rows in ascending id order, from the first id >= `start` (all when None);
@@ -323,7 +301,7 @@ class RunReader:
         would flush them)."""
         footer = self.footer(run)
         first_p = 0 if start is None else max(0, bisect.bisect_right(footer.first_ids, start) - 1)
-        for p in range(first_p, len(footer.partitions)):
+        for p in range(first_p, len(footer)):
             part = self.partition(run, p, keep=False)
             first = 0 if start is None or p > first_p else max(0, bisect.bisect_right(part.first_ids, start) - 1)
             for b, rows in self._scan_blocks(run, p, part, first, raw):
