@@ -61,7 +61,7 @@ def in_process_cluster() -> Iterator[str]:
     `dask worker` processes are tests/system's (test_retier_crash, test_retier_serving)."""
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
         _SCHEDULERS.append(cluster.scheduler_address)
         try:
             yield cluster.scheduler_address
