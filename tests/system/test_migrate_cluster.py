@@ -317,9 +317,9 @@ def test_cli_migrates_every_kind_of_input_with_the_right_outcome(cluster, corpus
 
 def killable_argv(src: str, dest: str, scheduler: str) -> list[str]:
     """A migration of 10 images in 5 batches of 2 (`write_grainy_source`), each batch slowed by
-    refinement steps so that the job can be killed between commits: 10 steps (2 s of CPU a
-    batch, 4 batches left when the first commits) instead of 25, whose 5 s a batch only made
-    the rest of the job longer."""
+    refinement steps so that the job can be killed between commits: 10 steps (about 2 s of CPU
+    a batch on one thread; at load 30, 3 or 4 batches were left when the test first saw a
+    commit) instead of 25, whose 5 s a batch only made the rest of the job longer."""
     return migrate_argv(src, dest, scheduler, "--batch-size", "2", "--batch-pixels", "0", "--refine-steps", "10")
 
 
