@@ -10,7 +10,11 @@ import pytest
 
 from tests.support.cluster import SHARED, free_port, subprocess_env, wait_port
 from tests.support.cluster import TAEF2_WEIGHTS as TAEF2
-from tests.support.retier import model_y, retier_archive  # noqa: F401 - fixtures: the re-tiering tests' archive, a model Y
+from tests.support.retier import (  # noqa: F401 - fixtures: the re-tiering tests' archive and cluster, a model Y
+    jobs_cluster,
+    model_y,
+    retier_archive,
+)
 from tests.support.serve_cluster import archive, cluster, served  # noqa: F401 - fixtures: a served cluster per module
 
 CORPUS = SHARED / "corpus" / "ai-png"

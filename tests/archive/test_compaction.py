@@ -97,11 +97,21 @@ def test_a_merge_that_loses_the_race_rebases_when_its_group_is_still_there(tmp_p
     assert_each_row_once(cat, {**{f"b{b}/{j}": f"b{b}" for b in range(3) for j in range(2)}, "r/0": "r"})
 
 
-def test_two_compactors_in_separate_processes_never_lose_a_row(dest):
+def start_together(procs: list[subprocess.Popen], gate: Path, names: tuple[str, ...]) -> None:
+    """Let the compactor processes (tests/support/compactor_proc.py) start their rounds once all are ready."""
+    while not all((gate / f"{n}.ready").exists() for n in names):
+        assert all(p.poll() is None for p in procs), [p.communicate()[1] for p in procs if p.poll() is not None]
+        time.sleep(0.01)
+    (gate / "go").touch()
+
+
+def test_two_compactors_in_separate_processes_never_lose_a_row(dest, tmp_path):
     rounds = 40 if dest.startswith("/") else 10
-    start_at = str(time.time() + 5)
-    procs = [subprocess.Popen([sys.executable, str(HERE / "support" / "compactor_proc.py"), dest, name, str(rounds), start_at],
-                              stderr=subprocess.PIPE, text=True) for name in ("p", "q")]
+    gate, names = tmp_path / "gate", ("p", "q")
+    gate.mkdir()
+    procs = [subprocess.Popen([sys.executable, str(HERE / "support" / "compactor_proc.py"), dest, name, str(rounds),
+                               str(gate)], stderr=subprocess.PIPE, text=True) for name in names]
+    start_together(procs, gate, names)
     errors = [p.communicate(timeout=300)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errors
     cat = Catalog(open_location(dest), partitions=4)

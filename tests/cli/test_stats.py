@@ -59,7 +59,8 @@ def test_age_histogram_bucket_edges():
     assert [age_bucket(stats.get(i), 1000.0) for i in "abcd"] == ["< 1 h", "1 h - 1 d", ">= 90 d", "never"]
 
 
-def test_stats_text_output_and_errors(tmp_path):
+def test_stats_text_output_and_errors(tmp_path, capsys):
+    """The output and an error of `lbdask stats` as a program; the refused options in this process."""
     dest = str(tmp_path / "arc")
     kept_archive(dest, ["a.png", "b.png"])
     log = AccessLog(open_location(dest), "w")
@@ -78,9 +79,10 @@ def test_stats_text_output_and_errors(tmp_path):
     assert coldest.startswith("  0\t0\tnever") and coldest.endswith("\tb.png")
     assert any(line.strip().startswith("never") and line.split()[1] == "1" for line in lines)
     for bad in (["--top", "-1"], ["--storage-options", "[]"], ["--window-days", "-1"]):
-        out = subprocess.run([sys.executable, "-m", "lbdask", "stats", dest, *bad], capture_output=True, text=True,
-                             timeout=120)
-        assert out.returncode == 2 and out.stderr.startswith("lbdask: error:") and len(out.stderr.splitlines()) == 1
+        capsys.readouterr()
+        assert main(["stats", dest, *bad]) == 2, bad
+        err = capsys.readouterr().err
+        assert err.startswith("lbdask: error:") and len(err.splitlines()) == 1, (bad, err)
     out = subprocess.run([sys.executable, "-m", "lbdask", "stats", str(tmp_path / "none")], capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 2 and out.stderr.startswith("lbdask: error:"), out.stderr

@@ -10,7 +10,7 @@ from lbdask.archive import Archive
 from lbdask.image import pngsamples
 from tests.support.retier import read_all, retier, write_policy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("jobs_cluster")]  # jobs on a cluster in this process
 
 POLICY = """
 demote: {enabled: false}

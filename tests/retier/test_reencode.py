@@ -21,7 +21,7 @@ from lbdask.latent.decode import decode_sha256
 from tests.support.cluster import TAEF2_WEIGHTS
 from tests.support.retier import LATENT_IDS, old_shards, read_all, record_reads, retier, write_policy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("jobs_cluster")]  # jobs on a cluster in this process
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from lbdask.image.quality import psnr
 from tests.support.cluster import TAEF2_WEIGHTS
 from tests.support.retier import DAY, read_all, record_reads, retier, store_digest, write_policy
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("jobs_cluster")]  # jobs on a cluster in this process
 
 #: Every test plans as of 100 days after the archive was made: unread objects are 100 days cold.
 LATER = 100

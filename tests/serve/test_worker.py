@@ -149,15 +149,22 @@ def test_serve_yaml_is_validated(tmp_path, line, match):
         load_serve_settings(str(bad))
 
 
-def test_cli_serve_refuses_bad_options_in_one_line(tmp_path):
+def test_cli_serve_refuses_bad_options_in_one_line(tmp_path, capsys):
+    """The first refusal as a program (nothing else on its stderr), the others in this process."""
     import subprocess
     import sys
 
-    for extra in (["--workers", "0"], ["--cache-bytes", "-5"], ["--config", str(tmp_path / "none.yaml")]):
-        out = subprocess.run([sys.executable, "-m", "lbdask", "serve", str(tmp_path), *extra],
-                             capture_output=True, text=True, timeout=120)
-        assert out.returncode == 2 and out.stderr.startswith("lbdask: error:"), (extra, out.stderr)
-        assert len(out.stderr.strip().splitlines()) == 1
+    from lbdask.cli import main
+
+    out = subprocess.run([sys.executable, "-m", "lbdask", "serve", str(tmp_path), "--workers", "0"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.startswith("lbdask: error:"), out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    for extra in (["--cache-bytes", "-5"], ["--config", str(tmp_path / "none.yaml")]):
+        capsys.readouterr()
+        assert main(["serve", str(tmp_path), *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert err.startswith("lbdask: error:") and len(err.strip().splitlines()) == 1, (extra, err)
 
 
 def _promotion_run(archive, model, slow_model_s: float = 0.0, fetch_hook=None) -> dict:

@@ -2,11 +2,13 @@
 latents, and access statistics written through the serving workers' AccessLog."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,13 +47,47 @@ def build_sources(root: Path, corpus: Path) -> tuple[Path, Path]:
     return kept, lat
 
 
+#: the scheduler of the in-process cluster that `migrate` and `retier` run their jobs on while one is open
+_SCHEDULERS: list[str] = []
+
+
+@contextlib.contextmanager
+def in_process_cluster() -> Iterator[str]:
+    """A Dask cluster in this process (one worker, 2 threads) that `migrate` and `retier` use
+    while it is open; yields its scheduler address.
+
+    Without it each job starts a local cluster with a worker process of its own: about 6 s
+    of CPU for its start, the torch import and the model load, per job. The jobs on real
+    `dask worker` processes are tests/system's (test_retier_crash, test_retier_serving)."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster:
+        _SCHEDULERS.append(cluster.scheduler_address)
+        try:
+            yield cluster.scheduler_address
+        finally:
+            _SCHEDULERS.pop()
+
+
+@pytest.fixture(scope="module")
+def jobs_cluster() -> Iterator[str]:
+    """`in_process_cluster` for a test module's jobs (`pytest.mark.usefixtures("jobs_cluster")`)."""
+    with in_process_cluster() as address:
+        yield address
+
+
+def _cluster_args() -> list[str]:
+    return ["--scheduler", _SCHEDULERS[-1]] if _SCHEDULERS else ["--workers", "1"]
+
+
 def migrate(src: Path | str, dest: str, min_psnr: str) -> None:
-    assert cli.main(["migrate", str(src), dest, "--workers", "1", "--no-progress", "--weights", str(TAEF2_WEIGHTS),
+    assert cli.main(["migrate", str(src), dest, *_cluster_args(), "--no-progress", "--weights", str(TAEF2_WEIGHTS),
                      "--min-psnr", min_psnr, "--max-pixels", "100000"]) == 0
 
 
 def retier(dest: str, *extra: str) -> int:
-    return cli.main(["retier", dest, "--workers", "1", "--no-progress", "--weights", str(TAEF2_WEIGHTS), *extra])
+    """`lbdask retier DEST EXTRA...` in this process, on the open `in_process_cluster` or a local cluster."""
+    return cli.main(["retier", dest, *_cluster_args(), "--no-progress", "--weights", str(TAEF2_WEIGHTS), *extra])
 
 
 def record_reads(dest: str, counts: dict[str, tuple[int, float]]) -> None:
@@ -137,8 +173,9 @@ def retier_archive(tmp_path_factory, corpus_dir, taef2_dir) -> tuple[Path, str]:
     root = tmp_path_factory.mktemp("retier")
     kept, lat = build_sources(root / "src", corpus_dir)
     dest = str(root / "arc")
-    migrate(kept, dest, "99")
-    migrate(lat, dest, "20")
+    with in_process_cluster():
+        migrate(kept, dest, "99")
+        migrate(lat, dest, "20")
     return root, dest
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import lbdask
 from lbdask import cli
 from lbdask.archive import Archive
 from lbdask.archive.history import read_job_records
@@ -306,21 +307,27 @@ def test_cli_migrates_every_kind_of_input_with_the_right_outcome(cluster, corpus
     assert got.returncode == 0, got.stderr[-3000:]
     rgb, _ = pngio.decode(got.stdout, 10**8)
     assert hashlib.sha256(rgb.tobytes()).hexdigest() == latents[0].decode_sha256
-    for row in latents:  # every latent, through the same `lbdask read` in this process
-        out = tmp_path / "read.png"
-        assert cli.main(["read", dest, row.id, "-o", str(out), "--weights", str(taef2_dir)]) == 0
-        rgb, _ = pngio.decode(out.read_bytes(), 10**8)
+    reader = lbdask.open(dest, weights=taef2_dir)  # what `lbdask read` calls, its model loaded once
+    for row in latents:  # every latent
+        rgb, _ = pngio.decode(reader.read(row.id), 10**8)
         assert hashlib.sha256(rgb.tobytes()).hexdigest() == row.decode_sha256, row.id
     assert_second_run_writes_nothing(migrate_argv(str(src), dest, cluster.address), dest)
     assert len(read_job_records(arc)) == len(stats)
+
+
+def killable_argv(src: str, dest: str, scheduler: str) -> list[str]:
+    """A migration of 10 images in 5 batches of 2 (`write_grainy_source`), each batch slowed by
+    refinement steps so that the job can be killed between commits: 10 steps (about 2 s of CPU
+    a batch on one thread; at load 30, 3 or 4 batches were left when the test first saw a
+    commit) instead of 25, whose 5 s a batch only made the rest of the job longer."""
+    return migrate_argv(src, dest, scheduler, "--batch-size", "2", "--batch-pixels", "0", "--refine-steps", "10")
 
 
 @pytest.mark.parametrize("victim", ["worker", "driver"])
 def test_kill_minus_9_mid_run_then_resume(victim, cluster, taef2_dir, tmp_path, dask_env):
     ids = write_grainy_source(tmp_path / "src", 10)
     dest = str(tmp_path / "archive")
-    # refinement steps make each batch slow enough to kill the job between commits
-    argv = migrate_argv(str(tmp_path / "src"), dest, cluster.address, "--batch-size", "2", "--batch-pixels", "0", "--refine-steps", "25")
+    argv = killable_argv(str(tmp_path / "src"), dest, cluster.address)
     cmd = [sys.executable, "-m", "lbdask", *argv]
     with migration_after_first_commit(cmd, dask_env, dest) as (driver, first, payload):
         if victim == "worker":
@@ -358,7 +365,7 @@ def test_kill_driver_with_s3_destination_then_resume(s3_bucket, cluster, taef2_d
     assert dask_env["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1")
     ids = write_grainy_source(tmp_path / "src", 10)
     dest = f"{s3_bucket}/archive"
-    argv = migrate_argv(str(tmp_path / "src"), dest, cluster.address, "--batch-size", "2", "--batch-pixels", "0", "--refine-steps", "25")
+    argv = killable_argv(str(tmp_path / "src"), dest, cluster.address)
     cmd = [sys.executable, "-m", "lbdask", *argv]
     with migration_after_first_commit(cmd, dask_env, dest) as (driver, first, payload):
         driver.send_signal(signal.SIGKILL)

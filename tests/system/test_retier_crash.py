@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,7 @@ from lbdask.archive import Archive
 from lbdask.archive.model_table import model_table
 from lbdask.retier import apply as retier_apply
 from lbdask.retier import sweep as retier_sweep
-from tests.support.cluster import TAEF2_WEIGHTS, DaskProcesses
+from tests.support.cluster import TAEF2_WEIGHTS, one_worker_cluster, subprocess_env
 from tests.support.retier import (
     DAY,
     LATENT_IDS,
@@ -26,6 +27,7 @@ from tests.support.retier import (
     old_shards,
     read_all,
     record_reads,
+    write_model_y_configs,
     write_policy,
 )
 
@@ -96,13 +98,28 @@ def test_a_crash_after_any_write_of_a_run_leaves_every_object_readable(base, tmp
     assert k >= 10, writes  # demote shards + commits, convert and promote objects + commits, sweep, compaction, summary
 
 
-def slow_configs(tmp_path) -> str:
-    """The configs in use with refinement on, so each demote or re-encode chunk takes long
-    enough to kill the job between commits."""
-    from lbdask.config import config_dir
+@pytest.fixture(scope="module")
+def configs_y(tmp_path_factory) -> Path:
+    """The shipped configs plus model Y, for the kill tests' cluster and drivers."""
+    return write_model_y_configs(tmp_path_factory.mktemp("configs-y") / "configs")
 
+
+@pytest.fixture(scope="module")
+def cluster(configs_y):
+    """One scheduler and worker for the kill tests (a test that kills the worker starts another).
+
+    A worker keeps the model configs the last job's resident model carried (`adopt`), and a
+    re-encode-only run registers no resident model: so the worker's own configs and every
+    driver's (`slow_configs`) name model Y, whichever run came first."""
+    with one_worker_cluster({**subprocess_env(), "LBDASK_CONFIG_DIR": str(configs_y)}) as procs:
+        yield procs
+
+
+def slow_configs(tmp_path, configs_y: Path) -> str:
+    """The model-Y configs with refinement on, so each demote or re-encode chunk takes long
+    enough to kill the job between commits."""
     folder = tmp_path / "slow-configs"
-    shutil.copytree(config_dir(), folder)
+    shutil.copytree(configs_y, folder)
     jobs = (folder / "jobs.yaml").read_text()
     (folder / "jobs.yaml").write_text(jobs.replace("refine_steps: 0", "refine_steps: 10"))
     assert "refine_steps: 10" in (folder / "jobs.yaml").read_text()
@@ -140,31 +157,28 @@ def killed_run(request) -> tuple[str, object]:
     return POLICY, final_state_ok
 
 
-def reads_match_rows(dest: str, ids: set[str], env: dict[str, str]) -> None:
-    """Every id reads, and `lbdask verify --all` (another process) passes: each latent decodes,
-    with its row's model, to its row's `decode_sha256`; every checksum holds."""
+def reads_match_rows(dest: str, ids: set[str]) -> None:
+    """Every id reads, and `lbdask verify --all` (in this process: the archive on the store is
+    what is checked) passes: each latent decodes, with its row's model, to its row's
+    `decode_sha256`; every checksum holds."""
     assert set(read_all(dest)) == ids
-    done = subprocess.run([sys.executable, "-m", "lbdask", "verify", dest, "--all", "--weights", str(TAEF2_WEIGHTS)],
-                          env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert cli.main(["verify", dest, "--all", "--weights", str(TAEF2_WEIGHTS)]) == 0
 
 
 @pytest.mark.parametrize("victim", ["driver", "worker"])
-def test_kill_minus_9_mid_apply_then_a_second_apply_finishes(victim, killed_run, base, tmp_path, dask_env):
+def test_kill_minus_9_mid_apply_then_a_second_apply_finishes(victim, killed_run, cluster, configs_y, base, tmp_path,
+                                                             dask_env):
     root, dest0 = base
     dest = str(tmp_path / "arc")
     shutil.copytree(dest0, dest)
     ids = set(read_all(dest0))
     text, final_check = killed_run
     policy = write_policy(tmp_path / "p.yaml", text)
-    procs = DaskProcesses(dask_env)
+    cmd = [sys.executable, "-m", "lbdask", "retier", dest, "--policy", policy, "--now", at(LATER), "--apply",
+           "--no-progress", "--weights", str(TAEF2_WEIGHTS), "--scheduler", cluster.address,
+           "--config-dir", slow_configs(tmp_path, configs_y)]
+    driver = subprocess.Popen(cmd, env=dask_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        procs.start_worker()
-        procs.wait_workers(1)
-        cmd = [sys.executable, "-m", "lbdask", "retier", dest, "--policy", policy, "--now", at(LATER), "--apply",
-               "--no-progress", "--weights", str(TAEF2_WEIGHTS), "--scheduler", procs.address,
-               "--config-dir", slow_configs(tmp_path)]
-        driver = subprocess.Popen(cmd, env=dask_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 240
         while not retier_batches(dest):
             assert driver.poll() is None, driver.communicate()[1][-3000:]
@@ -174,19 +188,18 @@ def test_kill_minus_9_mid_apply_then_a_second_apply_finishes(victim, killed_run,
             driver.send_signal(signal.SIGKILL)
             driver.wait(timeout=30)
             assert not plan_is_empty(dest, policy, tmp_path), "the run's moves were all done before the kill"
-            reads_match_rows(dest, ids, dask_env)  # every object readable after the kill
+            reads_match_rows(dest, ids)  # every object readable after the kill
             rerun = subprocess.run(cmd, env=dask_env, capture_output=True, text=True, timeout=300)
             assert rerun.returncode == 0, rerun.stderr[-3000:]
         else:
-            os.kill(procs.workers[-1].pid, signal.SIGKILL)
-            procs.start_worker()
+            os.kill(cluster.workers[-1].pid, signal.SIGKILL)
+            cluster.start_worker()
             out, err = driver.communicate(timeout=300)
             assert driver.returncode == 0, err[-3000:]
     finally:
         if driver.poll() is None:
             driver.kill()
             driver.wait()
-        procs.close()
-    reads_match_rows(dest, ids, dask_env)
+    reads_match_rows(dest, ids)
     final_check(dest)
     assert plan_is_empty(dest, policy, tmp_path)

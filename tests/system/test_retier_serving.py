@@ -18,12 +18,14 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from distributed import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 import lbdask
+from lbdask import cli
 from lbdask.archive import Archive
 from tests.support.cluster import TAEF2_WEIGHTS, DaskProcesses, free_port, subprocess_env
 from tests.support.dashboard import get_page, span_view
@@ -126,20 +128,23 @@ def test_the_retier_changed_cached_ids_of_every_kind(retiered):
         assert retiered.served_before[image_id] == retiered.before[image_id] != retiered.after[image_id], image_id
 
 
-def test_serving_reads_converge_to_lbdask_read_after_the_retier(retiered):
+def cli_read(path: Path, *argv: str) -> bytes:
+    """What `lbdask read ARGV` run in this process writes (`-o path`): the command's own code;
+    its start as a program with `--scheduler` is test_serve_embedded's."""
+    assert cli.main(["read", *argv, "-o", str(path)]) == 0
+    return path.read_bytes()
+
+
+def test_serving_reads_converge_to_lbdask_read_after_the_retier(retiered, tmp_path):
     assert retiered.converged_s < 30   # serve_until_equal: every id, cached before or not
     with lbdask.open(retiered.dest, scheduler=retiered.procs.address) as box:
         for image_id, png in retiered.after.items():
             assert box.read(image_id) == png, image_id
     for image_id, png in retiered.after.items():
-        out = subprocess.run([sys.executable, "-m", "lbdask", "read", retiered.dest, image_id, "--scheduler",
-                              retiered.procs.address], capture_output=True, env=retiered.procs.env, timeout=120)
-        assert out.returncode == 0, out.stderr[-2000:]
-        assert out.stdout == png, image_id
+        assert cli_read(tmp_path / "s.png", retiered.dest, image_id, "--scheduler", retiered.procs.address) == png, image_id
     for image_id in ("l0.png", "k0.png"):   # `after` is what plain `lbdask read` prints
-        out = subprocess.run([sys.executable, "-m", "lbdask", "read", retiered.dest, image_id, "--weights",
-                              str(TAEF2_WEIGHTS)], capture_output=True, env=retiered.procs.env, timeout=120)
-        assert out.returncode == 0 and out.stdout == retiered.after[image_id], image_id
+        assert cli_read(tmp_path / "p.png", retiered.dest, image_id, "--weights", str(TAEF2_WEIGHTS)) == \
+            retiered.after[image_id], image_id
     with Client(retiered.procs.address, timeout="20s") as client:
         stats = client.run(lambda dask_worker: dask_worker.handlers["lbdask_stats"]())
     assert sum(s["catalog_dropped"] for s in stats.values()) >= len(retiered.served_before) - 1
