@@ -19,7 +19,7 @@ from lbdask.image import pngio
 from lbdask.image.quality import psnr
 from lbdask.latent.decode import decode_sha256
 from tests.support.cluster import TAEF2_WEIGHTS
-from tests.support.retier import LATENT_IDS, old_shards, read_all, record_reads, retier, write_policy
+from tests.support.retier import LATENT_IDS, old_shards, read_all, record_reads, retier, write_model_y_configs, write_policy
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("jobs_cluster")]  # jobs on a cluster in this process
 
@@ -225,3 +225,17 @@ def test_policy_needs_from_and_to(tmp_path):
     with pytest.raises(ConfigError, match="reencode needs `from`"):
         load_policy(write_policy(tmp_path / "p.yaml", "reencode: {enabled: true, to: taef2-y}\n"))
     assert load_policy(write_policy(tmp_path / "q.yaml", "reencode: {enabled: true, from: abc, to: y}\n")).reencode.from_ == "abc"
+
+
+def test_a_long_lived_worker_loads_model_y_by_the_drivers_configs_not_an_earlier_jobs(tmp_path, monkeypatch):
+    from lbdask import config
+    from lbdask.models.resident import model_configs
+    from lbdask.retier import reencode
+
+    monkeypatch.setattr(config, "_adopted", {})
+    monkeypatch.setattr(reencode, "_MODELS", {})
+    earlier = model_configs()  # the shipped registry: no taef2-y
+    monkeypatch.setenv("LBDASK_CONFIG_DIR", str(write_model_y_configs(tmp_path / "configs")))
+    spec = reencode.ReencodeSpec("0" * 64, "taef2-y", None, None, None, 20.0, model_configs())
+    config.adopt(earlier)  # what the resident-model plugin of an earlier tier-moves job left on the worker
+    assert reencode.target_model(spec, None, None).name == "taef2-y"

@@ -15,6 +15,7 @@ from lbdask.archive import Archive, CatalogRow
 from lbdask.archive.creation import archive_meta
 from lbdask.archive.model_table import resolve_reference
 from lbdask.cluster.session import worker_path
+from lbdask.models.resident import model_configs
 from lbdask.representation.settings import JobSettings
 from lbdask.representation.sources import list_source_ids
 from lbdask.retier.moves import MoveContext
@@ -85,4 +86,4 @@ def reencode_spec(arc: Archive, policy: RetierPolicy, min_psnr: float, weights: 
         return None
     return ReencodeSpec(resolve_reference(arc, re.from_)["fingerprint"], worker_path(re.to), worker_path(re.weights),
                         worker_path(weights), re.source or policy.source_cleanup.source,
-                        re.min_psnr if re.min_psnr is not None else min_psnr)
+                        re.min_psnr if re.min_psnr is not None else min_psnr, model_configs())

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from lbdask.archive import Archive, CatalogRow
 from lbdask.archive.model_table import bucket_for
+from lbdask.config import adopt
 from lbdask.image import pngio
 from lbdask.latent.decode import row_pixels
 from lbdask.models.row_models import RowModels, load_entry
@@ -53,10 +54,16 @@ class ReencodeSpec:
     primary_weights: str | None  # the archive's own model's weights (`--weights`): decodes its old latents
     source: str | None  # the migrated SRC (source PNGs), or None
     min_psnr: float  # the gate's floor for the new latent (dB, against the copy it came from)
+    #: the driver's model configs (`resident.model_configs`): a long-lived worker loads Y and X by
+    #: the driver's `--config-dir`, not by whatever an earlier job's plugin left it
+    configs: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
-def _cached(key: tuple, load: Any) -> Any:
+def _cached(key: tuple, load: Any, configs: dict[str, Any]) -> Any:
+    """The model under `key` in this process, loaded once with the driver's `configs` adopted."""
     with _LOCK:
+        if configs:
+            adopt(configs)
         if key not in _MODELS:
             _MODELS[key] = load()
         return _MODELS[key]
@@ -67,7 +74,7 @@ def target_model(spec: ReencodeSpec, precision: str | None, runtime: str | None)
     from lbdask.models import load_model
 
     return _cached(("to", spec.to, spec.weights, precision, runtime),
-                   lambda: load_model(spec.to, weights=spec.weights, precision=precision, runtime=runtime))
+                   lambda: load_model(spec.to, weights=spec.weights, precision=precision, runtime=runtime), spec.configs)
 
 
 def target_info(spec: ReencodeSpec, precision: str | None, runtime: str | None) -> dict[str, Any]:
@@ -79,9 +86,9 @@ def old_models(arc: Archive, spec: ReencodeSpec, precision: str | None, runtime:
     """The models of the archive's table in this process, to decode old latents."""
     options = {"precision": precision, "runtime": runtime}
     primary = arc.model_info | {"load": {"model": arc.model_info["name"], "weights": spec.primary_weights}}
-    return _cached(("old", arc.url, spec.primary_weights, precision, runtime),
-                   lambda: RowModels(arc, lambda: _cached(("primary", arc.url, spec.primary_weights, precision, runtime),
-                                                          lambda: load_entry(primary, **options)), **options))
+    key = (arc.url, spec.primary_weights, precision, runtime)
+    return _cached(("old", *key), lambda: RowModels(arc, lambda: _cached(("primary", *key), lambda: load_entry(primary, **options),
+                                                                         spec.configs), **options), spec.configs)
 
 
 def best_copy(arc: Archive, row: CatalogRow, spec: ReencodeSpec, models: RowModels, max_pixels: int,
