@@ -173,6 +173,16 @@ class Catalog:
         """Batches folded into the index (a recursive LIST of their folded copies)."""
         return self._names("folded")
 
+    def _any_folded(self) -> bool:
+        """Whether any batch was ever folded (one LIST of `catalog/folded/` itself: its fan-out
+        subfolders or, flat, its copies; legacy empty markers count too)."""
+        d = self._p("folded")
+        self.loc.fs.invalidate_cache(d)
+        try:
+            return bool(self.loc.fs.ls(d, detail=False))
+        except FileNotFoundError:
+            return False
+
     def _discover(self, known: int | None) -> Manifest:
         """The latest manifest (`Manifests.discover`); an empty generation 0 before the first
         compaction, once `confirm` said the archive is still there.
@@ -186,7 +196,7 @@ class Catalog:
         if manifest is not None:
             return manifest
         if known != 0:  # never looked, or the manifest seen before is gone
-            if self.folded_names():
+            if self._any_folded():
                 manifest = self.manifests.latest()
                 if manifest is not None:
                     return manifest
