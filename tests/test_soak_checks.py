@@ -27,7 +27,7 @@ def soak_module():
 def test_rows_of_folded_and_unfolded_batches_count_as_committed_and_others_do_not(tmp_path):
     arc = Archive.create(str(tmp_path / "arc"), MODEL)
     arc.commit("job1-a", [CatalogRow(id="a.png", status="failed", reason="x", source_size=3)])
-    arc.compact()  # job1-a is folded: its copy is catalog/folded/job1-a.jsonl.gz
+    arc.compact()  # job1-a is folded: its copy is catalog/folded/<fan>/job1-a.jsonl.gz
     arc.commit("job2-b", [CatalogRow(id="b.png", status="failed", reason="y", source_size=4)])  # not folded yet
     rows = list(Archive.open(str(tmp_path / "arc")).rows())
     assert sorted(r.batch_id for r in rows) == ["job1-a", "job2-b"]

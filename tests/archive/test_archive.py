@@ -18,7 +18,7 @@ def test_create_is_idempotent_and_records_model_and_format(dest):
     again = Archive.create(dest, MODEL, shard_size=99)
     assert again.shard_size == 4
     arc = Archive.open(dest)
-    assert arc.model_info["name"] == "tiny" and arc.format_version == 2
+    assert arc.model_info["name"] == "tiny" and arc.format_version == 3
     arc.check_model(MODEL["fingerprint"])
     with pytest.raises(ModelMismatchError, match=r"tiny .*not other"):
         arc.check_model("0" * 64, "other")

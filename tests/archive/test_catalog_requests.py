@@ -158,7 +158,7 @@ def test_a_writer_whose_cursor_a_compaction_passed_announces_after_it(dest):
     other.commit("c", rows_for("c", ["z"]))  # slot 2
     compact(other)  # folds slots 0-2 (fence at 3); slots are never deleted
     writer.commit("d", rows_for("d", ["w"]))  # slot 1 is taken: the writer moves on to the end
-    assert read_slot(loc, 1).batch == "b" and read_slot(loc, 4).batch == "d"
+    assert read_slot(writer.log, 1).batch == "b" and read_slot(writer.log, 4).batch == "d"
     assert other.manifest().log_next == 4
     assert Catalog(loc, partitions=8).get_row("w").reason == "d"
 

@@ -11,6 +11,7 @@ from lbdask.archive.catalog import Catalog
 from lbdask.archive.compaction import compact
 from lbdask.archive.rows import CatalogRow
 from lbdask.storage import open_location
+from tests.support.crash import Crash, crash_at
 
 HERE = Path(__file__).resolve().parents[1]
 
@@ -42,7 +43,8 @@ def test_each_fold_adds_a_level_0_run_in_front_and_keeps_the_older_rows(dest):
     assert sorted(p.rsplit("/", 1)[-1] for p in loc.fs.ls(loc.path("catalog", "manifests"))) == [
         "0000000002.json", "latest.json"]
     assert cat.manifests.discover().generation == 2 and cat.manifest().log_next == 4
-    assert len(loc.fs.ls(loc.path("catalog", "log"))) == 4  # slots 0 and 2 (a, b), the fences 1 and 3: never deleted
+    slots = [p.rsplit("/", 2)[-2:] for p in loc.fs.find(loc.path("catalog", "log"))]
+    assert slots == [["00000000", f"{n:012d}.json"] for n in range(4)]  # a, b and the fences 1, 3: never deleted
     assert not loc.fs.exists(loc.path("catalog", "batches", "a.jsonl.gz"))
     assert cat.is_committed("a") and cat.is_committed("b") and not cat.is_committed("c")
 
@@ -158,22 +160,6 @@ def test_a_compactor_that_loses_the_race_retries_and_removes_its_attempt(tmp_pat
     assert_each_row_once(cat, {**{f"a/{j}": "a" for j in range(3)}, **{f"r/{j}": "r" for j in range(2)}, "s/0": "s"})
     live = {cat.loc.path(r.key) for r in cat.manifest().runs}
     assert set(cat.loc.fs.find(cat.loc.path("catalog", "runs"))) == live  # the lost attempt left nothing
-
-
-class Crash(Exception):
-    pass
-
-
-def crash_at(real, calls, k):
-    """`real`, counting its calls in `calls` (shared by every wrapped step): the call made
-    when `k` steps have run raises Crash instead."""
-    def wrapper(*args, **kwargs):
-        if len(calls) == k:
-            raise Crash
-        calls.append(real.__name__)
-        return real(*args, **kwargs)
-    wrapper.__name__ = real.__name__
-    return wrapper
 
 
 def test_a_crash_after_any_step_of_a_compaction_loses_nothing(dest, monkeypatch):

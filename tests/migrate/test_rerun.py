@@ -1,5 +1,6 @@
 """A rerun on a complete archive says "nothing to do" before any cluster starts or model loads;
-a job compacts the catalog while it commits, not only at its end."""
+a job compacts the catalog while it commits, not only at its end, and measures what it added
+without listing the archive whole."""
 import asyncio
 import io
 
@@ -11,6 +12,7 @@ from PIL import Image
 from lbdask.archive import Archive, CatalogRow
 from lbdask.archive.periodic import PeriodicCompactor
 from lbdask.cli import main
+from lbdask.cli.migrate import format_summary
 from lbdask.cluster.settings import load_cluster_settings
 from lbdask.migrate import job
 from lbdask.representation.settings import load_job_settings
@@ -18,6 +20,7 @@ from lbdask.representation.sources import list_source_ids
 from lbdask.storage import open_location
 from tests.support.archive import MODEL
 from tests.support.cluster import IN_PROCESS_JOB, TAEF2_WEIGHTS, grainy, png_bytes
+from tests.support.store_requests import local_listings, whole_archive
 
 
 def committed_as_listed(src, dest):
@@ -91,8 +94,17 @@ async def test_a_migration_compacts_while_it_commits(s, a, tmp_path):
     settings = load_job_settings(batch_size=2, batch_pixels=0, compact_every_batches=2, weights=str(TAEF2_WEIGHTS))
     req = job.MigrationRequest(str(src), dest, settings, load_cluster_settings(), scheduler=s.address, progress=False)
     lines = []
-    record = await asyncio.to_thread(job.run_migration, req, lines.append)
+    with local_listings() as seen:
+        record = await asyncio.to_thread(job.run_migration, req, lines.append)
     assert record["images_processed"] == 40 and record["batches"] == 20
+    # what the job added is measured without listing the archive whole (as `bytes_on_store` did at
+    # its start and end) and is what a du sees, less the archive's creation, before the job's start
+    assert whole_archive(seen, dest) == [] and any(entry.startswith(f"du {dest}/catalog/") for entry in seen)
+    arc = Archive.open(dest)
+    on_store = arc.bytes_on_store()
+    on_store["latents"] -= arc.loc.fs.size(arc.loc.path("latents", "zarr.json"))
+    assert record["bytes_stored_by_part"] == on_store and record["bytes_stored"] == sum(on_store.values())
+    assert f"-> stored {sum(on_store.values()):,} (what this job added to the store, measured)" in format_summary(record)
     during = [line for line in lines if "during the job" in line]
     assert during and all(line.startswith("compacted ") for line in during)
     arc = Archive.open(dest)

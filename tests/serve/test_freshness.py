@@ -212,7 +212,7 @@ def test_a_pass_reads_the_commit_log_and_costs_two_requests_when_nothing_changed
 def drop_slots(arc: Archive, below: int) -> None:
     """What an older lbdask's compaction did after its commit: delete the log slots below its fence."""
     for seq in range(below):
-        arc.loc.fs.rm(slot_path(arc.loc, seq))
+        arc.loc.fs.rm(slot_path(arc.catalog.log, seq))
 
 
 def test_a_watch_that_fell_behind_a_compaction_that_deleted_its_slots_drops_what_it_folded(plain):

@@ -109,3 +109,40 @@ def counting(loc: Location) -> Iterator[Requests]:
     finally:
         object.__setattr__(loc, "fs", real_fs)
         objects.replace_durably, objects.create_durably = real_replace, real_create
+
+
+
+#: Folders a du of an archive lists whole (each grows with the archive).
+WHOLE_ARCHIVE = ("latents", "originals", "catalog", "meta", "pixels", "catalog/folded", "catalog/log")
+
+
+@contextlib.contextmanager
+def local_listings() -> Iterator[list[str]]:
+    """Every listing (`du`, `find`, `walk`, `ls`) of a LocalFileSystem in this process meanwhile
+    (the workers of an in-process cluster included), as "<method> <path>"."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    seen: list[str] = []
+    real = {name: getattr(LocalFileSystem, name) for name in ("du", "find", "walk", "ls")}
+
+    def wrap(name):
+        def counted(self, path, *args, **kwargs):
+            seen.append(f"{name} {str(path).rstrip('/')}")
+            return real[name](self, path, *args, **kwargs)
+        return counted
+
+    for name in real:
+        setattr(LocalFileSystem, name, wrap(name))
+    try:
+        yield seen
+    finally:
+        for name, method in real.items():
+            setattr(LocalFileSystem, name, method)
+
+
+def whole_archive(seen: list[str], root: str) -> list[str]:
+    """The listings in `seen` that enumerate a part of the archive at `root` whole: a `du`,
+    `find` or `walk` of a WHOLE_ARCHIVE folder (an `ls` of a fan-out folder lists its
+    subfolders only)."""
+    flagged = {f"{verb} {root}/{folder}" for folder in WHOLE_ARCHIVE for verb in ("du", "find", "walk")}
+    return [entry for entry in seen if entry in flagged]

@@ -24,7 +24,7 @@ from typing import TypeVar
 
 from lbdask.archive import listing
 from lbdask.archive.catalog_view import Tracker, View
-from lbdask.archive.commit_log import Slot, claim
+from lbdask.archive.commit_log import CommitLog, Slot, claim
 from lbdask.archive.manifest import Manifest, Manifests
 from lbdask.archive.objects import put_atomic
 from lbdask.archive.prefetch import prefetch
@@ -41,6 +41,14 @@ BATCH_SUFFIX = ".jsonl.gz"
 READ_ATTEMPTS = 3
 #: Parsed index partitions kept in memory per Catalog (they are immutable once written).
 PARTITION_CACHE = 16
+#: Hex digits of the fan-out subfolder of per-batch objects (`fan`).
+FAN_DIGITS = 2
+
+
+def fan(batch_id: str) -> str:
+    """The fan-out subfolder of a batch's objects: the first FAN_DIGITS hex digits of
+    sha256(id), so a folder of per-batch objects holds at most 256 subfolders."""
+    return hashlib.sha256(batch_id.encode()).hexdigest()[:FAN_DIGITS]
 
 
 def partition_of(image_id: str, partitions: int) -> int:
@@ -59,8 +67,11 @@ def parse_rows(path: str, blob: bytes) -> list[CatalogRow]:
 class Catalog:
     """Commit, look up and list catalog rows on a folder or S3 prefix."""
 
-    def __init__(self, loc: Location, partitions: int = 256, confirm: Callable[[], None] | None = None) -> None:
+    def __init__(self, loc: Location, partitions: int = 256, confirm: Callable[[], None] | None = None,
+                 fanned: bool = True) -> None:
         self.loc = loc
+        self.fanned = fanned  # format version 3: log slots and folded copies in fan-out subfolders
+        self.log = CommitLog(loc, fanned)
         self.confirm = confirm or (lambda: None)  # raises when the archive itself is gone (Archive gives one)
         self.default_partitions = partitions
         self.manifests = Manifests(loc)
@@ -84,7 +95,10 @@ class Catalog:
         return self._p("batches", batch_id + BATCH_SUFFIX)
 
     def folded_path(self, batch_id: str) -> str:
-        """Where a compacted batch's rows are kept (the copy repair rebuilds the index from)."""
+        """Where a compacted batch's rows are kept (the copy repair rebuilds the index from):
+        `catalog/folded/<fan>/<batch>.jsonl.gz`, or flat in archives of format version 1 and 2."""
+        if self.fanned:
+            return self._p("folded", fan(batch_id), batch_id + BATCH_SUFFIX)
         return self._p("folded", batch_id + BATCH_SUFFIX)
 
     # writing -----------------------------------------------------------------------
@@ -115,7 +129,7 @@ class Catalog:
         cursor = self._cursor
         if cursor is None:
             cursor = self._view.end if self._view is not None else self._discover(self._known).log_next
-        self._cursor = claim(self.loc, cursor, Slot(0, batch=batch_id)) + 1
+        self._cursor = claim(self.log, cursor, Slot(0, batch=batch_id)) + 1
 
     def is_committed(self, batch_id: str) -> bool:
         """True once the batch object exists (or its rows were folded into the index): one
@@ -141,21 +155,32 @@ class Catalog:
 
     # the manifest and the recent commits --------------------------------------------
     def _names(self, folder: str) -> list[str]:
+        """Batch ids of the objects under `folder`, its fan-out subfolders included."""
         d = self._p(folder)
         self.loc.fs.invalidate_cache(d)
         try:
-            names = [p.rsplit("/", 1)[-1] for p in self.loc.fs.ls(d, detail=False)]
+            names = [p.rsplit("/", 1)[-1] for p in self.loc.fs.find(d)]
         except FileNotFoundError:
             return []
-        return sorted(n[: -len(BATCH_SUFFIX)] for n in names if n.endswith(BATCH_SUFFIX))
+        return sorted({n[: -len(BATCH_SUFFIX)] for n in names if n.endswith(BATCH_SUFFIX)})
 
     def batch_names(self) -> list[str]:
         """Committed batches not yet folded into the index (one LIST: compaction and repair)."""
         return self._names("batches")
 
     def folded_names(self) -> list[str]:
-        """Batches folded into the index (one LIST of their folded copies)."""
+        """Batches folded into the index (a recursive LIST of their folded copies)."""
         return self._names("folded")
+
+    def _any_folded(self) -> bool:
+        """Whether any batch was ever folded (one LIST of `catalog/folded/` itself: its fan-out
+        subfolders or, flat, its copies; legacy empty markers count too)."""
+        d = self._p("folded")
+        self.loc.fs.invalidate_cache(d)
+        try:
+            return bool(self.loc.fs.ls(d, detail=False))
+        except FileNotFoundError:
+            return False
 
     def _discover(self, known: int | None) -> Manifest:
         """The latest manifest (`Manifests.discover`); an empty generation 0 before the first
@@ -170,7 +195,7 @@ class Catalog:
         if manifest is not None:
             return manifest
         if known != 0:  # never looked, or the manifest seen before is gone
-            if self.folded_names():
+            if self._any_folded():
                 manifest = self.manifests.latest()
                 if manifest is not None:
                     return manifest
@@ -183,7 +208,7 @@ class Catalog:
         """Made per use, not kept: a kept one's bound methods would make every handle a reference
         cycle, freed only by a full garbage collection (tens of ms at once, once many cold
         handles with their parsed footers had piled up: most of the cold-lookup p99 at 10 M)."""
-        return Tracker(self.loc, self._discover, self.announced_rows, self._unannounced)
+        return Tracker(self.log, self._discover, self.announced_rows, self._unannounced)
 
     def view(self) -> View:
         """The latest manifest and the rows announced after it (see catalog_view.py)."""

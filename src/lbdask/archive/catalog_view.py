@@ -12,11 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from lbdask.archive.commit_log import read_slot
+from lbdask.archive.commit_log import CommitLog, read_slot
 from lbdask.archive.manifest import Manifest
 from lbdask.archive.rows import CatalogRow
 from lbdask.errors import IntegrityError
-from lbdask.storage import Location
 
 #: Newer generations one advance follows before it settles for the one it holds (a later
 #: lookup goes on; a file removed meanwhile makes the catalog start over).
@@ -46,7 +45,7 @@ Unannounced = Callable[[], tuple[dict[str, CatalogRow], list[str]]]
 class Tracker:
     """Builds and advances views for one catalog handle."""
 
-    loc: Location
+    log: CommitLog
     discover: Discover
     read_batch: BatchReader
     unannounced: Unannounced
@@ -65,7 +64,7 @@ class Tracker:
     def advance(self, view: View, depth: int = 0) -> View:
         """`view` with the slots announced since; rebuilt when a compaction committed meanwhile."""
         recent, batches, damage, end = None, list(view.batches), list(view.damage), view.end
-        while (slot := read_slot(self.loc, end)) is not None:
+        while (slot := read_slot(self.log, end)) is not None:
             if slot.fence is not None:
                 newer = self._newer(view, depth) if slot.fence > view.manifest.generation else None
                 if newer is not None:  # a compaction folded what this view holds (else: one that crashed)

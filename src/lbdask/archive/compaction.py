@@ -69,10 +69,10 @@ def _attempt(catalog: Catalog) -> dict[str, int] | None:
     """One fold attempt; None when another compactor committed first."""
     loc = catalog.loc
     old = catalog.refresh().manifest  # refuses to build on a catalog whose manifest was lost
-    end = first_absent(loc, old.log_next)
+    end = first_absent(catalog.log, old.log_next)
     if end == old.log_next and not catalog.batch_names() and old.version == 2:
         return {"batches": 0, "rows": 0, "generation": old.generation, "stepped_back": 0}
-    fence = claim_slot(loc, end, Slot(0, fence=old.generation + 1))  # slots below it: folded here
+    fence = claim_slot(catalog.log, end, Slot(0, fence=old.generation + 1))  # slots below it: folded here
     names = _fold_order(catalog, old.log_next, fence, catalog.batch_names())  # listed after the fence
     blobs = {name: _batch_blob(catalog, name) for name in names}
     fresh: dict[str, CatalogRow] = {}
@@ -97,7 +97,7 @@ def _fold_order(catalog: Catalog, start: int, fence: int, listed: list[str]) -> 
     """The batches to fold, oldest commit first: listed but never announced ones (a writer
     that crashed before its slot: by name), then the announced ones in slot order."""
     announced = [slot.batch for n in range(start, fence)
-                 if (slot := read_slot(catalog.loc, n)) is not None and slot.batch is not None]
+                 if (slot := read_slot(catalog.log, n)) is not None and slot.batch is not None]
     seen = set(announced)
     return [n for n in listed if n not in seen] + list(dict.fromkeys(announced))
 
@@ -157,7 +157,7 @@ def announce_generation(catalog: Catalog, new: Manifest) -> None:
     """A fence for generation `new` after the slots announced so far (`new.log_next` stays):
     warm readers, which watch the log and not the manifests, learn of a merge or a repair
     from it."""
-    claim_slot(catalog.loc, first_absent(catalog.loc, new.log_next), Slot(0, fence=new.generation))
+    claim_slot(catalog.log, first_absent(catalog.log, new.log_next), Slot(0, fence=new.generation))
 
 
 def _published(catalog: Catalog, new: Manifest) -> None:

@@ -31,3 +31,17 @@ def present(loc: Location, path: str) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def size_of(loc: Location, path: str) -> int | None:
+    """The size of one object (one HEAD on S3, never a LIST), None when it is absent."""
+    if not loc.is_remote:
+        try:
+            return int(loc.fs.info(path)["size"])
+        except FileNotFoundError:
+            return None
+    bucket, key, _ = loc.fs.split_path(path)
+    try:
+        return int(loc.fs.call_s3("head_object", Bucket=bucket, Key=key)["ContentLength"])
+    except FileNotFoundError:
+        return None

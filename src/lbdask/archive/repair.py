@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Self
 
 from lbdask.archive.catalog import Catalog, parse_rows
-from lbdask.archive.commit_log import SLOT_NAME, read_slot
+from lbdask.archive.commit_log import listed_slots, read_slot
 from lbdask.archive.compaction import announce_generation, level_for, run_key
 from lbdask.archive.manifest import Manifest
 from lbdask.archive.objects import remove_quietly
@@ -237,15 +237,11 @@ def _missing_data(arc: Archive, rows: Iterable[CatalogRow]) -> list[str]:
 
 def _first_slot(cat: Catalog) -> int:
     """Where readers start in the commit log when the manifest that said so is lost: after the
-    newest fence (one LIST, then reads from the newest slot back): the slots below it were
+    newest fence (LISTs of the newest log folder, then reads from the newest slot back): the slots below it were
     folded, so their rows are in the folded copies this repair reads; 0 without a fence."""
-    try:
-        names = cat.loc.fs.ls(cat.loc.path("catalog", "log"), detail=False)
-    except FileNotFoundError:
-        return 0
-    for seq in sorted((int(m.group(1)) for n in names if (m := SLOT_NAME.search(n))), reverse=True):
+    for seq in listed_slots(cat.log):
         try:
-            slot = read_slot(cat.loc, seq)
+            slot = read_slot(cat.log, seq)
         except IntegrityError:  # an unreadable slot: diagnose reports the batches, not the log
             continue
         if slot is not None and slot.fence is not None:

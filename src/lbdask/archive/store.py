@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lbdask.archive.catalog import BATCH_ID, Catalog
+from lbdask.archive.catalog import BATCH_ID, Catalog, fan
 from lbdask.archive.compaction import compact
 from lbdask.archive.creation import (
     ATTR,
@@ -37,13 +37,15 @@ if TYPE_CHECKING:
     from lbdask.archive.latents import LatentBuckets
     from lbdask.latent.codec import EncodedLatent
 
-#: On-store format version of new archives: 2 since the catalog keeps sorted runs and a
-#: commit log (issue 25). Version 1 archives (hash-partitioned catalog) still open; their
-#: first compaction, or `lbdask upgrade`, makes them version 2. Any other is refused.
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
-#: Hex digits of the fan-out subfolder of per-batch objects (`originals/`, `meta/`, `pixels/`).
-FAN_DIGITS = 2
+#: On-store format version of new archives: 3 since the commit log and the folded copies lie
+#: in fan-out subfolders; 2 keeps them flat (sorted runs and a commit log, issue 25); 1 is the
+#: hash-partitioned catalog. Versions 1 and 2 still open, read, commit and compact in their
+#: layout; the first compaction of a version 1 archive makes it version 2, and `lbdask upgrade`
+#: makes either version 3 (`relayout.py`). Any other is refused.
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+#: The last version whose commit log and folded copies are flat folders.
+FLAT_VERSION = 2
 
 
 @dataclass
@@ -73,10 +75,20 @@ class Archive:
         self.mode = mode
         self.storage_options = storage_options
         self._meta = meta
-        self.catalog = Catalog(loc, partitions=int(meta.get("index_partitions", 256)),
-                               confirm=lambda: require_archive(loc))
+        self.catalog = self._catalog()
         self._buckets: LatentBuckets | None = None
         self._buckets_lock = threading.Lock()
+
+    def _catalog(self) -> Catalog:
+        """A catalog handle in the archive's layout (fan-out from format version 3)."""
+        return Catalog(self.loc, partitions=int(self._meta.get("index_partitions", 256)),
+                       confirm=lambda: require_archive(self.loc), fanned=self.format_version > FLAT_VERSION)
+
+    def set_format_version(self, version: int) -> None:
+        """Record `version` in DEST's metadata; this handle's catalog follows its layout."""
+        set_format_version(self.loc, version)
+        self._meta["format_version"] = version
+        self.catalog = self._catalog()
 
     @property
     def _latents(self) -> LatentBuckets:
@@ -238,7 +250,7 @@ class Archive:
         subfolders. Readers take the key from the row (archives written before it: `<folder>/<id>.bin`)."""
         if not BATCH_ID.match(batch_id):
             raise InputError(f"invalid batch id {batch_id!r}: use letters, digits, '.', '_' and '-'")
-        return f"{folder}/{hashlib.sha256(batch_id.encode()).hexdigest()[:FAN_DIGITS]}/{batch_id}.bin"
+        return f"{folder}/{fan(batch_id)}/{batch_id}.bin"
 
     def read_original(self, row: CatalogRow) -> bytes:
         """The bytes of a row's stored copy (the source PNG, a JPEG XL kept or lossy copy, or a
@@ -311,11 +323,12 @@ class Archive:
     def compact(self) -> dict[str, int]:
         """Fold committed batches into the catalog's sorted runs (safe beside other compactors).
         A version 1 archive becomes version 2 first: its catalog is converted by this fold,
-        and lbdask versions that read only version 1 must not open it after that."""
+        and lbdask versions that read only version 1 must not open it after that. The layout
+        stays (flat log and folded copies until `lbdask upgrade`: writers that opened the
+        archive before keep writing where they did)."""
         with store_errors(self.url):
-            if self.format_version < FORMAT_VERSION:
-                set_format_version(self.loc, FORMAT_VERSION)
-                self._meta["format_version"] = FORMAT_VERSION
+            if self.format_version < FLAT_VERSION:
+                self.set_format_version(FLAT_VERSION)
             return compact(self.catalog)
 
     # JSON records (model table, lbdask.archive.history) -----------------------------

@@ -27,6 +27,7 @@ from lbdask.cluster.connect import encode_resources
 from lbdask.cluster.session import JobSession, job_session
 from lbdask.cluster.settings import ClusterSettings
 from lbdask.migrate import tasks
+from lbdask.migrate.footprint import Footprint
 from lbdask.migrate.inflight import PixelBudget, PixelWindow, cluster_budget, run_windowed
 from lbdask.migrate.plan import plan_batches
 from lbdask.migrate.preflight import check_destination, source_changed
@@ -85,11 +86,14 @@ def scan(client: Client, req: MigrationRequest, ids: list[str]) -> list[SourceIt
     return [item for part in client.gather(futures) for item in part]
 
 
-def prepare_buckets(arc: Archive, batches: list[Batch], info: dict[str, Any], settings: JobSettings) -> None:
+def prepare_buckets(arc: Archive, batches: list[Batch], info: dict[str, Any],
+                    settings: JobSettings) -> list[tuple[str, int]]:
     """Create every bucket the planned batches can write into and hand each encoding batch its
     shards, one per precision (driver only): one allocation per bucket for the whole plan, so a
-    batch's submission costs no store request. Numbers a killed job never wrote stay unused."""
+    batch's submission costs no store request. Numbers a killed job never wrote stay unused.
+    Returns the (bucket, shard) pairs allocated."""
     ds, c = info["downsample"], info["latent_channels"]
+    allocated = []
     by_shape: dict[tuple[int, int], list[Batch]] = defaultdict(list)
     for batch in batches:
         if batch.encodes:
@@ -102,6 +106,8 @@ def prepare_buckets(arc: Archive, batches: list[Batch], info: dict[str, Any], se
             first = arc.allocate_shards(name, len(group))
             for k, batch in enumerate(group):
                 batch.shards[bits] = first + k
+                allocated.append((name, first + k))
+    return allocated
 
 
 def submit_batch(client: Client, req: MigrationRequest, batch: Batch, resources: dict[str, float] | None):
@@ -155,10 +161,10 @@ def _migrate(req: MigrationRequest, log: Callable[[str], None]) -> dict[str, Any
         model_meta = {k: v for k, v in info.items() if k not in ("device_class", "inference")}
         arc = Archive.create(req.dest, model_meta, storage_options=req.storage_options or None)
         phases = {"start": time.perf_counter() - t0, "scan": 0.0, "batches": 0.0}
-        budget, before = None, {}
+        budget, footprint = None, None
         if pending.has_work:
-            before = arc.bytes_on_store()
-            budget = migrate_pending(session, arc, req, listing, pending, info, totals, phases, log)
+            footprint = Footprint(arc)  # what the job may change, sized before it writes
+            budget = migrate_pending(session, arc, req, listing, pending, info, totals, phases, log, footprint)
         seconds = time.perf_counter() - t0
         record = job_header(req, info, len(session.client.nthreads()), sum(session.client.nthreads().values()),
                             pending, started_at)
@@ -166,8 +172,7 @@ def _migrate(req: MigrationRequest, log: Callable[[str], None]) -> dict[str, Any
         return record | totals.record(seconds, phases, {})
     record["pixels_in_flight"] = {"per_batch": budget.batch, "total": budget.total}
     arc.compact()  # fold what is left of this job's batch objects into the index
-    after = arc.bytes_on_store()
-    added = {part: after.get(part, 0) - before.get(part, 0) for part in after}
+    added = footprint.added() if footprint is not None else {}
     record.update(totals.record(seconds, phases, added, session.watch.summary()))
     record["job_id"] = write_job_record(arc, record)
     return record
@@ -219,9 +224,10 @@ def pending_work(arc: Archive | None, listing: SourceListing, remigrate_changed:
 
 def migrate_pending(session: JobSession, arc: Archive, req: MigrationRequest, listing: SourceListing, pending: Pending,
                     info: dict[str, Any], totals: JobTotals, phases: dict[str, float],
-                    log: Callable[[str], None]) -> PixelBudget:
+                    log: Callable[[str], None], footprint: Footprint) -> PixelBudget:
     """Scan, plan and run the batches of `pending` (the `scan` and `batches` phases), compacting
-    the catalog every `compact_every_batches` committed batches meanwhile; returns the pixel budget."""
+    the catalog every `compact_every_batches` committed batches meanwhile; returns the pixel budget.
+    `footprint` sizes the planned batches' objects before they are written."""
     client, settings = session.client, req.settings
     with session.watched("lbdask-migrate"):
         t_scan = time.perf_counter()
@@ -229,7 +235,7 @@ def migrate_pending(session: JobSession, arc: Archive, req: MigrationRequest, li
             items = with_stamps(scan(client, req, pending.todo), listing) + pending.refused
         budget = cluster_budget(client, settings.inflight_batches_per_thread, settings.memory_target_bytes)
         batches = plan_batches(items, settings, info["pad_multiple"], budget.batch, arc.shard_size)
-        prepare_buckets(arc, batches, info, settings)
+        footprint.plan([b.batch_id for b in batches], prepare_buckets(arc, batches, info, settings))
         t_batches = time.perf_counter()
         phases["scan"] = t_batches - t_scan
         with (session.progress_bar(len(items), sum(i.size for i in items), "migrate") as bar, span("batches"),

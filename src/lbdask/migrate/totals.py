@@ -47,9 +47,9 @@ class JobTotals:
 
         `phases` splits `seconds` into start-up (cluster, model), scan and batches, so that the
         steady rate of the pipeline is seen apart from the job's fixed costs. `stored_parts` is
-        what this job added to the store, measured (`Archive.bytes_on_store` after minus
-        before), so its DRR is the report's DRR restricted to this job's inputs. `cluster`:
-        worker losses, retried tasks and peak worker memory (`src/lbdask/cluster/watch.py`).
+        what this job added to the store, measured (`footprint.Footprint`: the objects the job
+        can change, sized before and after it), so its DRR is the report's DRR restricted to
+        this job's inputs. `cluster`: worker losses, retried tasks and peak worker memory (`src/lbdask/cluster/watch.py`).
         """
         batch_seconds = phases.get("batches", 0.0)
         return {

@@ -77,7 +77,7 @@ class Watched:
     def _read_on(self, names: list[str], end: int, generation: int) -> tuple[int, int]:
         """Read slots from `end` to the first absent one, adding the batches they announce to
         `names`; returns (that slot, the generation reached)."""
-        while (slot := read_slot(self.archive.loc, end)) is not None:
+        while (slot := read_slot(self.archive.catalog.log, end)) is not None:
             if slot.batch is not None:
                 names.append(slot.batch)
             elif slot.fence is not None and slot.fence > generation:
@@ -91,7 +91,7 @@ class Watched:
         (an archive never compacted), or no generation after the one known."""
         loc, manifests = self.archive.loc, self.archive.catalog.manifests
         if end > 0:
-            return present(loc, slot_path(loc, end - 1))
+            return present(loc, slot_path(self.archive.catalog.log, end - 1))
         return not present(loc, manifests.hint_path() if generation == 0 else manifests.path(generation + 1))
 
     def _reached(self, fence: int, end: int, generation: int) -> int:
