@@ -103,11 +103,14 @@ def rerun_child(url: str, n: int, spill: bool) -> None:
 
 
 def listed(numbers: Iterable[int]) -> Iterator[Any]:
-    """The listing entries of row numbers (sizes and stamps as `catalog_build.kept_row` records them)."""
+    """The listing entries of row numbers (sizes and stamps as `catalog_build.kept_row` records
+    them); a line on stdout every 100,000 entries (the parent's timeline counts them)."""
     from lbdask.representation.listing import ListedSource
 
-    for i in numbers:
+    for k, i in enumerate(numbers, 1):
         yield ListedSource(image_id(i), _size(i), f"mtime:{1_700_000_000_000_000_000 + i}")
+        if k % 100_000 == 0:
+            print(k, flush=True)
 
 
 def _size(i: int) -> int:
