@@ -5,8 +5,8 @@ line, output lines, and its peak RSS (VmHWM) with a timeline of VmRSS, so a comm
 `--timeout` (a 10M `ls` on a loaded machine) still tells whether its memory stays flat. The
 commands: `ls` (read to the end), `report`, `stats`, `verify --all --sample 100`, `repair`
 (dry run), `retier` (planning; no --apply), the migrate rerun check (`pending_work`, called
-directly on a listing of the N ids as `list_source_ids` would return it: no 10M-file source
-folder), and `lbdask read` of kept ids committed here with real PNG bytes (`--read`).
+directly on a synthesised stream of the N ids' listing entries, in id order or through the
+external sort: no 10M-file source folder), and `lbdask read` of kept ids committed here with real PNG bytes (`--read`).
 
 Usage: python benchmarks/catalog_commands.py DEST N [--timeout 900] [--only ls report ...]
        [--read 5] [--json OUT]
@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,22 +83,34 @@ def run_child(args: list[str], timeout: float) -> dict[str, Any]:
     return out
 
 
-def rerun_child(url: str, n: int) -> None:
+def rerun_child(url: str, n: int, spill: bool) -> None:
     """The migrate rerun check on N listed sources that are all committed (peak RSS read by
-    the parent); prints the listing's RSS, the check's time and whether it found work."""
-    from lbdask.archive import Archive
-    from lbdask.migrate.job import pending_work
-    from lbdask.representation.sources import SourceListing
+    the parent); prints the check's time and whether it found work. The listing streams in id
+    order, as `iter_source_ids` lists S3; with `spill`, in creation order through the external
+    sort, as it lists a folder."""
+    import tempfile
 
-    listing = SourceListing()
-    for i in range(n):  # as list_source_ids returns it: sizes and stamps of every listed file
-        listing.sizes[image_id(i)] = _size(i)
-        listing.stamps[image_id(i)] = f"mtime:{1_700_000_000_000_000_000 + i}"
-    rss_listing = _status(os.getpid()).get("VmRSS", 0.0)
-    t0 = time.perf_counter()
-    pending = pending_work(Archive.open(url), listing, False, lambda m: None)
-    print(json.dumps({"listing_rss_mb": rss_listing, "check_s": time.perf_counter() - t0,
-                      "has_work": pending.has_work, "todo": len(pending.todo), "changed": len(pending.changed)}))
+    from lbdask.archive import Archive
+    from lbdask.archive.spill import SortedRows
+    from lbdask.migrate.job import pending_work
+
+    with tempfile.TemporaryDirectory(prefix="bench-listing-") as folder:
+        listing = SortedRows(folder, listed(range(n))) if spill else listed(i for f in range(997) for i in range(f, n, 997))
+        t0 = time.perf_counter()
+        pending = pending_work(Archive.open(url), listing, False, lambda m: None)
+    print(json.dumps({"check_s": time.perf_counter() - t0, "has_work": pending.has_work, "todo": len(pending.todo),
+                      "changed": len(pending.changed), "listed": pending.listed}))
+
+
+def listed(numbers: Iterable[int]) -> Iterator[Any]:
+    """The listing entries of row numbers (sizes and stamps as `catalog_build.kept_row` records
+    them); a line on stdout every 100,000 entries (the parent's timeline counts them)."""
+    from lbdask.representation.listing import ListedSource
+
+    for k, i in enumerate(numbers, 1):
+        yield ListedSource(image_id(i), _size(i), f"mtime:{1_700_000_000_000_000_000 + i}")
+        if k % 100_000 == 0:
+            print(k, flush=True)
 
 
 def _size(i: int) -> int:
@@ -132,16 +145,17 @@ def main() -> None:
     ap.add_argument("dest")
     ap.add_argument("n", type=int)
     ap.add_argument("--timeout", type=float, default=900)
-    ap.add_argument("--only", nargs="*", default=[*COMMANDS, "rerun"])
+    ap.add_argument("--only", nargs="*", default=[*COMMANDS, "rerun"],
+                    help="commands; also rerun (the listing in id order) and rerun-spill (in creation order)")
     ap.add_argument("--read", type=int, default=0, help="commit this many kept ids and time `lbdask read` of each")
     ap.add_argument("--json")
-    ap.add_argument("--rerun-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--rerun-child", choices=["rerun", "rerun-spill"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rerun_child:
-        return rerun_child(args.dest, args.n)
+        return rerun_child(args.dest, args.n, args.rerun_child == "rerun-spill")
     results: dict[str, Any] = {}
     for name in args.only:
-        cmd = ([sys.executable, __file__, args.dest, str(args.n), "--rerun-child"] if name == "rerun"
+        cmd = ([sys.executable, __file__, args.dest, str(args.n), "--rerun-child", name] if name.startswith("rerun")
                else [sys.executable, "-m", "lbdask", *COMMANDS[name], args.dest])
         results[name] = run_child(cmd, args.timeout)
         print(f"# {name}: {json.dumps(results[name])}", flush=True)

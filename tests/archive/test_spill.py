@@ -10,6 +10,7 @@ from lbdask.archive import Archive, CatalogRow, compaction, repair, spill
 from lbdask.archive.creation import set_format_version
 from lbdask.archive.repair import diagnose, rebuild
 from lbdask.archive.spill import SortedRows
+from lbdask.cli import main
 from lbdask.storage import open_location
 from tests.archive.test_repair import migrated
 from tests.support.archive import new_archive
@@ -147,14 +148,14 @@ def v1_archive(dest, monkeypatch):
     tiny(monkeypatch, chunk=100, fanin=4, block=16)
 
 
-def test_repair_never_holds_the_index_in_memory(dest, monkeypatch):
+def test_repair_never_holds_the_index_in_memory(dest, monkeypatch, capsys):
+    """`lbdask repair --apply` as a user runs it: open, diagnose, take the lease, rebuild, report."""
     v1_archive(dest, monkeypatch)
-    arc = Archive.open(dest, mode="a")
-    arc.loc.fs.rm_file(arc.loc.path("catalog", "manifests", f"{1:010d}.json"))
+    loc = open_location(dest)
+    loc.fs.rm_file(loc.path("catalog", "manifests", f"{1:010d}.json"))
     live = Live(monkeypatch, repair)
-    with diagnose(arc) as diag:
-        assert diag.recovered == N and diag.needs_rebuild
-        rebuild(arc, diag)
+    assert main(["repair", dest, "--apply"]) == 0
+    assert capsys.readouterr().out.endswith(f"rebuilt the catalog index: {N} compacted row(s) in generation 2\n")
     assert 0 < live.peak < N // 4  # chunks, blocks and one object's rows, not the N rows (all N before)
     monkeypatch.undo()
     assert len(list(Archive.open(dest).rows())) == N

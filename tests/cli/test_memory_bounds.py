@@ -18,8 +18,8 @@ from lbdask.archive.summary import summarize
 from lbdask.cli import main
 from lbdask.cli.stats import gather
 from lbdask.migrate.job import pending_work
+from lbdask.representation.listing import ListedSource
 from lbdask.representation.settings import JobSettings
-from lbdask.representation.sources import SourceListing
 from lbdask.retier.prepare import plan_run
 from lbdask.serve.prewarm import hottest_ids
 from lbdask.tiering.policy import RetierPolicy
@@ -29,8 +29,8 @@ from tests.support.catalog import peak_bytes, synthetic_archive, synthetic_row
 SIZES = (500, 3_000)
 
 
-#: dest -> a source listing of exactly the ids its catalog holds (a rerun with nothing to do)
-LISTINGS: dict[str, SourceListing] = {}
+#: dest -> the source listing (ascending) of exactly the ids its catalog holds (a rerun with nothing to do)
+LISTINGS: dict[str, list[ListedSource]] = {}
 
 
 def rerun_check(dest: str) -> None:
@@ -61,7 +61,8 @@ def catalogs() -> Iterator[dict[int, str]]:
     with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as root:
         found = {n: synthetic_archive(f"{root}/arc{n}", n).url for n in SIZES}
         for n, dest in found.items():
-            LISTINGS[dest] = SourceListing({r.id: r.source_size for r in map(synthetic_row, range(n))})
+            LISTINGS[dest] = sorted((ListedSource(r.id, r.source_size) for r in map(synthetic_row, range(n))),
+                                    key=lambda e: e.id)
         yield found
 
 

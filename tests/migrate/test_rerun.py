@@ -9,12 +9,14 @@ import pytest
 from distributed.utils_test import gen_cluster
 from PIL import Image
 
-from lbdask.archive import Archive, CatalogRow
+from lbdask.archive import Archive, CatalogRow, spill
 from lbdask.archive.periodic import PeriodicCompactor
 from lbdask.cli import main
 from lbdask.cli.migrate import format_summary
 from lbdask.cluster.settings import load_cluster_settings
 from lbdask.migrate import job
+from lbdask.representation import listing
+from lbdask.representation.listing import ListedSource
 from lbdask.representation.settings import load_job_settings
 from lbdask.representation.sources import list_source_ids
 from lbdask.storage import open_location
@@ -110,3 +112,38 @@ async def test_a_migration_compacts_while_it_commits(s, a, tmp_path):
     arc = Archive.open(dest)
     assert arc.catalog.manifest().generation >= len(during)  # one generation each, and the final one
     assert not arc.catalog.batch_names() and len(list(arc.rows())) == 40
+
+
+class Counted(ListedSource):
+    """A listing entry that counts the entries alive (made, also when unpickled from a spill file)."""
+
+    alive = 0
+
+    def __new__(cls, *args, **kwargs):
+        Counted.alive += 1
+        return super().__new__(cls)
+
+    def __del__(self):
+        Counted.alive -= 1
+
+
+def test_the_rerun_check_holds_a_bounded_number_of_listing_entries(tmp_path, monkeypatch, capsys):
+    """200 sources, a spill chunk of 10: the listing is sorted through the spill and merge-joined
+    with the catalog; at no spill and no catalog row are more than a chunk's or the merge's
+    blocks of entries alive (the listing held whole: all 200)."""
+    src, dest = tmp_path / "src", str(tmp_path / "arc")
+    for i in range(200):
+        (src / f"d{i % 7}").mkdir(parents=True, exist_ok=True)
+        (src / f"d{i % 7}" / f"img{i:03d}.png").write_bytes(b"x" * (i + 1))
+    committed_as_listed(src, dest)
+    for name, value in (("CHUNK_ROWS", 10), ("FANIN", 4), ("BLOCK_ROWS", 2)):
+        monkeypatch.setattr(spill, name, value)
+    monkeypatch.setattr(listing, "ListedSource", Counted)
+    seen = []
+    monkeypatch.setattr(spill, "on_spill", lambda n: seen.append(Counted.alive))
+    rows = Archive.rows
+    monkeypatch.setattr(Archive, "rows", lambda arc: (seen.append(Counted.alive) or row for row in rows(arc)))
+    monkeypatch.setattr(job, "job_session", lambda *a, **k: 1 / 0)  # a no-op rerun starts no cluster
+    assert main(["migrate", str(src), dest, "--no-progress"]) == 0
+    assert capsys.readouterr().out.startswith(f"nothing to do: all 200 images under {src} are already in {dest}")
+    assert len(seen) == 20 + 200 and max(seen) <= 10 + 4 * 2 + 4, max(seen)

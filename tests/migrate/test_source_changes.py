@@ -15,6 +15,7 @@ from lbdask.migrate.plan import batch_id_for, plan_batches
 from lbdask.migrate.preflight import source_changed
 from lbdask.migrate.scan import scan_group
 from lbdask.migrate.tasks import read_png
+from lbdask.representation.listing import iter_source_ids
 from lbdask.representation.settings import load_job_settings
 from lbdask.representation.shard import write_shard
 from lbdask.representation.sources import list_source_ids, with_stamps
@@ -41,10 +42,9 @@ def palette_png(version: str) -> bytes:
 def migrate(src: str, dest: str, remigrate: bool = False) -> list[str]:
     """One rerun of the driver's steps; returns the changed ids it found."""
     settings = load_job_settings()
-    listing = list_source_ids(open_location(src))
-    pending = pending_work(Archive.create(dest, MODEL), listing, remigrate, lambda _: None)
+    pending = pending_work(Archive.create(dest, MODEL), iter_source_ids(open_location(src)), remigrate, lambda _: None)
     todo, changed = pending.todo, pending.changed
-    for batch in plan_batches(with_stamps(scan_group(src, {}, todo), listing), settings, 16) if todo else []:
+    for batch in plan_batches(with_stamps(scan_group(src, {}, todo), pending.stamps), settings, 16) if todo else []:
         write_shard(dest, {}, read_png(src, {}, batch, settings), None, settings)
     return changed
 
@@ -78,12 +78,12 @@ def test_rows_without_a_stamp_are_compared_by_size_only(tmp_path):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "a.png").write_bytes(palette_png("1"))
     migrate(src, dest)
-    listing = list_source_ids(open_location(src))
+    [listed] = iter_source_ids(open_location(src))
     row = Archive.open(dest).get_row("a.png")
     row.source_stamp = None
-    assert not source_changed(listing, row)
+    assert not source_changed(listed, row)
     row.source_size += 1
-    assert source_changed(listing, row)
+    assert source_changed(listed, row)
 
 
 def test_a_touched_file_gets_a_new_batch_so_its_new_stamp_is_recorded(tmp_path):
@@ -91,7 +91,7 @@ def test_a_touched_file_gets_a_new_batch_so_its_new_stamp_is_recorded(tmp_path):
     (tmp_path / "a.png").write_bytes(palette_png("1"))
     [item] = scan_group(str(tmp_path), {}, ["a.png"])
     listing = list_source_ids(open_location(str(tmp_path)))
-    [stamped] = with_stamps([item], listing)
+    [stamped] = with_stamps([item], listing.stamps)
     assert stamped.stamp == listing.stamps["a.png"]
     touched = dataclasses.replace(stamped, stamp="mtime:1")
     assert batch_id_for("keep", [stamped]) != batch_id_for("keep", [touched])

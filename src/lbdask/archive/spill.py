@@ -1,5 +1,6 @@
 """External sort of catalog rows: `repair` and the v1 -> v2 conversion read every row of an
-archive, in no useful order, and must hold memory independent of their number.
+archive, in no useful order, and must hold memory independent of their number; a rerun sorts
+a folder's listing entries the same way (anything picklable with an `id`).
 
 Rows arrive in the order in which a later one of an id wins (batch / commit order). They are
 gathered in a chunk of at most `CHUNK_ROWS` ids; a full chunk is sorted and spilled to a

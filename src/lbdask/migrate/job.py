@@ -10,14 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dask.base import tokenize
 from distributed import Client, span
 
-from lbdask.archive import Archive
+from lbdask.archive import Archive, CatalogRow
 from lbdask.archive.creation import archive_meta
 from lbdask.archive.history import write_job_record
 from lbdask.archive.lease import hold
@@ -34,9 +34,10 @@ from lbdask.migrate.preflight import check_destination, source_changed
 from lbdask.migrate.scan import scan_group
 from lbdask.migrate.totals import JobTotals
 from lbdask.representation.batch import Batch, BatchResult
+from lbdask.representation.listing import ListedSource, iter_source_ids
 from lbdask.representation.settings import JobSettings, bits_for
 from lbdask.representation.shard import write_shard
-from lbdask.representation.sources import SourceItem, SourceListing, list_source_ids, with_stamps
+from lbdask.representation.sources import SourceItem, with_stamps
 from lbdask.storage import open_location
 
 #: Key prefixes of this job's tasks (retried ones are counted by the cluster watch).
@@ -66,6 +67,7 @@ class Pending:
     todo: list[str]
     refused: list[SourceItem]
     changed: list[str]  # committed sources whose size or version changed since
+    stamps: dict[str, str | None] = field(default_factory=dict)  # the listed stamp of each id in `todo`
 
     @property
     def has_work(self) -> bool:
@@ -147,7 +149,7 @@ def run_migration(req: MigrationRequest, log: Callable[[str], None] = print) -> 
 def _migrate(req: MigrationRequest, log: Callable[[str], None]) -> dict[str, Any]:
     started_at = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
-    listing = list_source_ids(open_location(req.src, req.storage_options))
+    listing = iter_source_ids(open_location(req.src, req.storage_options))
     existing = existing_archive(req)
     pending = pending_work(existing, listing, req.remigrate_changed, log)
     if existing is not None and not pending.has_work and existing.model_info.get("name") == req.settings.model:
@@ -164,7 +166,7 @@ def _migrate(req: MigrationRequest, log: Callable[[str], None]) -> dict[str, Any
         budget, footprint = None, None
         if pending.has_work:
             footprint = Footprint(arc)  # what the job may change, sized before it writes
-            budget = migrate_pending(session, arc, req, listing, pending, info, totals, phases, log, footprint)
+            budget = migrate_pending(session, arc, req, pending, info, totals, phases, log, footprint)
         seconds = time.perf_counter() - t0
         record = job_header(req, info, len(session.client.nthreads()), sum(session.client.nthreads().values()),
                             pending, started_at)
@@ -197,34 +199,47 @@ def nothing_to_do(req: MigrationRequest, arc: Archive, pending: Pending, started
         seconds, {"start": seconds, "scan": 0.0, "batches": 0.0}, {})
 
 
-def pending_work(arc: Archive | None, listing: SourceListing, remigrate_changed: bool,
+def pending_work(arc: Archive | None, listing: Iterable[ListedSource], remigrate_changed: bool,
                  log: Callable[[str], None]) -> Pending:
     """What is left to migrate: listed ids not committed yet (with `remigrate_changed`, also the
     changed sources, whose old rows are folded first so that the new rows win everywhere).
 
-    One pass over the catalog that holds no row: the set of listed ids not seen yet shrinks as
-    the committed rows stream by (memory of the listing's order, not of the catalog's)."""
-    unseen = set(listing.sizes) | set(listing.refused)
-    changed = []
-    for row in arc.rows() if arc is not None else ():
-        if row.id in unseen:
-            unseen.discard(row.id)
-            if source_changed(listing, row):
-                changed.append(row.id)
-    changed.sort()
-    if changed:
-        log(f"{len(changed)} source(s) changed since migration (size or version differs)"
+    A merge-join of the listing with the catalog, both ascending by id: it holds no row and no
+    listed entry, only what is left to do (nothing, on a rerun of a finished job)."""
+    pending = Pending(0, [], [], [])
+    for entry, row in joined(listing, arc.rows() if arc is not None else iter(())):
+        pending.listed += 1
+        if row is not None and not source_changed(entry, row):
+            continue
+        if row is not None:
+            pending.changed.append(entry.id)
+            if not remigrate_changed:
+                continue
+        if entry.refused is not None:
+            pending.refused.append(SourceItem(entry.id, 0, refused=entry.refused))
+        else:
+            pending.todo.append(entry.id)
+            pending.stamps[entry.id] = entry.stamp
+    if pending.changed:
+        log(f"{len(pending.changed)} source(s) changed since migration (size or version differs)"
             + ("; migrating them again" if remigrate_changed else ": --remigrate-changed migrates them again"))
         if remigrate_changed:
             arc.compact()
-            unseen.update(changed)
-    return Pending(len(listing.sizes) + len(listing.refused), [i for i in listing.sizes if i in unseen],
-                   [SourceItem(i, 0, refused=r) for i, r in listing.refused.items() if i in unseen], changed)
+    return pending
 
 
-def migrate_pending(session: JobSession, arc: Archive, req: MigrationRequest, listing: SourceListing, pending: Pending,
-                    info: dict[str, Any], totals: JobTotals, phases: dict[str, float],
-                    log: Callable[[str], None], footprint: Footprint) -> PixelBudget:
+def joined(listing: Iterable[ListedSource], rows: Iterator[CatalogRow]) -> Iterator[tuple[ListedSource, CatalogRow | None]]:
+    """Each listed entry with the catalog's row of its id, or None (both streams ascend by id)."""
+    row = next(rows, None)
+    for entry in listing:
+        while row is not None and row.id < entry.id:
+            row = next(rows, None)
+        yield entry, row if row is not None and row.id == entry.id else None
+
+
+def migrate_pending(session: JobSession, arc: Archive, req: MigrationRequest, pending: Pending, info: dict[str, Any],
+                    totals: JobTotals, phases: dict[str, float], log: Callable[[str], None],
+                    footprint: Footprint) -> PixelBudget:
     """Scan, plan and run the batches of `pending` (the `scan` and `batches` phases), compacting
     the catalog every `compact_every_batches` committed batches meanwhile; returns the pixel budget.
     `footprint` sizes the planned batches' objects before they are written."""
@@ -232,7 +247,7 @@ def migrate_pending(session: JobSession, arc: Archive, req: MigrationRequest, li
     with session.watched("lbdask-migrate"):
         t_scan = time.perf_counter()
         with span("scan"):
-            items = with_stamps(scan(client, req, pending.todo), listing) + pending.refused
+            items = with_stamps(scan(client, req, pending.todo), pending.stamps) + pending.refused
         budget = cluster_budget(client, settings.inflight_batches_per_thread, settings.memory_target_bytes)
         batches = plan_batches(items, settings, info["pad_multiple"], budget.batch, arc.shard_size)
         footprint.plan([b.batch_id for b in batches], prepare_buckets(arc, batches, info, settings))

@@ -9,8 +9,8 @@ from __future__ import annotations
 from lbdask.archive import CatalogRow
 from lbdask.archive.creation import archive_meta, refuse_foreign
 from lbdask.archive.objects import store_errors
+from lbdask.representation.listing import ListedSource
 from lbdask.representation.settings import JobSettings, check_batch_fits_shard
-from lbdask.representation.sources import SourceListing
 from lbdask.storage import open_location
 
 
@@ -25,13 +25,13 @@ def check_destination(dest: str, storage_options: dict, settings: JobSettings) -
     check_batch_fits_shard(settings.batch_size, int(meta.get("shard_size", 0)), f"archive {dest}")
 
 
-def source_changed(listing: SourceListing, row: CatalogRow) -> bool:
+def source_changed(listed: ListedSource, row: CatalogRow) -> bool:
     """Whether the listed source of a committed row differs from the one migrated: another
     size, or another version stamp (modification time on a folder, ETag on S3) when the row
     recorded one (rows written before stamps existed are compared by size only). False for
-    an id the listing does not hold."""
-    size = listing.sizes.get(row.id)
-    if size is None:
+    a refused entry (not a file the job reads)."""
+    if listed.refused is not None:
         return False
-    stamp = listing.stamps.get(row.id)
-    return row.source_size != size or (row.source_stamp is not None and stamp is not None and row.source_stamp != stamp)
+    stamp = listed.stamp
+    return row.source_size != listed.size or (row.source_stamp is not None and stamp is not None
+                                              and row.source_stamp != stamp)
