@@ -99,6 +99,7 @@ def measure(model, images: np.ndarray, names: list[str], steps: int, out: Path, 
     if one_shot:
         result["rows"] += score(model, images, names, {k: latents[k] for k in ("one-shot 8", "one-shot 6")})
         write_result(out, result)
+    result["sweep_images"] = names
     result["sweeps"] = {"avif8": [[avif_roundtrip(im, q, 8) for q in SWEEP_AVIF] for im in images],
                         "avif10": [[avif_roundtrip(im, q, 10) for q in SWEEP_AVIF] for im in images],
                         "jxl": [[jxl_roundtrip(im, d) for d in SWEEP_JXL] for im in images]}
@@ -184,7 +185,8 @@ def markdown(result: dict) -> str:
 
 
 def merge(results: list[dict], title: str) -> dict:
-    """One result from runs on the same crops made apart (e.g. QAT and float runs): all their rows, one sweep.
+    """One result from runs on the same crop size made apart (QAT and float runs, one process per
+    crop): all their rows, each image's codec sweeps once.
 
     A (variant, image) row of a later result replaces an earlier one; results of other crop
     sizes or step counts are refused."""
@@ -194,9 +196,19 @@ def merge(results: list[dict], title: str) -> dict:
     rows = {(row["variant"], row["image"]): row for r in results for row in r["rows"]}
     seconds = {key: {k: v for r in results for k, v in r.get(key, {}).items()}
                for key in ("refine_seconds_per_megapixel", "refine_cpu_seconds_per_megapixel")}
-    return {**first, **seconds, "rows": list(rows.values()), "title": title,
-            "sweeps": next((r["sweeps"] for r in results if r.get("sweeps")), None),
+    swept = {name: per for r in results for name, per in _sweeps_by_image(r).items()}
+    images = list(swept)
+    sweeps = {codec: [swept[name][codec] for name in images] for codec in ("avif8", "avif10", "jxl")} if swept else None
+    return {**first, **seconds, "rows": list(rows.values()), "title": title, "sweeps": sweeps, "sweep_images": images,
             "complete": all(r.get("complete", True) for r in results)}
+
+
+def _sweeps_by_image(result: dict) -> dict[str, dict]:
+    """image -> codec -> its sweep; results written before "sweep_images" swept their rows' images in order."""
+    if not result.get("sweeps"):
+        return {}
+    names = result.get("sweep_images") or list(dict.fromkeys(r["image"] for r in result["rows"]))
+    return {name: {codec: pts[i] for codec, pts in result["sweeps"].items()} for i, name in enumerate(names)}
 
 
 #: Marker of each latent kind in the plot (variant names start with the kind).

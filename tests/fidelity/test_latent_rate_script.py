@@ -57,16 +57,23 @@ def test_a_run_stopped_in_its_sweeps_has_written_its_refined_and_one_shot_rows(r
                                                                "qat_1_steps_6"]
 
 
-def test_results_of_one_crop_set_merge_into_one_panel_and_others_are_refused(rate):
+def sweeps(kb: int) -> dict:
+    return {codec: [[(kb * 1000, 40.0), (kb * 2000, 45.0)]] for codec in ("avif8", "avif10", "jxl")}
+
+
+def test_results_made_apart_merge_into_one_panel_and_other_crop_sets_are_refused(rate):
     qat = result([row("qat 30 steps 8", "a", 100, 46.0, 125), row("one-shot 8", "a", 100, 35.0, 25)],
-                 sweeps={"avif8": []}, seconds={"qat8": 1.0})
+                 sweeps=sweeps(1), seconds={"qat8": 1.0})
     flt = result([row("float 30 steps 8", "a", 100, 45.0, None)], sweeps=None, seconds={"float": 2.0})
-    merged = rate.merge([qat, flt], "TAEF2-made")
-    assert [r["variant"] for r in merged["rows"]] == ["qat 30 steps 8", "one-shot 8", "float 30 steps 8"]
-    assert merged["sweeps"] == {"avif8": []} and merged["title"] == "TAEF2-made" and merged["complete"] is False
+    other_crop = result([row("qat 30 steps 8", "b", 90, 47.0, 100)], sweeps=sweeps(3)) | {"sweep_images": ["b"]}
+    merged = rate.merge([qat, flt, other_crop], "TAEF2-made")
+    assert [(r["variant"], r["image"]) for r in merged["rows"]] == [
+        ("qat 30 steps 8", "a"), ("one-shot 8", "a"), ("float 30 steps 8", "a"), ("qat 30 steps 8", "b")]
+    assert merged["sweep_images"] == ["a", "b"] and merged["sweeps"]["jxl"] == [sweeps(1)["jxl"][0], sweeps(3)["jxl"][0]]
+    assert merged["title"] == "TAEF2-made" and merged["complete"] is False
     assert merged["refine_seconds_per_megapixel"] == {"qat8": 1.0, "float": 2.0}
     by_variant = {s["variant"]: s for s in rate.summary(merged)}
-    assert by_variant["qat 30 steps 8"]["ratio_mean"] == pytest.approx(0.8)
+    assert by_variant["qat 30 steps 8"]["ratio_mean"] == pytest.approx((0.8 + 0.9) / 2)
     assert by_variant["float 30 steps 8"]["unreached"] == 1
     with pytest.raises(ValueError):
         rate.merge([qat, result([], None, steps=10)], "mixed")
@@ -75,8 +82,7 @@ def test_results_of_one_crop_set_merge_into_one_panel_and_others_are_refused(rat
 
 
 def test_the_plot_has_one_panel_per_crop_set(rate, tmp_path):
-    sweep = [[(1000, 40.0), (2000, 45.0)]]
-    panels = [result([row(v, "a", 100, 44.0, 200)], {"avif8": sweep, "avif10": sweep, "jxl": sweep}) | {"title": t}
+    panels = [result([row(v, "a", 100, 44.0, 200)], sweeps(1)) | {"title": t}
               for v, t in (("qat 30 steps 6", "made"), ("float 30 steps 6", "real"))]
     rate.plot(panels, tmp_path / "p.png")
     one = tmp_path / "one.png"
