@@ -181,7 +181,8 @@ def markdown(result: dict) -> str:
     cpu = result.get("refine_cpu_seconds_per_megapixel", {})
     secs = ", ".join(f"{k} {v:.0f} s/MP wall" + (f" ({cpu[k]:.0f} CPU s/MP)" if k in cpu else "")
                      for k, v in result["refine_seconds_per_megapixel"].items())
-    return "\n".join(lines + ["", f"Refinement ({result['steps']} steps) per megapixel: {secs}"]) + "\n"
+    tail = ["", f"Refinement ({result['steps']} steps) per megapixel: {secs}"] if secs else []
+    return "\n".join(lines + tail) + "\n"
 
 
 def merge(results: list[dict], title: str) -> dict:
@@ -211,8 +212,8 @@ def _sweeps_by_image(result: dict) -> dict[str, dict]:
     return {name: {codec: pts[i] for codec, pts in result["sweeps"].items()} for i, name in enumerate(names)}
 
 
-#: Marker of each latent kind in the plot (variant names start with the kind).
-MARKERS = {"one-shot": "x", "float": "^", "qat": "s"}
+#: Marker and colour of each latent kind in the plot (variant names start with the kind); 6 bits hollow.
+MARKERS = {"one-shot": ("X", "black"), "float": ("^", "tab:purple"), "qat": ("s", "tab:red")}
 
 
 def plot(panels: list[dict], path: Path) -> None:
@@ -229,8 +230,9 @@ def plot(panels: list[dict], path: Path) -> None:
             pts = np.array(result["sweeps"][name], dtype=np.float64)  # (images, settings, 2)
             ax.plot(pts[..., 0].mean(axis=0) / 1000 / mp, pts[..., 1].mean(axis=0), "-o", ms=3, label=label)
         for s in summary(result):
-            marker = MARKERS[s["variant"].split(" ")[0]]
-            ax.plot(s["kb_per_mp"], s["psnr"], marker, ms=8, label=f"latent {s['variant']}")
+            marker, colour = MARKERS[s["variant"].split(" ")[0]]
+            ax.plot(s["kb_per_mp"], s["psnr"], marker, ms=8, color=colour, label=f"latent {s['variant']} bits",
+                    mfc="none" if s["variant"].endswith(" 6") else colour)
         ax.axvline(200, color="grey", ls=":", lw=1)
         ax.axhline(45, color="grey", ls=":", lw=1)
         ax.set_xlabel("KB per megapixel")
