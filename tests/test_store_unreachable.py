@@ -144,3 +144,16 @@ def test_one_cache_per_archive_however_its_url_is_spelt(tmp_path, monkeypatch):
         assert load_access(open_location(dest))["k.png"].count == len(names)
     finally:
         rt.close()
+
+
+def test_a_latent_of_a_bucket_the_handle_never_opened_is_a_store_error_once_the_archive_is_gone(dest):
+    """The row comes from the handle's cached catalog, so nothing before the latent read
+    touches the store: the bucket that is not there must say "gone", not "no such bucket"."""
+    small_archive(dest)
+    arc = Archive.open(dest)
+    row = arc.get_row("a")
+    move(dest, dest + "-moved")
+    with pytest.raises(StoreError):
+        arc.read_latent(row)
+    move(dest + "-moved", dest)
+    assert arc.read_latent(row).bits == row.bits

@@ -222,10 +222,10 @@ class Archive:
             raise NotFoundError(f"image {row.id!r} has no latent in archive {self.url} (status {row.status})")
         try:
             return self._latents.read(row.id, row.bucket, row.index, row.bits, row.lo, row.hi, row.checksum or "")
-        except IntegrityError:
-            # A missing shard reads as Zarr's fill value: with the whole archive gone (renamed,
-            # unmounted) that is a StoreError, not damage; a warm catalog lookup no longer
-            # touches the store first to notice it.
+        except (IntegrityError, NotFoundError):
+            # A missing shard reads as Zarr's fill value, a missing bucket as no bucket: with the
+            # whole archive gone (renamed, unmounted) that is a StoreError, not damage; a catalog
+            # lookup served from the handle's cached partitions no longer touches the store first.
             require_archive(self.loc)
             raise
 
