@@ -217,3 +217,21 @@ def test_png_metadata_objects_go_when_no_row_references_them(tmp_path):
     arc.commit("rt2", [dataclasses.replace(arc.get_row("a0"), chunks_ref=None)])  # a0 loses its metadata
     assert sweep(Archive.open(str(tmp_path / "arc")))["objects"] == 1
     assert objects_on_store(arc, ("meta",)) == {"meta/m2.bin"}
+
+
+def test_a_batch_whose_writer_died_before_announcing_it_keeps_its_shard_and_reads_after_compaction(dest):
+    """A worker killed between writing its batch object and claiming its log slot: readers do
+    not see the rows yet, the next compaction folds them, so the sweep must not free their shard."""
+    from lbdask.archive.rows import dump_rows
+    from lbdask.archive.objects import put_atomic
+
+    arc, _old = build(dest)
+    arc.compact()
+    rows = put(arc, NEW, ["d0"], None, 5)  # its shard written; the commit below never announced
+    put_atomic(arc.loc, arc.catalog.batch_path("rt3"), dump_rows([dataclasses.replace(r, batch_id="rt3") for r in rows]))
+    assert Archive.open(dest).get_row("d0") is None  # not visible before the next compaction
+    sweep(Archive.open(dest))
+    Archive.open(dest, mode="a").compact()
+    after = Archive.open(dest)
+    assert after.get_row("d0") is not None
+    all_read(after)

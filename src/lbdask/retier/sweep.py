@@ -15,6 +15,7 @@ apply (which always sweeps) finishes it.
 from __future__ import annotations
 
 from array import array
+from itertools import chain
 
 from lbdask.archive import Archive
 from lbdask.archive.meta import FOLDER as META_FOLDER
@@ -26,13 +27,15 @@ def sweep(arc: Archive) -> dict[str, int]:
     `pinned_*` the shards kept for live latents and the payload of released latents in them.
 
     Every row ever committed is read first (which shards belong to committed batches), then
-    the current rows (what is live): a batch committing in between only adds live rows. Both
-    are kept per shard (a slot array, a bit mask), not per latent: memory grows by the shard.
+    the current rows (what is live): a batch committing in between only adds live rows. The
+    rows of every batch object not folded yet count as live too: a writer killed between its
+    batch object and its log slot left rows the view does not show yet, but the next
+    compaction folds them. Both are kept per shard (a slot array, a bit mask), not per latent.
     """
     written = committed_latents(arc)
     referenced: set[str] = set()  # one key per batch object, not per row
     live: dict[tuple[str, int], int] = {}  # (bucket, shard) -> bit mask of its live latent slots
-    for row in arc.rows():
+    for row in chain(arc.rows(), arc.catalog.listed_rows(None).values()):
         referenced.update(ref.key for _what, ref in row.object_refs())
         if row.bucket is not None and row.index is not None:
             key = (row.bucket, row.index // arc.shard_size)
