@@ -354,20 +354,24 @@ class Catalog:
                     found.append(str(exc))
         return recent
 
-    def committed_rows(self) -> Iterator[CatalogRow]:
-        """Every row of every committed batch, superseded ones included: the batch objects,
-        then the folded copies (listed second, so a batch folded meanwhile is still seen).
-        A folded copy that cannot be read is skipped: its rows are then not known to this
-        listing (the retier sweep leaves their data alone)."""
+    def committed_rows(self, unfolded: list[CatalogRow] | None = None) -> Iterator[CatalogRow]:
+        """Every row of every committed batch, superseded ones included: the batch objects
+        (their rows also appended to `unfolded`), then the folded copies (listed second, so a
+        batch folded meanwhile is still seen). A folded copy that cannot be read is skipped: its
+        rows are then not known to this listing (the retier sweep leaves their data alone)."""
         pending = self.batch_names()
         folded = self.folded_names()
         if not pending and not folded:
             self.confirm()
         for name in pending:
             try:
-                yield from self.batch_rows(name).values()
+                rows = list(self.batch_rows(name).values())
             except FileNotFoundError:  # folded since listed; its copy was written before the delete
                 folded.append(name)
+                continue
+            if unfolded is not None:
+                unfolded.extend(rows)
+            yield from rows
         for name in sorted(set(folded)):
             path = self.folded_path(name)
             try:

@@ -312,10 +312,11 @@ class Archive:
         """Thread-safe lookups pinned to the current catalog generation (serving)."""
         return CatalogSnapshot(self.catalog, max_age)
 
-    def committed_rows(self) -> Iterator[CatalogRow]:
-        """Every row any committed batch ever wrote, superseded ones included (the retier sweep)."""
+    def committed_rows(self, unfolded: list[CatalogRow] | None = None) -> Iterator[CatalogRow]:
+        """Every row any committed batch ever wrote, superseded ones included (the retier sweep);
+        the rows of batch objects not folded yet also go to `unfolded`."""
         with store_errors(self.url):
-            yield from self.catalog.committed_rows()
+            yield from self.catalog.committed_rows(unfolded)
 
     def committed_ids(self) -> set[str]:
         return {r.id for r in self.rows()}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -23,6 +22,7 @@ from lbdask.archive.history import write_job_record
 from lbdask.archive.lease import hold
 from lbdask.archive.objects import store_errors
 from lbdask.archive.periodic import PeriodicCompactor
+from lbdask.archive.shard_plan import allocate_shards_for
 from lbdask.cluster.connect import encode_resources
 from lbdask.cluster.session import JobSession, job_session
 from lbdask.cluster.settings import ClusterSettings
@@ -95,21 +95,14 @@ def prepare_buckets(arc: Archive, batches: list[Batch], info: dict[str, Any],
     batch's submission costs no store request. Numbers a killed job never wrote stay unused.
     Returns the (bucket, shard) pairs allocated."""
     ds, c = info["downsample"], info["latent_channels"]
-    allocated = []
-    by_shape: dict[tuple[int, int], list[Batch]] = defaultdict(list)
-    for batch in batches:
-        if batch.encodes:
-            by_shape[batch.padded].append(batch)
-    for shape, group in sorted(by_shape.items()):
-        h, w = shape[0] // ds, shape[1] // ds
-        for bits in bits_for(settings):
-            name = arc.bucket_name(bits, c, h, w)
-            arc.ensure_bucket(name, bits, c, h, w)
-            first = arc.allocate_shards(name, len(group))
-            for k, batch in enumerate(group):
-                batch.shards[bits] = first + k
-                allocated.append((name, first + k))
-    return allocated
+    encoding = sorted((b for b in batches if b.encodes), key=lambda b: b.padded)  # stable: plan order per shape
+    slots = [(batch, bits) for batch in encoding for bits in bits_for(settings)]
+    shapes = [(bits, c, batch.padded[0] // ds, batch.padded[1] // ds) for batch, bits in slots]
+    wants = [(arc.bucket_name(*shape), *shape) for shape in shapes]
+    numbers = allocate_shards_for(arc, wants)
+    for (batch, bits), shard in zip(slots, numbers):
+        batch.shards[bits] = shard
+    return [(want[0], shard) for want, shard in zip(wants, numbers)]
 
 
 def submit_batch(client: Client, req: MigrationRequest, batch: Batch, resources: dict[str, float] | None):

@@ -22,6 +22,7 @@ from lbdask.archive import Archive, CatalogRow
 from lbdask.archive.history import write_retier_run
 from lbdask.archive.lease import hold
 from lbdask.archive.model_table import bucket_for, register_model
+from lbdask.archive.shard_plan import allocate_shards_for
 from lbdask.archive.periodic import PeriodicCompactor
 from lbdask.archive.summary import psnr_stats
 from lbdask.errors import ConfigError
@@ -77,21 +78,17 @@ def make_chunks(arc: Archive, req: ApplyRequest, stamp: str, pad_multiple: int |
 
 def allocate_chunk_shards(arc: Archive, chunks: list[Chunk], settings: Any, target: dict[str, Any] | None) -> None:
     """Hand each latent-writing chunk one fresh shard per precision: one allocation per bucket for
-    the whole run (as migrate's `prepare_buckets`), not one store request per chunk."""
-    by_bucket: dict[str, list[tuple[Chunk, int]]] = {}
+    the whole run (`allocate_shards_for`), not one store request per chunk."""
+    slots, wants = [], []
     for chunk in chunks:
         info = target if chunk.kind == "reencode" else arc.model_info
         ds, c = info["downsample"], info["latent_channels"]
         h, w = chunk.padded[0] // ds, chunk.padded[1] // ds
         for bits in bits_for(settings):
-            name = bucket_for(arc, info["fingerprint"], bits, c, h, w)
-            if name not in by_bucket:
-                arc.ensure_bucket(name, bits, c, h, w)
-            by_bucket.setdefault(name, []).append((chunk, bits))
-    for name, wants in by_bucket.items():
-        first = arc.allocate_shards(name, len(wants))
-        for k, (chunk, bits) in enumerate(wants):
-            chunk.shards[bits] = first + k
+            slots.append((chunk, bits))
+            wants.append((bucket_for(arc, info["fingerprint"], bits, c, h, w), bits, c, h, w))
+    for (chunk, bits), shard in zip(slots, allocate_shards_for(arc, wants)):
+        chunk.shards[bits] = shard
 
 
 def apply_plan(req: ApplyRequest, log: Callable[[str], None] = print) -> dict[str, Any]:

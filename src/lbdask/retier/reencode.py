@@ -62,9 +62,9 @@ class ReencodeSpec:
 def _cached(key: tuple, load: Any, configs: dict[str, Any]) -> Any:
     """The model under `key` in this process, loaded once with the driver's `configs` adopted."""
     with _LOCK:
-        if configs:
-            adopt(configs)
         if key not in _MODELS:
+            if configs:
+                adopt(configs)
             _MODELS[key] = load()
         return _MODELS[key]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from array import array
 from itertools import chain
 
-from lbdask.archive import Archive
+from lbdask.archive import Archive, CatalogRow
 from lbdask.archive.meta import FOLDER as META_FOLDER
 from lbdask.archive.objects import remove_quietly
 
@@ -28,14 +28,15 @@ def sweep(arc: Archive) -> dict[str, int]:
 
     Every row ever committed is read first (which shards belong to committed batches), then
     the current rows (what is live): a batch committing in between only adds live rows. The
-    rows of every batch object not folded yet count as live too: a writer killed between its
-    batch object and its log slot left rows the view does not show yet, but the next
-    compaction folds them. Both are kept per shard (a slot array, a bit mask), not per latent.
+    rows of every batch object not folded yet count as live too (the last of each id in name
+    order, as `Catalog.listed_rows`): a writer killed between its batch object and its log slot
+    left rows the view does not show yet, but the next compaction folds them. Both are kept per shard (a slot array, a bit mask), not per latent.
     """
-    written = committed_latents(arc)
+    unfolded: list[CatalogRow] = []
+    written = committed_latents(arc, unfolded)
     referenced: set[str] = set()  # one key per batch object, not per row
     live: dict[tuple[str, int], int] = {}  # (bucket, shard) -> bit mask of its live latent slots
-    for row in chain(arc.rows(), arc.catalog.listed_rows(None).values()):
+    for row in chain(arc.rows(), {r.id: r for r in unfolded}.values()):
         referenced.update(ref.key for _what, ref in row.object_refs())
         if row.bucket is not None and row.index is not None:
             key = (row.bucket, row.index // arc.shard_size)
@@ -46,11 +47,12 @@ def sweep(arc: Archive) -> dict[str, int]:
             **latents}
 
 
-def committed_latents(arc: Archive) -> dict[tuple[str, int], array]:
+def committed_latents(arc: Archive, unfolded: list[CatalogRow]) -> dict[tuple[str, int], array]:
     """(bucket, shard) -> the stored bytes of each latent slot a committed batch wrote or named
-    (-1: none), for every shard a committed row names."""
+    (-1: none), for every shard a committed row names; the rows of batch objects not folded yet
+    go to `unfolded` (one read of each)."""
     written: dict[tuple[str, int], array] = {}
-    for row in arc.committed_rows():
+    for row in arc.committed_rows(unfolded):
         if row.bucket is not None and row.index is not None:
             key = (row.bucket, row.index // arc.shard_size)
             if key not in written:
