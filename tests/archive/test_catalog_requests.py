@@ -130,6 +130,20 @@ def test_a_commit_asks_is_committed_once_and_costs_at_most_four_requests(dest):
     assert not cat.commit("second", rows_for("second", ["b"]))  # asked again: it is committed now
 
 
+def test_a_commit_that_loses_its_slot_to_another_writer_costs_one_more_create_and_no_head_of_the_log(dest):
+    loc = open_location(dest)
+    writer, other = Catalog(loc, partitions=8), Catalog(loc, partitions=8)
+    writer.commit("a", rows_for("a", ["x"]))  # slot 0: the writer's next try is slot 1
+    other.commit("b", rows_for("b", ["y"]))  # slot 1, taken meanwhile
+    with counting(writer.loc) as seen:
+        assert writer.commit("c", rows_for("c", ["z"]))
+    # is_committed's two HEADs, the batch object, the failed create of slot 1 and the create of slot 2
+    assert seen.lists == 0 and seen.total <= 5, seen.calls
+    assert seen.calls["head_object" if loc.is_remote else "exists"] <= 2, seen.calls
+    assert read_slot(writer.log, 2).batch == "c" and read_slot(writer.log, 3) is None
+    assert {Catalog(loc, partitions=8).get_row(i).reason for i in "xyz"} == {"a", "b", "c"}
+
+
 def test_a_crash_between_the_batch_object_and_its_slot_shows_the_batch_after_the_next_compaction(dest, monkeypatch):
     cat = Catalog(open_location(dest), partitions=8)
     cat.commit("a", rows_for("a", ["x"]))

@@ -91,11 +91,13 @@ def first_absent(log: CommitLog, start: int) -> int:
 
 
 def claim(log: CommitLog, cursor: int, entry: Slot) -> int:
-    """Create `entry` at the first free slot at or after `cursor` (one exclusive create when
-    `cursor` is free); returns that slot."""
+    """Create `entry` at the first free slot at or after `cursor`; returns that slot. One
+    exclusive create when `cursor` is free; when a concurrent writer took it, the next slot is
+    tried at once (the usual race costs one more create, no HEAD); only a cursor further
+    behind (a compaction passed it) searches for the end of the log."""
     seq = cursor
     while not put_exclusive(log.loc, slot_path(log, seq), entry.to_json()):
-        seq = first_absent(log, seq + 1)
+        seq = seq + 1 if seq == cursor else first_absent(log, seq + 1)
     return seq
 
 
