@@ -224,11 +224,15 @@ class Catalog:
         """The latest manifest (an empty generation 0 before the first compaction)."""
         return self.view().manifest
 
-    def refresh(self) -> View:
+    def refresh(self, rows: bool = True) -> View:
         """A view built afresh from the hint (or one LIST): the manifest found again and checked
-        to be still there (compaction builds on it; a warm view only checks the log)."""
+        to be still there (compaction builds on it; a warm view only checks the log). With
+        `rows` false it reads no batch object (its `recent` is empty: a compaction reads and
+        parses each batch once itself) and the handle builds its own view at its next read."""
         with self._view_lock:
             self._view, self._known = None, None
+        if not rows:
+            return Tracker(self.log, self._discover, lambda _batch: {}, lambda: ({}, [])).fresh(None)
         return self.view()
 
     def announced_rows(self, batch_id: str) -> dict[str, CatalogRow]:
