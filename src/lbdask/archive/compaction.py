@@ -33,7 +33,8 @@ from lbdask.archive.manifest import Manifest
 from lbdask.archive.objects import put_atomic, remove_quietly
 from lbdask.archive.reads import read_object
 from lbdask.archive.rows import CatalogRow
-from lbdask.archive.runs import RunInfo, merge_newest_first, write_run
+from lbdask.archive.run_writer import write_run
+from lbdask.archive.runs import RunInfo, merge_newest_first
 from lbdask.archive.spill import SortedRows
 
 #: Attempts before a compactor that keeps losing the race steps back (its batches stay

@@ -28,7 +28,8 @@ from lbdask.archive.compaction import announce_generation, level_for, run_key
 from lbdask.archive.manifest import Manifest
 from lbdask.archive.objects import remove_quietly
 from lbdask.archive.rows import CatalogRow
-from lbdask.archive.runs import RunInfo, merge_newest_first, write_run
+from lbdask.archive.run_writer import write_run
+from lbdask.archive.runs import RunInfo, merge_newest_first
 from lbdask.archive.spill import SortedRows, read_spill, spill_file
 from lbdask.archive.store import Archive
 from lbdask.errors import IntegrityError
