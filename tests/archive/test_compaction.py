@@ -203,15 +203,15 @@ def test_a_crash_after_any_step_of_a_compaction_loses_nothing(dest, monkeypatch)
 
 def batch_reads_while_compacting(cat, monkeypatch):
     """(reads of each batch object or folded copy, rows parses of catalog objects) during `compact(cat)`."""
-    from lbdask.archive import catalog as catalog_module
+    from lbdask.archive import rows as rows_module
 
     reads, parses = Counter(), []
-    real_cat, real_load = cat.loc.fs.cat_file, catalog_module.load_rows
+    real_cat, real_load = cat.loc.fs.cat_file, rows_module.load_rows
     with monkeypatch.context() as m:
         m.setattr(cat.loc.fs, "cat_file", lambda path, *a, **k: (reads.update(
             [path.rsplit("/", 1)[-1]] if "/catalog/batches/" in path or "/catalog/folded/" in path else []),
             real_cat(path, *a, **k))[1])
-        m.setattr(catalog_module, "load_rows", lambda blob: (parses.append(1), real_load(blob))[1])
+        m.setattr(rows_module, "load_rows", lambda blob: (parses.append(1), real_load(blob))[1])
         done = compact(cat)
     return done, reads, len(parses)
 

@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
-from lbdask.archive.catalog import Catalog, parse_rows
+from lbdask.archive.catalog import Catalog
 from lbdask.archive.catalog_view import View
 from lbdask.archive.commit_log import Slot, first_absent, read_slot
 from lbdask.archive.commit_log import claim as claim_slot
@@ -32,7 +32,7 @@ from lbdask.archive.levels import merged_level, plan_merge
 from lbdask.archive.manifest import Manifest
 from lbdask.archive.objects import put_atomic, remove_quietly
 from lbdask.archive.reads import read_object
-from lbdask.archive.rows import CatalogRow
+from lbdask.archive.rows import CatalogRow, parse_rows
 from lbdask.archive.run_writer import write_run
 from lbdask.archive.runs import RunInfo, merge_newest_first
 from lbdask.archive.spill import SortedRows

@@ -22,12 +22,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Self
 
-from lbdask.archive.catalog import Catalog, parse_rows
+from lbdask.archive.catalog import Catalog
 from lbdask.archive.commit_log import listed_slots, read_slot
 from lbdask.archive.compaction import announce_generation, level_for, run_key
 from lbdask.archive.manifest import Manifest
 from lbdask.archive.objects import remove_quietly
-from lbdask.archive.rows import CatalogRow
+from lbdask.archive.rows import CatalogRow, parse_rows
 from lbdask.archive.run_writer import write_run
 from lbdask.archive.runs import RunInfo, merge_newest_first
 from lbdask.archive.spill import SortedRows, read_spill, spill_file

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from lbdask.archive.batch_listing import committed_rows
 from lbdask.archive.catalog import BATCH_ID, Catalog, fan
 from lbdask.archive.compaction import compact
 from lbdask.archive.creation import (
@@ -316,7 +317,7 @@ class Archive:
         """Every row any committed batch ever wrote, superseded ones included (the retier sweep);
         the rows of batch objects not folded yet also go to `unfolded`."""
         with store_errors(self.url):
-            yield from self.catalog.committed_rows(unfolded)
+            yield from committed_rows(self.catalog, unfolded)
 
     def committed_ids(self) -> set[str]:
         return {r.id for r in self.rows()}
