@@ -1,11 +1,11 @@
 """A catalog of N rows in the shape a job's build leaves it, written run by run (issue 25, 10M).
 
 Building 10M rows commit by commit (`catalog_scale.py --phase build`) costs ~260 us of CPU per
-row (serialise at commit, parse twice and serialise again in the fold, ~13 merge rewrites),
+row (serialise at commit, parse twice (once since 2026-12-07) and serialise again in the fold, ~13 merge rewrites),
 about an hour of a free core: more than a shared machine gives. The read side (lookups, their
 requests, the streaming commands) depends only on the runs a build leaves: `shape` replays
 `levels.plan_merge` over the build's folds (row counts only) to find them, and `write` writes
-each with `runs.write_run` from the rows' JSON lines (made by worker processes) (`catalog_build.kept_row`'s rows, the line
+each with `run_writer.write_run` from the rows' JSON lines (made by worker processes) (`catalog_build.kept_row`'s rows, the line
 built from a template: `check_lines` compares it with `rows.row_line`), then manifest generation 1 naming them (no commit log, nothing unfolded: the catalog
 right before the job's final compaction).
 
@@ -31,7 +31,8 @@ from lbdask.archive import Archive
 from lbdask.archive.levels import merged_level, plan_merge
 from lbdask.archive.manifest import Manifest
 from lbdask.archive.rows import ChunksRef, row_line
-from lbdask.archive.runs import RawRow, RunInfo, write_run
+from lbdask.archive.run_writer import write_run
+from lbdask.archive.runs import RawRow, RunInfo
 from lbdask.storage import Location
 
 Shape = list[tuple[int, int, int]]  # newest first: (level, first row number, end)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from lbdask.archive import catalog as catalog_module
-from lbdask.archive import runs as runs_module
+from lbdask.archive import run_writer
 from lbdask.archive.catalog import Catalog
 from lbdask.archive.commit_log import read_slot
 from lbdask.archive.compaction import compact
@@ -61,8 +61,8 @@ def test_a_lookup_costs_the_same_requests_at_two_sizes_and_never_lists(dest):
 
 
 def many_partitions(monkeypatch):
-    monkeypatch.setattr(runs_module, "BLOCK_ROWS", 2)
-    monkeypatch.setattr(runs_module, "PARTITION_BLOCKS", 1)  # 2 rows a partition: 600 at 1,200 rows
+    monkeypatch.setattr(run_writer, "BLOCK_ROWS", 2)
+    monkeypatch.setattr(run_writer, "PARTITION_BLOCKS", 1)  # 2 rows a partition: 600 at 1,200 rows
 
 
 def test_an_open_handle_looks_up_an_id_in_at_most_two_requests_once_it_holds_the_index(dest, monkeypatch):
@@ -92,8 +92,8 @@ def test_an_open_handle_reads_an_index_partition_and_the_block_in_one_request(de
     the older one: the slot probe and, per run, one read of the partition with its blocks (the
     newer run's Bloom filter says no, the older one's block came with its partition): 3, where
     a partition and then a block were 4, at two sizes."""
-    monkeypatch.setattr(runs_module, "BLOCK_ROWS", 2)
-    monkeypatch.setattr(runs_module, "PARTITION_BLOCKS", 4)  # 8 rows a partition
+    monkeypatch.setattr(run_writer, "BLOCK_ROWS", 2)
+    monkeypatch.setattr(run_writer, "PARTITION_BLOCKS", 4)  # 8 rows a partition
     costs = []
     for n in ((40, 160) if dest.startswith("s3://") else (300, 1200)):
         build(f"{dest}/{n}", n, 2, recent=1)

@@ -6,6 +6,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from lbdask.archive import compaction
 from lbdask.archive.catalog import Catalog
 from lbdask.archive.compaction import compact
@@ -197,3 +199,38 @@ def test_a_crash_after_any_step_of_a_compaction_loses_nothing(dest, monkeypatch)
         k += 1
     # fence, run, manifest, 3 folded copies, batch deletion, v1 partitions (none), pruning, hint
     assert k >= 7
+
+
+def batch_reads_while_compacting(cat, monkeypatch):
+    """(reads of each batch object or folded copy, rows parses of catalog objects) during `compact(cat)`."""
+    from lbdask.archive import rows as rows_module
+
+    reads, parses = Counter(), []
+    real_cat, real_load = cat.loc.fs.cat_file, rows_module.load_rows
+    with monkeypatch.context() as m:
+        m.setattr(cat.loc.fs, "cat_file", lambda path, *a, **k: (reads.update(
+            [path.rsplit("/", 1)[-1]] if "/catalog/batches/" in path or "/catalog/folded/" in path else []),
+            real_cat(path, *a, **k))[1])
+        m.setattr(rows_module, "load_rows", lambda blob: (parses.append(1), real_load(blob))[1])
+        done = compact(cat)
+    return done, reads, len(parses)
+
+
+def test_a_fold_reads_and_parses_each_batch_object_once(tmp_path, monkeypatch):
+    from lbdask.archive import catalog as catalog_module
+
+    cat = Catalog(open_location(str(tmp_path / "arc")), partitions=2)
+    for name in ("a", "b"):
+        cat.commit(name, rows_for(name, 3))
+    done, reads, parses = batch_reads_while_compacting(Catalog(cat.loc, partitions=2), monkeypatch)
+    assert done["batches"] == 2 and reads == {"a.jsonl.gz": 1, "b.jsonl.gz": 1} and parses == 2  # the first fold
+    cat.commit("c", rows_for("c", 2))
+    cat.commit("d", rows_for("d", 2))
+    with monkeypatch.context() as m:  # a writer killed before its slot: folded by name
+        m.setattr(catalog_module, "claim", lambda *_a: (_ for _ in ()).throw(RuntimeError("killed")))
+        with pytest.raises(RuntimeError):
+            cat.commit("e", rows_for("e", 1))
+    done, reads, parses = batch_reads_while_compacting(Catalog(cat.loc, partitions=2), monkeypatch)
+    assert done["batches"] == 3 and reads == {"c.jsonl.gz": 1, "d.jsonl.gz": 1, "e.jsonl.gz": 1} and parses == 3
+    assert_each_row_once(cat, {f"{n}/{j}": n for n, k in (("a", 3), ("b", 3), ("c", 2), ("d", 2), ("e", 1))
+                               for j in range(k)})

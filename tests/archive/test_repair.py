@@ -145,3 +145,24 @@ def test_missing_latent_shard_is_reported_by_repair(dest, capsys):
     assert code == 2 and f"late.png: latent shard latents/{row.bucket}/c/{shard}/0/0/0 is missing" in out
     with pytest.raises(IntegrityError, match="late.png"):
         Archive.open(dest).read_latent(row)
+
+
+def test_a_diagnosis_reads_each_run_once(tmp_path, monkeypatch):
+    """Checked whole before use, and named by the current manifest as well as by every manifest
+    on the store, a run was scanned three times; its copy in the spill is read instead."""
+    from lbdask.archive.repair import diagnose
+    from lbdask.archive.runs import RunReader
+
+    dest = str(tmp_path / "arc")
+    migrated(dest)
+    arc = Archive.open(dest)
+    runs = arc.catalog.manifest().runs
+    reads, real = [], arc.loc.fs.cat_file
+    monkeypatch.setattr(arc.loc.fs, "cat_file", lambda path, *a, **k: (reads.append(path), real(path, *a, **k))[1])
+    once = {}
+    for run in runs:  # what one scan on a fresh reader reads: the footer, each partition, its blocks
+        list(RunReader(arc.loc).scan(run))
+        once[run.key], reads[:] = len(reads), []
+    with diagnose(arc) as diag:
+        assert diag.recovered == diag.indexed == 10 and not diag.catalog
+    assert len(runs) == 2 and {r.key: reads.count(arc.loc.path(r.key)) for r in runs} == once

@@ -3,8 +3,9 @@ rows from it on, and reads only from the partition and block that hold it (mutat
 found the start arithmetic unchecked beyond one partition)."""
 import pytest
 
-from lbdask.archive import runs
-from lbdask.archive.runs import RunReader, write_run
+from lbdask.archive import run_writer
+from lbdask.archive.run_writer import write_run
+from lbdask.archive.runs import RunReader
 from lbdask.errors import IntegrityError
 from lbdask.storage import open_location
 from tests.archive.test_runs import counting, rows_of
@@ -14,8 +15,8 @@ IDS = [f"id{n:03d}" for n in range(0, 200, 2)]  # 100 rows: 25 blocks of 4 in 9 
 
 @pytest.fixture
 def run(tmp_path, monkeypatch):
-    monkeypatch.setattr(runs, "BLOCK_ROWS", 4)
-    monkeypatch.setattr(runs, "PARTITION_BLOCKS", 3)
+    monkeypatch.setattr(run_writer, "BLOCK_ROWS", 4)
+    monkeypatch.setattr(run_writer, "PARTITION_BLOCKS", 3)
     loc = open_location(str(tmp_path))
     return loc, write_run(loc, "catalog/runs/1-a.run", iter(rows_of(IDS)), level=1)
 

@@ -13,10 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lbdask.archive import runs
+from lbdask.archive import run_writer, runs
 from lbdask.archive.bloom import BloomFilter, id_hashes
 from lbdask.archive.rows import CatalogRow
-from lbdask.archive.runs import RunInfo, RunReader, merge_newest_first, write_run
+from lbdask.archive.run_writer import write_run
+from lbdask.archive.runs import RunInfo, RunReader, merge_newest_first
 from lbdask.storage import Location, open_location
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -68,7 +69,7 @@ def counting(loc):
 def test_get_and_scan_match_a_dict(loc, ids, absent, block_rows, partition_blocks, starts):
     want = {r.id: r for r in rows_of(ids)}
     key = new_key()
-    with mock.patch.object(runs, "BLOCK_ROWS", block_rows), mock.patch.object(runs, "PARTITION_BLOCKS", partition_blocks):
+    with mock.patch.object(run_writer, "BLOCK_ROWS", block_rows), mock.patch.object(run_writer, "PARTITION_BLOCKS", partition_blocks):
         info = write_run(loc, key, iter(want.values()), level=2)
     assert (info.key, info.level, info.rows, info.min_id, info.max_id) == (key, 2, len(ids), min(ids), max(ids))
     assert info.size == os.path.getsize(loc.path(key)) == info.footer_offset + info.footer_size
@@ -131,7 +132,7 @@ def test_write_run_of_nothing_writes_nothing(loc):
 @pytest.mark.parametrize("ids", [["b", "a"], ["a", "a"], ["a", "c", "b"]], ids=["unsorted", "duplicate", "late"])
 def test_write_run_rejects_unsorted_or_duplicate_ids_and_leaves_no_object(loc, ids):
     key = "catalog/runs/x/r0.run"
-    with mock.patch.object(runs, "BLOCK_ROWS", 1), pytest.raises(ValueError, match="ascend"):
+    with mock.patch.object(run_writer, "BLOCK_ROWS", 1), pytest.raises(ValueError, match="ascend"):
         write_run(loc, key, (row(i) for i in ids), level=0)
     assert os.listdir(loc.path("catalog/runs/x")) == []  # no object, no temporary file
 
@@ -145,14 +146,14 @@ def test_the_object_appears_only_when_it_is_complete(loc):
             assert not os.path.exists(path)
             yield row(f"img{i:03d}")
 
-    with mock.patch.object(runs, "BLOCK_ROWS", 8):
+    with mock.patch.object(run_writer, "BLOCK_ROWS", 8):
         info = write_run(loc, key, rows(), level=0)
     assert os.listdir(os.path.dirname(path)) == [os.path.basename(path)]
     assert info.rows == 300
 
 
 def written(loc, n=40, block_rows=4, partition_blocks=64):
-    with mock.patch.object(runs, "BLOCK_ROWS", block_rows), mock.patch.object(runs, "PARTITION_BLOCKS", partition_blocks):
+    with mock.patch.object(run_writer, "BLOCK_ROWS", block_rows), mock.patch.object(run_writer, "PARTITION_BLOCKS", partition_blocks):
         return write_run(loc, new_key(), iter(rows_of(f"img{i:03d}" for i in range(n))), level=0)
 
 
@@ -190,7 +191,7 @@ def test_get_reads_the_footer_once_each_partition_once_and_at_most_one_block_per
 def cold_get(loc, n, image_id):
     """(footer bytes, [bytes of each read]) of one get of `image_id` on a fresh handle, in a run
     of `n` rows cut into partitions of 4 blocks of 8 rows."""
-    with mock.patch.object(runs, "BLOCK_ROWS", 8), mock.patch.object(runs, "PARTITION_BLOCKS", 4):
+    with mock.patch.object(run_writer, "BLOCK_ROWS", 8), mock.patch.object(run_writer, "PARTITION_BLOCKS", 4):
         info = write_run(loc, new_key(), iter(rows_of(f"img{i:05d}" for i in range(n))), level=0)
     fs, counted = counting(loc)
     assert RunReader(counted).get(info, image_id).id == image_id
@@ -325,8 +326,8 @@ def test_large_rows_make_blocks_of_about_block_bytes(loc):
     first = 0
     for _, _, count in blocks[:-1]:
         block = lengths[first: first + count]
-        assert sum(block) >= runs.BLOCK_BYTES * 0.95  # full
-        assert sum(block[:-1]) < runs.BLOCK_BYTES * 1.05  # closed by its last row
+        assert sum(block) >= run_writer.BLOCK_BYTES * 0.95  # full
+        assert sum(block[:-1]) < run_writer.BLOCK_BYTES * 1.05  # closed by its last row
         first += count
 
 
@@ -366,7 +367,7 @@ def peak_bytes(loc, n):
 def test_writing_and_scanning_a_run_holds_a_block_not_the_rows(loc):
     """Small blocks and scan reads so that two small sizes tell "one block" from "all rows"
     (tracemalloc makes every row slow to build)."""
-    with mock.patch.object(runs, "BLOCK_ROWS", 16), mock.patch.object(runs, "SCAN_READ_BYTES", 4096):
+    with mock.patch.object(run_writer, "BLOCK_ROWS", 16), mock.patch.object(runs, "SCAN_READ_BYTES", 4096):
         small, n_small = peak_bytes(loc, 1_200)
         large, n_large = peak_bytes(loc, 4_800)
     assert (n_small, n_large) == (1_200, 4_800)
@@ -378,7 +379,7 @@ def test_writing_and_scanning_a_run_holds_a_block_not_the_rows(loc):
 def test_a_run_on_s3_reads_back(s3_bucket):
     loc = open_location(s3_bucket + "/arc")
     want = rows_of(f"d{i % 3}/é{i:03d}" for i in range(300))
-    with mock.patch.object(runs, "BLOCK_ROWS", 16):
+    with mock.patch.object(run_writer, "BLOCK_ROWS", 16):
         info = write_run(loc, "catalog/runs/1-a/r0.run", iter(want), level=0)
     assert write_run(loc, "catalog/runs/1-a/r1.run", iter([]), level=0) is None
     loc.fs.invalidate_cache()

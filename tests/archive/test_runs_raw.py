@@ -7,9 +7,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lbdask.archive import runs
+from lbdask.archive import run_writer
 from lbdask.archive.rows import CatalogRow, ChunksRef, OriginalRef, line_id, row_line
-from lbdask.archive.runs import RawRow, RunReader, merge_newest_first, write_run
+from lbdask.archive.run_writer import write_run
+from lbdask.archive.runs import RawRow, RunReader, merge_newest_first
 from lbdask.storage import open_location
 
 FAST = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -40,7 +41,7 @@ def run_bytes(loc, info) -> bytes:
 @FAST
 @given(versions=st.lists(st.sets(IDS, max_size=25), min_size=1, max_size=4), block_rows=st.sampled_from([1, 3, 128]))
 def test_a_raw_merge_writes_the_same_bytes_as_the_parsed_merge(loc, versions, block_rows):
-    with mock.patch.object(runs, "BLOCK_ROWS", block_rows), mock.patch.object(runs, "PARTITION_BLOCKS", 2):
+    with mock.patch.object(run_writer, "BLOCK_ROWS", block_rows), mock.patch.object(run_writer, "PARTITION_BLOCKS", 2):
         infos = [write_run(loc, f"catalog/runs/{uuid.uuid4().hex}.run", iter([full_row(i, n) for i in sorted(ids)]), 0)
                  for n, ids in enumerate(versions)]
         infos = [i for i in infos if i is not None]

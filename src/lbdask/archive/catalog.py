@@ -23,20 +23,20 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from lbdask.archive import listing
+from lbdask.archive.batch_listing import BATCH_SUFFIX, anything_in, listed_batches, listed_rows
 from lbdask.archive.catalog_view import Tracker, View
 from lbdask.archive.commit_log import CommitLog, Slot, claim
 from lbdask.archive.manifest import Manifest, Manifests
 from lbdask.archive.objects import put_atomic
 from lbdask.archive.prefetch import prefetch
 from lbdask.archive.reads import present, read_object
-from lbdask.archive.rows import CatalogRow, dump_rows, load_rows
+from lbdask.archive.rows import CatalogRow, dump_rows, parse_rows
 from lbdask.archive.runs import RunReader
 from lbdask.errors import InputError, IntegrityError
 from lbdask.storage import Location
 
 T = TypeVar("T")
 BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-BATCH_SUFFIX = ".jsonl.gz"
 #: Reads start over this often when a compaction removes a file between list and read.
 READ_ATTEMPTS = 3
 #: Parsed index partitions kept in memory per Catalog (they are immutable once written).
@@ -54,14 +54,6 @@ def fan(batch_id: str) -> str:
 def partition_of(image_id: str, partitions: int) -> int:
     """Index partition of an id: the first 32 bits of sha1(id) modulo the partition count."""
     return int(hashlib.sha1(image_id.encode("utf-8")).hexdigest()[:8], 16) % partitions
-
-
-def parse_rows(path: str, blob: bytes) -> list[CatalogRow]:
-    """Rows of a catalog object; IntegrityError naming it when it is not what was written."""
-    try:
-        return load_rows(blob)
-    except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
-        raise IntegrityError(f"catalog object {path} is unreadable ({type(exc).__name__})") from None
 
 
 class Catalog:
@@ -154,33 +146,13 @@ class Catalog:
         return present(self.loc, self.batch_path(batch_id)) or present(self.loc, self.folded_path(batch_id))
 
     # the manifest and the recent commits --------------------------------------------
-    def _names(self, folder: str) -> list[str]:
-        """Batch ids of the objects under `folder`, its fan-out subfolders included."""
-        d = self._p(folder)
-        self.loc.fs.invalidate_cache(d)
-        try:
-            names = [p.rsplit("/", 1)[-1] for p in self.loc.fs.find(d)]
-        except FileNotFoundError:
-            return []
-        return sorted({n[: -len(BATCH_SUFFIX)] for n in names if n.endswith(BATCH_SUFFIX)})
-
     def batch_names(self) -> list[str]:
         """Committed batches not yet folded into the index (one LIST: compaction and repair)."""
-        return self._names("batches")
+        return listed_batches(self.loc, self._p("batches"))
 
     def folded_names(self) -> list[str]:
         """Batches folded into the index (a recursive LIST of their folded copies)."""
-        return self._names("folded")
-
-    def _any_folded(self) -> bool:
-        """Whether any batch was ever folded (one LIST of `catalog/folded/` itself: its fan-out
-        subfolders or, flat, its copies; legacy empty markers count too)."""
-        d = self._p("folded")
-        self.loc.fs.invalidate_cache(d)
-        try:
-            return bool(self.loc.fs.ls(d, detail=False))
-        except FileNotFoundError:
-            return False
+        return listed_batches(self.loc, self._p("folded"))
 
     def _discover(self, known: int | None) -> Manifest:
         """The latest manifest (`Manifests.discover`); an empty generation 0 before the first
@@ -195,7 +167,7 @@ class Catalog:
         if manifest is not None:
             return manifest
         if known != 0:  # never looked, or the manifest seen before is gone
-            if self._any_folded():
+            if anything_in(self.loc, self._p("folded")):  # its fan-out subfolders, or flat copies (or legacy markers)
                 manifest = self.manifests.latest()
                 if manifest is not None:
                     return manifest
@@ -224,11 +196,15 @@ class Catalog:
         """The latest manifest (an empty generation 0 before the first compaction)."""
         return self.view().manifest
 
-    def refresh(self) -> View:
+    def refresh(self, rows: bool = True) -> View:
         """A view built afresh from the hint (or one LIST): the manifest found again and checked
-        to be still there (compaction builds on it; a warm view only checks the log)."""
+        to be still there (compaction builds on it; a warm view only checks the log). With
+        `rows` false it reads no batch object (its `recent` is empty: a compaction reads and
+        parses each batch once itself) and the handle builds its own view at its next read."""
         with self._view_lock:
             self._view, self._known = None, None
+        if not rows:
+            return Tracker(self.log, self._discover, lambda _batch: {}, lambda: ({}, [])).fresh(None)
         return self.view()
 
     def announced_rows(self, batch_id: str) -> dict[str, CatalogRow]:
@@ -344,37 +320,5 @@ class Catalog:
 
     def listed_rows(self, found: list[str] | None) -> dict[str, CatalogRow]:
         """Rows of every batch object on the store (one LIST): what a damaged catalog, whose
-        manifest and so whose log position are lost, still knows."""
-        recent: dict[str, CatalogRow] = {}
-        for name in self.batch_names():
-            try:
-                recent.update(self.batch_rows(name))
-            except (IntegrityError, FileNotFoundError) as exc:
-                if found is not None:
-                    found.append(str(exc))
-        return recent
-
-    def committed_rows(self, unfolded: list[CatalogRow] | None = None) -> Iterator[CatalogRow]:
-        """Every row of every committed batch, superseded ones included: the batch objects
-        (their rows also appended to `unfolded`), then the folded copies (listed second, so a
-        batch folded meanwhile is still seen). A folded copy that cannot be read is skipped: its
-        rows are then not known to this listing (the retier sweep leaves their data alone)."""
-        pending = self.batch_names()
-        folded = self.folded_names()
-        if not pending and not folded:
-            self.confirm()
-        for name in pending:
-            try:
-                rows = list(self.batch_rows(name).values())
-            except FileNotFoundError:  # folded since listed; its copy was written before the delete
-                folded.append(name)
-                continue
-            if unfolded is not None:
-                unfolded.extend(rows)
-            yield from rows
-        for name in sorted(set(folded)):
-            path = self.folded_path(name)
-            try:
-                yield from parse_rows(path, read_object(self.loc, path))
-            except (FileNotFoundError, IntegrityError):
-                continue
+        manifest and so whose log position are lost, still knows (`batch_listing.listed_rows`)."""
+        return listed_rows(self, found)

@@ -24,15 +24,17 @@ import time
 import uuid
 from collections.abc import Iterator
 
-from lbdask.archive.catalog import Catalog, parse_rows
+from lbdask.archive.catalog import Catalog
+from lbdask.archive.catalog_view import View
 from lbdask.archive.commit_log import Slot, first_absent, read_slot
 from lbdask.archive.commit_log import claim as claim_slot
 from lbdask.archive.levels import merged_level, plan_merge
 from lbdask.archive.manifest import Manifest
 from lbdask.archive.objects import put_atomic, remove_quietly
 from lbdask.archive.reads import read_object
-from lbdask.archive.rows import CatalogRow
-from lbdask.archive.runs import RunInfo, merge_newest_first, write_run
+from lbdask.archive.rows import CatalogRow, parse_rows
+from lbdask.archive.run_writer import write_run
+from lbdask.archive.runs import RunInfo, merge_newest_first
 from lbdask.archive.spill import SortedRows
 
 #: Attempts before a compactor that keeps losing the race steps back (its batches stay
@@ -68,12 +70,13 @@ def run_key(generation: int) -> str:
 def _attempt(catalog: Catalog) -> dict[str, int] | None:
     """One fold attempt; None when another compactor committed first."""
     loc = catalog.loc
-    old = catalog.refresh().manifest  # refuses to build on a catalog whose manifest was lost
-    end = first_absent(catalog.log, old.log_next)
+    view = catalog.refresh(rows=False)  # refuses to build on a catalog whose manifest was lost
+    old = view.manifest
+    end = first_absent(catalog.log, view.end)  # the view read the slots up to its end
     if end == old.log_next and not catalog.batch_names() and old.version == 2:
         return {"batches": 0, "rows": 0, "generation": old.generation, "stepped_back": 0}
     fence = claim_slot(catalog.log, end, Slot(0, fence=old.generation + 1))  # slots below it: folded here
-    names = _fold_order(catalog, old.log_next, fence, catalog.batch_names())  # listed after the fence
+    names = _fold_order(catalog, view, fence, catalog.batch_names())  # listed after the fence
     blobs = {name: _batch_blob(catalog, name) for name in names}
     fresh: dict[str, CatalogRow] = {}
     for name in names:  # oldest first: newer commits win
@@ -93,11 +96,12 @@ def _attempt(catalog: Catalog) -> dict[str, int] | None:
     return {"batches": len(names), "rows": len(fresh), "generation": new.generation, "stepped_back": 0}
 
 
-def _fold_order(catalog: Catalog, start: int, fence: int, listed: list[str]) -> list[str]:
+def _fold_order(catalog: Catalog, view: View, fence: int, listed: list[str]) -> list[str]:
     """The batches to fold, oldest commit first: listed but never announced ones (a writer
-    that crashed before its slot: by name), then the announced ones in slot order."""
-    announced = [slot.batch for n in range(start, fence)
-                 if (slot := read_slot(catalog.log, n)) is not None and slot.batch is not None]
+    that crashed before its slot: by name), then the announced ones in slot order (those
+    `view` read, then the slots announced since, up to the fence)."""
+    announced = [*view.batches, *(slot.batch for n in range(view.end, fence)
+                                  if (slot := read_slot(catalog.log, n)) is not None and slot.batch is not None)]
     seen = set(announced)
     return [n for n in listed if n not in seen] + list(dict.fromkeys(announced))
 

@@ -22,14 +22,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Self
 
-from lbdask.archive.catalog import Catalog, parse_rows
+from lbdask.archive.catalog import Catalog
 from lbdask.archive.commit_log import listed_slots, read_slot
 from lbdask.archive.compaction import announce_generation, level_for, run_key
 from lbdask.archive.manifest import Manifest
 from lbdask.archive.objects import remove_quietly
-from lbdask.archive.rows import CatalogRow
-from lbdask.archive.runs import RunInfo, merge_newest_first, write_run
-from lbdask.archive.spill import SortedRows
+from lbdask.archive.rows import CatalogRow, parse_rows
+from lbdask.archive.run_writer import write_run
+from lbdask.archive.runs import RunInfo, merge_newest_first
+from lbdask.archive.spill import SortedRows, read_spill, spill_file
 from lbdask.archive.store import Archive
 from lbdask.errors import IntegrityError
 
@@ -88,36 +89,38 @@ def _runs_named(cat: Catalog, gens: list[int]) -> list[RunInfo]:
 
 
 class _Runs:
-    """Which runs read whole: a run is used all or not at all (as when its rows were
-    collected in a dict), so each is scanned once up front and its damage remembered."""
+    """Each run read once: a run is used all or not at all (as when its rows were collected in
+    a dict), so its scan is copied into a local spill file before any of its rows is used
+    (a run that fails midway leaves no copy, only its problem line), and every use of the run
+    reads the copy."""
 
-    def __init__(self, cat: Catalog) -> None:
-        self.cat = cat
-        self.damage: dict[str, str | None] = {}
+    def __init__(self, cat: Catalog, folder: str) -> None:
+        self.cat, self.folder = cat, folder
+        self.copies: dict[str, str] = {}  # run key -> its spill file
+        self.damage: dict[str, str] = {}  # run key -> its problem line
 
     def readable(self, runs: list[RunInfo], problems: list[str]) -> list[RunInfo]:
         """`runs` that scan whole; a problem line for each of the others."""
         out = []
         for run in runs:
-            if run.key not in self.damage:
-                self.damage[run.key] = self._check(run)
-            if self.damage[run.key] is None:
+            if run.key not in self.copies and run.key not in self.damage:
+                self._copy(run)
+            if run.key in self.copies:
                 out.append(run)
             else:
                 problems.append(self.damage[run.key])
         return out
 
-    def _check(self, run: RunInfo) -> str | None:
+    def _copy(self, run: RunInfo) -> None:
         try:
-            for _row in self.cat.runs.scan(run):
-                pass
+            self.copies[run.key] = spill_file(self.folder, self.cat.runs.scan(run))
         except (FileNotFoundError, IntegrityError) as exc:
-            return f"{self.cat.loc.path(run.key)}: {'missing' if isinstance(exc, FileNotFoundError) else 'unreadable'}"
-        return None
+            what = "missing" if isinstance(exc, FileNotFoundError) else "unreadable"
+            self.damage[run.key] = f"{self.cat.loc.path(run.key)}: {what}"
 
     def rows(self, runs: list[RunInfo]) -> list[Iterator[CatalogRow]]:
-        """Scans of `runs` (oldest first), newest first: for `merge_newest_first`."""
-        return [self.cat.runs.scan(r) for r in reversed(runs)]
+        """The copies of `runs` (oldest first, each `readable`), newest first: for `merge_newest_first`."""
+        return [read_spill(self.copies[r.key]) for r in reversed(runs)]
 
 
 def _read(cat: Catalog, path: str, problems: list[str]) -> list[CatalogRow]:
@@ -152,9 +155,11 @@ def _manifest(cat: Catalog, diag: Diagnosis, folded: bool) -> tuple[list[int], M
 
 def diagnose(arc: Archive) -> Diagnosis:
     """Check the manifest, every partition it names, every folded copy and every data object.
-    Streams: every source is sorted by id (spilled) or is a run, and one merge of them in id
-    order counts, checks the data objects and spills the recoverable rows (memory: a chunk)."""
-    cat, diag, runs = arc.catalog, Diagnosis(), _Runs(arc.catalog)
+    Streams: every source is sorted by id and spilled (a run's scan copied as it is: each run
+    is read once), and one merge of them in id order counts, checks the data objects and
+    spills the recoverable rows (memory: a chunk)."""
+    cat, diag = arc.catalog, Diagnosis()
+    runs = _Runs(cat, diag.folder)
     folded_names = cat.folded_names()
     gens, manifest = _manifest(cat, diag, bool(folded_names))
     files = list(manifest.files.values()) if manifest is not None else []

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from json.decoder import scanstring
 from typing import Any, Literal
 
+from lbdask.errors import IntegrityError
+
 Status = Literal["latent", "kept", "failed", "refused", "lossy"]
 #: latent: a pcodec latent; kept: the source PNG, or its pixels as lossless JPEG XL
 #: (kept_format); failed: the raw bytes of an input that is no decodable PNG; refused: not
@@ -167,6 +169,14 @@ def load_lines(blob: bytes) -> list[str]:
 def load_rows(blob: bytes) -> list[CatalogRow]:
     """Parse an object written by `dump_rows`."""
     return [CatalogRow.from_json(json.loads(line)) for line in load_lines(blob)]
+
+
+def parse_rows(path: str, blob: bytes) -> list[CatalogRow]:
+    """Rows of a catalog object; IntegrityError naming it when it is not what was written."""
+    try:
+        return load_rows(blob)
+    except (OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+        raise IntegrityError(f"catalog object {path} is unreadable ({type(exc).__name__})") from None
 
 
 _ID_PREFIX = '{"id":"'

@@ -54,12 +54,28 @@ class SortedRows:
             if on_spill is not None:
                 on_spill(len(self._chunk))
             chunk, self._chunk = self._chunk, {}
-            self.files.append(self._write(chunk[i] for i in sorted(chunk)))
+            self.files.append(spill_file(self.folder, (chunk[i] for i in sorted(chunk))))
         return self
 
-    def _write(self, rows: Iterable[CatalogRow]) -> str:
-        """A new spill file of `rows` (ascending) in pickled blocks; its path."""
-        fd, path = tempfile.mkstemp(dir=self.folder, suffix=".rows")
+    def _merge(self, files: list[str]) -> Iterator[CatalogRow]:
+        return merge_newest_first([read_spill(p) for p in reversed(files)])
+
+    def __iter__(self) -> Iterator[CatalogRow]:
+        self.seal()
+        while len(self.files) > FANIN:  # merge contiguous groups: a group's order is kept
+            groups = [self.files[i:i + FANIN] for i in range(0, len(self.files), FANIN)]
+            self.files = [spill_file(self.folder, self._merge(g)) for g in groups]
+            for path in (p for g in groups for p in g):
+                os.unlink(path)
+        return self._merge(self.files)
+
+
+def spill_file(folder: str, rows: Iterable[CatalogRow]) -> str:
+    """A new spill file in `folder` of `rows` (ascending by id, as they come) in pickled
+    blocks; its path. Nothing is left when `rows` raises (repair copies a run's scan this
+    way: a run that cannot be read whole is not used at all)."""
+    fd, path = tempfile.mkstemp(dir=folder, suffix=".rows")
+    try:
         with open(fd, "wb") as f:
             block: list[CatalogRow] = []
             for row in rows:
@@ -69,22 +85,13 @@ class SortedRows:
                     block = []
             if block:
                 pickle.dump(block, f, protocol=pickle.HIGHEST_PROTOCOL)
-        return path
-
-    def _merge(self, files: list[str]) -> Iterator[CatalogRow]:
-        return merge_newest_first([_read(p) for p in reversed(files)])
-
-    def __iter__(self) -> Iterator[CatalogRow]:
-        self.seal()
-        while len(self.files) > FANIN:  # merge contiguous groups: a group's order is kept
-            groups = [self.files[i:i + FANIN] for i in range(0, len(self.files), FANIN)]
-            self.files = [self._write(self._merge(g)) for g in groups]
-            for path in (p for g in groups for p in g):
-                os.unlink(path)
-        return self._merge(self.files)
+    except BaseException:
+        os.unlink(path)
+        raise
+    return path
 
 
-def _read(path: str) -> Iterator[CatalogRow]:
+def read_spill(path: str) -> Iterator[CatalogRow]:
     """The rows of a spill file, one block in memory at a time."""
     with open(path, "rb") as f:
         while True:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from lbdask.archive.batch_listing import committed_rows
 from lbdask.archive.catalog import BATCH_ID, Catalog, fan
 from lbdask.archive.compaction import compact
 from lbdask.archive.creation import (
@@ -24,6 +24,7 @@ from lbdask.archive.creation import (
     root_attributes,
     set_format_version,
 )
+from lbdask.archive.latent_shards import LatentShards
 from lbdask.archive.meta import FOLDER as META_FOLDER
 from lbdask.archive.meta import offload
 from lbdask.archive.objects import STORE_ATTEMPTS, put_atomic, store_errors, store_retries
@@ -32,10 +33,6 @@ from lbdask.archive.snapshot import CatalogSnapshot
 from lbdask.config import load_config
 from lbdask.errors import ArchiveFormatError, InputError, IntegrityError, ModelMismatchError, NotFoundError
 from lbdask.storage import Location, open_location
-
-if TYPE_CHECKING:
-    from lbdask.archive.latents import LatentBuckets
-    from lbdask.latent.codec import EncodedLatent
 
 #: On-store format version of new archives: 3 since the commit log and the folded copies lie
 #: in fan-out subfolders; 2 keeps them flat (sorted runs and a commit log, issue 25); 1 is the
@@ -66,18 +63,18 @@ def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
-class Archive:
-    """One lbdask archive on a folder or an S3 prefix (see docs/architecture.md)."""
+class Archive(LatentShards):
+    """One lbdask archive on a folder or an S3 prefix (see docs/architecture.md); its latent
+    buckets and shards: `LatentShards`."""
 
     def __init__(self, loc: Location, meta: dict[str, Any], mode: str, storage_options: dict[str, Any] | None) -> None:
+        super().__init__()
         self.loc = loc
         self.url = loc.url
         self.mode = mode
         self.storage_options = storage_options
         self._meta = meta
         self.catalog = self._catalog()
-        self._buckets: LatentBuckets | None = None
-        self._buckets_lock = threading.Lock()
 
     def _catalog(self) -> Catalog:
         """A catalog handle in the archive's layout (fan-out from format version 3)."""
@@ -89,16 +86,6 @@ class Archive:
         set_format_version(self.loc, version)
         self._meta["format_version"] = version
         self.catalog = self._catalog()
-
-    @property
-    def _latents(self) -> LatentBuckets:
-        """The Zarr side, opened on first use: listing and kept reads never import zarr."""
-        with self._buckets_lock:
-            if self._buckets is None:
-                from lbdask.archive.latents import LatentBuckets
-
-                self._buckets = LatentBuckets(self.loc, self.storage_options, self.mode, self.shard_size)
-            return self._buckets
 
     # opening -----------------------------------------------------------------------
     @classmethod
@@ -188,47 +175,6 @@ class Archive:
                 f"archive {self.url} was written with model {mine.get('name')} ({str(mine.get('fingerprint'))[:12]}), "
                 f"not {other}")
 
-    # latent buckets ----------------------------------------------------------------
-    @staticmethod
-    def bucket_name(bits: int, c: int, h: int, w: int) -> str:
-        """Name of the Zarr array holding latents of this padded shape and precision."""
-        return f"b{bits}-c{c}-{h}x{w}"
-
-    def ensure_bucket(self, name: str, bits: int, c: int, h: int, w: int) -> None:
-        """Create the bucket array if missing (driver only; idempotent)."""
-        self._latents.ensure(name, bits, c, h, w)
-
-    def allocate_shards(self, bucket: str, n: int) -> int:
-        """First of `n` fresh shard numbers (driver only): never one allocated or present before."""
-        return self._latents.allocate(bucket, n)
-
-    def write_shard(self, bucket: str, shard: int, encoded: Sequence[EncodedLatent]) -> list[int]:
-        """Write up to `shard_size` latents into shard `shard` (durably); returns their bucket indices."""
-        return self._latents.write(bucket, shard, encoded)
-
-    @staticmethod
-    def shards_folder(bucket: str) -> str:
-        """Where the shard objects of `bucket` lie, relative to the archive root."""
-        return f"latents/{bucket}/c"
-
-    @staticmethod
-    def shard_key(bucket: str, shard: int) -> str:
-        """The object of shard `shard` of `bucket` (Zarr v3 key `c/<shard>/0/0/0`), relative to the root."""
-        return f"{Archive.shards_folder(bucket)}/{shard}/0/0/0"
-
-    def read_latent(self, row: CatalogRow) -> EncodedLatent:
-        """The stored latent of a latent row, checksum verified (IntegrityError)."""
-        if row.status != "latent" or row.bucket is None or row.index is None or row.bits is None:
-            raise NotFoundError(f"image {row.id!r} has no latent in archive {self.url} (status {row.status})")
-        try:
-            return self._latents.read(row.id, row.bucket, row.index, row.bits, row.lo, row.hi, row.checksum or "")
-        except (IntegrityError, NotFoundError):
-            # A missing shard reads as Zarr's fill value, a missing bucket as no bucket: with the
-            # whole archive gone (renamed, unmounted) that is a StoreError, not damage; a catalog
-            # lookup served from the handle's cached partitions no longer touches the store first.
-            require_archive(self.loc)
-            raise
-
     # stored copies (`originals/`, docs/glossary.md) ----------------------------------
     def put_originals(self, batch_id: str, originals: dict[str, bytes], folder: str = "originals") -> dict[str, OriginalRef]:
         """Store a batch's stored copies (kept and lossy copies, raw bytes of failed inputs)
@@ -316,7 +262,7 @@ class Archive:
         """Every row any committed batch ever wrote, superseded ones included (the retier sweep);
         the rows of batch objects not folded yet also go to `unfolded`."""
         with store_errors(self.url):
-            yield from self.catalog.committed_rows(unfolded)
+            yield from committed_rows(self.catalog, unfolded)
 
     def committed_ids(self) -> set[str]:
         return {r.id for r in self.rows()}
