@@ -24,7 +24,7 @@ import numpy as np
 
 from lbdask.access.log import load_access
 from lbdask.archive import Archive, CatalogRow
-from lbdask.archive.catalog import parse_rows
+from lbdask.archive.rows import parse_rows
 from lbdask.archive.meta import row_chunks
 from lbdask.errors import IntegrityError, LbdaskError, NotFoundError
 from lbdask.image import kept, pngsamples

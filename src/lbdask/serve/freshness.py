@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from lbdask.archive import Archive
-from lbdask.archive.catalog import parse_rows
+from lbdask.archive.rows import parse_rows
 from lbdask.archive.commit_log import read_slot, slot_path
 from lbdask.archive.reads import present, read_object
 
