@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lbdask.archive import runs
+from lbdask.archive import held_runs, runs
 from lbdask.archive.bloom import BloomFilter, id_hashes
 from lbdask.archive.rows import CatalogRow
 from lbdask.archive.runs import RunInfo, RunReader, merge_newest_first, write_run
@@ -36,6 +36,12 @@ def rows_of(ids, version=0):
 @pytest.fixture
 def loc(tmp_path):
     return open_location(str(tmp_path))
+
+
+@pytest.fixture(autouse=True)
+def partition_at_a_time(monkeypatch):
+    """The reads counted here are those of a run too large to be held whole (test_held_runs.py)."""
+    monkeypatch.setattr(held_runs, "WHOLE_RUN_BYTES", 0)
 
 
 def new_key():

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from lbdask.archive import held_runs
 from lbdask.archive.bloom import BloomFilter, id_hashes
 from lbdask.archive.lru import LRU
 from lbdask.archive.objects import put_streamed
@@ -198,9 +199,12 @@ class RunReader:
         self._footers: LRU[str, Footer] = LRU(FOOTER_CACHE)
         self._partitions: LRU[tuple[str, int], Partition] = LRU(partition_cache)
         self._blocks: LRU[tuple[str, int], list[RawRow]] = LRU(block_cache)
+        self.held = held_runs.HeldRuns()  # small runs, read whole: their partitions and blocks cost no request
 
     def _read(self, path: str, start: int, size: int) -> bytes:
-        blob = self.loc.fs.cat_file(path, start=start, end=start + size)
+        blob = self.held.slice(path, start, size)
+        if blob is None:
+            blob = self.loc.fs.cat_file(path, start=start, end=start + size)
         if len(blob) != size:
             raise IntegrityError(f"catalog object {path} is unreadable (truncated: {len(blob)} of {size} bytes "
                                  f"at offset {start})")
@@ -240,10 +244,14 @@ class RunReader:
 
     def index(self, run: RunInfo, image_id: str) -> tuple[int, Partition] | None:
         """The number and contents of the index partition that may hold `image_id` (footer and
-        partition read once and cached); None when the id is outside the run's range. A partition
-        not cached yet is read with its blocks (`_spanned`)."""
+        partition read once and cached); None when the id is outside the run's range. A run of at
+        most `held_runs.WHOLE_RUN_BYTES` is read whole the first time and held (`held_runs.py`); of
+        a larger one, a partition not cached yet is read with its blocks (`_spanned`)."""
         if not run.min_id <= image_id <= run.max_id:
             return None
+        path = self.loc.path(run.key)
+        if run.size <= held_runs.WHOLE_RUN_BYTES and run.key not in self._footers and path not in self.held:
+            self.held.add(path, self._read(path, 0, run.size))
         footer = self.footer(run)
         p = bisect.bisect_right(footer.first_ids, image_id) - 1
         part = self._partitions.get((run.key, p))
@@ -274,6 +282,8 @@ class RunReader:
     def indexed(self, run: RunInfo, image_id: str) -> bool:
         """Whether `get` needs no read but the block: the footer and the partition are cached."""
         footer = self._footers.get(run.key)
+        if footer is not None and self.loc.path(run.key) in self.held:
+            return True
         return footer is not None and (run.key, bisect.bisect_right(footer.first_ids, image_id) - 1) in self._partitions
 
     def get(self, run: RunInfo, image_id: str) -> CatalogRow | None:
