@@ -255,8 +255,8 @@ class RunReader:
         footer = self.footer(run)
         p = bisect.bisect_right(footer.first_ids, image_id) - 1
         part = self._partitions.get((run.key, p))
-        if part is None:
-            part = self._spanned(run, footer, p, image_id)
+        if part is None:  # a held run's partition and block are sliced from its bytes, not a span
+            part = self.partition(run, p) if path in self.held else self._spanned(run, footer, p, image_id)
         return p, part
 
     def _spanned(self, run: RunInfo, footer: Footer, p: int, image_id: str) -> Partition:
