@@ -54,7 +54,8 @@ def test_a_fresh_handle_reads_small_runs_whole_and_then_looks_up_any_id_in_at_mo
     partitions and blocks at once), per large run its footer and one partition with its blocks:
     1 + 5 + 2 + 4 (each run cost 2 before: 14). Then, open: the slot probe and at most one read
     of each large run (the index partition with its blocks, or the block); the small runs cost
-    nothing (each cost its partition before: 5)."""
+    nothing (each cost its partition before: 5). A handle whose first id lies outside every run
+    still reads the large runs' footers, so no later lookup reads one before its partition."""
     dest, batches, _runs = catalog
     oldest = batches["b0"]
     reader = Catalog(open_location(dest), partitions=8)
@@ -74,6 +75,16 @@ def test_a_fresh_handle_reads_small_runs_whole_and_then_looks_up_any_id_in_at_mo
             costs.append((image_id, seen.total, seen.lists))
     assert max(total for _i, total, _l in costs) <= 3 and all(lists == 0 for _i, _t, lists in costs)
     assert all(total == 1 for _i, total, _l in costs[-3:])  # recent rows: the slot probe only
+    other = Catalog(open_location(dest), partitions=8)
+    with counting(other.loc) as seen:
+        assert other.get_row("a-below-every-run") is None  # still reads the large runs' footers
+        assert seen.total == 1 + 5 + 2
+        totals = []
+        for image_id in oldest[5::step]:
+            seen.reset()
+            assert other.get_row(image_id).reason == "b0"
+            totals.append(seen.total)
+    assert sum(max(0, total - 3) for total in totals) <= 2  # the lookup that first needs a small run holds it
 
 
 def test_held_runs_keep_the_most_recently_used_within_their_budget():

@@ -279,6 +279,10 @@ class RunReader:
                     run, p, part, b, blob[at - start: at - start + length], raw=True))
         return part
 
+    def has_footer(self, run: RunInfo) -> bool:
+        """Whether the run's footer is cached (`prefetch` reads the missing ones first)."""
+        return run.key in self._footers
+
     def indexed(self, run: RunInfo, image_id: str) -> bool:
         """Whether `get` needs no read but the block: the footer and the partition are cached."""
         footer = self._footers.get(run.key)
