@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lbdask.archive import run_writer, runs
+from lbdask.archive import held_runs, run_writer, runs
 from lbdask.archive.bloom import BloomFilter, id_hashes
 from lbdask.archive.rows import CatalogRow
 from lbdask.archive.run_writer import write_run
@@ -37,6 +37,12 @@ def rows_of(ids, version=0):
 @pytest.fixture
 def loc(tmp_path):
     return open_location(str(tmp_path))
+
+
+@pytest.fixture(autouse=True)
+def partition_at_a_time(monkeypatch):
+    """The reads counted here are those of a run too large to be held whole (test_held_runs.py)."""
+    monkeypatch.setattr(held_runs, "WHOLE_RUN_BYTES", 0)
 
 
 def new_key():

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
+from lbdask.archive import held_runs
 from lbdask.archive.lru import LRU
 from lbdask.archive.rows import CatalogRow, line_id, load_lines, load_rows
 from lbdask.archive.run_index import DAMAGE, Footer, Partition, mismatch, parse_footer, parse_partition, unreadable
@@ -88,9 +89,12 @@ class RunReader:
         self._footers: LRU[str, Footer] = LRU(FOOTER_CACHE)
         self._partitions: LRU[tuple[str, int], Partition] = LRU(partition_cache)
         self._blocks: LRU[tuple[str, int], list[RawRow]] = LRU(block_cache)
+        self.held = held_runs.HeldRuns()  # small runs, read whole: their partitions and blocks cost no request
 
     def _read(self, path: str, start: int, size: int) -> bytes:
-        blob = self.loc.fs.cat_file(path, start=start, end=start + size)
+        blob = self.held.slice(path, start, size)
+        if blob is None:
+            blob = self.loc.fs.cat_file(path, start=start, end=start + size)
         if len(blob) != size:
             raise IntegrityError(f"catalog object {path} is unreadable (truncated: {len(blob)} of {size} bytes "
                                  f"at offset {start})")
@@ -130,15 +134,19 @@ class RunReader:
 
     def index(self, run: RunInfo, image_id: str) -> tuple[int, Partition] | None:
         """The number and contents of the index partition that may hold `image_id` (footer and
-        partition read once and cached); None when the id is outside the run's range. A partition
-        not cached yet is read with its blocks (`_spanned`)."""
+        partition read once and cached); None when the id is outside the run's range. A run of at
+        most `held_runs.WHOLE_RUN_BYTES` is read whole the first time and held (`held_runs.py`); of
+        a larger one, a partition not cached yet is read with its blocks (`_spanned`)."""
         if not run.min_id <= image_id <= run.max_id:
             return None
+        path = self.loc.path(run.key)
+        if run.size <= held_runs.WHOLE_RUN_BYTES and run.key not in self._footers and path not in self.held:
+            self.held.add(path, self._read(path, 0, run.size))
         footer = self.footer(run)
         p = bisect.bisect_right(footer.first_ids, image_id) - 1
         part = self._partitions.get((run.key, p))
-        if part is None:
-            part = self._spanned(run, footer, p, image_id)
+        if part is None:  # a held run's partition and block are sliced from its bytes, not a span
+            part = self.partition(run, p) if path in self.held else self._spanned(run, footer, p, image_id)
         return p, part
 
     def _spanned(self, run: RunInfo, footer: Footer, p: int, image_id: str) -> Partition:
@@ -161,9 +169,15 @@ class RunReader:
                     run, p, part, b, blob[at - start: at - start + length], raw=True))
         return part
 
+    def has_footer(self, run: RunInfo) -> bool:
+        """Whether the run's footer is cached (`prefetch` reads the missing ones first)."""
+        return run.key in self._footers
+
     def indexed(self, run: RunInfo, image_id: str) -> bool:
         """Whether `get` needs no read but the block: the footer and the partition are cached."""
         footer = self._footers.get(run.key)
+        if footer is not None and self.loc.path(run.key) in self.held:
+            return True
         return footer is not None and (run.key, bisect.bisect_right(footer.first_ids, image_id) - 1) in self._partitions
 
     def get(self, run: RunInfo, image_id: str) -> CatalogRow | None:
