@@ -54,7 +54,7 @@ class Footer:
         return [self.entry(p) for p in range(len(self))]
 
 
-#: The footer's text as `runs.write_run` writes it: {"partitions":[["<id>",<offset>,<size>],...]}.
+#: The footer's text as `run_writer.write_run` writes it: {"partitions":[["<id>",<offset>,<size>],...]}.
 _HEAD, _SEP, _TAIL = '{"partitions":[["', '],["', ']]}'
 
 
