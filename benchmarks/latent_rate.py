@@ -253,7 +253,8 @@ def main() -> None:
     p.add_argument("--skip", type=int, default=0, help="leave out the first N crops (one process per crop)")
     p.add_argument("--real", action="store_true", help="the corpus crops themselves, not their TAEF2 decodes")
     p.add_argument("--out", default="/tmp/latent_rate")
-    p.add_argument("--plot", default="docs/img/latent-rate.png")
+    p.add_argument("--plot", default=None, help="where the plot goes (default: OUT/latent_rate.png; with --panel: "
+                   "docs/img/latent-rate-512.png, the figure of docs/fidelity.md)")
     p.add_argument("--cost-steps", nargs="+", type=int, help="only time these step counts per megapixel")
     p.add_argument("--cost-bits", nargs="+", type=int, default=[8, 6], help="precisions for --cost-steps")
     p.add_argument("--panel", nargs="+", action="append", metavar="TITLE JSON",
@@ -261,7 +262,7 @@ def main() -> None:
     args = p.parse_args()
     if args.panel:
         panels = [merge([json.loads(Path(f).read_text()) for f in files], title) for title, *files in args.panel]
-        plot(panels, Path(args.plot))
+        plot(panels, Path(args.plot or "docs/img/latent-rate-512.png"))
         print("\n".join(f"### {m['title']}\n\n{markdown(m)}" for m in panels))
         return
     model = load_model("taef2", weights=args.weights, device="cpu")
@@ -279,7 +280,7 @@ def main() -> None:
     result.update(wall_seconds=time.perf_counter() - started, complete=True,
                   title=f"{kind} {args.crop} px crops ({len(sources)}), {args.steps} refinement steps, CPU")
     write_result(out, result)
-    plot([result], Path(args.plot))
+    plot([result], Path(args.plot) if args.plot else out / "latent_rate.png")
     print(markdown(result))
 
 if __name__ == "__main__":
