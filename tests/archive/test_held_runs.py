@@ -51,14 +51,22 @@ def catalog(dest, monkeypatch):
     return dest, batches, runs
 
 
-def test_a_fresh_handle_reads_small_runs_whole_and_then_looks_up_any_id_in_at_most_three_requests(catalog):
+@pytest.fixture
+def holding(catalog, monkeypatch):
+    """`catalog`, with small runs held on a folder too (the store holds them on S3 only), so
+    the folder counts check the same reads without a network."""
+    monkeypatch.setattr(RunReader, "holds", lambda self, run: run.size <= held_runs.WHOLE_RUN_BYTES)
+    return catalog
+
+
+def test_a_fresh_handle_reads_small_runs_whole_and_then_looks_up_any_id_in_at_most_three_requests(holding):
     """Fresh: hint, two slots and their batches, the absent slot; per small run one read (footer,
     partitions and blocks at once), per large run its footer and one partition with its blocks:
     1 + 5 + 2 + 4 (each run cost 2 before: 14). Then, open: the slot probe and at most one read
     of each large run (the index partition with its blocks, or the block); the small runs cost
     nothing (each cost its partition before: 5). A handle whose first id lies outside every run
     still reads the large runs' footers, so no later lookup reads one before its partition."""
-    dest, batches, _runs = catalog
+    dest, batches, _runs = holding
     oldest = batches["b0"]
     reader = Catalog(open_location(dest), partitions=8)
     reader.runs = RunReader(reader.loc, block_cache=1)  # (nearly) no block cached between lookups
@@ -87,6 +95,21 @@ def test_a_fresh_handle_reads_small_runs_whole_and_then_looks_up_any_id_in_at_mo
             assert other.get_row(image_id).reason == "b0"
             totals.append(seen.total)
     assert sum(max(0, total - 3) for total in totals) <= 2  # the lookup that first needs a small run holds it
+
+
+def test_only_an_object_store_holds_small_runs(catalog):
+    """On S3 the small runs are held after one lookup; on a folder none is (a whole-run read
+    costs more CPU there than the system call it saves), and each run costs its footer and one
+    partition read, as before holding."""
+    dest, batches, runs = catalog
+    reader = Catalog(open_location(dest), partitions=8)
+    with counting(reader.loc) as seen:
+        assert reader.get_row(batches["b0"][len(batches["b0"]) // 2]).reason == "b0"
+    held = [r for r in runs if reader.loc.path(r.key) in reader.runs.held]
+    if dest.startswith("s3://"):
+        assert held == runs[:2] and seen.total == 12
+    else:
+        assert held == [] and seen.total == 1 + 5 + 2 * len(runs)
 
 
 def test_held_runs_keep_the_most_recently_used_within_their_budget():
