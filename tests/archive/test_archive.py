@@ -81,6 +81,20 @@ def test_shards_are_never_reused_even_when_orphaned(dest):
     assert Archive.open(dest, mode="a").allocate_shards(bucket, 2) == 8
 
 
+def test_a_plan_gets_fresh_shards_in_order_with_one_allocation_per_bucket(tmp_path):
+    arc = new_archive(str(tmp_path / "arc"))
+    a, b = arc.bucket_name(8, *SHAPE), arc.bucket_name(16, *SHAPE)
+    calls = []
+    allocate = arc.allocate_shards
+    arc.allocate_shards = lambda bucket, n: calls.append((bucket, n)) or allocate(bucket, n)
+    wants = [(a, 8, *SHAPE), (b, 16, *SHAPE), (a, 8, *SHAPE), (a, 8, *SHAPE), (b, 16, *SHAPE)]
+    first = arc.allocate_shards_for(wants)
+    assert len(calls) == 2 and dict(calls) == {a: 3, b: 2}
+    assert [first[0], first[2], first[3]] == [first[0], first[0] + 1, first[0] + 2] and first[4] == first[1] + 1
+    again = Archive.open(str(tmp_path / "arc"), mode="a").allocate_shards_for(wants[:2])
+    assert again[0] == first[3] + 1 and again[1] == first[4] + 1  # never handed out twice
+
+
 def test_commit_is_atomic_object_and_idempotent(dest):
     arc = new_archive(dest)
     write_batch(arc, "batch-1", ["x/1.png", "x/2.png"])

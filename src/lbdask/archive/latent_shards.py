@@ -6,6 +6,7 @@ users); the layout is in docs/archive-format.md.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,22 @@ class LatentShards:
     def allocate_shards(self, bucket: str, n: int) -> int:
         """First of `n` fresh shard numbers (driver only): never one allocated or present before."""
         return self._latents.allocate(bucket, n)
+
+    def allocate_shards_for(self, wants: Sequence[tuple[str, int, int, int, int]]) -> list[int]:
+        """One fresh shard number per (bucket, bits, c, h, w) of `wants`, in order (driver only):
+        each bucket is created if missing and all its shards allocated in one call, so a whole
+        plan of batches (migrate) or chunks (retier) costs one allocation per bucket."""
+        counts = Counter(want[0] for want in wants)
+        next_free: dict[str, int] = {}
+        for want in wants:
+            if want[0] not in next_free:
+                self.ensure_bucket(*want)
+                next_free[want[0]] = self.allocate_shards(want[0], counts[want[0]])
+        numbers = []
+        for name, *_shape in wants:
+            numbers.append(next_free[name])
+            next_free[name] += 1
+        return numbers
 
     def write_shard(self, bucket: str, shard: int, encoded: Sequence[EncodedLatent]) -> list[int]:
         """Write up to `shard_size` latents into shard `shard` (durably); returns their bucket indices."""

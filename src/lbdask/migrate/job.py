@@ -22,7 +22,6 @@ from lbdask.archive.history import write_job_record
 from lbdask.archive.lease import hold
 from lbdask.archive.objects import store_errors
 from lbdask.archive.periodic import PeriodicCompactor
-from lbdask.archive.shard_plan import allocate_shards_for
 from lbdask.cluster.connect import encode_resources
 from lbdask.cluster.session import JobSession, job_session
 from lbdask.cluster.settings import ClusterSettings
@@ -99,7 +98,7 @@ def prepare_buckets(arc: Archive, batches: list[Batch], info: dict[str, Any],
     slots = [(batch, bits) for batch in encoding for bits in bits_for(settings)]
     shapes = [(bits, c, batch.padded[0] // ds, batch.padded[1] // ds) for batch, bits in slots]
     wants = [(arc.bucket_name(*shape), *shape) for shape in shapes]
-    numbers = allocate_shards_for(arc, wants)
+    numbers = arc.allocate_shards_for(wants)
     for (batch, bits), shard in zip(slots, numbers):
         batch.shards[bits] = shard
     return [(want[0], shard) for want, shard in zip(wants, numbers)]

@@ -22,7 +22,6 @@ from lbdask.archive import Archive, CatalogRow
 from lbdask.archive.history import write_retier_run
 from lbdask.archive.lease import hold
 from lbdask.archive.model_table import bucket_for, register_model
-from lbdask.archive.shard_plan import allocate_shards_for
 from lbdask.archive.periodic import PeriodicCompactor
 from lbdask.archive.summary import psnr_stats
 from lbdask.errors import ConfigError
@@ -78,7 +77,7 @@ def make_chunks(arc: Archive, req: ApplyRequest, stamp: str, pad_multiple: int |
 
 def allocate_chunk_shards(arc: Archive, chunks: list[Chunk], settings: Any, target: dict[str, Any] | None) -> None:
     """Hand each latent-writing chunk one fresh shard per precision: one allocation per bucket for
-    the whole run (`allocate_shards_for`), not one store request per chunk."""
+    the whole run (`Archive.allocate_shards_for`), not one store request per chunk."""
     slots, wants = [], []
     for chunk in chunks:
         info = target if chunk.kind == "reencode" else arc.model_info
@@ -87,7 +86,7 @@ def allocate_chunk_shards(arc: Archive, chunks: list[Chunk], settings: Any, targ
         for bits in bits_for(settings):
             slots.append((chunk, bits))
             wants.append((bucket_for(arc, info["fingerprint"], bits, c, h, w), bits, c, h, w))
-    for (chunk, bits), shard in zip(slots, allocate_shards_for(arc, wants)):
+    for (chunk, bits), shard in zip(slots, arc.allocate_shards_for(wants)):
         chunk.shards[bits] = shard
 
 
