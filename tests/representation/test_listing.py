@@ -1,7 +1,11 @@
 """A source is listed as a stream in id order: a folder through the external sort (it walks in
 no useful order), S3 page by page (it lists keys in order); a rerun merge-joins either with the
 catalog without holding the listing (issue 25)."""
+import os
+import socket
+
 import pytest
+from fsspec.asyn import sync
 
 from lbdask.archive import spill
 from lbdask.errors import StoreError
@@ -58,3 +62,78 @@ def test_a_missing_source_is_refused_before_the_stream_starts(where, tmp_path, r
     root = str(tmp_path) if where == "folder" else request.getfixturevalue("s3_bucket")
     with pytest.raises(StoreError, match="does not exist"):
         iter_source_ids(open_location(f"{root}/absent"))
+
+
+def test_an_s3_source_at_a_bucket_root_or_below_a_folder_marker_lists_its_keys(s3_bucket):
+    """A console's "create folder" leaves an empty object named like the prefix (`src/`)."""
+    loc = open_location(s3_bucket)
+    assert list(iter_source_ids(loc)) == []  # an empty bucket: a listing page without contents
+    for key, body in [("src/", b""), ("src/a.png", b""), ("top.png", b"xy")]:
+        sync(loc.fs.loop, loc.fs._call_s3, "put_object", Bucket=loc.root, Key=key, Body=body)
+    loc.fs.invalidate_cache()
+    assert [(e.id, e.size) for e in iter_source_ids(loc)] == [("src/a.png", 0), ("top.png", 2)]
+    assert [(e.id, e.size) for e in iter_source_ids(open_location(f"{s3_bucket}/src"))] == [("a.png", 0)]
+
+
+def s3_pages(monkeypatch, pages):
+    """An S3 source whose listing returns `pages` (no server)."""
+    loc = open_location("s3://bucket/src")
+    monkeypatch.setattr(loc.fs, "exists", lambda path: True)
+    monkeypatch.setattr(listing, "sync", lambda *args, **kwargs: pages.pop(0))
+    return loc
+
+
+@pytest.mark.parametrize("keys", [["b.png", "a.png"], ["a.png", "a.png"]])
+def test_an_s3_listing_out_of_key_order_is_an_error_not_a_wrong_answer(keys, monkeypatch):
+    loc = s3_pages(monkeypatch, [{"Contents": [{"Key": f"src/{k}", "Size": 1} for k in keys]}])
+    with pytest.raises(StoreError, match=r"cannot list source s3://bucket/src: keys out of order \('(a|b).png'"):
+        list(iter_source_ids(loc))
+
+
+def test_an_s3_source_the_store_refuses_to_list_is_a_store_error_naming_it(monkeypatch):
+    loc = open_location("s3://bucket/src")
+
+    def denied(*args, **kwargs):
+        raise PermissionError("Access Denied")
+
+    monkeypatch.setattr(loc.fs, "exists", denied)
+    with pytest.raises(StoreError, match="cannot list source s3://bucket/src: Access Denied"):
+        iter_source_ids(loc)
+    loc = s3_pages(monkeypatch, [])
+    monkeypatch.setattr(listing, "sync", denied)
+    with pytest.raises(StoreError, match="cannot list source s3://bucket/src: Access Denied"):
+        list(iter_source_ids(loc))
+
+
+def test_an_s3_stamp_is_the_etag_without_its_quotes_else_the_modification_time():
+    """A rerun compares the stamps of earlier runs for equality: their form must not drift."""
+    etag = '"9a0364b9e99bb480dd25e1f0284c8555"'
+    assert listing.remote_stamp({"ETag": etag, "LastModified": "t"}) == "etag:9a0364b9e99bb480dd25e1f0284c8555"
+    assert listing.remote_stamp({"LastModified": "2026-12-07 20:00:00+00:00"}) == "mtime:2026-12-07 20:00:00+00:00"
+    assert listing.remote_stamp({}) is None
+
+
+def test_a_subfolder_that_cannot_be_read_fails_the_listing_naming_it(tmp_path, monkeypatch):
+    """Not its images silently left out (what `os.walk` does without `onerror`)."""
+    (tmp_path / "ok.png").write_bytes(b"x")
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "hidden.png").write_bytes(b"x")
+    real = os.scandir
+
+    def scandir(path="."):  # what a folder without read permission gives a user other than root
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(StoreError, match=r"cannot list source folder \S*/locked: Permission denied"):
+        list(iter_source_ids(open_location(str(tmp_path))))
+
+
+def test_a_socket_and_a_link_to_a_folder_inside_src_are_refused_by_kind(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub.png").symlink_to(tmp_path / "sub", target_is_directory=True)
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "s.png"))
+        refused = {e.id: e.refused for e in iter_source_ids(open_location(str(tmp_path)))}
+    assert refused == {"s.png": "not a regular file: a socket", "sub.png": "symlink to a directory"}

@@ -5,8 +5,8 @@ Only regular files inside SRC are read: on a folder, a `*.png` that is a symlink
 of SRC, a fifo or a device is refused at listing time (never opened) and listed with its
 reason. A folder walks in no useful order: its entries go through the local external sort
 (`archive/spill.py`, a private temporary folder removed when the stream ends). S3 lists every
-key below a prefix in key order, a page of `S3_PAGE_KEYS` at a time: streamed as it comes.
-Other remote file systems are listed whole, as before.
+key below a prefix in key order, a page of `S3_PAGE_KEYS` at a time: streamed as it comes
+(the only remote store `open_location` opens).
 """
 from __future__ import annotations
 
@@ -46,11 +46,9 @@ def iter_source_ids(src: Location) -> Iterator[ListedSource]:
         if not os.path.isdir(src.root):
             raise StoreError(f"source {src.url} does not exist or is not a folder")
         return _sorted_folder(src)
-    if "s3" in src.fs.protocol:
-        if not _call(src, src.fs.exists, src.root):
-            raise StoreError(f"source {src.url} does not exist")
-        return _s3_keys(src)
-    return iter(_listed_whole(src))
+    if not _call(src, src.fs.exists, src.root):
+        raise StoreError(f"source {src.url} does not exist")
+    return _s3_keys(src)
 
 
 def _call(src: Location, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -71,11 +69,11 @@ def _sorted_folder(src: Location) -> Iterator[ListedSource]:
 
 
 def remote_stamp(info: dict) -> str | None:
-    """The version of a listed object: its ETag (a content hash on S3), else its modification time."""
-    etag = info.get("ETag") or info.get("etag")
-    if etag:
+    """The version of a listed S3 object: its ETag (a content hash) without its quotes, else its
+    modification time."""
+    if etag := info.get("ETag"):
         return f"etag:{str(etag).strip(chr(34))}"
-    mtime = info.get("LastModified") or info.get("mtime")
+    mtime = info.get("LastModified")
     return f"mtime:{mtime}" if mtime else None
 
 
@@ -83,7 +81,7 @@ def _s3_keys(src: Location) -> Iterator[ListedSource]:
     """The `*.png` keys below the root, page by page (ListObjectsV2 without a delimiter returns
     them in key order, i.e. ascending ids); a page out of order is an error, not a wrong answer."""
     bucket, key, _ = src.fs.split_path(src.root)
-    prefix = key.rstrip("/") + "/" if key else ""
+    prefix = f"{key}/" if key else ""  # open_location strips the root's trailing slashes
     kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": S3_PAGE_KEYS}
     last: str | None = None
     while True:
@@ -98,17 +96,6 @@ def _s3_keys(src: Location) -> Iterator[ListedSource]:
         if not page.get("IsTruncated"):
             return
         kwargs["ContinuationToken"] = page["NextContinuationToken"]
-
-
-def _listed_whole(src: Location) -> list[ListedSource]:
-    """A remote file system other than S3: one `find`, sorted."""
-    found = _call(src, src.fs.find, src.root, detail=True)
-    if not found and not src.fs.exists(src.root):
-        raise StoreError(f"source {src.url} does not exist")
-    prefix = src.root.rstrip("/") + "/"
-    return [ListedSource(path[len(prefix):], int(info.get("size") or 0), remote_stamp(info))
-            for path, info in sorted(found.items())
-            if info.get("type") == "file" and path.lower().endswith(".png") and path.startswith(prefix)]
 
 
 def _fail_listing(exc: OSError) -> None:
