@@ -30,7 +30,8 @@ def sweep(arc: Archive) -> dict[str, int]:
     the current rows (what is live): a batch committing in between only adds live rows. The
     rows of every batch object not folded yet count as live too (the last of each id in name
     order, as `Catalog.listed_rows`): a writer killed between its batch object and its log slot
-    left rows the view does not show yet, but the next compaction folds them. Both are kept per shard (a slot array, a bit mask), not per latent.
+    left rows the view does not show yet, but the next compaction folds them. Both are kept
+    per shard (a slot array, a bit mask), not per latent: memory grows by the shard.
     """
     unfolded: list[CatalogRow] = []
     written = committed_latents(arc, unfolded)
