@@ -55,7 +55,7 @@ def catalog(dest, monkeypatch):
 def holding(catalog, monkeypatch):
     """`catalog`, with small runs held on a folder too (the store holds them on S3 only), so
     the folder counts check the same reads without a network."""
-    monkeypatch.setattr(RunReader, "holds", lambda self, run: run.size <= held_runs.WHOLE_RUN_BYTES)
+    monkeypatch.setattr(RunReader, "holds", lambda self, run: not held_runs.too_large(run.size))
     return catalog
 
 

@@ -12,7 +12,7 @@ from lbdask.archive.repair import diagnose, rebuild
 from lbdask.archive.spill import SortedRows
 from lbdask.cli import main
 from lbdask.storage import open_location
-from tests.archive.test_repair import migrated
+from tests.archive.test_repair import KEPT, migrated
 from tests.support.archive import new_archive
 from tests.support.v1_catalog import write_v1_catalog
 
@@ -67,7 +67,7 @@ def damaged(dest):
 
 def answer(arc):
     with diagnose(arc) as diag:
-        out = (diag.catalog, diag.data, diag.recovered, diag.indexed, diag.generation, diag.unreferenced,
+        out = (diag.catalog, list(diag.data), diag.recovered, diag.indexed, diag.generation, diag.unreferenced,
                [(r.id, r.batch_id, r.index) for r in diag.rows])
     assert not os.path.exists(diag.folder)  # the spill goes with the diagnosis
     return out
@@ -85,6 +85,21 @@ def test_a_tiny_chunk_gives_the_in_memory_answer(dest, monkeypatch):
     assert sum(r.rows for r in new.runs) == 10
     monkeypatch.undo()
     assert answer(Archive.open(dest))[2:4] == (10, 10)
+
+
+def test_lost_lines_live_in_the_spill_folder_not_in_memory(dest, tmp_path):
+    """A diagnosis names each row with lost data in a file (10 M lines when every object is
+    gone), in the order they came, each line once however often it is read."""
+    lines = repair.Lines(str(tmp_path))
+    assert list(lines) == [] and not lines
+    for line in ["a.png: gone", "odd\nname.png: gone", "z.png: gone"]:
+        lines.append(line)
+    assert list(lines) == list(lines) == ["a.png: gone", "odd name.png: gone", "z.png: gone"]
+    assert os.path.getsize(lines.path) > 0 and len(lines) == 3
+    arc = damaged(dest)
+    with diagnose(arc) as diag:
+        assert [line.split(":")[0] for line in diag.data] == sorted(KEPT)  # the lost stored copy's rows
+        assert os.path.dirname(diag.data.path) == diag.folder and os.path.getsize(diag.data.path) > 0
 
 
 def v1_rows(n, batches):

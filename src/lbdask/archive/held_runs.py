@@ -20,6 +20,12 @@ WHOLE_RUN_BYTES = 2 << 20
 HELD_BYTES = 16 << 20
 
 
+def too_large(size: int) -> bool:
+    """Whether a run of `size` bytes is read a partition at a time wherever it lies (on an object
+    store, smaller runs are held whole; `RunReader.holds`)."""
+    return size > WHOLE_RUN_BYTES
+
+
 class HeldRuns:
     """Whole run objects by path, least recently used dropped beyond `budget` bytes; thread-safe."""
 

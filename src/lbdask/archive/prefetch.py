@@ -27,13 +27,12 @@ def prefetch(reader: RunReader, runs: Sequence[RunInfo], image_id: str) -> None:
     the footer and index partition of each of `runs` that may hold `image_id` and has them not
     cached (concurrently when two or more reads are due). Best effort: a read that fails here
     fails again, and is reported, in the lookup that follows when it needs that run."""
-    cold = [r for r in runs if r.min_id <= image_id <= r.max_id and not reader.indexed(r, image_id)]
+    remote = reader.loc.is_remote
+    cold = [r for r in runs if r.min_id <= image_id <= r.max_id and not reader.indexed(r, image_id)] if remote else []
     reads: list[tuple[Callable[..., object], tuple[object, ...]]] = [
-        (reader.footer, (r,)) for r in runs
-        if r.size > held_runs.WHOLE_RUN_BYTES and not reader.has_footer(r) and not (reader.loc.is_remote and r in cold)]
-    if reader.loc.is_remote:
-        reads += [(reader.index, (r, image_id)) for r in cold]
-    if len(reads) < 2 or not reader.loc.is_remote:
+        (reader.footer, (r,)) for r in runs if held_runs.too_large(r.size) and not reader.has_footer(r) and r not in cold]
+    reads += [(reader.index, (r, image_id)) for r in cold]
+    if len(reads) < 2 or not remote:
         for read, args in reads:
             _quietly(read, *args)
         return

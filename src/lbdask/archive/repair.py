@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import os
 import re
 import shutil
 import tempfile
 import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Self
+from typing import Self, TextIO
 
 from lbdask.archive.catalog import Catalog
 from lbdask.archive.commit_log import listed_slots, read_slot
@@ -38,24 +39,62 @@ PARTITION_FILE = re.compile(r"/index/g(\d+)(?:-[0-9a-f]+)?/p(\d+)\.jsonl\.gz$")
 RUN_FILE = re.compile(r"/runs/(\d+)-[0-9a-f]+\.run$")
 
 
+class Lines:
+    """Text lines spilled to a file as they come, so that a diagnosis of an archive whose every
+    data object is gone holds none of them in memory (one line per row: 10 M at 10 M rows);
+    iterating reads them back in the order they came. `keep`: whatever must outlive the
+    file's folder while the lines are in use (a Diagnosis's folder anchor)."""
+
+    def __init__(self, folder: str, keep: object = None) -> None:
+        self.path, self.count, self.keep = os.path.join(folder, "lost.txt"), 0, keep
+        self._out: TextIO | None = None
+
+    def append(self, line: str) -> None:
+        if self._out is None:
+            self._out = open(self.path, "a", encoding="utf-8")
+        self._out.write(line.replace("\n", " ") + "\n")
+        self.count += 1
+
+    def seal(self) -> None:
+        """Close the file for writing (iterating seals it)."""
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[str]:
+        self.seal()
+        if self.count:
+            with open(self.path, encoding="utf-8") as f:
+                yield from (line.rstrip("\n") for line in f)
+
+
+class _Anchor:
+    """Something to hang a temporary folder's removal on."""
+
+
 @dataclass
 class Diagnosis:
     """What is wrong with an archive and what a rebuild would restore. The recoverable rows
-    are spilled to a private temporary folder (`spill.SortedRows`), not held: `close()`
-    removes it (or the garbage collector, for a Diagnosis only looked at)."""
+    and the lines naming lost data are spilled to a private temporary folder
+    (`spill.SortedRows`, `Lines`), not held: `close()` removes it (or the garbage collector,
+    for a Diagnosis only looked at)."""
 
     catalog: list[str] = field(default_factory=list)  # missing/unreadable catalog objects
-    data: list[str] = field(default_factory=list)  # rows whose latent shard or stored copy is gone
     recovered: int = 0  # every recoverable folded row
     indexed: int = 0  # recoverable rows the current index serves
     generation: int = 0  # highest generation seen anywhere on the store
     unreferenced: list[str] = field(default_factory=list)  # partition and run files the manifest does not name
     folder: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="lbdask-repair-"))
     rows: SortedRows = field(init=False)  # the recoverable rows, ascending by id
+    data: Lines = field(init=False)  # rows whose latent shard or stored copy is gone, by id
 
     def __post_init__(self) -> None:
-        self.rows = SortedRows(self.folder)
-        self.close = weakref.finalize(self, shutil.rmtree, self.folder, True)
+        anchor = _Anchor()  # the folder goes once neither the diagnosis nor its lines are in use
+        self.close = weakref.finalize(anchor, shutil.rmtree, self.folder, True)
+        self.rows, self.data = SortedRows(self.folder), Lines(self.folder, keep=anchor)
 
     def __enter__(self) -> Self:
         return self
@@ -176,7 +215,7 @@ def diagnose(arc: Archive) -> Diagnosis:
     recoverable = merge_newest_first([iter(folded), *runs.rows(named), iter(older)])
     late: list[str] = []
     recent = _spilled(diag, cat, map(cat.batch_path, cat.batch_names()), late)
-    diag.data = _missing_data(arc, _tally(diag, recoverable, index, iter(recent)))
+    _missing_data(arc, _tally(diag, recoverable, index, iter(recent)), diag.data)
     if diag.indexed < diag.recovered:
         diag.catalog.append(f"{diag.recovered - diag.indexed} compacted row(s) are not in the current index")
     diag.catalog += late
@@ -214,10 +253,10 @@ def _tagged(n: int, rows: Iterator[CatalogRow]) -> Iterator[tuple[str, int, Cata
     return ((row.id, n, row) for row in rows)
 
 
-def _missing_data(arc: Archive, rows: Iterable[CatalogRow]) -> list[str]:
-    """One line per row (ascending by id) whose latent shard, stored copy, pixel copy or PNG
-    metadata object is missing or too short on the store."""
-    fs, listed, out = arc.loc.fs, {}, []
+def _missing_data(arc: Archive, rows: Iterable[CatalogRow], out: Lines) -> None:
+    """Append to `out` one line per row (ascending by id) whose latent shard, stored copy,
+    pixel copy or PNG metadata object is missing or too short on the store."""
+    fs, listed = arc.loc.fs, {}
 
     def present(folder: str) -> dict[str, int]:
         if folder not in listed:
@@ -237,7 +276,7 @@ def _missing_data(arc: Archive, rows: Iterable[CatalogRow]) -> list[str]:
                 size = present(arc.loc.path(ref.key.split("/", 1)[0])).get(arc.loc.path(ref.key))
                 if size is None or size < ref.offset + ref.size:
                     out.append(f"{row.id}: {what} object {ref.key} is missing or truncated")
-    return out
+    out.seal()
 
 
 def _first_slot(cat: Catalog) -> int:
