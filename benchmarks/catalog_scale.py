@@ -26,6 +26,7 @@ Usage: python benchmarks/catalog_scale.py [--sizes 1000 10000 100000] [--s3] [--
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import glob
 import json
@@ -35,6 +36,7 @@ import random
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -76,23 +78,35 @@ def shared_rows(arc: Archive, sample: list[Chunks]) -> MakeRow:
 
 
 def commit_job(arc: Archive, lo: int, hi: int, job: str, batch_rows: int, make: MakeRow,
-               compact_every: int = 0, written: list[int] | None = None, log: bool = False) -> int:
+               compact_every: int = 0, written: list[int] | None = None, log: bool = False,
+               tally: Counter[str] | None = None) -> int:
     """Commit rows lo..hi-1 in batches of `batch_rows`, compacting after every `compact_every`
     batches (0: never; as the migration driver does during a job), adding the bytes each
-    compaction wrote to `written`; returns the number of batches. `log`: a progress line per
-    compaction (the 10M build takes about an hour)."""
+    compaction wrote to `written` and, to `tally`, the store requests of the commits
+    (`commit`, `commit_lists`) and of the compactions (`compact`); returns the number of
+    batches. `log`: a progress line per compaction (the 10M build takes about an hour)."""
     k, t0 = 0, time.perf_counter()
-    for k, start in enumerate(range(lo, hi, batch_rows)):
-        batch = f"keep-{job}-{k:07d}"
-        arc.commit(batch, [make(i, batch) for i in range(start, min(start + batch_rows, hi))])
-        if compact_every and (k + 1) % compact_every == 0:
-            old = arc.catalog.refresh().manifest
-            arc.compact()
-            if written is not None:
-                written.append(bytes_written(arc, old, arc.catalog.refresh().manifest)[0])
-            if log:
-                print(f"#   {start + batch_rows - lo:,} rows, {time.perf_counter() - t0:.0f} s, "
-                      f"{sum(written or [0]) / 2**20:.0f} MB written", flush=True)
+    with counting(arc.loc) if tally is not None else contextlib.nullcontext() as seen:
+        for k, start in enumerate(range(lo, hi, batch_rows)):
+            batch = f"keep-{job}-{k:07d}"
+            arc.commit(batch, [make(i, batch) for i in range(start, min(start + batch_rows, hi))])
+            if seen is not None:
+                tally.update(commit=seen.total, commit_lists=seen.lists)
+            if compact_every and (k + 1) % compact_every == 0:
+                old = arc.catalog.refresh().manifest
+                if seen is not None:
+                    seen.reset()
+                arc.compact()
+                if seen is not None:
+                    tally.update(compact=seen.total)
+                if written is not None:
+                    written.append(bytes_written(arc, old, arc.catalog.refresh().manifest)[0])
+                if log:
+                    per = f", {tally['commit'] / (k + 1):.2f} requests per batch" if tally is not None else ""
+                    print(f"#   {start + batch_rows - lo:,} rows, {time.perf_counter() - t0:.0f} s, "
+                          f"{sum(written or [0]) / 2**20:.0f} MB written{per}", flush=True)
+            if seen is not None:
+                seen.reset()
     return k + 1
 
 
@@ -155,10 +169,10 @@ def lookup_requests(arc: Archive, ids: list[str]) -> tuple[list[int], list[int],
     return cold, lists, warm
 
 
-def bytes_written(arc: Archive, old: Manifest, new: Manifest) -> tuple[int, int]:
+def bytes_written(arc: Archive, old: Manifest | None, new: Manifest) -> tuple[int, int]:
     """(bytes a compaction wrote: new runs, folded copies, manifest and hint; index bytes after it)."""
     fs = arc.loc.fs
-    known = {r.key for r in old.runs}
+    known = {r.key for r in old.runs} if old is not None else set()  # None: the first compaction
     wrote = sum(r.size for r in new.runs if r.key not in known)
     wrote += sum(fs.size(arc.catalog.folded_path(b)) for b in new.folded)
     wrote += 2 * fs.size(arc.catalog.manifests.path(new.generation))  # the generation and latest.json
@@ -196,9 +210,13 @@ def build(url: str, n: int, args: argparse.Namespace, make: MakeRow) -> dict[str
     if args.shared_meta:
         make = shared_rows(arc, args.sample)
     written: list[int] = []
+    tally: Counter[str] = Counter()
     t0 = time.perf_counter()
-    out["batches"] = commit_job(arc, 0, n, "a", args.batch_rows, make, args.compact_every, written, log=n > 100_000)
+    out["batches"] = commit_job(arc, 0, n, "a", args.batch_rows, make, args.compact_every, written, log=n > 100_000,
+                                tally=tally)
     out["commit_s"] = time.perf_counter() - t0
+    out["requests_per_batch"], out["lists_per_batch"] = tally["commit"] / out["batches"], tally["commit_lists"] / out["batches"]
+    out["requests_per_compaction"] = tally["compact"] / max(1, len(written))
     t0 = time.perf_counter()
     Catalog(arc.loc).get_row("absent/before-compaction.png")
     out["absent_uncompacted_s"] = time.perf_counter() - t0
