@@ -110,3 +110,25 @@ def test_cli_default_tolerance_is_the_library_default():
     from lbdask.verify import CROSS_DEVICE_TOLERANCE_DB
 
     assert DEFAULT_TOLERANCE_DB == CROSS_DEVICE_TOLERANCE_DB
+
+
+def test_failures_beyond_the_held_ones_are_counted_and_each_printed(archive, model, taef2_dir, capsys, monkeypatch):
+    """A damaged archive can fail every row: the report keeps the first HELD_FAILURES messages,
+    counts all, and the CLI prints each one as it is found."""
+    from lbdask import verify
+
+    arc, src, rows = archive
+    broken = [dataclasses.replace(r, source_sha256="f" * 64) for r in rows if r.status == "kept"] * 3
+    seen = []
+    report = verify_archive(arc, model, broken, None, on_failure=seen.append)
+    full = report.failures
+    monkeypatch.setattr(verify, "HELD_FAILURES", 1)
+    report = verify_archive(arc, model, broken, None, on_failure=seen.append)
+    assert report.failures == full[:1] and report.failure_count == len(full) == 3 and seen == full * 2
+    assert "3 failure(s)" in report.summary() and report.exit_code == 2
+    for path in sorted(src.iterdir()):  # every source changed: one failure per row with a source hash
+        path.write_bytes(png_bytes(np.zeros((SIZE, SIZE, 3), np.uint8)))
+    assert main(["verify", arc.url, "--weights", str(taef2_dir), "--source", str(src), "--sample", "0"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    changed = [line for line in out if "source file changed" in line]
+    assert len(changed) >= 2 and f"{len(changed)} failure(s)" in out[-1]  # all printed, though one is held

@@ -45,11 +45,19 @@ CROSS_DEVICE_TOLERANCE_DB = 0.5
 T = TypeVar("T")
 
 
+#: Failure messages a report keeps: every row of a damaged 10 M-row archive can fail, and
+#: `on_failure` (the CLI: print) sees each one as it comes.
+HELD_FAILURES = 10_000
+
+
 @dataclass
 class VerifyReport:
-    """Outcome of a verification run: one message per failure and counts of what was checked."""
+    """Outcome of a verification run: failure messages (each passed to `on_failure` as it is
+    found; the first `HELD_FAILURES` kept) and counts of what was checked."""
 
-    failures: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # the first HELD_FAILURES messages
+    failure_count: int = 0  # all of them
+    on_failure: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
     latent_checked: int = 0
     kept_checked: int = 0
     failed_checked: int = 0
@@ -59,19 +67,28 @@ class VerifyReport:
     corrupt: int = 0            # failures that are a missing or corrupt object (IntegrityError)
     damaged: list[str] = field(default_factory=list)  # catalog objects that could not be read
 
+    def fail(self, lines: Iterable[str]) -> None:
+        """Record failure messages."""
+        for line in lines:
+            self.failure_count += 1
+            if len(self.failures) < HELD_FAILURES:
+                self.failures.append(line)
+            if self.on_failure is not None:
+                self.on_failure(line)
+
     def summary(self) -> str:
         lossy = f", {self.lossy_checked} lossy" if self.lossy_checked else ""
         undecoded = f" ({self.checksum_only} latent(s) checksum only, not decoded)" if self.checksum_only else ""
         return (f"verified {self.latent_checked} latent, {self.kept_checked} kept and {self.failed_checked} failed rows"
                 f"{lossy}{undecoded}: "
-                f"{len(self.failures)} failure(s) ({self.corrupt} corrupt or missing), "
+                f"{self.failure_count} failure(s) ({self.corrupt} corrupt or missing), "
                 f"{self.decode_unchecked} decode(s) without a reference"
                 + (f"; catalog damaged: {len(self.damaged)} object(s) unreadable" if self.damaged else ""))
 
     @property
     def exit_code(self) -> int:
         """2 for damage (a lost or corrupt object), 1 for other failures, 0 when all pass."""
-        return 2 if self.damaged or self.corrupt else 1 if self.failures else 0
+        return 2 if self.damaged or self.corrupt else 1 if self.failure_count else 0
 
 
 #: Row statuses with a stored object that verification reads.
@@ -184,14 +201,16 @@ def verify_lossy(arc: Archive, row: CatalogRow, source: Location | None, toleran
 
 def verify_archive(arc: Archive, model, rows: Iterable[CatalogRow], source: Location | None = None,
                    tolerance: float = CROSS_DEVICE_TOLERANCE_DB,
-                   decode: Callable[[CatalogRow], bool] | None = None, models: RowModels | None = None) -> VerifyReport:
-    """Check every given row; errors a row raises (bad checksum, missing object) become failures.
+                   decode: Callable[[CatalogRow], bool] | None = None, models: RowModels | None = None,
+                   on_failure: Callable[[str], None] | None = None) -> VerifyReport:
+    """Check every given row; errors a row raises (bad checksum, missing object) become failures
+    (each passed to `on_failure` as it is found).
 
     `models`: the model of each latent row by its fingerprint (re-encoded rows); None: `model` for all.
 
     `decode(row)` False: that latent's stored bytes are read and checksummed, not decoded.
     """
-    report = VerifyReport()
+    report = VerifyReport(on_failure=on_failure)
     for row in rows:
         try:
             if row.pixel is not None:  # a pixel-tier copy (lbdask retier promote): what reads return
@@ -205,18 +224,18 @@ def verify_archive(arc: Archive, model, rows: Iterable[CatalogRow], source: Loca
             if row.status in ("kept", "failed"):
                 report.kept_checked += row.status == "kept"
                 report.failed_checked += row.status == "failed"
-                report.failures += verify_kept(arc, row, source)
+                report.fail(verify_kept(arc, row, source))
             elif row.status == "lossy":
                 report.lossy_checked += 1
-                report.failures += verify_lossy(arc, row, source, tolerance)
+                report.fail(verify_lossy(arc, row, source, tolerance))
             else:
                 report.latent_checked += 1
                 failures, compared = verify_latent(arc, models.for_row(row) if models else model, row, source, tolerance)
-                report.failures += failures
+                report.fail(failures)
                 report.decode_unchecked += not compared
         except (LbdaskError, OSError) as exc:
             missing = _missing_shard(arc, row)
-            report.failures.append(f"{row.id}: {missing} is missing" if missing else f"{row.id}: {type(exc).__name__}: {exc}")
+            report.fail([f"{row.id}: {missing} is missing" if missing else f"{row.id}: {type(exc).__name__}: {exc}"])
             report.corrupt += bool(missing) or isinstance(exc, (IntegrityError, NotFoundError, FileNotFoundError))
     return report
 
@@ -256,14 +275,16 @@ def catalog_damage(arc: Archive) -> list[str]:
 def verify(dest: str, sample: int = 50, seed: int = 0, source: str | None = None, model: str | None = None,
            weights: str | None = None, device: str = "cpu", tolerance: float = CROSS_DEVICE_TOLERANCE_DB,
            storage_options: dict | None = None, precision: str | None = None, runtime: str | None = None,
-           on_model: Callable[[object], None] | None = None, all_objects: bool = False) -> VerifyReport:
+           on_model: Callable[[object], None] | None = None, all_objects: bool = False,
+           on_failure: Callable[[str], None] | None = None) -> VerifyReport:
     """Open `dest`, load its model (or `model`, checked against the archive) and verify a sample.
 
     `all_objects`: every row's stored object and every catalog object is read and checked;
     `sample` then only limits the latents that are also decoded (0 = all).
 
     `precision` / `runtime`: None = configs/models.yaml (lbdask.models.precision); `on_model`
-    is called with the loaded model (the CLI prints the runtime and precision it runs).
+    is called with the loaded model (the CLI prints the runtime and precision it runs);
+    `on_failure` with each failure message as it is found (the CLI prints it).
     """
     arc = Archive.open(dest, mode="r", storage_options=storage_options)
     decoder = load_model(model or arc.model_info["name"], weights=weights, device=device,
@@ -275,13 +296,15 @@ def verify(dest: str, sample: int = 50, seed: int = 0, source: str | None = None
     src = open_location(source, storage_options) if source else None
     damaged: list[str] = []
     if not all_objects:
-        report = verify_archive(arc, decoder, sample_rows(arc.rows(damaged), sample, seed), src, tolerance, models=models)
+        report = verify_archive(arc, decoder, sample_rows(arc.rows(damaged), sample, seed), src, tolerance, models=models,
+                                on_failure=on_failure)
     else:
         # two passes over the catalog, never all rows at once: the latents to decode, then every row
         chosen = None if sample <= 0 else {r.id for r in reservoir(
             (r for r in arc.rows([]) if r.status == "latent"), sample, seed)}
         report = verify_archive(arc, decoder, sample_rows(arc.rows(damaged), 0), src, tolerance,
-                                decode=None if chosen is None else lambda row: row.id in chosen, models=models)
+                                decode=None if chosen is None else lambda row: row.id in chosen, models=models,
+                                on_failure=on_failure)
         damaged += catalog_damage(arc)
     report.damaged = damaged
     return report
