@@ -92,10 +92,10 @@ def test_lost_lines_live_in_the_spill_folder_not_in_memory(dest, tmp_path):
     gone), in the order they came, each line once however often it is read."""
     lines = repair.Lines(str(tmp_path))
     assert list(lines) == [] and not lines
-    for line in ["a.png: gone", "odd\nname.png: gone", "z.png: gone"]:
+    for line in ["a.png: gone", "odd\nname.png: gone", "z.png: gone ", "zX.png: goneX"]:
         lines.append(line)
-    assert list(lines) == list(lines) == ["a.png: gone", "odd name.png: gone", "z.png: gone"]
-    assert os.path.getsize(lines.path) > 0 and len(lines) == 3
+    assert list(lines) == list(lines) == ["a.png: gone", "odd name.png: gone", "z.png: gone ", "zX.png: goneX"]
+    assert os.path.getsize(lines.path) > 0 and len(lines) == 4
     arc = damaged(dest)
     with diagnose(arc) as diag:
         assert [line.split(":")[0] for line in diag.data] == sorted(KEPT)  # the lost stored copy's rows
