@@ -109,7 +109,7 @@ def test_lost_run_is_named_other_ids_stay_readable_and_repair_restores_it(dest, 
         Archive.open(dest).get_row("img02.png")
     assert Archive.open(dest).get_row("img05.png").id == "img05.png"
     code, out, _ = cli(capsys, "repair", dest)
-    assert code == 1 and "missing" in out
+    assert code == 1 and f"catalog: {loc.path(victim.key)}: missing" in out
     assert cli(capsys, "repair", dest, "--apply")[0] == 0
     assert content(dest) == expected_content()
 
@@ -123,6 +123,7 @@ def test_unreadable_run_and_missing_original_are_integrity_errors(dest, capsys):
     loc.fs.pipe_file(loc.path(run.key), b"x" * run.footer_offset + blob[run.footer_offset:])  # blocks damaged
     with pytest.raises(IntegrityError, match=f"{run.key} is unreadable"):
         Archive.open(dest).get_row("img05.png")
+    assert f"catalog: {loc.path(run.key)}: unreadable" in cli(capsys, "repair", dest)[1]
     assert cli(capsys, "repair", dest, "--apply")[0] == 0
     assert content(dest) == expected_content()
     bk = Archive.batch_object("originals", "bk")

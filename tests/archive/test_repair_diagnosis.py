@@ -4,7 +4,7 @@ rebuild leaves on the store (the old index files removed, the commit log's start
 import os
 
 from lbdask.archive import Archive, CatalogRow, repair, spill
-from lbdask.archive.commit_log import read_slot, slot_path
+from lbdask.archive.commit_log import Slot, claim, read_slot, slot_path
 from lbdask.archive.creation import set_format_version
 from lbdask.archive.repair import diagnose, rebuild
 from lbdask.archive.rows import dump_rows
@@ -63,11 +63,14 @@ def test_damaged_catalog_objects_are_each_named_missing_or_unreadable(tmp_path):
     loc, cat = arc.loc, arc.catalog
     folded, late = cat.folded_path(cat.folded_names()[0]), cat.batch_path("b2")
     manifest = cat.manifests.path(cat.manifests.generations()[-1])
-    for path in (folded, late, manifest):
+    old = loc.path("catalog", "index", "g0000001", "p00000.jsonl.gz")  # a v1 leftover: its damage is no loss
+    loc.fs.makedirs(os.path.dirname(old), exist_ok=True)
+    for path in (folded, late, manifest, old):
         loc.fs.pipe_file(path, b"not gzip, not json")
     with diagnose(Archive.open(arc.url)) as diag:
         found = diag.catalog
     assert f"{folded}: unreadable" in found and f"{late}: unreadable" in found
+    assert not any(old in line for line in found) and old in diag.unreferenced
     assert any(manifest in line for line in found if not line.startswith(manifest + ":"))  # the manifest's own error
 
 
@@ -111,3 +114,26 @@ def test_a_rebuild_keeps_where_readers_start_in_the_commit_log(tmp_path):
         loc.fs.rm_file(path)
     with diagnose(Archive.open(arc.url)) as diag:
         assert rebuild(arc, diag).log_next == fence + 1
+
+
+def test_a_rebuild_reads_on_from_the_manifest_past_a_dead_fence(tmp_path):
+    """A compaction that claimed its fence and died leaves a fence newer than the batches
+    announced before it: starting after that fence would hide them (late.png)."""
+    arc = migrated(str(tmp_path / "arc"))
+    claim(arc.catalog.log, arc.catalog.manifest().log_next, Slot(0, fence=99))
+    stray_index_files(arc)
+    with diagnose(arc) as diag:
+        rebuild(arc, diag)
+    assert Archive.open(arc.url).get_row("late.png").id == "late.png"
+
+
+def test_a_catalog_never_compacted_rebuilds_from_the_first_slot(tmp_path):
+    """No manifest and no fence: readers start at slot 0; nothing compacted: no run."""
+    dest = str(tmp_path / "arc")
+    arc = new_archive(dest)
+    arc.commit("b0", [CatalogRow(id="a.png", status="failed", reason="x")])
+    with diagnose(arc) as diag:
+        assert (diag.recovered, diag.generation) == (0, 0)
+        new = rebuild(arc, diag)
+    assert (new.generation, new.runs, new.log_next) == (1, [], 0)
+    assert Archive.open(dest).get_row("a.png").reason == "x"
