@@ -65,12 +65,16 @@ def test_damaged_catalog_objects_are_each_named_missing_or_unreadable(tmp_path):
     manifest = cat.manifests.path(cat.manifests.generations()[-1])
     old = loc.path("catalog", "index", "g0000001", "p00000.jsonl.gz")  # a v1 leftover: its damage is no loss
     loc.fs.makedirs(os.path.dirname(old), exist_ok=True)
+    late_bytes = loc.fs.cat_file(late)
     for path in (folded, late, manifest, old):
         loc.fs.pipe_file(path, b"not gzip, not json")
     with diagnose(Archive.open(arc.url)) as diag:
         found = diag.catalog
+        rebuild(arc, diag)  # without the unreadable manifest's log_next: from the newest fence
     assert f"{folded}: unreadable" in found and f"{late}: unreadable" in found
     assert not any(old in line for line in found) and old in diag.unreferenced
+    loc.fs.pipe_file(late, late_bytes)
+    assert Archive.open(arc.url).get_row("late.png").id == "late.png"
     assert any(manifest in line for line in found if not line.startswith(manifest + ":"))  # the manifest's own error
 
 
