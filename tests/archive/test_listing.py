@@ -4,6 +4,7 @@ gone or unreadable; what the real catalog cannot be made to do on cue."""
 import pytest
 
 from lbdask.archive import listing
+from lbdask.archive.catalog import Catalog
 from lbdask.archive.catalog_view import View
 from lbdask.archive.manifest import Manifest
 from lbdask.archive.rows import CatalogRow
@@ -55,15 +56,7 @@ class Stub:
     def forget_view(self):
         self.views = self.views[1:] or self.views
 
-    def retrying(self, read):
-        try:
-            return read()
-        except FileNotFoundError:
-            self.forget_view()
-        try:
-            return read()
-        except FileNotFoundError as exc:
-            raise IntegrityError(f"catalog object {exc} is missing") from None
+    retrying = Catalog.retrying  # the real one: it uses only loc and forget_view
 
     def listed_rows(self, found):
         if found is not None:
@@ -117,6 +110,7 @@ def test_v1_partitions_gone_without_a_newer_file_or_unreadable_are_named_problem
                 parts={"p1-g1": IntegrityError("p1-g1 is unreadable"), "p2-g1": {"c": row("c", "g1")}})
     problems = []
     assert [r.id for r in listing.rows(stub, problems)] == ["c"]
-    assert problems == ["index partition 0: catalog object p0-g1 is missing", "index partition 1: p1-g1 is unreadable"]
+    assert problems == [f"index partition 0: catalog object p0-g1 is missing: run `lbdask repair {stub.loc.url}`",
+                        "index partition 1: p1-g1 is unreadable"]
     with pytest.raises(IntegrityError, match="index partition 0: .*; index partition 1: p1-g1 is unreadable"):
         list(listing.rows(stub))
