@@ -43,3 +43,18 @@ def test_a_damaged_slot_is_an_integrity_error_naming_it(tmp_path):
     assert read_slot(log, 0) == Slot(0, batch="b0") and read_slot(log, 2) is None
     with pytest.raises(IntegrityError, match=rf"catalog log slot {path} is unreadable \(JSONDecodeError\)"):
         read_slot(log, 1)
+
+
+@pytest.mark.parametrize("n", [2, 40])
+def test_a_writer_behind_the_end_claims_the_first_free_slot_searching_in_heads_not_creates(tmp_path, n, monkeypatch):
+    """The cursor and the next slot taken: the end of the log is found by HEADs (one when it is
+    the very next slot), never by a create per slot, and no slot is skipped (a hole would end
+    every reader's walk of the log before the claimed slot)."""
+    log = log_of(tmp_path, n)
+    heads, creates = [], []
+    real_present, real_put = reads.present, commit_log.put_exclusive
+    monkeypatch.setattr(commit_log, "present", lambda loc, path: heads.append(path) or real_present(loc, path))
+    monkeypatch.setattr(commit_log, "put_exclusive", lambda loc, path, blob: creates.append(path) or real_put(loc, path, blob))
+    assert claim(log, 0, Slot(0, fence=1)) == n
+    assert len(creates) == 3 and len(heads) <= (1 if n == 2 else 2 * n.bit_length() + 1)
+    assert read_slot(log, n) == Slot(n, fence=1)  # a fence reads back with its slot's number

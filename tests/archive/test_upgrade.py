@@ -153,3 +153,26 @@ def test_a_crash_after_any_step_of_the_fan_out_loses_nothing(tmp_path, monkeypat
             break
         k += 1
     assert k == 6  # 3 folded copies, the fence, the format version, the deletions
+
+
+def test_a_rerun_after_a_crash_past_the_fence_claims_no_second_one_and_counts_what_it_removed(tmp_path, monkeypatch):
+    """Killed after claiming the fence (before recording version 3), a rerun finds the fence at
+    `log_next` and claims none; stray objects of `catalog/folded/` that are no folded copy (an
+    interrupted write's temporary file) are neither copied nor removed; the count returned is
+    the flat objects removed."""
+    dest = str(tmp_path / "arc")
+    flat_archive(dest)
+    arc = Archive.open(dest, mode="a")
+    arc.compact()
+    stray = open_location(dest).path("catalog", "folded", "b0.jsonl.gz.tmp-0123456789abcdef")
+    with open(stray, "wb") as f:
+        f.write(b"partial")
+    with monkeypatch.context() as m:
+        m.setattr(store_module, "set_format_version", crash_at(store_module.set_format_version, [], 0))
+        with pytest.raises(Crash):
+            fan_out(Archive.open(dest, mode="a"), FORMAT_VERSION)
+    log_next = arc.catalog.manifest().log_next
+    assert fan_out(Archive.open(dest, mode="a"), FORMAT_VERSION) == 3 + log_next  # b0..b2 copies, slots 0..log_next-1
+    assert catalog_files(dest, "log") == [f"00000000/{log_next:012d}.json"]
+    assert sorted(catalog_files(dest, "folded")) == sorted([f"{fan(b)}/{b}.jsonl.gz" for b in ("b0", "b1", "b2")]
+                                                           + ["b0.jsonl.gz.tmp-0123456789abcdef"])

@@ -130,10 +130,13 @@ def test_a_subfolder_that_cannot_be_read_fails_the_listing_naming_it(tmp_path, m
         list(iter_source_ids(open_location(str(tmp_path))))
 
 
-def test_a_socket_and_a_link_to_a_folder_inside_src_are_refused_by_kind(tmp_path):
+def test_a_socket_a_fifo_a_broken_link_and_a_link_to_a_folder_inside_src_are_refused_by_kind(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub.png").symlink_to(tmp_path / "sub", target_is_directory=True)
+    (tmp_path / "gone.png").symlink_to(tmp_path / "nothing.png")
+    os.mkfifo(tmp_path / "f.png")
     with socket.socket(socket.AF_UNIX) as sock:
         sock.bind(str(tmp_path / "s.png"))
         refused = {e.id: e.refused for e in iter_source_ids(open_location(str(tmp_path)))}
-    assert refused == {"s.png": "not a regular file: a socket", "sub.png": "symlink to a directory"}
+    assert refused == {"s.png": "not a regular file: a socket", "sub.png": "symlink to a directory",
+                       "f.png": "not a regular file: a fifo", "gone.png": "broken symlink"}
