@@ -114,3 +114,17 @@ def test_v1_partitions_gone_without_a_newer_file_or_unreadable_are_named_problem
                         "index partition 1: p1-g1 is unreadable"]
     with pytest.raises(IntegrityError, match="index partition 0: .*; index partition 1: p1-g1 is unreadable"):
         list(listing.rows(stub))
+
+
+def test_a_manifest_lost_before_a_listing_resumes_is_named_and_each_problem_once(tmp_path):
+    """A run replaced under the listing, then the newer manifest lost: the resumed pass lists
+    the batch objects after the last id and names the loss (it did not: the listing ended
+    with fewer rows and no problem); the first pass's problems are not repeated."""
+    old = Manifest(1, runs=[run("r1")])
+    damaged = View(old, 0, damage=("batch y is unreadable",))
+    stub = Stub(tmp_path, [damaged, damaged, IntegrityError("catalog manifest 2 is missing")],
+                newest=Manifest(2, runs=[run("r2")]), vanish=("r1", "c"), runs={"r1": [row(i, "r1") for i in "abcd"]})
+    stub.forget_view = lambda: setattr(stub, "views", stub.views[2:] or stub.views)  # found lost on resuming
+    problems = []
+    assert [r.id for r in listing.rows(stub, problems)] == ["a", "b", "x"]
+    assert problems == ["batch y is unreadable", "catalog manifest 2 is missing", "batch z is unreadable"]

@@ -65,11 +65,10 @@ def _listing(cat: Catalog, after: str | None, found: list[str]) -> Iterator[Cata
     try:
         view = cat.retrying(cat.view)
     except IntegrityError as exc:  # a lost manifest: list what the batch objects hold
-        if after is None:
-            found.append(str(exc))
-        view = View(Manifest(), 0, cat.listed_rows(found if after is None else None))
-    if after is None:
-        found.extend(view.damage)
+        lost = [str(exc)]
+        view = View(Manifest(), 0, cat.listed_rows(lost))
+        _note(found, lost)
+    _note(found, view.damage)
     recent = sorted((r for r in view.recent.values() if after is None or r.id > after), key=_id)
     manifest = view.manifest
     if manifest.version == 1:
@@ -115,6 +114,12 @@ def _current_partition(cat: Catalog, part: int, files: dict[int, str]) -> dict[s
         if newer is not None and newer.files.get(part) not in (None, files[part]):
             files[part] = newer.files[part]
         raise
+
+
+def _note(found: list[str], problems: list[str]) -> None:
+    """Add `problems` not described yet: a listing resumed after a replaced run meets the
+    problems of its first pass again, and may meet new ones (a manifest lost meanwhile)."""
+    found.extend(p for p in problems if p not in found)
 
 
 def _id(row: CatalogRow) -> str:
