@@ -119,7 +119,8 @@ def _current_partition(cat: Catalog, part: int, files: dict[int, str]) -> dict[s
 def _note(found: list[str], problems: list[str]) -> None:
     """Add `problems` not described yet: a listing resumed after a replaced run meets the
     problems of its first pass again, and may meet new ones (a manifest lost meanwhile)."""
-    found.extend(p for p in problems if p not in found)
+    known = set(found)
+    found.extend(p for p in dict.fromkeys(problems) if p not in known)
 
 
 def _id(row: CatalogRow) -> str:
