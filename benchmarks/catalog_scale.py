@@ -26,7 +26,6 @@ Usage: python benchmarks/catalog_scale.py [--sizes 1000 10000 100000] [--s3] [--
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import glob
 import json
@@ -86,27 +85,24 @@ def commit_job(arc: Archive, lo: int, hi: int, job: str, batch_rows: int, make: 
     (`commit`, `commit_lists`) and of the compactions (`compact`); returns the number of
     batches. `log`: a progress line per compaction (the 10M build takes about an hour)."""
     k, t0 = 0, time.perf_counter()
-    with counting(arc.loc) if tally is not None else contextlib.nullcontext() as seen:
+    tally = Counter() if tally is None else tally
+    with counting(arc.loc) as seen:
         for k, start in enumerate(range(lo, hi, batch_rows)):
             batch = f"keep-{job}-{k:07d}"
             arc.commit(batch, [make(i, batch) for i in range(start, min(start + batch_rows, hi))])
-            if seen is not None:
-                tally.update(commit=seen.total, commit_lists=seen.lists)
+            tally.update(commit=seen.total, commit_lists=seen.lists)
             if compact_every and (k + 1) % compact_every == 0:
                 old = arc.catalog.refresh().manifest
-                if seen is not None:
-                    seen.reset()
+                seen.reset()
                 arc.compact()
-                if seen is not None:
-                    tally.update(compact=seen.total)
+                tally.update(compact=seen.total)
                 if written is not None:
                     written.append(bytes_written(arc, old, arc.catalog.refresh().manifest)[0])
                 if log:
-                    per = f", {tally['commit'] / (k + 1):.2f} requests per batch" if tally is not None else ""
                     print(f"#   {start + batch_rows - lo:,} rows, {time.perf_counter() - t0:.0f} s, "
-                          f"{sum(written or [0]) / 2**20:.0f} MB written{per}", flush=True)
-            if seen is not None:
-                seen.reset()
+                          f"{sum(written or [0]) / 2**20:.0f} MB written, "
+                          f"{tally['commit'] / (k + 1):.2f} requests per batch", flush=True)
+            seen.reset()
     return k + 1
 
 

@@ -42,11 +42,10 @@ RUN_FILE = re.compile(r"/runs/(\d+)-[0-9a-f]+\.run$")
 class Lines:
     """Text lines spilled to a file as they come, so that a diagnosis of an archive whose every
     data object is gone holds none of them in memory (one line per row: 10 M at 10 M rows);
-    iterating reads them back in the order they came. `keep`: whatever must outlive the
-    file's folder while the lines are in use (a Diagnosis's folder anchor)."""
+    iterating reads them back in the order they came."""
 
-    def __init__(self, folder: str, keep: object = None) -> None:
-        self.path, self.count, self.keep = os.path.join(folder, "lost.txt"), 0, keep
+    def __init__(self, folder: str) -> None:
+        self.path, self.count = os.path.join(folder, "lost.txt"), 0
         self._out: TextIO | None = None
 
     def append(self, line: str) -> None:
@@ -71,10 +70,6 @@ class Lines:
                 yield from (line.rstrip("\n") for line in f)
 
 
-class _Anchor:
-    """Something to hang a temporary folder's removal on."""
-
-
 @dataclass
 class Diagnosis:
     """What is wrong with an archive and what a rebuild would restore. The recoverable rows
@@ -92,9 +87,9 @@ class Diagnosis:
     data: Lines = field(init=False)  # rows whose latent shard or stored copy is gone, by id
 
     def __post_init__(self) -> None:
-        anchor = _Anchor()  # the folder goes once neither the diagnosis nor its lines are in use
-        self.close = weakref.finalize(anchor, shutil.rmtree, self.folder, True)
-        self.rows, self.data = SortedRows(self.folder), Lines(self.folder, keep=anchor)
+        self.rows, self.data = SortedRows(self.folder), Lines(self.folder)
+        # hung on the lines, which the diagnosis holds: the folder goes once neither is in use
+        self.close = weakref.finalize(self.data, shutil.rmtree, self.folder, True)
 
     def __enter__(self) -> Self:
         return self
